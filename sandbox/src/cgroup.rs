@@ -1,0 +1,1 @@
+//! cgroup placeholder (being written).

@@ -1,0 +1,334 @@
+//! The only module of the workspace allowed to hold `unsafe`: thin, documented
+//! wrappers around the raw system calls that `nix` does not cover safely
+//! (clone3, pidfds, close_range, a few ioctls, keyctl). Everything above this
+//! module is safe Rust.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+
+/// Result of a `clone3` call as seen by the caller.
+pub enum CloneResult {
+    /// We are the parent; the child has this pid and (when asked) pidfd.
+    Parent { pid: i32, pidfd: Option<OwnedFd> },
+    /// We are the new child.
+    Child,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` (linux/sched.h, 5.7+); not in every libc release.
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// fork-like `clone3`: no new stack, `SIGCHLD` as exit signal, optional
+/// pidfd (`CLONE_PIDFD`) and target cgroup (`CLONE_INTO_CGROUP`).
+///
+/// Must only be called from a single-threaded process: the child continues
+/// on a copy of the caller's stack and heap with no atfork handlers run.
+pub fn clone3(flags: u64, want_pidfd: bool, cgroup: Option<BorrowedFd<'_>>) -> Result<CloneResult, Errno> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if want_pidfd {
+        args.flags |= libc::CLONE_PIDFD as u64;
+        args.pidfd = std::ptr::addr_of_mut!(pidfd) as u64;
+    }
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: `args` is a valid, fully initialised clone_args of the size we
+    // pass; no stack is given so the child runs fork-like on a private copy of
+    // this address space. `pidfd` outlives the call. The caller guarantees the
+    // process is single-threaded (see the doc comment).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::addr_of_mut!(args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(CloneResult::Child),
+        pid => {
+            let pidfd = if want_pidfd && pidfd >= 0 {
+                // SAFETY: the kernel just returned this fd to us via CLONE_PIDFD; we own it.
+                Some(unsafe { OwnedFd::from_raw_fd(pidfd) })
+            } else {
+                None
+            };
+            Ok(CloneResult::Parent {
+                pid: pid as i32,
+                pidfd,
+            })
+        }
+    }
+}
+
+/// Plain `fork(2)` through libc (atfork handlers run, so the child may
+/// allocate). For tests and tools that fork from a process that may have
+/// threads: the child must only run simple code and then `_exit`.
+pub fn fork() -> Result<Option<i32>, Errno> {
+    // SAFETY: fork has no memory-safety preconditions of its own; callers
+    // restrict the child to code that is sound after fork (documented above).
+    let ret = unsafe { libc::fork() };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
+/// Runs `f` in a forked child and returns its exit status as `waitpid`
+/// reports it. Used by tests that must apply irreversible process state
+/// (seccomp, capabilities) without touching the test process.
+pub fn run_in_child(f: impl FnOnce() -> i32) -> Result<nix::sys::wait::WaitStatus, Errno> {
+    match fork()? {
+        None => {
+            let code = f();
+            exit_now(code)
+        }
+        Some(pid) => nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None),
+    }
+}
+
+/// `_exit(2)`: leave without running destructors or atexit handlers (the
+/// right exit for a forked child).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// `pidfd_open(2)`.
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: plain syscall with integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new fd that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// `pidfd_send_signal(2)`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
+    // SAFETY: plain syscall; the info pointer is NULL as documented.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// `close_range(first, u32::MAX, CLOSE_RANGE_CLOEXEC)`: marks every fd from
+/// `first` up close-on-exec without closing it yet.
+pub fn cloexec_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: plain syscall with integer arguments; marks fds CLOEXEC only.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Closes every fd at or above `first` except those in `keep`.
+///
+/// Used by the sandbox's PID 1 right after clone: it must not hold the
+/// caller's fds (a directory fd would be a way out of the new root).
+pub fn close_fds_except(first: RawFd, keep: &[RawFd]) -> Result<(), Errno> {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd >= first).collect();
+    keep.sort_unstable();
+    let mut lo = first;
+    for &k in &keep {
+        if k > lo {
+            close_range(lo as u32, (k - 1) as u32)?;
+        }
+        lo = k + 1;
+    }
+    close_range(lo as u32, u32::MAX)
+}
+
+fn close_range(lo: u32, hi: u32) -> Result<(), Errno> {
+    // SAFETY: closing fds we are about to forget: callers pass ranges holding
+    // no fd still owned by live Rust objects (the child's owned fds are kept).
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0) };
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Makes `fd` (a terminal) the controlling terminal of this session.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an int argument (0: do not steal).
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    Errno::result(ret).map(drop)
+}
+
+/// Window size of a terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WinSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// `TIOCSWINSZ` on a pty master or slave.
+pub fn set_winsize(fd: BorrowedFd<'_>, size: WinSize) -> Result<(), Errno> {
+    let ws = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a struct winsize from the pointer, which is valid.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    Errno::result(ret).map(drop)
+}
+
+/// `TIOCGWINSZ`.
+pub fn get_winsize(fd: BorrowedFd<'_>) -> Result<WinSize, Errno> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a struct winsize to the pointer, which is valid.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    Errno::result(ret)?;
+    Ok(WinSize {
+        rows: ws.ws_row,
+        cols: ws.ws_col,
+    })
+}
+
+/// `TIOCGPTPEER`: opens the slave side of a pty master without a path
+/// lookup (race-free, works across mount namespaces).
+pub fn open_pty_peer(master: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new fd.
+    let ret = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    Errno::result(ret)?;
+    // SAFETY: the kernel returned a new fd that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+/// `unlockpt` on a pty master (allows opening its peer).
+pub fn unlock_pty(master: BorrowedFd<'_>) -> Result<(), Errno> {
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int from the pointer, which is valid.
+    let ret = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) };
+    Errno::result(ret).map(drop)
+}
+
+/// Brings network interface `name` up (`SIOCGIFFLAGS` + `SIOCSIFFLAGS`).
+pub fn interface_up(sock: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.to_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(Errno::EINVAL);
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the flags field of a valid ifreq.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: ifr_ifru is a union; SIOCGIFFLAGS just initialised the flags member.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads a valid ifreq.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+}
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`: a fresh anonymous session
+/// keyring, so nothing of the caller's keys is reachable.
+pub fn join_new_session_keyring() -> Result<(), Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a NULL name asks for a new anonymous keyring.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Landlock ABI version (0 when the kernel has no Landlock or it is off).
+pub fn landlock_abi() -> i32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with this flag the kernel ignores attr/size and returns the ABI.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if ret < 0 {
+        0
+    } else {
+        ret as i32
+    }
+}
+
+/// Executes a raw system call with up to three integer arguments and returns
+/// its raw result and errno. Used by tests and the probe-like self checks to
+/// call syscalls that libc lacks (e.g. `io_uring_setup`) with harmless
+/// arguments.
+pub fn raw_syscall3(nr: libc::c_long, a: usize, b: usize, c: usize) -> (libc::c_long, Errno) {
+    // SAFETY: callers pass argument values that are either integers or
+    // pointers to valid memory for the syscall in question (checked at each
+    // call site); a failing call only sets errno.
+    let ret = unsafe { libc::syscall(nr, a, b, c) };
+    (ret, if ret < 0 { Errno::last() } else { Errno::UnknownErrno })
+}
+
+/// Sets the signal mask of the calling thread (for the supervisor's signalfd
+/// and for restoring an empty mask in the child before exec).
+pub fn set_sigmask(how: nix::sys::signal::SigmaskHow, set: &nix::sys::signal::SigSet) -> Result<(), Errno> {
+    nix::sys::signal::sigprocmask(how, Some(set), None)
+}
