@@ -1,2 +1,67 @@
+//! `runtimed`: the binary. Thin wiring: parse the command line, dispatch.
+//! Helper modes that must stay single-threaded (`run`, which clones
+//! sandboxes in-process) are dispatched before any runtime or thread exists.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod cli;
+mod doctor;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for failures of runtimed itself (bad usage, a setup step).
+pub const EXIT_RUNTIME_FAILURE: i32 = 125;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "runtimed",
+    version,
+    about = "Sandbox runtime: isolated runs with enforced limits and exact accounting"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a command in a fresh sandbox and report how it ended.
+    Run(Box<cli::run::RunArgs>),
+    /// Check whether this host can isolate sandboxes, with a fix for each problem.
+    Doctor(doctor::DoctorArgs),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    std::process::exit(
+                        if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                            2
+                        } else {
+                            0
+                        },
+                    );
+                }
+                _ => {
+                    // One line: clap's first line without its "error: " prefix.
+                    let text = e.to_string();
+                    let first = text.lines().next().unwrap_or("invalid arguments");
+                    let first = first.strip_prefix("error: ").unwrap_or(first);
+                    eprintln!("runtimed: {first} (see runtimed --help)");
+                    std::process::exit(EXIT_RUNTIME_FAILURE);
+                }
+            }
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => cli::run::main(*args),
+        Command::Doctor(args) => doctor::main(args),
+    };
+    std::process::exit(code);
+}

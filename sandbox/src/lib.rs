@@ -5,5 +5,17 @@
 //! teardown (see `docs/process-model.md`). Only [`sys`] holds `unsafe` code.
 
 pub mod cgroup;
+pub mod mounts;
+pub mod options;
+pub mod process;
+pub mod report;
 pub mod seccomp;
+pub mod spec;
 pub mod sys;
+pub mod userns;
+
+pub use options::{RunOptions, Stdio, UidPoolConfig};
+pub use process::spawn::{Sandbox, SandboxError};
+pub use process::supervise::Captured;
+pub use report::{ExitReport, StepFailure, Termination};
+pub use seccomp::SeccompProfile;

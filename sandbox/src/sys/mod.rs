@@ -40,7 +40,11 @@ pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 ///
 /// Must only be called from a single-threaded process: the child continues
 /// on a copy of the caller's stack and heap with no atfork handlers run.
-pub fn clone3(flags: u64, want_pidfd: bool, cgroup: Option<BorrowedFd<'_>>) -> Result<CloneResult, Errno> {
+pub fn clone3(
+    flags: u64,
+    want_pidfd: bool,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<CloneResult, Errno> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags,
@@ -152,7 +156,14 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
 /// `first` up close-on-exec without closing it yet.
 pub fn cloexec_from(first: u32) -> Result<(), Errno> {
     // SAFETY: plain syscall with integer arguments; marks fds CLOEXEC only.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if ret < 0 {
         Err(Errno::last())
     } else {
@@ -324,11 +335,85 @@ pub fn raw_syscall3(nr: libc::c_long, a: usize, b: usize, c: usize) -> (libc::c_
     // pointers to valid memory for the syscall in question (checked at each
     // call site); a failing call only sets errno.
     let ret = unsafe { libc::syscall(nr, a, b, c) };
-    (ret, if ret < 0 { Errno::last() } else { Errno::UnknownErrno })
+    (
+        ret,
+        if ret < 0 {
+            Errno::last()
+        } else {
+            Errno::UnknownErrno
+        },
+    )
 }
 
 /// Sets the signal mask of the calling thread (for the supervisor's signalfd
 /// and for restoring an empty mask in the child before exec).
-pub fn set_sigmask(how: nix::sys::signal::SigmaskHow, set: &nix::sys::signal::SigSet) -> Result<(), Errno> {
+pub fn set_sigmask(
+    how: nix::sys::signal::SigmaskHow,
+    set: &nix::sys::signal::SigSet,
+) -> Result<(), Errno> {
     nix::sys::signal::sigprocmask(how, Some(set), None)
+}
+
+/// Takes ownership of an fd that arrived with SCM_RIGHTS.
+pub fn own_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel installed this fd in our table for this message;
+    // nothing else refers to it, so we are its only owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Takes ownership of one of the standard fds (0, 1, 2) by duplicating it
+/// (close-on-exec), so the original stays open.
+pub fn dup_std_fd(fd: RawFd) -> Result<OwnedFd, Errno> {
+    // SAFETY: fd 0/1/2 are open for the life of the process (or the call
+    // fails with EBADF); we only borrow it for the duration of the dup.
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    nix::fcntl::fcntl(b, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3)).map(|n| {
+        // SAFETY: F_DUPFD_CLOEXEC returned a new fd that we own.
+        unsafe { OwnedFd::from_raw_fd(n) }
+    })
+}
+
+/// Borrows a raw fd number known to be open for the duration of `f`
+/// (the child's planned stdio fds, fds 0–2).
+pub fn with_borrowed<R>(fd: RawFd, f: impl FnOnce(BorrowedFd<'_>) -> R) -> R {
+    // SAFETY: callers pass fds that stay open while `f` runs (they own them
+    // through OwnedFd values elsewhere or they are the standard fds).
+    let b = unsafe { BorrowedFd::borrow_raw(fd) };
+    f(b)
+}
+
+/// Installs `action` (SIG_DFL or SIG_IGN only) for `sig`.
+pub fn set_default_signal(
+    sig: nix::sys::signal::Signal,
+    action: &nix::sys::signal::SigAction,
+) -> Result<(), Errno> {
+    if matches!(
+        action.handler(),
+        nix::sys::signal::SigHandler::Handler(_) | nix::sys::signal::SigHandler::SigAction(_)
+    ) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: only SIG_DFL/SIG_IGN are installed (checked above), so no
+    // handler code can run in an async-signal context.
+    unsafe { nix::sys::signal::sigaction(sig, action) }.map(drop)
+}
+
+/// `setrlimit(2)` with a raw resource number.
+pub fn set_rlimit(resource: i32, soft: u64, hard: u64) -> Result<(), Errno> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: the pointer refers to a valid rlimit for the duration of the call.
+    let ret = unsafe { libc::setrlimit(resource as _, &lim) };
+    Errno::result(ret).map(drop)
+}
+
+/// `dup2(fd, target)` on raw fd numbers (the child's stdio wiring; the
+/// target's previous fd, if any, is closed by the kernel).
+pub fn dup2_raw_fd(fd: RawFd, target: RawFd) -> Result<(), Errno> {
+    // SAFETY: dup2 only manipulates the fd table; callers own both numbers
+    // (the target is one of 0..=2 about to be replaced for exec).
+    let ret = unsafe { libc::dup2(fd, target) };
+    Errno::result(ret).map(drop)
 }

@@ -1,0 +1,2 @@
+//! Command-line verbs.
+pub mod run;

@@ -1,0 +1,393 @@
+//! Child-side mount steps: build the new root below a staging directory in
+//! the sandbox's private mount namespace, pivot into it, then mask and
+//! write-protect /proc paths as the OCI/moby defaults do.
+//!
+//! Runs in the sandbox's PID 1 before the program exists. Every function
+//! returns a [`StepError`] naming what failed on what.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::statvfs::{statvfs, FsFlags};
+use nix::unistd::{chdir, pivot_root};
+
+use crate::process::StepError;
+use crate::spec::plan::{EtcEntry, HostLayout, MountKind, MountPlan, Plan, RootPlan};
+
+const NONE: Option<&str> = None;
+
+fn err(step: &'static str, e: Errno, what: impl std::fmt::Display) -> StepError {
+    StepError::new(step, Some(e), what.to_string())
+}
+
+fn io_err(step: &'static str, e: std::io::Error, what: impl std::fmt::Display) -> StepError {
+    let errno = e.raw_os_error().map(Errno::from_raw);
+    StepError::new(step, errno, format!("{what}: {e}"))
+}
+
+/// Mount flags of the mount at `path` that a bind remount must keep: in a
+/// user namespace the kernel refuses to clear flags locked by the mount's
+/// owner (mount(2), EPERM; bubblewrap's bind_mount does the same).
+fn locked_flags(path: &Path) -> MsFlags {
+    let mut f = MsFlags::empty();
+    if let Ok(st) = statvfs(path) {
+        let fl = st.flags();
+        for (s, m) in [
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+            (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        ] {
+            if fl.contains(s) {
+                f |= m;
+            }
+        }
+    }
+    f
+}
+
+/// Bind `src` on `dst`, then remount with `extra` flags (read-only etc.).
+pub fn bind(
+    step: &'static str,
+    src: &Path,
+    dst: &Path,
+    recursive: bool,
+    extra: MsFlags,
+) -> Result<(), StepError> {
+    let mut flags = MsFlags::MS_BIND;
+    if recursive {
+        flags |= MsFlags::MS_REC;
+    }
+    mount(Some(src), dst, NONE, flags, NONE).map_err(|e| {
+        err(
+            step,
+            e,
+            format!("bind {} on {}", src.display(), dst.display()),
+        )
+    })?;
+    if !extra.is_empty() {
+        let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | locked_flags(dst) | extra;
+        mount(NONE, dst, NONE, f, NONE)
+            .map_err(|e| err(step, e, format!("remount {} {:?}", dst.display(), extra)))?;
+    }
+    Ok(())
+}
+
+fn tmpfs(step: &'static str, dst: &Path, flags: MsFlags, data: &str) -> Result<(), StepError> {
+    mount(Some("tmpfs"), dst, Some("tmpfs"), flags, Some(data)).map_err(|e| {
+        err(
+            step,
+            e,
+            format!("mount tmpfs on {} ({data})", dst.display()),
+        )
+    })
+}
+
+fn mkdir(step: &'static str, p: &Path, mode: u32) -> Result<(), StepError> {
+    match DirBuilder::new().recursive(true).mode(mode).create(p) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(io_err(step, e, format!("mkdir {}", p.display()))),
+    }
+}
+
+fn touch(step: &'static str, p: &Path) -> Result<(), StepError> {
+    if let Some(parent) = p.parent() {
+        mkdir(step, parent, 0o755)?;
+    }
+    match OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o644)
+        .open(p)
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(io_err(step, e, format!("create {}", p.display()))),
+    }
+}
+
+/// `root` joined with an absolute in-sandbox path.
+fn inside(root: &Path, p: &Path) -> PathBuf {
+    root.join(p.strip_prefix("/").unwrap_or(p))
+}
+
+/// Step `mount_propagation`: nothing we mount may propagate to the host, and
+/// host mount events must not reach us (mount_namespaces(7)).
+pub fn make_private() -> Result<(), StepError> {
+    mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE)
+        .map_err(|e| err("mount_propagation", e, "make / private"))
+}
+
+/// Step `mount_root`: the new root at `staging`.
+pub fn mount_root(plan: &Plan, staging: &Path) -> Result<(), StepError> {
+    match &plan.root {
+        // A small tmpfs holds only directories, symlinks and /etc files; it
+        // is remounted read-only after setup.
+        RootPlan::Host(_) => tmpfs(
+            "mount_root",
+            staging,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "mode=0755,size=4m,nr_inodes=4096",
+        ),
+        RootPlan::Dir(dir) => {
+            bind("mount_root", dir, staging, true, MsFlags::empty())?;
+            for d in ["proc", "dev"] {
+                if !staging.join(d).is_dir() {
+                    return Err(StepError::new(
+                        "mount_root",
+                        Some(Errno::ENOENT),
+                        format!("root {} has no /{d} directory to mount on", dir.display()),
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Step `mount_host_layout`: read-only /usr (and friends), merged-usr links,
+/// and the generated /etc.
+pub fn mount_host_layout(
+    plan: &Plan,
+    layout: &HostLayout,
+    staging: &Path,
+) -> Result<(), StepError> {
+    const STEP: &str = "mount_host_layout";
+    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    for dir in &layout.ro_dirs {
+        let dst = inside(staging, dir);
+        mkdir(STEP, &dst, 0o755)?;
+        bind(STEP, dir, &dst, true, ro)?;
+    }
+    for (link, target) in &layout.symlinks {
+        let dst = inside(staging, link);
+        symlink(target, &dst).map_err(|e| io_err(STEP, e, format!("symlink {}", dst.display())))?;
+    }
+    let etc = staging.join("etc");
+    mkdir(STEP, &etc, 0o755)?;
+    for entry in &layout.etc_entries {
+        match entry {
+            EtcEntry::Symlink { name, target } => {
+                let dst = etc.join(name);
+                symlink(target, &dst)
+                    .map_err(|e| io_err(STEP, e, format!("symlink {}", dst.display())))?;
+            }
+            EtcEntry::Bind { name, is_dir } => {
+                let dst = etc.join(name);
+                if *is_dir {
+                    mkdir(STEP, &dst, 0o755)?;
+                } else {
+                    touch(STEP, &dst)?;
+                }
+                bind(STEP, &Path::new("/etc").join(name), &dst, true, ro)?;
+            }
+        }
+    }
+    for (name, contents) in &plan.etc_files {
+        let p = etc.join(name);
+        let mut f =
+            File::create(&p).map_err(|e| io_err(STEP, e, format!("create {}", p.display())))?;
+        f.write_all(contents.as_bytes())
+            .map_err(|e| io_err(STEP, e, format!("write {}", p.display())))?;
+    }
+    for d in [
+        "proc", "dev", "root", "home", "var", "run", "mnt", "opt", "srv",
+    ] {
+        mkdir(STEP, &staging.join(d), 0o755)?;
+    }
+    Ok(())
+}
+
+/// Step `mount_dev`: a minimal /dev — null, zero, full, random, urandom, tty
+/// bound from the host (mknod is not possible in a user namespace), a fresh
+/// devpts instance, a size-capped /dev/shm, the usual symlinks.
+pub fn mount_dev(plan: &Plan, staging: &Path) -> Result<(), StepError> {
+    const STEP: &str = "mount_dev";
+    let dev = staging.join("dev");
+    tmpfs(
+        STEP,
+        &dev,
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        "mode=0755,size=64k,nr_inodes=64",
+    )?;
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let dst = dev.join(name);
+        touch(STEP, &dst)?;
+        bind(
+            STEP,
+            &Path::new("/dev").join(name),
+            &dst,
+            false,
+            MsFlags::empty(),
+        )?;
+    }
+    let pts = dev.join("pts");
+    mkdir(STEP, &pts, 0o755)?;
+    // newinstance: the sandbox sees only its own ptys (devpts(5)).
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(|e| err(STEP, e, format!("mount devpts on {}", pts.display())))?;
+    let shm = dev.join("shm");
+    mkdir(STEP, &shm, 0o755)?;
+    tmpfs(
+        STEP,
+        &shm,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        &format!("mode=1777,size={}", plan.shm_bytes),
+    )?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let dst = dev.join(link);
+        symlink(target, &dst).map_err(|e| io_err(STEP, e, format!("symlink {}", dst.display())))?;
+    }
+    // The tmpfs itself becomes read-only: nothing inside may add nodes.
+    mount(
+        NONE,
+        &dev,
+        NONE,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755"),
+    )
+    .map_err(|e| err(STEP, e, "remount /dev read-only"))
+}
+
+/// Step `mount_proc`: a fresh procfs for the new pid namespace. Must happen
+/// before the old root is detached: the kernel only allows a new proc mount
+/// in a user namespace while a fully visible one exists (mount_too_revealing).
+pub fn mount_proc(staging: &Path) -> Result<(), StepError> {
+    let p = staging.join("proc");
+    mount(
+        Some("proc"),
+        &p,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        NONE,
+    )
+    .map_err(|e| err("mount_proc", e, format!("mount proc on {}", p.display())))
+}
+
+/// Step `mount_extra`: /tmp, /workspace and the spec's binds and tmpfs.
+pub fn mount_extra(plan: &Plan, staging: &Path) -> Result<(), StepError> {
+    const STEP: &str = "mount_extra";
+    for m in &plan.mounts {
+        mount_one(STEP, m, staging)?;
+    }
+    Ok(())
+}
+
+fn mount_one(step: &'static str, m: &MountPlan, staging: &Path) -> Result<(), StepError> {
+    let dst = inside(staging, &m.destination);
+    let mut flags = MsFlags::empty();
+    if m.readonly {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    if m.nosuid {
+        flags |= MsFlags::MS_NOSUID;
+    }
+    if m.nodev {
+        flags |= MsFlags::MS_NODEV;
+    }
+    if m.noexec {
+        flags |= MsFlags::MS_NOEXEC;
+    }
+    match &m.kind {
+        MountKind::Bind {
+            source,
+            recursive,
+            is_dir,
+        } => {
+            if *is_dir {
+                mkdir(step, &dst, 0o755)?;
+            } else {
+                touch(step, &dst)?;
+            }
+            bind(step, source, &dst, *recursive, flags)
+        }
+        MountKind::Tmpfs {
+            size,
+            mode,
+            uid,
+            gid,
+        } => {
+            mkdir(step, &dst, 0o755)?;
+            tmpfs(
+                step,
+                &dst,
+                flags,
+                &format!("size={size},mode={mode:o},uid={uid},gid={gid}"),
+            )
+        }
+    }
+}
+
+/// Step `pivot_root`: switch to the new root and detach the old one
+/// (pivot_root(".", ".") as in pivot_root(2) NOTES; runc does the same).
+pub fn pivot(staging: &Path) -> Result<(), StepError> {
+    const STEP: &str = "pivot_root";
+    chdir(staging).map_err(|e| err(STEP, e, format!("chdir {}", staging.display())))?;
+    pivot_root(".", ".")
+        .map_err(|e| err(STEP, e, format!("pivot_root into {}", staging.display())))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| err(STEP, e, "detach the old root"))?;
+    chdir("/").map_err(|e| err(STEP, e, "chdir /"))
+}
+
+/// Step `mask_paths`: masked paths get /dev/null (files) or an empty
+/// read-only tmpfs (directories); read-only paths a read-only bind of
+/// themselves. Missing paths are skipped (not every kernel has them).
+pub fn mask_paths(plan: &Plan) -> Result<(), StepError> {
+    const STEP: &str = "mask_paths";
+    for p in &plan.masked_paths {
+        let meta = match std::fs::metadata(p) {
+            Ok(m) => m,
+            Err(_) => continue,
+        };
+        if meta.is_dir() {
+            tmpfs(
+                STEP,
+                p,
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                "size=4k,nr_inodes=1",
+            )?;
+        } else {
+            bind(STEP, Path::new("/dev/null"), p, false, MsFlags::empty())?;
+        }
+    }
+    for p in &plan.readonly_paths {
+        if !p.exists() {
+            continue;
+        }
+        bind(
+            STEP,
+            p,
+            p,
+            true,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        )?;
+    }
+    Ok(())
+}
+
+/// Step `readonly_root`: the root mount becomes read-only (writes go to
+/// /tmp, /workspace, /dev/shm and rw binds only).
+pub fn readonly_root() -> Result<(), StepError> {
+    let root = Path::new("/");
+    let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(root);
+    mount(NONE, root, NONE, f, NONE).map_err(|e| err("readonly_root", e, "remount / read-only"))
+}

@@ -1,0 +1,115 @@
+//! Run options that OCI's runtime spec has no field for: time limits of the
+//! whole tree, output caps, stdio/PTY wiring, the seccomp profile by name,
+//! the uid pool.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::seccomp::SeccompProfile;
+use crate::sys::WinSize;
+
+/// Documented defaults applied when the spec or the options leave a limit
+/// unset (`docs/limits.md`).
+pub mod defaults {
+    /// Memory limit of the whole sandbox (swap is always 0).
+    pub const MEMORY_BYTES: u64 = 1 << 30;
+    /// Maximum number of tasks (processes and threads).
+    pub const PIDS: u64 = 256;
+    /// RLIMIT_NOFILE.
+    pub const OPEN_FILES: u64 = 1024;
+    /// Size of each tmpfs the sandbox gets by default (/tmp, /workspace).
+    pub const TMPFS_BYTES: u64 = 256 << 20;
+    /// Size of /dev/shm.
+    pub const SHM_BYTES: u64 = 64 << 20;
+    /// Hostname inside.
+    pub const HOSTNAME: &str = "sandbox";
+    /// uid/gid the program runs as inside.
+    pub const UID: u32 = 1000;
+    pub const GID: u32 = 1000;
+    /// PATH when the caller passes none.
+    pub const PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+    /// First host uid of the pool, ids per sandbox, number of slots.
+    pub const UID_POOL_BASE: u32 = 100_000_000;
+    pub const UID_POOL_SLOT_SIZE: u32 = 65_536;
+    pub const UID_POOL_SLOTS: u32 = 4096;
+    /// Where locks of the uid pool and the mount staging dir live.
+    pub const RUN_DIR: &str = "/run/runtimed";
+}
+
+/// Where the program's stdin/stdout/stderr go.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    /// The caller's fds 0/1/2 are given to the program as they are (the
+    /// program still gets its own session, so it cannot reach the caller's
+    /// terminal with TIOCSTI).
+    #[default]
+    Inherit,
+    /// The supervisor reads the program's stdout/stderr through pipes,
+    /// counts and caps them, and forwards them to these fds (the caller's
+    /// own stdout/stderr for the CLI). `stdin` is given to the program as it
+    /// is, or, with a terminal, copied into the pty by the supervisor.
+    Forward {
+        stdin: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// Output is captured into memory (returned with the report).
+    Capture { stdin: Option<Vec<u8>> },
+}
+
+/// The uid/gid pool: each sandbox leases a disjoint range of host ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UidPoolConfig {
+    pub base: u32,
+    pub slot_size: u32,
+    pub slots: u32,
+}
+
+impl Default for UidPoolConfig {
+    fn default() -> Self {
+        UidPoolConfig {
+            base: defaults::UID_POOL_BASE,
+            slot_size: defaults::UID_POOL_SLOT_SIZE,
+            slots: defaults::UID_POOL_SLOTS,
+        }
+    }
+}
+
+/// Options of one run beside its `Spec`.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// Name of the sandbox (cgroup name, logs); generated when `None`.
+    pub sandbox_id: Option<String>,
+    pub wall_time: Option<Duration>,
+    /// CPU time of the whole process tree (user + system, all processes).
+    pub cpu_time: Option<Duration>,
+    /// Bytes per output stream (stdout, stderr); the run is killed past it.
+    pub output_limit: Option<u64>,
+    pub seccomp: SeccompProfile,
+    /// Landlock as an extra layer where the kernel has it.
+    pub landlock: bool,
+    pub stdio: Stdio,
+    /// Initial window size when `process.terminal` is set.
+    pub tty_size: Option<WinSize>,
+    pub uid_pool: UidPoolConfig,
+    /// Lock files and the mount staging directory.
+    pub run_dir: PathBuf,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            sandbox_id: None,
+            wall_time: None,
+            cpu_time: None,
+            output_limit: None,
+            seccomp: SeccompProfile::Default,
+            landlock: true,
+            stdio: Stdio::Inherit,
+            tty_size: None,
+            uid_pool: UidPoolConfig::default(),
+            run_dir: PathBuf::from(defaults::RUN_DIR),
+        }
+    }
+}

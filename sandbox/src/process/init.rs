@@ -1,0 +1,409 @@
+//! The child side: the sandbox's PID 1 runs a flat list of named setup steps,
+//! forks the program (which runs its own short list of steps and execs), then
+//! stays as a minimal init that reaps zombies and forwards signals.
+//!
+//! This code runs in a child cloned from a single-threaded process (the
+//! `runtimed run` CLI or the zygote), so allocation is safe here; it never
+//! logs: failures go to the parent as `{step, errno, message}`.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+use nix::sys::stat::{umask, Mode};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{
+    chdir, execve, setgroups, sethostname, setresgid, setresuid, setsid, Gid, Pid, Uid,
+};
+
+use super::channel::{Channel, ChildMessage, ParentMessage};
+use super::StepError;
+use crate::seccomp::SeccompFilter;
+use crate::spec::plan::{MountKind, Plan, RootPlan};
+use crate::{mounts, sys};
+
+/// What the child gets from the parent (all computed before clone).
+pub struct ChildContext<'a> {
+    pub plan: &'a Plan,
+    pub channel: &'a Channel,
+    pub staging: &'a Path,
+    pub seccomp: Option<&'a SeccompFilter>,
+    pub landlock: bool,
+    /// fds the program gets as 0, 1, 2 (unused in terminal mode).
+    pub stdio: [RawFd; 3],
+    /// cgroup v1: the child was moved into its cgroups after clone, so the
+    /// cgroup namespace is made here, rooted at the sandbox's cgroup.
+    pub unshare_cgroup: bool,
+}
+
+fn e(step: &'static str, errno: Errno, msg: impl Into<String>) -> StepError {
+    StepError::new(step, Some(errno), msg.into())
+}
+
+fn report(channel: &Channel, err: &StepError) {
+    let _ = channel.send_child(
+        &ChildMessage::StepFailed {
+            step: err.step.to_string(),
+            errno: err.errno.map(|e| e as i32),
+            message: err.message.clone(),
+        },
+        None,
+    );
+}
+
+/// Entry point of the cloned child (PID 1 of the new pid namespace).
+pub fn run(ctx: ChildContext<'_>) -> ! {
+    let code = match setup(&ctx) {
+        Ok((program, master)) => {
+            drop(master);
+            init_loop(&ctx, program)
+        }
+        Err(err) => {
+            report(ctx.channel, &err);
+            1
+        }
+    };
+    sys::exit_now(code)
+}
+
+/// The setup steps, in order. Each line names the step and why it is here.
+fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
+    let plan = ctx.plan;
+    // close_fds: first, so no caller fd (a directory fd would lead out of
+    // the new root) survives into the sandbox.
+    let mut keep = vec![ctx.channel.raw_fd()];
+    keep.extend(ctx.stdio.iter().copied().filter(|fd| *fd >= 3));
+    sys::close_fds_except(3, &keep).map_err(|er| e("close_fds", er, "close inherited fds"))?;
+    // wait_for_parent: the id maps must be written (and the cgroup joined on
+    // v1) before we act as root in the namespace (user_namespaces(7)).
+    match ctx.channel.recv_parent() {
+        Ok(Some(ParentMessage::Go)) => {}
+        Ok(None) => {
+            return Err(StepError::new(
+                "wait_for_parent",
+                None,
+                "parent went away".into(),
+            ))
+        }
+        Err(er) => return Err(e("wait_for_parent", er, "read from parent")),
+    }
+    // become_root: after the maps exist, become uid/gid 0 of the namespace,
+    // or files we create would have an unmapped owner (EOVERFLOW).
+    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(|er| e("become_root", er, "setresgid 0"))?;
+    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .map_err(|er| e("become_root", er, "setresuid 0"))?;
+    // cgroup_namespace (v1 only): after the parent moved us into the cgroup,
+    // so the namespace's root is the sandbox's own cgroup.
+    if ctx.unshare_cgroup {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|er| e("cgroup_namespace", er, "unshare cgroup namespace"))?;
+    }
+    // hostname: in the new UTS namespace.
+    sethostname(&plan.hostname)
+        .map_err(|er| e("hostname", er, format!("sethostname {}", plan.hostname)))?;
+    // mount_propagation, mount_root, layout, dev, proc, extra mounts: build
+    // the root below the staging dir; proc before the old root goes away.
+    mounts::make_private()?;
+    mounts::mount_root(plan, ctx.staging)?;
+    if let RootPlan::Host(layout) = &plan.root {
+        mounts::mount_host_layout(plan, layout, ctx.staging)?;
+    }
+    mounts::mount_dev(plan, ctx.staging)?;
+    mounts::mount_proc(ctx.staging)?;
+    mounts::mount_extra(plan, ctx.staging)?;
+    // pivot_root: the old root is detached; only what we mounted is left.
+    mounts::pivot(ctx.staging)?;
+    // mask_paths: after pivot_root, on the sandbox's own /proc.
+    mounts::mask_paths(plan)?;
+    // readonly_root: last change to the root mount.
+    mounts::readonly_root()?;
+    // loopback: `lo` up, the only interface of the new network namespace.
+    loopback_up()?;
+    // session_keyring: a fresh anonymous session keyring (keyctl is also
+    // blocked by seccomp; this covers the unconfined profile).
+    sys::join_new_session_keyring()
+        .map_err(|er| e("session_keyring", er, "join a new session keyring"))?;
+    // open_pty: the pty comes from the sandbox's own devpts instance so that
+    // ttyname() works inside; the master goes to the parent (as crun's
+    // console socket does).
+    let pty = if plan.terminal {
+        Some(open_pty(ctx)?)
+    } else {
+        None
+    };
+    // block_signals: before fork, so no SIGCHLD/forwarded signal is lost
+    // between fork and the init loop.
+    let mut set = SigSet::all();
+    set.remove(Signal::SIGKILL);
+    set.remove(Signal::SIGSTOP);
+    sys::set_sigmask(SigmaskHow::SIG_BLOCK, &set)
+        .map_err(|er| e("block_signals", er, "sigprocmask"))?;
+    // spawn_program: fork; the child runs the program steps and execs.
+    match sys::fork().map_err(|er| e("spawn_program", er, "fork"))? {
+        None => {
+            let slave = pty.as_ref().map(|(_, s)| s.as_raw_fd());
+            let err = program(ctx, slave);
+            report(ctx.channel, &err);
+            let code = match (err.step, err.errno) {
+                ("exec", Some(Errno::ENOENT)) => 127,
+                ("exec", _) => 126,
+                _ => 125,
+            };
+            sys::exit_now(code)
+        }
+        Some(pid) => Ok((Pid::from_raw(pid), pty.map(|(m, _)| m))),
+    }
+}
+
+fn loopback_up() -> Result<(), StepError> {
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|er| e("loopback", er, "socket"))?;
+    sys::interface_up(sock.as_fd(), c"lo").map_err(|er| e("loopback", er, "bring lo up"))
+}
+
+fn open_pty(ctx: &ChildContext<'_>) -> Result<(OwnedFd, OwnedFd), StepError> {
+    use nix::fcntl::{open, OFlag};
+    let master = open(
+        "/dev/ptmx",
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|er| e("open_pty", er, "open /dev/ptmx"))?;
+    sys::unlock_pty(master.as_fd()).map_err(|er| e("open_pty", er, "unlockpt"))?;
+    if let Some(size) = ctx.plan.tty_size {
+        sys::set_winsize(master.as_fd(), size)
+            .map_err(|er| e("open_pty", er, "set window size"))?;
+    }
+    let slave =
+        sys::open_pty_peer(master.as_fd()).map_err(|er| e("open_pty", er, "open pty peer"))?;
+    ctx.channel
+        .send_child(&ChildMessage::PtyMaster, Some(master.as_fd()))
+        .map_err(|er| e("open_pty", er, "send pty master"))?;
+    Ok((master, slave))
+}
+
+/// PID 1 after the program started: reap every child, forward signals to
+/// the program, report the program's end and exit (the kernel then kills
+/// whatever is left in the pid namespace).
+fn init_loop(ctx: &ChildContext<'_>, program: Pid) -> i32 {
+    let _ = ctx.channel.send_child(
+        &ChildMessage::Started {
+            pid: program.as_raw(),
+        },
+        None,
+    );
+    // Nothing but the channel stays open in PID 1.
+    let _ = sys::close_fds_except(0, &[ctx.channel.raw_fd()]);
+    let mut set = SigSet::all();
+    set.remove(Signal::SIGKILL);
+    set.remove(Signal::SIGSTOP);
+    loop {
+        let sig = match set.wait() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if sig != Signal::SIGCHLD {
+            let _ = kill(program, sig);
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == program => {
+                    let _ = ctx.channel.send_child(
+                        &ChildMessage::Exited {
+                            code: Some(code),
+                            signal: None,
+                        },
+                        None,
+                    );
+                    return 0;
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == program => {
+                    let _ = ctx.channel.send_child(
+                        &ChildMessage::Exited {
+                            code: None,
+                            signal: Some(sig as i32),
+                        },
+                        None,
+                    );
+                    return 0;
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+}
+
+/// The program's steps after fork, ending in execve. Returns only on failure.
+fn program(ctx: &ChildContext<'_>, slave: Option<RawFd>) -> StepError {
+    match program_steps(ctx, slave) {
+        Ok(never) => match never {},
+        Err(err) => err,
+    }
+}
+
+enum Never {}
+
+fn program_steps(ctx: &ChildContext<'_>, slave: Option<RawFd>) -> Result<Never, StepError> {
+    let plan = ctx.plan;
+    // reset_signals: default dispositions (the Rust runtime ignores SIGPIPE,
+    // and ignored signals survive exec) and an empty mask.
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // EINVAL for signals the kernel reserves is fine to ignore.
+            let _ = sys::set_default_signal(sig, &dfl);
+        }
+    }
+    sys::set_sigmask(SigmaskHow::SIG_SETMASK, &SigSet::empty())
+        .map_err(|er| e("reset_signals", er, "sigprocmask"))?;
+    // new_session: the program never shares the caller's session, so it
+    // cannot push input into the caller's terminal (TIOCSTI, CVE-2017-5226).
+    setsid().map_err(|er| e("new_session", er, "setsid"))?;
+    // stdio: the pty slave as controlling terminal, or the planned fds.
+    match slave {
+        Some(s) => {
+            sys::with_borrowed(s, sys::set_controlling_tty)
+                .map_err(|er| e("stdio", er, "TIOCSCTTY"))?;
+            for target in 0..3 {
+                dup_to(s, target)?;
+            }
+        }
+        None => {
+            for (target, fd) in ctx.stdio.iter().enumerate() {
+                if *fd != target as RawFd {
+                    dup_to(*fd, target as RawFd)?;
+                }
+            }
+        }
+    }
+    // chdir: before dropping ids, so a cwd only root may enter still fails
+    // later for the program (as it would outside).
+    chdir(&plan.cwd).map_err(|er| e("chdir", er, format!("chdir {}", plan.cwd.display())))?;
+    // rlimits: while still privileged in the namespace (raising hard limits
+    // needs CAP_SYS_RESOURCE).
+    for r in &plan.rlimits {
+        sys::set_rlimit(r.resource, r.soft, r.hard).map_err(|er| {
+            e(
+                "rlimits",
+                er,
+                format!("setrlimit {} to {}", r.resource, r.soft),
+            )
+        })?;
+    }
+    if let Some(m) = plan.umask {
+        umask(Mode::from_bits_truncate(m));
+    }
+    // oom_score_adj: PID 1 is shielded (-1000); the program is not.
+    let _ = std::fs::write("/proc/self/oom_score_adj", b"0");
+    // drop_bounding_set: needs CAP_SETPCAP, so before changing uid.
+    caps::clear(None, caps::CapSet::Bounding)
+        .map_err(|er| StepError::new("capabilities", None, format!("clear bounding set: {er}")))?;
+    // identity: groups, gid, uid (setgroups before setresgid before setresuid,
+    // each needs the privilege the next one drops).
+    let groups: Vec<Gid> = plan
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    setgroups(&groups).map_err(|er| e("identity", er, "setgroups"))?;
+    let (gid, uid) = (Gid::from_raw(plan.gid), Uid::from_raw(plan.uid));
+    setresgid(gid, gid, gid).map_err(|er| e("identity", er, format!("setresgid {}", plan.gid)))?;
+    setresuid(uid, uid, uid).map_err(|er| e("identity", er, format!("setresuid {}", plan.uid)))?;
+    // capabilities: empty every set (a uid 0 program keeps them otherwise).
+    for set in [
+        caps::CapSet::Ambient,
+        caps::CapSet::Inheritable,
+        caps::CapSet::Effective,
+        caps::CapSet::Permitted,
+    ] {
+        caps::clear(None, set)
+            .map_err(|er| StepError::new("capabilities", None, format!("clear {set:?}: {er}")))?;
+    }
+    // no_new_privs: required by Landlock and seccomp for unprivileged use.
+    nix::sys::prctl::set_no_new_privs().map_err(|er| e("no_new_privs", er, "prctl"))?;
+    // landlock: an extra layer; best effort where the kernel lacks it.
+    if ctx.landlock {
+        landlock_layer(plan)?;
+    }
+    // fds: everything above 2 closes on exec (the channel stays usable to
+    // report an exec failure).
+    sys::cloexec_from(3).map_err(|er| e("fds", er, "close_range"))?;
+    // seccomp: last before exec, so the steps above are not filtered.
+    if let Some(f) = ctx.seccomp {
+        f.apply()
+            .map_err(|er| StepError::new("seccomp", None, er.to_string()))?;
+    }
+    Err(exec(plan))
+}
+
+fn dup_to(fd: RawFd, target: RawFd) -> Result<(), StepError> {
+    sys::dup2_raw_fd(fd, target).map_err(|er| e("stdio", er, format!("dup2 {fd} to {target}")))
+}
+
+fn exec(plan: &Plan) -> StepError {
+    let prog = &plan.args[0];
+    let name = prog.to_string_lossy().into_owned();
+    if prog.as_bytes().contains(&b'/') {
+        let er = execve(prog, &plan.args, &plan.env)
+            .err()
+            .unwrap_or(Errno::UnknownErrno);
+        return e("exec", er, name);
+    }
+    let mut seen = Errno::ENOENT;
+    for dir in &plan.path_dirs {
+        let Ok(candidate) = CString::new(format!("{dir}/{name}")) else {
+            continue;
+        };
+        match execve(&candidate, &plan.args, &plan.env) {
+            Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
+            Err(Errno::EACCES) => seen = Errno::EACCES,
+            Err(er) => return e("exec", er, candidate.to_string_lossy().into_owned()),
+            Ok(never) => match never {},
+        }
+    }
+    e("exec", seen, name)
+}
+
+fn landlock_layer(plan: &Plan) -> Result<(), StepError> {
+    use landlock::{
+        path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
+    };
+    let abi = ABI::V5;
+    let fail = |er: landlock::RulesetError| StepError::new("landlock", None, er.to_string());
+    let mut writable: Vec<&Path> = vec![
+        Path::new("/tmp"),
+        Path::new("/dev"),
+        Path::new("/workspace"),
+    ];
+    for m in &plan.mounts {
+        if !m.readonly {
+            writable.push(&m.destination);
+        }
+        if let MountKind::Tmpfs { .. } = m.kind {
+            writable.push(&m.destination);
+        }
+    }
+    Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(fail)?
+        .create()
+        .map_err(fail)?
+        .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))
+        .map_err(fail)?
+        .add_rules(path_beneath_rules(writable, AccessFs::from_all(abi)))
+        .map_err(fail)?
+        .restrict_self()
+        .map_err(fail)?;
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! Process model: the parent side ([`spawn`]), the child's flat list of
+//! named steps ([`init`]), the channel between them ([`channel`]) and the
+//! supervisor that enforces time/output limits and builds the exit report
+//! ([`supervise`]). See `docs/process-model.md` for the step table.
+
+pub mod channel;
+pub mod init;
+pub mod spawn;
+pub mod supervise;
+
+use nix::errno::Errno;
+
+/// A failed step of the child, sent to the parent as data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepError {
+    pub step: &'static str,
+    pub errno: Option<Errno>,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn new(step: &'static str, errno: Option<Errno>, message: String) -> StepError {
+        StepError {
+            step,
+            errno,
+            message,
+        }
+    }
+}
+
+/// errno as its symbolic name (`ENOENT`).
+pub fn errno_name(e: Errno) -> String {
+    format!("{e:?}")
+}

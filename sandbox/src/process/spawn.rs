@@ -1,0 +1,417 @@
+//! The parent side of sandbox creation: plan, lease ids, make the cgroup,
+//! compile seccomp, clone into new namespaces, write the id maps, release
+//! the child, and wait until it reports the program started (or which step
+//! failed). Every error path tears down what was made (see `Drop`).
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::unistd::{pipe2, Uid};
+use oci_spec::runtime::Spec;
+
+use super::channel::{Channel, ChildMessage, ParentMessage};
+use super::init::{self, ChildContext};
+use crate::cgroup::{Cgroup, CgroupError, CgroupManager, CgroupVersion};
+use crate::options::{RunOptions, Stdio};
+use crate::report::StepFailure;
+use crate::seccomp::{self, SeccompError};
+use crate::spec::{plan, SpecError};
+use crate::sys::{self, CloneResult};
+use crate::userns::{write_id_maps, UidLease, UsernsError};
+
+/// Everything that can stop a sandbox from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("invalid spec: {0}")]
+    Spec(#[from] SpecError),
+    #[error("invalid options: {0}")]
+    Options(String),
+    #[error("sandboxes need root (rootless mode is not implemented); run as root")]
+    NotRoot,
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Userns(#[from] UsernsError),
+    #[error("{what}: {source}")]
+    Sys { what: String, source: Errno },
+    /// A child step failed before the program started.
+    #[error("{0}")]
+    Setup(StepFailure),
+}
+
+impl SandboxError {
+    /// The failing step as data (for reports and one-line CLI errors).
+    pub fn as_step_failure(&self) -> StepFailure {
+        match self {
+            SandboxError::Setup(f) => f.clone(),
+            SandboxError::Sys { what, source } => StepFailure {
+                step: "create".into(),
+                errno: Some(super::errno_name(*source)),
+                message: what.clone(),
+            },
+            other => StepFailure {
+                step: match other {
+                    SandboxError::Spec(_) | SandboxError::Options(_) => "validate",
+                    SandboxError::Cgroup(_) => "cgroup",
+                    SandboxError::Seccomp(_) => "seccomp_compile",
+                    SandboxError::Userns(_) => "uid_pool",
+                    _ => "create",
+                }
+                .into(),
+                errno: None,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+fn sys_err(what: impl Into<String>) -> impl FnOnce(Errno) -> SandboxError {
+    let what = what.into();
+    move |source| SandboxError::Sys { what, source }
+}
+
+/// How long the child may take to set up before it is considered hung.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The cgroup manager of this process, detected once.
+pub fn cgroup_manager() -> Result<&'static CgroupManager, SandboxError> {
+    static MGR: OnceLock<Result<CgroupManager, String>> = OnceLock::new();
+    match MGR.get_or_init(|| CgroupManager::detect().map_err(|e| e.to_string())) {
+        Ok(m) => Ok(m),
+        Err(e) => Err(SandboxError::Options(format!("cgroups unusable: {e}"))),
+    }
+}
+
+/// The output side of the supervisor.
+pub(crate) enum Sink {
+    Fd(OwnedFd),
+    Buffer(Vec<u8>),
+}
+
+/// A started sandbox. Dropping it kills everything in it and removes its
+/// cgroup; [`Sandbox::supervise`] waits for the end and returns the report.
+pub struct Sandbox {
+    pub(crate) id: String,
+    pub(crate) init_pid: i32,
+    pub(crate) pidfd: OwnedFd,
+    pub(crate) channel: Channel,
+    pub(crate) cgroup: Option<Cgroup>,
+    pub(crate) lease: UidLease,
+    pub(crate) pty_master: Option<OwnedFd>,
+    /// Read ends of the program's stdout/stderr pipes.
+    pub(crate) out_pipes: [Option<OwnedFd>; 2],
+    /// Write end of the program's stdin pipe (capture mode) and what to write.
+    pub(crate) stdin_pipe: Option<OwnedFd>,
+    pub(crate) stdin_data: Vec<u8>,
+    /// Where stdout/stderr go.
+    pub(crate) sinks: [Option<Sink>; 2],
+    /// Terminal input source (forward mode with a terminal).
+    pub(crate) tty_input: Option<OwnedFd>,
+    pub(crate) started: Instant,
+    pub(crate) wall_time: Option<Duration>,
+    pub(crate) cpu_time: Option<Duration>,
+    pub(crate) output_limit: Option<u64>,
+    pub(crate) finished: bool,
+}
+
+impl Sandbox {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Host pid of the sandbox's PID 1.
+    pub fn init_pid(&self) -> i32 {
+        self.init_pid
+    }
+
+    /// Host uid that uid 0 inside maps to.
+    pub fn host_uid_base(&self) -> u32 {
+        self.lease.host_base
+    }
+
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// The PTY master (terminal mode), for the caller to read, write and
+    /// resize (`sys::set_winsize`).
+    pub fn pty_master(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.pty_master.as_ref().map(|f| f.as_fd())
+    }
+
+    /// SIGKILL to PID 1 (the kernel then kills the whole pid namespace) and
+    /// to every task of the cgroup.
+    pub fn kill(&self) {
+        let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill_all();
+        }
+    }
+
+    /// Creates and starts a sandbox running `spec` with `opts`.
+    pub fn create(spec: &Spec, mut opts: RunOptions) -> Result<Sandbox, SandboxError> {
+        if !Uid::effective().is_root() {
+            return Err(SandboxError::NotRoot);
+        }
+        let plan = plan(spec, &opts)?;
+        let id = match opts.sandbox_id.take() {
+            Some(id) => {
+                if id.is_empty()
+                    || id.len() > 64
+                    || !id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(SandboxError::Options(format!(
+                        "sandbox id {id:?}: use 1-64 of [A-Za-z0-9_-]"
+                    )));
+                }
+                id
+            }
+            None => new_id(),
+        };
+        if opts.output_limit == Some(0) {
+            return Err(SandboxError::Options(
+                "output limit must be positive".into(),
+            ));
+        }
+        let seccomp = seccomp::compile(opts.seccomp)?;
+        let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
+        let mgr = cgroup_manager()?;
+        let cgroup = mgr.create(&id, &plan.cgroup)?;
+        let staging: PathBuf = opts.run_dir.join("root");
+        std::fs::create_dir_all(&staging).map_err(|e| SandboxError::Sys {
+            what: format!("create {}", staging.display()),
+            source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        let (parent_ch, child_ch) = Channel::pair().map_err(sys_err("socketpair"))?;
+
+        // stdio wiring. `child_fds` are the program's 0/1/2 (kept open in the
+        // child); the parent drops its copies of them after clone.
+        let mut stdio = std::mem::take(&mut opts.stdio);
+        if matches!(stdio, Stdio::Inherit) && (opts.output_limit.is_some() || plan.terminal) {
+            stdio = Stdio::Forward {
+                stdin: sys::dup_std_fd(0).map_err(sys_err("dup stdin"))?,
+                stdout: sys::dup_std_fd(1).map_err(sys_err("dup stdout"))?,
+                stderr: sys::dup_std_fd(2).map_err(sys_err("dup stderr"))?,
+            };
+        }
+        let mut child_side: Vec<OwnedFd> = Vec::new();
+        let mut child_fds: [RawFd; 3] = [0, 1, 2];
+        let mut out_pipes = [None, None];
+        let mut sinks = [None, None];
+        let mut stdin_pipe = None;
+        let mut stdin_data = Vec::new();
+        let mut tty_input = None;
+        match stdio {
+            Stdio::Inherit => {}
+            Stdio::Forward {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                if plan.terminal {
+                    tty_input = Some(stdin);
+                } else {
+                    child_fds[0] = stdin.as_raw_fd();
+                    child_side.push(stdin);
+                }
+                sinks = [Some(Sink::Fd(stdout)), Some(Sink::Fd(stderr))];
+            }
+            Stdio::Capture { stdin } => {
+                stdin_data = stdin.unwrap_or_default();
+                if !plan.terminal {
+                    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+                    child_fds[0] = r.as_raw_fd();
+                    child_side.push(r);
+                    nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+                        .map_err(sys_err("fcntl"))?;
+                    stdin_pipe = Some(w);
+                }
+                sinks = [
+                    Some(Sink::Buffer(Vec::new())),
+                    Some(Sink::Buffer(Vec::new())),
+                ];
+            }
+        }
+        if sinks[0].is_some() && !plan.terminal {
+            for (i, slot) in out_pipes.iter_mut().enumerate() {
+                let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+                child_fds[i + 1] = w.as_raw_fd();
+                child_side.push(w);
+                *slot = Some(r);
+            }
+        }
+
+        let v2 = mgr.version() == CgroupVersion::V2;
+        let mut flags = (libc::CLONE_NEWUSER
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWNET
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS) as u64;
+        if v2 {
+            flags |= libc::CLONE_NEWCGROUP as u64;
+        }
+        let cg_fd = if v2 { cgroup.v2_dir_fd() } else { None };
+        let started = Instant::now();
+        // The clone: from here on the child runs init::run and never returns.
+        let (pid, pidfd) = match sys::clone3(flags, true, cg_fd).map_err(sys_err("clone3"))? {
+            CloneResult::Child => init::run(ChildContext {
+                plan: &plan,
+                channel: &child_ch,
+                staging: &staging,
+                seccomp: seccomp.as_ref(),
+                landlock: opts.landlock,
+                stdio: child_fds,
+                unshare_cgroup: !v2,
+            }),
+            CloneResult::Parent { pid, pidfd } => match pidfd {
+                Some(fd) => (pid, fd),
+                None => (pid, sys::pidfd_open(pid).map_err(sys_err("pidfd_open"))?),
+            },
+        };
+        drop(child_ch);
+        drop(child_side);
+
+        let mut sb = Sandbox {
+            id,
+            init_pid: pid,
+            pidfd,
+            channel: parent_ch,
+            cgroup: Some(cgroup),
+            lease,
+            pty_master: None,
+            out_pipes,
+            stdin_pipe,
+            stdin_data,
+            sinks,
+            tty_input,
+            started,
+            wall_time: opts.wall_time,
+            cpu_time: opts.cpu_time,
+            output_limit: opts.output_limit,
+            finished: false,
+        };
+        // From here, returning Err drops `sb`, which kills and cleans up.
+        write_id_maps(pid, &sb.lease)?;
+        // PID 1 must survive an OOM inside so it can report the program's end.
+        let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), b"-1000");
+        if !v2 {
+            if let Some(cg) = &sb.cgroup {
+                cg.add_pid(pid)?;
+            }
+        }
+        sb.channel
+            .send_parent(ParentMessage::Go)
+            .map_err(sys_err("release the child"))?;
+        sb.wait_started()?;
+        sb.started = Instant::now();
+        Ok(sb)
+    }
+
+    fn wait_started(&mut self) -> Result<(), SandboxError> {
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SandboxError::Setup(StepFailure {
+                    step: "setup".into(),
+                    errno: Some("ETIMEDOUT".into()),
+                    message: format!("the sandbox did not finish setup within {SETUP_TIMEOUT:?}"),
+                }));
+            }
+            let mut fds = [PollFd::new(self.channel.as_fd(), PollFlags::POLLIN)];
+            let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32)
+                .unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, ms) {
+                Err(Errno::EINTR) | Ok(0) => continue,
+                Err(e) => {
+                    return Err(SandboxError::Sys {
+                        what: "poll".into(),
+                        source: e,
+                    })
+                }
+                Ok(_) => {}
+            }
+            match self
+                .channel
+                .recv_child()
+                .map_err(sys_err("read from the child"))?
+            {
+                Some((ChildMessage::PtyMaster, Some(fd))) => self.pty_master = Some(fd),
+                Some((ChildMessage::Started { .. }, _)) => return Ok(()),
+                Some((
+                    ChildMessage::StepFailed {
+                        step,
+                        errno,
+                        message,
+                    },
+                    _,
+                )) => {
+                    return Err(SandboxError::Setup(StepFailure {
+                        step,
+                        errno: errno.map(|e| super::errno_name(Errno::from_raw(e))),
+                        message,
+                    }))
+                }
+                Some((other, _)) => {
+                    return Err(SandboxError::Setup(StepFailure {
+                        step: "setup".into(),
+                        errno: None,
+                        message: format!("unexpected message from the child: {other:?}"),
+                    }))
+                }
+                None => {
+                    return Err(SandboxError::Setup(StepFailure {
+                        step: "setup".into(),
+                        errno: None,
+                        message: "the sandbox's init exited during setup".into(),
+                    }))
+                }
+            }
+        }
+    }
+
+    /// Kills what is left, reaps PID 1 and removes the cgroup. Idempotent.
+    pub(crate) fn teardown(&mut self) -> Result<(), CgroupError> {
+        if !self.finished {
+            self.kill();
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.init_pid), None);
+            self.finished = true;
+        }
+        match self.cgroup.take() {
+            Some(cg) => cg.remove(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}
+
+/// A short random id (hex) for sandboxes the caller did not name.
+pub fn new_id() -> String {
+    let mut buf = [0u8; 6];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut buf);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    buf[0] ^= t as u8;
+    buf[1] ^= (t >> 8) as u8;
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,841 @@
+//! Turns a validated `Spec` plus `RunOptions` into a [`Plan`]: everything the
+//! child needs, computed in the parent (argv/env as `CString`s, the mount list,
+//! ids, rlimits, cgroup limits), so that the child only makes system calls.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use oci_spec::runtime::{PosixRlimitType, Spec};
+
+use super::validate::{check_abs_path, invalid, validate, SpecError};
+use crate::cgroup::CgroupLimits;
+use crate::options::{defaults, RunOptions};
+use crate::sys::WinSize;
+
+/// One mount the child makes below the new root, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountPlan {
+    /// Absolute path inside the sandbox.
+    pub destination: PathBuf,
+    pub kind: MountKind,
+    pub readonly: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MountKind {
+    /// A bind of a host path (recursive when `recursive`).
+    Bind {
+        source: PathBuf,
+        recursive: bool,
+        is_dir: bool,
+    },
+    /// A fresh size-capped tmpfs.
+    Tmpfs {
+        size: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+/// The root filesystem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootPlan {
+    /// A tmpfs root holding read-only binds of the host's /usr (and the
+    /// merged-usr links), a generated /etc and our /dev, /proc, /tmp.
+    Host(&'static HostLayout),
+    /// A caller-supplied directory, mounted read-only.
+    Dir(PathBuf),
+}
+
+/// What the `host` root takes from the host, discovered once per process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostLayout {
+    /// Top-level directories bound read-only (`/usr`, and `/bin`, `/lib*`
+    /// on hosts without merged /usr).
+    pub ro_dirs: Vec<PathBuf>,
+    /// Top-level symlinks recreated as they are (`/bin -> usr/bin`).
+    pub symlinks: Vec<(PathBuf, PathBuf)>,
+    /// Entries of the host's /etc made visible read-only (a short list of
+    /// non-secret files programs need: the dynamic linker cache,
+    /// alternatives, certificates, time zone).
+    pub etc_entries: Vec<EtcEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EtcEntry {
+    /// Bound read-only (file or directory).
+    Bind { name: String, is_dir: bool },
+    /// A symlink recreated with the same target.
+    Symlink { name: String, target: PathBuf },
+}
+
+/// /etc entries of the host that the `host` root shows (when present).
+const ETC_WHITELIST: &[&str] = &[
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "timezone",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "mime.types",
+    "protocols",
+    "services",
+    "os-release",
+    "debian_version",
+    "bash.bashrc",
+    "profile",
+    "inputrc",
+    "gai.conf",
+    "java-17-openjdk",
+    "java-21-openjdk",
+    "python3",
+    "python3.11",
+    "perl",
+    "gcc",
+    "terminfo",
+];
+
+/// Top-level host directories considered for the `host` root.
+const HOST_TOP: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+impl HostLayout {
+    /// Reads the host's layout once (cached for the life of the process).
+    pub fn get() -> &'static HostLayout {
+        static LAYOUT: OnceLock<HostLayout> = OnceLock::new();
+        LAYOUT.get_or_init(|| HostLayout::discover(Path::new("/")))
+    }
+
+    /// Looks at `root`'s top level and /etc.
+    pub fn discover(root: &Path) -> HostLayout {
+        let mut layout = HostLayout::default();
+        for name in HOST_TOP {
+            let p = root.join(name);
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if let Ok(t) = std::fs::read_link(&p) {
+                        layout.symlinks.push((Path::new("/").join(name), t));
+                    }
+                }
+                Ok(m) if m.is_dir() => layout.ro_dirs.push(Path::new("/").join(name)),
+                _ => {}
+            }
+        }
+        for name in ETC_WHITELIST {
+            let p = root.join("etc").join(name);
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(&p) {
+                        layout.etc_entries.push(EtcEntry::Symlink {
+                            name: (*name).to_string(),
+                            target,
+                        });
+                    }
+                }
+                Ok(m) => layout.etc_entries.push(EtcEntry::Bind {
+                    name: (*name).to_string(),
+                    is_dir: m.is_dir(),
+                }),
+                Err(_) => {}
+            }
+        }
+        layout
+    }
+}
+
+/// One resource limit to set with setrlimit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rlimit {
+    pub resource: i32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Everything the child needs, computed before the first side effect.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub hostname: String,
+    pub root: RootPlan,
+    /// /tmp, /workspace and the spec's extra mounts, in order.
+    pub mounts: Vec<MountPlan>,
+    pub shm_bytes: u64,
+    pub masked_paths: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    /// Generated files of /etc (host root only): name, contents.
+    pub etc_files: Vec<(String, String)>,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    /// Directories searched for `args[0]` when it has no `/`.
+    pub path_dirs: Vec<String>,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub rlimits: Vec<Rlimit>,
+    pub terminal: bool,
+    pub tty_size: Option<WinSize>,
+    pub cgroup: CgroupLimits,
+}
+
+/// moby's default masked paths (those under /proc; there is no /sys).
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+];
+
+/// moby's default read-only paths.
+pub const DEFAULT_READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn rlimit_resource(t: PosixRlimitType) -> i32 {
+    (match t {
+        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+    }) as i32
+}
+
+fn cstring(field: &str, s: &str) -> Result<CString, SpecError> {
+    CString::new(s).map_err(|_| invalid(field, "contains a NUL byte"))
+}
+
+/// Parses a size option value (`size=64m`) of a tmpfs mount.
+fn tmpfs_size(field: &str, v: &str) -> Result<u64, SpecError> {
+    let n = super::size::parse_size(v).map_err(|e| invalid(field, e))?;
+    if n < 4096 {
+        return Err(invalid(field, "tmpfs size below 4 KiB"));
+    }
+    Ok(n)
+}
+
+/// Mount options we understand; anything else is rejected by name.
+fn parse_mount(
+    i: usize,
+    m: &oci_spec::runtime::Mount,
+    uid: u32,
+    gid: u32,
+) -> Result<Option<MountPlan>, SpecError> {
+    let field = format!("mounts[{i}]");
+    let dest = m.destination();
+    check_abs_path(&format!("{field}.destination"), dest)?;
+    let typ = m.typ().as_deref().unwrap_or("");
+    let opts = m.options().clone().unwrap_or_default();
+    let is_bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
+    // The standard mounts of an OCI default spec are always provided.
+    match (typ, dest.to_str()) {
+        ("proc", Some("/proc")) | ("tmpfs", Some("/dev")) | ("devpts", Some("/dev/pts")) => {
+            return Ok(None)
+        }
+        ("sysfs", _) => {
+            return Err(SpecError::Unsupported {
+                field,
+                why: "no /sys in sandboxes",
+            })
+        }
+        ("cgroup" | "cgroup2", _) => {
+            return Err(SpecError::Unsupported {
+                field,
+                why: "no cgroupfs in sandboxes",
+            })
+        }
+        _ => {}
+    }
+    if dest == Path::new("/")
+        || dest.starts_with("/proc")
+        || (dest.starts_with("/dev") && dest != Path::new("/dev/shm"))
+    {
+        return Err(invalid(
+            format!("{field}.destination"),
+            format!("{} is managed by the sandbox", dest.display()),
+        ));
+    }
+    let mut plan = MountPlan {
+        destination: dest.clone(),
+        kind: MountKind::Tmpfs {
+            size: defaults::TMPFS_BYTES,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        },
+        readonly: false,
+        nosuid: true,
+        nodev: true,
+        noexec: false,
+    };
+    if is_bind {
+        let source = m.source().clone().ok_or(SpecError::Missing {
+            field: format!("{field}.source"),
+        })?;
+        check_abs_path(&format!("{field}.source"), &source)?;
+        let meta = std::fs::metadata(&source).map_err(|e| {
+            invalid(
+                format!("{field}.source"),
+                format!("{}: {e}", source.display()),
+            )
+        })?;
+        let mut recursive = false;
+        plan.readonly = true;
+        for o in &opts {
+            match o.as_str() {
+                "bind" => {}
+                "rbind" => recursive = true,
+                "ro" => plan.readonly = true,
+                "rw" => plan.readonly = false,
+                "nosuid" => plan.nosuid = true,
+                "nodev" => plan.nodev = true,
+                "noexec" => plan.noexec = true,
+                "private" | "rprivate" | "slave" | "rslave" => {}
+                other => {
+                    return Err(invalid(
+                        format!("{field}.options"),
+                        format!("{other:?} is not supported for bind mounts"),
+                    ))
+                }
+            }
+        }
+        plan.kind = MountKind::Bind {
+            source,
+            recursive,
+            is_dir: meta.is_dir(),
+        };
+    } else if typ == "tmpfs" {
+        let (mut size, mut mode, mut tuid, mut tgid) = (defaults::TMPFS_BYTES, 0o755, uid, gid);
+        for o in &opts {
+            let (k, v) = o.split_once('=').unwrap_or((o.as_str(), ""));
+            match k {
+                "size" => size = tmpfs_size(&format!("{field}.options"), v)?,
+                "mode" => {
+                    mode = u32::from_str_radix(v, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o7777)
+                        .ok_or_else(|| {
+                            invalid(
+                                format!("{field}.options"),
+                                format!("mode={v} is not an octal mode"),
+                            )
+                        })?
+                }
+                "uid" => {
+                    tuid = v
+                        .parse()
+                        .map_err(|_| invalid(format!("{field}.options"), format!("uid={v}")))?
+                }
+                "gid" => {
+                    tgid = v
+                        .parse()
+                        .map_err(|_| invalid(format!("{field}.options"), format!("gid={v}")))?
+                }
+                "ro" => plan.readonly = true,
+                "rw" => plan.readonly = false,
+                "nosuid" => plan.nosuid = true,
+                "nodev" => plan.nodev = true,
+                "noexec" => plan.noexec = true,
+                "exec" => plan.noexec = false,
+                other => {
+                    return Err(invalid(
+                        format!("{field}.options"),
+                        format!("{other:?} is not supported for tmpfs"),
+                    ))
+                }
+            }
+        }
+        plan.kind = MountKind::Tmpfs {
+            size,
+            mode,
+            uid: tuid,
+            gid: tgid,
+        };
+    } else {
+        return Err(SpecError::Unsupported {
+            field: format!("{field}.type"),
+            why: "only bind and tmpfs mounts (plus the standard proc, /dev, devpts and /dev/shm)",
+        });
+    }
+    Ok(Some(plan))
+}
+
+/// Validates `spec` and computes the plan. Reads the host's layout (cached)
+/// and checks that bind sources exist; makes no change anywhere.
+pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
+    validate(spec)?;
+    // validate() checked both are present.
+    let (Some(process), Some(linux)) = (spec.process().as_ref(), spec.linux().as_ref()) else {
+        return Err(SpecError::Missing {
+            field: "process/linux".into(),
+        });
+    };
+    let user = process.user();
+    let (uid, gid) = (user.uid(), user.gid());
+    let max_id = opts.uid_pool.slot_size;
+    for (f, id) in [("process.user.uid", uid), ("process.user.gid", gid)]
+        .into_iter()
+        .chain(
+            user.additional_gids()
+                .iter()
+                .flatten()
+                .map(|g| ("process.user.additionalGids", *g)),
+        )
+    {
+        if id >= max_id {
+            return Err(invalid(
+                f,
+                format!("{id} is outside the sandbox's id range 0..{max_id}"),
+            ));
+        }
+    }
+
+    let root = match spec.root() {
+        None => RootPlan::Host(HostLayout::get()),
+        Some(r) => {
+            let p = r.path().clone();
+            if !p.is_dir() {
+                return Err(invalid(
+                    "root.path",
+                    format!("{} is not a directory", p.display()),
+                ));
+            }
+            RootPlan::Dir(p)
+        }
+    };
+
+    let mut shm_bytes = defaults::SHM_BYTES;
+    let mut mounts = Vec::new();
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if m.destination() == Path::new("/dev/shm") {
+            for o in m.options().iter().flatten() {
+                if let Some(v) = o.strip_prefix("size=") {
+                    shm_bytes = tmpfs_size(&format!("mounts[{i}].options"), v)?;
+                }
+            }
+            continue;
+        }
+        if let Some(mp) = parse_mount(i, m, uid, gid)? {
+            if mounts
+                .iter()
+                .any(|x: &MountPlan| x.destination == mp.destination)
+            {
+                return Err(invalid(
+                    format!("mounts[{i}].destination"),
+                    format!("{} is mounted twice", mp.destination.display()),
+                ));
+            }
+            mounts.push(mp);
+        }
+    }
+    // /tmp and /workspace exist in every sandbox unless the spec mounts them.
+    let mut defaults_first = Vec::new();
+    if !mounts.iter().any(|m| m.destination == Path::new("/tmp")) {
+        defaults_first.push(MountPlan {
+            destination: "/tmp".into(),
+            kind: MountKind::Tmpfs {
+                size: defaults::TMPFS_BYTES,
+                mode: 0o1777,
+                uid: 0,
+                gid: 0,
+            },
+            readonly: false,
+            nosuid: true,
+            nodev: true,
+            noexec: false,
+        });
+    }
+    if !mounts
+        .iter()
+        .any(|m| m.destination == Path::new("/workspace"))
+    {
+        defaults_first.push(MountPlan {
+            destination: "/workspace".into(),
+            kind: MountKind::Tmpfs {
+                size: defaults::TMPFS_BYTES,
+                mode: 0o755,
+                uid,
+                gid,
+            },
+            readonly: false,
+            nosuid: true,
+            nodev: true,
+            noexec: false,
+        });
+    }
+    // Parents before children: sort by depth (stable, so equal depths keep
+    // the spec's order).
+    defaults_first.append(&mut mounts);
+    let mut mounts = defaults_first;
+    mounts.sort_by_key(|m| m.destination.components().count());
+
+    let hostname = spec
+        .hostname()
+        .clone()
+        .unwrap_or_else(|| defaults::HOSTNAME.to_string());
+    let args = process
+        .args()
+        .iter()
+        .flatten()
+        .map(|a| cstring("process.args", a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env_list = process.env().clone().unwrap_or_default();
+    let env = env_list
+        .iter()
+        .map(|e| cstring("process.env", e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let path_var = env_list
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(defaults::PATH);
+    let path_dirs = path_var
+        .split(':')
+        .filter(|d| d.starts_with('/'))
+        .map(str::to_string)
+        .collect();
+
+    let mut rlimits: Vec<Rlimit> = process
+        .rlimits()
+        .iter()
+        .flatten()
+        .map(|r| Rlimit {
+            resource: rlimit_resource(r.typ()),
+            soft: r.soft(),
+            hard: r.hard(),
+        })
+        .collect();
+    for r in &rlimits {
+        if r.soft > r.hard {
+            return Err(invalid(
+                "process.rlimits",
+                format!("soft limit {} above hard limit {}", r.soft, r.hard),
+            ));
+        }
+    }
+    let mut add_default = |resource: i32, v: u64| {
+        if !rlimits.iter().any(|r| r.resource == resource) {
+            rlimits.push(Rlimit {
+                resource,
+                soft: v,
+                hard: v,
+            });
+        }
+    };
+    add_default(libc::RLIMIT_NOFILE as i32, defaults::OPEN_FILES);
+    add_default(libc::RLIMIT_CORE as i32, 0);
+    if let Some(cpu) = opts.cpu_time {
+        // Per-process backstop only; the whole tree is limited through the
+        // cgroup's CPU counter by the supervisor, which fires first.
+        add_default(libc::RLIMIT_CPU as i32, cpu.as_secs() + 2);
+    }
+
+    let res = linux.resources().as_ref();
+    let memory_bytes = res
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .map(|l| l as u64)
+        .unwrap_or(defaults::MEMORY_BYTES);
+    let pids = res
+        .and_then(|r| r.pids().as_ref())
+        .map(|p| p.limit() as u64)
+        .unwrap_or(defaults::PIDS);
+    let cpu = res.and_then(|r| r.cpu().as_ref());
+    let cgroup = CgroupLimits {
+        memory_bytes: Some(memory_bytes),
+        pids: Some(pids),
+        cpu_quota_us: cpu.and_then(|c| c.quota()).map(|q| q as u64),
+        cpu_period_us: cpu.and_then(|c| c.period()),
+    };
+
+    let masked_paths = match linux.masked_paths() {
+        Some(v) => v.iter().map(PathBuf::from).collect(),
+        None => DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
+    };
+    let readonly_paths = match linux.readonly_paths() {
+        Some(v) => v.iter().map(PathBuf::from).collect(),
+        None => DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),
+    };
+
+    let tty_size = opts.tty_size.or_else(|| {
+        process.console_size().as_ref().map(|b| WinSize {
+            rows: b.height().min(u16::MAX as u64) as u16,
+            cols: b.width().min(u16::MAX as u64) as u16,
+        })
+    });
+
+    let etc_files = match root {
+        RootPlan::Host(_) => etc_files(&hostname, uid, gid),
+        RootPlan::Dir(_) => Vec::new(),
+    };
+
+    Ok(Plan {
+        hostname,
+        root,
+        mounts,
+        shm_bytes,
+        masked_paths,
+        readonly_paths,
+        etc_files,
+        args,
+        env,
+        path_dirs,
+        cwd: process.cwd().clone(),
+        uid,
+        gid,
+        additional_gids: user.additional_gids().clone().unwrap_or_default(),
+        umask: user.umask(),
+        rlimits,
+        terminal: process.terminal().unwrap_or(false),
+        tty_size,
+        cgroup,
+    })
+}
+
+/// passwd, group, hostname and hosts for the generated /etc.
+fn etc_files(hostname: &str, uid: u32, gid: u32) -> Vec<(String, String)> {
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
+    let mut group = String::from("root:x:0:\n");
+    if uid != 0 && uid != 65534 {
+        passwd.push_str(&format!(
+            "sandbox:x:{uid}:{gid}:sandbox:/workspace:/bin/sh\n"
+        ));
+    }
+    if gid != 0 && gid != 65534 {
+        group.push_str(&format!("sandbox:x:{gid}:\n"));
+    }
+    passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    group.push_str("nogroup:x:65534:\n");
+    vec![
+        ("passwd".into(), passwd),
+        ("group".into(), group),
+        ("hostname".into(), format!("{hostname}\n")),
+        ("hosts".into(), format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")),
+        ("nsswitch.conf".into(), "passwd: files\ngroup: files\nhosts: files\n".into()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::base_spec;
+    use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder, MountBuilder};
+
+    fn spec_with_mounts(mounts: Vec<oci_spec::runtime::Mount>) -> Spec {
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        s.set_mounts(Some(mounts));
+        s
+    }
+
+    #[test]
+    fn base_spec_plans_with_defaults() {
+        let p = plan(&base_spec(vec!["true".into()]), &RunOptions::default()).unwrap();
+        assert_eq!(p.uid, 1000);
+        assert_eq!(p.hostname, "sandbox");
+        assert_eq!(p.cgroup.memory_bytes, Some(defaults::MEMORY_BYTES));
+        assert_eq!(p.cgroup.pids, Some(defaults::PIDS));
+        assert!(p
+            .rlimits
+            .iter()
+            .any(|r| r.resource == libc::RLIMIT_NOFILE as i32 && r.hard == 1024));
+        let dests: Vec<_> = p.mounts.iter().map(|m| m.destination.clone()).collect();
+        assert_eq!(
+            dests,
+            vec![PathBuf::from("/tmp"), PathBuf::from("/workspace")]
+        );
+        match &p.mounts[1].kind {
+            MountKind::Tmpfs { size, uid, .. } => {
+                assert_eq!(*size, defaults::TMPFS_BYTES);
+                assert_eq!(*uid, 1000);
+            }
+            k => panic!("workspace is {k:?}"),
+        }
+        assert!(p.path_dirs.contains(&"/usr/bin".to_string()));
+        assert!(p.masked_paths.contains(&PathBuf::from("/proc/kcore")));
+        assert!(p
+            .etc_files
+            .iter()
+            .any(|(n, c)| n == "passwd" && c.contains(":1000:1000:")));
+    }
+
+    #[test]
+    fn host_layout_has_usr() {
+        let l = HostLayout::get();
+        assert!(l.ro_dirs.contains(&PathBuf::from("/usr")), "{l:?}");
+        assert!(!l
+            .etc_entries
+            .iter()
+            .any(|e| matches!(e, EtcEntry::Bind { name, .. } if name == "shadow")));
+    }
+
+    #[test]
+    fn rejects_unsupported_fields_by_name() {
+        let mut s = base_spec(vec!["true".into()]);
+        s.set_domainname(Some("x".into()));
+        assert!(plan(&s, &RunOptions::default())
+            .unwrap_err()
+            .to_string()
+            .contains("domainname"));
+
+        let mut s = base_spec(vec!["true".into()]);
+        s.linux_mut().as_mut().unwrap().set_namespaces(Some(vec![]));
+        let e = plan(&s, &RunOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("linux.namespaces"), "{e}");
+
+        let mut s = base_spec(vec!["true".into()]);
+        s.linux_mut().as_mut().unwrap().set_sysctl(Some(
+            [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+        ));
+        assert!(plan(&s, &RunOptions::default())
+            .unwrap_err()
+            .to_string()
+            .contains("linux.sysctl"));
+
+        let mut s = base_spec(vec!["true".into()]);
+        let res = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(1 << 20)
+                    .swap(2 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        s.linux_mut().as_mut().unwrap().set_resources(Some(res));
+        assert!(plan(&s, &RunOptions::default())
+            .unwrap_err()
+            .to_string()
+            .contains("swap"));
+
+        let mut s = base_spec(vec![]);
+        s.set_hostname(Some("bad host".into()));
+        assert!(plan(&s, &RunOptions::default()).is_err());
+    }
+
+    #[test]
+    fn mounts_are_parsed_and_checked() {
+        let bind = MountBuilder::default()
+            .destination("/data")
+            .typ("bind")
+            .source("/usr/share")
+            .options(vec!["rbind".to_string(), "rw".to_string()])
+            .build()
+            .unwrap();
+        let tmp = MountBuilder::default()
+            .destination("/scratch")
+            .typ("tmpfs")
+            .options(vec!["size=8m".to_string(), "mode=1777".to_string()])
+            .build()
+            .unwrap();
+        let p = plan(&spec_with_mounts(vec![bind, tmp]), &RunOptions::default()).unwrap();
+        let data = p
+            .mounts
+            .iter()
+            .find(|m| m.destination == Path::new("/data"))
+            .unwrap();
+        assert!(!data.readonly);
+        assert!(matches!(
+            data.kind,
+            MountKind::Bind {
+                recursive: true,
+                is_dir: true,
+                ..
+            }
+        ));
+        let scratch = p
+            .mounts
+            .iter()
+            .find(|m| m.destination == Path::new("/scratch"))
+            .unwrap();
+        assert_eq!(
+            scratch.kind,
+            MountKind::Tmpfs {
+                size: 8 << 20,
+                mode: 0o1777,
+                uid: 1000,
+                gid: 1000
+            }
+        );
+
+        for (dest, typ, src, opt) in [
+            ("relative", "tmpfs", None, "size=1m"),
+            ("/x", "tmpfs", None, "size=12Q"),
+            ("/x", "tmpfs", None, "uid=abc"),
+            ("/x", "bind", Some("/nonexistent-source"), "ro"),
+            ("/x", "bind", Some("/usr"), "suid"),
+            ("/proc/sys", "tmpfs", None, "size=1m"),
+            ("/x", "nfs", None, "ro"),
+            ("/sys", "sysfs", None, "ro"),
+            ("/x/../y", "tmpfs", None, "size=1m"),
+        ] {
+            let mut b = MountBuilder::default();
+            b = b.destination(dest).typ(typ).options(vec![opt.to_string()]);
+            if let Some(s) = src {
+                b = b.source(s);
+            }
+            let m = b.build().unwrap();
+            let r = plan(&spec_with_mounts(vec![m]), &RunOptions::default());
+            assert!(r.is_err(), "{dest} {typ} {opt} accepted");
+            assert!(
+                r.unwrap_err().to_string().starts_with("mounts[0]"),
+                "{dest}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_must_fit_the_pool_slot() {
+        let mut s = base_spec(vec!["true".into()]);
+        s.process_mut().as_mut().unwrap().user_mut().set_uid(70_000);
+        let e = plan(&s, &RunOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("process.user.uid"), "{e}");
+    }
+
+    #[test]
+    fn standard_oci_mounts_are_accepted() {
+        let proc_m = MountBuilder::default()
+            .destination("/proc")
+            .typ("proc")
+            .source("proc")
+            .build()
+            .unwrap();
+        let shm = MountBuilder::default()
+            .destination("/dev/shm")
+            .typ("tmpfs")
+            .options(vec!["size=1m".to_string()])
+            .build()
+            .unwrap();
+        let p = plan(&spec_with_mounts(vec![proc_m, shm]), &RunOptions::default()).unwrap();
+        assert_eq!(p.shm_bytes, 1 << 20);
+        assert_eq!(p.mounts.len(), 2);
+    }
+}

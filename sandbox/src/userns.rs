@@ -1,0 +1,184 @@
+//! User namespace ids: the host uid/gid pool (each live sandbox leases a
+//! disjoint range, so root inside is an unprivileged, unique uid outside)
+//! and writing the id maps of a new child.
+//!
+//! Leases are `flock`s on one file per slot under the run directory: the
+//! kernel drops them when the holder dies, so a crashed runtime leaks no
+//! slot, and separate `runtimed run` processes coordinate without a daemon.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::options::UidPoolConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsernsError {
+    #[error("uid pool: cannot create lock directory {path}: {source}")]
+    LockDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("uid pool: all {slots} slots are in use")]
+    Exhausted { slots: u32 },
+    #[error("uid pool: invalid configuration: {0}")]
+    Config(String),
+    #[error("writing {path}: {source}")]
+    WriteMap {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A leased range of host ids; released when dropped (or when the process
+/// dies).
+#[derive(Debug)]
+pub struct UidLease {
+    pub slot: u32,
+    /// Host uid (and gid) that id 0 inside maps to.
+    pub host_base: u32,
+    pub size: u32,
+    _lock: Flock<File>,
+}
+
+impl UidPoolConfig {
+    fn check(&self) -> Result<(), UsernsError> {
+        let end = (self.base as u64) + (self.slot_size as u64) * (self.slots as u64);
+        if self.slot_size == 0 || self.slots == 0 {
+            return Err(UsernsError::Config(
+                "slot size and slot count must be positive".into(),
+            ));
+        }
+        if self.base == 0 || end > u32::MAX as u64 {
+            return Err(UsernsError::Config(format!(
+                "range {}..{end} must start above 0 and end below 2^32",
+                self.base
+            )));
+        }
+        Ok(())
+    }
+
+    /// Leases a free slot. Starts at a slot derived from the pid so that
+    /// concurrent callers rarely contend on the same lock file.
+    pub fn acquire(&self, lock_dir: &Path) -> Result<UidLease, UsernsError> {
+        self.check()?;
+        std::fs::create_dir_all(lock_dir).map_err(|source| UsernsError::LockDir {
+            path: lock_dir.to_path_buf(),
+            source,
+        })?;
+        let start = (std::process::id().wrapping_mul(2_654_435_761)) % self.slots;
+        for i in 0..self.slots {
+            let slot = (start + i) % self.slots;
+            let path = lock_dir.join(format!("slot-{slot}"));
+            let file = match OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(f) => f,
+                Err(source) => return Err(UsernsError::LockDir { path, source }),
+            };
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => {
+                    return Ok(UidLease {
+                        slot,
+                        host_base: self.base + slot * self.slot_size,
+                        size: self.slot_size,
+                        _lock: lock,
+                    })
+                }
+                Err((_, Errno::EWOULDBLOCK)) => continue,
+                Err((_, e)) => {
+                    return Err(UsernsError::LockDir {
+                        path,
+                        source: std::io::Error::from(e),
+                    })
+                }
+            }
+        }
+        Err(UsernsError::Exhausted { slots: self.slots })
+    }
+}
+
+/// Writes `gid_map` then `uid_map` of `pid`: ids 0..size inside map to
+/// lease.host_base.. outside. Written by the parent (root in the initial
+/// namespace), so setgroups stays allowed inside (the program's
+/// supplementary groups are set explicitly).
+pub fn write_id_maps(pid: i32, lease: &UidLease) -> Result<(), UsernsError> {
+    let line = format!("0 {} {}\n", lease.host_base, lease.size);
+    for name in ["gid_map", "uid_map"] {
+        let path = PathBuf::from(format!("/proc/{pid}/{name}"));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|source| UsernsError::WriteMap {
+                path: path.clone(),
+                source,
+            })?;
+        f.write_all(line.as_bytes())
+            .map_err(|source| UsernsError::WriteMap { path, source })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_are_disjoint_and_released() {
+        let dir =
+            std::env::temp_dir().join(format!("runtimed-uidpool-test-{}", std::process::id()));
+        let pool = UidPoolConfig {
+            base: 1_000_000,
+            slot_size: 65536,
+            slots: 3,
+        };
+        let a = pool.acquire(&dir).unwrap();
+        let b = pool.acquire(&dir).unwrap();
+        let c = pool.acquire(&dir).unwrap();
+        let mut bases = vec![a.host_base, b.host_base, c.host_base];
+        bases.sort();
+        bases.dedup();
+        assert_eq!(bases.len(), 3);
+        assert!(matches!(
+            pool.acquire(&dir),
+            Err(UsernsError::Exhausted { slots: 3 })
+        ));
+        let freed = b.host_base;
+        drop(b);
+        let d = pool.acquire(&dir).unwrap();
+        assert_eq!(d.host_base, freed);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_pool_configs_are_rejected() {
+        let dir = std::env::temp_dir();
+        for pool in [
+            UidPoolConfig {
+                base: 0,
+                slot_size: 65536,
+                slots: 1,
+            },
+            UidPoolConfig {
+                base: 1,
+                slot_size: 0,
+                slots: 1,
+            },
+            UidPoolConfig {
+                base: u32::MAX - 10,
+                slot_size: 65536,
+                slots: 1,
+            },
+        ] {
+            assert!(matches!(pool.acquire(&dir), Err(UsernsError::Config(_))));
+        }
+    }
+}
