@@ -26,7 +26,7 @@ fn err(step: &'static str, e: Errno, what: impl std::fmt::Display) -> StepError 
 
 fn io_err(step: &'static str, e: std::io::Error, what: impl std::fmt::Display) -> StepError {
     let errno = e.raw_os_error().map(Errno::from_raw);
-    StepError::new(step, errno, format!("{what}: {e}"))
+    StepError::new(step, errno, what.to_string())
 }
 
 /// Mount flags of the mount at `path` that a bind remount must keep: in a

@@ -19,12 +19,13 @@ pub struct StepError {
 }
 
 impl StepError {
+    /// `message` says what failed on what; the errno's text is appended.
     pub fn new(step: &'static str, errno: Option<Errno>, message: String) -> StepError {
-        StepError {
-            step,
-            errno,
-            message,
-        }
+        let message = match errno {
+            Some(e) if !message.ends_with(e.desc()) => format!("{message}: {}", e.desc()),
+            _ => message,
+        };
+        StepError { step, errno, message }
     }
 }
 
