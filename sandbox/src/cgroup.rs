@@ -33,6 +33,15 @@ impl CgroupManager {
     pub fn detect() -> Result<Self, CgroupError> {
         Ok(CgroupManager)
     }
+    pub fn controllers(&self) -> Vec<String> {
+        vec![]
+    }
+    pub fn missing_controllers(&self) -> Vec<String> {
+        vec![]
+    }
+    pub fn parent_paths(&self) -> Vec<PathBuf> {
+        vec![]
+    }
     pub fn version(&self) -> CgroupVersion {
         CgroupVersion::V1
     }

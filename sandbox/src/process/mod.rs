@@ -25,7 +25,11 @@ impl StepError {
             Some(e) if !message.ends_with(e.desc()) => format!("{message}: {}", e.desc()),
             _ => message,
         };
-        StepError { step, errno, message }
+        StepError {
+            step,
+            errno,
+            message,
+        }
     }
 }
 
