@@ -1,0 +1,288 @@
+//! The `runtimed run` command line: exit statuses, error lines, stdio
+//! pass-through, working directory, `--tty`, `--rootfs DIR`.
+#![forbid(unsafe_code)]
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runtimed_tests::{
+    harness, skip, unique, wait_for, TempDir, Termination, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND,
+    EXIT_RUNTIMED_FAILED,
+};
+
+#[test]
+fn exit_code_passes_through() {
+    let h = harness!();
+    let out = h.sandbox().cmd(["/bin/sh", "-c", "exit 7"]).run();
+    assert_eq!(out.code(), 7, "{}", out.context());
+    let r = out.report();
+    assert_eq!(r.termination, Termination::Exited, "{}", out.context());
+    assert_eq!(r.exit_code, Some(7));
+    assert_eq!(r.signal, None);
+}
+
+#[test]
+fn death_by_signal_is_128_plus_n() {
+    let h = harness!();
+    let out = h.sandbox().cmd(["/bin/sh", "-c", "kill -TERM $$"]).run();
+    assert_eq!(out.code(), 128 + 15, "{}", out.context());
+    let r = out.report();
+    assert_eq!(r.termination, Termination::Signaled, "{}", out.context());
+    assert_eq!(r.signal, Some(15));
+    assert_eq!(r.exit_code, None);
+}
+
+#[test]
+fn missing_program_is_127_with_one_error_line() {
+    let h = harness!();
+    let out = h.sandbox().cmd(["/nonexistent"]).run();
+    assert_eq!(out.code(), EXIT_NOT_FOUND, "{}", out.context());
+    let line = out.one_error_line();
+    assert!(
+        line.contains("exec") && line.contains("/nonexistent"),
+        "{line}"
+    );
+    if let Some(Ok(r)) = &out.report {
+        let err = r
+            .error
+            .as_ref()
+            .unwrap_or_else(|| panic!("report has no error{}", out.context()));
+        assert!(err.step.contains("exec"), "error step {:?}", err.step);
+        assert_eq!(err.errno.as_deref(), Some("ENOENT"), "{}", out.context());
+    }
+}
+
+#[test]
+fn non_executable_program_is_126() {
+    let h = harness!();
+    let ws = TempDir::world_writable("noexec");
+    let script = ws.join("script.sh");
+    fs::write(&script, "#!/bin/sh\necho should not run\n").expect("write script");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = h
+        .sandbox()
+        .opt("--workspace")
+        .opt(ws.path())
+        .cmd(["/workspace/script.sh"])
+        .run();
+    assert_eq!(out.code(), EXIT_NOT_EXECUTABLE, "{}", out.context());
+    let line = out.one_error_line();
+    assert!(line.contains("exec"), "{line}");
+    assert!(
+        !out.stdout_str().contains("should not run"),
+        "{}",
+        out.context()
+    );
+}
+
+#[test]
+fn bad_size_is_125_with_one_error_line() {
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--memory", "12Q"])
+        .cmd(["/bin/true"])
+        .run();
+    assert_eq!(out.code(), EXIT_RUNTIMED_FAILED, "{}", out.context());
+    let line = out.one_error_line();
+    assert!(line.contains("12Q") || line.contains("memory"), "{line}");
+}
+
+#[test]
+fn bad_duration_is_125() {
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--wall-time", "5 parsecs"])
+        .cmd(["/bin/true"])
+        .run();
+    assert_eq!(out.code(), EXIT_RUNTIMED_FAILED, "{}", out.context());
+    out.one_error_line();
+}
+
+#[test]
+fn network_other_than_none_is_rejected() {
+    let h = harness!();
+    let out = h.sandbox().opts(["--net", "host"]).cmd(["/bin/true"]).run();
+    assert_eq!(out.code(), EXIT_RUNTIMED_FAILED, "{}", out.context());
+    let line = out.one_error_line();
+    assert!(
+        line.contains("net") && line.contains("host"),
+        "unclear message: {line}"
+    );
+}
+
+#[test]
+fn unknown_option_is_125() {
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--no-such-option"])
+        .cmd(["/bin/true"])
+        .run();
+    assert_eq!(out.code(), EXIT_RUNTIMED_FAILED, "{}", out.context());
+    assert!(!out.stderr.is_empty(), "no message{}", out.context());
+}
+
+#[test]
+fn stdio_passes_through() {
+    let h = harness!();
+    let input = format!("{}\nsecond line\n", unique("stdin"));
+    let out = h
+        .sandbox()
+        .stdin(input.as_bytes())
+        .cmd(["/bin/sh", "-c", "cat; echo to-stderr >&2"])
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.context());
+    assert_eq!(out.stdout_str(), input, "{}", out.context());
+    assert_eq!(out.stderr_str(), "to-stderr\n", "{}", out.context());
+}
+
+#[test]
+fn working_directory_defaults_to_workspace() {
+    let h = harness!();
+    let out = h.sandbox().cmd(["/bin/pwd"]).run();
+    assert_eq!(
+        out.stdout_str().trim_end(),
+        "/workspace",
+        "{}",
+        out.context()
+    );
+    let out = h
+        .sandbox()
+        .opts(["--workdir", "/tmp"])
+        .cmd(["/bin/pwd"])
+        .run();
+    assert_eq!(out.stdout_str().trim_end(), "/tmp", "{}", out.context());
+}
+
+#[test]
+fn without_tty_stdin_is_not_a_terminal() {
+    let h = harness!();
+    let out = h.sandbox().cmd(["/bin/sh", "-c", "tty"]).run();
+    assert_eq!(
+        out.stdout_str().trim_end(),
+        "not a tty",
+        "{}",
+        out.context()
+    );
+}
+
+#[test]
+fn tty_gives_a_terminal_with_the_callers_size() {
+    use nix::pty::{openpty, Winsize};
+    let h = harness!();
+    let size = Winsize {
+        ws_row: 37,
+        ws_col: 101,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&size), None).expect("openpty");
+    let mut child = Command::new(&h.runtimed)
+        .args(["run", "--tty", "--", "/bin/sh", "-c", "tty; stty size"])
+        .stdin(Stdio::from(pty.slave.try_clone().expect("dup slave")))
+        .stdout(Stdio::from(pty.slave.try_clone().expect("dup slave")))
+        .stderr(Stdio::from(pty.slave))
+        .spawn()
+        .expect("spawn runtimed");
+    // Our copies of the slave are gone (moved into the Command and dropped),
+    // so reading the master ends with EIO once the sandbox closes its side.
+    let mut master = fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    });
+    let started = Instant::now();
+    let status = wait_for(Duration::from_secs(30), || {
+        child.try_wait().expect("try_wait")
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("runtimed --tty did not finish in 30 s");
+    };
+    let wait_reader = wait_for(Duration::from_secs(5), || {
+        reader.is_finished().then_some(())
+    });
+    assert!(
+        wait_reader.is_some(),
+        "the terminal stayed open after runtimed exited"
+    );
+    let text = String::from_utf8_lossy(&reader.join().expect("reader")).replace('\r', "");
+    assert!(
+        status.success(),
+        "runtimed --tty failed ({status:?}) after {:?}: {text}",
+        started.elapsed()
+    );
+    assert!(text.contains("/dev/pts/"), "not a pty inside: {text:?}");
+    assert!(
+        text.contains("37 101"),
+        "window size not passed in: {text:?}"
+    );
+}
+
+/// A busybox we can copy into a bare rootfs: it must be static.
+fn static_busybox() -> Option<std::path::PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| {
+            // A dynamic executable names its loader (PT_INTERP) in the file.
+            fs::read(p).is_ok_and(|bytes| !bytes.windows(14).any(|w| w == b"/lib64/ld-linu"))
+        })
+}
+
+#[test]
+fn rootfs_dir_runs_its_own_binaries() {
+    let h = harness!();
+    let Some(busybox) = static_busybox() else {
+        skip("no static /bin/busybox (apt-get install busybox-static)");
+        return;
+    };
+    let root = TempDir::new("rootfs");
+    for dir in ["bin", "dev", "proc", "tmp", "etc", "workspace"] {
+        fs::create_dir(root.join(dir)).expect("mkdir");
+    }
+    fs::copy(&busybox, root.join("bin/busybox")).expect("copy busybox");
+    let marker = unique("rootfs");
+    fs::write(root.join("marker"), &marker).expect("write marker");
+
+    let out = h
+        .sandbox()
+        .opt("--rootfs")
+        .opt(root.path())
+        .cmd(["/bin/busybox", "echo", "hi"])
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.context());
+    assert_eq!(out.stdout_str(), "hi\n", "{}", out.context());
+
+    // It is that directory: our marker is there, the host's /usr is not.
+    let out = h
+        .sandbox()
+        .opt("--rootfs")
+        .opt(root.path())
+        .cmd([
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "cat /marker; echo; ls /usr 2>/dev/null || echo no-usr",
+        ])
+        .run();
+    assert_eq!(
+        out.stdout_str(),
+        format!("{marker}\nno-usr\n"),
+        "{}",
+        out.context()
+    );
+}

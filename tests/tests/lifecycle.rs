@@ -1,0 +1,188 @@
+//! What is left after a run: daemons, cgroups, processes; and what the exit
+//! report says about an ordinary run.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use runtimed_tests::{
+    harness, host_cgroup_dirs, host_probe_procs, host_procs_matching, unique, wait_for, ProbeLine,
+    TempDir, Termination,
+};
+
+#[test]
+fn double_forked_daemon_dies_with_the_sandbox() {
+    let h = harness!();
+    let tag = unique("daemon");
+    let marker = format!("marker-{tag}");
+
+    // Control: on the host, the same daemon survives and leaves its marker.
+    // (Its own name: it must not match the sandbox's tag below.)
+    let host_dir = TempDir::world_writable("daemon-host");
+    let host_marker = host_dir.join(&unique("host-marker"));
+    let host = h.probe_on_host(&["daemonize", "3", host_marker.to_str().expect("utf-8")]);
+    assert!(host.ok(), "{host}");
+
+    let ws = TempDir::world_writable("daemon");
+    let started = Instant::now();
+    let out = h
+        .sandbox()
+        .opt("--workspace")
+        .opt(ws.path())
+        .probe(&["daemonize", "3", &format!("/workspace/{marker}")])
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.context());
+    assert!(out.probe_json().ok(), "{}", out.context());
+    assert!(
+        out.streams_closed,
+        "stdout/stderr still open after runtimed exited{}",
+        out.context()
+    );
+
+    // Right after runtimed exits, nothing with the tag in its command line
+    // runs on the host (allowing the kernel a moment to reap).
+    let gone = wait_for(Duration::from_millis(500), || {
+        host_procs_matching(&tag).is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "processes left after the run: {:?}{}",
+        host_procs_matching(&tag),
+        out.context()
+    );
+
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(started.elapsed()));
+    assert!(
+        !ws.join(&marker).exists(),
+        "the daemon survived the sandbox and wrote its marker"
+    );
+    let host_wrote = wait_for(Duration::from_secs(2), || {
+        host_marker.exists().then_some(())
+    });
+    assert!(
+        host_wrote.is_some(),
+        "control failed: the probe's daemon did not write its marker on the host"
+    );
+}
+
+#[test]
+fn cgroups_are_removed_after_the_run() {
+    let h = harness!();
+    let tag = unique("cgroup");
+    let run = h.sandbox().probe(&["sleep", "2", &tag]).spawn();
+    let found = wait_for(Duration::from_secs(10), || {
+        host_probe_procs(&tag).into_iter().next()
+    });
+    let theirs = found
+        .as_ref()
+        .map(|p| host_cgroup_dirs(p.pid))
+        .unwrap_or_default();
+    let mine = host_cgroup_dirs(std::process::id() as i32);
+    let out = run.wait();
+    let p = found.unwrap_or_else(|| panic!("probe not found on the host{}", out.context()));
+
+    // The hierarchies where the sandbox sits somewhere else than the test.
+    let own: Vec<_> = theirs
+        .iter()
+        .filter(|(k, d)| mine.get(*k) != Some(d))
+        .collect();
+    assert!(
+        !own.is_empty(),
+        "probe {} shares every cgroup with the test: {theirs:?}",
+        p.pid
+    );
+
+    assert_eq!(out.code(), 0, "{}", out.context());
+    let r = out.report();
+    assert!(
+        !r.cgroup_paths.is_empty(),
+        "report lists no cgroup{}",
+        out.context()
+    );
+    for path in &r.cgroup_paths {
+        assert!(path.starts_with('/'), "not an absolute path: {path}");
+        assert!(
+            !Path::new(path).exists(),
+            "cgroup {path} still exists after the run"
+        );
+    }
+    for (hierarchy, dir) in own {
+        assert!(
+            !dir.exists(),
+            "the probe's {hierarchy} cgroup {} still exists",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn report_describes_an_ordinary_run() {
+    let h = harness!();
+    let out = h.sandbox().probe(&["sleep", "0.2"]).run();
+    assert_eq!(out.code(), 0, "{}", out.context());
+    let r = out.report();
+    assert_eq!(r.termination, Termination::Exited, "{}", out.context());
+    assert_eq!(r.exit_code, Some(0), "{}", out.context());
+    assert_eq!(r.signal, None, "{}", out.context());
+    assert!(r.error.is_none(), "{}", out.context());
+    assert!(!r.sandbox_id.is_empty());
+    assert!(
+        (200_000..10_000_000).contains(&r.wall_time_us),
+        "wall_time_us = {}{}",
+        r.wall_time_us,
+        out.context()
+    );
+    assert!(
+        r.cpu_total_us.abs_diff(r.cpu_user_us + r.cpu_system_us) <= 10_000,
+        "cpu_total_us is not user + system{}",
+        out.context()
+    );
+    assert!(
+        r.memory_peak_bytes > 0,
+        "no memory_peak_bytes{}",
+        out.context()
+    );
+    assert_eq!(r.oom_kills, 0);
+    assert_eq!(r.pids_limit_hits, 0);
+    assert_eq!(
+        r.stdout_bytes,
+        out.stdout_total,
+        "stdout_bytes differs from what passed through{}",
+        out.context()
+    );
+    assert_eq!(r.stderr_bytes, 0, "{}", out.context());
+    assert!(r.host_uid != 0 && r.host_gid != 0, "{}", out.context());
+
+    let again = h.sandbox().probe(&["sleep", "0"]).run();
+    assert_ne!(
+        again.report().sandbox_id,
+        r.sandbox_id,
+        "sandbox ids repeat"
+    );
+}
+
+#[test]
+fn nothing_survives_a_killed_program() {
+    // A wall-time kill takes the whole tree: children of the probe too.
+    let h = harness!();
+    let tag = unique("tree");
+    let out = h
+        .sandbox()
+        .opts(["--wall-time", "1s"])
+        .probe(&["cpuburn", "3", "30", &tag])
+        .run();
+    assert_eq!(
+        out.report().termination,
+        Termination::WallTimeout,
+        "{}",
+        out.context()
+    );
+    let gone = wait_for(Duration::from_millis(500), || {
+        host_procs_matching(&tag).is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "left behind: {:?}",
+        host_procs_matching(&tag)
+    );
+}

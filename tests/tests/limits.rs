@@ -1,0 +1,312 @@
+//! Resource limits under attack: memory bomb, fork bomb, CPU burn, sleeping
+//! past the wall clock, output flood, filling disks and fd tables. Each test
+//! asserts what the kernel and the exit report observed.
+#![forbid(unsafe_code)]
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use runtimed_tests::{
+    harness, host_procs_matching, unique, wait_for, ProbeLine, TempDir, Termination, EXIT_KILLED,
+    MIB,
+};
+
+#[test]
+fn memory_bomb_is_oom_killed() {
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--memory", "64M"])
+        .probe(&["membomb", "1024"])
+        .run();
+    let r = out.report();
+    assert_eq!(r.termination, Termination::OomKilled, "{}", out.context());
+    assert!(
+        r.oom_kills >= 1,
+        "oom_kills = {}{}",
+        r.oom_kills,
+        out.context()
+    );
+    assert_eq!(out.code(), EXIT_KILLED, "{}", out.context());
+    assert_eq!(r.signal, Some(9), "{}", out.context());
+    // It did get close to the limit, and not past it.
+    assert!(
+        r.memory_peak_bytes >= 32 * MIB && r.memory_peak_bytes <= 68 * MIB,
+        "memory_peak_bytes = {}{}",
+        r.memory_peak_bytes,
+        out.context()
+    );
+    assert!(
+        !out.stdout_str().contains("\"membomb\""),
+        "the bomb finished{}",
+        out.context()
+    );
+}
+
+#[test]
+fn memory_below_the_limit_is_fine() {
+    // Control for the bomb: the same probe finishes when it fits.
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--memory", "64M"])
+        .probe(&["membomb", "16"])
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.context());
+    assert!(out.probe_json().ok(), "{}", out.context());
+    let r = out.report();
+    assert_eq!(r.termination, Termination::Exited, "{}", out.context());
+    assert_eq!(r.oom_kills, 0, "{}", out.context());
+    assert!(
+        r.memory_peak_bytes >= 16 * MIB,
+        "peak {} below what was touched{}",
+        r.memory_peak_bytes,
+        out.context()
+    );
+}
+
+#[test]
+fn fork_bomb_is_held_by_the_pids_limit() {
+    let h = harness!();
+    let tag = unique("forkbomb");
+    let out = h
+        .sandbox()
+        .opts(["--pids", "32", "--wall-time", "5s"])
+        .probe(&["forkbomb", "2000", &tag])
+        .watchdog(Duration::from_secs(30))
+        .run();
+    let r = out.report();
+    assert!(
+        matches!(
+            r.termination,
+            Termination::Exited
+                | Termination::Signaled
+                | Termination::PidsLimit
+                | Termination::WallTimeout
+        ),
+        "{}",
+        out.context()
+    );
+    assert!(
+        r.pids_limit_hits >= 1,
+        "pids_limit_hits = {}{}",
+        r.pids_limit_hits,
+        out.context()
+    );
+    assert!(
+        out.elapsed < Duration::from_secs(15),
+        "the run did not end in time{}",
+        out.context()
+    );
+    if let Some(v) = out.try_probe_json() {
+        // When the original bomber finished, it saw forks fail at the limit.
+        assert!(
+            v["forks"].as_u64().unwrap_or(0) < 32,
+            "more forks than the limit: {v}"
+        );
+        assert_eq!(v.errno(), "EAGAIN", "{v}");
+    }
+    // The host is fine: nothing of the bomb is left and we can still fork.
+    let leftovers = wait_for(Duration::from_secs(2), || {
+        let left = host_procs_matching(&tag);
+        left.is_empty().then_some(())
+    });
+    assert!(
+        leftovers.is_some(),
+        "bomb processes left on the host: {:?}",
+        host_procs_matching(&tag)
+    );
+    let status = Command::new("true")
+        .status()
+        .expect("host fork after the bomb");
+    assert!(status.success());
+}
+
+#[test]
+fn cpu_time_limit_counts_the_whole_tree() {
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--cpu-time", "1s", "--wall-time", "20s"])
+        .probe(&["cpuburn", "4", "30"])
+        .run();
+    let r = out.report();
+    assert_eq!(r.termination, Termination::CpuTimeout, "{}", out.context());
+    assert_eq!(out.code(), EXIT_KILLED, "{}", out.context());
+    assert!(
+        r.cpu_total_us >= 1_000_000,
+        "cpu_total_us = {}{}",
+        r.cpu_total_us,
+        out.context()
+    );
+    assert!(
+        r.cpu_total_us < 5_000_000,
+        "overshot the CPU limit: {}{}",
+        r.cpu_total_us,
+        out.context()
+    );
+    assert!(
+        r.wall_time_us < 10_000_000,
+        "wall_time_us = {}{}",
+        r.wall_time_us,
+        out.context()
+    );
+    assert!(out.elapsed < Duration::from_secs(10), "{}", out.context());
+}
+
+#[test]
+fn wall_time_limit_ends_a_sleeper() {
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--wall-time", "500ms"])
+        .probe(&["sleep", "30"])
+        .run();
+    let r = out.report();
+    assert_eq!(r.termination, Termination::WallTimeout, "{}", out.context());
+    assert_eq!(out.code(), EXIT_KILLED, "{}", out.context());
+    assert!(
+        (500_000..5_000_000).contains(&r.wall_time_us),
+        "wall_time_us = {}{}",
+        r.wall_time_us,
+        out.context()
+    );
+    assert!(out.elapsed < Duration::from_secs(5), "{}", out.context());
+}
+
+#[test]
+fn output_flood_stops_at_the_limit() {
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--output-limit", "1M"])
+        .probe(&["flood"])
+        .watchdog(Duration::from_secs(30))
+        .run();
+    let r = out.report();
+    assert_eq!(r.termination, Termination::OutputLimit, "{}", out.context());
+    assert_eq!(out.code(), EXIT_KILLED, "{}", out.context());
+    assert!(
+        out.stdout_total <= MIB + 64 * 1024,
+        "read {} bytes of stdout{}",
+        out.stdout_total,
+        out.context()
+    );
+    assert!(
+        out.stdout_total >= 64 * 1024,
+        "output did not pass through before the limit{}",
+        out.context()
+    );
+    assert!(
+        r.stdout_bytes >= MIB - 64 * 1024,
+        "stdout_bytes = {}{}",
+        r.stdout_bytes,
+        out.context()
+    );
+}
+
+#[test]
+fn stderr_flood_stops_at_the_limit() {
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--output-limit", "1M"])
+        .probe(&["flood", "stderr"])
+        .watchdog(Duration::from_secs(30))
+        .run();
+    let r = out.report();
+    assert_eq!(r.termination, Termination::OutputLimit, "{}", out.context());
+    assert!(
+        (out.stderr.len() as u64) <= MIB + 64 * 1024 + 4096,
+        "read {} bytes of stderr{}",
+        out.stderr.len(),
+        out.context()
+    );
+    assert!(
+        r.stderr_bytes >= MIB - 64 * 1024,
+        "stderr_bytes = {}{}",
+        r.stderr_bytes,
+        out.context()
+    );
+}
+
+#[test]
+fn tmpfs_size_is_capped() {
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--tmpfs", "/scratch:1M"])
+        .probe(&["fill", "/scratch/big", "8"])
+        .run();
+    let v = out.probe_json();
+    assert!(!v.ok(), "wrote 8 MiB into a 1M tmpfs: {v}{}", out.context());
+    assert_eq!(v.errno(), "ENOSPC", "{v}");
+    assert!(v["written"].as_u64().unwrap_or(u64::MAX) <= MIB, "{v}");
+}
+
+#[test]
+fn file_size_limit_holds() {
+    let h = harness!();
+    let ws = TempDir::world_writable("fsize");
+    let out = h
+        .sandbox()
+        .opts(["--file-size", "64K"])
+        .opt("--workspace")
+        .opt(ws.path())
+        .probe(&["fill", "/workspace/big", "1"])
+        .run();
+    let size = fs::metadata(ws.join("big")).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size <= 64 * 1024,
+        "the file grew to {size} bytes{}",
+        out.context()
+    );
+    // RLIMIT_FSIZE: SIGXFSZ kills the writer (128+25), or EFBIG if ignored.
+    let efbig = out.try_probe_json().is_some_and(|v| v.errno() == "EFBIG");
+    assert!(
+        out.code() == 128 + 25 || efbig,
+        "no file-size enforcement seen{}",
+        out.context()
+    );
+}
+
+#[test]
+fn open_files_limit_holds() {
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--open-files", "32"])
+        .probe(&["open-files", "1000"])
+        .run();
+    let v = out.probe_json();
+    assert!(!v.ok(), "opened 1000 files: {v}{}", out.context());
+    assert_eq!(v.errno(), "EMFILE", "{v}");
+    assert!(v["opened"].as_u64().unwrap_or(u64::MAX) < 32, "{v}");
+}
+
+#[test]
+fn cpu_quota_throttles() {
+    // Two spinners for 2 s would use ~4 s of CPU on two cores; with half a
+    // CPU they get about 1 s.
+    let h = harness!();
+    let out = h
+        .sandbox()
+        .opts(["--cpus", "0.5"])
+        .probe(&["cpuburn", "2", "2"])
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.context());
+    let r = out.report();
+    assert!(
+        r.cpu_total_us <= 1_600_000,
+        "cpu_total_us = {} with --cpus 0.5{}",
+        r.cpu_total_us,
+        out.context()
+    );
+    assert!(
+        r.cpu_total_us >= 300_000,
+        "cpu_total_us = {}: did it run?{}",
+        r.cpu_total_us,
+        out.context()
+    );
+}
