@@ -86,8 +86,10 @@ pub struct ExitReport {
     pub memory_peak_bytes: u64,
     pub oom_kills: u64,
     pub pids_limit_hits: u64,
-    pub stdout_bytes: u64,
-    pub stderr_bytes: u64,
+    /// Bytes the program wrote per stream; `None` when its fds were the
+    /// caller's own (passed through, not counted).
+    pub stdout_bytes: Option<u64>,
+    pub stderr_bytes: Option<u64>,
     /// Host uid/gid that uid/gid 0 inside maps to (the base of the range).
     pub host_uid: u32,
     pub host_gid: u32,

@@ -144,13 +144,29 @@ fn report_describes_an_ordinary_run() {
     );
     assert_eq!(r.oom_kills, 0);
     assert_eq!(r.pids_limit_hits, 0);
+    // Passed straight through (the caller's own fds): not counted.
+    assert_eq!(r.stdout_bytes, None, "{}", out.context());
+    assert_eq!(r.stderr_bytes, None, "{}", out.context());
+    // Through the supervisor (an output limit is set): counted exactly.
+    let counted = h
+        .sandbox()
+        .opts(["--output-limit", "1M"])
+        .probe(&["sleep", "0"])
+        .run();
+    assert_eq!(counted.code(), 0, "{}", counted.context());
+    let cr = counted.report();
     assert_eq!(
-        r.stdout_bytes,
-        out.stdout_total,
+        cr.stdout_bytes,
+        Some(counted.stdout_total),
         "stdout_bytes differs from what passed through{}",
-        out.context()
+        counted.context()
     );
-    assert_eq!(r.stderr_bytes, 0, "{}", out.context());
+    assert!(
+        counted.stdout_total > 0,
+        "the probe printed nothing{}",
+        counted.context()
+    );
+    assert_eq!(cr.stderr_bytes, Some(0), "{}", counted.context());
     assert!(r.host_uid != 0 && r.host_gid != 0, "{}", out.context());
 
     let again = h.sandbox().probe(&["sleep", "0"]).run();

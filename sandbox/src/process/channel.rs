@@ -47,6 +47,9 @@ pub struct Channel {
     fd: OwnedFd,
 }
 
+/// A message's bytes and the fd that came with it, if any.
+type Received = (Vec<u8>, Option<OwnedFd>);
+
 /// Largest message we send (a step failure with a path fits easily).
 const MAX_MSG: usize = 4096;
 
@@ -103,7 +106,7 @@ impl Channel {
     }
 
     /// Receives one message; `Ok(None)` on EOF (the other end is gone).
-    fn recv_bytes(&self) -> Result<Option<(Vec<u8>, Option<OwnedFd>)>, Errno> {
+    fn recv_bytes(&self) -> Result<Option<Received>, Errno> {
         let mut buf = vec![0u8; MAX_MSG];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
         loop {

@@ -199,7 +199,7 @@ impl Sandbox {
                         Ok(Some(_)) => {}
                         Ok(None) | Err(_) => channel_open = false,
                     },
-                    2 | 3 | 4 => {
+                    2..=4 => {
                         let stream = if kind == 4 { 0 } else { (kind - 2) as usize };
                         let fd_ref: &OwnedFd = match kind {
                             4 => match &self.pty_master {
@@ -285,6 +285,7 @@ impl Sandbox {
             }
         }
 
+        let counted = self.sinks[0].is_some();
         let wall = end_time
             .unwrap_or_else(Instant::now)
             .saturating_duration_since(self.started);
@@ -344,8 +345,8 @@ impl Sandbox {
             memory_peak_bytes: stats.memory_peak_bytes,
             oom_kills: stats.oom_kills,
             pids_limit_hits: stats.pids_limit_hits,
-            stdout_bytes: counts[0],
-            stderr_bytes: counts[1],
+            stdout_bytes: counted.then_some(counts[0]),
+            stderr_bytes: counted.then_some(counts[1]),
             host_uid: self.lease.host_base,
             host_gid: self.lease.host_base,
             cgroup_paths,
