@@ -217,7 +217,7 @@ pub fn spec_from_args(a: &RunArgs) -> Result<Spec, String> {
     }
     for e in &a.env {
         let kv = match e.split_once('=') {
-            Some((k, _)) if k.is_empty() => return Err(format!("--env {e}: empty name")),
+            Some(("", _)) => return Err(format!("--env {e}: empty name")),
             Some(_) => e.clone(),
             None => match std::env::var(e) {
                 Ok(v) => format!("{e}={v}"),
