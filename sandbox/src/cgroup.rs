@@ -1,1 +1,0 @@
-//! cgroup placeholder (being written).
