@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs the cgroup tests of `sandbox` on a pure cgroup v2 kernel: builds the
+# test binary on the host, then runs only the cgroup tests inside
+# ../shared/tools/cgroup2-vm (a throwaway VM, see its header) with
+# SANDBOX_MUST_WORK=1, so a skip is a failure. Exit status: the tests'.
+set -euo pipefail
+
+top=$(git rev-parse --show-toplevel)
+vm="$top/../shared/tools/cgroup2-vm"
+[ -x "$vm" ] || { echo "cgroup-v2.sh: $vm not found or not executable" >&2; exit 2; }
+cd "$top"
+
+# --lib: the unit-test binary of sandbox is the only artifact with an
+# executable, so the last "executable" in cargo's JSON is it.
+bin=$(cargo test -p sandbox --lib --no-run --message-format=json \
+	| grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4)
+[ -n "$bin" ] && [ -x "$bin" ] || { echo "cgroup-v2.sh: no sandbox test binary found" >&2; exit 2; }
+
+# The VM sees / read-only and the current directory read-write, but not the
+# host's /tmp: copy a binary built there into the repository's target dir.
+case $bin in
+/tmp/*)
+	mkdir -p "$top/target/cgroup-v2"
+	cp "$bin" "$top/target/cgroup-v2/"
+	bin="$top/target/cgroup-v2/${bin##*/}"
+	;;
+esac
+
+start=$(date +%s)
+status=0
+"$vm" -- env SANDBOX_MUST_WORK=1 "$bin" cgroup:: --test-threads=2 || status=$?
+echo "cgroup-v2.sh: VM run took $(( $(date +%s) - start )) s, exit status $status"
+exit "$status"
