@@ -74,7 +74,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    m.remove_parents();
     Ok(())
 }
 

@@ -255,6 +255,11 @@ struct Layout {
 
 /// Where and how this process creates cgroups; discovered once, shared by
 /// cloning (an `Arc` inside).
+///
+/// The parent directories are shared and long-lived: nothing removes them,
+/// because another process (a second runtimed, or its tests) may be creating
+/// a cgroup in them at any moment, and an rmdir of the empty parent would
+/// make that mkdir fail.
 #[derive(Clone, Debug)]
 pub struct CgroupManager {
     layout: Arc<Layout>,
@@ -411,20 +416,6 @@ impl CgroupManager {
         .map(|path| File::open(&path).map_err(|source| CgroupError::Open { path, source }))
         .transpose()?;
         Ok(cgroup)
-    }
-
-    /// Removes the parent directories if no cgroup is left in them (best
-    /// effort; EBUSY means a cgroup is still there). For shutdown and tests:
-    /// call it only when no other thread or process creates cgroups below the
-    /// same parents, since their `create` would fail (ENOENT) in the window.
-    pub fn remove_parents(&self) {
-        for h in &self.layout.hierarchies {
-            if let Err(e) = fs::remove_dir(&h.parent) {
-                if !matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOENT)) {
-                    tracing::warn!(path = %h.parent.display(), error = %e, "cannot remove cgroup parent");
-                }
-            }
-        }
     }
 }
 

@@ -8,7 +8,6 @@ use std::fmt::Display;
 use std::os::fd::OwnedFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -26,7 +25,7 @@ fn must_work() -> bool {
     std::env::var("SANDBOX_MUST_WORK").as_deref() == Ok("1")
 }
 
-fn skip(reason: impl Display) -> Option<Parents> {
+fn skip(reason: impl Display) -> Option<CgroupManager> {
     assert!(
         !must_work(),
         "cgroups must work (SANDBOX_MUST_WORK=1), but: {reason}"
@@ -35,44 +34,19 @@ fn skip(reason: impl Display) -> Option<Parents> {
     None
 }
 
-/// Tests running now. They share the `runtimed` parents and the last one to
-/// finish removes them, so a run leaves nothing behind. Detection (which
-/// makes the parents) and removal both hold this lock, so no test creates a
-/// cgroup in a parent that is being removed.
-static ACTIVE: Mutex<usize> = Mutex::new(0);
-
-/// The manager of one test.
-struct Parents(CgroupManager);
-
-impl Drop for Parents {
-    fn drop(&mut self) {
-        let mut active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
-        *active -= 1;
-        if *active == 0 {
-            self.0.remove_parents();
-        }
-    }
-}
-
-impl std::ops::Deref for Parents {
-    type Target = CgroupManager;
-    fn deref(&self) -> &CgroupManager {
-        &self.0
-    }
-}
-
-fn manager() -> Option<Parents> {
+/// The manager, or `None` (after printing why) when cgroups cannot be
+/// tested here. The `runtimed` parents it makes are left in place: they are
+/// shared with any other runtimed on the host (see `CgroupManager`).
+fn manager() -> Option<CgroupManager> {
     if !nix::unistd::geteuid().is_root() {
         return skip("not root");
     }
-    let mut active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
     let m = match CgroupManager::detect() {
         Ok(m) => m,
         Err(e) => return skip(format!("cgroups unusable: {e}")),
     };
     let missing = m.missing_controllers();
     if !missing.is_empty() {
-        m.remove_parents();
         return skip(format!("missing controllers {missing:?}"));
     }
     if std::env::var("CGROUP2_VM").as_deref() == Ok("1") {
@@ -82,8 +56,7 @@ fn manager() -> Option<Parents> {
             "the cgroup2 VM must be detected as v2"
         );
     }
-    *active += 1;
-    Some(Parents(m))
+    Some(m)
 }
 
 fn unique(tag: &str) -> String {
@@ -139,6 +112,13 @@ fn assert_gone(paths: &[PathBuf]) {
     for p in paths {
         assert!(!p.exists(), "{} still exists", p.display());
     }
+}
+
+/// `remove`, then check that none of the directories is left.
+fn remove_checked(cg: Cgroup) {
+    let paths = cg.paths().to_vec();
+    cg.remove().unwrap();
+    assert_gone(&paths);
 }
 
 /// Reads `file` from whichever of the cgroup's directories has it.
@@ -274,9 +254,7 @@ fn create_writes_limits_and_remove_leaves_nothing() {
         (stats.pids_current, stats.oom_kills, stats.pids_limit_hits),
         (0, 0, 0)
     );
-    let paths = cg.paths().to_vec();
-    cg.remove().unwrap();
-    assert_gone(&paths);
+    remove_checked(cg);
 
     // Without a quota, v1 skips the cpu hierarchy (unless it is co-mounted
     // with cpuacct, which is always needed).
@@ -290,7 +268,7 @@ fn create_writes_limits_and_remove_leaves_nothing() {
             dir.display()
         );
     }
-    cg.remove().unwrap();
+    remove_checked(cg);
 }
 
 #[test]
@@ -356,7 +334,7 @@ fn memory_bomb_is_oom_killed() {
     let stats = cg.stats().unwrap();
     assert!(stats.oom_kills >= 1, "{stats:?}");
     assert!(stats.memory_peak_bytes >= 16 * MIB, "{stats:?}");
-    cg.remove().unwrap();
+    remove_checked(cg);
 }
 
 #[test]
@@ -383,9 +361,7 @@ fn fork_bomb_hits_pids_limit() {
     let stats = cg.stats().unwrap();
     assert!(stats.pids_limit_hits >= 1, "{stats:?}");
     assert!((1..=8).contains(&stats.pids_current), "{stats:?}");
-    let paths = cg.paths().to_vec();
-    cg.remove().unwrap();
-    assert_gone(&paths);
+    remove_checked(cg);
 }
 
 #[test]
@@ -436,7 +412,7 @@ fn cpu_burn_and_memory_peak_are_accounted() {
     );
     assert!(stats.memory_peak_bytes >= 16 * MIB, "{stats:?}");
     assert_eq!(stats.oom_kills, 0, "{stats:?}");
-    cg.remove().unwrap();
+    remove_checked(cg);
 }
 
 #[test]
@@ -469,9 +445,7 @@ fn kill_all_reaches_double_forked_grandchild() {
         !alive(grandchild),
         "grandchild {grandchild} survived kill_all"
     );
-    let paths = cg.paths().to_vec();
-    cg.remove().unwrap();
-    assert_gone(&paths);
+    remove_checked(cg);
 }
 
 #[test]
@@ -481,9 +455,7 @@ fn remove_and_drop_kill_and_leave_nothing() {
         .create(&unique("remove"), &CgroupLimits::default())
         .unwrap();
     let sleeper = spawn_in(&cg, sleep_then_exit);
-    let paths = cg.paths().to_vec();
-    cg.remove().unwrap();
-    assert_gone(&paths);
+    remove_checked(cg);
     assert!(matches!(
         waitpid(sleeper, None).unwrap(),
         WaitStatus::Signaled(_, Signal::SIGKILL, _)
@@ -545,7 +517,7 @@ fn clone3_into_cgroup_starts_child_inside() {
             );
         }
     }
-    cg.remove().unwrap();
+    remove_checked(cg);
 }
 
 const SUPERVISOR_OWN_ENV: &str = "SANDBOX_CGROUP_TEST_OWN";
@@ -622,7 +594,5 @@ fn supervisor_child(own: &Path) {
             },
         )
         .unwrap();
-    let paths = cg.paths().to_vec();
-    cg.remove().unwrap();
-    assert_gone(&paths);
+    remove_checked(cg);
 }
