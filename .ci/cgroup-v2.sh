@@ -26,8 +26,19 @@ case $bin in
 	;;
 esac
 
+# The end-to-end limit and accounting tests (real `runtimed run` sandboxes:
+# clone3 into the cgroup, OOM kill, pids limit, CPU time of the tree, cgroup
+# removal) run in the same VM.
+cargo build -q --workspace --bins
+e2e=$(cargo test -q -p runtimed-tests --no-run --message-format=json \
+	| grep -o '"executable":"[^"]*/\(limits\|lifecycle\)-[^"]*"' | cut -d'"' -f4)
+[ "$(echo "$e2e" | wc -l)" -eq 2 ] || { echo "cgroup-v2.sh: end-to-end test binaries not found" >&2; exit 2; }
+runtimed_bin=$(dirname "$(echo "$e2e" | head -n 1)")/../runtimed
+script="set -e; $bin cgroup:: --test-threads=2"
+for t in $e2e; do script="$script; $t --test-threads=2"; done
+
 start=$(date +%s)
 status=0
-"$vm" -- env SANDBOX_MUST_WORK=1 "$bin" cgroup:: --test-threads=2 || status=$?
+"$vm" -- env SANDBOX_MUST_WORK=1 RUNTIMED_BIN="$runtimed_bin" bash -c "$script" || status=$?
 echo "cgroup-v2.sh: VM run took $(( $(date +%s) - start )) s, exit status $status"
 exit "$status"

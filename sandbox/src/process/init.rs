@@ -304,8 +304,6 @@ fn program_steps(ctx: &ChildContext<'_>, slave: Option<RawFd>) -> Result<Never, 
     if let Some(m) = plan.umask {
         umask(Mode::from_bits_truncate(m));
     }
-    // oom_score_adj: PID 1 is shielded (-1000); the program is not.
-    let _ = std::fs::write("/proc/self/oom_score_adj", b"0");
     // drop_bounding_set: needs CAP_SETPCAP, so before changing uid.
     caps::clear(None, caps::CapSet::Bounding)
         .map_err(|er| StepError::new("capabilities", None, format!("clear bounding set: {er}")))?;

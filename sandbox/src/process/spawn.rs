@@ -302,8 +302,6 @@ impl Sandbox {
         };
         // From here, returning Err drops `sb`, which kills and cleans up.
         write_id_maps(pid, &sb.lease)?;
-        // PID 1 must survive an OOM inside so it can report the program's end.
-        let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), b"-1000");
         if !v2 {
             if let Some(cg) = &sb.cgroup {
                 cg.add_pid(pid)?;
@@ -313,6 +311,11 @@ impl Sandbox {
             .send_parent(ParentMessage::Go)
             .map_err(sys_err("release the child"))?;
         sb.wait_started()?;
+        // PID 1 must survive an OOM inside so it can report the program's
+        // end. Set only now: the program, forked before, keeps the
+        // caller's score instead of inheriting an unkillable one (a memcg
+        // whose only task is unkillable loops in OOM forever).
+        let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), b"-1000");
         sb.started = Instant::now();
         Ok(sb)
     }
