@@ -32,7 +32,9 @@ fn io_err(step: &'static str, e: std::io::Error, what: impl std::fmt::Display) -
 /// Mount flags of the mount at `path` that a bind remount must keep: in a
 /// user namespace the kernel refuses to clear flags locked by the mount's
 /// owner (mount(2), EPERM; bubblewrap's bind_mount does the same).
-fn locked_flags(path: &Path) -> MsFlags {
+/// Computed in the parent for host paths (see `HostLayout`, `plan`), so the
+/// child does not statvfs each mount.
+pub fn locked_flags(path: &Path) -> MsFlags {
     let mut f = MsFlags::empty();
     if let Ok(st) = statvfs(path) {
         let fl = st.flags();
@@ -53,13 +55,26 @@ fn locked_flags(path: &Path) -> MsFlags {
     f
 }
 
-/// Bind `src` on `dst`, then remount with `extra` flags (read-only etc.).
+/// Bind `src` on `dst`, then remount with `extra` flags (read-only etc.);
+/// the flags to keep are read from the new mount.
 pub fn bind(
     step: &'static str,
     src: &Path,
     dst: &Path,
     recursive: bool,
     extra: MsFlags,
+) -> Result<(), StepError> {
+    bind_keeping(step, src, dst, recursive, extra, None)
+}
+
+/// [`bind`] with the source mount's locked flags known in advance.
+pub fn bind_keeping(
+    step: &'static str,
+    src: &Path,
+    dst: &Path,
+    recursive: bool,
+    extra: MsFlags,
+    locked: Option<MsFlags>,
 ) -> Result<(), StepError> {
     let mut flags = MsFlags::MS_BIND;
     if recursive {
@@ -73,7 +88,8 @@ pub fn bind(
         )
     })?;
     if !extra.is_empty() {
-        let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | locked_flags(dst) | extra;
+        let keep = locked.unwrap_or_else(|| locked_flags(dst));
+        let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | keep | extra;
         mount(NONE, dst, NONE, f, NONE)
             .map_err(|e| err(step, e, format!("remount {} {:?}", dst.display(), extra)))?;
     }
@@ -97,10 +113,8 @@ fn mkdir(step: &'static str, p: &Path, mode: u32) -> Result<(), StepError> {
     }
 }
 
+/// Creates an empty file as a mount point (its directory exists).
 fn touch(step: &'static str, p: &Path) -> Result<(), StepError> {
-    if let Some(parent) = p.parent() {
-        mkdir(step, parent, 0o755)?;
-    }
     match OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -161,11 +175,13 @@ pub fn mount_host_layout(
 ) -> Result<(), StepError> {
     const STEP: &str = "mount_host_layout";
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    for dir in &layout.ro_dirs {
+    for (dir, locked) in layout.ro_dirs.iter().zip(&layout.ro_dir_flags) {
         let dst = inside(staging, dir);
         mkdir(STEP, &dst, 0o755)?;
-        bind(STEP, dir, &dst, true, ro)?;
+        let locked = MsFlags::from_bits_truncate(*locked as _);
+        bind_keeping(STEP, dir, &dst, true, ro, Some(locked))?;
     }
+    let etc_locked = Some(MsFlags::from_bits_truncate(layout.etc_flags as _));
     for (link, target) in &layout.symlinks {
         let dst = inside(staging, link);
         symlink(target, &dst).map_err(|e| io_err(STEP, e, format!("symlink {}", dst.display())))?;
@@ -186,7 +202,14 @@ pub fn mount_host_layout(
                 } else {
                     touch(STEP, &dst)?;
                 }
-                bind(STEP, &Path::new("/etc").join(name), &dst, true, ro)?;
+                bind_keeping(
+                    STEP,
+                    &Path::new("/etc").join(name),
+                    &dst,
+                    true,
+                    ro,
+                    etc_locked,
+                )?;
             }
         }
     }
@@ -197,9 +220,7 @@ pub fn mount_host_layout(
         f.write_all(contents.as_bytes())
             .map_err(|e| io_err(STEP, e, format!("write {}", p.display())))?;
     }
-    for d in [
-        "proc", "dev", "root", "home", "var", "run", "mnt", "opt", "srv",
-    ] {
+    for d in ["proc", "dev", "root"] {
         mkdir(STEP, &staging.join(d), 0o755)?;
     }
     Ok(())
@@ -316,6 +337,9 @@ fn mount_one(step: &'static str, m: &MountPlan, staging: &Path) -> Result<(), St
             if *is_dir {
                 mkdir(step, &dst, 0o755)?;
             } else {
+                if let Some(parent) = dst.parent() {
+                    mkdir(step, parent, 0o755)?;
+                }
                 touch(step, &dst)?;
             }
             bind(step, source, &dst, *recursive, flags)
@@ -353,41 +377,50 @@ pub fn pivot(staging: &Path) -> Result<(), StepError> {
 /// themselves. Missing paths are skipped (not every kernel has them).
 pub fn mask_paths(plan: &Plan) -> Result<(), StepError> {
     const STEP: &str = "mask_paths";
+    // No stat first: a missing path (ENOENT) is skipped, a directory
+    // (ENOTDIR for a file bind) gets the empty tmpfs instead.
     for p in &plan.masked_paths {
-        let meta = match std::fs::metadata(p) {
-            Ok(m) => m,
-            Err(_) => continue,
-        };
-        if meta.is_dir() {
-            tmpfs(
+        match mount(Some("/dev/null"), p, NONE, MsFlags::MS_BIND, NONE) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(Errno::ENOTDIR) => tmpfs(
                 STEP,
                 p,
                 MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
                 "size=4k,nr_inodes=1",
-            )?;
-        } else {
-            bind(STEP, Path::new("/dev/null"), p, false, MsFlags::empty())?;
+            )?,
+            Err(e) => return Err(err(STEP, e, format!("mask {}", p.display()))),
         }
     }
+    // Our own proc mount's flags, so the remount needs no statvfs.
+    let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     for p in &plan.readonly_paths {
-        if !p.exists() {
-            continue;
+        match mount(
+            Some(p.as_path()),
+            p,
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        ) {
+            Ok(()) => {}
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(err(STEP, e, format!("bind {} on itself", p.display()))),
         }
-        bind(
-            STEP,
-            p,
-            p,
-            true,
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        )?;
+        let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(NONE, p, NONE, f | proc_flags, NONE)
+            .map_err(|e| err(STEP, e, format!("remount {} read-only", p.display())))?;
     }
     Ok(())
 }
 
 /// Step `readonly_root`: the root mount becomes read-only (writes go to
 /// /tmp, /workspace, /dev/shm and rw binds only).
-pub fn readonly_root() -> Result<(), StepError> {
+pub fn readonly_root(plan: &Plan) -> Result<(), StepError> {
     let root = Path::new("/");
-    let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(root);
+    let keep = match plan.root {
+        // Our own tmpfs root: its flags are known.
+        RootPlan::Host(_) => MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        RootPlan::Dir(_) => locked_flags(root),
+    };
+    let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep;
     mount(NONE, root, NONE, f, NONE).map_err(|e| err("readonly_root", e, "remount / read-only"))
 }

@@ -272,6 +272,7 @@ impl Sandbox {
                 landlock: opts.landlock,
                 stdio: child_fds,
                 unshare_cgroup: !v2,
+                new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
             }),
             CloneResult::Parent { pid, pidfd } => match pidfd {
                 Some(fd) => (pid, fd),

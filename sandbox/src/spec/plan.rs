@@ -58,6 +58,10 @@ pub struct HostLayout {
     /// Top-level directories bound read-only (`/usr`, and `/bin`, `/lib*`
     /// on hosts without merged /usr).
     pub ro_dirs: Vec<PathBuf>,
+    /// Locked mount flags (`MsFlags` bits) of each of `ro_dirs`' mounts.
+    pub ro_dir_flags: Vec<u64>,
+    /// Locked mount flags of the mount holding /etc.
+    pub etc_flags: u64,
     /// Top-level symlinks recreated as they are (`/bin -> usr/bin`).
     pub symlinks: Vec<(PathBuf, PathBuf)>,
     /// Entries of the host's /etc made visible read-only (a short list of
@@ -76,31 +80,24 @@ pub enum EtcEntry {
 
 /// /etc entries of the host that the `host` root shows (when present).
 const ETC_WHITELIST: &[&str] = &[
-    "alternatives",
+    // dynamic linker cache: library lookups without a directory scan
     "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "localtime",
-    "timezone",
+    // /usr/bin/awk, cc, java... are links through /etc/alternatives
+    "alternatives",
+    // TLS roots, time zone, OS identity
     "ssl",
-    "ca-certificates",
-    "ca-certificates.conf",
-    "mime.types",
-    "protocols",
-    "services",
+    "localtime",
     "os-release",
-    "debian_version",
-    "bash.bashrc",
-    "profile",
-    "inputrc",
-    "gai.conf",
+    // JVM configuration (/usr/lib/jvm/*/conf links here)
     "java-17-openjdk",
     "java-21-openjdk",
-    "python3",
-    "python3.11",
-    "perl",
-    "gcc",
-    "terminfo",
+    // interactive shells
+    "bash.bashrc",
+    "inputrc",
+    // name databases some libraries read without network
+    "services",
+    "protocols",
+    "mime.types",
 ];
 
 /// Top-level host directories considered for the `host` root.
@@ -124,10 +121,16 @@ impl HostLayout {
                         layout.symlinks.push((Path::new("/").join(name), t));
                     }
                 }
-                Ok(m) if m.is_dir() => layout.ro_dirs.push(Path::new("/").join(name)),
+                Ok(m) if m.is_dir() => {
+                    layout.ro_dirs.push(Path::new("/").join(name));
+                    layout
+                        .ro_dir_flags
+                        .push(crate::mounts::locked_flags(&p).bits());
+                }
                 _ => {}
             }
         }
+        layout.etc_flags = crate::mounts::locked_flags(&root.join("etc")).bits();
         for name in ETC_WHITELIST {
             let p = root.join("etc").join(name);
             match std::fs::symlink_metadata(&p) {

@@ -11,18 +11,17 @@
 //! `judge` tightens it for untrusted code judges. The policy, the deviations
 //! from Docker and how to extend it are described in `docs/seccomp.md`.
 //!
-//! seccompiler gives each BPF program one match action and one mismatch
-//! action, so a profile is a short stack of programs (see `Stage`).
+//! Each profile compiles to one compact classic-BPF program ([`bpf`]: the
+//! argument rules first, then a binary search over allowed number ranges);
+//! seccompiler only installs it.
 
-use std::collections::BTreeMap;
+mod bpf;
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
-use seccompiler::{
-    BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-    SeccompRule, TargetArch,
-};
+use seccompiler::BpfProgram;
 
 /// The seccomp policies a sandbox can ask for.
 #[derive(
@@ -80,7 +79,7 @@ pub enum SeccompError {
         profile: SeccompProfile,
         stage: &'static str,
         #[source]
-        source: BackendError,
+        source: bpf::TooLarge,
     },
     #[error("installing the {stage} stage of the {profile} seccomp filter failed")]
     Install {
@@ -184,90 +183,63 @@ pub fn compile(profile: SeccompProfile) -> Result<Option<SeccompFilter>, Seccomp
 
 /// The actual compilation behind [`compile`]'s cache.
 fn compile_uncached(profile: SeccompProfile) -> Result<SeccompFilter, SeccompError> {
-    let arch = target_arch()?;
-    let build = |stage: &'static str, result: Result<BpfProgram, BackendError>| {
-        result
-            .map(|program| Stage {
-                name: stage,
-                program,
-            })
-            .map_err(|source| SeccompError::Build {
-                profile,
-                stage,
-                source,
-            })
-    };
-    let mut stages = vec![
-        build("allow-list", allow_list(profile, arch))?,
-        // glibc >= 2.34 tries clone3 first and falls back to clone only on
-        // ENOSYS (sysdeps/unix/sysv/linux/clone-internal.c). clone3 passes
-        // its flags in memory, where BPF cannot look, so we refuse it the way
-        // Docker does and check clone's flags instead.
-        build(
-            "clone3-enosys",
-            errno_stage(
-                [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
-                libc::ENOSYS,
-                arch,
-            ),
-        )?,
-    ];
-    if profile == SeccompProfile::Judge {
-        stages.push(build("ioctl-enotty", judge_ioctl_stage(arch))?);
-    }
+    let policy = policy(profile)?;
+    let program = bpf::compile(&policy).map_err(|source| SeccompError::Build {
+        profile,
+        stage: "filter",
+        source,
+    })?;
     Ok(SeccompFilter {
         profile,
-        stages: stages.into(),
+        stages: vec![Stage {
+            name: "filter",
+            program,
+        }]
+        .into(),
     })
 }
 
+/// `AUDIT_ARCH_*` of the target (linux/audit.h) and the first syscall
+/// number that is not a native one (x86_64: the x32 ABI sets bit 30).
 #[cfg(target_arch = "x86_64")]
-fn target_arch() -> Result<TargetArch, SeccompError> {
-    Ok(TargetArch::x86_64)
+fn target_arch() -> Result<(u32, u32), SeccompError> {
+    Ok((0xc000_003e, 0x4000_0000))
 }
 
 #[cfg(target_arch = "aarch64")]
-fn target_arch() -> Result<TargetArch, SeccompError> {
-    Ok(TargetArch::aarch64)
+fn target_arch() -> Result<(u32, u32), SeccompError> {
+    Ok((0xc000_00b7, u32::MAX))
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn target_arch() -> Result<TargetArch, SeccompError> {
+fn target_arch() -> Result<(u32, u32), SeccompError> {
     Err(SeccompError::UnsupportedArch {
         arch: std::env::consts::ARCH,
     })
 }
 
-type Rules = BTreeMap<i64, Vec<SeccompRule>>;
-
-/// A condition on the low 32 bits of argument `index`: the width of the C
-/// `int`/`unsigned int` the kernel reads (socket family, ioctl cmd,
-/// personality), so garbage in the upper half cannot dodge the check.
-fn arg32(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, BackendError> {
-    SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value)
-}
-
 /// The kernel takes the ioctl request as `unsigned int` (fs/ioctl.c), and
 /// `libc::Ioctl` is `c_ulong` on glibc but `c_int` on musl.
-fn ioctl_cmd(cmd: libc::Ioctl) -> u64 {
-    u64::from(cmd as u32)
+fn ioctl_cmd(cmd: libc::Ioctl) -> u32 {
+    cmd as u32
 }
 
 /// `clone` flags that create namespaces; Docker allows `clone` only when none
 /// is set (mask 0x7E020000 in moby/profiles `seccomp/default.json`).
-/// CLONE_NEWTIME needs clone3 or unshare, both denied.
-const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
+/// CLONE_NEWTIME needs clone3 or unshare, both denied. All live in the low
+/// 32 bits, which is what the rule checks.
+const CLONE_NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWUSER
     | libc::CLONE_NEWPID
     | libc::CLONE_NEWNET
-    | libc::CLONE_NEWCGROUP) as u64;
+    | libc::CLONE_NEWCGROUP) as u32;
 
 /// `personality` values Docker allows: PER_LINUX, PER_LINUX32, UNAME26 and
 /// their combination, and 0xffffffff (query). Others (e.g. READ_IMPLIES_EXEC,
 /// ADDR_NO_RANDOMIZE) weaken exploit mitigations.
-const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
+const PERSONALITIES: [u32; 5] = [0x0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
 
 /// ioctls that push input into a terminal (TIOCSTI, CVE-2017-5226 in
 /// bubblewrap) or do the same through the VT layer (TIOCLINUX subcommands,
@@ -305,113 +277,119 @@ const JUDGE_IOCTLS: [libc::Ioctl; 22] = [
     libc::FIONCLEX,
 ];
 
-/// Stage 1: the allow-list. Matching calls are allowed, everything else
-/// (including syscalls newer than this table and the x32 ABI's numbers with
-/// bit 30 set) fails with EPERM, like Docker's `defaultAction:
-/// SCMP_ACT_ERRNO`. A call from another architecture (i386 `int 0x80`) kills
-/// the process: seccompiler's architecture check.
-fn allow_list(profile: SeccompProfile, arch: TargetArch) -> Result<BpfProgram, BackendError> {
+/// The policy of a confined profile. Everything not allowed (including
+/// syscalls newer than this table and the x32 ABI's numbers) fails with
+/// EPERM, like Docker's `defaultAction: SCMP_ACT_ERRNO`; a call from another
+/// architecture (i386 `int 0x80`) kills the process.
+fn policy(profile: SeccompProfile) -> Result<bpf::Policy, SeccompError> {
+    use bpf::{ArgRule, Special};
+    let (audit_arch, nr_limit) = target_arch()?;
     let judge = profile == SeccompProfile::Judge;
-    let mut rules: Rules = table::ALLOWED
+    let nr = |n: libc::c_long| n as u32;
+    let allowed = table::ALLOWED
         .iter()
-        .filter(|nr| !(judge && table::JUDGE_DENIED.contains(nr)))
-        .map(|&nr| (nr, Vec::new()))
+        .filter(|n| !(judge && table::JUDGE_DENIED.contains(n)))
+        .map(|&n| nr(n))
         .collect();
-
-    // Threads and fork are fine; new namespaces are not.
-    rules.insert(
-        libc::SYS_clone,
-        vec![SeccompRule::new(vec![SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Qword,
-            SeccompCmpOp::MaskedEq(CLONE_NAMESPACE_FLAGS),
-            0,
-        )?])?],
-    );
-
-    rules.insert(
-        libc::SYS_personality,
-        PERSONALITIES
-            .iter()
-            .map(|&p| SeccompRule::new(vec![arg32(0, SeccompCmpOp::Eq, p)?]))
-            .collect::<Result<_, _>>()?,
-    );
-
-    rules.insert(
-        libc::SYS_ioctl,
-        vec![SeccompRule::new(
-            TERMINAL_INJECTION_IOCTLS
-                .iter()
-                .map(|&cmd| arg32(1, SeccompCmpOp::Ne, ioctl_cmd(cmd)))
-                .collect::<Result<_, _>>()?,
-        )?],
-    );
-
+    let eperm = libc::EPERM;
+    let mut special = vec![
+        // glibc >= 2.34 tries clone3 first and falls back to clone only on
+        // ENOSYS (sysdeps/unix/sysv/linux/clone-internal.c). clone3 passes
+        // its flags in memory, where BPF cannot look, so we refuse it the way
+        // Docker does and check clone's flags instead.
+        (nr(libc::SYS_clone3), Special::Errno(libc::ENOSYS)),
+        // Threads and fork are fine; new namespaces are not.
+        (
+            nr(libc::SYS_clone),
+            Special::Rule {
+                rule: ArgRule::MaskClear {
+                    arg: 0,
+                    mask: CLONE_NAMESPACE_FLAGS,
+                },
+                errno: eperm,
+            },
+        ),
+        (
+            nr(libc::SYS_personality),
+            Special::Rule {
+                rule: ArgRule::OneOf {
+                    arg: 0,
+                    values: PERSONALITIES.to_vec(),
+                },
+                errno: eperm,
+            },
+        ),
+    ];
     if judge {
+        // ioctls outside JUDGE_IOCTLS fail with ENOTTY, the kernel's own
+        // answer for "this fd has no such ioctl", which callers probing
+        // optional features (FICLONE in cp, FS_IOC_* flags) already handle.
+        special.push((
+            nr(libc::SYS_ioctl),
+            Special::Rule {
+                rule: ArgRule::OneOf {
+                    arg: 1,
+                    values: JUDGE_IOCTLS.iter().map(|c| ioctl_cmd(*c)).collect(),
+                },
+                errno: libc::ENOTTY,
+            },
+        ));
         // Only Unix sockets: Python multiprocessing, the JVM and libuv use
         // them locally; anything reaching a network stack is refused even if
         // the sandbox was given a network. connect/bind/listen/accept stay:
         // on Unix sockets they only reach what the mount namespace shows.
-        let unix_only = || -> Result<Vec<SeccompRule>, BackendError> {
-            Ok(vec![SeccompRule::new(vec![arg32(
-                0,
-                SeccompCmpOp::Eq,
-                libc::AF_UNIX as u64,
-            )?])?])
-        };
-        rules.insert(libc::SYS_socket, unix_only()?);
-        rules.insert(libc::SYS_socketpair, unix_only()?);
+        for call in [libc::SYS_socket, libc::SYS_socketpair] {
+            special.push((
+                nr(call),
+                Special::Rule {
+                    rule: ArgRule::OneOf {
+                        arg: 0,
+                        values: vec![libc::AF_UNIX as u32],
+                    },
+                    errno: eperm,
+                },
+            ));
+        }
     } else {
+        special.push((
+            nr(libc::SYS_ioctl),
+            Special::Rule {
+                rule: ArgRule::NoneOf {
+                    arg: 1,
+                    values: TERMINAL_INJECTION_IOCTLS
+                        .iter()
+                        .map(|c| ioctl_cmd(*c))
+                        .collect(),
+                },
+                errno: eperm,
+            },
+        ));
         // Docker's rule: every family except AF_ALG (kernel crypto API, a
         // steady source of kernel bugs) and AF_VSOCK (reaches the hypervisor
         // and other VMs' services). Network access is governed by the
         // network namespace, not here.
-        rules.insert(
-            libc::SYS_socket,
-            vec![SeccompRule::new(vec![
-                arg32(0, SeccompCmpOp::Ne, libc::AF_ALG as u64)?,
-                arg32(0, SeccompCmpOp::Ne, libc::AF_VSOCK as u64)?,
-            ])?],
-        );
-        rules.insert(libc::SYS_socketpair, Vec::new());
+        special.push((
+            nr(libc::SYS_socket),
+            Special::Rule {
+                rule: ArgRule::NoneOf {
+                    arg: 0,
+                    values: vec![libc::AF_ALG as u32, libc::AF_VSOCK as u32],
+                },
+                errno: eperm,
+            },
+        ));
     }
-
-    seccompiler::SeccompFilter::new(
-        rules,
-        SeccompAction::Errno(libc::EPERM as u32),
-        SeccompAction::Allow,
-        arch,
-    )?
-    .try_into()
-}
-
-/// A stage that fails the matching calls with `errno` and allows the rest
-/// (the allow-list, installed before it, still decides those).
-fn errno_stage(rules: Rules, errno: i32, arch: TargetArch) -> Result<BpfProgram, BackendError> {
-    seccompiler::SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(errno as u32),
-        arch,
-    )?
-    .try_into()
-}
-
-/// `judge` stage 3: ioctls outside [`JUDGE_IOCTLS`] fail with ENOTTY, the
-/// kernel's own answer for "this fd has no such ioctl", which callers probing
-/// optional features (FICLONE in cp, FS_IOC_* flags) already handle.
-fn judge_ioctl_stage(arch: TargetArch) -> Result<BpfProgram, BackendError> {
-    let not_allowed = SeccompRule::new(
-        JUDGE_IOCTLS
-            .iter()
-            .map(|&cmd| arg32(1, SeccompCmpOp::Ne, ioctl_cmd(cmd)))
-            .collect::<Result<_, _>>()?,
-    )?;
-    errno_stage(
-        [(libc::SYS_ioctl, vec![not_allowed])].into_iter().collect(),
-        libc::ENOTTY,
-        arch,
-    )
+    let mut allowed: std::collections::BTreeSet<u32> = allowed;
+    if !judge {
+        allowed.insert(nr(libc::SYS_socketpair));
+    }
+    Ok(bpf::Policy {
+        audit_arch,
+        nr_limit,
+        allowed,
+        special,
+        default_errno: eperm,
+    })
 }
 
 /// Syscall numbers. Docker's allow-list (moby/profiles
@@ -868,8 +846,17 @@ mod tests {
         let judge = compile(SeccompProfile::Judge).unwrap().unwrap();
         assert_eq!(default.profile(), SeccompProfile::Default);
         assert_eq!(judge.profile(), SeccompProfile::Judge);
-        assert_eq!(default.stages.len(), 2);
-        assert_eq!(judge.stages.len(), 3);
+        // One compact program each (loading cost is linear in its length:
+        // the seccompiler stack of 2–3 programs had 1,561/1,605).
+        assert_eq!(default.stages.len(), 1);
+        assert_eq!(judge.stages.len(), 1);
+        assert!(default.instructions() < 400, "{}", default.instructions());
+        assert!(judge.instructions() < 400, "{}", judge.instructions());
+        eprintln!(
+            "instructions: default {}, judge {}",
+            default.instructions(),
+            judge.instructions()
+        );
         for filter in [&default, &judge] {
             for stage in filter.stages.iter() {
                 // BPF_MAXINSNS (include/uapi/linux/bpf_common.h).
