@@ -80,8 +80,11 @@ if [[ -z $ONLY_PEERS ]]; then
         [[ -n $CARGO ]] || { [[ -x $HOME/.cargo/bin/cargo ]] && CARGO=$HOME/.cargo/bin/cargo; }
         [[ -n $CARGO ]] || die "cargo not found: pass --runtimed PATH or --only-peers"
         log "building runtimed (release)"
-        (cd "$REPO" && "$CARGO" build --release -q -p runtimed) >&2
-        RUNTIMED=${CARGO_TARGET_DIR:-$REPO/target}/release/runtimed
+        # The path comes from cargo itself (.cargo/config.toml sets a build
+        # target, so it is target/<triple>/release/runtimed).
+        RUNTIMED=$(cd "$REPO" && "$CARGO" build --release -q -p runtimed --message-format=json \
+            | grep -o '"executable":"[^"]*/runtimed"' | tail -n 1 | cut -d'"' -f4)
+        [[ -x $RUNTIMED ]] || { echo "startup.sh: could not build runtimed" >&2; exit 2; }
     fi
     [[ -x $RUNTIMED ]] || die "runtimed binary not executable: $RUNTIMED"
     RUNTIMED=$(realpath "$RUNTIMED")
