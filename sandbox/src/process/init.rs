@@ -80,15 +80,15 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     let mut keep = vec![ctx.channel.raw_fd()];
     keep.extend(ctx.stdio.iter().copied().filter(|fd| *fd >= 3));
     sys::close_fds_except(3, &keep).map_err(|er| e("close_fds", er, "close inherited fds"))?;
-    // wait_for_parent: the id maps must be written (and the cgroup joined on
-    // v1) before we act as root in the namespace (user_namespaces(7)).
+    // wait_for_parent: the id maps must be written before we act as root in
+    // the namespace (user_namespaces(7)).
     match ctx.channel.recv_parent() {
         Ok(Some(ParentMessage::Go)) => {}
-        Ok(None) => {
+        Ok(None | Some(ParentMessage::CgroupJoined)) => {
             return Err(StepError::new(
                 "wait_for_parent",
                 None,
-                "parent went away".into(),
+                "the parent went away or sent no go".into(),
             ))
         }
         Err(er) => return Err(e("wait_for_parent", er, "read from parent")),
@@ -99,12 +99,6 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
         .map_err(|er| e("become_root", er, "setresgid 0"))?;
     setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
         .map_err(|er| e("become_root", er, "setresuid 0"))?;
-    // cgroup_namespace (v1 only): after the parent moved us into the cgroup,
-    // so the namespace's root is the sandbox's own cgroup.
-    if ctx.unshare_cgroup {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|er| e("cgroup_namespace", er, "unshare cgroup namespace"))?;
-    }
     // hostname: in the new UTS namespace.
     sethostname(&plan.hostname)
         .map_err(|er| e("hostname", er, format!("sethostname {}", plan.hostname)))?;
@@ -140,6 +134,24 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     } else {
         None
     };
+    // cgroup_namespace (v1 only): the parent creates and joins our cgroups
+    // while we mount; wait for that before the program exists, then make
+    // the cgroup namespace so its root is the sandbox's own cgroup.
+    if ctx.unshare_cgroup {
+        match ctx.channel.recv_parent() {
+            Ok(Some(ParentMessage::CgroupJoined)) => {}
+            Ok(_) => {
+                return Err(StepError::new(
+                    "cgroup_namespace",
+                    None,
+                    "the parent did not place us in a cgroup".into(),
+                ))
+            }
+            Err(er) => return Err(e("cgroup_namespace", er, "read from parent")),
+        }
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|er| e("cgroup_namespace", er, "unshare cgroup namespace"))?;
+    }
     // block_signals: before fork, so no SIGCHLD/forwarded signal is lost
     // between fork and the init loop.
     let mut set = SigSet::all();

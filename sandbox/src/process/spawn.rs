@@ -185,7 +185,14 @@ impl Sandbox {
         let seccomp = seccomp::compile(opts.seccomp)?;
         let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
         let mgr = cgroup_manager()?;
-        let cgroup = mgr.create(&id, &plan.cgroup)?;
+        let v2 = mgr.version() == CgroupVersion::V2;
+        // v2: the cgroup must exist before clone (CLONE_INTO_CGROUP). v1:
+        // it is made after clone, while the child builds its mounts.
+        let early_cgroup = if v2 {
+            Some(mgr.create(&id, &plan.cgroup)?)
+        } else {
+            None
+        };
         let staging: PathBuf = opts.run_dir.join("root");
         std::fs::create_dir_all(&staging).map_err(|e| SandboxError::Sys {
             what: format!("create {}", staging.display()),
@@ -250,7 +257,6 @@ impl Sandbox {
             }
         }
 
-        let v2 = mgr.version() == CgroupVersion::V2;
         let mut flags = (libc::CLONE_NEWUSER
             | libc::CLONE_NEWPID
             | libc::CLONE_NEWNS
@@ -260,7 +266,7 @@ impl Sandbox {
         if v2 {
             flags |= libc::CLONE_NEWCGROUP as u64;
         }
-        let cg_fd = if v2 { cgroup.v2_dir_fd() } else { None };
+        let cg_fd = early_cgroup.as_ref().and_then(Cgroup::v2_dir_fd);
         let started = Instant::now();
         // The clone: from here on the child runs init::run and never returns.
         let (pid, pidfd) = match sys::clone3(flags, true, cg_fd).map_err(sys_err("clone3"))? {
@@ -287,7 +293,7 @@ impl Sandbox {
             init_pid: pid,
             pidfd,
             channel: parent_ch,
-            cgroup: Some(cgroup),
+            cgroup: early_cgroup,
             lease,
             pty_master: None,
             out_pipes,
@@ -303,14 +309,20 @@ impl Sandbox {
         };
         // From here, returning Err drops `sb`, which kills and cleans up.
         write_id_maps(pid, &sb.lease)?;
-        if !v2 {
-            if let Some(cg) = &sb.cgroup {
-                cg.add_pid(pid)?;
-            }
-        }
         sb.channel
             .send_parent(ParentMessage::Go)
             .map_err(sys_err("release the child"))?;
+        if !v2 {
+            // Runs in parallel with the child's mount setup; the child waits
+            // for `CgroupJoined` only before it forks the program.
+            let cg = mgr.create(&sb.id, &plan.cgroup)?;
+            let joined = cg.add_pid(pid);
+            sb.cgroup = Some(cg);
+            joined?;
+            sb.channel
+                .send_parent(ParentMessage::CgroupJoined)
+                .map_err(sys_err("tell the child its cgroup is joined"))?;
+        }
         sb.wait_started()?;
         // PID 1 must survive an OOM inside so it can report the program's
         // end. Set only now: the program, forked before, keeps the
