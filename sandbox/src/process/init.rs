@@ -159,22 +159,28 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     set.remove(Signal::SIGSTOP);
     sys::set_sigmask(SigmaskHow::SIG_BLOCK, &set)
         .map_err(|er| e("block_signals", er, "sigprocmask"))?;
-    // spawn_program: fork; the child runs the program steps and execs.
-    match sys::fork().map_err(|er| e("spawn_program", er, "fork"))? {
-        None => {
-            let slave = pty.as_ref().map(|(_, s)| s.as_raw_fd());
-            let err = program(ctx, slave);
-            report(ctx.channel, &err);
-            let code = match (err.step, err.errno) {
-                ("exec", Some(Errno::ENOENT)) => 127,
-                ("exec", _) => 126,
-                _ => 125,
-            };
-            sys::exit_now(code)
+    // spawn_program: a vfork-style child (shared memory, PID 1 suspended
+    // until the program execs or exits, as posix_spawn does): no page
+    // tables are copied. The child runs the program steps and execs.
+    let slave = pty.as_ref().map(|(_, s)| s.as_raw_fd());
+    let mut stack = vec![0u8; PROGRAM_STACK];
+    let mut child = || {
+        let err = program(ctx, slave);
+        report(ctx.channel, &err);
+        match (err.step, err.errno) {
+            ("exec", Some(Errno::ENOENT)) => 127,
+            ("exec", _) => 126,
+            _ => 125,
         }
-        Some(pid) => Ok((Pid::from_raw(pid), pty.map(|(m, _)| m))),
-    }
+    };
+    let pid = sys::spawn_shared_vm(&mut stack, &mut child)
+        .map_err(|er| e("spawn_program", er, "clone"))?;
+    Ok((Pid::from_raw(pid), pty.map(|(m, _)| m)))
 }
+
+/// Stack of the program's pre-exec steps (they run on their own stack
+/// while sharing PID 1's memory); far more than they use.
+const PROGRAM_STACK: usize = 256 * 1024;
 
 fn loopback_up() -> Result<(), StepError> {
     let sock = socket(

@@ -119,6 +119,8 @@ pub struct Sandbox {
     pub(crate) cpu_time: Option<Duration>,
     pub(crate) output_limit: Option<u64>,
     pub(crate) finished: bool,
+    /// The program could not be executed (reported during start-up).
+    pub(crate) exec_failure: Option<StepFailure>,
 }
 
 impl Sandbox {
@@ -306,6 +308,7 @@ impl Sandbox {
             cpu_time: opts.cpu_time,
             output_limit: opts.output_limit,
             finished: false,
+            exec_failure: None,
         };
         // From here, returning Err drops `sb`, which kills and cleans up.
         write_id_maps(pid, &sb.lease)?;
@@ -372,11 +375,18 @@ impl Sandbox {
                     },
                     _,
                 )) => {
-                    return Err(SandboxError::Setup(StepFailure {
+                    let failure = StepFailure {
                         step,
                         errno: errno.map(|e| super::errno_name(Errno::from_raw(e))),
                         message,
-                    }))
+                    };
+                    if failure.step != "exec" {
+                        return Err(SandboxError::Setup(failure));
+                    }
+                    // The program child runs before PID 1 reports the start
+                    // (it shares PID 1's memory until exec): an exec failure
+                    // is the run's outcome, reported by `supervise`.
+                    self.exec_failure = Some(failure);
                 }
                 Some((other, _)) => {
                     return Err(SandboxError::Setup(StepFailure {

@@ -58,7 +58,7 @@ impl Sandbox {
         let mut counts = [0u64; 2];
         let mut killed: Option<Kill> = None;
         let mut program_status: Option<(Option<i32>, Option<i32>)> = None;
-        let mut failure: Option<StepFailure> = None;
+        let mut failure: Option<StepFailure> = self.exec_failure.take();
         let mut init_exited = false;
         let mut channel_open = true;
         let mut stdin_off = 0usize;

@@ -417,3 +417,44 @@ pub fn dup2_raw_fd(fd: RawFd, target: RawFd) -> Result<(), Errno> {
     let ret = unsafe { libc::dup2(fd, target) };
     Errno::result(ret).map(drop)
 }
+
+/// Runs `f` in a new child process that shares this process's memory
+/// (`CLONE_VM | CLONE_VFORK`) on `stack`, the way posix_spawn starts a
+/// program: the caller is suspended until the child execs or exits, so no
+/// page tables are copied. Returns the child's pid.
+///
+/// Preconditions, which the sandbox's PID 1 meets: the calling process is
+/// single-threaded (no lock can be held by another thread while the child
+/// runs), and `f` either execs or returns an exit code (the child then
+/// `_exit`s; it never returns into the caller's frames). Memory the child
+/// allocates stays allocated in the caller.
+pub fn spawn_shared_vm(stack: &mut [u8], f: &mut dyn FnMut() -> i32) -> Result<i32, Errno> {
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` points at the `&mut dyn FnMut` below, which lives on
+        // the caller's stack; the caller is suspended (CLONE_VFORK) until we
+        // exec or exit, so the reference stays valid and unaliased.
+        let f = unsafe { &mut *(arg as *mut &mut dyn FnMut() -> i32) };
+        let code = f();
+        exit_now(code)
+    }
+    let mut f: &mut dyn FnMut() -> i32 = f;
+    let top = stack.as_mut_ptr_range().end as usize & !0xf;
+    // SAFETY: `top` is the 16-byte aligned end of a writable buffer owned by
+    // the caller and alive until the child execs or exits (the caller is
+    // suspended until then); the trampoline never returns. Flags: shared
+    // memory and vfork semantics, a separate signal table (no CLONE_SIGHAND),
+    // SIGCHLD on exit like fork.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::addr_of_mut!(f) as *mut libc::c_void,
+        )
+    };
+    if pid < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(pid)
+    }
+}
