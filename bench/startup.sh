@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # startup.sh - start-up latency of `runtimed run -- /bin/true` next to its peers.
 #
-# One hyperfine invocation (no shell, -N) times, side by side:
+# hyperfine (no shell, -N) times, side by side, in rounds of alternating order:
 #   runtimed  runtimed run -- /bin/true          (full defaults)
 #   bwrap     bwrap --unshare-all, host /usr read-only, /proc, /dev
 #   unshare   util-linux unshare, all six namespaces, fresh /proc
@@ -11,8 +11,10 @@
 # and vs bwrap) with the machine facts. See bench/README.md for the caveats.
 #
 # Usage (as root):
-#   bench/startup.sh [--runs N] [--runtimed PATH] [--markdown FILE] [--only-peers]
-#     --runs N          timed runs per command (default 200; 5 warm-ups)
+#   bench/startup.sh [--runs N] [--rounds R] [--runtimed PATH] [--markdown FILE] [--only-peers]
+#     --runs N          timed runs per command in all (default 200)
+#     --rounds R        split them over R hyperfine invocations whose command
+#                       order alternates (default 5; 5 warm-ups each)
 #     --runtimed PATH   use this runtimed binary instead of building one with
 #                       `cargo build --release -p runtimed`
 #     --markdown FILE   also write the report (table + facts) to FILE
@@ -21,6 +23,7 @@
 set -euo pipefail
 
 RUNS=200
+ROUNDS=5
 WARMUP=5
 RUNTIMED=
 MARKDOWN=
@@ -33,6 +36,8 @@ while (($#)); do
     case $1 in
         --runs) [[ $# -ge 2 ]] || die "--runs needs a value"; RUNS=$2; shift 2 ;;
         --runs=*) RUNS=${1#*=}; shift ;;
+        --rounds) [[ $# -ge 2 ]] || die "--rounds needs a value"; ROUNDS=$2; shift 2 ;;
+        --rounds=*) ROUNDS=${1#*=}; shift ;;
         --runtimed) [[ $# -ge 2 ]] || die "--runtimed needs a path"; RUNTIMED=$2; shift 2 ;;
         --runtimed=*) RUNTIMED=${1#*=}; shift ;;
         --markdown) [[ $# -ge 2 ]] || die "--markdown needs a file"; MARKDOWN=$2; shift 2 ;;
@@ -43,6 +48,7 @@ while (($#)); do
     esac
 done
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, got '$RUNS'"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer, got '$ROUNDS'"
 [[ $(id -u) -eq 0 ]] || die "run as root (crun runs rootful; runtimed sets cgroup limits)"
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -172,19 +178,43 @@ if [[ -z $ONLY_PEERS ]]; then
     fi
 fi
 
-# --- 5. measure: one hyperfine invocation ------------------------------------
+# --- 5. measure: hyperfine in rounds -------------------------------------------
+# hyperfine runs all of one command, then all of the next; on a shared,
+# noisy machine a slow minute then lands on one row only. So the runs are
+# split into ROUNDS hyperfine invocations whose command order alternates
+# (forward, reverse, ...), and each row's statistics are computed over the
+# times of all rounds.
 JSON=$WORK/hyperfine.json
-hf=(hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$JSON")
-for i in "${!names[@]}"; do hf+=(--command-name "${names[$i]}" "${cmds[$i]}"); done
-log "hyperfine: ${#names[@]} commands, $WARMUP warm-ups + $RUNS runs each"
+PER_ROUND=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
+log "hyperfine: ${#names[@]} commands, $ROUNDS rounds of $WARMUP warm-ups + $PER_ROUND runs each"
 # CPU time left idle during the run tells how contended it was: the benchmark
 # itself keeps about one CPU busy, so on 2 CPUs ~50% idle is a quiet machine.
 cpu_idle_total() { awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print $5+$6, t}' /proc/stat; }
 LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 read -r IDLE0 TOTAL0 < <(cpu_idle_total)
-in_ns "${hf[@]}" </dev/null >&2
+order=("${!names[@]}")
+for ((r = 0; r < ROUNDS; r++)); do
+    hf=(hyperfine -N --warmup "$WARMUP" --runs "$PER_ROUND" --export-json "$WORK/round-$r.json")
+    for i in "${order[@]}"; do hf+=(--command-name "${names[$i]}" "${cmds[$i]}"); done
+    in_ns "${hf[@]}" </dev/null >/dev/null 2>&1 || in_ns "${hf[@]}" </dev/null >&2
+    # reverse the order for the next round
+    rev=(); for ((k = ${#order[@]} - 1; k >= 0; k--)); do rev+=("${order[$k]}"); done
+    order=("${rev[@]}")
+done
 read -r IDLE1 TOTAL1 < <(cpu_idle_total)
 IDLE_PCT=$(( (IDLE1 - IDLE0) * 100 / (TOTAL1 - TOTAL0 > 0 ? TOTAL1 - TOTAL0 : 1) ))
+# Merge: one result per command over all its times (same shape as hyperfine's).
+jq -s '
+  [ .[].results[] ] | group_by(.command)
+  | map({command: .[0].command, times: ([ .[].times[] ] | sort)})
+  | map(. as $r | ($r.times | length) as $n | ($r.times | add / $n) as $m
+        | {command: $r.command, times: $r.times,
+           median: (if $n % 2 == 1 then $r.times[($n - 1) / 2]
+                    else ($r.times[$n / 2 - 1] + $r.times[$n / 2]) / 2 end),
+           mean: $m,
+           stddev: (if $n > 1 then ([ $r.times[] | (. - $m) * (. - $m) ] | add / ($n - 1) | sqrt) else 0 end),
+           min: $r.times[0], max: $r.times[-1]})
+  | {results: .}' "$WORK"/round-*.json >"$JSON"
 
 # --- 6. report -------------------------------------------------------------------
 if [[ $(stat -fc %T /sys/fs/cgroup) == cgroup2fs ]]; then
@@ -212,7 +242,7 @@ report() {
     echo "- Date: $DATE"
     echo "- Machine: kernel $(uname -r), $(nproc) CPUs, cgroup $CGMODE, 1-min load $LOAD_START before / $LOAD_END after, CPU idle during the run ${IDLE_PCT}% (the benchmark itself keeps ~1 CPU busy)"
     echo "- Versions: $VERSIONS"
-    echo "- hyperfine -N (no shell), $WARMUP warm-ups, $RUNS runs per command, one invocation; times in ms"
+    echo "- hyperfine -N (no shell), $ROUNDS rounds in alternating order, each $WARMUP warm-ups + $PER_ROUND runs per command ($((ROUNDS * PER_ROUND)) runs in all); times in ms"
     echo
     if [[ -n $ONLY_PEERS ]]; then
         echo "| tool | command | median | mean ± σ | min | max | vs bwrap |"
