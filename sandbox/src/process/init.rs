@@ -328,8 +328,7 @@ fn program_steps(ctx: &ChildContext<'_>, slave: Option<RawFd>) -> Result<Never, 
         umask(Mode::from_bits_truncate(m));
     }
     // drop_bounding_set: needs CAP_SETPCAP, so before changing uid.
-    caps::clear(None, caps::CapSet::Bounding)
-        .map_err(|er| StepError::new("capabilities", None, format!("clear bounding set: {er}")))?;
+    sys::drop_bounding_set().map_err(|er| e("capabilities", er, "drop the bounding set"))?;
     // identity: groups, gid, uid (setgroups before setresgid before setresuid,
     // each needs the privilege the next one drops).
     let groups: Vec<Gid> = plan
@@ -342,15 +341,7 @@ fn program_steps(ctx: &ChildContext<'_>, slave: Option<RawFd>) -> Result<Never, 
     setresgid(gid, gid, gid).map_err(|er| e("identity", er, format!("setresgid {}", plan.gid)))?;
     setresuid(uid, uid, uid).map_err(|er| e("identity", er, format!("setresuid {}", plan.uid)))?;
     // capabilities: empty every set (a uid 0 program keeps them otherwise).
-    for set in [
-        caps::CapSet::Ambient,
-        caps::CapSet::Inheritable,
-        caps::CapSet::Effective,
-        caps::CapSet::Permitted,
-    ] {
-        caps::clear(None, set)
-            .map_err(|er| StepError::new("capabilities", None, format!("clear {set:?}: {er}")))?;
-    }
+    sys::clear_capabilities().map_err(|er| e("capabilities", er, "clear all capability sets"))?;
     // no_new_privs: required by Landlock and seccomp for unprivileged use.
     nix::sys::prctl::set_no_new_privs().map_err(|er| e("no_new_privs", er, "prctl"))?;
     // landlock: an extra layer; best effort where the kernel lacks it.
@@ -402,17 +393,17 @@ fn landlock_layer(plan: &Plan) -> Result<(), StepError> {
     };
     let abi = ABI::V5;
     let fail = |er: landlock::RulesetError| StepError::new("landlock", None, er.to_string());
-    let mut writable: Vec<&Path> = vec![
+    // One rule per distinct writable tree (each rule costs an open, an
+    // add_rule and a close).
+    let mut writable: std::collections::BTreeSet<&Path> = [
         Path::new("/tmp"),
         Path::new("/dev"),
         Path::new("/workspace"),
-    ];
+    ]
+    .into();
     for m in &plan.mounts {
-        if !m.readonly {
-            writable.push(&m.destination);
-        }
-        if let MountKind::Tmpfs { .. } = m.kind {
-            writable.push(&m.destination);
+        if !m.readonly || matches!(m.kind, MountKind::Tmpfs { .. }) {
+            writable.insert(&m.destination);
         }
     }
     Ruleset::default()

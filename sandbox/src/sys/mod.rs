@@ -458,3 +458,70 @@ pub fn spawn_shared_vm(stack: &mut [u8], f: &mut dyn FnMut() -> i32) -> Result<i
         Ok(pid)
     }
 }
+
+/// Drops every capability from the bounding set (`PR_CAPBSET_DROP` from 0
+/// up until the kernel says EINVAL: past its last capability). Needs
+/// CAP_SETPCAP in the current user namespace.
+pub fn drop_bounding_set() -> Result<(), Errno> {
+    for cap in 0..=63 {
+        // SAFETY: prctl with integer arguments only.
+        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if ret < 0 {
+            return match Errno::last() {
+                Errno::EINVAL if cap > 0 => Ok(()),
+                e => Err(e),
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Empties the effective, permitted, inheritable and ambient sets with one
+/// `capset` and one `prctl`.
+pub fn clear_capabilities() -> Result<(), Errno> {
+    // linux/capability.h: _LINUX_CAPABILITY_VERSION_3, two u32 words per set.
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and data are valid for the v3 layout (one header, two
+    // data structs) for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            std::ptr::addr_of_mut!(header),
+            data.as_ptr(),
+        )
+    };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
