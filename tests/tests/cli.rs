@@ -286,3 +286,131 @@ fn rootfs_dir_runs_its_own_binaries() {
         out.context()
     );
 }
+
+#[test]
+fn doctor_passes_on_this_host_and_reports_each_check() {
+    let h = harness!();
+    let out = Command::new(&h.runtimed)
+        .arg("doctor")
+        .output()
+        .expect("doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "doctor failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in [
+        "root",
+        "kernel",
+        "namespaces",
+        "cgroups",
+        "seccomp",
+        "landlock",
+        "sandbox",
+    ] {
+        assert!(
+            text.lines().any(|l| l.contains(check)),
+            "no {check} line:\n{text}"
+        );
+    }
+    // The last check really started a sandbox.
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains("sandbox") && l.contains("host uid")),
+        "{text}"
+    );
+
+    let out = Command::new(&h.runtimed)
+        .args(["doctor", "--json"])
+        .output()
+        .expect("doctor --json");
+    let v: runtimed_tests::serde_json::Value =
+        runtimed_tests::serde_json::from_slice(&out.stdout).expect("doctor --json is JSON");
+    let findings = v.as_array().expect("an array of findings");
+    assert!(findings.iter().all(|f| f["level"] != "fail"), "{v}");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["check"] == "sandbox" && f["level"] == "ok"),
+        "{v}"
+    );
+}
+
+#[test]
+fn tty_follows_window_size_changes() {
+    use nix::pty::{openpty, Winsize};
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::io::Write;
+    let h = harness!();
+    let size = Winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&size), None).expect("openpty");
+    let tag = unique("resize");
+    let mut child = Command::new(&h.runtimed)
+        .args([
+            "run",
+            "--tty",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo ready; read x; stty size",
+            &tag,
+        ])
+        .stdin(Stdio::from(pty.slave.try_clone().expect("dup slave")))
+        .stdout(Stdio::from(pty.slave.try_clone().expect("dup slave")))
+        .stderr(Stdio::from(pty.slave.try_clone().expect("dup slave")))
+        .spawn()
+        .expect("spawn runtimed");
+    let mut master = fs::File::from(pty.master);
+    let mut reader_master = master.try_clone().expect("dup master");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader_master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    });
+    // Wait for the shell inside, then resize the outer terminal and tell
+    // runtimed, as a terminal emulator does (SIGWINCH).
+    let up = wait_for(Duration::from_secs(20), || {
+        (!runtimed_tests::host_procs_matching(&tag).is_empty()).then_some(())
+    });
+    assert!(up.is_some(), "the sandboxed shell did not start");
+    std::thread::sleep(Duration::from_millis(200));
+    sandbox::sys::set_winsize(
+        std::os::fd::AsFd::as_fd(&pty.slave),
+        sandbox::sys::WinSize {
+            rows: 50,
+            cols: 132,
+        },
+    )
+    .expect("resize the outer pty");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGWINCH).expect("SIGWINCH to runtimed");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(pty.slave);
+    master.write_all(b"go\r").expect("type into the terminal");
+    let status = wait_for(Duration::from_secs(20), || {
+        child.try_wait().expect("try_wait")
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("runtimed --tty did not finish");
+    };
+    drop(master);
+    let text = String::from_utf8_lossy(&reader.join().expect("reader")).replace('\r', "");
+    assert!(status.success(), "{status:?}: {text}");
+    assert!(
+        text.contains("50 132"),
+        "the new size did not reach the sandbox: {text:?}"
+    );
+}

@@ -747,3 +747,48 @@ fn sandbox_processes_stay_alive_only_with_the_sandbox() {
         p.pid
     );
 }
+
+#[test]
+fn uid_zero_inside_has_no_capabilities_and_is_not_host_root() {
+    let h = harness!();
+    let out = h.sandbox().opts(["--user", "0:0"]).probe(&["caps"]).run();
+    assert_eq!(out.code(), 0, "{}", out.context());
+    let v = out.probe_json();
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(
+            v.str_of(set),
+            "0000000000000000",
+            "{set} is not empty for uid 0: {v}"
+        );
+    }
+    let out = h.sandbox().opts(["--user", "0:0"]).probe(&["mount"]).run();
+    let v = out.probe_json();
+    assert_eq!(v["ok"], false, "root inside could mount: {v}");
+    assert_ne!(out.report().host_uid, 0, "{}", out.context());
+}
+
+#[test]
+fn judge_profile_refuses_network_sockets() {
+    let h = harness!();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = h
+        .sandbox()
+        .opts(["--seccomp", "judge"])
+        .probe(&["connect", &addr])
+        .run();
+    let v = out.probe_json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(
+        v.str_of("errno"),
+        "EPERM",
+        "socket(AF_INET) must be refused by the judge profile: {v}"
+    );
+    // Under the default profile the same call reaches the (empty) network
+    // namespace and is refused there instead.
+    let out = h.sandbox().probe(&["connect", &addr]).run();
+    let v = out.probe_json();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_ne!(v.str_of("errno"), "EPERM", "{v}");
+}

@@ -46,12 +46,19 @@ fn e(step: &'static str, errno: Errno, msg: impl Into<String>) -> StepError {
     StepError::new(step, Some(errno), msg.into())
 }
 
-fn report(channel: &Channel, err: &StepError) {
-    let _ = channel.send_child(
+/// Sends a step failure to the parent. Paths below the staging directory are
+/// shown as the sandbox will see them (`/usr/x`, not `<staging>/usr/x`).
+fn report(ctx: &ChildContext<'_>, err: &StepError) {
+    let staging = ctx.staging.to_string_lossy();
+    let message = err
+        .message
+        .replace(&format!("{staging}/"), "/")
+        .replace(staging.as_ref(), "/");
+    let _ = ctx.channel.send_child(
         &ChildMessage::StepFailed {
             step: err.step.to_string(),
             errno: err.errno.map(|e| e as i32),
-            message: err.message.clone(),
+            message,
         },
         None,
     );
@@ -65,7 +72,7 @@ pub fn run(ctx: ChildContext<'_>) -> ! {
             init_loop(&ctx, program)
         }
         Err(err) => {
-            report(ctx.channel, &err);
+            report(&ctx, &err);
             1
         }
     };
@@ -166,7 +173,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     let mut stack = vec![0u8; PROGRAM_STACK];
     let mut child = || {
         let err = program(ctx, slave);
-        report(ctx.channel, &err);
+        report(ctx, &err);
         match (err.step, err.errno) {
             ("exec", Some(Errno::ENOENT)) => 127,
             ("exec", _) => 126,

@@ -66,10 +66,25 @@ impl SandboxError {
                 }
                 .into(),
                 errno: None,
-                message: other.to_string(),
+                message: with_sources(other),
             },
         }
     }
+}
+
+/// An error's message followed by its sources' (`a: b: c`).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cur = s.source();
+    }
+    text
 }
 
 fn sys_err(what: impl Into<String>) -> impl FnOnce(Errno) -> SandboxError {
@@ -318,13 +333,11 @@ impl Sandbox {
         if !v2 {
             // Runs in parallel with the child's mount setup; the child waits
             // for `CgroupJoined` only before it forks the program.
-            let cg = mgr.create(&sb.id, &plan.cgroup)?;
-            let joined = cg.add_pid(pid);
-            sb.cgroup = Some(cg);
-            joined?;
-            sb.channel
-                .send_parent(ParentMessage::CgroupJoined)
-                .map_err(sys_err("tell the child its cgroup is joined"))?;
+            if let Err(e) = sb.join_cgroup_v1(mgr, &plan.cgroup) {
+                // The child may have failed (and exited) first: its own
+                // report says more than our EPIPE/ESRCH would.
+                return Err(sb.child_failure().unwrap_or(e));
+            }
         }
         sb.wait_started()?;
         // PID 1 must survive an OOM inside so it can report the program's
@@ -334,6 +347,43 @@ impl Sandbox {
         let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), b"-1000");
         sb.started = Instant::now();
         Ok(sb)
+    }
+
+    fn join_cgroup_v1(
+        &mut self,
+        mgr: &CgroupManager,
+        limits: &crate::cgroup::CgroupLimits,
+    ) -> Result<(), SandboxError> {
+        let cg = mgr.create(&self.id, limits)?;
+        let joined = cg.add_pid(self.init_pid);
+        self.cgroup = Some(cg);
+        joined?;
+        self.channel
+            .send_parent(ParentMessage::CgroupJoined)
+            .map_err(sys_err("tell the child its cgroup is joined"))
+    }
+
+    /// A step failure the child already reported, if any (does not block).
+    fn child_failure(&mut self) -> Option<SandboxError> {
+        let mut fds = [PollFd::new(self.channel.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
+            return None;
+        }
+        match self.channel.recv_child() {
+            Ok(Some((
+                ChildMessage::StepFailed {
+                    step,
+                    errno,
+                    message,
+                },
+                _,
+            ))) => Some(SandboxError::Setup(StepFailure {
+                step,
+                errno: errno.map(|e| super::errno_name(Errno::from_raw(e))),
+                message,
+            })),
+            _ => None,
+        }
     }
 
     fn wait_started(&mut self) -> Result<(), SandboxError> {

@@ -1,0 +1,181 @@
+//! Failure paths: a spec error, a setup step failing inside the child and an
+//! exec failure each give one clear error line and a distinct exit status,
+//! and leave nothing behind: no process, no cgroup directory, no mount.
+#![forbid(unsafe_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use runtimed_tests::{
+    harness, host_procs_matching, unique, TempDir, EXIT_NOT_FOUND, EXIT_RUNTIMED_FAILED,
+};
+
+/// Every cgroup mount point of this host (v1 hierarchies and cgroup2).
+fn cgroup_mount_points() -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    info.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split_whitespace().next()?;
+            let mount_point = pre.split_whitespace().nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .collect()
+}
+
+/// Directories named `name` below `dir` (bounded depth).
+fn find_dirs(dir: &Path, name: &str, depth: u32, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let p = e.path();
+        if e.file_name() == name {
+            out.push(p.clone());
+        }
+        if depth > 0 {
+            find_dirs(&p, name, depth - 1, out);
+        }
+    }
+}
+
+/// Asserts that no trace of sandbox `id` remains on the host.
+fn assert_nothing_left(id: &str) {
+    let mut dirs = Vec::new();
+    for m in cgroup_mount_points() {
+        find_dirs(&m, id, 6, &mut dirs);
+    }
+    assert!(
+        dirs.is_empty(),
+        "cgroup directories of {id} left behind: {dirs:?}"
+    );
+    // PID 1 of a sandbox is a fork of runtimed, whose command line holds the id.
+    let procs = host_procs_matching(id);
+    assert!(procs.is_empty(), "processes of {id} left behind: {procs:?}");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains("/run/runtimed/root"),
+        "a staging mount leaked into the host:\n{mounts}"
+    );
+}
+
+#[test]
+fn spec_error_is_reported_before_anything_is_made() {
+    let h = harness!();
+    let id = unique("err-spec");
+    let out = h
+        .sandbox()
+        .opts(["--id", &id, "--tmpfs", "/proc/x:1M"])
+        .cmd(["/bin/true"])
+        .no_report()
+        .run();
+    assert_eq!(out.code(), EXIT_RUNTIMED_FAILED, "{}", out.context());
+    let line = out.one_error_line();
+    assert!(
+        line.contains("mounts[") && line.contains("/proc/x"),
+        "{line}"
+    );
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn setup_step_failure_in_the_child_leaves_nothing() {
+    let h = harness!();
+    // An empty directory as the root: the child's mount_root step fails.
+    let root = TempDir::new("empty-root");
+    let id = unique("err-root");
+    let out = h
+        .sandbox()
+        .opts(["--id", &id, "--rootfs"])
+        .opt(root.path())
+        .cmd(["/bin/true"])
+        .no_report()
+        .run();
+    assert_eq!(out.code(), EXIT_RUNTIMED_FAILED, "{}", out.context());
+    let line = out.one_error_line();
+    assert!(
+        line.contains("mount_root failed") && line.contains("/proc"),
+        "{line}"
+    );
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn late_mount_failure_leaves_nothing() {
+    let h = harness!();
+    // /usr is a read-only bind: a mount point cannot be made below it, after
+    // the root, /usr, /etc, /dev and /proc are already mounted.
+    let id = unique("err-late");
+    let out = h
+        .sandbox()
+        .opts(["--id", &id, "--bind", "/etc/hostname:/usr/newdir/file"])
+        .cmd(["/bin/true"])
+        .no_report()
+        .run();
+    assert_eq!(out.code(), EXIT_RUNTIMED_FAILED, "{}", out.context());
+    let line = out.one_error_line();
+    assert!(line.contains("mount_extra failed"), "{line}");
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn exec_failure_is_127_and_leaves_nothing() {
+    let h = harness!();
+    let id = unique("err-exec");
+    let out = h
+        .sandbox()
+        .opts(["--id", &id])
+        .cmd(["/no/such/program"])
+        .run();
+    assert_eq!(out.code(), EXIT_NOT_FOUND, "{}", out.context());
+    let line = out.one_error_line();
+    assert!(
+        line.contains("exec failed") && line.contains("/no/such/program"),
+        "{line}"
+    );
+    let r = out.report();
+    assert!(
+        r.error.as_ref().is_some_and(|e| e.step == "exec"),
+        "{}",
+        out.context()
+    );
+    for p in &r.cgroup_paths {
+        assert!(!Path::new(p).exists(), "{p} left behind");
+    }
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn duplicate_live_id_is_refused_and_the_first_sandbox_is_untouched() {
+    let h = harness!();
+    let id = unique("err-dup");
+    let tag = unique("dup-sleeper");
+    let first = h
+        .sandbox()
+        .opts(["--id", &id])
+        .probe(&["sleep", "3", &tag])
+        .spawn();
+    // Wait until the first sandbox runs its program.
+    let running = runtimed_tests::wait_for(std::time::Duration::from_secs(10), || {
+        (!runtimed_tests::host_probe_procs(&tag).is_empty()).then_some(())
+    });
+    assert!(running.is_some(), "first sandbox did not start");
+    let second = h
+        .sandbox()
+        .opts(["--id", &id])
+        .cmd(["/bin/true"])
+        .no_report()
+        .run();
+    assert_eq!(second.code(), EXIT_RUNTIMED_FAILED, "{}", second.context());
+    second.one_error_line();
+    assert!(
+        !runtimed_tests::host_probe_procs(&tag).is_empty(),
+        "the first sandbox was disturbed"
+    );
+    let first = first.wait();
+    assert_eq!(first.code(), 0, "{}", first.context());
+    assert_nothing_left(&id);
+}
