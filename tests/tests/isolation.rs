@@ -792,3 +792,41 @@ fn judge_profile_refuses_network_sockets() {
     assert_eq!(v["ok"], false, "{v}");
     assert_ne!(v.str_of("errno"), "EPERM", "{v}");
 }
+
+#[test]
+fn pid1_shows_neither_the_callers_command_line_nor_environment() {
+    let h = harness!();
+    let secret = unique("caller-secret");
+    let out = h
+        .sandbox()
+        .caller_env("RUNTIMED_TEST_SECRET", &secret)
+        .opts(["--hostname", &format!("h{}", &secret[secret.len() - 8..])])
+        .probe(&["read", "/proc/1/cmdline"])
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.context());
+    let v = out.probe_json();
+    assert_eq!(v["ok"], true, "{v}");
+    let head = v.str_of("head");
+    assert!(
+        head.starts_with("runtimed-init"),
+        "PID 1's command line: {head:?}"
+    );
+    assert!(
+        !head.contains(&h.runtimed.display().to_string()) && !head.contains("--hostname"),
+        "the caller's command line leaks: {head:?}"
+    );
+    // The environment is unreadable (PID 1 is not dumpable), even for uid 0.
+    for user in ["1000:1000", "0:0"] {
+        let out = h
+            .sandbox()
+            .caller_env("RUNTIMED_TEST_SECRET", &secret)
+            .opts(["--user", user])
+            .probe(&["read", "/proc/1/environ"])
+            .run();
+        let v = out.probe_json();
+        assert!(
+            v["ok"] == false || !v.str_of("head").contains(&secret),
+            "the caller's environment leaks to uid {user}: {v}"
+        );
+    }
+}

@@ -87,6 +87,17 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     let mut keep = vec![ctx.channel.raw_fd()];
     keep.extend(ctx.stdio.iter().copied().filter(|fd| *fd >= 3));
     sys::close_fds_except(3, &keep).map_err(|er| e("close_fds", er, "close inherited fds"))?;
+    // scrub_caller: PID 1 is a copy of the caller; its argv and environment
+    // (host paths, the caller's secrets) would show in /proc/1/cmdline and
+    // /proc/1/environ inside. Overwrite them, then turn off dumpability so
+    // nothing inside can read or trace PID 1's memory.
+    scrub_caller().map_err(|er| {
+        e(
+            "scrub_caller",
+            er,
+            "overwrite the caller's argv and environment",
+        )
+    })?;
     // wait_for_parent: the id maps must be written before we act as root in
     // the namespace (user_namespaces(7)).
     match ctx.channel.recv_parent() {
@@ -188,6 +199,44 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
 /// Stack of the program's pre-exec steps (they run on their own stack
 /// while sharing PID 1's memory); far more than they use.
 const PROGRAM_STACK: usize = 256 * 1024;
+
+/// Overwrites the argv and environment areas of this process (fields 48–51
+/// of /proc/self/stat: arg_start, arg_end, env_start, env_end) through
+/// /proc/self/mem: the command line then reads `runtimed-init`, the
+/// environment reads empty. Nothing in this process reads either afterwards
+/// (the program's argv/env are separate `CString`s from the plan).
+fn scrub_caller() -> Result<(), Errno> {
+    use std::io::{Seek, SeekFrom, Write};
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|_| Errno::EIO)?;
+    // Fields after the `)` of comm, which may itself hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or(Errno::EIO)?;
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // `rest` starts at field 3 (state), so field N is fields[N - 3].
+    let field = |n: usize| fields.get(n - 3).copied().ok_or(Errno::EIO);
+    let (arg_start, arg_end) = (field(48)?, field(49)?);
+    let (env_start, env_end) = (field(50)?, field(51)?);
+    let mut mem = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")
+        .map_err(|er| Errno::from_raw(er.raw_os_error().unwrap_or(libc::EIO)))?;
+    let mut wipe = |start: u64, end: u64, text: &[u8]| -> std::io::Result<()> {
+        if end <= start || end - start > (1 << 20) {
+            return Ok(());
+        }
+        let mut bytes = vec![0u8; (end - start) as usize];
+        let n = text.len().min(bytes.len().saturating_sub(1));
+        bytes[..n].copy_from_slice(&text[..n]);
+        mem.seek(SeekFrom::Start(start))?;
+        mem.write_all(&bytes)
+    };
+    wipe(arg_start, arg_end, b"runtimed-init")
+        .and_then(|()| wipe(env_start, env_end, b""))
+        .map_err(|er| Errno::from_raw(er.raw_os_error().unwrap_or(libc::EIO)))?;
+    nix::sys::prctl::set_dumpable(false)
+}
 
 fn loopback_up() -> Result<(), StepError> {
     let sock = socket(
