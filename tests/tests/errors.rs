@@ -179,3 +179,51 @@ fn duplicate_live_id_is_refused_and_the_first_sandbox_is_untouched() {
     assert_eq!(first.code(), 0, "{}", first.context());
     assert_nothing_left(&id);
 }
+
+#[test]
+fn exhausted_uid_pool_refuses_a_second_sandbox_instead_of_sharing_ids() {
+    let h = harness!();
+    // A private one-slot pool, distinct per test process.
+    let base = 3_000_000_000u32 + (std::process::id() % 1000) * 65_536 * 2;
+    let pool = format!("{base}:1");
+    let tag = unique("pool-holder");
+    let first = h
+        .sandbox()
+        .opts(["--uid-pool", &pool])
+        .probe(&["sleep", "3", &tag])
+        .spawn();
+    let running = runtimed_tests::wait_for(std::time::Duration::from_secs(10), || {
+        runtimed_tests::host_probe_procs(&tag)
+            .first()
+            .map(|p| p.pid)
+    });
+    let pid = running.expect("first sandbox did not start");
+    let uid = runtimed_tests::proc_status_ids(pid, "Uid").expect("Uid line");
+    assert_eq!(
+        uid[0],
+        base + 1000,
+        "the program's host uid comes from the pool"
+    );
+    let second = h
+        .sandbox()
+        .opts(["--uid-pool", &pool])
+        .cmd(["/bin/true"])
+        .no_report()
+        .run();
+    assert_eq!(second.code(), EXIT_RUNTIMED_FAILED, "{}", second.context());
+    let line = second.one_error_line();
+    assert!(
+        line.contains("uid pool") && line.contains("in use"),
+        "{line}"
+    );
+    let first = first.wait();
+    assert_eq!(first.code(), 0, "{}", first.context());
+    assert_eq!(first.report().host_uid, base);
+    // Released with the first sandbox: the slot can be leased again.
+    let third = h
+        .sandbox()
+        .opts(["--uid-pool", &pool])
+        .cmd(["/bin/true"])
+        .run();
+    assert_eq!(third.code(), 0, "{}", third.context());
+}

@@ -39,6 +39,23 @@ fn cpus_arg(s: &str) -> Result<f64, String> {
     }
 }
 
+fn uid_pool_arg(s: &str) -> Result<sandbox::UidPoolConfig, String> {
+    let bad = || format!("invalid uid pool {s:?} (expected BASE:SLOTS, e.g. 100000000:4096)");
+    let (base, slots) = s.split_once(':').ok_or_else(bad)?;
+    let pool = sandbox::UidPoolConfig {
+        base: base.parse().map_err(|_| bad())?,
+        slot_size: sandbox::options::defaults::UID_POOL_SLOT_SIZE,
+        slots: slots.parse().map_err(|_| bad())?,
+    };
+    let end = u64::from(pool.base) + u64::from(pool.slot_size) * u64::from(pool.slots);
+    if pool.base == 0 || pool.slots == 0 || end > u64::from(u32::MAX) {
+        return Err(format!(
+            "uid pool {s:?}: must start above 0, hold at least one slot and end below 2^32"
+        ));
+    }
+    Ok(pool)
+}
+
 fn net_arg(s: &str) -> Result<String, String> {
     match s {
         "none" => Ok(s.to_string()),
@@ -118,6 +135,10 @@ pub struct RunArgs {
     /// Name of the sandbox (its cgroup name); random when omitted.
     #[arg(long, value_name = "NAME")]
     id: Option<String>,
+    /// Host id pool: sandboxes lease disjoint ranges of 65536 host uids/gids
+    /// starting at BASE, SLOTS ranges in all (default 100000000:4096).
+    #[arg(long, value_parser = uid_pool_arg, value_name = "BASE:SLOTS", env = "RUNTIMED_UID_POOL")]
+    uid_pool: Option<sandbox::UidPoolConfig>,
     /// Disable the Landlock layer.
     #[arg(long)]
     no_landlock: bool,
@@ -369,6 +390,7 @@ pub fn main(args: RunArgs) -> i32 {
         seccomp: args.seccomp,
         landlock: !args.no_landlock,
         tty_size,
+        uid_pool: args.uid_pool.clone().unwrap_or_default(),
         run_dir: std::env::var_os("RUNTIMED_RUN_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(sandbox::options::defaults::RUN_DIR)),
@@ -499,6 +521,14 @@ mod tests {
         assert!(parse(&["--seccomp", "nope", "--", "true"]).is_err());
         assert!(parse(&["--cpus", "0", "--", "true"]).is_err());
         assert!(parse(&["--wall-time", "0s", "--", "true"]).is_err());
+        assert!(parse(&["--uid-pool", "0:10", "--", "true"]).is_err());
+        assert!(parse(&["--uid-pool", "4294000000:100", "--", "true"]).is_err());
+        assert!(parse(&["--uid-pool", "200000000", "--", "true"]).is_err());
+        let a = parse(&["--uid-pool", "200000000:2", "--", "true"]).unwrap();
+        assert_eq!(
+            a.uid_pool.map(|p| (p.base, p.slots)),
+            Some((200_000_000, 2))
+        );
         let a = parse(&["--bind", "a:b:c:d", "--", "true"]).unwrap();
         assert!(spec_from_args(&a).is_err());
         let a = parse(&["--user", "x", "--", "true"]).unwrap();
