@@ -37,10 +37,8 @@ pub enum ChildMessage {
 /// Messages from the supervisor to the child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ParentMessage {
-    /// Id maps written (and, on v2, born in its cgroup): go on with setup.
+    /// Id maps written: go on with setup.
     Go,
-    /// cgroup v1: the child was moved into its cgroups (sent after `Go`).
-    CgroupJoined,
 }
 
 /// One end of the channel.

@@ -34,9 +34,10 @@ pub struct ChildContext<'a> {
     pub landlock: bool,
     /// fds the program gets as 0, 1, 2 (unused in terminal mode).
     pub stdio: [RawFd; 3],
-    /// cgroup v1: the child was moved into its cgroups after clone, so the
-    /// cgroup namespace is made here, rooted at the sandbox's cgroup.
-    pub unshare_cgroup: bool,
+    /// cgroup v1: open `tasks` files of the sandbox's cgroups; the child
+    /// moves itself in, then makes its cgroup namespace (on v2 it was born
+    /// in its cgroup and in a new cgroup namespace).
+    pub join_cgroup: &'a [RawFd],
     /// Join a fresh session keyring: only needed when the seccomp profile
     /// lets keyctl through (creating one costs ~0.4 ms).
     pub new_keyring: bool,
@@ -86,7 +87,23 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     // the new root) survives into the sandbox.
     let mut keep = vec![ctx.channel.raw_fd()];
     keep.extend(ctx.stdio.iter().copied().filter(|fd| *fd >= 3));
-    sys::close_fds_except(3, &keep).map_err(|er| e("close_fds", er, "close inherited fds"))?;
+    let keep_while_joining: Vec<RawFd> = keep.iter().chain(ctx.join_cgroup).copied().collect();
+    sys::close_fds_except(3, &keep_while_joining)
+        .map_err(|er| e("close_fds", er, "close inherited fds"))?;
+    // join_cgroup (v1): before any other work, so all of it is accounted and
+    // limited, and while our euid is still global root (the kernel's
+    // permission check for the move). Then the cgroup namespace, rooted at
+    // the sandbox's own cgroup.
+    if !ctx.join_cgroup.is_empty() {
+        for fd in ctx.join_cgroup {
+            sys::with_borrowed(*fd, |f| nix::unistd::write(f, b"0"))
+                .map_err(|er| e("join_cgroup", er, "move into the sandbox's cgroup"))?;
+        }
+        sys::close_fds_except(3, &keep)
+            .map_err(|er| e("join_cgroup", er, "close the tasks files"))?;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|er| e("cgroup_namespace", er, "unshare cgroup namespace"))?;
+    }
     // scrub_caller: PID 1 is a copy of the caller; its argv and environment
     // (host paths, the caller's secrets) would show in /proc/1/cmdline and
     // /proc/1/environ inside. Overwrite them, then turn off dumpability so
@@ -102,7 +119,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     // the namespace (user_namespaces(7)).
     match ctx.channel.recv_parent() {
         Ok(Some(ParentMessage::Go)) => {}
-        Ok(None | Some(ParentMessage::CgroupJoined)) => {
+        Ok(None) => {
             return Err(StepError::new(
                 "wait_for_parent",
                 None,
@@ -152,24 +169,6 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     } else {
         None
     };
-    // cgroup_namespace (v1 only): the parent creates and joins our cgroups
-    // while we mount; wait for that before the program exists, then make
-    // the cgroup namespace so its root is the sandbox's own cgroup.
-    if ctx.unshare_cgroup {
-        match ctx.channel.recv_parent() {
-            Ok(Some(ParentMessage::CgroupJoined)) => {}
-            Ok(_) => {
-                return Err(StepError::new(
-                    "cgroup_namespace",
-                    None,
-                    "the parent did not place us in a cgroup".into(),
-                ))
-            }
-            Err(er) => return Err(e("cgroup_namespace", er, "read from parent")),
-        }
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|er| e("cgroup_namespace", er, "unshare cgroup namespace"))?;
-    }
     // block_signals: before fork, so no SIGCHLD/forwarded signal is lost
     // between fork and the init loop.
     let mut set = SigSet::all();

@@ -203,13 +203,30 @@ impl Sandbox {
         let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
         let mgr = cgroup_manager()?;
         let v2 = mgr.version() == CgroupVersion::V2;
-        // v2: the cgroup must exist before clone (CLONE_INTO_CGROUP). v1:
-        // it is made after clone, while the child builds its mounts.
-        let early_cgroup = if v2 {
-            Some(mgr.create(&id, &plan.cgroup)?)
-        } else {
-            None
-        };
+        // The cgroup exists before clone: on v2 the child is born in it
+        // (CLONE_INTO_CGROUP); on v1 the child moves itself in (below).
+        let cgroup = mgr.create(&id, &plan.cgroup)?;
+        // cgroup v1 has no CLONE_INTO_CGROUP, and moving a process by pid
+        // (`cgroup.procs`) takes a global lock whose first writer after a
+        // quiet period waits for an RCU grace period (5-15 ms measured
+        // here). A single thread writing "0" (itself) to `tasks` skips that
+        // lock (kernel/cgroup: cgroup_procs_write_start), so the child does
+        // the move itself through these fds, opened here while we are
+        // root (the kernel checks the writer's euid: still global root in
+        // the child until it changes ids).
+        let mut join_fds = Vec::new();
+        if !v2 {
+            for dir in cgroup.paths() {
+                let tasks = dir.join("tasks");
+                let fd = nix::fcntl::open(
+                    &tasks,
+                    OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(sys_err(format!("open {}", tasks.display())))?;
+                join_fds.push(fd);
+            }
+        }
         let staging: PathBuf = opts.run_dir.join("root");
         std::fs::create_dir_all(&staging).map_err(|e| SandboxError::Sys {
             what: format!("create {}", staging.display()),
@@ -283,7 +300,8 @@ impl Sandbox {
         if v2 {
             flags |= libc::CLONE_NEWCGROUP as u64;
         }
-        let cg_fd = early_cgroup.as_ref().and_then(Cgroup::v2_dir_fd);
+        let cg_fd = cgroup.v2_dir_fd();
+        let join_raw: Vec<RawFd> = join_fds.iter().map(|f| f.as_raw_fd()).collect();
         let started = Instant::now();
         // The clone: from here on the child runs init::run and never returns.
         let (pid, pidfd) = match sys::clone3(flags, true, cg_fd).map_err(sys_err("clone3"))? {
@@ -294,7 +312,7 @@ impl Sandbox {
                 seccomp: seccomp.as_ref(),
                 landlock: opts.landlock,
                 stdio: child_fds,
-                unshare_cgroup: !v2,
+                join_cgroup: &join_raw,
                 new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
             }),
             CloneResult::Parent { pid, pidfd } => match pidfd {
@@ -303,6 +321,7 @@ impl Sandbox {
             },
         };
         drop(child_ch);
+        drop(join_fds);
         drop(child_side);
 
         let mut sb = Sandbox {
@@ -310,7 +329,7 @@ impl Sandbox {
             init_pid: pid,
             pidfd,
             channel: parent_ch,
-            cgroup: early_cgroup,
+            cgroup: Some(cgroup),
             lease,
             pty_master: None,
             out_pipes,
@@ -330,15 +349,6 @@ impl Sandbox {
         sb.channel
             .send_parent(ParentMessage::Go)
             .map_err(sys_err("release the child"))?;
-        if !v2 {
-            // Runs in parallel with the child's mount setup; the child waits
-            // for `CgroupJoined` only before it forks the program.
-            if let Err(e) = sb.join_cgroup_v1(mgr, &plan.cgroup) {
-                // The child may have failed (and exited) first: its own
-                // report says more than our EPIPE/ESRCH would.
-                return Err(sb.child_failure().unwrap_or(e));
-            }
-        }
         sb.wait_started()?;
         // PID 1 must survive an OOM inside so it can report the program's
         // end. Set only now: the program, forked before, keeps the
@@ -347,43 +357,6 @@ impl Sandbox {
         let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), b"-1000");
         sb.started = Instant::now();
         Ok(sb)
-    }
-
-    fn join_cgroup_v1(
-        &mut self,
-        mgr: &CgroupManager,
-        limits: &crate::cgroup::CgroupLimits,
-    ) -> Result<(), SandboxError> {
-        let cg = mgr.create(&self.id, limits)?;
-        let joined = cg.add_pid(self.init_pid);
-        self.cgroup = Some(cg);
-        joined?;
-        self.channel
-            .send_parent(ParentMessage::CgroupJoined)
-            .map_err(sys_err("tell the child its cgroup is joined"))
-    }
-
-    /// A step failure the child already reported, if any (does not block).
-    fn child_failure(&mut self) -> Option<SandboxError> {
-        let mut fds = [PollFd::new(self.channel.as_fd(), PollFlags::POLLIN)];
-        if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
-            return None;
-        }
-        match self.channel.recv_child() {
-            Ok(Some((
-                ChildMessage::StepFailed {
-                    step,
-                    errno,
-                    message,
-                },
-                _,
-            ))) => Some(SandboxError::Setup(StepFailure {
-                step,
-                errno: errno.map(|e| super::errno_name(Errno::from_raw(e))),
-                message,
-            })),
-            _ => None,
-        }
     }
 
     fn wait_started(&mut self) -> Result<(), SandboxError> {
