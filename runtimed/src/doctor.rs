@@ -188,35 +188,6 @@ fn check_cgroups() -> Finding {
     }
 }
 
-/// On cgroup v1, moving a task into a cgroup takes a global lock whose
-/// first writer after a quiet period waits for an RCU grace period (7-12 ms
-/// on our development VM); the `favordynmods` mount option (Linux 6.1+)
-/// removes the wait. cgroup v2 needs no move (clone3 CLONE_INTO_CGROUP).
-fn check_cgroup_migration() -> Option<Finding> {
-    let m = CgroupManager::detect().ok()?;
-    if m.version() == CgroupVersion::V2 {
-        return None;
-    }
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    if info
-        .lines()
-        .any(|l| l.contains(" - cgroup") && l.contains("favordynmods"))
-    {
-        return Some(finding(
-            "cgroup_migration",
-            Level::Ok,
-            "cgroup v1 mounted with favordynmods",
-            None,
-        ));
-    }
-    Some(finding(
-        "cgroup_migration",
-        Level::Warn,
-        "cgroup v1: each sandbox start moves a task into its cgroups, which can wait 7-12 ms for an RCU grace period when starts are sporadic",
-        Some("boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1), or remount the v1 hierarchies with -o favordynmods"),
-    ))
-}
-
 fn check_seccomp() -> Finding {
     let filter = match sandbox::seccomp::compile(sandbox::SeccompProfile::Default) {
         Ok(Some(f)) => f,
@@ -339,7 +310,6 @@ pub fn main(args: DoctorArgs) -> i32 {
     let mut findings = vec![check_root(), check_kernel()];
     findings.extend(check_userns());
     findings.push(check_cgroups());
-    findings.extend(check_cgroup_migration());
     findings.push(check_seccomp());
     findings.push(check_overlay());
     findings.push(check_landlock());
