@@ -7,6 +7,7 @@
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
+use std::os::fd::RawFd;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -305,15 +306,32 @@ pub fn mount_proc(staging: &Path) -> Result<(), StepError> {
 }
 
 /// Step `mount_extra`: /tmp, /workspace and the spec's binds and tmpfs.
-pub fn mount_extra(plan: &Plan, staging: &Path) -> Result<(), StepError> {
+///
+/// `idmapped`: destinations for which the parent prepared a detached,
+/// idmapped mount tree (an fd), attached here with move_mount instead of a
+/// bind.
+pub fn mount_extra(
+    plan: &Plan,
+    staging: &Path,
+    idmapped: &[(PathBuf, RawFd)],
+) -> Result<(), StepError> {
     const STEP: &str = "mount_extra";
     for m in &plan.mounts {
-        mount_one(STEP, m, staging)?;
+        let tree = idmapped
+            .iter()
+            .find(|(d, _)| *d == m.destination)
+            .map(|(_, fd)| *fd);
+        mount_one(STEP, m, staging, tree)?;
     }
     Ok(())
 }
 
-fn mount_one(step: &'static str, m: &MountPlan, staging: &Path) -> Result<(), StepError> {
+fn mount_one(
+    step: &'static str,
+    m: &MountPlan,
+    staging: &Path,
+    tree: Option<RawFd>,
+) -> Result<(), StepError> {
     let dst = inside(staging, &m.destination);
     let mut flags = MsFlags::empty();
     if m.readonly {
@@ -342,7 +360,22 @@ fn mount_one(step: &'static str, m: &MountPlan, staging: &Path) -> Result<(), St
                 }
                 touch(step, &dst)?;
             }
-            bind(step, source, &dst, *recursive, flags)
+            match tree {
+                // Flags were set on the tree by the parent.
+                Some(fd) => crate::sys::with_borrowed(fd, |f| crate::sys::move_mount_to(f, &dst))
+                    .map_err(|e| {
+                        err(
+                            step,
+                            e,
+                            format!(
+                                "attach the idmapped {} on {}",
+                                source.display(),
+                                dst.display()
+                            ),
+                        )
+                    }),
+                None => bind(step, source, &dst, *recursive, flags),
+            }
         }
         MountKind::Tmpfs {
             size,

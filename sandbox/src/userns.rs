@@ -27,6 +27,8 @@ pub enum UsernsError {
     Exhausted { slots: u32 },
     #[error("uid pool: invalid configuration: {0}")]
     Config(String),
+    #[error("creating an id-mapping user namespace: {what}: {source}")]
+    Helper { what: &'static str, source: Errno },
     #[error("writing {path}: {source}")]
     WriteMap {
         path: PathBuf,
@@ -125,6 +127,45 @@ pub fn write_id_maps(pid: i32, lease: &UidLease) -> Result<(), UsernsError> {
             .map_err(|source| UsernsError::WriteMap { path, source })?;
     }
     Ok(())
+}
+
+/// A user namespace with exactly these map lines (`inside outside count`),
+/// held only by the returned fd: the id mapping of an idmapped mount. A
+/// short-lived child is born in it (clone3 CLONE_NEWUSER), we write its maps,
+/// keep a reference to the namespace and let the child exit.
+///
+/// Like sandbox creation, this forks: call it from a single-threaded process.
+pub fn mapping_userns(uid_line: &str, gid_line: &str) -> Result<std::os::fd::OwnedFd, UsernsError> {
+    use nix::fcntl::OFlag;
+    let helper = |what| move |source| UsernsError::Helper { what, source };
+    let (done_r, done_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(helper("pipe"))?;
+    let pid = match crate::sys::clone3(libc::CLONE_NEWUSER as u64, false, None)
+        .map_err(helper("clone3"))?
+    {
+        crate::sys::CloneResult::Child => {
+            drop(done_w);
+            let mut b = [0u8; 1];
+            let _ = nix::unistd::read(&done_r, &mut b);
+            crate::sys::exit_now(0)
+        }
+        crate::sys::CloneResult::Parent { pid, .. } => pid,
+    };
+    drop(done_r);
+    let result = (|| {
+        for (name, line) in [("gid_map", gid_line), ("uid_map", uid_line)] {
+            let path = PathBuf::from(format!("/proc/{pid}/{name}"));
+            std::fs::write(&path, line).map_err(|source| UsernsError::WriteMap { path, source })?;
+        }
+        nix::fcntl::open(
+            format!("/proc/{pid}/ns/user").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(helper("open its ns/user"))
+    })();
+    drop(done_w);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    result
 }
 
 #[cfg(test)]

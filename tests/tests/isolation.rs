@@ -830,3 +830,43 @@ fn pid1_shows_neither_the_callers_command_line_nor_environment() {
         );
     }
 }
+
+#[test]
+fn rw_binds_are_idmapped_to_the_sandbox_user() {
+    use std::os::unix::fs::MetadataExt;
+    let h = harness!();
+    // Owned by root and by another user, mode 0755: not writable by the
+    // sandbox's own host uid, only through the idmapping.
+    for owner in [0u32, 4321] {
+        let dir = TempDir::new("idmap");
+        std::os::unix::fs::chown(dir.path(), Some(owner), Some(owner)).expect("chown");
+        fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let out = h
+            .sandbox()
+            .opt("--workspace")
+            .opt(dir.path())
+            .cmd([
+                "/bin/sh",
+                "-c",
+                "stat -c '%u:%g' /workspace && echo made > /workspace/new.txt && echo wrote",
+            ])
+            .run();
+        assert_eq!(out.code(), 0, "owner {owner}: {}", out.context());
+        let text = out.stdout_str();
+        assert!(
+            text.contains("1000:1000"),
+            "the directory's owner is not shown as the sandbox user: {text}"
+        );
+        assert!(text.contains("wrote"), "{text}");
+        let meta = fs::metadata(dir.join("new.txt")).expect("the file reached the host");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (owner, owner),
+            "the file belongs to the directory's owner on the host"
+        );
+    }
+}

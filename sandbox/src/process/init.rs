@@ -38,6 +38,9 @@ pub struct ChildContext<'a> {
     /// moves itself in, then makes its cgroup namespace (on v2 it was born
     /// in its cgroup and in a new cgroup namespace).
     pub join_cgroup: &'a [RawFd],
+    /// Detached idmapped mount trees (destination, fd) prepared by the
+    /// parent for read-write binds.
+    pub idmapped: &'a [(std::path::PathBuf, RawFd)],
     /// Join a fresh session keyring: only needed when the seccomp profile
     /// lets keyctl through (creating one costs ~0.4 ms).
     pub new_keyring: bool,
@@ -87,7 +90,16 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     // the new root) survives into the sandbox.
     let mut keep = vec![ctx.channel.raw_fd()];
     keep.extend(ctx.stdio.iter().copied().filter(|fd| *fd >= 3));
-    let keep_while_joining: Vec<RawFd> = keep.iter().chain(ctx.join_cgroup).copied().collect();
+    let keep_while_mounting: Vec<RawFd> = keep
+        .iter()
+        .copied()
+        .chain(ctx.idmapped.iter().map(|(_, fd)| *fd))
+        .collect();
+    let keep_while_joining: Vec<RawFd> = keep_while_mounting
+        .iter()
+        .chain(ctx.join_cgroup)
+        .copied()
+        .collect();
     sys::close_fds_except(3, &keep_while_joining)
         .map_err(|er| e("close_fds", er, "close inherited fds"))?;
     // join_cgroup (v1): before any other work, so all of it is accounted and
@@ -99,7 +111,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
             sys::with_borrowed(*fd, |f| nix::unistd::write(f, b"0"))
                 .map_err(|er| e("join_cgroup", er, "move into the sandbox's cgroup"))?;
         }
-        sys::close_fds_except(3, &keep)
+        sys::close_fds_except(3, &keep_while_mounting)
             .map_err(|er| e("join_cgroup", er, "close the tasks files"))?;
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(|er| e("cgroup_namespace", er, "unshare cgroup namespace"))?;
@@ -146,7 +158,11 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     }
     mounts::mount_dev(plan, ctx.staging)?;
     mounts::mount_proc(ctx.staging)?;
-    mounts::mount_extra(plan, ctx.staging)?;
+    mounts::mount_extra(plan, ctx.staging, ctx.idmapped)?;
+    if !ctx.idmapped.is_empty() {
+        sys::close_fds_except(3, &keep)
+            .map_err(|er| e("mount_extra", er, "close the mount fds"))?;
+    }
     // pivot_root: the old root is detached; only what we mounted is left.
     mounts::pivot(ctx.staging)?;
     // mask_paths: after pivot_root, on the sandbox's own /proc.

@@ -227,6 +227,11 @@ impl Sandbox {
                 join_fds.push(fd);
             }
         }
+        let idmapped = idmapped_binds(&plan, &lease)?;
+        let idmapped_raw: Vec<(PathBuf, RawFd)> = idmapped
+            .iter()
+            .map(|(d, fd)| (d.clone(), fd.as_raw_fd()))
+            .collect();
         let staging: PathBuf = opts.run_dir.join("root");
         std::fs::create_dir_all(&staging).map_err(|e| SandboxError::Sys {
             what: format!("create {}", staging.display()),
@@ -313,6 +318,7 @@ impl Sandbox {
                 landlock: opts.landlock,
                 stdio: child_fds,
                 join_cgroup: &join_raw,
+                idmapped: &idmapped_raw,
                 new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
             }),
             CloneResult::Parent { pid, pidfd } => match pidfd {
@@ -322,6 +328,7 @@ impl Sandbox {
         };
         drop(child_ch);
         drop(join_fds);
+        drop(idmapped);
         drop(child_side);
 
         let mut sb = Sandbox {
@@ -447,6 +454,72 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = self.teardown();
     }
+}
+
+/// Read-write binds of host paths get an idmapped mount: the source's owner
+/// (uid and gid) is shown as the sandbox's user, and what the sandbox
+/// creates there is owned on disk by that owner, so `--workspace .` works
+/// for any caller without chown or a world-writable directory. The parent
+/// prepares each as a detached mount tree (open_tree + mount_setattr with
+/// MOUNT_ATTR_IDMAP, which needs privilege over the filesystem: the
+/// child's user namespace has none); the child attaches it. On filesystems
+/// without idmapped mounts the bind stays a plain bind.
+fn idmapped_binds(
+    plan: &crate::spec::Plan,
+    lease: &UidLease,
+) -> Result<Vec<(PathBuf, OwnedFd)>, SandboxError> {
+    use crate::spec::MountKind;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut namespaces: Vec<((u32, u32), OwnedFd)> = Vec::new();
+    for m in &plan.mounts {
+        let MountKind::Bind { source, .. } = &m.kind else {
+            continue;
+        };
+        if m.readonly {
+            continue;
+        }
+        let meta = std::fs::metadata(source).map_err(|e| SandboxError::Sys {
+            what: format!("stat {}", source.display()),
+            source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        let owner = (meta.uid(), meta.gid());
+        if !namespaces.iter().any(|(o, _)| *o == owner) {
+            let ns = crate::userns::mapping_userns(
+                &format!("{} {} 1\n", owner.0, lease.host_base + plan.uid),
+                &format!("{} {} 1\n", owner.1, lease.host_base + plan.gid),
+            )?;
+            namespaces.push((owner, ns));
+        }
+        let Some((_, ns)) = namespaces.iter().find(|(o, _)| *o == owner) else {
+            continue;
+        };
+        let tree = sys::open_tree_clone(source)
+            .map_err(sys_err(format!("open_tree {}", source.display())))?;
+        let mut attrs = 0;
+        for (on, bit) in [
+            (m.nosuid, sys::MOUNT_ATTR_NOSUID),
+            (m.nodev, sys::MOUNT_ATTR_NODEV),
+            (m.noexec, sys::MOUNT_ATTR_NOEXEC),
+        ] {
+            if on {
+                attrs |= bit;
+            }
+        }
+        match sys::mount_setattr(tree.as_fd(), attrs, Some(ns.as_fd())) {
+            Ok(()) => out.push((m.destination.clone(), tree)),
+            // The filesystem cannot be idmapped (EINVAL), or the kernel is
+            // too old: keep the plain bind.
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM) => {}
+            Err(e) => {
+                return Err(SandboxError::Sys {
+                    what: format!("idmap {}", source.display()),
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A short random id (hex) for sandboxes the caller did not name.

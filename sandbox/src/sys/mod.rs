@@ -525,3 +525,106 @@ pub fn clear_capabilities() -> Result<(), Errno> {
     };
     Errno::result(ret).map(drop)
 }
+
+// linux/mount.h, linux/fcntl.h (not in every libc release).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+/// `MOUNT_ATTR_*` bits for [`mount_setattr`].
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x10_0000;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn path_cstring(p: &std::path::Path) -> Result<std::ffi::CString, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the mount
+/// tree at `path`, as an fd (close-on-exec).
+pub fn open_tree_clone(path: &std::path::Path) -> Result<OwnedFd, Errno> {
+    let c = path_cstring(path)?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+        )
+    };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new fd that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE)` setting `attr_set`
+/// (`MOUNT_ATTR_*`); with `userns`, the mount is idmapped through it.
+pub fn mount_setattr(
+    fd: BorrowedFd<'_>,
+    attr_set: u64,
+    userns: Option<BorrowedFd<'_>>,
+) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: attr_set
+            | if userns.is_some() {
+                MOUNT_ATTR_IDMAP
+            } else {
+                0
+            },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
+    };
+    // SAFETY: the empty path and `attr` are valid for the call; the size
+    // passed is the size of the struct (MOUNT_ATTR_SIZE_VER0).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            std::ptr::addr_of!(attr),
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attaches
+/// a detached mount tree at `target`.
+pub fn move_mount_to(fd: BorrowedFd<'_>, target: &std::path::Path) -> Result<(), Errno> {
+    let c = path_cstring(target)?;
+    // SAFETY: both paths are valid NUL-terminated strings for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
