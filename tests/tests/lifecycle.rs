@@ -202,3 +202,45 @@ fn nothing_survives_a_killed_program() {
         host_procs_matching(&tag)
     );
 }
+
+#[test]
+fn killing_runtimed_kills_the_sandbox() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let h = harness!();
+    let tag = unique("orphan");
+    let running = h.sandbox().probe(&["sleep", "30", &tag]).spawn();
+    let up = wait_for(Duration::from_secs(10), || {
+        (!host_probe_procs(&tag).is_empty()).then_some(())
+    });
+    assert!(up.is_some(), "the sandbox did not start");
+    kill(Pid::from_raw(running.pid()), Signal::SIGKILL).expect("SIGKILL runtimed");
+    let gone = wait_for(Duration::from_secs(5), || {
+        host_probe_procs(&tag).is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the sandbox outlived its runtimed: {:?}",
+        host_probe_procs(&tag)
+    );
+    let _ = running.wait();
+}
+
+#[test]
+fn sigterm_to_runtimed_reaches_the_program() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let h = harness!();
+    let tag = unique("term");
+    let running = h.sandbox().probe(&["sleep", "30", &tag]).spawn();
+    let up = wait_for(Duration::from_secs(10), || {
+        (!host_probe_procs(&tag).is_empty()).then_some(())
+    });
+    assert!(up.is_some(), "the sandbox did not start");
+    kill(Pid::from_raw(running.pid()), Signal::SIGTERM).expect("SIGTERM runtimed");
+    let out = running.wait();
+    assert_eq!(out.code(), 128 + 15, "{}", out.context());
+    let r = out.report();
+    assert_eq!(r.signal, Some(15), "{}", out.context());
+    assert!(host_probe_procs(&tag).is_empty());
+}

@@ -146,6 +146,19 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
         .map_err(|er| e("become_root", er, "setresgid 0"))?;
     setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
         .map_err(|er| e("become_root", er, "setresuid 0"))?;
+    // parent_death: if the supervisor dies (even by SIGKILL), PID 1 gets
+    // SIGKILL and the kernel kills the whole pid namespace. After
+    // become_root: changing credentials clears the setting (prctl(2)). A
+    // supervisor that died before this line shows as a hung-up channel.
+    nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL))
+        .map_err(|er| e("parent_death", er, "prctl(PR_SET_PDEATHSIG)"))?;
+    if ctx.channel.hung_up() {
+        return Err(StepError::new(
+            "parent_death",
+            None,
+            "the supervisor is gone".into(),
+        ));
+    }
     // hostname: in the new UTS namespace.
     sethostname(&plan.hostname)
         .map_err(|er| e("hostname", er, format!("sethostname {}", plan.hostname)))?;
