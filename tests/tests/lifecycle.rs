@@ -244,3 +244,42 @@ fn sigterm_to_runtimed_reaches_the_program() {
     assert_eq!(r.signal, Some(15), "{}", out.context());
     assert!(host_probe_procs(&tag).is_empty());
 }
+
+#[test]
+fn a_later_start_removes_what_a_killed_runtimed_left() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let h = harness!();
+    let id = unique("killed");
+    let tag = unique("killed-tag");
+    let running = h
+        .sandbox()
+        .opts(["--id", &id])
+        .probe(&["sleep", "30", &tag])
+        .spawn();
+    let pid = wait_for(Duration::from_secs(10), || {
+        host_probe_procs(&tag).first().map(|p| p.pid)
+    })
+    .expect("the sandbox did not start");
+    let dirs: Vec<_> = host_cgroup_dirs(pid)
+        .into_values()
+        .filter(|d| d.ends_with(&id))
+        .collect();
+    assert!(!dirs.is_empty(), "the sandbox has no cgroup of its own");
+    kill(Pid::from_raw(running.pid()), Signal::SIGKILL).expect("SIGKILL runtimed");
+    let _ = running.wait();
+    let gone = wait_for(Duration::from_secs(5), || {
+        host_probe_procs(&tag).is_empty().then_some(())
+    });
+    assert!(gone.is_some(), "the sandbox outlived its runtimed");
+    // Nobody tore the sandbox down: the next start (any sandbox) does.
+    let out = h.sandbox().cmd(["/bin/true"]).run();
+    assert_eq!(out.code(), 0, "{}", out.context());
+    for d in &dirs {
+        assert!(
+            !d.exists(),
+            "{} is still there after the next start",
+            d.display()
+        );
+    }
+}

@@ -361,6 +361,33 @@ impl CgroupManager {
 
     /// Creates cgroup `name` with `limits`: one mkdir per hierarchy and a
     /// write per limit. On any error, whatever was made is removed again.
+    /// The cgroup `name` left by an earlier process (e.g. a runtimed that was
+    /// killed), for [`Cgroup::remove`]; `None` when no directory of it exists.
+    pub fn open_existing(&self, name: &str) -> Result<Option<Cgroup>, CgroupError> {
+        validate_name(name)?;
+        let mut cgroup = Cgroup {
+            name: name.to_owned(),
+            version: self.version(),
+            paths: Vec::new(),
+            sets: Vec::new(),
+            v2_dir: None,
+            cpu_usage: None,
+            removed: false,
+        };
+        for h in &self.layout.hierarchies {
+            let dir = h.parent.join(name);
+            if dir.is_dir() {
+                cgroup.paths.push(dir);
+                cgroup.sets.push(h.controllers);
+            }
+        }
+        if cgroup.paths.is_empty() {
+            cgroup.removed = true;
+            return Ok(None);
+        }
+        Ok(Some(cgroup))
+    }
+
     pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, CgroupError> {
         validate_name(name)?;
         let limits = checked_limits(limits, self.usable())?;

@@ -136,6 +136,8 @@ pub struct Sandbox {
     pub(crate) finished: bool,
     /// The program could not be executed (reported during start-up).
     pub(crate) exec_failure: Option<StepFailure>,
+    /// Held for the sandbox's life (see `lock_sandbox`).
+    pub(crate) lock: Option<SandboxLock>,
 }
 
 impl Sandbox {
@@ -199,9 +201,11 @@ impl Sandbox {
                 "output limit must be positive".into(),
             ));
         }
+        let lock = lock_sandbox(&opts.run_dir, &id)?;
         let seccomp = seccomp::compile(opts.seccomp)?;
         let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
         let mgr = cgroup_manager()?;
+        sweep_stale(&opts.run_dir, mgr, &id);
         let v2 = mgr.version() == CgroupVersion::V2;
         // The cgroup exists before clone: on v2 the child is born in it
         // (CLONE_INTO_CGROUP); on v1 the child moves itself in (below).
@@ -350,6 +354,7 @@ impl Sandbox {
             output_limit: opts.output_limit,
             finished: false,
             exec_failure: None,
+            lock: Some(lock),
         };
         // From here, returning Err drops `sb`, which kills and cleans up.
         write_id_maps(pid, &sb.lease)?;
@@ -443,16 +448,109 @@ impl Sandbox {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.init_pid), None);
             self.finished = true;
         }
-        match self.cgroup.take() {
+        let removed = match self.cgroup.take() {
             Some(cg) => cg.remove(),
             None => Ok(()),
+        };
+        // Only when everything is gone: an unlocked lock file is what tells
+        // a later start that there is something left to remove.
+        if let (Err(_), Some(lock)) = (&removed, self.lock.as_mut()) {
+            lock.keep = true;
         }
+        self.lock = None;
+        removed
     }
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = self.teardown();
+    }
+}
+
+/// Takes `<run_dir>/sandboxes/<id>` with an exclusive flock, held until
+/// teardown. A live sandbox is proven by its lock; after a crash (a runtimed
+/// killed with SIGKILL: its sandbox dies with it, see `parent_death`) the
+/// file is left unlocked, and [`sweep_stale`] removes what it left.
+/// The lock file of one sandbox; removed on drop unless `keep` (something
+/// of the sandbox is left for [`sweep_stale`]).
+pub(crate) struct SandboxLock {
+    path: PathBuf,
+    keep: bool,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Drop for SandboxLock {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn lock_sandbox(run_dir: &std::path::Path, id: &str) -> Result<SandboxLock, SandboxError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let dir = run_dir.join("sandboxes");
+    let io = |what: String| {
+        move |e: std::io::Error| SandboxError::Sys {
+            what,
+            source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+    let path = dir.join(id);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("create {}", path.display())))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(SandboxLock {
+            path,
+            keep: false,
+            _lock: lock,
+        }),
+        Err((_, Errno::EWOULDBLOCK)) => Err(SandboxError::Options(format!(
+            "sandbox id {id:?} is in use"
+        ))),
+        Err((_, e)) => Err(SandboxError::Sys {
+            what: format!("lock {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+/// Removes the cgroups of sandboxes whose runtimed died without tearing
+/// down (their lock file exists but nobody holds it). Best effort, cheap
+/// when there is nothing to do (one readdir).
+fn sweep_stale(run_dir: &std::path::Path, mgr: &CgroupManager, own: &str) {
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(entries) = std::fs::read_dir(run_dir.join("sandboxes")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name == own {
+            continue;
+        }
+        let Ok(file) = std::fs::OpenOptions::new().write(true).open(entry.path()) else {
+            continue;
+        };
+        // Held: a live sandbox. Acquired: its owner is gone.
+        let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        let removed = match mgr.open_existing(name) {
+            Ok(Some(cg)) => cg.remove().is_ok(),
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        if removed {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        drop(lock);
     }
 }
 
