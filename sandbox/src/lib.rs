@@ -2,8 +2,9 @@
 //! accounted process tree out.
 //!
 //! The flow is validate → plan → create → start → supervise → exit report →
-//! teardown (see `docs/process-model.md`). Only [`sys`] holds `unsafe` code:
-//! the compiler enforces it (`deny(unsafe_code)` here, allowed in `sys`).
+//! teardown (see `docs/process-model.md`). Raw system calls without a safe
+//! wrapper live in [`sys`] only; the compiler enforces it (deny(unsafe_code)
+//! here, allowed in `sys`).
 #![deny(unsafe_code)]
 
 pub mod cgroup;

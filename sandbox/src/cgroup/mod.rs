@@ -365,15 +365,7 @@ impl CgroupManager {
     /// killed), for [`Cgroup::remove`]; `None` when no directory of it exists.
     pub fn open_existing(&self, name: &str) -> Result<Option<Cgroup>, CgroupError> {
         validate_name(name)?;
-        let mut cgroup = Cgroup {
-            name: name.to_owned(),
-            version: self.version(),
-            paths: Vec::new(),
-            sets: Vec::new(),
-            v2_dir: None,
-            cpu_usage: None,
-            removed: false,
-        };
+        let mut cgroup = Cgroup::empty(name, self.version());
         for h in &self.layout.hierarchies {
             let dir = h.parent.join(name);
             if dir.is_dir() {
@@ -392,15 +384,7 @@ impl CgroupManager {
         validate_name(name)?;
         let limits = checked_limits(limits, self.usable())?;
         let version = self.version();
-        let mut cgroup = Cgroup {
-            name: name.to_owned(),
-            version,
-            paths: Vec::new(),
-            sets: Vec::new(),
-            v2_dir: None,
-            cpu_usage: None,
-            removed: false,
-        };
+        let mut cgroup = Cgroup::empty(name, version);
         // On error `cgroup` is dropped, and Drop removes the directories made
         // so far (they are empty, so that is one rmdir each).
         for h in &self.layout.hierarchies {
@@ -557,6 +541,19 @@ const FIRST_POLL: Duration = Duration::from_micros(100);
 const MAX_POLL: Duration = Duration::from_millis(10);
 
 impl Cgroup {
+    /// No directories yet (filled by `create` / `open_existing`).
+    fn empty(name: &str, version: CgroupVersion) -> Cgroup {
+        Cgroup {
+            name: name.to_owned(),
+            version,
+            paths: Vec::new(),
+            sets: Vec::new(),
+            v2_dir: None,
+            cpu_usage: None,
+            removed: false,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

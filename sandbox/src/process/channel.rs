@@ -136,7 +136,7 @@ impl Channel {
                     for c in msg.cmsgs()? {
                         if let ControlMessageOwned::ScmRights(fds) = c {
                             for f in fds {
-                                // Taking ownership of a raw fd is unsafe; sys does it.
+                                // Ownership of a received raw fd is taken in sys.
                                 let owned = crate::sys::own_received_fd(f);
                                 if fd.is_none() {
                                     fd = Some(owned);
