@@ -870,3 +870,25 @@ fn rw_binds_are_idmapped_to_the_sandbox_user() {
         );
     }
 }
+
+#[test]
+fn landlock_layer_denies_writes_the_mounts_allow() {
+    // /proc is mounted read-write (the kernel needs that for some of its
+    // files); only the Landlock ruleset (writes limited to /tmp, /workspace,
+    // /dev and rw mounts) refuses this write. --no-landlock is the control.
+    let h = harness!();
+    let out = h.sandbox().probe(&["write", "/proc/self/comm", "x"]).run();
+    let v = out.probe_json();
+    assert_eq!(v["ok"], false, "Landlock did not refuse the write: {v}");
+    assert_eq!(v.str_of("errno"), "EACCES", "{v}");
+    let out = h
+        .sandbox()
+        .opt("--no-landlock")
+        .probe(&["write", "/proc/self/comm", "x"])
+        .run();
+    let v = out.probe_json();
+    assert_eq!(v["ok"], true, "without Landlock the write should work: {v}");
+    // And the layer leaves the writable places writable.
+    let out = h.sandbox().probe(&["write", "/dev/shm/probe", "x"]).run();
+    assert_eq!(out.probe_json()["ok"], true, "{}", out.context());
+}
