@@ -56,7 +56,7 @@ fn double_forked_daemon_dies_with_the_sandbox() {
         !ws.join(&marker).exists(),
         "the daemon survived the sandbox and wrote its marker"
     );
-    let host_wrote = wait_for(Duration::from_secs(2), || {
+    let host_wrote = wait_for(Duration::from_secs(10), || {
         host_marker.exists().then_some(())
     });
     assert!(
@@ -215,7 +215,7 @@ fn killing_runtimed_kills_the_sandbox() {
     });
     assert!(up.is_some(), "the sandbox did not start");
     kill(Pid::from_raw(running.pid()), Signal::SIGKILL).expect("SIGKILL runtimed");
-    let gone = wait_for(Duration::from_secs(5), || {
+    let gone = wait_for(Duration::from_secs(15), || {
         host_probe_procs(&tag).is_empty().then_some(())
     });
     assert!(
@@ -268,7 +268,7 @@ fn a_later_start_removes_what_a_killed_runtimed_left() {
     assert!(!dirs.is_empty(), "the sandbox has no cgroup of its own");
     kill(Pid::from_raw(running.pid()), Signal::SIGKILL).expect("SIGKILL runtimed");
     let _ = running.wait();
-    let gone = wait_for(Duration::from_secs(5), || {
+    let gone = wait_for(Duration::from_secs(15), || {
         host_probe_procs(&tag).is_empty().then_some(())
     });
     assert!(gone.is_some(), "the sandbox outlived its runtimed");

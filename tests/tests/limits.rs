@@ -108,7 +108,7 @@ fn fork_bomb_is_held_by_the_pids_limit() {
         assert_eq!(v.errno(), "EAGAIN", "{v}");
     }
     // The host is fine: nothing of the bomb is left and we can still fork.
-    let leftovers = wait_for(Duration::from_secs(2), || {
+    let leftovers = wait_for(Duration::from_secs(10), || {
         let left = host_procs_matching(&tag);
         left.is_empty().then_some(())
     });
@@ -167,12 +167,14 @@ fn wall_time_limit_ends_a_sleeper() {
     assert_eq!(r.termination, Termination::WallTimeout, "{}", out.context());
     assert_eq!(out.code(), EXIT_KILLED, "{}", out.context());
     assert!(
-        (500_000..5_000_000).contains(&r.wall_time_us),
+        // The upper bound only proves the 30 s sleep was cut short; it is
+        // loose because the cgroup v2 run is in an emulated VM.
+        (500_000..20_000_000).contains(&r.wall_time_us),
         "wall_time_us = {}{}",
         r.wall_time_us,
         out.context()
     );
-    assert!(out.elapsed < Duration::from_secs(5), "{}", out.context());
+    assert!(out.elapsed < Duration::from_secs(20), "{}", out.context());
 }
 
 #[test]
