@@ -152,6 +152,41 @@ pub fn mount_root(plan: &Plan, staging: &Path) -> Result<(), StepError> {
             "mode=0755,size=4m,nr_inodes=4096",
         ),
         RootPlan::Dir(dir) => {
+            // An overlay: the caller's directory is the read-only lower
+            // layer, a small tmpfs holds the upper layer, so mount points
+            // the directory lacks (/proc, /dev, /tmp, /workspace, bind
+            // targets) can be made without writing to it. The root is
+            // remounted read-only after setup. Where the directory cannot
+            // be an overlay layer, a plain bind (it must then have /proc
+            // and /dev).
+            let upper = staging.with_file_name("root-upper");
+            tmpfs(
+                "mount_root",
+                &upper,
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                "mode=0755,size=1m,nr_inodes=1024",
+            )?;
+            mkdir("mount_root", &upper.join("up"), 0o755)?;
+            mkdir("mount_root", &upper.join("work"), 0o755)?;
+            let data = format!(
+                "lowerdir={},upperdir={},workdir={},userxattr",
+                dir.display(),
+                upper.join("up").display(),
+                upper.join("work").display()
+            );
+            let overlay = mount(
+                Some("overlay"),
+                staging,
+                Some("overlay"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some(data.as_str()),
+            );
+            if overlay.is_ok() {
+                for d in ["proc", "dev"] {
+                    mkdir("mount_root", &staging.join(d), 0o755)?;
+                }
+                return Ok(());
+            }
             bind("mount_root", dir, staging, true, MsFlags::empty())?;
             for d in ["proc", "dev"] {
                 if !staging.join(d).is_dir() {

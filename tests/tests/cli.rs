@@ -414,3 +414,45 @@ fn tty_follows_window_size_changes() {
         "the new size did not reach the sandbox: {text:?}"
     );
 }
+
+#[test]
+fn rootfs_dir_needs_no_mount_points_and_is_never_written() {
+    let h = harness!();
+    let Some(busybox) = static_busybox() else {
+        skip("no static /bin/busybox (apt-get install busybox-static)");
+        return;
+    };
+    // Only /bin/busybox: no /proc, /dev, /tmp or /workspace to mount on.
+    let root = TempDir::new("bare-rootfs");
+    fs::create_dir(root.join("bin")).expect("mkdir bin");
+    fs::copy(&busybox, root.join("bin/busybox")).expect("copy busybox");
+    let out = h
+        .sandbox()
+        .opt("--rootfs")
+        .opt(root.path())
+        .cmd([
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo ok > /tmp/t && /bin/busybox cat /tmp/t && /bin/busybox ls /proc/self/ns >/dev/null && \
+             if /bin/busybox touch /written 2>/dev/null; then echo root-writable; fi",
+        ])
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.context());
+    let text = out.stdout_str();
+    assert!(text.contains("ok"), "{text}");
+    assert!(
+        !text.contains("root-writable"),
+        "the root is writable: {text}"
+    );
+    let mut entries: Vec<String> = fs::read_dir(root.path())
+        .expect("read rootfs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        vec!["bin".to_string()],
+        "the caller's root directory was changed"
+    );
+}

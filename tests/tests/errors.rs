@@ -84,20 +84,19 @@ fn spec_error_is_reported_before_anything_is_made() {
 #[test]
 fn setup_step_failure_in_the_child_leaves_nothing() {
     let h = harness!();
-    // An empty directory as the root: the child's mount_root step fails.
-    let root = TempDir::new("empty-root");
-    let id = unique("err-root");
+    // The working directory does not exist: the program's chdir step fails
+    // after all of the sandbox (mounts, cgroup, namespaces) was made.
+    let id = unique("err-chdir");
     let out = h
         .sandbox()
-        .opts(["--id", &id, "--rootfs"])
-        .opt(root.path())
+        .opts(["--id", &id, "--workdir", "/no/such/dir"])
         .cmd(["/bin/true"])
         .no_report()
         .run();
     assert_eq!(out.code(), EXIT_RUNTIMED_FAILED, "{}", out.context());
     let line = out.one_error_line();
     assert!(
-        line.contains("mount_root failed") && line.contains("/proc"),
+        line.contains("chdir failed") && line.contains("/no/such/dir"),
         "{line}"
     );
     assert_nothing_left(&id);

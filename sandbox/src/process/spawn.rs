@@ -237,10 +237,13 @@ impl Sandbox {
             .map(|(d, fd)| (d.clone(), fd.as_raw_fd()))
             .collect();
         let staging: PathBuf = opts.run_dir.join("root");
-        std::fs::create_dir_all(&staging).map_err(|e| SandboxError::Sys {
-            what: format!("create {}", staging.display()),
-            source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        })?;
+        // `root-upper` beside it holds a `--rootfs DIR` overlay's upper layer.
+        std::fs::create_dir_all(&staging)
+            .and_then(|()| std::fs::create_dir_all(opts.run_dir.join("root-upper")))
+            .map_err(|e| SandboxError::Sys {
+                what: format!("create {}", staging.display()),
+                source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
         let (parent_ch, child_ch) = Channel::pair().map_err(sys_err("socketpair"))?;
 
         // stdio wiring. `child_fds` are the program's 0/1/2 (kept open in the

@@ -425,6 +425,14 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         None => RootPlan::Host(HostLayout::get()),
         Some(r) => {
             let p = r.path().clone();
+            // The path goes into overlay mount options, where these separate
+            // fields and layers.
+            if p.to_string_lossy().contains([',', ':', '\\']) {
+                return Err(invalid(
+                    "root.path",
+                    format!("{} contains ',', ':' or '\\'", p.display()),
+                ));
+            }
             if !p.is_dir() {
                 return Err(invalid(
                     "root.path",
