@@ -6,9 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use runtimed_tests::{
-    harness, host_procs_matching, unique, TempDir, EXIT_NOT_FOUND, EXIT_RUNTIMED_FAILED,
-};
+use runtimed_tests::{harness, host_procs_matching, unique, EXIT_NOT_FOUND, EXIT_RUNTIMED_FAILED};
 
 /// Every cgroup mount point of this host (v1 hierarchies and cgroup2).
 fn cgroup_mount_points() -> Vec<PathBuf> {
