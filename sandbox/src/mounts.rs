@@ -5,29 +5,19 @@
 //! Runs in the sandbox's PID 1 before the program exists. Every function
 //! returns a [`StepError`] naming what failed on what.
 
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::Write;
 use std::os::fd::RawFd;
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::MsFlags;
 use nix::sys::statvfs::{statvfs, FsFlags};
-use nix::unistd::{chdir, pivot_root};
 
 use crate::process::StepError;
 use crate::spec::plan::{EtcEntry, HostLayout, MountKind, MountPlan, Plan, RootPlan};
-
-const NONE: Option<&str> = None;
+use crate::sys::ops::MountOps;
 
 fn err(step: &'static str, e: Errno, what: impl std::fmt::Display) -> StepError {
     StepError::new(step, Some(e), what.to_string())
-}
-
-fn io_err(step: &'static str, e: std::io::Error, what: impl std::fmt::Display) -> StepError {
-    let errno = e.raw_os_error().map(Errno::from_raw);
-    StepError::new(step, errno, what.to_string())
 }
 
 /// Mount flags of the mount at `path` that a bind remount must keep: in a
@@ -59,17 +49,19 @@ pub fn locked_flags(path: &Path) -> MsFlags {
 /// Bind `src` on `dst`, then remount with `extra` flags (read-only etc.);
 /// the flags to keep are read from the new mount.
 pub fn bind(
+    ops: &mut dyn MountOps,
     step: &'static str,
     src: &Path,
     dst: &Path,
     recursive: bool,
     extra: MsFlags,
 ) -> Result<(), StepError> {
-    bind_keeping(step, src, dst, recursive, extra, None)
+    bind_keeping(ops, step, src, dst, recursive, extra, None)
 }
 
 /// [`bind`] with the source mount's locked flags known in advance.
 pub fn bind_keeping(
+    ops: &mut dyn MountOps,
     step: &'static str,
     src: &Path,
     dst: &Path,
@@ -81,7 +73,7 @@ pub fn bind_keeping(
     if recursive {
         flags |= MsFlags::MS_REC;
     }
-    mount(Some(src), dst, NONE, flags, NONE).map_err(|e| {
+    ops.mount(Some(src), dst, None, flags, None).map_err(|e| {
         err(
             step,
             e,
@@ -89,16 +81,29 @@ pub fn bind_keeping(
         )
     })?;
     if !extra.is_empty() {
-        let keep = locked.unwrap_or_else(|| locked_flags(dst));
+        let keep = locked.unwrap_or_else(|| ops.locked_flags(dst));
         let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | keep | extra;
-        mount(NONE, dst, NONE, f, NONE)
+        ops.mount(None, dst, None, f, None)
             .map_err(|e| err(step, e, format!("remount {} {:?}", dst.display(), extra)))?;
     }
     Ok(())
 }
 
-fn tmpfs(step: &'static str, dst: &Path, flags: MsFlags, data: &str) -> Result<(), StepError> {
-    mount(Some("tmpfs"), dst, Some("tmpfs"), flags, Some(data)).map_err(|e| {
+fn tmpfs(
+    ops: &mut dyn MountOps,
+    step: &'static str,
+    dst: &Path,
+    flags: MsFlags,
+    data: &str,
+) -> Result<(), StepError> {
+    ops.mount(
+        Some(Path::new("tmpfs")),
+        dst,
+        Some("tmpfs"),
+        flags,
+        Some(data),
+    )
+    .map_err(|e| {
         err(
             step,
             e,
@@ -107,25 +112,25 @@ fn tmpfs(step: &'static str, dst: &Path, flags: MsFlags, data: &str) -> Result<(
     })
 }
 
-fn mkdir(step: &'static str, p: &Path, mode: u32) -> Result<(), StepError> {
-    match DirBuilder::new().recursive(true).mode(mode).create(p) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(io_err(step, e, format!("mkdir {}", p.display()))),
-    }
+fn mkdir(ops: &mut dyn MountOps, step: &'static str, p: &Path, mode: u32) -> Result<(), StepError> {
+    ops.mkdir_all(p, mode)
+        .map_err(|e| err(step, e, format!("mkdir {}", p.display())))
 }
 
 /// Creates an empty file as a mount point (its directory exists).
-fn touch(step: &'static str, p: &Path) -> Result<(), StepError> {
-    match OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o644)
-        .open(p)
-    {
-        Ok(_) => Ok(()),
-        Err(e) => Err(io_err(step, e, format!("create {}", p.display()))),
-    }
+fn touch(ops: &mut dyn MountOps, step: &'static str, p: &Path) -> Result<(), StepError> {
+    ops.touch(p)
+        .map_err(|e| err(step, e, format!("create {}", p.display())))
+}
+
+fn symlink(
+    ops: &mut dyn MountOps,
+    step: &'static str,
+    target: &Path,
+    link: &Path,
+) -> Result<(), StepError> {
+    ops.symlink(target, link)
+        .map_err(|e| err(step, e, format!("symlink {}", link.display())))
 }
 
 /// `root` joined with an absolute in-sandbox path.
@@ -135,17 +140,24 @@ fn inside(root: &Path, p: &Path) -> PathBuf {
 
 /// Step `mount_propagation`: nothing we mount may propagate to the host, and
 /// host mount events must not reach us (mount_namespaces(7)).
-pub fn make_private() -> Result<(), StepError> {
-    mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE)
-        .map_err(|e| err("mount_propagation", e, "make / private"))
+pub fn make_private(ops: &mut dyn MountOps) -> Result<(), StepError> {
+    ops.mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )
+    .map_err(|e| err("mount_propagation", e, "make / private"))
 }
 
 /// Step `mount_root`: the new root at `staging`.
-pub fn mount_root(plan: &Plan, staging: &Path) -> Result<(), StepError> {
+pub fn mount_root(ops: &mut dyn MountOps, plan: &Plan, staging: &Path) -> Result<(), StepError> {
     match &plan.root {
         // A small tmpfs holds only directories, symlinks and /etc files; it
         // is remounted read-only after setup.
         RootPlan::Host(_) => tmpfs(
+            ops,
             "mount_root",
             staging,
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
@@ -161,21 +173,22 @@ pub fn mount_root(plan: &Plan, staging: &Path) -> Result<(), StepError> {
             // and /dev).
             let upper = staging.with_file_name("root-upper");
             tmpfs(
+                ops,
                 "mount_root",
                 &upper,
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 "mode=0755,size=1m,nr_inodes=1024",
             )?;
-            mkdir("mount_root", &upper.join("up"), 0o755)?;
-            mkdir("mount_root", &upper.join("work"), 0o755)?;
+            mkdir(ops, "mount_root", &upper.join("up"), 0o755)?;
+            mkdir(ops, "mount_root", &upper.join("work"), 0o755)?;
             let data = format!(
                 "lowerdir={},upperdir={},workdir={},userxattr",
                 dir.display(),
                 upper.join("up").display(),
                 upper.join("work").display()
             );
-            let overlay = mount(
-                Some("overlay"),
+            let overlay = ops.mount(
+                Some(Path::new("overlay")),
                 staging,
                 Some("overlay"),
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
@@ -183,13 +196,13 @@ pub fn mount_root(plan: &Plan, staging: &Path) -> Result<(), StepError> {
             );
             if overlay.is_ok() {
                 for d in ["proc", "dev"] {
-                    mkdir("mount_root", &staging.join(d), 0o755)?;
+                    mkdir(ops, "mount_root", &staging.join(d), 0o755)?;
                 }
                 return Ok(());
             }
-            bind("mount_root", dir, staging, true, MsFlags::empty())?;
+            bind(ops, "mount_root", dir, staging, true, MsFlags::empty())?;
             for d in ["proc", "dev"] {
-                if !staging.join(d).is_dir() {
+                if !ops.is_dir(&staging.join(d)) {
                     return Err(StepError::new(
                         "mount_root",
                         Some(Errno::ENOENT),
@@ -205,6 +218,7 @@ pub fn mount_root(plan: &Plan, staging: &Path) -> Result<(), StepError> {
 /// Step `mount_host_layout`: read-only /usr (and friends), merged-usr links,
 /// and the generated /etc.
 pub fn mount_host_layout(
+    ops: &mut dyn MountOps,
     plan: &Plan,
     layout: &HostLayout,
     staging: &Path,
@@ -213,32 +227,32 @@ pub fn mount_host_layout(
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     for (dir, locked) in layout.ro_dirs.iter().zip(&layout.ro_dir_flags) {
         let dst = inside(staging, dir);
-        mkdir(STEP, &dst, 0o755)?;
+        mkdir(ops, STEP, &dst, 0o755)?;
         let locked = MsFlags::from_bits_truncate(*locked as _);
-        bind_keeping(STEP, dir, &dst, true, ro, Some(locked))?;
+        bind_keeping(ops, STEP, dir, &dst, true, ro, Some(locked))?;
     }
     let etc_locked = Some(MsFlags::from_bits_truncate(layout.etc_flags as _));
     for (link, target) in &layout.symlinks {
         let dst = inside(staging, link);
-        symlink(target, &dst).map_err(|e| io_err(STEP, e, format!("symlink {}", dst.display())))?;
+        symlink(ops, STEP, target, &dst)?;
     }
     let etc = staging.join("etc");
-    mkdir(STEP, &etc, 0o755)?;
+    mkdir(ops, STEP, &etc, 0o755)?;
     for entry in &layout.etc_entries {
         match entry {
             EtcEntry::Symlink { name, target } => {
                 let dst = etc.join(name);
-                symlink(target, &dst)
-                    .map_err(|e| io_err(STEP, e, format!("symlink {}", dst.display())))?;
+                symlink(ops, STEP, target, &dst)?;
             }
             EtcEntry::Bind { name, is_dir } => {
                 let dst = etc.join(name);
                 if *is_dir {
-                    mkdir(STEP, &dst, 0o755)?;
+                    mkdir(ops, STEP, &dst, 0o755)?;
                 } else {
-                    touch(STEP, &dst)?;
+                    touch(ops, STEP, &dst)?;
                 }
                 bind_keeping(
+                    ops,
                     STEP,
                     &Path::new("/etc").join(name),
                     &dst,
@@ -251,13 +265,11 @@ pub fn mount_host_layout(
     }
     for (name, contents) in &plan.etc_files {
         let p = etc.join(name);
-        let mut f =
-            File::create(&p).map_err(|e| io_err(STEP, e, format!("create {}", p.display())))?;
-        f.write_all(contents.as_bytes())
-            .map_err(|e| io_err(STEP, e, format!("write {}", p.display())))?;
+        ops.write_file(&p, contents.as_bytes())
+            .map_err(|e| err(STEP, e, format!("write {}", p.display())))?;
     }
     for d in ["proc", "dev", "root"] {
-        mkdir(STEP, &staging.join(d), 0o755)?;
+        mkdir(ops, STEP, &staging.join(d), 0o755)?;
     }
     Ok(())
 }
@@ -265,10 +277,11 @@ pub fn mount_host_layout(
 /// Step `mount_dev`: a minimal /dev — null, zero, full, random, urandom, tty
 /// bound from the host (mknod is not possible in a user namespace), a fresh
 /// devpts instance, a size-capped /dev/shm, the usual symlinks.
-pub fn mount_dev(plan: &Plan, staging: &Path) -> Result<(), StepError> {
+pub fn mount_dev(ops: &mut dyn MountOps, plan: &Plan, staging: &Path) -> Result<(), StepError> {
     const STEP: &str = "mount_dev";
     let dev = staging.join("dev");
     tmpfs(
+        ops,
         STEP,
         &dev,
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
@@ -276,8 +289,9 @@ pub fn mount_dev(plan: &Plan, staging: &Path) -> Result<(), StepError> {
     )?;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let dst = dev.join(name);
-        touch(STEP, &dst)?;
+        touch(ops, STEP, &dst)?;
         bind(
+            ops,
             STEP,
             &Path::new("/dev").join(name),
             &dst,
@@ -286,10 +300,10 @@ pub fn mount_dev(plan: &Plan, staging: &Path) -> Result<(), StepError> {
         )?;
     }
     let pts = dev.join("pts");
-    mkdir(STEP, &pts, 0o755)?;
+    mkdir(ops, STEP, &pts, 0o755)?;
     // newinstance: the sandbox sees only its own ptys (devpts(5)).
-    mount(
-        Some("devpts"),
+    ops.mount(
+        Some(Path::new("devpts")),
         &pts,
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
@@ -297,8 +311,9 @@ pub fn mount_dev(plan: &Plan, staging: &Path) -> Result<(), StepError> {
     )
     .map_err(|e| err(STEP, e, format!("mount devpts on {}", pts.display())))?;
     let shm = dev.join("shm");
-    mkdir(STEP, &shm, 0o755)?;
+    mkdir(ops, STEP, &shm, 0o755)?;
     tmpfs(
+        ops,
         STEP,
         &shm,
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
@@ -312,13 +327,13 @@ pub fn mount_dev(plan: &Plan, staging: &Path) -> Result<(), StepError> {
         ("stderr", "/proc/self/fd/2"),
     ] {
         let dst = dev.join(link);
-        symlink(target, &dst).map_err(|e| io_err(STEP, e, format!("symlink {}", dst.display())))?;
+        symlink(ops, STEP, Path::new(target), &dst)?;
     }
     // The tmpfs itself becomes read-only: nothing inside may add nodes.
-    mount(
-        NONE,
+    ops.mount(
+        None,
         &dev,
-        NONE,
+        None,
         MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some("mode=0755"),
     )
@@ -328,14 +343,14 @@ pub fn mount_dev(plan: &Plan, staging: &Path) -> Result<(), StepError> {
 /// Step `mount_proc`: a fresh procfs for the new pid namespace. Must happen
 /// before the old root is detached: the kernel only allows a new proc mount
 /// in a user namespace while a fully visible one exists (mount_too_revealing).
-pub fn mount_proc(staging: &Path) -> Result<(), StepError> {
+pub fn mount_proc(ops: &mut dyn MountOps, staging: &Path) -> Result<(), StepError> {
     let p = staging.join("proc");
-    mount(
-        Some("proc"),
+    ops.mount(
+        Some(Path::new("proc")),
         &p,
         Some("proc"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        NONE,
+        None,
     )
     .map_err(|e| err("mount_proc", e, format!("mount proc on {}", p.display())))
 }
@@ -346,6 +361,7 @@ pub fn mount_proc(staging: &Path) -> Result<(), StepError> {
 /// idmapped mount tree (an fd), attached here with move_mount instead of a
 /// bind.
 pub fn mount_extra(
+    ops: &mut dyn MountOps,
     plan: &Plan,
     staging: &Path,
     idmapped: &[(PathBuf, RawFd)],
@@ -356,12 +372,13 @@ pub fn mount_extra(
             .iter()
             .find(|(d, _)| *d == m.destination)
             .map(|(_, fd)| *fd);
-        mount_one(STEP, m, staging, tree)?;
+        mount_one(ops, STEP, m, staging, tree)?;
     }
     Ok(())
 }
 
 fn mount_one(
+    ops: &mut dyn MountOps,
     step: &'static str,
     m: &MountPlan,
     staging: &Path,
@@ -388,28 +405,27 @@ fn mount_one(
             is_dir,
         } => {
             if *is_dir {
-                mkdir(step, &dst, 0o755)?;
+                mkdir(ops, step, &dst, 0o755)?;
             } else {
                 if let Some(parent) = dst.parent() {
-                    mkdir(step, parent, 0o755)?;
+                    mkdir(ops, step, parent, 0o755)?;
                 }
-                touch(step, &dst)?;
+                touch(ops, step, &dst)?;
             }
             match tree {
                 // Flags were set on the tree by the parent.
-                Some(fd) => crate::sys::with_borrowed(fd, |f| crate::sys::move_mount_to(f, &dst))
-                    .map_err(|e| {
-                        err(
-                            step,
-                            e,
-                            format!(
-                                "attach the idmapped {} on {}",
-                                source.display(),
-                                dst.display()
-                            ),
-                        )
-                    }),
-                None => bind(step, source, &dst, *recursive, flags),
+                Some(fd) => ops.attach_tree(fd, &dst).map_err(|e| {
+                    err(
+                        step,
+                        e,
+                        format!(
+                            "attach the idmapped {} on {}",
+                            source.display(),
+                            dst.display()
+                        ),
+                    )
+                }),
+                None => bind(ops, step, source, &dst, *recursive, flags),
             }
         }
         MountKind::Tmpfs {
@@ -418,8 +434,9 @@ fn mount_one(
             uid,
             gid,
         } => {
-            mkdir(step, &dst, 0o755)?;
+            mkdir(ops, step, &dst, 0o755)?;
             tmpfs(
+                ops,
                 step,
                 &dst,
                 flags,
@@ -431,26 +448,34 @@ fn mount_one(
 
 /// Step `pivot_root`: switch to the new root and detach the old one
 /// (pivot_root(".", ".") as in pivot_root(2) NOTES; runc does the same).
-pub fn pivot(staging: &Path) -> Result<(), StepError> {
+pub fn pivot(ops: &mut dyn MountOps, staging: &Path) -> Result<(), StepError> {
     const STEP: &str = "pivot_root";
-    chdir(staging).map_err(|e| err(STEP, e, format!("chdir {}", staging.display())))?;
-    pivot_root(".", ".")
+    ops.pivot_root_into(staging)
         .map_err(|e| err(STEP, e, format!("pivot_root into {}", staging.display())))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(|e| err(STEP, e, "detach the old root"))?;
-    chdir("/").map_err(|e| err(STEP, e, "chdir /"))
+    ops.detach(Path::new("."))
+        .map_err(|e| err(STEP, e, "detach the old root"))?;
+    ops.chdir(Path::new("/"))
+        .map_err(|e| err(STEP, e, "chdir /"))
 }
 
 /// Step `mask_paths`: masked paths get /dev/null (files) or an empty
 /// read-only tmpfs (directories); read-only paths a read-only bind of
 /// themselves. Missing paths are skipped (not every kernel has them).
-pub fn mask_paths(plan: &Plan) -> Result<(), StepError> {
+pub fn mask_paths(ops: &mut dyn MountOps, plan: &Plan) -> Result<(), StepError> {
     const STEP: &str = "mask_paths";
     // No stat first: a missing path (ENOENT) is skipped, a directory
     // (ENOTDIR for a file bind) gets the empty tmpfs instead.
     for p in &plan.masked_paths {
-        match mount(Some("/dev/null"), p, NONE, MsFlags::MS_BIND, NONE) {
+        match ops.mount(
+            Some(Path::new("/dev/null")),
+            p,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        ) {
             Ok(()) | Err(Errno::ENOENT) => {}
             Err(Errno::ENOTDIR) => tmpfs(
+                ops,
                 STEP,
                 p,
                 MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
@@ -462,19 +487,19 @@ pub fn mask_paths(plan: &Plan) -> Result<(), StepError> {
     // Our own proc mount's flags, so the remount needs no statvfs.
     let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     for p in &plan.readonly_paths {
-        match mount(
+        match ops.mount(
             Some(p.as_path()),
             p,
-            NONE,
+            None,
             MsFlags::MS_BIND | MsFlags::MS_REC,
-            NONE,
+            None,
         ) {
             Ok(()) => {}
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(err(STEP, e, format!("bind {} on itself", p.display()))),
         }
         let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        mount(NONE, p, NONE, f | proc_flags, NONE)
+        ops.mount(None, p, None, f | proc_flags, None)
             .map_err(|e| err(STEP, e, format!("remount {} read-only", p.display())))?;
     }
     Ok(())
@@ -482,13 +507,14 @@ pub fn mask_paths(plan: &Plan) -> Result<(), StepError> {
 
 /// Step `readonly_root`: the root mount becomes read-only (writes go to
 /// /tmp, /workspace, /dev/shm and rw binds only).
-pub fn readonly_root(plan: &Plan) -> Result<(), StepError> {
+pub fn readonly_root(ops: &mut dyn MountOps, plan: &Plan) -> Result<(), StepError> {
     let root = Path::new("/");
     let keep = match plan.root {
         // Our own tmpfs root: its flags are known.
         RootPlan::Host(_) => MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        RootPlan::Dir(_) => locked_flags(root),
+        RootPlan::Dir(_) => ops.locked_flags(root),
     };
     let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep;
-    mount(NONE, root, NONE, f, NONE).map_err(|e| err("readonly_root", e, "remount / read-only"))
+    ops.mount(None, root, None, f, None)
+        .map_err(|e| err("readonly_root", e, "remount / read-only"))
 }

@@ -23,6 +23,7 @@ use super::channel::{Channel, ChildMessage, ParentMessage};
 use super::StepError;
 use crate::seccomp::SeccompFilter;
 use crate::spec::plan::{MountKind, Plan, RootPlan};
+use crate::sys::ops::MountOps;
 use crate::{mounts, sys};
 
 /// What the child gets from the parent (all computed before clone).
@@ -164,24 +165,25 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
         .map_err(|er| e("hostname", er, format!("sethostname {}", plan.hostname)))?;
     // mount_propagation, mount_root, layout, dev, proc, extra mounts: build
     // the root below the staging dir; proc before the old root goes away.
-    mounts::make_private()?;
-    mounts::mount_root(plan, ctx.staging)?;
+    let ops: &mut dyn MountOps = &mut sys::ops::Linux;
+    mounts::make_private(ops)?;
+    mounts::mount_root(ops, plan, ctx.staging)?;
     if let RootPlan::Host(layout) = &plan.root {
-        mounts::mount_host_layout(plan, layout, ctx.staging)?;
+        mounts::mount_host_layout(ops, plan, layout, ctx.staging)?;
     }
-    mounts::mount_dev(plan, ctx.staging)?;
-    mounts::mount_proc(ctx.staging)?;
-    mounts::mount_extra(plan, ctx.staging, ctx.idmapped)?;
+    mounts::mount_dev(ops, plan, ctx.staging)?;
+    mounts::mount_proc(ops, ctx.staging)?;
+    mounts::mount_extra(ops, plan, ctx.staging, ctx.idmapped)?;
     if !ctx.idmapped.is_empty() {
         sys::close_fds_except(3, &keep)
             .map_err(|er| e("mount_extra", er, "close the mount fds"))?;
     }
     // pivot_root: the old root is detached; only what we mounted is left.
-    mounts::pivot(ctx.staging)?;
+    mounts::pivot(ops, ctx.staging)?;
     // mask_paths: after pivot_root, on the sandbox's own /proc.
-    mounts::mask_paths(plan)?;
+    mounts::mask_paths(ops, plan)?;
     // readonly_root: last change to the root mount.
-    mounts::readonly_root(plan)?;
+    mounts::readonly_root(ops, plan)?;
     // loopback: `lo` up, the only interface of the new network namespace.
     loopback_up()?;
     // session_keyring: a fresh anonymous session keyring (keyctl is also

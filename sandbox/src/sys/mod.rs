@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
+pub mod ops;
+
 /// Result of a `clone3` call as seen by the caller.
 pub enum CloneResult {
     /// We are the parent; the child has this pid and (when asked) pidfd.
