@@ -518,3 +518,192 @@ pub fn readonly_root(ops: &mut dyn MountOps, plan: &Plan) -> Result<(), StepErro
     ops.mount(None, root, None, f, None)
         .map_err(|e| err("readonly_root", e, "remount / read-only"))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The mount steps against the recording fake: order, targets and error
+    //! reporting, without root.
+    use super::*;
+    use crate::options::RunOptions;
+    use crate::spec::{base_spec, plan};
+    use crate::sys::ops::Recorder;
+
+    const STAGING: &str = "/run/runtimed/root";
+
+    fn host_plan() -> Plan {
+        plan(&base_spec(vec!["/bin/true".into()]), &RunOptions::default()).unwrap()
+    }
+
+    /// All steps in the order PID 1 runs them.
+    fn run_all(ops: &mut Recorder, plan: &Plan) -> Result<(), StepError> {
+        let staging = Path::new(STAGING);
+        make_private(ops)?;
+        mount_root(ops, plan, staging)?;
+        if let RootPlan::Host(layout) = &plan.root {
+            mount_host_layout(ops, plan, layout, staging)?;
+        }
+        mount_dev(ops, plan, staging)?;
+        mount_proc(ops, staging)?;
+        mount_extra(ops, plan, staging, &[])?;
+        pivot(ops, staging)?;
+        mask_paths(ops, plan)?;
+        readonly_root(ops, plan)
+    }
+
+    fn index(calls: &[String], needle: &str) -> usize {
+        calls
+            .iter()
+            .position(|c| c.contains(needle))
+            .unwrap_or_else(|| panic!("no call with {needle:?} in {calls:#?}"))
+    }
+
+    #[test]
+    fn steps_run_in_the_documented_order() {
+        let plan = host_plan();
+        let mut ops = Recorder::default();
+        run_all(&mut ops, &plan).unwrap();
+        let c = &ops.calls;
+        // Propagation first: nothing may leak to the host.
+        assert!(
+            c[0].starts_with("mount - / ")
+                && c[0].contains("MS_PRIVATE")
+                && c[0].contains("MS_REC"),
+            "{}",
+            c[0]
+        );
+        let proc_mount = index(c, "type=proc");
+        let pivot_at = index(c, "pivot_root");
+        let detach = index(c, "detach .");
+        assert!(
+            proc_mount < pivot_at,
+            "proc must be mounted before the old root goes"
+        );
+        assert_eq!(detach, pivot_at + 1);
+        // Masking happens on the sandbox's own /proc, after the pivot.
+        assert!(index(c, "mount /dev/null /proc/kcore") > detach);
+        assert!(index(c, "mount /proc/sys /proc/sys") > detach);
+        // The root is made read-only last.
+        let last = c.last().unwrap();
+        assert!(
+            last.starts_with("mount - / ")
+                && last.contains("MS_RDONLY")
+                && last.contains("MS_REMOUNT"),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn nothing_is_mounted_outside_the_new_root_before_the_pivot() {
+        let plan = host_plan();
+        let mut ops = Recorder::default();
+        run_all(&mut ops, &plan).unwrap();
+        let pivot_at = index(&ops.calls, "pivot_root");
+        for call in &ops.calls[1..pivot_at] {
+            let Some(rest) = call.strip_prefix("mount ") else {
+                continue;
+            };
+            let target = rest.split_whitespace().nth(1).unwrap();
+            assert!(
+                target.starts_with(STAGING),
+                "mounted outside the new root before pivot_root: {call}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_binds_are_remounted_read_only_and_devpts_is_a_new_instance() {
+        let plan = host_plan();
+        let mut ops = Recorder::default();
+        run_all(&mut ops, &plan).unwrap();
+        let c = &ops.calls;
+        let usr_bind = index(c, &format!("mount /usr {STAGING}/usr "));
+        let remount = &c[usr_bind + 1];
+        assert!(
+            remount.starts_with(&format!("mount - {STAGING}/usr "))
+                && remount.contains("MS_RDONLY")
+                && remount.contains("MS_REMOUNT"),
+            "{remount}"
+        );
+        let devpts = &c[index(c, "type=devpts")];
+        assert!(devpts.contains("newinstance"), "{devpts}");
+        let shm = &c[index(c, &format!("{STAGING}/dev/shm type=tmpfs"))];
+        assert!(shm.contains(&format!("size={}", plan.shm_bytes)), "{shm}");
+        assert!(c
+            .iter()
+            .any(|l| l.starts_with(&format!("write {STAGING}/etc/passwd"))));
+    }
+
+    #[test]
+    fn missing_masked_paths_are_skipped_and_directories_get_a_tmpfs() {
+        let plan = host_plan();
+        let mut ops = Recorder::default();
+        ops.missing.insert("/proc/sched_debug".into());
+        ops.dirs.insert("/proc/acpi".into());
+        mask_paths(&mut ops, &plan).unwrap();
+        let c = &ops.calls;
+        let acpi = index(c, "mount /dev/null /proc/acpi");
+        assert!(
+            c[acpi + 1].starts_with("mount tmpfs /proc/acpi") && c[acpi + 1].contains("MS_RDONLY"),
+            "{}",
+            c[acpi + 1]
+        );
+        // The absent one was tried once and not retried as a directory.
+        assert_eq!(
+            c.iter().filter(|l| l.contains("/proc/sched_debug")).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_failing_call_stops_the_step_and_names_it() {
+        let plan = host_plan();
+        let mut ops = Recorder {
+            fail_on: Some(("type=devpts".into(), Errno::EPERM)),
+            ..Default::default()
+        };
+        let err = run_all(&mut ops, &plan).unwrap_err();
+        assert_eq!(err.step, "mount_dev");
+        assert_eq!(err.errno, Some(Errno::EPERM));
+        assert!(
+            err.message.contains("devpts") && err.message.contains("/dev/pts"),
+            "{}",
+            err.message
+        );
+        assert!(
+            ops.calls.last().unwrap().contains("type=devpts"),
+            "nothing may run after the failure"
+        );
+        assert!(!ops.calls.iter().any(|l| l.contains("pivot_root")));
+    }
+
+    #[test]
+    fn rootfs_dir_is_an_overlay_with_a_tmpfs_upper() {
+        let mut p = host_plan();
+        p.root = RootPlan::Dir("/srv/rootfs".into());
+        let mut ops = Recorder::default();
+        mount_root(&mut ops, &p, Path::new(STAGING)).unwrap();
+        let c = &ops.calls;
+        assert!(
+            c[0].starts_with("mount tmpfs /run/runtimed/root-upper "),
+            "{}",
+            c[0]
+        );
+        let overlay = &c[index(c, "type=overlay")];
+        assert!(
+            overlay.contains("lowerdir=/srv/rootfs,upperdir=/run/runtimed/root-upper/up,workdir=/run/runtimed/root-upper/work"),
+            "{overlay}"
+        );
+        // If the overlay fails, a bind of the directory, which must then
+        // have /proc and /dev.
+        let mut ops = Recorder {
+            fail_on: Some(("type=overlay".into(), Errno::EINVAL)),
+            ..Default::default()
+        };
+        let err = mount_root(&mut ops, &p, Path::new(STAGING)).unwrap_err();
+        assert!(ops
+            .calls
+            .iter()
+            .any(|l| l.starts_with("mount /srv/rootfs /run/runtimed/root ")));
+        assert!(err.message.contains("no /proc"), "{}", err.message);
+    }
+}
