@@ -196,6 +196,15 @@ pub fn mount_root(ops: &mut dyn MountOps, plan: &Plan, staging: &Path) -> Result
             );
             if overlay.is_ok() {
                 for d in ["proc", "dev"] {
+                    // /proc and /dev are used by path below: they must be
+                    // real directories of the root, not symlinks.
+                    if ops.is_symlink(&staging.join(d)) {
+                        return Err(StepError::new(
+                            "mount_root",
+                            Some(Errno::ELOOP),
+                            format!("root {}: /{d} is a symlink", dir.display()),
+                        ));
+                    }
                     mkdir(ops, "mount_root", &staging.join(d), 0o755)?;
                 }
                 return Ok(());
@@ -384,7 +393,6 @@ fn mount_one(
     staging: &Path,
     tree: Option<RawFd>,
 ) -> Result<(), StepError> {
-    let dst = inside(staging, &m.destination);
     let mut flags = MsFlags::empty();
     if m.readonly {
         flags |= MsFlags::MS_RDONLY;
@@ -398,51 +406,74 @@ fn mount_one(
     if m.noexec {
         flags |= MsFlags::MS_NOEXEC;
     }
+    let dest = &m.destination;
+    let is_dir = match &m.kind {
+        MountKind::Bind { is_dir, .. } => *is_dir,
+        MountKind::Tmpfs { .. } => true,
+    };
+    // The mount point is resolved inside the new root: a symlink in a
+    // caller's root directory cannot make us create or mount anything
+    // outside it.
+    let point = |ops: &mut dyn MountOps| {
+        ops.mount_point(staging, dest, is_dir)
+            .map_err(|e| err(step, e, format!("make the mount point {}", dest.display())))
+    };
+    let target = point(ops)?;
     match &m.kind {
         MountKind::Bind {
-            source,
-            recursive,
-            is_dir,
+            source, recursive, ..
         } => {
-            if *is_dir {
-                mkdir(ops, step, &dst, 0o755)?;
-            } else {
-                if let Some(parent) = dst.parent() {
-                    mkdir(ops, step, parent, 0o755)?;
-                }
-                touch(ops, step, &dst)?;
-            }
-            match tree {
+            if let Some(fd) = tree {
                 // Flags were set on the tree by the parent.
-                Some(fd) => ops.attach_tree(fd, &dst).map_err(|e| {
+                return ops.attach_tree(fd, &target).map_err(|e| {
                     err(
                         step,
                         e,
                         format!(
                             "attach the idmapped {} on {}",
                             source.display(),
-                            dst.display()
+                            dest.display()
                         ),
                     )
-                }),
-                None => bind(ops, step, source, &dst, *recursive, flags),
+                });
             }
+            let mut bind_flags = MsFlags::MS_BIND;
+            if *recursive {
+                bind_flags |= MsFlags::MS_REC;
+            }
+            ops.mount(Some(source), &target.target, None, bind_flags, None)
+                .map_err(|e| {
+                    err(
+                        step,
+                        e,
+                        format!("bind {} on {}", source.display(), dest.display()),
+                    )
+                })?;
+            if !flags.is_empty() {
+                // Resolved again: the point now leads to the new mount (the
+                // held fd still names the directory under it).
+                let again = point(ops)?;
+                let keep = ops.locked_flags(&again.target);
+                let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | keep | flags;
+                ops.mount(None, &again.target, None, f, None)
+                    .map_err(|e| err(step, e, format!("remount {} {:?}", dest.display(), flags)))?;
+            }
+            Ok(())
         }
         MountKind::Tmpfs {
             size,
             mode,
             uid,
             gid,
-        } => {
-            mkdir(ops, step, &dst, 0o755)?;
-            tmpfs(
-                ops,
-                step,
-                &dst,
+        } => ops
+            .mount(
+                Some(Path::new("tmpfs")),
+                &target.target,
+                Some("tmpfs"),
                 flags,
-                &format!("size={size},mode={mode:o},uid={uid},gid={gid}"),
+                Some(&format!("size={size},mode={mode:o},uid={uid},gid={gid}")),
             )
-        }
+            .map_err(|e| err(step, e, format!("mount tmpfs on {}", dest.display()))),
     }
 }
 

@@ -456,3 +456,57 @@ fn rootfs_dir_needs_no_mount_points_and_is_never_written() {
         "the caller's root directory was changed"
     );
 }
+
+#[test]
+fn symlinks_in_a_rootfs_cannot_lead_mounts_out_of_it() {
+    let h = harness!();
+    let Some(busybox) = static_busybox() else {
+        skip("no static /bin/busybox (apt-get install busybox-static)");
+        return;
+    };
+    // A host directory anyone may write to, named by absolute symlinks in
+    // the rootfs: before pivot_root a path walk would have followed them.
+    let host = TempDir::world_writable("symlink-target");
+    let root = TempDir::new("hostile-rootfs");
+    fs::create_dir(root.join("bin")).expect("mkdir bin");
+    fs::copy(&busybox, root.join("bin/busybox")).expect("copy busybox");
+    std::os::unix::fs::symlink(host.path(), root.join("data")).expect("symlink data");
+    fs::create_dir(root.join("real")).expect("mkdir real");
+    std::os::unix::fs::symlink("real", root.join("inside")).expect("symlink inside");
+
+    // A bind below the escaping symlink: refused, nothing made on the host.
+    let out = h
+        .sandbox()
+        .opt("--rootfs")
+        .opt(root.path())
+        .opts(["--bind", "/etc/hostname:/data/file"])
+        .cmd(["/bin/busybox", "true"])
+        .no_report()
+        .run();
+    assert_eq!(out.code(), EXIT_RUNTIMED_FAILED, "{}", out.context());
+    out.one_error_line();
+    let made: Vec<_> = fs::read_dir(host.path()).expect("read host dir").collect();
+    assert!(
+        made.is_empty(),
+        "a file was created on the host through the rootfs: {made:?}"
+    );
+
+    // A symlink that stays inside the root is followed inside it.
+    let src = TempDir::new("bind-src");
+    let marker = unique("marker");
+    fs::write(src.join("marker"), &marker).expect("write marker");
+    let out = h
+        .sandbox()
+        .opt("--rootfs")
+        .opt(root.path())
+        .opt("--bind")
+        .opt(format!("{}:/inside", src.path().display()))
+        .cmd(["/bin/busybox", "cat", "/real/marker"])
+        .run();
+    assert_eq!(out.code(), 0, "{}", out.context());
+    assert_eq!(out.stdout_str(), marker);
+    assert!(fs::read_dir(host.path())
+        .expect("read host dir")
+        .next()
+        .is_none());
+}

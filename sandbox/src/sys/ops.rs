@@ -9,8 +9,22 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
+/// A mount point resolved inside a root: mount onto `target`. With the
+/// real system calls `target` is `/proc/self/fd/N` of an O_PATH fd held
+/// here, so no later path walk can be redirected by a symlink.
+#[derive(Debug)]
+pub struct MountPoint {
+    pub target: PathBuf,
+    _fd: Option<std::os::fd::OwnedFd>,
+}
+
 /// What the mount steps need from the kernel.
 pub trait MountOps {
+    /// Resolves `dest` (absolute, inside the sandbox) below `root` as if
+    /// `root` were `/` (symlinks in the root's own tree cannot lead out of
+    /// it: openat2 RESOLVE_IN_ROOT), creating missing directories and, when
+    /// `dir` is false, the final file.
+    fn mount_point(&mut self, root: &Path, dest: &Path, dir: bool) -> Result<MountPoint, Errno>;
     fn mount(
         &mut self,
         source: Option<&Path>,
@@ -33,10 +47,11 @@ pub trait MountOps {
     fn touch(&mut self, path: &Path) -> Result<(), Errno>;
     fn symlink(&mut self, target: &Path, link: &Path) -> Result<(), Errno>;
     fn is_dir(&mut self, path: &Path) -> bool;
+    fn is_symlink(&mut self, path: &Path) -> bool;
     /// Flags of the mount at `path` that a bind remount must keep.
     fn locked_flags(&mut self, path: &Path) -> MsFlags;
-    /// Attaches a detached mount tree (an fd from open_tree) at `target`.
-    fn attach_tree(&mut self, tree: RawFd, target: &Path) -> Result<(), Errno>;
+    /// Attaches a detached mount tree (an fd from open_tree) on `point`.
+    fn attach_tree(&mut self, tree: RawFd, point: &MountPoint) -> Result<(), Errno>;
 }
 
 fn io_errno(e: std::io::Error) -> Errno {
@@ -47,6 +62,58 @@ fn io_errno(e: std::io::Error) -> Errno {
 pub struct Linux;
 
 impl MountOps for Linux {
+    fn mount_point(&mut self, root: &Path, dest: &Path, dir: bool) -> Result<MountPoint, Errno> {
+        use nix::fcntl::{open, openat, openat2, OFlag, OpenHow, ResolveFlag};
+        use nix::sys::stat::{mkdirat, Mode};
+        use std::os::fd::AsRawFd;
+        let root_fd = open(
+            root,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let how = |flags: OFlag| {
+            OpenHow::new()
+                .flags(flags | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+        };
+        let names: Vec<&std::ffi::OsStr> = dest
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        let mut walked = PathBuf::from(".");
+        for (i, name) in names.iter().enumerate() {
+            let last = i + 1 == names.len();
+            let parent = openat2(&root_fd, &walked, how(OFlag::O_PATH | OFlag::O_DIRECTORY))?;
+            if !last || dir {
+                match mkdirat(&parent, *name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e),
+                }
+            } else {
+                // O_NOFOLLOW: an existing symlink is left alone here and
+                // resolved (inside the root) by the openat2 below.
+                match openat(
+                    &parent,
+                    *name,
+                    OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o644),
+                ) {
+                    Ok(_) | Err(Errno::ELOOP | Errno::EISDIR | Errno::EROFS | Errno::EACCES) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            walked.push(name);
+        }
+        let fd = openat2(&root_fd, &walked, how(OFlag::O_PATH))?;
+        Ok(MountPoint {
+            target: PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            _fd: Some(fd),
+        })
+    }
+
     fn mount(
         &mut self,
         source: Option<&Path>,
@@ -104,12 +171,22 @@ impl MountOps for Linux {
         path.is_dir()
     }
 
+    fn is_symlink(&mut self, path: &Path) -> bool {
+        path.is_symlink()
+    }
+
     fn locked_flags(&mut self, path: &Path) -> MsFlags {
         crate::mounts::locked_flags(path)
     }
 
-    fn attach_tree(&mut self, tree: RawFd, target: &Path) -> Result<(), Errno> {
-        super::with_borrowed(tree, |fd| super::move_mount_to(fd, target))
+    fn attach_tree(&mut self, tree: RawFd, point: &MountPoint) -> Result<(), Errno> {
+        use std::os::fd::AsFd;
+        match &point._fd {
+            Some(target) => {
+                super::with_borrowed(tree, |t| super::move_mount_onto(t, target.as_fd()))
+            }
+            None => super::with_borrowed(tree, |t| super::move_mount_to(t, &point.target)),
+        }
     }
 }
 
@@ -145,6 +222,15 @@ impl Recorder {
 }
 
 impl MountOps for Recorder {
+    fn mount_point(&mut self, root: &Path, dest: &Path, dir: bool) -> Result<MountPoint, Errno> {
+        let target = root.join(dest.strip_prefix("/").unwrap_or(dest));
+        if dir {
+            self.dirs.insert(target.clone());
+        }
+        self.record(format!("mount_point {} dir={dir}", target.display()))?;
+        Ok(MountPoint { target, _fd: None })
+    }
+
     fn mount(
         &mut self,
         source: Option<&Path>,
@@ -217,11 +303,15 @@ impl MountOps for Recorder {
         self.dirs.contains(path)
     }
 
+    fn is_symlink(&mut self, _path: &Path) -> bool {
+        false
+    }
+
     fn locked_flags(&mut self, _path: &Path) -> MsFlags {
         MsFlags::MS_RELATIME
     }
 
-    fn attach_tree(&mut self, tree: RawFd, target: &Path) -> Result<(), Errno> {
-        self.record(format!("attach fd {tree} on {}", target.display()))
+    fn attach_tree(&mut self, tree: RawFd, point: &MountPoint) -> Result<(), Errno> {
+        self.record(format!("attach fd {tree} on {}", point.target.display()))
     }
 }
