@@ -245,6 +245,20 @@ fn tmpfs_size(field: &str, v: &str) -> Result<u64, SpecError> {
     Ok(n)
 }
 
+/// The flag options shared by bind and tmpfs mounts; false for others.
+fn mount_flag_option(plan: &mut MountPlan, option: &str) -> bool {
+    match option {
+        "ro" => plan.readonly = true,
+        "rw" => plan.readonly = false,
+        "nosuid" => plan.nosuid = true,
+        "nodev" => plan.nodev = true,
+        "noexec" => plan.noexec = true,
+        "exec" => plan.noexec = false,
+        _ => return false,
+    }
+    true
+}
+
 /// Mount options we understand; anything else is rejected by name.
 fn parse_mount(
     i: usize,
@@ -313,14 +327,12 @@ fn parse_mount(
         let mut recursive = false;
         plan.readonly = true;
         for o in &opts {
+            if mount_flag_option(&mut plan, o) {
+                continue;
+            }
             match o.as_str() {
                 "bind" => {}
                 "rbind" => recursive = true,
-                "ro" => plan.readonly = true,
-                "rw" => plan.readonly = false,
-                "nosuid" => plan.nosuid = true,
-                "nodev" => plan.nodev = true,
-                "noexec" => plan.noexec = true,
                 "private" | "rprivate" | "slave" | "rslave" => {}
                 other => {
                     return Err(invalid(
@@ -338,6 +350,9 @@ fn parse_mount(
     } else if typ == "tmpfs" {
         let (mut size, mut mode, mut tuid, mut tgid) = (defaults::TMPFS_BYTES, 0o755, uid, gid);
         for o in &opts {
+            if mount_flag_option(&mut plan, o) {
+                continue;
+            }
             let (k, v) = o.split_once('=').unwrap_or((o.as_str(), ""));
             match k {
                 "size" => size = tmpfs_size(&format!("{field}.options"), v)?,
@@ -362,12 +377,6 @@ fn parse_mount(
                         .parse()
                         .map_err(|_| invalid(format!("{field}.options"), format!("gid={v}")))?
                 }
-                "ro" => plan.readonly = true,
-                "rw" => plan.readonly = false,
-                "nosuid" => plan.nosuid = true,
-                "nodev" => plan.nodev = true,
-                "noexec" => plan.noexec = true,
-                "exec" => plan.noexec = false,
                 other => {
                     return Err(invalid(
                         format!("{field}.options"),
