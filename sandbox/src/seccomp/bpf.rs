@@ -19,6 +19,7 @@ use seccompiler::sock_filter;
 const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
 const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
+const BPF_JMP_JGT_K: u16 = 0x05 | 0x20;
 const BPF_JMP_JSET_K: u16 = 0x05 | 0x40;
 const BPF_JMP_JA: u16 = 0x05;
 const BPF_RET_K: u16 = 0x06;
@@ -70,6 +71,10 @@ pub struct Policy {
     /// Numbers at or above this fail with the default errno (the x32 ABI's
     /// bit 30 on x86_64); `u32::MAX` for none.
     pub nr_limit: u32,
+    /// Numbers above the highest one the policy knows fail with this errno
+    /// (ENOSYS: newer than our table, so libc falls back as on an older
+    /// kernel; runc does the same).
+    pub newer_than: Option<(u32, i32)>,
     /// Allowed without conditions.
     pub allowed: BTreeSet<u32>,
     /// Syscalls with an errno or an argument rule, checked first.
@@ -185,6 +190,10 @@ pub fn compile(policy: &Policy) -> Result<Vec<sock_filter>, TooLarge> {
         out.push(jump(BPF_JMP_JGE_K, policy.nr_limit, 0, 1));
         out.push(stmt(BPF_RET_K, deny));
     }
+    if let Some((max, errno)) = policy.newer_than {
+        out.push(jump(BPF_JMP_JGT_K, max, 0, 1));
+        out.push(stmt(BPF_RET_K, ret_errno(errno)));
+    }
     for (nr, special) in &policy.special {
         let block = match special {
             Special::Errno(e) => vec![stmt(BPF_RET_K, ret_errno(*e))],
@@ -251,10 +260,11 @@ pub fn evaluate(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> Opt
             BPF_LD_W_ABS => a = load(ins.k)?,
             BPF_RET_K => return Some(ins.k),
             BPF_JMP_JA => pc += ins.k as usize,
-            BPF_JMP_JEQ_K | BPF_JMP_JGE_K | BPF_JMP_JSET_K => {
+            BPF_JMP_JEQ_K | BPF_JMP_JGE_K | BPF_JMP_JGT_K | BPF_JMP_JSET_K => {
                 let t = match ins.code {
                     BPF_JMP_JEQ_K => a == ins.k,
                     BPF_JMP_JGE_K => a >= ins.k,
+                    BPF_JMP_JGT_K => a > ins.k,
                     _ => a & ins.k != 0,
                 };
                 pc += usize::from(if t { ins.jt } else { ins.jf });
@@ -275,6 +285,7 @@ mod tests {
         Policy {
             audit_arch: ARCH,
             nr_limit: 0x4000_0000,
+            newer_than: Some((500, 38)),
             allowed: [0, 1, 2, 3, 7, 8, 20, 56, 100, 101, 102]
                 .into_iter()
                 .collect(),
@@ -323,6 +334,7 @@ mod tests {
         for nr in 0..600u32 {
             let want = match nr {
                 56 | 16 | 41 | 435 => continue,
+                n if n > 500 => ret_errno(38),
                 n if p.allowed.contains(&n) => RET_ALLOW,
                 _ => eperm,
             };
@@ -375,6 +387,7 @@ mod tests {
         let p = Policy {
             audit_arch: ARCH,
             nr_limit: u32::MAX,
+            newer_than: None,
             allowed: (0..1200u32).filter(|n| n % 2 == 0).collect(),
             special: vec![],
             default_errno: 1,

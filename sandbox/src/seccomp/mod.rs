@@ -383,9 +383,17 @@ fn policy(profile: SeccompProfile) -> Result<bpf::Policy, SeccompError> {
     if !judge {
         allowed.insert(nr(libc::SYS_socketpair));
     }
+    // The highest number this table knows; anything above is newer.
+    let newest = allowed
+        .iter()
+        .copied()
+        .chain(special.iter().map(|(n, _)| *n))
+        .max()
+        .unwrap_or(0);
     Ok(bpf::Policy {
         audit_arch,
         nr_limit,
+        newer_than: Some((newest, libc::ENOSYS)),
         allowed,
         special,
         default_errno: eperm,
@@ -1010,6 +1018,26 @@ mod kernel_tests {
             errno as i32
         } else {
             0
+        }
+    }
+
+    #[test]
+    fn syscalls_newer_than_the_table_get_enosys_and_known_denied_ones_eperm() {
+        // 1000 is beyond every kernel's table: ENOSYS with or without the
+        // filter, where a plain default action would say EPERM.
+        for profile in [SeccompProfile::Default, SeccompProfile::Judge] {
+            let f = filter(profile);
+            assert_eq!(
+                probe(Some(&f), || raw(1000, 0, 0, 0)),
+                libc::ENOSYS,
+                "{profile}"
+            );
+            // lsm_list_modules (461) is within the table and not allowed.
+            assert_eq!(
+                probe(Some(&f), || raw(461, 0, 0, 0)),
+                libc::EPERM,
+                "{profile}"
+            );
         }
     }
 
