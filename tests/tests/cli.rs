@@ -510,3 +510,29 @@ fn symlinks_in_a_rootfs_cannot_lead_mounts_out_of_it() {
         .next()
         .is_none());
 }
+
+#[test]
+fn doctor_fails_with_a_fix_when_sandboxes_cannot_be_made() {
+    // As an unprivileged user (setpriv from util-linux) runtimed cannot
+    // isolate sandboxes: doctor must say so, give a fix and exit non-zero.
+    let h = harness!();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&h.runtimed)
+        .arg("doctor")
+        .output()
+        .expect("setpriv (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "doctor passed as nobody: {text}");
+    let fail = text
+        .lines()
+        .position(|l| l.starts_with("FAIL") && l.contains("root"))
+        .unwrap_or_else(|| panic!("no FAIL root line: {text}"));
+    assert!(
+        text.lines()
+            .nth(fail + 1)
+            .is_some_and(|l| l.contains("fix:")),
+        "no fix hint: {text}"
+    );
+    assert!(text.contains("cannot be isolated"), "{text}");
+}
