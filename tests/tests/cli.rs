@@ -516,10 +516,17 @@ fn doctor_fails_with_a_fix_when_sandboxes_cannot_be_made() {
     // As an unprivileged user (setpriv from util-linux) runtimed cannot
     // isolate sandboxes: doctor must say so, give a fix and exit non-zero.
     let h = harness!();
+    // A copy nobody can reach (the checkout may be below a 0700 directory).
+    let dir = TempDir::new("doctor-nobody");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let bin = dir.join("runtimed");
+    fs::copy(&h.runtimed, &bin).expect("copy runtimed");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod runtimed");
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&h.runtimed)
+        .arg(&bin)
         .arg("doctor")
+        .current_dir("/")
         .output()
         .expect("setpriv (util-linux)");
     let text = String::from_utf8_lossy(&out.stdout);
