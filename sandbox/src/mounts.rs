@@ -366,18 +366,17 @@ pub fn mount_proc(ops: &mut dyn MountOps, staging: &Path) -> Result<(), StepErro
 
 /// Step `mount_extra`: /tmp, /workspace and the spec's binds and tmpfs.
 ///
-/// `idmapped`: destinations for which the parent prepared a detached,
-/// idmapped mount tree (an fd), attached here with move_mount instead of a
-/// bind.
+/// `bind_trees`: the caller's binds, which the parent prepared as detached
+/// mount trees (fds; read-write ones idmapped), attached with move_mount.
 pub fn mount_extra(
     ops: &mut dyn MountOps,
     plan: &Plan,
     staging: &Path,
-    idmapped: &[(PathBuf, RawFd)],
+    bind_trees: &[(PathBuf, RawFd)],
 ) -> Result<(), StepError> {
     const STEP: &str = "mount_extra";
     for m in &plan.mounts {
-        let tree = idmapped
+        let tree = bind_trees
             .iter()
             .find(|(d, _)| *d == m.destination)
             .map(|(_, fd)| *fd);
@@ -430,7 +429,7 @@ fn mount_one(
                         step,
                         e,
                         format!(
-                            "attach the idmapped {} on {}",
+                            "attach the bind of {} on {}",
                             source.display(),
                             dest.display()
                         ),

@@ -39,9 +39,9 @@ pub struct ChildContext<'a> {
     /// moves itself in, then makes its cgroup namespace (on v2 it was born
     /// in its cgroup and in a new cgroup namespace).
     pub join_cgroup: &'a [RawFd],
-    /// Detached idmapped mount trees (destination, fd) prepared by the
-    /// parent for read-write binds.
-    pub idmapped: &'a [(std::path::PathBuf, RawFd)],
+    /// The binds of caller paths as detached mount trees (destination, fd),
+    /// prepared by the parent.
+    pub bind_trees: &'a [(std::path::PathBuf, RawFd)],
     /// Join a fresh session keyring: only needed when the seccomp profile
     /// lets keyctl through (creating one costs ~0.4 ms).
     pub new_keyring: bool,
@@ -94,7 +94,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     let keep_while_mounting: Vec<RawFd> = keep
         .iter()
         .copied()
-        .chain(ctx.idmapped.iter().map(|(_, fd)| *fd))
+        .chain(ctx.bind_trees.iter().map(|(_, fd)| *fd))
         .collect();
     let keep_while_joining: Vec<RawFd> = keep_while_mounting
         .iter()
@@ -173,8 +173,8 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     }
     mounts::mount_dev(ops, plan, ctx.staging)?;
     mounts::mount_proc(ops, ctx.staging)?;
-    mounts::mount_extra(ops, plan, ctx.staging, ctx.idmapped)?;
-    if !ctx.idmapped.is_empty() {
+    mounts::mount_extra(ops, plan, ctx.staging, ctx.bind_trees)?;
+    if !ctx.bind_trees.is_empty() {
         sys::close_fds_except(3, &keep)
             .map_err(|er| e("mount_extra", er, "close the mount fds"))?;
     }

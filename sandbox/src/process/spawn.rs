@@ -231,8 +231,8 @@ impl Sandbox {
                 join_fds.push(fd);
             }
         }
-        let idmapped = idmapped_binds(&plan, &lease)?;
-        let idmapped_raw: Vec<(PathBuf, RawFd)> = idmapped
+        let bind_trees = prepared_binds(&plan, &lease)?;
+        let bind_trees_raw: Vec<(PathBuf, RawFd)> = bind_trees
             .iter()
             .map(|(d, fd)| (d.clone(), fd.as_raw_fd()))
             .collect();
@@ -325,7 +325,7 @@ impl Sandbox {
                 landlock: opts.landlock,
                 stdio: child_fds,
                 join_cgroup: &join_raw,
-                idmapped: &idmapped_raw,
+                bind_trees: &bind_trees_raw,
                 new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
             }),
             CloneResult::Parent { pid, pidfd } => match pidfd {
@@ -335,7 +335,7 @@ impl Sandbox {
         };
         drop(child_ch);
         drop(join_fds);
-        drop(idmapped);
+        drop(bind_trees);
         drop(child_side);
 
         let mut sb = Sandbox {
@@ -557,15 +557,19 @@ fn sweep_stale(run_dir: &std::path::Path, mgr: &CgroupManager, own: &str) {
     }
 }
 
-/// Read-write binds of host paths get an idmapped mount: the source's owner
-/// (uid and gid) is shown as the sandbox's user, and what the sandbox
-/// creates there is owned on disk by that owner, so `--workspace .` works
-/// for any caller without chown or a world-writable directory. The parent
-/// prepares each as a detached mount tree (open_tree + mount_setattr with
-/// MOUNT_ATTR_IDMAP, which needs privilege over the filesystem: the
-/// child's user namespace has none); the child attaches it. On filesystems
-/// without idmapped mounts the bind stays a plain bind.
-fn idmapped_binds(
+/// Every bind of a caller's path is prepared here, as root, as a detached
+/// mount tree (open_tree + mount_setattr) that the child only attaches: the
+/// child runs as an unprivileged host uid and could not even walk to a
+/// source below a directory only root may enter (a checkout in a 0700
+/// temp dir, say).
+///
+/// Read-write binds are also idmapped: the source's owner (uid and gid) is
+/// shown as the sandbox's user, and what the sandbox creates there is owned
+/// on disk by that owner, so `--workspace .` works for any caller without
+/// chown or a world-writable directory (MOUNT_ATTR_IDMAP needs privilege
+/// over the filesystem, which the child's user namespace has none of). On
+/// filesystems that cannot be idmapped they stay plain read-write binds.
+fn prepared_binds(
     plan: &crate::spec::Plan,
     lease: &UidLease,
 ) -> Result<Vec<(PathBuf, OwnedFd)>, SandboxError> {
@@ -574,10 +578,34 @@ fn idmapped_binds(
     let mut out = Vec::new();
     let mut namespaces: Vec<((u32, u32), OwnedFd)> = Vec::new();
     for m in &plan.mounts {
-        let MountKind::Bind { source, .. } = &m.kind else {
+        let MountKind::Bind {
+            source, recursive, ..
+        } = &m.kind
+        else {
             continue;
         };
+        let tree = sys::open_tree_clone(source, *recursive)
+            .map_err(sys_err(format!("open_tree {}", source.display())))?;
+        let mut attrs = 0;
+        for (on, bit) in [
+            (m.readonly, sys::MOUNT_ATTR_RDONLY),
+            (m.nosuid, sys::MOUNT_ATTR_NOSUID),
+            (m.nodev, sys::MOUNT_ATTR_NODEV),
+            (m.noexec, sys::MOUNT_ATTR_NOEXEC),
+        ] {
+            if on {
+                attrs |= bit;
+            }
+        }
+        let set_plain = |tree: &OwnedFd| {
+            sys::mount_setattr(tree.as_fd(), attrs, None).map_err(sys_err(format!(
+                "set mount attributes of {}",
+                source.display()
+            )))
+        };
         if m.readonly {
+            set_plain(&tree)?;
+            out.push((m.destination.clone(), tree));
             continue;
         }
         let meta = std::fs::metadata(source).map_err(|e| SandboxError::Sys {
@@ -595,23 +623,13 @@ fn idmapped_binds(
         let Some((_, ns)) = namespaces.iter().find(|(o, _)| *o == owner) else {
             continue;
         };
-        let tree = sys::open_tree_clone(source)
-            .map_err(sys_err(format!("open_tree {}", source.display())))?;
-        let mut attrs = 0;
-        for (on, bit) in [
-            (m.nosuid, sys::MOUNT_ATTR_NOSUID),
-            (m.nodev, sys::MOUNT_ATTR_NODEV),
-            (m.noexec, sys::MOUNT_ATTR_NOEXEC),
-        ] {
-            if on {
-                attrs |= bit;
-            }
-        }
         match sys::mount_setattr(tree.as_fd(), attrs, Some(ns.as_fd())) {
-            Ok(()) => out.push((m.destination.clone(), tree)),
+            Ok(()) => {}
             // The filesystem cannot be idmapped (EINVAL), or the kernel is
-            // too old: keep the plain bind.
-            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM) => {}
+            // too old: a plain read-write bind.
+            Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP | Errno::EPERM) => {
+                set_plain(&tree)?
+            }
             Err(e) => {
                 return Err(SandboxError::Sys {
                     what: format!("idmap {}", source.display()),
@@ -619,6 +637,7 @@ fn idmapped_binds(
                 })
             }
         }
+        out.push((m.destination.clone(), tree));
     }
     Ok(out)
 }

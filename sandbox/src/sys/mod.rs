@@ -552,9 +552,10 @@ fn path_cstring(p: &std::path::Path) -> Result<std::ffi::CString, Errno> {
     std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
 }
 
-/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the mount
-/// tree at `path`, as an fd (close-on-exec).
-pub fn open_tree_clone(path: &std::path::Path) -> Result<OwnedFd, Errno> {
+/// `open_tree(OPEN_TREE_CLONE [| AT_RECURSIVE])`: a detached copy of the
+/// mount at `path` (with its submounts when `recursive`), as an fd
+/// (close-on-exec).
+pub fn open_tree_clone(path: &std::path::Path, recursive: bool) -> Result<OwnedFd, Errno> {
     let c = path_cstring(path)?;
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
     let ret = unsafe {
@@ -562,7 +563,9 @@ pub fn open_tree_clone(path: &std::path::Path) -> Result<OwnedFd, Errno> {
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             c.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | if recursive { AT_RECURSIVE } else { 0 },
         )
     };
     if ret < 0 {
