@@ -34,11 +34,12 @@ e2e=$(cargo test -q -p runtimed-tests --no-run --message-format=json \
 	| grep -o '"executable":"[^"]*/\(limits\|lifecycle\)-[^"]*"' | cut -d'"' -f4)
 [ "$(echo "$e2e" | wc -l)" -eq 2 ] || { echo "cgroup-v2.sh: end-to-end test binaries not found" >&2; exit 2; }
 runtimed_bin=$(dirname "$(echo "$e2e" | head -n 1)")/../runtimed
-script="set -e; $bin cgroup:: --test-threads=2"
-for t in $e2e; do script="$script; $t --test-threads=2"; done
+script="set -e; timeout -k 5 180 $bin cgroup:: --test-threads=2"
+for t in $e2e; do script="$script; timeout -k 5 180 $t --test-threads=2"; done
 
 start=$(date +%s)
 status=0
-"$vm" -- env SANDBOX_MUST_WORK=1 RUNTIMED_BIN="$runtimed_bin" bash -c "$script" || status=$?
+# A bound on the whole VM run: a hang fails CI in minutes, not at its limit.
+"$vm" --timeout 420 -- env SANDBOX_MUST_WORK=1 RUNTIMED_BIN="$runtimed_bin" bash -c "$script" || status=$?
 echo "cgroup-v2.sh: VM run took $(( $(date +%s) - start )) s, exit status $status"
 exit "$status"
