@@ -25,10 +25,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a command in a fresh sandbox and report how it ended.
-    #[command(after_help = "Exit status: the program's exit code; 128+N when a signal N ended it \
+    #[command(
+        after_help = "Exit status: the program's exit code; 128+N when a signal N ended it \
 (limits kill with SIGKILL: 137); 125 when runtimed itself failed (bad usage or a setup step, \
 one line on stderr); 126 when the program cannot be executed; 127 when it was not found.\n\
-Sizes: 4096, 64K, 256M, 1G. Durations: 500ms, 2s, 1.5s, 1m. Defaults: docs/limits.md.")]
+Sizes: 4096, 64K, 256M, 1G. Durations: 500ms, 2s, 1.5s, 1m. Defaults: docs/limits.md."
+    )]
     Run(Box<cli::run::RunArgs>),
     /// Check whether this host can isolate sandboxes, with a fix for each problem.
     Doctor(doctor::DoctorArgs),

@@ -348,6 +348,14 @@ impl Running {
         self.child.id() as i32
     }
 
+    /// Kills runtimed and fails the test with `what` and everything runtimed
+    /// said: for a sandbox that did not get where the test expected.
+    pub fn fail(mut self, what: &str) -> ! {
+        let _ = self.child.kill();
+        let out = self.wait();
+        panic!("{what}{}", out.context())
+    }
+
     /// Waits for runtimed (killing it and failing after the watchdog).
     pub fn wait(mut self) -> RunOutput {
         let status = loop {

@@ -156,10 +156,12 @@ fn duplicate_live_id_is_refused_and_the_first_sandbox_is_untouched() {
         .probe(&["sleep", "3", &tag])
         .spawn();
     // Wait until the first sandbox runs its program.
-    let running = runtimed_tests::wait_for(std::time::Duration::from_secs(10), || {
+    let running = runtimed_tests::wait_for(std::time::Duration::from_secs(30), || {
         (!runtimed_tests::host_probe_procs(&tag).is_empty()).then_some(())
     });
-    assert!(running.is_some(), "first sandbox did not start");
+    if running.is_none() {
+        first.fail("first sandbox did not start");
+    }
     let second = h
         .sandbox()
         .opts(["--id", &id])
@@ -189,12 +191,14 @@ fn exhausted_uid_pool_refuses_a_second_sandbox_instead_of_sharing_ids() {
         .opts(["--uid-pool", &pool])
         .probe(&["sleep", "3", &tag])
         .spawn();
-    let running = runtimed_tests::wait_for(std::time::Duration::from_secs(10), || {
+    let running = runtimed_tests::wait_for(std::time::Duration::from_secs(30), || {
         runtimed_tests::host_probe_procs(&tag)
             .first()
             .map(|p| p.pid)
     });
-    let pid = running.expect("first sandbox did not start");
+    let Some(pid) = running else {
+        first.fail("first sandbox did not start");
+    };
     let uid = runtimed_tests::proc_status_ids(pid, "Uid").expect("Uid line");
     assert_eq!(
         uid[0],

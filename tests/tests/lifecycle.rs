@@ -210,10 +210,12 @@ fn killing_runtimed_kills_the_sandbox() {
     let h = harness!();
     let tag = unique("orphan");
     let running = h.sandbox().probe(&["sleep", "30", &tag]).spawn();
-    let up = wait_for(Duration::from_secs(10), || {
+    let up = wait_for(Duration::from_secs(30), || {
         (!host_probe_procs(&tag).is_empty()).then_some(())
     });
-    assert!(up.is_some(), "the sandbox did not start");
+    if up.is_none() {
+        running.fail("the sandbox did not start");
+    }
     kill(Pid::from_raw(running.pid()), Signal::SIGKILL).expect("SIGKILL runtimed");
     let gone = wait_for(Duration::from_secs(15), || {
         host_probe_procs(&tag).is_empty().then_some(())
@@ -233,10 +235,12 @@ fn sigterm_to_runtimed_reaches_the_program() {
     let h = harness!();
     let tag = unique("term");
     let running = h.sandbox().probe(&["sleep", "30", &tag]).spawn();
-    let up = wait_for(Duration::from_secs(10), || {
+    let up = wait_for(Duration::from_secs(30), || {
         (!host_probe_procs(&tag).is_empty()).then_some(())
     });
-    assert!(up.is_some(), "the sandbox did not start");
+    if up.is_none() {
+        running.fail("the sandbox did not start");
+    }
     kill(Pid::from_raw(running.pid()), Signal::SIGTERM).expect("SIGTERM runtimed");
     let out = running.wait();
     assert_eq!(out.code(), 128 + 15, "{}", out.context());
@@ -257,10 +261,11 @@ fn a_later_start_removes_what_a_killed_runtimed_left() {
         .opts(["--id", &id])
         .probe(&["sleep", "30", &tag])
         .spawn();
-    let pid = wait_for(Duration::from_secs(10), || {
+    let Some(pid) = wait_for(Duration::from_secs(30), || {
         host_probe_procs(&tag).first().map(|p| p.pid)
-    })
-    .expect("the sandbox did not start");
+    }) else {
+        running.fail("the sandbox did not start");
+    };
     let dirs: Vec<_> = host_cgroup_dirs(pid)
         .into_values()
         .filter(|d| d.ends_with(&id))

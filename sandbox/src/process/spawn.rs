@@ -545,6 +545,15 @@ fn sweep_stale(run_dir: &std::path::Path, mgr: &CgroupManager, own: &str) {
         let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
             continue;
         };
+        // Its processes may still be dying (they get SIGKILL with their
+        // runtimed): never wait for them here, a later start removes it.
+        let populated = mgr.parent_paths().iter().any(|p| {
+            std::fs::read_to_string(p.join(name).join("cgroup.procs"))
+                .is_ok_and(|t| !t.trim().is_empty())
+        });
+        if populated {
+            continue;
+        }
         let removed = match mgr.open_existing(name) {
             Ok(Some(cg)) => cg.remove().is_ok(),
             Ok(None) => true,
