@@ -1,6 +1,7 @@
 //! `runtimed`: the binary. Thin wiring: parse the command line, dispatch.
-//! Helper modes that must stay single-threaded (`run`, which clones
-//! sandboxes in-process) are dispatched before any runtime or thread exists.
+//! Helper modes that must stay single-threaded (`run` and `sandbox-host`,
+//! which clone sandboxes in-process) are dispatched before any runtime or
+//! thread exists; `serve` builds its tokio runtime itself.
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -34,6 +35,11 @@ Sizes: 4096, 64K, 256M, 1G. Durations: 500ms, 2s, 1.5s, 1m. Defaults: docs/limit
     Run(Box<cli::run::RunArgs>),
     /// Check whether this host can isolate sandboxes, with a fix for each problem.
     Doctor(doctor::DoctorArgs),
+    /// Run the daemon: the HTTP/WebSocket API on a Unix socket and a loopback port.
+    Serve(cli::serve::ServeArgs),
+    /// (internal) The single-threaded helper that holds one session's sandbox.
+    #[command(hide = true)]
+    SandboxHost,
 }
 
 fn main() {
@@ -68,6 +74,8 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => cli::run::main(*args),
         Command::Doctor(args) => doctor::main(args),
+        Command::Serve(args) => cli::serve::main(args),
+        Command::SandboxHost => api::engine::host::main(),
     };
     std::process::exit(code);
 }

@@ -95,6 +95,10 @@ pub struct RunOptions {
     pub uid_pool: UidPoolConfig,
     /// Lock files and the mount staging directory.
     pub run_dir: PathBuf,
+    /// A session: the spec's process is not started; PID 1 keeps the
+    /// namespaces alive and starts processes on request over the channel
+    /// (`Sandbox::take_channel`, `process::channel::SpawnRequest`).
+    pub session: bool,
 }
 
 impl Default for RunOptions {
@@ -110,6 +114,7 @@ impl Default for RunOptions {
             tty_size: None,
             uid_pool: UidPoolConfig::default(),
             run_dir: PathBuf::from(defaults::RUN_DIR),
+            session: false,
         }
     }
 }

@@ -1,2 +1,3 @@
 //! Command-line verbs.
 pub mod run;
+pub mod serve;

@@ -80,7 +80,7 @@ pub struct CgroupLimits {
 }
 
 /// Accounting of one cgroup. Fields of a controller the host lacks stay 0.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CgroupStats {
     pub cpu_usage_ns: u64,
     pub cpu_user_ns: u64,
@@ -378,6 +378,18 @@ impl CgroupManager {
             return Ok(None);
         }
         Ok(Some(cgroup))
+    }
+
+    /// The accounting of cgroup `name`, which someone else owns (read
+    /// only: unlike a [`Cgroup`] from [`Self::open_existing`], nothing is
+    /// killed or removed afterwards). `None` when it does not exist.
+    pub fn stats_of(&self, name: &str) -> Result<Option<CgroupStats>, CgroupError> {
+        let Some(mut cg) = self.open_existing(name)? else {
+            return Ok(None);
+        };
+        let stats = cg.stats();
+        cg.removed = true;
+        stats.map(Some)
     }
 
     pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, CgroupError> {

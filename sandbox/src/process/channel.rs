@@ -2,6 +2,12 @@
 //! send, no framing needed) carrying small JSON messages and, for the PTY
 //! master, an fd via SCM_RIGHTS. Child failures travel here as data
 //! `{step, errno, message}`, never as log lines from inside.
+//!
+//! In session mode (`RunOptions::session`) the channel stays open for the
+//! sandbox's life: the daemon asks PID 1 to spawn processes inside
+//! ([`ParentMessage::Spawn`], the process's stdio fds attached) and PID 1
+//! reports their start and end. The same framing serves the daemon's
+//! control socket to its `sandbox-host` helpers ([`Channel::send_json`]).
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -11,6 +17,7 @@ use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
     SockFlag, SockType,
 };
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Messages from the sandbox's PID 1 (or the program before exec) to the
@@ -32,13 +39,55 @@ pub enum ChildMessage {
         code: Option<i32>,
         signal: Option<i32>,
     },
+    /// Session mode: setup is done, PID 1 waits for spawn requests.
+    Ready,
+    /// A spawned process runs (host-invisible pid inside the sandbox); in
+    /// terminal mode its pty master travels with this message.
+    Spawned { id: u64, pid: i32 },
+    /// A spawn request failed before or at exec (`step` as in the program
+    /// steps; `exec` with ENOENT: not found).
+    SpawnFailed {
+        id: u64,
+        step: String,
+        errno: Option<i32>,
+        message: String,
+    },
+    /// A spawned process ended; rusage of it and its reaped descendants.
+    ProcessExited {
+        id: u64,
+        code: Option<i32>,
+        signal: Option<i32>,
+        cpu_user_us: u64,
+        cpu_system_us: u64,
+        max_rss_kb: u64,
+    },
+}
+
+/// A process to start inside a session sandbox. Without `terminal`, the
+/// message carries three fds: its stdin, stdout and stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnRequest {
+    /// Chosen by the caller; names the process in later messages.
+    pub id: u64,
+    pub args: Vec<String>,
+    /// The whole environment (`K=V`); `PATH` in it drives the search for
+    /// `args[0]`.
+    pub env: Vec<String>,
+    pub cwd: String,
+    /// A new pty of the sandbox's devpts with this size (rows, cols) as the
+    /// process's controlling terminal.
+    pub terminal: Option<(u16, u16)>,
 }
 
 /// Messages from the supervisor to the child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ParentMessage {
     /// Id maps written: go on with setup.
     Go,
+    /// Session mode: start a process.
+    Spawn(SpawnRequest),
+    /// Session mode: send `signal` to the process group of process `id`.
+    Signal { id: u64, signal: i32 },
 }
 
 /// One end of the channel.
@@ -47,11 +96,15 @@ pub struct Channel {
     fd: OwnedFd,
 }
 
-/// A message's bytes and the fd that came with it, if any.
-type Received = (Vec<u8>, Option<OwnedFd>);
+/// A message's bytes and the fds that came with it.
+type Received = (Vec<u8>, Vec<OwnedFd>);
 
-/// Largest message we send (a step failure with a path fits easily).
-const MAX_MSG: usize = 4096;
+/// Largest message: a spawn request's argv and environment (the daemon
+/// refuses larger ones before they get here).
+pub const MAX_MSG: usize = 128 * 1024;
+
+/// Most fds one message carries (a spawned process's stdio).
+const MAX_FDS: usize = 4;
 
 impl Channel {
     /// A connected pair (both ends close-on-exec).
@@ -79,16 +132,49 @@ impl Channel {
         self.fd.as_raw_fd()
     }
 
-    fn send_bytes(&self, bytes: &[u8], fd: Option<RawFd>) -> Result<(), Errno> {
-        let iov = [IoSlice::new(bytes)];
-        let fds;
-        let cmsgs: &[ControlMessage] = match fd {
-            Some(f) => {
-                fds = [f];
-                &[ControlMessage::ScmRights(&fds)]
+    /// Wraps a connected SOCK_SEQPACKET socket (e.g. one inherited by a
+    /// helper process, or a sandbox's channel handed over with SCM_RIGHTS).
+    pub fn from_fd(fd: OwnedFd) -> Channel {
+        Channel { fd }
+    }
+
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Sends any serde message with up to four fds.
+    pub fn send_json<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> Result<(), Errno> {
+        let bytes = serde_json::to_vec(msg).map_err(|_| Errno::EINVAL)?;
+        if bytes.len() > MAX_MSG || fds.len() > MAX_FDS {
+            return Err(Errno::EMSGSIZE);
+        }
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        self.send_raw(&bytes, &raw)
+    }
+
+    /// Receives one serde message and its fds; `Ok(None)` on EOF. EAGAIN
+    /// on a non-blocking socket with nothing to read.
+    pub fn recv_json<T: DeserializeOwned>(&self) -> Result<Option<(T, Vec<OwnedFd>)>, Errno> {
+        match self.recv_bytes()? {
+            None => Ok(None),
+            Some((b, fds)) => {
+                let m = serde_json::from_slice(&b).map_err(|_| Errno::EBADMSG)?;
+                Ok(Some((m, fds)))
             }
-            None => &[],
-        };
+        }
+    }
+
+    fn send_bytes(&self, bytes: &[u8], fd: Option<RawFd>) -> Result<(), Errno> {
+        match fd {
+            Some(f) => self.send_raw(bytes, &[f]),
+            None => self.send_raw(bytes, &[]),
+        }
+    }
+
+    fn send_raw(&self, bytes: &[u8], fds: &[RawFd]) -> Result<(), Errno> {
+        let iov = [IoSlice::new(bytes)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
         loop {
             match sendmsg::<()>(
                 self.fd.as_raw_fd(),
@@ -118,7 +204,7 @@ impl Channel {
     /// Receives one message; `Ok(None)` on EOF (the other end is gone).
     fn recv_bytes(&self) -> Result<Option<Received>, Errno> {
         let mut buf = vec![0u8; MAX_MSG];
-        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             let r = recvmsg::<()>(
@@ -132,45 +218,42 @@ impl Channel {
                 Err(e) => return Err(e),
                 Ok(msg) => {
                     let n = msg.bytes;
-                    let mut fd = None;
+                    let mut fds = Vec::new();
                     for c in msg.cmsgs()? {
-                        if let ControlMessageOwned::ScmRights(fds) = c {
-                            for f in fds {
-                                // Ownership of a received raw fd is taken in sys.
-                                let owned = crate::sys::own_received_fd(f);
-                                if fd.is_none() {
-                                    fd = Some(owned);
-                                }
-                            }
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            // Ownership of a received raw fd is taken in sys.
+                            fds.extend(raw.into_iter().map(crate::sys::own_received_fd));
                         }
                     }
-                    if n == 0 {
+                    if n == 0 && fds.is_empty() {
                         return Ok(None);
                     }
                     buf.truncate(n);
-                    return Ok(Some((buf, fd)));
+                    return Ok(Some((buf, fds)));
                 }
             }
         }
     }
 
     pub fn recv_child(&self) -> Result<Option<(ChildMessage, Option<OwnedFd>)>, Errno> {
-        match self.recv_bytes()? {
-            None => Ok(None),
-            Some((b, fd)) => {
-                let m = serde_json::from_slice(&b).map_err(|_| Errno::EBADMSG)?;
-                Ok(Some((m, fd)))
-            }
-        }
+        Ok(self
+            .recv_json::<ChildMessage>()?
+            .map(|(m, fds)| (m, fds.into_iter().next())))
     }
 
     pub fn recv_parent(&self) -> Result<Option<ParentMessage>, Errno> {
-        match self.recv_bytes()? {
-            None => Ok(None),
-            Some((b, _)) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|_| Errno::EBADMSG),
-        }
+        Ok(self.recv_json::<ParentMessage>()?.map(|(m, _)| m))
+    }
+
+    /// A parent message and the fds that came with it (session mode).
+    pub fn recv_parent_fds(&self) -> Result<Option<(ParentMessage, Vec<OwnedFd>)>, Errno> {
+        self.recv_json::<ParentMessage>()
+    }
+}
+
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 

@@ -45,6 +45,9 @@ pub struct ChildContext<'a> {
     /// Join a fresh session keyring: only needed when the seccomp profile
     /// lets keyctl through (creating one costs ~0.4 ms).
     pub new_keyring: bool,
+    /// Session mode: no program of its own; PID 1 serves spawn requests
+    /// over the channel until the supervisor goes away.
+    pub session: bool,
 }
 
 fn e(step: &'static str, errno: Errno, msg: impl Into<String>) -> StepError {
@@ -71,8 +74,15 @@ fn report(ctx: &ChildContext<'_>, err: &StepError) {
 
 /// Entry point of the cloned child (PID 1 of the new pid namespace).
 pub fn run(ctx: ChildContext<'_>) -> ! {
-    let code = match setup(&ctx) {
-        Ok((program, master)) => {
+    let started = setup(&ctx).and_then(|pty| {
+        if ctx.session {
+            return Ok(None);
+        }
+        start_program(&ctx, pty).map(Some)
+    });
+    let code = match started {
+        Ok(None) => session_loop(&ctx),
+        Ok(Some((program, master))) => {
             drop(master);
             init_loop(&ctx, program)
         }
@@ -84,8 +94,30 @@ pub fn run(ctx: ChildContext<'_>) -> ! {
     sys::exit_now(code)
 }
 
+/// What a program child needs beyond the plan: argv, environment, cwd and
+/// stdio (the plan's for the one program of a run; a spawn request's in a
+/// session).
+struct Launch<'a> {
+    args: &'a [CString],
+    env: &'a [CString],
+    path_dirs: &'a [String],
+    cwd: &'a Path,
+    /// fds the program gets as 0, 1, 2 (unused in terminal mode).
+    stdio: [RawFd; 3],
+}
+
+/// The exit status of a program child that failed before exec.
+fn failed_status(err: &StepError) -> i32 {
+    match (err.step, err.errno) {
+        ("exec", Some(Errno::ENOENT)) => 127,
+        ("exec", _) => 126,
+        _ => 125,
+    }
+}
+
 /// The setup steps, in order. Each line names the step and why it is here.
-fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
+/// Returns the pty (master, slave) in terminal mode.
+fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError> {
     let plan = ctx.plan;
     // close_fds: first, so no caller fd (a directory fd would lead out of
     // the new root) survives into the sandbox.
@@ -132,7 +164,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     // the namespace (user_namespaces(7)).
     match ctx.channel.recv_parent() {
         Ok(Some(ParentMessage::Go)) => {}
-        Ok(None) => {
+        Ok(None | Some(_)) => {
             return Err(StepError::new(
                 "wait_for_parent",
                 None,
@@ -207,19 +239,30 @@ fn setup(ctx: &ChildContext<'_>) -> Result<(Pid, Option<OwnedFd>), StepError> {
     set.remove(Signal::SIGSTOP);
     sys::set_sigmask(SigmaskHow::SIG_BLOCK, &set)
         .map_err(|er| e("block_signals", er, "sigprocmask"))?;
-    // spawn_program: a vfork-style child (shared memory, PID 1 suspended
-    // until the program execs or exits, as posix_spawn does): no page
-    // tables are copied. The child runs the program steps and execs.
+    Ok(pty)
+}
+
+/// spawn_program: a vfork-style child (shared memory, PID 1 suspended
+/// until the program execs or exits, as posix_spawn does): no page tables
+/// are copied. The child runs the program steps and execs.
+fn start_program(
+    ctx: &ChildContext<'_>,
+    pty: Option<(OwnedFd, OwnedFd)>,
+) -> Result<(Pid, Option<OwnedFd>), StepError> {
+    let plan = ctx.plan;
+    let launch = Launch {
+        args: &plan.args,
+        env: &plan.env,
+        path_dirs: &plan.path_dirs,
+        cwd: &plan.cwd,
+        stdio: ctx.stdio,
+    };
     let slave = pty.as_ref().map(|(_, s)| s.as_raw_fd());
     let mut stack = vec![0u8; PROGRAM_STACK];
     let mut child = || {
-        let err = program(ctx, slave);
+        let err = program(ctx, slave, &launch);
         report(ctx, &err);
-        match (err.step, err.errno) {
-            ("exec", Some(Errno::ENOENT)) => 127,
-            ("exec", _) => 126,
-            _ => 125,
-        }
+        failed_status(&err)
     };
     let pid = sys::spawn_shared_vm(&mut stack, &mut child)
         .map_err(|er| e("spawn_program", er, "clone"))?;
@@ -279,7 +322,8 @@ fn loopback_up() -> Result<(), StepError> {
     sys::interface_up(sock.as_fd(), c"lo").map_err(|er| e("loopback", er, "bring lo up"))
 }
 
-fn open_pty(ctx: &ChildContext<'_>) -> Result<(OwnedFd, OwnedFd), StepError> {
+/// A new pty pair from the sandbox's devpts (`/dev/ptmx` inside).
+fn new_pty(size: Option<sys::WinSize>) -> Result<(OwnedFd, OwnedFd), StepError> {
     use nix::fcntl::{open, OFlag};
     let master = open(
         "/dev/ptmx",
@@ -288,12 +332,17 @@ fn open_pty(ctx: &ChildContext<'_>) -> Result<(OwnedFd, OwnedFd), StepError> {
     )
     .map_err(|er| e("open_pty", er, "open /dev/ptmx"))?;
     sys::unlock_pty(master.as_fd()).map_err(|er| e("open_pty", er, "unlockpt"))?;
-    if let Some(size) = ctx.plan.tty_size {
+    if let Some(size) = size {
         sys::set_winsize(master.as_fd(), size)
             .map_err(|er| e("open_pty", er, "set window size"))?;
     }
     let slave =
         sys::open_pty_peer(master.as_fd()).map_err(|er| e("open_pty", er, "open pty peer"))?;
+    Ok((master, slave))
+}
+
+fn open_pty(ctx: &ChildContext<'_>) -> Result<(OwnedFd, OwnedFd), StepError> {
+    let (master, slave) = new_pty(ctx.plan.tty_size)?;
     ctx.channel
         .send_child(&ChildMessage::PtyMaster, Some(master.as_fd()))
         .map_err(|er| e("open_pty", er, "send pty master"))?;
@@ -354,8 +403,8 @@ fn init_loop(ctx: &ChildContext<'_>, program: Pid) -> i32 {
 }
 
 /// The program's steps after fork, ending in execve. Returns only on failure.
-fn program(ctx: &ChildContext<'_>, slave: Option<RawFd>) -> StepError {
-    match program_steps(ctx, slave) {
+fn program(ctx: &ChildContext<'_>, slave: Option<RawFd>, launch: &Launch<'_>) -> StepError {
+    match program_steps(ctx, slave, launch) {
         Ok(never) => match never {},
         Err(err) => err,
     }
@@ -363,7 +412,11 @@ fn program(ctx: &ChildContext<'_>, slave: Option<RawFd>) -> StepError {
 
 enum Never {}
 
-fn program_steps(ctx: &ChildContext<'_>, slave: Option<RawFd>) -> Result<Never, StepError> {
+fn program_steps(
+    ctx: &ChildContext<'_>,
+    slave: Option<RawFd>,
+    launch: &Launch<'_>,
+) -> Result<Never, StepError> {
     let plan = ctx.plan;
     // reset_signals: default dispositions (the Rust runtime ignores SIGPIPE,
     // and ignored signals survive exec) and an empty mask.
@@ -389,7 +442,7 @@ fn program_steps(ctx: &ChildContext<'_>, slave: Option<RawFd>) -> Result<Never, 
             }
         }
         None => {
-            for (target, fd) in ctx.stdio.iter().enumerate() {
+            for (target, fd) in launch.stdio.iter().enumerate() {
                 if *fd != target as RawFd {
                     dup_to(*fd, target as RawFd)?;
                 }
@@ -398,7 +451,7 @@ fn program_steps(ctx: &ChildContext<'_>, slave: Option<RawFd>) -> Result<Never, 
     }
     // chdir: before dropping ids, so a cwd only root may enter still fails
     // later for the program (as it would outside).
-    chdir(&plan.cwd).map_err(|er| e("chdir", er, format!("chdir {}", plan.cwd.display())))?;
+    chdir(launch.cwd).map_err(|er| e("chdir", er, format!("chdir {}", launch.cwd.display())))?;
     // rlimits: while still privileged in the namespace (raising hard limits
     // needs CAP_SYS_RESOURCE).
     for r in &plan.rlimits {
@@ -442,28 +495,30 @@ fn program_steps(ctx: &ChildContext<'_>, slave: Option<RawFd>) -> Result<Never, 
         f.apply()
             .map_err(|er| StepError::new("seccomp", None, er.to_string()))?;
     }
-    Err(exec(plan))
+    Err(exec(launch))
 }
 
 fn dup_to(fd: RawFd, target: RawFd) -> Result<(), StepError> {
     sys::dup2_raw_fd(fd, target).map_err(|er| e("stdio", er, format!("dup2 {fd} to {target}")))
 }
 
-fn exec(plan: &Plan) -> StepError {
-    let prog = &plan.args[0];
+fn exec(launch: &Launch<'_>) -> StepError {
+    let Some(prog) = launch.args.first() else {
+        return StepError::new("exec", Some(Errno::ENOENT), "empty argv".into());
+    };
     let name = prog.to_string_lossy().into_owned();
     if prog.as_bytes().contains(&b'/') {
-        let er = execve(prog, &plan.args, &plan.env)
+        let er = execve(prog, launch.args, launch.env)
             .err()
             .unwrap_or(Errno::UnknownErrno);
         return e("exec", er, name);
     }
     let mut seen = Errno::ENOENT;
-    for dir in &plan.path_dirs {
+    for dir in launch.path_dirs {
         let Ok(candidate) = CString::new(format!("{dir}/{name}")) else {
             continue;
         };
-        match execve(&candidate, &plan.args, &plan.env) {
+        match execve(&candidate, launch.args, launch.env) {
             Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
             Err(Errno::EACCES) => seen = Errno::EACCES,
             Err(er) => return e("exec", er, candidate.to_string_lossy().into_owned()),
@@ -504,4 +559,195 @@ fn landlock_layer(plan: &Plan) -> Result<(), StepError> {
         .restrict_self()
         .map_err(fail)?;
     Ok(())
+}
+
+/// Session mode: PID 1 reports `Ready`, then serves the channel: each
+/// `Spawn` forks a program child (the same program steps as a run's one
+/// program, with the request's argv, environment, cwd and stdio), each
+/// ended child is reported with its rusage, `Signal` reaches a process's
+/// group. Returns when the supervisor closes the channel (its death also
+/// kills us: parent_death).
+fn session_loop(ctx: &ChildContext<'_>) -> i32 {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    if ctx.channel.send_child(&ChildMessage::Ready, None).is_err() {
+        return 1;
+    }
+    let _ = sys::close_fds_except(0, &[ctx.channel.raw_fd()]);
+    // /dev/null on 0, 1 and 2, so that fds received later never get those
+    // numbers (a child's dup2 onto 0..2 would clobber one it still needs).
+    let mut null = Vec::new();
+    for _ in 0..3 {
+        if let Ok(fd) = nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            null.push(fd);
+        }
+    }
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let Ok(sfd) = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+    else {
+        return 1;
+    };
+    // (pid inside, request id) of the processes still running.
+    let mut procs: Vec<(i32, u64)> = Vec::new();
+    loop {
+        let mut fds = [
+            PollFd::new(ctx.channel.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(_) => return 1,
+        }
+        let channel_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let child_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if channel_ready {
+            match ctx.channel.recv_parent_fds() {
+                Ok(None) => return 0,
+                Err(Errno::EINTR | Errno::EAGAIN) => {}
+                Err(Errno::EBADMSG) => {}
+                Err(_) => return 1,
+                Ok(Some((ParentMessage::Spawn(req), stdio))) => {
+                    if let Some(pid) = spawn_one(ctx, &req, stdio) {
+                        procs.push((pid, req.id));
+                    }
+                }
+                Ok(Some((ParentMessage::Signal { id, signal }, _))) => {
+                    if let (Some((pid, _)), Ok(sig)) = (
+                        procs.iter().find(|(_, i)| *i == id),
+                        Signal::try_from(signal),
+                    ) {
+                        // The program is a session leader (new_session), so
+                        // its pid is its process group.
+                        let _ = kill(Pid::from_raw(-pid), sig);
+                        let _ = kill(Pid::from_raw(*pid), sig);
+                    }
+                }
+                Ok(Some((ParentMessage::Go, _))) => {}
+            }
+        }
+        if child_ready {
+            while let Ok(Some(_)) = sfd.read_signal() {}
+            while let Ok(Some(r)) = sys::reap_any() {
+                let Some(pos) = procs.iter().position(|(p, _)| *p == r.pid) else {
+                    continue;
+                };
+                let (_, id) = procs.swap_remove(pos);
+                let _ = ctx.channel.send_child(
+                    &ChildMessage::ProcessExited {
+                        id,
+                        code: r.code,
+                        signal: r.signal,
+                        cpu_user_us: r.user_us,
+                        cpu_system_us: r.system_us,
+                        max_rss_kb: r.max_rss_kb,
+                    },
+                    None,
+                );
+            }
+        }
+    }
+}
+
+/// Starts one requested process; its pid on success. Failures go back to
+/// the supervisor as `SpawnFailed`, never as a log line.
+fn spawn_one(
+    ctx: &ChildContext<'_>,
+    req: &super::channel::SpawnRequest,
+    stdio: Vec<OwnedFd>,
+) -> Option<i32> {
+    let fail = |err: StepError| {
+        let _ = ctx.channel.send_child(
+            &ChildMessage::SpawnFailed {
+                id: req.id,
+                step: err.step.to_string(),
+                errno: err.errno.map(|e| e as i32),
+                message: err.message,
+            },
+            None,
+        );
+        None
+    };
+    let cstrings = |items: &[String], what: &str| -> Result<Vec<CString>, StepError> {
+        items
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| StepError::new("validate", None, format!("{what} holds a NUL byte")))
+    };
+    let (args, env) = match (cstrings(&req.args, "argv"), cstrings(&req.env, "env")) {
+        (Ok(a), Ok(e)) if !a.is_empty() => (a, e),
+        (Err(er), _) | (_, Err(er)) => return fail(er),
+        _ => return fail(StepError::new("validate", None, "empty argv".into())),
+    };
+    let path = req
+        .env
+        .iter()
+        .find_map(|v| v.strip_prefix("PATH="))
+        .unwrap_or(crate::options::defaults::PATH);
+    let path_dirs: Vec<String> = path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let pty = match req.terminal {
+        Some((rows, cols)) => match new_pty(Some(sys::WinSize { rows, cols })) {
+            Ok(p) => Some(p),
+            Err(er) => return fail(er),
+        },
+        None => None,
+    };
+    let mut raw = [0 as RawFd; 3];
+    if pty.is_none() {
+        if stdio.len() != 3 {
+            return fail(StepError::new(
+                "stdio",
+                None,
+                format!("expected 3 stdio fds, got {}", stdio.len()),
+            ));
+        }
+        for (slot, fd) in raw.iter_mut().zip(&stdio) {
+            *slot = fd.as_raw_fd();
+        }
+    }
+    let cwd = Path::new(&req.cwd);
+    let launch = Launch {
+        args: &args,
+        env: &env,
+        path_dirs: &path_dirs,
+        cwd,
+        stdio: raw,
+    };
+    let slave = pty.as_ref().map(|(_, s)| s.as_raw_fd());
+    let mut stack = vec![0u8; PROGRAM_STACK];
+    // Written by the child (it shares our memory and we are suspended until
+    // it execs or exits, as posix_spawn reports its errors).
+    let mut failure: Option<StepError> = None;
+    let mut child = || {
+        let err = program(ctx, slave, &launch);
+        let status = failed_status(&err);
+        failure = Some(err);
+        status
+    };
+    let spawned = sys::spawn_shared_vm(&mut stack, &mut child);
+    drop(stdio);
+    let pid = match spawned {
+        Ok(pid) => pid,
+        Err(er) => return fail(e("spawn_program", er, "clone")),
+    };
+    if let Some(err) = failure {
+        // The child has exited; SIGCHLD reaps it (it is not in `procs`).
+        return fail(err);
+    }
+    let master = pty.map(|(m, _)| m);
+    let _ = ctx.channel.send_child(
+        &ChildMessage::Spawned { id: req.id, pid },
+        master.as_ref().map(|m| m.as_fd()),
+    );
+    Some(pid)
 }

@@ -165,6 +165,30 @@ impl Sandbox {
         self.pty_master.as_ref().map(|f| f.as_fd())
     }
 
+    /// The pidfd of PID 1 (readable when it has exited).
+    pub fn pidfd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// The channel to PID 1. In session mode the caller speaks the session
+    /// protocol on it (`SpawnRequest`, `ChildMessage::Spawned`, ...).
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Session mode: ends the session. Kills everything in it, reaps PID
+    /// 1, reads the cgroup's final accounting and removes the cgroup.
+    pub fn end_session(mut self) -> (crate::cgroup::CgroupStats, Result<(), CgroupError>) {
+        self.kill();
+        let stats = self
+            .cgroup
+            .as_ref()
+            .and_then(|c| c.stats().ok())
+            .unwrap_or_default();
+        let removed = self.teardown();
+        (stats, removed)
+    }
+
     /// SIGKILL to PID 1 (the kernel then kills the whole pid namespace) and
     /// to every task of the cgroup.
     pub fn kill(&self) {
@@ -327,6 +351,7 @@ impl Sandbox {
                 join_cgroup: &join_raw,
                 bind_trees: &bind_trees_raw,
                 new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
+                session: opts.session,
             }),
             CloneResult::Parent { pid, pidfd } => match pidfd {
                 Some(fd) => (pid, fd),
@@ -404,7 +429,7 @@ impl Sandbox {
                 .map_err(sys_err("read from the child"))?
             {
                 Some((ChildMessage::PtyMaster, Some(fd))) => self.pty_master = Some(fd),
-                Some((ChildMessage::Started { .. }, _)) => return Ok(()),
+                Some((ChildMessage::Started { .. } | ChildMessage::Ready, _)) => return Ok(()),
                 Some((
                     ChildMessage::StepFailed {
                         step,

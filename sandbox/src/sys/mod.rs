@@ -656,3 +656,82 @@ pub fn move_mount_to(fd: BorrowedFd<'_>, target: &std::path::Path) -> Result<(),
         Ok(())
     }
 }
+
+/// Takes ownership of an fd this process inherited at a fixed number (a
+/// helper's control socket, passed by its parent as fd 3). Fails with EBADF
+/// when nothing is open there.
+pub fn take_inherited_fd(fd: RawFd) -> Result<OwnedFd, Errno> {
+    nix::fcntl::fcntl(
+        // SAFETY: we only borrow `fd` for this F_GETFD probe; EBADF when closed.
+        unsafe { BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )?;
+    // SAFETY: the fd is open (checked above) and was handed to this process
+    // for it to own; no other OwnedFd refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// One reaped child with its resource usage (that of the child and of the
+/// descendants it waited for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reaped {
+    pub pid: i32,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub user_us: u64,
+    pub system_us: u64,
+    pub max_rss_kb: u64,
+}
+
+/// `wait4(-1, WNOHANG)`: `Ok(None)` when no child has ended (or none is left).
+pub fn reap_any() -> Result<Option<Reaped>, Errno> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: all-zero is a valid `rusage` (plain integers and timevals).
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers refer to live locals for the duration of the call.
+    let pid = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut ru) };
+    if pid < 0 {
+        let e = Errno::last();
+        return if e == Errno::ECHILD { Ok(None) } else { Err(e) };
+    }
+    if pid == 0 {
+        return Ok(None);
+    }
+    let us = |tv: libc::timeval| (tv.tv_sec as u64) * 1_000_000 + tv.tv_usec as u64;
+    let (code, signal) = if libc::WIFEXITED(status) {
+        (Some(libc::WEXITSTATUS(status)), None)
+    } else if libc::WIFSIGNALED(status) {
+        (None, Some(libc::WTERMSIG(status)))
+    } else {
+        (None, None)
+    };
+    Ok(Some(Reaped {
+        pid,
+        code,
+        signal,
+        user_us: us(ru.ru_utime),
+        system_us: us(ru.ru_stime),
+        max_rss_kb: ru.ru_maxrss.max(0) as u64,
+    }))
+}
+
+/// Makes `fd` appear as `target` (without close-on-exec) in the program a
+/// `Command` starts: how the daemon hands a helper its control socket.
+pub fn pass_fd_to_command(cmd: &mut std::process::Command, fd: RawFd, target: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe calls (dup2, fcntl) on fd numbers; it
+    // allocates nothing and touches no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == target {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, target) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

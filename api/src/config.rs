@@ -1,0 +1,121 @@
+//! The daemon's configuration: embedded defaults, an optional TOML file,
+//! then command-line flags (applied by the binary).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// A bearer token and the tenant it acts for.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: String,
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    /// TCP listener; `None` turns it off.
+    pub listen: Option<SocketAddr>,
+    /// Besides root (and the daemon's own uid), members of this group may
+    /// use the Unix socket.
+    pub socket_group: Option<String>,
+    /// TCP clients must present one of these (`Authorization: Bearer`).
+    /// Without any, only a loopback listener is allowed and its clients
+    /// act as tenant `default`.
+    pub tokens: Vec<TokenConfig>,
+    /// Sessions in all and per tenant.
+    pub max_sessions: usize,
+    pub max_sessions_per_tenant: usize,
+    /// Default and largest limits of a session.
+    pub default_memory: u64,
+    pub max_memory: u64,
+    pub default_pids: u64,
+    pub max_pids: u64,
+    pub default_disk: u64,
+    pub max_disk: u64,
+    pub max_cpus: f64,
+    /// TTL when a request names none, and the largest allowed.
+    pub default_ttl_seconds: u64,
+    pub max_ttl_seconds: u64,
+    /// A detached PTY's process is ended after this long without input.
+    pub pty_idle_timeout_seconds: u64,
+    /// Exec: default timeout and output cap.
+    pub exec_timeout_ms: u64,
+    pub exec_output_limit: u64,
+    /// Largest request body (JSON, file uploads).
+    pub max_body_bytes: usize,
+    /// uid pool: base, slot count.
+    pub uid_pool_base: u32,
+    pub uid_pool_slots: u32,
+    pub landlock: bool,
+    /// Serve the terminal page at `/`.
+    pub console: bool,
+    /// Directory holding `@xterm/xterm` and `@xterm/addon-attach` (an npm
+    /// `node_modules`).
+    pub console_assets: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("/var/lib/runtimed"),
+            socket: PathBuf::from("/run/runtimed/runtimed.sock"),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 7070))),
+            socket_group: None,
+            tokens: Vec::new(),
+            max_sessions: 1000,
+            max_sessions_per_tenant: 200,
+            default_memory: 512 << 20,
+            max_memory: 16 << 30,
+            default_pids: 256,
+            max_pids: 16384,
+            default_disk: 256 << 20,
+            max_disk: 8 << 30,
+            max_cpus: 64.0,
+            default_ttl_seconds: 3600,
+            max_ttl_seconds: 7 * 24 * 3600,
+            pty_idle_timeout_seconds: 900,
+            exec_timeout_ms: 60_000,
+            exec_output_limit: 4 << 20,
+            max_body_bytes: 16 << 20,
+            uid_pool_base: sandbox::options::defaults::UID_POOL_BASE,
+            uid_pool_slots: sandbox::options::defaults::UID_POOL_SLOTS,
+            landlock: true,
+            console: false,
+            console_assets: None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the combination before anything listens.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(addr) = self.listen {
+            if !addr.ip().is_loopback() && self.tokens.is_empty() {
+                return Err(format!(
+                    "listening on {addr} (not loopback) needs tokens in the config file"
+                ));
+            }
+        }
+        for t in &self.tokens {
+            if t.token.len() < 16 {
+                return Err(format!(
+                    "token of tenant {:?} is shorter than 16 characters",
+                    t.tenant
+                ));
+            }
+            if t.tenant.is_empty() {
+                return Err("a token has an empty tenant".into());
+            }
+        }
+        if self.max_sessions == 0 || self.max_sessions_per_tenant == 0 {
+            return Err("max_sessions and max_sessions_per_tenant must be positive".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! The `sandbox-host` helper: one single-threaded process per session,
+//! re-executed from the daemon's binary (`runtimed sandbox-host`), because
+//! namespaces must never be set up from a thread of the multi-threaded
+//! daemon (docs/process-model.md).
+//!
+//! The daemon passes a SOCK_SEQPACKET control socket as fd 3 and sends one
+//! [`HostRequest`]. The helper creates the session sandbox, answers
+//! [`HostReply::Ready`] with two fds (the channel to the sandbox's PID 1,
+//! which the daemon then speaks the session protocol on, and PID 1's
+//! pidfd), and waits. When the control socket closes (the daemon deleted
+//! the session, or the daemon died, even by SIGKILL) or PID 1 ends, the
+//! helper kills everything in the sandbox, removes its cgroup, sends
+//! [`HostReply::Ended`] if anyone still listens, and exits. So no sandbox
+//! outlives its daemon, and no cgroup is left behind on any of these paths.
+
+use std::os::fd::AsFd;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use oci_spec::runtime::Spec;
+use sandbox::cgroup::CgroupStats;
+use sandbox::process::channel::Channel;
+use sandbox::{RunOptions, Sandbox, SeccompProfile, StepFailure, UidPoolConfig};
+use serde::{Deserialize, Serialize};
+
+/// The fd number of the control socket in the helper.
+pub const CONTROL_FD: i32 = 3;
+
+/// What the daemon asks of a helper.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HostRequest {
+    pub id: String,
+    pub spec: Spec,
+    pub seccomp: String,
+    pub landlock: bool,
+    pub uid_pool: (u32, u32, u32),
+    pub run_dir: String,
+}
+
+/// What a helper reports.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum HostReply {
+    /// The session runs; fds: PID 1's channel, PID 1's pidfd.
+    Ready {
+        init_pid: i32,
+        host_uid: u32,
+        cgroup_paths: Vec<String>,
+    },
+    /// The sandbox could not be created (`invalid_spec`: the request was at
+    /// fault; otherwise the host or runtimed was).
+    Failed {
+        error: StepFailure,
+        invalid_spec: bool,
+    },
+    /// The session is over and cleaned up (`teardown_error` when the cgroup
+    /// could not be removed).
+    Ended {
+        stats: CgroupStats,
+        teardown_error: Option<String>,
+    },
+}
+
+/// Messages from the daemon after `Ready`.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum HostCommand {
+    /// End the session now (the same as closing the socket, but the reply
+    /// `Ended` tells when everything is gone).
+    Stop,
+}
+
+/// Entry point of `runtimed sandbox-host`; returns the exit status.
+pub fn main() -> i32 {
+    let control = match sandbox::sys::take_inherited_fd(CONTROL_FD) {
+        Ok(fd) => Channel::from_fd(fd),
+        Err(e) => {
+            eprintln!("runtimed: sandbox-host needs its control socket as fd {CONTROL_FD}: {e}");
+            return 2;
+        }
+    };
+    let req = match control.recv_json::<HostRequest>() {
+        Ok(Some((r, _))) => r,
+        Ok(None) => return 0,
+        Err(e) => {
+            eprintln!("runtimed: sandbox-host: bad request: {e}");
+            return 2;
+        }
+    };
+    let seccomp = match req.seccomp.parse::<SeccompProfile>() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = control.send_json(
+                &HostReply::Failed {
+                    error: StepFailure {
+                        step: "validate".into(),
+                        errno: None,
+                        message: e.to_string(),
+                    },
+                    invalid_spec: true,
+                },
+                &[],
+            );
+            return 1;
+        }
+    };
+    let opts = RunOptions {
+        sandbox_id: Some(req.id.clone()),
+        seccomp,
+        landlock: req.landlock,
+        uid_pool: UidPoolConfig {
+            base: req.uid_pool.0,
+            slot_size: req.uid_pool.1,
+            slots: req.uid_pool.2,
+        },
+        run_dir: req.run_dir.clone().into(),
+        session: true,
+        ..RunOptions::default()
+    };
+    let sb = match Sandbox::create(&req.spec, opts) {
+        Ok(sb) => sb,
+        Err(e) => {
+            let invalid_spec = matches!(
+                e,
+                sandbox::SandboxError::Spec(_) | sandbox::SandboxError::Options(_)
+            );
+            let _ = control.send_json(
+                &HostReply::Failed {
+                    error: e.as_step_failure(),
+                    invalid_spec,
+                },
+                &[],
+            );
+            return 1;
+        }
+    };
+    let ready = HostReply::Ready {
+        init_pid: sb.init_pid(),
+        host_uid: sb.host_uid_base(),
+        cgroup_paths: sb
+            .cgroup()
+            .map(|c| c.paths().iter().map(|p| p.display().to_string()).collect())
+            .unwrap_or_default(),
+    };
+    if control
+        .send_json(&ready, &[sb.channel().as_fd(), sb.pidfd()])
+        .is_ok()
+    {
+        wait_for_end(&control, &sb);
+    }
+    let (stats, removed) = sb.end_session();
+    let _ = control.send_json(
+        &HostReply::Ended {
+            stats,
+            teardown_error: removed.err().map(|e| e.to_string()),
+        },
+        &[],
+    );
+    0
+}
+
+/// Blocks until the daemon says stop or goes away, or PID 1 ends.
+fn wait_for_end(control: &Channel, sb: &Sandbox) {
+    loop {
+        let mut fds = [
+            PollFd::new(control.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sb.pidfd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return;
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            match control.recv_json::<HostCommand>() {
+                Ok(Some((HostCommand::Stop, _))) | Ok(None) => return,
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}

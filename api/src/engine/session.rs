@@ -1,0 +1,393 @@
+//! One session's sandbox from the daemon's side: start it through a
+//! helper, spawn processes in it through its PID 1, end it.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oci_spec::runtime::Spec;
+use sandbox::cgroup::CgroupStats;
+use sandbox::process::channel::{Channel, ChildMessage, ParentMessage, SpawnRequest};
+use sandbox::StepFailure;
+use tokio::sync::{mpsc, watch};
+
+use super::host::{HostCommand, HostReply, HostRequest, CONTROL_FD};
+use super::{AsyncChannel, EngineConfig};
+
+/// How long a helper may take to set up a sandbox.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long ending a session may take before we stop waiting for the
+/// helper's word (it still cleans up on its own).
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a session sandbox did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The request's spec was refused by the sandbox's validation.
+    #[error("{0}")]
+    Invalid(StepFailure),
+    /// A setup step failed on this host.
+    #[error("{0}")]
+    Setup(StepFailure),
+    #[error("sandbox helper: {0}")]
+    Helper(String),
+}
+
+/// What happens to a spawned process, in order: `Spawned` (or `Failed`),
+/// then `Exited`; `SessionGone` when the session ended first.
+#[derive(Debug)]
+pub enum ProcEvent {
+    Spawned { pid: i32, master: Option<OwnedFd> },
+    Failed(StepFailure),
+    Exited(ExitStatus),
+    SessionGone,
+}
+
+/// How a spawned process ended, with its rusage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ExitStatus {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub cpu_user_us: u64,
+    pub cpu_system_us: u64,
+    pub max_rss_kb: u64,
+}
+
+/// A running session sandbox.
+pub struct SessionSandbox {
+    pub id: String,
+    /// Host pid of PID 1 (its /proc/<pid>/root reaches the session's files).
+    pub init_pid: i32,
+    /// Host uid/gid that uid 0 inside maps to.
+    pub host_uid: u32,
+    pub cgroup_paths: Vec<String>,
+    pid1: Arc<AsyncChannel>,
+    control: AsyncChannel,
+    /// PID 1's pidfd: kept so that `init_pid` cannot be reused while we
+    /// hold this value (and to see that PID 1 is gone).
+    _pidfd: OwnedFd,
+    waiters: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<ProcEvent>>>>,
+    next_id: AtomicU64,
+    /// Becomes true when PID 1's channel closed (the session is over).
+    gone: watch::Receiver<bool>,
+    stopped: AtomicBool,
+    helper: tokio::sync::Mutex<Option<tokio::process::Child>>,
+}
+
+impl SessionSandbox {
+    /// Starts a helper that creates a session sandbox for `spec`.
+    pub async fn start(
+        cfg: &EngineConfig,
+        id: &str,
+        spec: &Spec,
+        seccomp: &str,
+    ) -> Result<Arc<SessionSandbox>, StartError> {
+        let helper_err =
+            |what: &str, e: &dyn std::fmt::Display| StartError::Helper(format!("{what}: {e}"));
+        let (ours, theirs) = Channel::pair().map_err(|e| helper_err("socketpair", &e))?;
+        let mut cmd = std::process::Command::new(&cfg.exe);
+        cmd.arg("sandbox-host")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        // Its own process group: a Ctrl-C meant for the daemon must not
+        // kill helpers before they tear down their sandboxes.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        sandbox::sys::pass_fd_to_command(&mut cmd, theirs.raw_fd(), CONTROL_FD);
+        let mut child = tokio::process::Command::from(cmd)
+            .spawn()
+            .map_err(|e| helper_err(&format!("start {}", cfg.exe.display()), &e))?;
+        drop(theirs);
+        let control = AsyncChannel::new(ours.into_fd()).map_err(|e| helper_err("control", &e))?;
+        let req = HostRequest {
+            id: id.to_string(),
+            spec: spec.clone(),
+            seccomp: seccomp.to_string(),
+            landlock: cfg.landlock,
+            uid_pool: cfg.uid_pool,
+            run_dir: cfg.run_dir.display().to_string(),
+        };
+        let reply = async {
+            control.send(&req, &[]).await?;
+            control.recv::<HostReply>().await
+        };
+        let reply = match tokio::time::timeout(START_TIMEOUT, reply).await {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(StartError::Helper(format!(
+                    "the sandbox did not start within {START_TIMEOUT:?}"
+                )));
+            }
+        };
+        let (init_pid, host_uid, cgroup_paths, fds) = match reply {
+            Ok(Some((
+                HostReply::Ready {
+                    init_pid,
+                    host_uid,
+                    cgroup_paths,
+                },
+                fds,
+            ))) if fds.len() == 2 => (init_pid, host_uid, cgroup_paths, fds),
+            other => {
+                let _ = child.wait().await;
+                return Err(match other {
+                    Ok(Some((
+                        HostReply::Failed {
+                            error,
+                            invalid_spec,
+                        },
+                        _,
+                    ))) => {
+                        if invalid_spec {
+                            StartError::Invalid(error)
+                        } else {
+                            StartError::Setup(error)
+                        }
+                    }
+                    Ok(_) => StartError::Helper("the helper exited without a reply".into()),
+                    Err(e) => helper_err("control", &e),
+                });
+            }
+        };
+        let mut fds = fds.into_iter();
+        let (Some(chan), Some(pidfd)) = (fds.next(), fds.next()) else {
+            return Err(StartError::Helper("missing fds".into()));
+        };
+        let pid1 = Arc::new(AsyncChannel::new(chan).map_err(|e| helper_err("channel", &e))?);
+        let waiters: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<ProcEvent>>>> = Arc::default();
+        let (gone_tx, gone) = watch::channel(false);
+        tokio::spawn(read_pid1(pid1.clone(), waiters.clone(), gone_tx));
+        Ok(Arc::new(SessionSandbox {
+            id: id.to_string(),
+            init_pid,
+            host_uid,
+            cgroup_paths,
+            pid1,
+            control,
+            _pidfd: pidfd,
+            waiters,
+            next_id: AtomicU64::new(1),
+            gone,
+            stopped: AtomicBool::new(false),
+            helper: tokio::sync::Mutex::new(Some(child)),
+        }))
+    }
+
+    /// Whether the sandbox ended (PID 1 gone) or was stopped.
+    pub fn is_gone(&self) -> bool {
+        *self.gone.borrow() || self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when PID 1's channel closes.
+    pub async fn wait_gone(&self) {
+        let mut rx = self.gone.clone();
+        let _ = rx.wait_for(|g| *g).await;
+    }
+
+    /// Starts a process; `stdio` (stdin, stdout, stderr) unless `terminal`.
+    /// Returns the process's id, its pid inside, the pty master (terminal)
+    /// and its event stream.
+    pub async fn spawn(
+        &self,
+        args: Vec<String>,
+        env: Vec<String>,
+        cwd: String,
+        terminal: Option<(u16, u16)>,
+        stdio: &[BorrowedFd<'_>],
+    ) -> Result<Spawned, SpawnError> {
+        if self.is_gone() {
+            return Err(SpawnError::SessionGone);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        if let Ok(mut w) = self.waiters.lock() {
+            w.insert(id, tx);
+        }
+        let req = ParentMessage::Spawn(SpawnRequest {
+            id,
+            args,
+            env,
+            cwd,
+            terminal,
+        });
+        if self.pid1.send(&req, stdio).await.is_err() {
+            self.forget(id);
+            return Err(SpawnError::SessionGone);
+        }
+        match rx.recv().await {
+            Some(ProcEvent::Spawned { pid, master }) => Ok(Spawned {
+                id,
+                pid,
+                master,
+                events: rx,
+            }),
+            Some(ProcEvent::Failed(f)) => Err(SpawnError::Failed(f)),
+            _ => Err(SpawnError::SessionGone),
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut w) = self.waiters.lock() {
+            w.remove(&id);
+        }
+    }
+
+    /// Sends `signal` to the process group of process `id`.
+    pub async fn signal(&self, id: u64, signal: i32) {
+        let _ = self
+            .pid1
+            .send(&ParentMessage::Signal { id, signal }, &[])
+            .await;
+    }
+
+    /// The cgroup's accounting right now.
+    pub fn stats(&self) -> Option<CgroupStats> {
+        let mgr = sandbox::process::spawn::cgroup_manager().ok()?;
+        mgr.stats_of(&self.id).ok()?
+    }
+
+    /// Ends the session: the helper kills everything in the sandbox and
+    /// removes its cgroup; returns when it said so (or after a timeout).
+    pub async fn stop(&self) -> Option<CgroupStats> {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        let ended = async {
+            let _ = self.control.send(&HostCommand::Stop, &[]).await;
+            loop {
+                match self.control.recv::<HostReply>().await {
+                    Ok(Some((HostReply::Ended { stats, .. }, _))) => return Some(stats),
+                    Ok(Some(_)) => continue,
+                    _ => return None,
+                }
+            }
+        };
+        let stats = tokio::time::timeout(STOP_TIMEOUT, ended)
+            .await
+            .ok()
+            .flatten();
+        if let Some(mut child) = self.helper.lock().await.take() {
+            let _ = tokio::time::timeout(STOP_TIMEOUT, child.wait()).await;
+        }
+        stats
+    }
+}
+
+/// A started process.
+pub struct Spawned {
+    pub id: u64,
+    pub pid: i32,
+    pub master: Option<OwnedFd>,
+    pub events: mpsc::UnboundedReceiver<ProcEvent>,
+}
+
+impl Spawned {
+    /// Waits for the process's end (`None`: the session ended first).
+    pub async fn wait(&mut self) -> Option<ExitStatus> {
+        loop {
+            match self.events.recv().await {
+                Some(ProcEvent::Exited(s)) => return Some(s),
+                Some(ProcEvent::SessionGone) | None => return None,
+                Some(_) => continue,
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("{0}")]
+    Failed(StepFailure),
+    #[error("the session has ended")]
+    SessionGone,
+}
+
+/// Dispatches PID 1's messages to the waiting callers.
+async fn read_pid1(
+    chan: Arc<AsyncChannel>,
+    waiters: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<ProcEvent>>>>,
+    gone: watch::Sender<bool>,
+) {
+    loop {
+        let msg = match chan.recv::<ChildMessage>().await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EBADMSG) => continue,
+            Err(_) => break,
+        };
+        let (id, event, done) = match msg {
+            (ChildMessage::Spawned { id, pid }, fds) => (
+                id,
+                ProcEvent::Spawned {
+                    pid,
+                    master: fds.into_iter().next(),
+                },
+                false,
+            ),
+            (
+                ChildMessage::SpawnFailed {
+                    id,
+                    step,
+                    errno,
+                    message,
+                },
+                _,
+            ) => (
+                id,
+                ProcEvent::Failed(StepFailure {
+                    step,
+                    errno: errno
+                        .map(|e| sandbox::process::errno_name(nix::errno::Errno::from_raw(e))),
+                    message,
+                }),
+                true,
+            ),
+            (
+                ChildMessage::ProcessExited {
+                    id,
+                    code,
+                    signal,
+                    cpu_user_us,
+                    cpu_system_us,
+                    max_rss_kb,
+                },
+                _,
+            ) => (
+                id,
+                ProcEvent::Exited(ExitStatus {
+                    code,
+                    signal,
+                    cpu_user_us,
+                    cpu_system_us,
+                    max_rss_kb,
+                }),
+                true,
+            ),
+            _ => continue,
+        };
+        if let Ok(mut w) = waiters.lock() {
+            if let Some(tx) = w.get(&id) {
+                let _ = tx.send(event);
+            }
+            if done {
+                w.remove(&id);
+            }
+        }
+    }
+    let _ = gone.send(true);
+    if let Ok(mut w) = waiters.lock() {
+        for (_, tx) in w.drain() {
+            let _ = tx.send(ProcEvent::SessionGone);
+        }
+    }
+}
+
+/// Keeps `fd` borrowed as long as `owner` lives (helper for callers that
+/// own fds in a Vec).
+pub fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
+    fds.iter().map(|f| f.as_fd()).collect()
+}

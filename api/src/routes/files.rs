@@ -1,0 +1,190 @@
+//! Files of a session's /workspace: `GET/PUT/DELETE
+//! /v1/sessions/{id}/files/{path}` (raw bytes; a directory lists its
+//! entries as JSON), and tar archives of a directory
+//! (`GET/PUT /v1/sessions/{id}/archive?path=DIR`). Every path is resolved
+//! inside the workspace (`workspace::Workspace`), whatever symlinks the
+//! programs inside made.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::state::{AppState, Session, Tenant};
+use crate::workspace::{Node, Workspace};
+
+/// Largest file or archive served.
+const MAX_READ: u64 = 64 << 20;
+
+/// Opens the session's workspace from the host through PID 1's root.
+pub fn workspace_of(session: &Session) -> Result<Workspace, ApiError> {
+    let sb = session.running()?;
+    let owner = sb.host_uid + sandbox::options::defaults::UID;
+    let dir = std::path::PathBuf::from(format!("/proc/{}/root/workspace", sb.init_pid));
+    Ok(Workspace::open(&dir, (owner, owner))?)
+}
+
+/// Runs `f` with this thread's filesystem uid/gid set to the session
+/// user's host ids, restored afterwards. The workspace is a tmpfs owned by
+/// the session's user namespace: files the host's root creates there would
+/// have an owner unmapped inside (the kernel refuses: EOVERFLOW), and the
+/// session user's own permissions are the right ones for its files anyway
+/// (with a non-zero fsuid the filesystem capabilities are not in effect).
+pub fn as_session_user<T>(
+    owner: u32,
+    f: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            nix::unistd::setfsgid(nix::unistd::Gid::from_raw(0));
+            nix::unistd::setfsuid(nix::unistd::Uid::from_raw(0));
+        }
+    }
+    let _restore = Restore;
+    nix::unistd::setfsgid(nix::unistd::Gid::from_raw(owner));
+    nix::unistd::setfsuid(nix::unistd::Uid::from_raw(owner));
+    f()
+}
+
+/// Opens the session's workspace (as root: /proc/<pid>/root needs it),
+/// then runs `op` on it as the session user, on a blocking thread.
+async fn with_workspace<T: Send + 'static>(
+    session: Arc<Session>,
+    op: impl FnOnce(&Workspace) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    blocking(move || {
+        let ws = workspace_of(&session)?;
+        let owner = session.running()?.host_uid + sandbox::options::defaults::UID;
+        as_session_user(owner, || op(&ws))
+    })
+    .await
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+/// Read a file (raw bytes) or list a directory (JSON).
+#[utoipa::path(get, path = "/v1/sessions/{id}/files/{path}", params(("id" = String, Path), ("path" = String, Path)),
+    responses((status = 200, description = "file bytes, or a JSON listing of a directory"), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path((id, path)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    read(state, tenant, id, path).await
+}
+
+pub async fn get_root(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    read(state, tenant, id, String::new()).await
+}
+
+async fn read(
+    state: Arc<AppState>,
+    tenant: Tenant,
+    id: String,
+    path: String,
+) -> Result<Response, ApiError> {
+    let session = state.get(&tenant, &id)?;
+    session.touch();
+    let node = with_workspace(session, move |ws| Ok(ws.read(&path, MAX_READ)?)).await?;
+    Ok(match node {
+        Node::File(bytes) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
+        Node::Dir(entries) => axum::Json(serde_json::json!({ "entries": entries })).into_response(),
+    })
+}
+
+/// Write a file (`?parents=true` creates missing directories).
+#[utoipa::path(put, path = "/v1/sessions/{id}/files/{path}", params(("id" = String, Path), ("path" = String, Path), ("parents" = Option<bool>, Query)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn put(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path((id, path)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let session = state.get(&tenant, &id)?;
+    session.touch();
+    let parents = flag(&q, "parents")?;
+    with_workspace(session, move |ws| Ok(ws.write(&path, &body, parents)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove a file, a symlink, or (`?recursive=true`) a directory tree.
+#[utoipa::path(delete, path = "/v1/sessions/{id}/files/{path}", params(("id" = String, Path), ("path" = String, Path), ("recursive" = Option<bool>, Query)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path((id, path)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let session = state.get(&tenant, &id)?;
+    session.touch();
+    let recursive = flag(&q, "recursive")?;
+    with_workspace(session, move |ws| Ok(ws.remove(&path, recursive)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn flag(q: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match q.get(name).map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::invalid(format!(
+            "{name}={other}: use true or false"
+        ))),
+    }
+}
+
+/// A tar of a directory (`?path=`, default the workspace).
+#[utoipa::path(get, path = "/v1/sessions/{id}/archive", params(("id" = String, Path), ("path" = Option<String>, Query)),
+    responses((status = 200, description = "application/x-tar"), (status = 404, body = ErrorBody)))]
+pub async fn archive_get(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let session = state.get(&tenant, &id)?;
+    session.touch();
+    let path = q.get("path").cloned().unwrap_or_default();
+    let tar = with_workspace(session, move |ws| Ok(ws.tar(&path, MAX_READ)?)).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
+}
+
+/// Unpack a tar into a directory (`?path=`, created when missing).
+#[utoipa::path(put, path = "/v1/sessions/{id}/archive", params(("id" = String, Path), ("path" = Option<String>, Query)),
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses((status = 200, description = "{entries: N}"), (status = 400, body = ErrorBody)))]
+pub async fn archive_put(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let session = state.get(&tenant, &id)?;
+    session.touch();
+    let path = q.get("path").cloned().unwrap_or_default();
+    let max = session.limits.disk_bytes;
+    let n = with_workspace(session, move |ws| Ok(ws.untar(&path, &body, max)?)).await?;
+    Ok(axum::Json(serde_json::json!({ "entries": n })).into_response())
+}

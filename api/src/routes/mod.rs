@@ -1,0 +1,58 @@
+//! The router: one file per resource. `router()` needs no socket, so tests
+//! drive it with `tower::ServiceExt::oneshot`.
+
+pub mod exec;
+pub mod files;
+pub mod pty;
+pub mod run;
+pub mod sessions;
+pub mod system;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let authed = Router::new()
+        .route("/v1/sessions", post(sessions::create).get(sessions::list))
+        .route(
+            "/v1/sessions/{id}",
+            get(sessions::get).delete(sessions::delete),
+        )
+        .route("/v1/sessions/{id}/exec", post(exec::exec))
+        .route("/v1/sessions/{id}/pty", get(pty::open))
+        .route("/v1/sessions/{id}/ptys", get(pty::list))
+        .route(
+            "/v1/sessions/{id}/ptys/{pty_id}",
+            get(pty::attach).delete(pty::delete),
+        )
+        .route("/v1/sessions/{id}/files", get(files::get_root))
+        .route("/v1/sessions/{id}/files/", get(files::get_root))
+        .route(
+            "/v1/sessions/{id}/files/{*path}",
+            get(files::get).put(files::put).delete(files::delete),
+        )
+        .route(
+            "/v1/sessions/{id}/archive",
+            get(files::archive_get).put(files::archive_put),
+        )
+        .route("/v1/run", post(run::run))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_tenant,
+        ));
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/metrics", get(system::metrics))
+        .route("/v1/openapi.json", get(system::openapi))
+        .route("/", get(system::console))
+        .route("/console/{name}", get(system::console_asset))
+        .merge(authed)
+        .fallback(system::fallback)
+        .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
+        .with_state(state)
+}

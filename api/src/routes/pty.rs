@@ -1,0 +1,256 @@
+//! Terminals over WebSocket. Binary frames carry raw terminal bytes both
+//! ways; text frames carry JSON control messages: from the client
+//! `{"type":"resize","cols":N,"rows":N}`, from the server
+//! `{"type":"exit","code":N}` (then the socket closes). Works with xterm.js
+//! and its attach addon (which sends keystrokes as text frames: a text
+//! frame that is not a control message is terminal input).
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+
+use crate::engine::pty::Pty;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::{AppState, Session, Tenant};
+use crate::types::{rfc3339, PtyInfo, PtyList};
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Control {
+    Resize { cols: u16, rows: u16 },
+}
+
+fn default_argv() -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "if [ -x /bin/bash ]; then exec /bin/bash -l; else exec /bin/sh -l; fi".into(),
+    ]
+}
+
+fn size_of(v: Option<&String>, name: &str, default: u16) -> Result<u16, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<u16>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::invalid(format!("{name}: 1..1000"))),
+    }
+}
+
+/// Open a new terminal in the session (WebSocket). Query: `cols`, `rows`,
+/// `argv` (repeatable; default a login shell).
+#[utoipa::path(get, path = "/v1/sessions/{id}/pty", params(("id" = String, Path), ("cols" = Option<u16>, Query), ("rows" = Option<u16>, Query), ("argv" = Option<String>, Query, description = "repeatable")),
+    responses((status = 101, description = "WebSocket"), (status = 404, body = ErrorBody)))]
+pub async fn open(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let session = state.get(&tenant, &id)?;
+    let sb = session.running()?.clone();
+    let q = q.unwrap_or_default();
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+    let cols = size_of(get("cols"), "cols", 80)?;
+    let rows = size_of(get("rows"), "rows", 24)?;
+    let mut argv: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "argv")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if argv.is_empty() {
+        argv = default_argv();
+    }
+    if argv.iter().any(|a| a.contains('\0')) || argv[0].is_empty() {
+        return Err(ApiError::invalid("argv: invalid"));
+    }
+    let env = session.process_env(&Default::default(), true);
+    let spawned = sb
+        .spawn(
+            argv.clone(),
+            env,
+            "/workspace".into(),
+            Some((rows, cols)),
+            &[],
+        )
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "spawn_failed", e.to_string()))?;
+    let n = session
+        .next_pty
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pty_id = format!("p{n}");
+    let pty = Pty::start(
+        pty_id.clone(),
+        argv,
+        (rows, cols),
+        spawned,
+        crate::state::now_unix(),
+    )
+    .map_err(|e| ApiError::internal(format!("pty: {e}")))?;
+    if let Ok(mut m) = session.ptys.lock() {
+        m.insert(pty_id, pty.clone());
+    }
+    session.touch();
+    Ok(ws.on_upgrade(move |socket| bridge(socket, pty, session)))
+}
+
+/// Reattach to a terminal: the scrollback first, then live output.
+#[utoipa::path(get, path = "/v1/sessions/{id}/ptys/{pty_id}", params(("id" = String, Path), ("pty_id" = String, Path)),
+    responses((status = 101, description = "WebSocket"), (status = 404, body = ErrorBody)))]
+pub async fn attach(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path((id, pty_id)): Path<(String, String)>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let session = state.get(&tenant, &id)?;
+    session.running()?;
+    let pty = find(&session, &pty_id)?;
+    session.touch();
+    Ok(ws.on_upgrade(move |socket| bridge(socket, pty, session)))
+}
+
+fn find(session: &Session, pty_id: &str) -> Result<Arc<Pty>, ApiError> {
+    session
+        .ptys
+        .lock()
+        .ok()
+        .and_then(|m| m.get(pty_id).cloned())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "pty_not_found",
+                format!("no terminal {pty_id:?} in session {}", session.id),
+            )
+        })
+}
+
+/// The session's terminals.
+#[utoipa::path(get, path = "/v1/sessions/{id}/ptys", params(("id" = String, Path)),
+    responses((status = 200, body = PtyList), (status = 404, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PtyList>, ApiError> {
+    let session = state.get(&tenant, &id)?;
+    let mut ptys: Vec<PtyInfo> = session
+        .ptys
+        .lock()
+        .map(|m| {
+            m.values()
+                .map(|p| {
+                    let (rows, cols) = p.size();
+                    PtyInfo {
+                        id: p.id.clone(),
+                        argv: p.argv.clone(),
+                        created_at: rfc3339(p.created_at),
+                        attached: p.attached(),
+                        rows,
+                        cols,
+                        exit_code: p.exit_code(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ptys.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(axum::Json(PtyList { ptys }))
+}
+
+/// End a terminal's process and forget it.
+#[utoipa::path(delete, path = "/v1/sessions/{id}/ptys/{pty_id}", params(("id" = String, Path), ("pty_id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path((id, pty_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let session = state.get(&tenant, &id)?;
+    let pty = find(&session, &pty_id)?;
+    if let Some(sb) = &session.sandbox {
+        pty.kill(sb).await;
+    }
+    if let Ok(mut m) = session.ptys.lock() {
+        m.remove(&pty_id);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Moves bytes between one WebSocket and a terminal until either ends.
+async fn bridge(socket: WebSocket, pty: Arc<Pty>, session: Arc<Session>) {
+    let _guard = pty.attached_guard();
+    let (mut tx, mut rx) = socket.split();
+    let (scrollback, mut live) = pty.attach();
+    if !scrollback.is_empty() && tx.send(Message::Binary(scrollback.into())).await.is_err() {
+        return;
+    }
+    let mut exit = pty.exit_watch();
+    if let Some(code) = pty.exit_code() {
+        let msg = serde_json::json!({"type": "exit", "code": code}).to_string();
+        let _ = tx.send(Message::Text(msg.into())).await;
+        let _ = tx.send(Message::Close(None)).await;
+        return;
+    }
+    loop {
+        tokio::select! {
+            msg = rx.next() => {
+                let Some(Ok(msg)) = msg else { return };
+                session.touch();
+                match msg {
+                    Message::Binary(b) if pty.write(&b).await.is_err() => return,
+                    Message::Binary(_) => {}
+                    Message::Text(t) => {
+                        match serde_json::from_str::<Control>(t.as_str()) {
+                            Ok(Control::Resize { cols, rows }) => {
+                                if (1..=1000).contains(&cols) && (1..=1000).contains(&rows) {
+                                    let _ = pty.resize(rows, cols);
+                                }
+                            }
+                            // Not a control message: keystrokes (xterm.js's
+                            // attach addon sends text frames).
+                            Err(_) => {
+                                if pty.write(t.as_bytes()).await.is_err() { return; }
+                            }
+                        }
+                    }
+                    Message::Close(_) => return,
+                    _ => {}
+                }
+            }
+            out = live.recv() => {
+                match out {
+                    Ok(bytes) => {
+                        if tx.send(Message::Binary(bytes)).await.is_err() { return; }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+            changed = exit.changed() => {
+                if changed.is_ok() && pty.exit_code().is_none() {
+                    continue;
+                }
+                // Deliver what is still queued, then the exit message.
+                while let Ok(bytes) = live.try_recv() {
+                    if tx.send(Message::Binary(bytes)).await.is_err() { return; }
+                }
+                let code = pty.exit_code().unwrap_or(-1);
+                let msg = serde_json::json!({"type": "exit", "code": code}).to_string();
+                let _ = tx.send(Message::Text(msg.into())).await;
+                let _ = tx.send(Message::Close(None)).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `POST /v1/run`: a fresh sandbox for one program (the "run this code"
+//! button): files written into /workspace, the program run, everything
+//! removed, the exec result returned.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Extension;
+
+use crate::engine::process;
+use crate::error::{ApiError, ErrorBody, Json};
+use crate::routes::exec::{exec_spec, result_of};
+use crate::routes::files::{as_session_user, workspace_of};
+use crate::state::{AppState, Tenant};
+use crate::types::{decode_input, CreateSession, ExecRequest, ExecResult, RunRequest};
+
+/// Run a program in a fresh sandbox.
+#[utoipa::path(post, path = "/v1/run", request_body = RunRequest,
+    responses((status = 200, body = ExecResult), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn run(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Json(req): Json<RunRequest>,
+) -> Result<axum::Json<ExecResult>, ApiError> {
+    // Everything is checked before a sandbox exists.
+    let mut files = Vec::with_capacity(req.files.len());
+    for f in &req.files {
+        files.push((
+            f.path.clone(),
+            decode_input(&f.content, f.encoding.as_deref(), "files[].content")?,
+        ));
+    }
+    if req.argv.is_empty() {
+        return Err(ApiError::invalid("argv: must name a program"));
+    }
+    let session = state
+        .create_session(
+            &tenant,
+            CreateSession {
+                image: req.image.clone(),
+                limits: req.limits.clone(),
+                ttl_seconds: None,
+                idle_timeout_seconds: None,
+                env: req.env.clone(),
+                labels: [("runtimed.run".to_string(), "true".to_string())].into(),
+            },
+        )
+        .await?;
+    let id = session.id.clone();
+    let result = async {
+        let spec = exec_spec(
+            &state,
+            &session,
+            ExecRequest {
+                argv: req.argv,
+                stdin: req.stdin,
+                stdin_encoding: req.stdin_encoding,
+                env: Default::default(),
+                cwd: None,
+                timeout_ms: req.timeout_ms,
+                output_limit: req.output_limit,
+            },
+        )?;
+        if !files.is_empty() {
+            let s = session.clone();
+            tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+                let ws = workspace_of(&s)?;
+                let owner = s.running()?.host_uid + sandbox::options::defaults::UID;
+                as_session_user(owner, || {
+                    for (path, data) in files {
+                        ws.write(&path, &data, true)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+        }
+        let sb = session.running()?.clone();
+        let outcome = process::exec(&sb, spec, None)
+            .await
+            .map_err(|e| ApiError::internal(format!("exec: {e}")))?;
+        state.metrics.result(outcome.termination, true);
+        Ok::<_, ApiError>(result_of(&outcome))
+    }
+    .await;
+    state.remove(&id, "run finished").await;
+    result.map(axum::Json)
+}

@@ -1,0 +1,76 @@
+//! `/v1/sessions`: create, list, get, delete.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Extension;
+
+use crate::error::{ApiError, ErrorBody, Json};
+use crate::state::{AppState, Tenant};
+use crate::types::{CreateSession, SessionInfo, SessionList};
+
+/// Create a session.
+#[utoipa::path(post, path = "/v1/sessions", request_body = CreateSession,
+    responses((status = 201, body = SessionInfo), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Json(req): Json<CreateSession>,
+) -> Result<impl IntoResponse, ApiError> {
+    let s = state.create_session(&tenant, req).await?;
+    Ok((StatusCode::CREATED, axum::Json(s.info(false))))
+}
+
+/// List the caller's sessions; `?label=k=v` (repeatable) filters.
+#[utoipa::path(get, path = "/v1/sessions", params(("label" = Option<String>, Query, description = "k=v; repeatable")),
+    responses((status = 200, body = SessionList)))]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    RawQuery(q): RawQuery,
+) -> Result<axum::Json<SessionList>, ApiError> {
+    let mut labels = Vec::new();
+    for (k, v) in form_urlencoded::parse(q.unwrap_or_default().as_bytes()) {
+        if k == "label" {
+            let (lk, lv) = v
+                .split_once('=')
+                .ok_or_else(|| ApiError::invalid("label filter must be k=v"))?;
+            labels.push((lk.to_string(), lv.to_string()));
+        }
+    }
+    let sessions = state
+        .list(&tenant, &labels)
+        .iter()
+        .map(|s| s.info(false))
+        .collect();
+    Ok(axum::Json(SessionList { sessions }))
+}
+
+/// One session with live usage.
+#[utoipa::path(get, path = "/v1/sessions/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<SessionInfo>, ApiError> {
+    let s = state.get(&tenant, &id)?;
+    let info = tokio::task::spawn_blocking(move || s.info(true))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(axum::Json(info))
+}
+
+/// Kill everything in the session and remove it.
+#[utoipa::path(delete, path = "/v1/sessions/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.delete(&tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,89 @@
+//! `/healthz`, `/metrics` (Prometheus), `/v1/openapi.json`, and the
+//! terminal page (`serve --console`).
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::auth::{is_operator, Peer};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ok")))]
+pub async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// Prometheus metrics (operators only: socket peers, or anyone when no
+/// tokens are configured).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "text/plain; version=0.0.4")))]
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    parts: axum::http::request::Parts,
+) -> Result<Response, ApiError> {
+    let peer = parts.extensions.get::<ConnectInfo<Peer>>();
+    if !is_operator(&state, peer.map(|c| &c.0)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "metrics are served to operators (the Unix socket) only",
+        ));
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(state.active()),
+    )
+        .into_response())
+}
+
+/// This document.
+pub async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(crate::openapi::document())
+}
+
+const CONSOLE_PAGE: &str = include_str!("../console.html");
+
+/// The terminal page.
+pub async fn console(State(state): State<Arc<AppState>>) -> Result<Html<&'static str>, ApiError> {
+    if !state.cfg.console {
+        return Err(not_found());
+    }
+    Ok(Html(CONSOLE_PAGE))
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// xterm.js files from the configured npm `node_modules`.
+pub async fn console_asset(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let (Some(dir), true) = (&state.cfg.console_assets, state.cfg.console) else {
+        return Err(not_found());
+    };
+    let (rel, mime) = match name.as_str() {
+        "xterm.js" => ("@xterm/xterm/lib/xterm.js", "text/javascript"),
+        "xterm.css" => ("@xterm/xterm/css/xterm.css", "text/css"),
+        "addon-attach.js" => ("@xterm/addon-attach/lib/addon-attach.js", "text/javascript"),
+        "addon-fit.js" => ("@xterm/addon-fit/lib/addon-fit.js", "text/javascript"),
+        _ => return Err(not_found()),
+    };
+    let bytes = tokio::fs::read(dir.join(rel)).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "console_asset_missing",
+            format!("{}: {e} (run npm ci in console/)", dir.join(rel).display()),
+        )
+    })?;
+    Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
+}
+
+/// Unknown routes get the JSON error shape too.
+pub async fn fallback() -> ApiError {
+    not_found()
+}

@@ -1,0 +1,186 @@
+//! `runtimed serve`: state, listeners (Unix socket and TCP, the same
+//! router), the reaper, and shutdown. SIGTERM/SIGINT: stop accepting, end
+//! every sandbox (their cgroups are removed by their helpers), exit.
+
+use std::future::IntoFuture;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::auth::Peer;
+use crate::config::Config;
+use crate::engine::EngineConfig;
+use crate::state::AppState;
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("cgroups: {0}")]
+    Cgroup(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. `exe` is the runtimed binary
+/// (re-executed as `sandbox-host` for every session).
+pub async fn serve(cfg: Config, exe: PathBuf) -> Result<(), ServeError> {
+    cfg.validate().map_err(ServeError::Config)?;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(ServeError::Config(
+            "runtimed serve needs root (sandboxes get their own host uid ranges)".into(),
+        ));
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(io(format!("create {}", cfg.data_dir.display())))?;
+    let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
+    // On cgroup v2 this moves the daemon into its supervisor leaf before any
+    // helper exists (helpers are born there and create cgroups beside it).
+    sandbox::process::spawn::cgroup_manager().map_err(|e| ServeError::Cgroup(e.to_string()))?;
+    let store = Store::open(&cfg.data_dir.join("runtimed.db"))?;
+    let engine = EngineConfig {
+        exe,
+        run_dir: PathBuf::from(sandbox::options::defaults::RUN_DIR),
+        uid_pool: (
+            cfg.uid_pool_base,
+            sandbox::options::defaults::UID_POOL_SLOT_SIZE,
+            cfg.uid_pool_slots,
+        ),
+        landlock: cfg.landlock,
+    };
+    let state = Arc::new(AppState::new(cfg.clone(), engine, store));
+    let lost = state
+        .recover()
+        .map_err(|e| ServeError::Other(e.to_string()))?;
+    if lost > 0 {
+        tracing::warn!(
+            lost,
+            "sessions of a previous daemon are lost (their processes ended with it)"
+        );
+        eprintln!("runtimed: {lost} session(s) of the previous daemon are reported as lost");
+    }
+
+    let unix = bind_unix(&cfg).await?;
+    let tcp = match cfg.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(io(format!("listen on {addr}")))?,
+        ),
+        None => None,
+    };
+    let app = crate::router(state.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut servers = Vec::new();
+    servers.push(tokio::spawn(
+        axum::serve(
+            unix,
+            app.clone().into_make_service_with_connect_info::<Peer>(),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
+    ));
+    if let Some(tcp) = tcp {
+        let addr = tcp.local_addr().ok();
+        servers.push(tokio::spawn(
+            axum::serve(tcp, app.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        ));
+        if let Some(a) = addr {
+            eprintln!("runtimed: listening on http://{a}");
+        }
+    }
+    eprintln!("runtimed: listening on {}", cfg.socket.display());
+
+    let reaper_state = state.clone();
+    let reaper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            reaper_state.reap().await;
+        }
+    });
+
+    wait_for_signal().await;
+    eprintln!("runtimed: shutting down");
+    let _ = stop_tx.send(true);
+    state
+        .shutting_down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    reaper.abort();
+    // Upgraded connections (terminals) do not end by themselves: ending the
+    // sessions closes them.
+    state.shutdown().await;
+    for s in servers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    eprintln!("runtimed: stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Binds the Unix socket (mode 0660, group as configured). A socket file
+/// left by a dead daemon is replaced; one a live daemon answers on is not.
+async fn bind_unix(cfg: &Config) -> Result<UnixListener, ServeError> {
+    let path = &cfg.socket;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(ServeError::Other(format!(
+                "{} is in use by a running daemon",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path).map_err(io(format!("remove stale {}", path.display())))?;
+    }
+    let listener = UnixListener::bind(path).map_err(io(format!("bind {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io(format!("chmod {}", path.display())))?;
+    if let Some(group) = &cfg.socket_group {
+        let g = nix::unistd::Group::from_name(group)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ServeError::Config(format!("socket_group {group:?}: no such group")))?;
+        nix::unistd::chown(path, None, Some(g.gid))
+            .map_err(|e| ServeError::Other(format!("chgrp {}: {e}", path.display())))?;
+    }
+    Ok(listener)
+}

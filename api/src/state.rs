@@ -1,0 +1,522 @@
+//! The daemon's live state: sessions by id (each with its sandbox and its
+//! terminals), quotas, the reaper (TTL, idle timeout, detached terminals),
+//! recovery after a restart and the shutdown sweep.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+
+use crate::config::Config;
+use crate::engine::pty::Pty;
+use crate::engine::{EngineConfig, SessionSandbox, StartError};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::store::{SessionRow, Store};
+use crate::types::{CreateSession, Limits, SessionInfo, Usage};
+
+/// Who is asking (from the socket's peer credentials or a bearer token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant(pub String);
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// One session.
+pub struct Session {
+    pub id: String,
+    pub tenant: String,
+    pub image: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub idle_timeout: Option<u64>,
+    pub limits: Limits,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// `None` for a session lost in a crash of the daemon.
+    pub sandbox: Option<Arc<SessionSandbox>>,
+    last_activity: AtomicI64,
+    last_activity_mono: Mutex<Instant>,
+    pub ptys: Mutex<HashMap<String, Arc<Pty>>>,
+    pub next_pty: AtomicU64,
+}
+
+impl Session {
+    pub fn touch(&self) {
+        self.last_activity.store(now_unix(), Ordering::Relaxed);
+        if let Ok(mut t) = self.last_activity_mono.lock() {
+            *t = Instant::now();
+        }
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_activity_mono
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
+    pub fn state(&self) -> &'static str {
+        match &self.sandbox {
+            None => "lost",
+            Some(sb) if sb.is_gone() => "ended",
+            Some(_) => "running",
+        }
+    }
+
+    /// The running sandbox, or 409 for a lost session.
+    pub fn running(&self) -> Result<&Arc<SessionSandbox>, ApiError> {
+        match &self.sandbox {
+            Some(sb) if !sb.is_gone() => Ok(sb),
+            _ => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "session_not_running",
+                format!("session {} is {}", self.id, self.state()),
+            )),
+        }
+    }
+
+    /// The environment a process of this session starts with.
+    pub fn process_env(&self, extra: &BTreeMap<String, String>, tty: bool) -> Vec<String> {
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        env.insert("PATH".into(), sandbox::options::defaults::PATH.into());
+        env.insert("HOME".into(), "/workspace".into());
+        if tty {
+            env.insert("TERM".into(), "xterm-256color".into());
+        }
+        for (k, v) in self.env.iter().chain(extra) {
+            env.insert(k.clone(), v.clone());
+        }
+        env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    pub fn info(&self, with_usage: bool) -> SessionInfo {
+        let usage = if with_usage {
+            self.sandbox
+                .as_ref()
+                .and_then(|sb| sb.stats())
+                .map(|s| Usage {
+                    memory_current_bytes: s.memory_current_bytes,
+                    memory_peak_bytes: s.memory_peak_bytes,
+                    cpu_usage_us: s.cpu_usage_ns / 1000,
+                    pids_current: s.pids_current,
+                    oom_kills: s.oom_kills,
+                })
+        } else {
+            None
+        };
+        SessionInfo {
+            id: self.id.clone(),
+            state: self.state().into(),
+            image: self.image.clone(),
+            created_at: crate::types::rfc3339(self.created_at),
+            expires_at: self.expires_at.map(crate::types::rfc3339),
+            idle_timeout_seconds: self.idle_timeout,
+            last_activity_at: crate::types::rfc3339(self.last_activity.load(Ordering::Relaxed)),
+            limits: self.limits.clone(),
+            env: self.env.clone(),
+            labels: self.labels.clone(),
+            usage,
+            ptys: self.ptys.lock().map(|p| p.len()).unwrap_or(0),
+        }
+    }
+}
+
+/// What the store keeps of a create request beside the columns.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredRequest {
+    limits: Limits,
+    env: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+}
+
+pub struct AppState {
+    pub cfg: Config,
+    pub engine: EngineConfig,
+    pub store: Store,
+    pub metrics: Metrics,
+    sessions: RwLock<HashMap<String, Arc<Session>>>,
+    /// Sessions being created, per tenant (they count against quotas).
+    starting: Mutex<HashMap<String, usize>>,
+    pub shutting_down: AtomicBool,
+}
+
+/// Releases a quota reservation.
+struct Reservation<'a> {
+    state: &'a AppState,
+    tenant: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.state.starting.lock() {
+            if let Some(n) = s.get_mut(&self.tenant) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(cfg: Config, engine: EngineConfig, store: Store) -> AppState {
+        AppState {
+            cfg,
+            engine,
+            store,
+            metrics: Metrics::default(),
+            sessions: RwLock::new(HashMap::new()),
+            starting: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// After a restart: sessions the store still lists were running when
+    /// the daemon died. Their helpers tore them down when the daemon's end
+    /// of their control socket closed, so they are reported as `lost`.
+    pub fn recover(&self) -> Result<usize, ApiError> {
+        let lost = self
+            .store
+            .mark_running_lost()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let rows = self
+            .store
+            .all()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut map = self
+            .sessions
+            .write()
+            .map_err(|_| ApiError::internal("lock"))?;
+        for row in rows {
+            let Ok(req) = serde_json::from_str::<StoredRequest>(&row.request) else {
+                continue;
+            };
+            map.insert(row.id.clone(), Arc::new(session_of(&row, req, None)));
+        }
+        Ok(lost.len())
+    }
+
+    fn count_for(&self, tenant: &str) -> (usize, usize) {
+        let map = self.sessions.read().map(|m| {
+            let live: Vec<_> = m.values().filter(|s| s.sandbox.is_some()).collect();
+            (
+                live.len(),
+                live.iter().filter(|s| s.tenant == tenant).count(),
+            )
+        });
+        let (all, mine) = map.unwrap_or((0, 0));
+        let starting = self.starting.lock().map(|s| {
+            (
+                s.values().sum::<usize>(),
+                s.get(tenant).copied().unwrap_or(0),
+            )
+        });
+        let (sa, sm) = starting.unwrap_or((0, 0));
+        (all + sa, mine + sm)
+    }
+
+    fn reserve(&self, tenant: &str) -> Result<Reservation<'_>, ApiError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the daemon is shutting down",
+            ));
+        }
+        // Check and count under one lock so two racing creates cannot both
+        // take the last slot.
+        let mut starting = self
+            .starting
+            .lock()
+            .map_err(|_| ApiError::internal("lock"))?;
+        let (live_all, live_mine) = self.sessions.read().map_or((0, 0), |m| {
+            let live: Vec<_> = m.values().filter(|s| s.sandbox.is_some()).collect();
+            (
+                live.len(),
+                live.iter().filter(|s| s.tenant == tenant).count(),
+            )
+        });
+        let all = live_all + starting.values().sum::<usize>();
+        let mine = live_mine + starting.get(tenant).copied().unwrap_or(0);
+        if mine >= self.cfg.max_sessions_per_tenant {
+            return Err(ApiError::quota(format!(
+                "tenant {tenant:?} has {mine} sessions (limit {})",
+                self.cfg.max_sessions_per_tenant
+            )));
+        }
+        if all >= self.cfg.max_sessions {
+            return Err(ApiError::quota(format!(
+                "the daemon runs {all} sessions (limit {})",
+                self.cfg.max_sessions
+            )));
+        }
+        *starting.entry(tenant.to_string()).or_default() += 1;
+        Ok(Reservation {
+            state: self,
+            tenant: tenant.to_string(),
+        })
+    }
+
+    /// Validates the request, starts the sandbox, records the session.
+    /// Nothing is left behind when any step fails.
+    pub async fn create_session(
+        &self,
+        tenant: &Tenant,
+        req: CreateSession,
+    ) -> Result<Arc<Session>, ApiError> {
+        let image = req.image.clone().unwrap_or_else(|| "host".into());
+        if image != "host" {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "image_not_found",
+                format!("image {image:?} is not available (only \"host\" is built in)"),
+            ));
+        }
+        let limits = crate::spec::resolve_limits(req.limits.as_ref(), &self.cfg)?;
+        let ttl = req.ttl_seconds.unwrap_or(self.cfg.default_ttl_seconds);
+        if ttl == 0 || ttl > self.cfg.max_ttl_seconds {
+            return Err(ApiError::limit(format!(
+                "ttl_seconds: {ttl} is outside 1..{}",
+                self.cfg.max_ttl_seconds
+            )));
+        }
+        if req.idle_timeout_seconds == Some(0) {
+            return Err(ApiError::limit("idle_timeout_seconds must be positive"));
+        }
+        check_env(&req.env)?;
+        for (k, v) in &req.labels {
+            if k.is_empty() || k.len() > 128 || v.len() > 1024 || k.contains('=') {
+                return Err(ApiError::invalid(format!(
+                    "label {k:?}: keys are 1-128 characters without '=', values up to 1024"
+                )));
+            }
+        }
+        if req.labels.len() > 64 {
+            return Err(ApiError::invalid("at most 64 labels"));
+        }
+        let spec = crate::spec::session_spec(&limits)?;
+        let _reservation = self.reserve(&tenant.0)?;
+        let id = format!("s-{}", sandbox::process::spawn::new_id());
+        let started = Instant::now();
+        let sb = SessionSandbox::start(&self.engine, &id, &spec, "default")
+            .await
+            .map_err(|e| match e {
+                StartError::Invalid(f) => ApiError::invalid(f.to_string()),
+                other => ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "sandbox_failed",
+                    other.to_string(),
+                ),
+            });
+        self.metrics.sandbox_started(started.elapsed(), sb.is_ok());
+        let sb = sb?;
+        let now = now_unix();
+        let row = SessionRow {
+            id: id.clone(),
+            tenant: tenant.0.clone(),
+            state: "running".into(),
+            image,
+            created_at: now,
+            expires_at: Some(now + ttl as i64),
+            idle_timeout: req.idle_timeout_seconds,
+            last_activity: now,
+            request: serde_json::to_string(&StoredRequest {
+                limits: limits.clone(),
+                env: req.env.clone(),
+                labels: req.labels.clone(),
+            })
+            .unwrap_or_default(),
+        };
+        if let Err(e) = self.store.insert(&row) {
+            sb.stop().await;
+            return Err(ApiError::internal(e.to_string()));
+        }
+        let session = Arc::new(session_of(
+            &row,
+            StoredRequest {
+                limits,
+                env: req.env,
+                labels: req.labels,
+            },
+            Some(sb),
+        ));
+        if let Ok(mut m) = self.sessions.write() {
+            m.insert(id, session.clone());
+        }
+        Ok(session)
+    }
+
+    /// The tenant's session `id` (another tenant's is "not found").
+    pub fn get(&self, tenant: &Tenant, id: &str) -> Result<Arc<Session>, ApiError> {
+        let map = self
+            .sessions
+            .read()
+            .map_err(|_| ApiError::internal("lock"))?;
+        match map.get(id) {
+            Some(s) if s.tenant == tenant.0 => Ok(s.clone()),
+            _ => Err(ApiError::session_not_found(id)),
+        }
+    }
+
+    pub fn list(&self, tenant: &Tenant, labels: &[(String, String)]) -> Vec<Arc<Session>> {
+        let mut out: Vec<Arc<Session>> = self
+            .sessions
+            .read()
+            .map(|m| {
+                m.values()
+                    .filter(|s| s.tenant == tenant.0)
+                    .filter(|s| {
+                        labels
+                            .iter()
+                            .all(|(k, v)| s.labels.get(k).is_some_and(|x| x == v))
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        out
+    }
+
+    /// Removes a session: ends every process and its cgroup first.
+    pub async fn remove(&self, id: &str, reason: &str) {
+        let session = self.sessions.write().ok().and_then(|mut m| m.remove(id));
+        let Some(session) = session else { return };
+        if let Some(sb) = &session.sandbox {
+            sb.stop().await;
+        }
+        let _ = self.store.remove(id);
+        tracing::info!(session_id = id, reason, "session removed");
+    }
+
+    pub async fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), ApiError> {
+        self.get(tenant, id)?;
+        self.remove(id, "deleted").await;
+        Ok(())
+    }
+
+    /// Active sessions (for metrics).
+    pub fn active(&self) -> usize {
+        self.sessions
+            .read()
+            .map(|m| m.values().filter(|s| s.state() == "running").count())
+            .unwrap_or(0)
+    }
+
+    /// One pass of the reaper.
+    pub async fn reap(&self) {
+        let now = now_unix();
+        let sessions: Vec<Arc<Session>> = self
+            .sessions
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        for s in sessions {
+            if s.sandbox.is_none() {
+                continue;
+            }
+            let reason = if s.expires_at.is_some_and(|e| now >= e) {
+                Some("ttl")
+            } else if s
+                .idle_timeout
+                .is_some_and(|t| s.idle_for() >= Duration::from_secs(t))
+            {
+                Some("idle_timeout")
+            } else if s.sandbox.as_ref().is_some_and(|sb| sb.is_gone()) {
+                Some("ended")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                self.remove(&s.id, reason).await;
+                continue;
+            }
+            // Terminals: a detached one idle too long is ended; an ended
+            // one nobody watches is forgotten.
+            let ptys: Vec<Arc<Pty>> = s
+                .ptys
+                .lock()
+                .map(|p| p.values().cloned().collect())
+                .unwrap_or_default();
+            for p in ptys {
+                let idle = p.attached() == 0
+                    && p.idle_for() >= Duration::from_secs(self.cfg.pty_idle_timeout_seconds);
+                if idle && p.exit_code().is_none() {
+                    if let Some(sb) = &s.sandbox {
+                        p.kill(sb).await;
+                    }
+                }
+                if p.exit_code().is_some()
+                    && p.attached() == 0
+                    && p.idle_for() > Duration::from_secs(60)
+                {
+                    if let Ok(mut m) = s.ptys.lock() {
+                        m.remove(&p.id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shutdown: ends every session (in parallel) and forgets them.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let ids: Vec<String> = self
+            .sessions
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let stops = ids.iter().map(|id| self.remove(id, "shutdown"));
+        futures_util::future::join_all(stops).await;
+    }
+
+    /// Whether `count_for` is used (kept for metrics by tenant).
+    pub fn sessions_of(&self, tenant: &str) -> usize {
+        self.count_for(tenant).1
+    }
+}
+
+fn session_of(
+    row: &SessionRow,
+    req: StoredRequest,
+    sandbox: Option<Arc<SessionSandbox>>,
+) -> Session {
+    Session {
+        id: row.id.clone(),
+        tenant: row.tenant.clone(),
+        image: row.image.clone(),
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        idle_timeout: row.idle_timeout,
+        limits: req.limits,
+        env: req.env,
+        labels: req.labels,
+        sandbox,
+        last_activity: AtomicI64::new(row.last_activity),
+        last_activity_mono: Mutex::new(Instant::now()),
+        ptys: Mutex::new(HashMap::new()),
+        next_pty: AtomicU64::new(1),
+    }
+}
+
+/// Environment names: non-empty, no `=` or NUL; bounded in size.
+pub fn check_env(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    let mut total = 0;
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(ApiError::invalid(format!(
+                "env: invalid variable name or value {k:?}"
+            )));
+        }
+        total += k.len() + v.len() + 2;
+    }
+    if total > 32 * 1024 {
+        return Err(ApiError::invalid("env: more than 32 KiB in all"));
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! Durable state in SQLite (the data dir's `runtimed.db`): one row per
+//! session, written on create, on activity (coarsely) and on removal, so a
+//! restarted daemon knows which sessions it had.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state database: {0}")]
+    Query(#[from] rusqlite::Error),
+    #[error("state database lock poisoned")]
+    Poisoned,
+}
+
+/// One session as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRow {
+    pub id: String,
+    pub tenant: String,
+    pub state: String,
+    pub image: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub idle_timeout: Option<u64>,
+    pub last_activity: i64,
+    /// The create request's limits, env and labels (JSON).
+    pub request: String,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=NORMAL;
+             PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS sessions (
+                id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                state TEXT NOT NULL,
+                image TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER,
+                idle_timeout INTEGER,
+                last_activity INTEGER NOT NULL,
+                request TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS sessions_tenant ON sessions(tenant);",
+        )
+        .map_err(open_err)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    pub fn insert(&self, r: &SessionRow) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO sessions (id, tenant, state, image, created_at, expires_at, idle_timeout, last_activity, request)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                r.id,
+                r.tenant,
+                r.state,
+                r.image,
+                r.created_at,
+                r.expires_at,
+                r.idle_timeout.map(|v| v as i64),
+                r.last_activity,
+                r.request
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_state(&self, id: &str, state: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE sessions SET state = ?2 WHERE id = ?1",
+            params![id, state],
+        )?;
+        Ok(())
+    }
+
+    pub fn touch(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE sessions SET last_activity = ?2 WHERE id = ?1",
+            params![id, at],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .execute("DELETE FROM sessions WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        let conn = self.conn()?;
+        let row = conn
+            .query_row(
+                "SELECT id, tenant, state, image, created_at, expires_at, idle_timeout, last_activity, request
+                 FROM sessions WHERE id = ?1",
+                params![id],
+                row_of,
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    pub fn all(&self) -> Result<Vec<SessionRow>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, tenant, state, image, created_at, expires_at, idle_timeout, last_activity, request
+             FROM sessions ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([], row_of)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// After a restart: every session still marked running has lost its
+    /// processes (they end with their daemon); returns their ids.
+    pub fn mark_running_lost(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        let ids: Vec<String> = {
+            let mut stmt = conn.prepare("SELECT id FROM sessions WHERE state != 'lost'")?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            ids
+        };
+        conn.execute(
+            "UPDATE sessions SET state = 'lost' WHERE state != 'lost'",
+            [],
+        )?;
+        Ok(ids)
+    }
+}
+
+fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        state: r.get(2)?,
+        image: r.get(3)?,
+        created_at: r.get(4)?,
+        expires_at: r.get(5)?,
+        idle_timeout: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+        last_activity: r.get(7)?,
+        request: r.get(8)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str) -> SessionRow {
+        SessionRow {
+            id: id.into(),
+            tenant: "t".into(),
+            state: "running".into(),
+            image: "host".into(),
+            created_at: 10,
+            expires_at: Some(20),
+            idle_timeout: None,
+            last_activity: 10,
+            request: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn rows_survive_reopen_and_running_become_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.insert(&row("a")).unwrap();
+            s.insert(&row("b")).unwrap();
+            s.touch("a", 15).unwrap();
+            s.remove("b").unwrap();
+            assert!(s.insert(&row("a")).is_err(), "duplicate id must fail");
+        }
+        let s = Store::open(&path).unwrap();
+        let a = s.get("a").unwrap().unwrap();
+        assert_eq!(a.last_activity, 15);
+        assert!(s.get("b").unwrap().is_none());
+        assert_eq!(s.mark_running_lost().unwrap(), vec!["a".to_string()]);
+        assert_eq!(s.get("a").unwrap().unwrap().state, "lost");
+        assert!(s.mark_running_lost().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,236 @@
+//! Request and response bodies of the native API, in one place. Unknown
+//! fields are refused (a typo must not silently mean "default").
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// A size: bytes as a number, or a string like `"256M"`, `"1G"`.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    pub fn bytes(&self, field: &str) -> Result<u64, ApiError> {
+        match self {
+            SizeValue::Bytes(b) => Ok(*b),
+            SizeValue::Text(t) => sandbox::spec::size::parse_size(t)
+                .map_err(|e| ApiError::limit(format!("{field}: {e}"))),
+        }
+    }
+}
+
+/// Limits of a session or run; omitted ones take the daemon's defaults.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRequest {
+    /// Memory of the whole sandbox (swap off): bytes or "256M".
+    pub memory: Option<SizeValue>,
+    /// Most tasks (processes and threads).
+    pub pids: Option<u64>,
+    /// CPU quota in CPUs (0.01 .. 64).
+    pub cpus: Option<f64>,
+    /// Size of the writable /workspace (and of /tmp).
+    pub disk: Option<SizeValue>,
+}
+
+/// Limits in force, resolved to numbers.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema, PartialEq)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    pub pids: u64,
+    pub cpus: Option<f64>,
+    pub disk_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// Root filesystem image; `host` (the default) is the host's /usr
+    /// read-only with a generated /etc.
+    pub image: Option<String>,
+    pub limits: Option<LimitsRequest>,
+    /// Lifetime; the session is removed when it runs out.
+    pub ttl_seconds: Option<u64>,
+    /// Removed after this long without exec, PTY input or a file call.
+    pub idle_timeout_seconds: Option<u64>,
+    /// Environment every process of the session starts with.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Free-form labels (filter with `GET /v1/sessions?label=k=v`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Live accounting of a session's cgroup.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
+    pub memory_current_bytes: u64,
+    pub memory_peak_bytes: u64,
+    pub cpu_usage_us: u64,
+    pub pids_current: u64,
+    pub oom_kills: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionInfo {
+    pub id: String,
+    /// `running`, or `lost` (the daemon restarted after a crash: the
+    /// session's processes are gone; DELETE removes the record).
+    pub state: String,
+    pub image: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub last_activity_at: String,
+    pub limits: Limits,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub usage: Option<Usage>,
+    /// PTYs of the session.
+    pub ptys: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionInfo>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    pub argv: Vec<String>,
+    /// Bytes for the process's stdin (then EOF).
+    pub stdin: Option<String>,
+    /// `utf8` (default) or `base64` for `stdin`.
+    pub stdin_encoding: Option<String>,
+    /// Added to the session's environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory (default /workspace).
+    pub cwd: Option<String>,
+    /// Wall-clock limit; the process group is killed past it.
+    pub timeout_ms: Option<u64>,
+    /// Bytes kept per output stream; the process is killed past it.
+    pub output_limit: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ExecUsage {
+    pub wall_time_us: u64,
+    pub cpu_user_us: u64,
+    pub cpu_system_us: u64,
+    pub max_rss_kb: u64,
+}
+
+/// A failed setup step (e.g. exec of a missing program).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StepError {
+    pub step: String,
+    pub errno: Option<String>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ExecResult {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// exited, signaled, wall_timeout, output_limit, oom_killed,
+    /// seccomp_kill, setup_failed, session_ended.
+    pub termination: String,
+    pub stdout: String,
+    /// `utf8`, or `base64` when the bytes are not UTF-8.
+    pub stdout_encoding: String,
+    pub stderr: String,
+    pub stderr_encoding: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub usage: ExecUsage,
+    pub error: Option<StepError>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunFile {
+    /// Path below /workspace.
+    pub path: String,
+    pub content: String,
+    /// `utf8` (default) or `base64`.
+    pub encoding: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    pub image: Option<String>,
+    #[serde(default)]
+    pub files: Vec<RunFile>,
+    pub argv: Vec<String>,
+    pub stdin: Option<String>,
+    pub stdin_encoding: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub limits: Option<LimitsRequest>,
+    pub timeout_ms: Option<u64>,
+    pub output_limit: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PtyInfo {
+    pub id: String,
+    pub argv: Vec<String>,
+    pub created_at: String,
+    pub attached: usize,
+    pub rows: u16,
+    pub cols: u16,
+    /// Set once the process ended.
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PtyList {
+    pub ptys: Vec<PtyInfo>,
+}
+
+/// Encodes bytes as UTF-8 text when they are, base64 otherwise.
+pub fn encode_output(bytes: &[u8]) -> (String, String) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_string(), "utf8".into()),
+        Err(_) => {
+            use base64::Engine;
+            (
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+                "base64".into(),
+            )
+        }
+    }
+}
+
+/// Decodes a text field with an optional `encoding` (`utf8`, `base64`).
+pub fn decode_input(text: &str, encoding: Option<&str>, field: &str) -> Result<Vec<u8>, ApiError> {
+    match encoding.unwrap_or("utf8") {
+        "utf8" | "utf-8" => Ok(text.as_bytes().to_vec()),
+        "base64" => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| ApiError::invalid(format!("{field}: invalid base64: {e}")))
+        }
+        other => Err(ApiError::invalid(format!(
+            "{field}: unknown encoding {other:?} (use utf8 or base64)"
+        ))),
+    }
+}
+
+/// RFC 3339 (UTC, seconds) of a unix time.
+pub fn rfc3339(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -1,0 +1,955 @@
+//! Host-side access to a session's `/workspace`, for the files API.
+//!
+//! The daemon is root on the host; the workspace is filled by hostile code
+//! with symlinks (absolute, `..`, magic), FIFOs and hard links, rearranged
+//! while we work. So paths are only ever walked by openat2(2) with
+//! `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS` from the workspace fd (the kernel
+//! clamps `..` and absolute links to it and detects rename races), and final
+//! steps act on an fd or a (parent fd, single name) pair without following
+//! links: runc's CVE-2019-19921 and CVE-2021-30465 show what check-then-use
+//! on path strings loses to a symlink swap. `write` refuses a final symlink
+//! rather than following it; `read` and `tar` follow it, inside the root.
+
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{openat2, readlinkat, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fchmod, fstat, fstatat, futimens, mkdirat, FileStat, Mode};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchown, fchownat, ftruncate, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use tar::EntryType;
+
+/// Longest API path accepted (PATH_MAX).
+const MAX_PATH: usize = 4096;
+/// Nesting limit for recursive walks: each level holds an fd, and a hostile
+/// sandbox can build trees deeper than any path could name.
+const MAX_DEPTH: usize = 256;
+/// openat2(2): scoped lookups fail with EAGAIN when a concurrent rename might
+/// have let them escape; the caller is expected to retry.
+const EAGAIN_RETRIES: usize = 16;
+const NOFOLLOW: AtFlags = AtFlags::AT_SYMLINK_NOFOLLOW;
+const O_DIR_PATH: OFlag = OFlag::O_PATH.union(OFlag::O_DIRECTORY);
+const O_DIR_READ: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY);
+/// O_NONBLOCK: opening a FIFO must not wait for a writer (nor a reader).
+const O_READ: OFlag = OFlag::from_bits_retain(libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY);
+const O_WRITE: OFlag = OFlag::from_bits_retain(libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOCTTY);
+
+type Res<T> = Result<T, WorkspaceError>;
+type Tar = tar::Builder<Vec<u8>>;
+
+/// The workspace root (an `O_PATH` directory fd) and the host ids that files
+/// created through the API are given.
+#[derive(Debug)]
+pub struct Workspace {
+    root: OwnedFd,
+    uid: Uid,
+    gid: Gid,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    pub size: u64,
+    /// Permission bits (`0o7777`).
+    pub mode: u32,
+    /// Modification time, unix seconds.
+    pub mtime: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// What `read` found.
+#[derive(Debug)]
+pub enum Node {
+    File(Vec<u8>),
+    Dir(Vec<Entry>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("no such file or directory: {path}")]
+    NotFound { path: String },
+    #[error("not a directory: {path}")]
+    NotADirectory { path: String },
+    #[error("is a directory: {path}")]
+    IsADirectory { path: String },
+    #[error("not a regular file: {path}")]
+    NotRegular { path: String },
+    #[error("{path} exceeds the limit of {max} bytes")]
+    TooLarge { path: String, max: u64 },
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("directory not empty: {path}")]
+    DirectoryNotEmpty { path: String },
+    #[error("malformed tar archive for {path}")]
+    Archive {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("i/o error on {path}")]
+    Io { path: String, source: Errno },
+}
+
+impl WorkspaceError {
+    /// Stable machine-readable code for the HTTP layer.
+    pub fn code(&self) -> &'static str {
+        self.code_and_status().0
+    }
+
+    pub fn http_status(&self) -> u16 {
+        self.code_and_status().1
+    }
+
+    fn code_and_status(&self) -> (&'static str, u16) {
+        match self {
+            Self::NotFound { .. } => ("file_not_found", 404),
+            Self::NotADirectory { .. } => ("not_a_directory", 409),
+            Self::IsADirectory { .. } => ("is_a_directory", 409),
+            Self::NotRegular { .. } => ("not_a_regular_file", 409),
+            Self::TooLarge { .. } => ("file_too_large", 413),
+            Self::InvalidPath { .. } => ("invalid_path", 400),
+            Self::DirectoryNotEmpty { .. } => ("directory_not_empty", 409),
+            Self::Archive { .. } => ("invalid_archive", 400),
+            Self::Io { .. } => ("io_error", 500),
+        }
+    }
+}
+
+fn invalid(path: String, reason: &'static str) -> WorkspaceError {
+    WorkspaceError::InvalidPath { path, reason }
+}
+
+fn errno_error(path: String, e: Errno) -> WorkspaceError {
+    match e {
+        Errno::ENOENT => WorkspaceError::NotFound { path },
+        Errno::ENOTDIR => WorkspaceError::NotADirectory { path },
+        Errno::EISDIR => WorkspaceError::IsADirectory { path },
+        Errno::ENOTEMPTY => WorkspaceError::DirectoryNotEmpty { path },
+        // open(2) of a socket, or of a FIFO for writing with no reader.
+        Errno::ENXIO => WorkspaceError::NotRegular { path },
+        Errno::ELOOP => invalid(path, "symlink loop, magic link, or a symlink swapped in"),
+        // A scoped lookup refusing to leave the root (e.g. through a magic link).
+        Errno::EXDEV => invalid(path, "leads out of the workspace"),
+        Errno::ENAMETOOLONG => invalid(path, "name too long"),
+        source => WorkspaceError::Io { path, source },
+    }
+}
+
+fn io_errno(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// Attaches the workspace path to an errno.
+trait At<T> {
+    fn at(self, rel: &RelPath) -> Res<T>;
+}
+
+impl<T> At<T> for Result<T, Errno> {
+    fn at(self, rel: &RelPath) -> Res<T> {
+        self.map_err(|e| rel.err(e))
+    }
+}
+
+impl<T> At<T> for std::io::Result<T> {
+    fn at(self, rel: &RelPath) -> Res<T> {
+        self.map_err(|e| rel.err(io_errno(e)))
+    }
+}
+
+/// A normalised workspace-relative path: no leading `/`, `.`, `..` or empty
+/// components; empty is the root.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RelPath(PathBuf);
+
+impl RelPath {
+    fn parse(raw: &[u8]) -> Res<RelPath> {
+        let bad = |reason| Err(invalid(String::from_utf8_lossy(raw).into(), reason));
+        if raw.len() > MAX_PATH {
+            return bad("longer than 4096 bytes");
+        }
+        if raw.contains(&0) {
+            return bad("contains a NUL byte");
+        }
+        let mut out = PathBuf::new();
+        for comp in raw.split(|b| *b == b'/') {
+            match comp {
+                b"" | b"." => {}
+                // RESOLVE_IN_ROOT would clamp it, but the client deserves to know.
+                b".." => return bad("contains a `..` component"),
+                comp => out.push(OsStr::from_bytes(comp)),
+            }
+        }
+        Ok(RelPath(out))
+    }
+
+    fn is_root(&self) -> bool {
+        self.0.as_os_str().is_empty()
+    }
+
+    /// (parent, final name); `None` for the root.
+    fn split(&self) -> Option<(RelPath, &OsStr)> {
+        Some((RelPath(self.0.parent()?.to_path_buf()), self.0.file_name()?))
+    }
+
+    fn join(&self, name: &OsStr) -> RelPath {
+        RelPath(self.0.join(name))
+    }
+
+    fn shown(&self) -> String {
+        format!("/{}", self.0.display())
+    }
+
+    fn err(&self, e: Errno) -> WorkspaceError {
+        errno_error(self.shown(), e)
+    }
+
+    fn invalid(&self, reason: &'static str) -> WorkspaceError {
+        invalid(self.shown(), reason)
+    }
+
+    fn not_regular(&self) -> WorkspaceError {
+        WorkspaceError::NotRegular { path: self.shown() }
+    }
+
+    fn too_large(&self, max: u64) -> WorkspaceError {
+        let path = self.shown();
+        WorkspaceError::TooLarge { path, max }
+    }
+}
+
+fn openat2_retry(dir: impl AsFd, path: &Path, how: OpenHow) -> Result<OwnedFd, Errno> {
+    let mut left = EAGAIN_RETRIES;
+    loop {
+        match openat2(dir.as_fd(), path, how) {
+            Err(Errno::EAGAIN) if left > 0 => left -= 1,
+            result => return result,
+        }
+    }
+}
+
+/// Opens the single component `name` of `dir`, following nothing: the kernel
+/// stays beneath `dir` and a symlink is ELOOP. Files are created 0600; the
+/// caller then sets the real mode with fchmod, so it is never briefly wider.
+fn open_child(dir: impl AsFd, name: &OsStr, flags: OFlag) -> Result<OwnedFd, Errno> {
+    let create = flags.contains(OFlag::O_CREAT);
+    let mode = Mode::from_bits_truncate(if create { 0o600 } else { 0 });
+    let resolve = ResolveFlag::RESOLVE_BENEATH
+        | ResolveFlag::RESOLVE_NO_SYMLINKS
+        | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+    let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let how = OpenHow::new().flags(flags).mode(mode).resolve(resolve);
+    openat2_retry(dir, Path::new(name), how)
+}
+
+fn kind_of(st: &FileStat) -> EntryKind {
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => EntryKind::File,
+        libc::S_IFDIR => EntryKind::Dir,
+        libc::S_IFLNK => EntryKind::Symlink,
+        _ => EntryKind::Other,
+    }
+}
+
+/// Non-UTF-8 names are shown lossily: the API speaks JSON strings.
+fn entry_of(name: &OsStr, st: &FileStat) -> Entry {
+    let name = name.to_string_lossy().into_owned();
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    let (kind, mode, mtime) = (kind_of(st), st.st_mode & 0o7777, st.st_mtime);
+    Entry {
+        name,
+        kind,
+        size,
+        mode,
+        mtime,
+    }
+}
+
+/// The names in directory `fd` (readable, not O_PATH), sorted bytewise, and
+/// the directory handle to use as their dirfd.
+fn read_names(fd: OwnedFd) -> Result<(Dir, Vec<OsString>), Errno> {
+    let mut dir = Dir::from_fd(fd)?;
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(OsString::from_vec(name));
+        }
+    }
+    names.sort();
+    Ok((dir, names))
+}
+
+/// All of `fd` if it is at most `max` bytes, `None` if longer (the file may
+/// grow after fstat, so the read itself is bounded).
+fn read_bounded(fd: OwnedFd, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut data = Vec::new();
+    let mut file = File::from(fd).take(max.saturating_add(1));
+    file.read_to_end(&mut data)?;
+    Ok((data.len() as u64 <= max).then_some(data))
+}
+
+/// `Ok(None)` when an entry vanished or changed type between readdir and
+/// use: the sandbox is racing a walk, and the entry is skipped, never followed.
+fn unless_raced<T>(result: Result<T, Errno>, rel: &RelPath) -> Res<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR | Errno::ENXIO) => Ok(None),
+        Err(e) => Err(rel.err(e)),
+    }
+}
+
+impl Workspace {
+    /// Opens `dir` (e.g. `/proc/123/root/workspace`) as the root; this first
+    /// open follows links on purpose, the daemon chose the path. `owner` is
+    /// the host uid/gid given to everything created through the API.
+    pub fn open(dir: &Path, owner: (u32, u32)) -> Res<Workspace> {
+        let root = nix::fcntl::open(dir, O_DIR_PATH | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| errno_error(dir.display().to_string(), e))?;
+        let (uid, gid) = (Uid::from_raw(owner.0), Gid::from_raw(owner.1));
+        Ok(Workspace { root, uid, gid })
+    }
+
+    /// Opens `rel` with every symlink resolved inside the root.
+    fn resolve(&self, rel: &RelPath, flags: OFlag) -> Res<OwnedFd> {
+        let resolve = ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+        let flags = flags | OFlag::O_CLOEXEC;
+        let how = OpenHow::new().flags(flags).resolve(resolve);
+        // `./` names the root fd itself.
+        openat2_retry(&self.root, &Path::new(".").join(&rel.0), how).at(rel)
+    }
+
+    /// A file's bytes (at most `max`) or a directory's listing, sorted by name.
+    pub fn read(&self, rel: &str, max: u64) -> Res<Node> {
+        let rel = RelPath::parse(rel.as_bytes())?;
+        let fd = self.resolve(&rel, O_READ)?;
+        let st = fstat(&fd).at(&rel)?;
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        match kind_of(&st) {
+            EntryKind::Dir => list(fd, &rel).map(Node::Dir),
+            EntryKind::File if size > max => Err(rel.too_large(max)),
+            EntryKind::File => {
+                let data = read_bounded(fd, max).at(&rel)?;
+                data.map(Node::File).ok_or(rel.too_large(max))
+            }
+            _ => Err(rel.not_regular()),
+        }
+    }
+
+    /// Metadata of `rel`; a final symlink is reported as itself. The root is named "/".
+    pub fn stat(&self, rel: &str) -> Res<Entry> {
+        let rel = RelPath::parse(rel.as_bytes())?;
+        let st = fstat(self.resolve(&rel, OFlag::O_PATH | OFlag::O_NOFOLLOW)?).at(&rel)?;
+        Ok(entry_of(rel.0.file_name().unwrap_or(OsStr::new("/")), &st))
+    }
+
+    /// Creates (0644, chowned to the owner) or truncates the regular file `rel`.
+    /// A final symlink is refused (`NotRegular`), never followed.
+    pub fn write(&self, rel: &str, data: &[u8], parents: bool) -> Res<()> {
+        let rel = RelPath::parse(rel.as_bytes())?;
+        self.put_file(&rel, data, 0o644, parents).map(drop)
+    }
+
+    /// The parent directory of `rel` (created when `parents`) and its final name.
+    fn parent<'a>(&self, rel: &'a RelPath, parents: bool) -> Res<(OwnedFd, &'a OsStr)> {
+        let Some((parent, name)) = rel.split() else {
+            return Err(WorkspaceError::IsADirectory { path: rel.shown() });
+        };
+        match parents {
+            true => Ok((self.mkdir_all(&parent)?, name)),
+            false => Ok((self.resolve(&parent, O_DIR_PATH)?, name)),
+        }
+    }
+
+    /// Creates (with `mode`, chowned) or truncates the regular file `rel`
+    /// and writes `data`; returns the open file.
+    fn put_file(&self, rel: &RelPath, data: &[u8], mode: u32, parents: bool) -> Res<File> {
+        let (dir, name) = self.parent(rel, parents)?;
+        let fd = match open_child(&dir, name, O_WRITE | OFlag::O_CREAT | OFlag::O_EXCL) {
+            Ok(fd) => {
+                fchown(&fd, Some(self.uid), Some(self.gid)).at(rel)?;
+                fchmod(&fd, Mode::from_bits_truncate(mode)).at(rel)?;
+                fd
+            }
+            Err(Errno::EEXIST) => {
+                let fd = match open_child(&dir, name, O_WRITE) {
+                    Err(Errno::ELOOP) => return Err(rel.not_regular()),
+                    other => other.at(rel)?,
+                };
+                let st = fstat(&fd).at(rel)?;
+                if kind_of(&st) != EntryKind::File {
+                    return Err(rel.not_regular());
+                }
+                // Truncating a multiply-linked inode writes to names we never
+                // resolved, possibly outside the workspace tree.
+                if st.st_nlink > 1 {
+                    return Err(rel.invalid("refusing to write through a hard link"));
+                }
+                ftruncate(&fd, 0).at(rel)?;
+                fd
+            }
+            Err(e) => return Err(rel.err(e)),
+        };
+        let mut file = File::from(fd);
+        file.write_all(data).at(rel)?;
+        Ok(file)
+    }
+
+    /// `mkdir -p` inside the root; returns the directory's fd. Each prefix is
+    /// resolved from the root, so existing links behave as they do for `read`.
+    fn mkdir_all(&self, rel: &RelPath) -> Res<OwnedFd> {
+        let mut cur = RelPath(PathBuf::new());
+        let mut fd = self.resolve(&cur, O_DIR_PATH)?;
+        for name in rel.0.iter() {
+            let next = cur.join(name);
+            fd = match self.resolve(&next, O_DIR_PATH) {
+                Err(WorkspaceError::NotFound { .. }) => match self.mkdir_child(&fd, name, 0o755) {
+                    // Raced, or a dangling symlink: resolve again, fail if still missing.
+                    Err(Errno::EEXIST) => self.resolve(&next, O_DIR_PATH)?,
+                    other => other.at(&next)?,
+                },
+                other => other?,
+            };
+            cur = next;
+        }
+        Ok(fd)
+    }
+
+    /// mkdirat, then chown/chmod through a no-follow fd of the new directory,
+    /// so a swap right after mkdirat cannot redirect them (nor the umask decide).
+    fn mkdir_child(&self, dir: &OwnedFd, name: &OsStr, mode: u32) -> Result<OwnedFd, Errno> {
+        let mode = Mode::from_bits_truncate(mode);
+        mkdirat(dir, name, mode)?;
+        let fd = open_child(dir, name, O_DIR_READ)?;
+        fchown(&fd, Some(self.uid), Some(self.gid))?;
+        fchmod(&fd, mode)?;
+        Ok(fd)
+    }
+
+    /// Removes a file, a symlink itself, an empty directory, or with
+    /// `recursive` a whole tree (links inside are unlinked, never followed).
+    pub fn remove(&self, rel: &str, recursive: bool) -> Res<()> {
+        let rel = RelPath::parse(rel.as_bytes())?;
+        if rel.is_root() {
+            return Err(rel.invalid("refusing to remove the workspace root"));
+        }
+        let (dir, name) = self.parent(&rel, false)?;
+        match kind_of(&fstatat(&dir, name, NOFOLLOW).at(&rel)?) {
+            EntryKind::Dir if recursive => remove_tree(&dir, name, &rel),
+            EntryKind::Dir => unlinkat(&dir, name, UnlinkatFlags::RemoveDir).at(&rel),
+            _ => unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir).at(&rel),
+        }
+    }
+
+    /// A tar of directory `rel`, names relative to it. Symlinks are stored as
+    /// links, FIFOs and sockets skipped, owners recorded as 0 (host ids mean
+    /// nothing to the client). `max` bounds the whole archive, headers included.
+    pub fn tar(&self, rel: &str, max: u64) -> Res<Vec<u8>> {
+        let rel = RelPath::parse(rel.as_bytes())?;
+        let fd = self.resolve(&rel, O_DIR_READ)?;
+        let mut builder = tar::Builder::new(Vec::new());
+        tar_dir(&mut builder, fd, &rel, Path::new(""), max)?;
+        let archive = builder.into_inner().at(&rel)?;
+        match archive.len() as u64 > max {
+            true => Err(rel.too_large(max)),
+            false => Ok(archive),
+        }
+    }
+
+    /// Unpacks `tar` into directory `rel` (created when missing). The whole
+    /// archive is checked before anything is written: absolute or `..` names,
+    /// hard links, devices, FIFOs, paths through a symlink of the same archive
+    /// and more than `max` content bytes are refused. Modes lose
+    /// setuid/setgid/sticky; everything created is chowned to the owner.
+    /// Returns the number of entries written.
+    pub fn untar(&self, rel: &str, tar: &[u8], max: u64) -> Res<u64> {
+        let dest = RelPath::parse(rel.as_bytes())?;
+        let items = plan_untar(&dest, tar, max)?;
+        self.mkdir_all(&dest)?;
+        for (path, item) in &items {
+            let full = RelPath(dest.0.join(path));
+            match item {
+                Item::Dir(mode) => self.put_dir(&full, *mode)?,
+                Item::File(data, mode, mtime) => {
+                    let file = self.put_file(&full, data, *mode, true)?;
+                    // Also when the file existed, as tar(1) does.
+                    fchmod(&file, Mode::from_bits_truncate(*mode)).at(&full)?;
+                    let mtime = TimeSpec::new(i64::try_from(*mtime).unwrap_or(0), 0);
+                    futimens(&file, &TimeSpec::UTIME_OMIT, &mtime).at(&full)?;
+                }
+                Item::Symlink(to) => self.put_symlink(&full, to)?,
+            }
+        }
+        Ok(items.len() as u64)
+    }
+
+    fn put_dir(&self, rel: &RelPath, mode: u32) -> Res<()> {
+        let (dir, name) = self.parent(rel, true)?;
+        match self.mkdir_child(&dir, name, mode) {
+            Err(Errno::EEXIST) => self.resolve(rel, O_DIR_PATH).map(drop),
+            other => other.at(rel).map(drop),
+        }
+    }
+
+    /// Creates symlink `rel`, replacing a non-directory as tar(1) does.
+    fn put_symlink(&self, rel: &RelPath, to: &OsStr) -> Res<()> {
+        let (dir, name) = self.parent(rel, true)?;
+        if let Err(Errno::EEXIST) = symlinkat(to, &dir, name) {
+            if kind_of(&fstatat(&dir, name, NOFOLLOW).at(rel)?) == EntryKind::Dir {
+                return Err(WorkspaceError::IsADirectory { path: rel.shown() });
+            }
+            unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir).at(rel)?;
+            symlinkat(to, &dir, name).at(rel)?;
+        }
+        fchownat(&dir, name, Some(self.uid), Some(self.gid), NOFOLLOW).at(rel)
+    }
+}
+
+fn list(fd: OwnedFd, rel: &RelPath) -> Res<Vec<Entry>> {
+    let (dir, names) = read_names(fd).at(rel)?;
+    let mut entries = Vec::with_capacity(names.len());
+    for name in names {
+        let st = fstatat(&dir, name.as_os_str(), NOFOLLOW);
+        if let Some(st) = unless_raced(st, &rel.join(&name))? {
+            entries.push(entry_of(&name, &st));
+        }
+    }
+    Ok(entries)
+}
+
+fn remove_tree(parent: &impl AsFd, name: &OsStr, rel: &RelPath) -> Res<()> {
+    if rel.0.components().count() > MAX_DEPTH {
+        return Err(rel.invalid("directory tree nested too deeply"));
+    }
+    let (dir, names) = read_names(open_child(parent, name, O_DIR_READ).at(rel)?).at(rel)?;
+    for child in names {
+        let (path, child) = (rel.join(&child), child.as_os_str());
+        match unless_raced(fstatat(&dir, child, NOFOLLOW), &path)? {
+            Some(st) if kind_of(&st) == EntryKind::Dir => remove_tree(&dir, child, &path)?,
+            Some(_) => match unlinkat(&dir, child, UnlinkatFlags::NoRemoveDir) {
+                Err(Errno::ENOENT) => {}
+                other => other.at(&path)?,
+            },
+            None => {}
+        }
+    }
+    unlinkat(parent, name, UnlinkatFlags::RemoveDir).at(rel)
+}
+
+fn tar_dir(builder: &mut Tar, fd: OwnedFd, rel: &RelPath, prefix: &Path, max: u64) -> Res<()> {
+    if rel.0.components().count() > MAX_DEPTH {
+        return Err(rel.invalid("directory tree nested too deeply"));
+    }
+    let (dir, names) = read_names(fd).at(rel)?;
+    for name in names {
+        // Headers count too: a million empty files must not go unbounded.
+        if builder.get_ref().len() as u64 > max {
+            return Err(rel.too_large(max));
+        }
+        let (arc, child, name) = (prefix.join(&name), rel.join(&name), name.as_os_str());
+        let Some(st) = unless_raced(fstatat(&dir, name, NOFOLLOW), &child)? else {
+            continue;
+        };
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(st.st_mode & 0o7777);
+        header.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
+        header.set_size(0);
+        match kind_of(&st) {
+            EntryKind::Dir => {
+                let Some(sub) = unless_raced(open_child(&dir, name, O_DIR_READ), &child)? else {
+                    continue;
+                };
+                header.set_entry_type(EntryType::Directory);
+                builder.append_data(&mut header, &arc, &[][..]).at(&child)?;
+                tar_dir(builder, sub, &child, &arc, max)?;
+            }
+            EntryKind::File => {
+                let Some(file) = unless_raced(open_child(&dir, name, O_READ), &child)? else {
+                    continue;
+                };
+                // Check the fd, not the name: it may have been swapped for a FIFO.
+                if kind_of(&fstat(&file).at(&child)?) != EntryKind::File {
+                    continue;
+                }
+                let budget = max.saturating_sub(builder.get_ref().len() as u64);
+                let Some(data) = read_bounded(file, budget).at(&child)? else {
+                    return Err(rel.too_large(max));
+                };
+                header.set_size(data.len() as u64);
+                header.set_entry_type(EntryType::Regular);
+                builder
+                    .append_data(&mut header, &arc, &data[..])
+                    .at(&child)?;
+            }
+            EntryKind::Symlink => {
+                let Some(target) = unless_raced(readlinkat(&dir, name), &child)? else {
+                    continue;
+                };
+                header.set_entry_type(EntryType::Symlink);
+                builder.append_link(&mut header, &arc, &target).at(&child)?;
+            }
+            // FIFOs and sockets have no content worth archiving.
+            EntryKind::Other => continue,
+        }
+    }
+    Ok(())
+}
+
+/// An archive entry to create: directory (mode), file (data, mode, mtime), symlink (target).
+enum Item {
+    Dir(u32),
+    File(Vec<u8>, u32, u64),
+    Symlink(OsString),
+}
+
+/// Validates and loads the whole archive, so a bad entry anywhere is refused
+/// before the first write; memory is bounded by `max`.
+fn plan_untar(dest: &RelPath, tar: &[u8], max: u64) -> Res<Vec<(PathBuf, Item)>> {
+    let malformed = |source| {
+        let path = dest.shown();
+        WorkspaceError::Archive { path, source }
+    };
+    let mut archive = tar::Archive::new(tar);
+    let (mut items, mut symlinks, mut total) = (Vec::new(), HashSet::new(), 0u64);
+    for entry in archive.entries().map_err(malformed)? {
+        let mut entry = entry.map_err(malformed)?;
+        let raw = entry.path_bytes().into_owned();
+        let path = RelPath::parse(&raw)?;
+        let bad = |reason| Err(invalid(String::from_utf8_lossy(&raw).into(), reason));
+        if raw.starts_with(b"/") {
+            return bad("absolute path in archive");
+        }
+        // A link from this archive would redirect later entries: still inside
+        // the root, but not where the archive claims.
+        if path.0.ancestors().skip(1).any(|a| symlinks.contains(a)) {
+            return bad("path goes through a symlink from the same archive");
+        }
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        let kind = match entry.header().entry_type() {
+            EntryType::Directory if path.is_root() => continue,
+            EntryType::XGlobalHeader => continue,
+            _ if path.is_root() => return bad("entry names the destination directory itself"),
+            EntryType::Directory => Item::Dir(mode),
+            EntryType::Regular | EntryType::Continuous => {
+                total = total.saturating_add(entry.size());
+                if total > max {
+                    return Err(dest.too_large(max));
+                }
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data).map_err(malformed)?;
+                Item::File(data, mode, entry.header().mtime().unwrap_or(0))
+            }
+            EntryType::Symlink => match entry.link_name_bytes() {
+                Some(target) if !target.is_empty() => {
+                    symlinks.insert(path.0.clone());
+                    Item::Symlink(OsString::from_vec(target.into_owned()))
+                }
+                _ => return bad("symlink without a target"),
+            },
+            EntryType::Link => return bad("hard links are not allowed"),
+            EntryType::Char | EntryType::Block => return bad("device nodes are not allowed"),
+            EntryType::Fifo => return bad("FIFOs are not allowed"),
+            _ => return bad("unsupported entry type"),
+        };
+        items.push((path.0, kind));
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    use tar::EntryType::{Char, Fifo, Link, Regular, Symlink};
+
+    const OWNER: (u32, u32) = (4321, 4321);
+    const MAX: u64 = 1 << 20;
+
+    /// A fake workspace `ws` with a fake host directory `host` beside it.
+    fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, Workspace) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ws, host) = (tmp.path().join("ws"), tmp.path().join("host"));
+        fs::create_dir(&ws).unwrap();
+        fs::create_dir(&host).unwrap();
+        fs::write(host.join("secret.txt"), "host secret").unwrap();
+        let w = Workspace::open(&ws, OWNER).unwrap();
+        (tmp, ws, host, w)
+    }
+
+    fn code<T: std::fmt::Debug>(result: Res<T>) -> &'static str {
+        result.unwrap_err().code()
+    }
+
+    fn file(node: Res<Node>) -> Vec<u8> {
+        match node.unwrap() {
+            Node::File(data) => data,
+            Node::Dir(_) => panic!("expected a file"),
+        }
+    }
+
+    /// (uid, gid, permission bits) of `path` itself.
+    fn owner_mode(path: &Path) -> (u32, u32, u32) {
+        let meta = fs::symlink_metadata(path).unwrap();
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+    }
+
+    fn mkfifo(path: &Path) {
+        nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o644)).unwrap();
+    }
+
+    fn host_untouched(host: &Path) {
+        let names: Vec<_> = fs::read_dir(host).unwrap().map(Result::unwrap).collect();
+        assert_eq!(names.len(), 1);
+        assert_eq!(fs::read(host.join("secret.txt")).unwrap(), b"host secret");
+    }
+
+    #[test]
+    fn write_read_round_trip_parents_and_owner() {
+        let (_tmp, ws, _host, w) = setup();
+        w.write("a.txt", b"hello world", false).unwrap();
+        w.write("/a.txt", b"short", false).unwrap();
+        assert_eq!(file(w.read("a.txt", 100)), b"short");
+        assert_eq!(owner_mode(&ws.join("a.txt")), (4321, 4321, 0o644));
+        w.write("//x/./y/z.txt", b"deep", true).unwrap();
+        assert_eq!(file(w.read("x/y/z.txt", 100)), b"deep");
+        assert_eq!(owner_mode(&ws.join("x")), (4321, 4321, 0o755));
+        assert_eq!(owner_mode(&ws.join("x/y")), (4321, 4321, 0o755));
+        assert_eq!(code(w.write("missing/f.txt", b"", false)), "file_not_found");
+        assert!(!ws.join("missing").exists());
+        let err = w.read("a.txt", 4).unwrap_err();
+        assert_eq!((err.code(), err.http_status()), ("file_too_large", 413));
+        assert_eq!(code(w.write("x", b"", false)), "is_a_directory");
+        assert_eq!(code(w.write("a.txt/b", b"", false)), "not_a_directory");
+        // A multiply-linked inode is not written through.
+        fs::hard_link(ws.join("a.txt"), ws.join("hard")).unwrap();
+        assert_eq!(code(w.write("hard", b"x", false)), "invalid_path");
+        assert_eq!(fs::read(ws.join("a.txt")).unwrap(), b"short");
+    }
+
+    #[test]
+    fn directory_listing_and_stat() {
+        let (_tmp, ws, _host, w) = setup();
+        fs::write(ws.join("b.txt"), "12345").unwrap();
+        fs::set_permissions(ws.join("b.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::create_dir(ws.join("a")).unwrap();
+        fs::set_permissions(ws.join("a"), fs::Permissions::from_mode(0o750)).unwrap();
+        symlink("b.txt", ws.join("c")).unwrap();
+        mkfifo(&ws.join("d"));
+        let Ok(Node::Dir(got)) = w.read("/", 0) else {
+            panic!()
+        };
+        let got: Vec<_> = got
+            .into_iter()
+            .map(|e| (e.name, e.kind, e.mode, e.size))
+            .collect();
+        let want = [
+            ("a".into(), EntryKind::Dir, 0o750, got[0].3),
+            ("b.txt".into(), EntryKind::File, 0o600, 5),
+            ("c".into(), EntryKind::Symlink, 0o777, 5),
+            ("d".into(), EntryKind::Other, 0o644, 0),
+        ];
+        assert_eq!(got, want);
+        assert!(w.stat("b.txt").unwrap().mtime > 1_600_000_000);
+        assert_eq!(w.stat("c").unwrap().kind, EntryKind::Symlink);
+        assert_eq!(w.stat("").unwrap().name, "/");
+        let json = serde_json::to_value(w.stat("a").unwrap()).unwrap();
+        assert_eq!(json["type"], "dir");
+    }
+
+    #[test]
+    fn hostile_symlinks_stay_inside_the_root() {
+        let (_tmp, ws, host, w) = setup();
+        fs::write(ws.join("inside.txt"), "in root").unwrap();
+        symlink("/etc", ws.join("etc")).unwrap();
+        symlink("../../../../..", ws.join("up")).unwrap();
+        symlink("/etc/hostname", ws.join("abs")).unwrap();
+        symlink(&host, ws.join("hostdir")).unwrap();
+        symlink(host.join("secret.txt"), ws.join("hostfile")).unwrap();
+        // `etc` resolves to itself inside the root: a loop, not the host's /etc.
+        assert_eq!(code(w.read("abs", MAX)), "invalid_path");
+        assert_eq!(code(w.read("etc/passwd", MAX)), "invalid_path");
+        for path in ["hostfile", "hostdir/secret.txt", "up/host/secret.txt"] {
+            assert_eq!(code(w.read(path, MAX)), "file_not_found", "{path}");
+        }
+        // `..` past the root is clamped to the root.
+        assert_eq!(file(w.read("up/inside.txt", 100)), b"in root");
+
+        assert!(w.write("etc/pwned", b"x", false).is_err());
+        assert!(w.write("etc/pwned", b"x", true).is_err());
+        assert!(w.write("hostdir/pwned", b"x", true).is_err());
+        assert_eq!(code(w.write("hostfile", b"x", false)), "not_a_regular_file");
+        w.write("up/pwned", b"x", false).unwrap();
+        assert!(ws.join("pwned").exists() && !ws.parent().unwrap().join("pwned").exists());
+        assert!(!Path::new("/etc/pwned").exists());
+        host_untouched(&host);
+
+        w.remove("etc", false).unwrap();
+        w.remove("hostdir", true).unwrap();
+        assert!(ws.join("etc").symlink_metadata().is_err());
+        assert!(ws.join("hostdir").symlink_metadata().is_err());
+        assert!(Path::new("/etc/passwd").exists());
+
+        fs::create_dir_all(ws.join("tree/sub")).unwrap();
+        fs::write(ws.join("tree/sub/f"), "f").unwrap();
+        symlink(&host, ws.join("tree/sub/hostdir")).unwrap();
+        symlink("../../../..", ws.join("tree/up")).unwrap();
+        assert_eq!(code(w.remove("tree", false)), "directory_not_empty");
+        w.remove("tree", true).unwrap();
+        assert!(!ws.join("tree").exists() && ws.join("inside.txt").exists());
+        host_untouched(&host);
+
+        // /proc/self/{root,cwd} are magic links to the host's real root.
+        let w = Workspace::open(Path::new("/proc/self"), OWNER).unwrap();
+        assert_eq!(code(w.read("root/etc/passwd", MAX)), "invalid_path");
+        assert_eq!(code(w.read("cwd", MAX)), "invalid_path");
+    }
+
+    #[test]
+    fn fifo_is_not_read_or_written() {
+        let (_tmp, ws, _host, w) = setup();
+        mkfifo(&ws.join("fifo"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let read = code(w.read("fifo", 100));
+            let _ = tx.send([read, code(w.write("fifo", b"x", false))]);
+        });
+        let codes = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(codes, Ok(["not_a_regular_file"; 2]), "blocked on a FIFO?");
+    }
+
+    #[test]
+    fn invalid_paths_and_root_removal() {
+        let (_tmp, ws, _host, w) = setup();
+        fs::create_dir(ws.join("a")).unwrap();
+        let long = "a/".repeat(2100);
+        for bad in ["..", "../x", "a/../a", "a/..", "a\0b", long.as_str()] {
+            let err = w.read(bad, 10).unwrap_err();
+            assert_eq!(err.http_status(), 400, "{bad:?}");
+            assert_eq!(code(w.write(bad, b"x", true)), "invalid_path");
+        }
+        for root in ["", "/", "//./"] {
+            assert_eq!(code(w.remove(root, true)), "invalid_path");
+        }
+        assert!(ws.join("a").is_dir());
+        w.remove("a", false).unwrap();
+        assert!(!ws.join("a").exists());
+        assert_eq!(code(w.remove("a", false)), "file_not_found");
+    }
+
+    #[test]
+    fn tar_round_trip() {
+        let (tmp, ws, _host, w) = setup();
+        fs::create_dir_all(ws.join("src/d/e")).unwrap();
+        fs::write(ws.join("src/f.txt"), "top").unwrap();
+        fs::set_permissions(ws.join("src/f.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+        fs::write(ws.join("src/d/g.txt"), "nested").unwrap();
+        symlink("d/g.txt", ws.join("src/link")).unwrap();
+        symlink("/etc", ws.join("src/etc")).unwrap();
+        mkfifo(&ws.join("src/fifo"));
+        let archive = w.tar("src", MAX).unwrap();
+
+        let other = tmp.path().join("other");
+        fs::create_dir(&other).unwrap();
+        let w2 = Workspace::open(&other, OWNER).unwrap();
+        assert_eq!(w2.untar("copy/here", &archive, MAX).unwrap(), 6);
+        let out = other.join("copy/here");
+        assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"top");
+        assert_eq!(fs::read(out.join("d/g.txt")).unwrap(), b"nested");
+        assert!(out.join("d/e").is_dir());
+        let link = |name| fs::read_link(out.join(name)).unwrap();
+        assert_eq!(
+            (link("link"), link("etc")),
+            ("d/g.txt".into(), "/etc".into())
+        );
+        assert!(out.join("fifo").symlink_metadata().is_err());
+        assert_eq!(owner_mode(&out.join("f.txt")), (4321, 4321, 0o640));
+        assert_eq!(owner_mode(&out.join("link")).0, 4321);
+        // Unpacking again replaces files and links in place.
+        assert_eq!(w2.untar("copy/here", &archive, MAX).unwrap(), 6);
+        assert_eq!(code(w.tar("src", 600)), "file_too_large");
+        assert_eq!(code(w.tar("src/f.txt", MAX)), "not_a_directory");
+    }
+
+    type Spec<'a> = (&'a str, tar::EntryType, &'a [u8], &'a str, u32);
+
+    /// An archive of raw headers, bypassing the tar crate's own path checks.
+    fn hostile(entries: &[Spec]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data, link, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(*mode);
+            if !link.is_empty() {
+                h.set_link_name(link).unwrap();
+            }
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn reg(path: &str) -> Spec<'_> {
+        (path, Regular, b"x", "", 0o644)
+    }
+
+    #[test]
+    fn untar_refuses_hostile_archives() {
+        let (tmp, ws, host, w) = setup();
+        let host_s = host.to_str().unwrap();
+        let cases: [&[Spec]; 7] = [
+            &[reg("ok.txt"), reg("/abs.txt")],
+            &[reg("ok.txt"), reg("../escape")],
+            &[reg("a/../../escape")],
+            &[("link", Symlink, b"", host_s, 0o777), reg("link/file")],
+            &[("hard", Link, b"", "/etc/passwd", 0o644)],
+            &[("null", Char, b"", "", 0o666)],
+            &[("pipe", Fifo, b"", "", 0o666)],
+        ];
+        for case in cases {
+            let err = code(w.untar("dest", &hostile(case), MAX));
+            assert_eq!(err, "invalid_path", "{case:?}");
+            assert!(!ws.join("dest").exists(), "{case:?} wrote before refusing");
+        }
+        assert!(!Path::new("/abs.txt").exists() && !tmp.path().join("escape").exists());
+
+        // A link planted by the sandbox is resolved inside the root, not on the host.
+        fs::create_dir(ws.join("dest")).unwrap();
+        symlink(&host, ws.join("dest/link")).unwrap();
+        assert!(w.untar("dest", &hostile(&[reg("link/file")]), MAX).is_err());
+        host_untouched(&host);
+
+        let suid = hostile(&[("suid", Regular, b"#!", "", 0o6755)]);
+        assert_eq!(w.untar("dest", &suid, MAX).unwrap(), 1);
+        assert_eq!(owner_mode(&ws.join("dest/suid")), (4321, 4321, 0o755));
+
+        let big = vec![0u8; 4096];
+        let bomb = hostile(&[("a", Regular, &big, "", 0), ("b", Regular, &big, "", 0)]);
+        assert_eq!(code(w.untar("dest", &bomb, 6000)), "file_too_large");
+        assert!(!ws.join("dest/a").exists());
+        // A header claiming a huge size is refused before anything is read.
+        let mut claim = hostile(&[("c", Regular, b"", "", 0o644)]);
+        let mut h = tar::Header::from_byte_slice(&claim[..512]).clone();
+        h.set_size(1 << 40);
+        h.set_cksum();
+        claim[..512].copy_from_slice(h.as_bytes());
+        assert_eq!(code(w.untar("dest", &claim, MAX)), "file_too_large");
+    }
+}
