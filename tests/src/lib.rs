@@ -27,6 +27,8 @@ use serde_json::Value;
 
 pub use serde_json;
 
+pub mod daemon;
+
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;
 

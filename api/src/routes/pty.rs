@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -54,10 +55,11 @@ pub async fn open(
     Extension(tenant): Extension<Tenant>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let session = state.get(&tenant, &id)?;
     let sb = session.running()?.clone();
+    let ws = ws.map_err(upgrade_required)?;
     let q = q.unwrap_or_default();
     let pairs: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes()).into_owned().collect();
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v);
@@ -111,13 +113,22 @@ pub async fn attach(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
     Path((id, pty_id)): Path<(String, String)>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let session = state.get(&tenant, &id)?;
     session.running()?;
     let pty = find(&session, &pty_id)?;
+    let ws = ws.map_err(upgrade_required)?;
     session.touch();
     Ok(ws.on_upgrade(move |socket| bridge(socket, pty, session)))
+}
+
+fn upgrade_required(r: WebSocketUpgradeRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "websocket_required",
+        format!("this endpoint is a WebSocket: {}", r.body_text()),
+    )
 }
 
 fn find(session: &Session, pty_id: &str) -> Result<Arc<Pty>, ApiError> {
