@@ -31,7 +31,6 @@ const MAX_PATH: usize = 4096;
 /// Nesting limit for recursive walks: each level holds an fd, and a hostile
 /// sandbox can build trees deeper than any path could name.
 const MAX_DEPTH: usize = 256;
-const EAGAIN_RETRIES: usize = 16;
 const NOFOLLOW: AtFlags = AtFlags::AT_SYMLINK_NOFOLLOW;
 const O_DIR_PATH: OFlag = OFlag::O_PATH.union(OFlag::O_DIRECTORY);
 const O_DIR_READ: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY);
@@ -95,9 +94,13 @@ pub enum WorkspaceError {
     InvalidPath { path: String, reason: &'static str },
     #[error("directory not empty: {path}")]
     DirectoryNotEmpty { path: String },
-    #[error("malformed tar archive")]
+    #[error("malformed tar archive: {source}")]
     Archive { source: std::io::Error },
-    #[error("i/o error on {path}")]
+    #[error("permission denied: {path}")]
+    PermissionDenied { path: String },
+    #[error("no space left in the workspace: {path}")]
+    NoSpace { path: String },
+    #[error("i/o error on {path}: {source}")]
     Io { path: String, source: Errno },
 }
 
@@ -113,6 +116,8 @@ impl WorkspaceError {
             Self::InvalidPath { .. } => "invalid_path",
             Self::DirectoryNotEmpty { .. } => "directory_not_empty",
             Self::Archive { .. } => "invalid_archive",
+            Self::PermissionDenied { .. } => "permission_denied",
+            Self::NoSpace { .. } => "workspace_full",
             Self::Io { .. } => "io_error",
         }
     }
@@ -122,7 +127,8 @@ impl WorkspaceError {
         match self {
             Self::NotFound { .. } => 404,
             Self::InvalidPath { .. } | Self::Archive { .. } => 400,
-            Self::TooLarge { .. } => 413,
+            Self::TooLarge { .. } | Self::NoSpace { .. } => 413,
+            Self::PermissionDenied { .. } => 403,
             Self::Io { .. } => 500,
             _ => 409,
         }
@@ -145,6 +151,9 @@ fn errno_error(path: String, e: Errno) -> WorkspaceError {
         // A scoped lookup refusing to leave the root (e.g. through a magic link).
         Errno::EXDEV => invalid(path, "leads out of the workspace"),
         Errno::ENAMETOOLONG => invalid(path, "name too long"),
+        // The daemon acts as the session user: its permissions apply.
+        Errno::EACCES | Errno::EPERM => WorkspaceError::PermissionDenied { path },
+        Errno::ENOSPC | Errno::EDQUOT | Errno::EFBIG => WorkspaceError::NoSpace { path },
         source => WorkspaceError::Io { path, source },
     }
 }
@@ -192,10 +201,6 @@ impl RelPath {
         Ok(RelPath(out))
     }
 
-    fn is_root(&self) -> bool {
-        self.0.as_os_str().is_empty()
-    }
-
     /// (parent, final name); `None` for the root.
     fn split(&self) -> Option<(RelPath, &OsStr)> {
         Some((RelPath(self.0.parent()?.to_path_buf()), self.0.file_name()?))
@@ -234,7 +239,7 @@ fn open_how(dir: impl AsFd, path: &Path, flags: OFlag, res: ResolveFlag) -> Resu
     let mode = Mode::from_bits_truncate(if create { 0o600 } else { 0 });
     let flags = flags | OFlag::O_CLOEXEC;
     let how = OpenHow::new().flags(flags).mode(mode).resolve(res);
-    let mut left = EAGAIN_RETRIES;
+    let mut left = 16;
     loop {
         match openat2(dir.as_fd(), path, how) {
             Err(Errno::EAGAIN) if left > 0 => left -= 1,
@@ -363,8 +368,10 @@ impl Workspace {
     /// Creates (with `mode`, chowned) or truncates regular file `rel`, writes `data`.
     fn put_file(&self, rel: &RelPath, data: &[u8], mode: u32, parents: bool) -> Res<File> {
         let (dir, name) = self.parent(rel, parents)?;
+        let mut created = false;
         let fd = match open_child(&dir, name, O_WRITE | OFlag::O_CREAT | OFlag::O_EXCL) {
             Ok(fd) => {
+                created = true;
                 fchown(&fd, Some(self.uid), Some(self.gid)).at(rel)?;
                 fchmod(&fd, Mode::from_bits_truncate(mode)).at(rel)?;
                 fd
@@ -389,7 +396,14 @@ impl Workspace {
             Err(e) => return Err(rel.err(e)),
         };
         let mut file = File::from(fd);
-        file.write_all(data).at(rel)?;
+        if let Err(e) = file.write_all(data).at(rel) {
+            // A file we made and could not fill (the workspace is full) is
+            // removed again: a failed request leaves nothing behind.
+            if created {
+                let _ = nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            }
+            return Err(e);
+        }
         Ok(file)
     }
 
@@ -608,10 +622,11 @@ fn plan_untar(dest: &RelPath, tar: &[u8], max: u64) -> Res<Vec<(PathBuf, Item)>>
             return bad("path goes through a symlink from the same archive");
         }
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        let root = path.split().is_none();
         let kind = match entry.header().entry_type() {
-            EntryType::Directory if path.is_root() => continue,
+            EntryType::Directory if root => continue,
             EntryType::XGlobalHeader => continue,
-            _ if path.is_root() => return bad("entry names the destination directory itself"),
+            _ if root => return bad("entry names the destination directory itself"),
             EntryType::Directory => Item::Dir(mode),
             EntryType::Regular | EntryType::Continuous => {
                 total = total.saturating_add(entry.size());

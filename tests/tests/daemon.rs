@@ -215,8 +215,11 @@ fn memory_limit_kills_with_oom_in_the_session() {
 #[test]
 fn files_round_trip_and_archives() {
     let d = daemon!();
-    let id = d.create_session(&json!({}));
+    let id = d.create_session(&json!({"limits": {"disk": "4M"}}));
     let base = format!("/v1/sessions/{id}");
+    let big = vec![7u8; 5 << 20];
+    d.req("PUT", &format!("{base}/files/big"), Some(&big))
+        .assert_error(413, "workspace_full");
     let data: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     let r = d.req(
         "PUT",
@@ -272,6 +275,11 @@ fn files_round_trip_and_archives() {
             .body,
         data
     );
+    // The API acts as the session user: its permissions and its disk
+    // limit apply.
+    d.exec(&id, &["sh", "-c", "mkdir locked && chmod 000 locked"]);
+    d.req("PUT", &format!("{base}/files/locked/x"), Some(b"x"))
+        .assert_error(403, "permission_denied");
     d.req("GET", &format!("{base}/files/../../etc/passwd"), None);
     d.req("GET", &format!("{base}/files/a/..%2f..%2fetc"), None)
         .assert_error(400, "invalid_path");

@@ -1,0 +1,165 @@
+//! The router without sockets (`tower::ServiceExt::oneshot`): auth, error
+//! shapes, validation before any sandbox exists, the OpenAPI document.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+
+use crate::config::{Config, TokenConfig};
+use crate::engine::EngineConfig;
+use crate::state::AppState;
+use crate::store::Store;
+
+fn state(tokens: bool) -> (Arc<AppState>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    if tokens {
+        cfg.tokens = vec![TokenConfig {
+            token: "0123456789abcdef-a".into(),
+            tenant: "a".into(),
+        }];
+    }
+    let engine = EngineConfig {
+        // Never started by these tests: every request fails validation
+        // before a sandbox would be made.
+        exe: "/nonexistent/runtimed".into(),
+        run_dir: dir.path().join("run"),
+        uid_pool: (100_000_000, 65536, 16),
+        landlock: true,
+    };
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    (Arc::new(AppState::new(cfg, engine, store)), dir)
+}
+
+async fn call(
+    app: axum::Router,
+    method: &str,
+    uri: &str,
+    body: &str,
+    auth: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = app
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, v)
+}
+
+#[tokio::test]
+async fn health_and_unknown_routes() {
+    let (s, _d) = state(false);
+    let (st, v) = call(crate::router(s.clone()), "GET", "/healthz", "", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["status"], "ok");
+    let (st, v) = call(crate::router(s), "GET", "/v2/nothing", "", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(v["code"], "not_found");
+}
+
+#[tokio::test]
+async fn tokens_are_required_when_configured() {
+    let (s, _d) = state(true);
+    let (st, v) = call(crate::router(s.clone()), "GET", "/v1/sessions", "", None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["code"], "unauthorized");
+    let (st, _) = call(
+        crate::router(s.clone()),
+        "GET",
+        "/v1/sessions",
+        "",
+        Some("Bearer nope-nope-nope-nope"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, v) = call(
+        crate::router(s.clone()),
+        "GET",
+        "/v1/sessions",
+        "",
+        Some("Bearer 0123456789abcdef-a"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["sessions"], serde_json::json!([]));
+    // Metrics are for operators only once tokens exist.
+    let (st, v) = call(
+        crate::router(s),
+        "GET",
+        "/metrics",
+        "",
+        Some("Bearer 0123456789abcdef-a"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+}
+
+#[tokio::test]
+async fn bad_requests_fail_before_any_sandbox() {
+    let (s, _d) = state(false);
+    for (body, code) in [
+        ("{", "invalid_request"),
+        (r#"{"unknown": 1}"#, "invalid_request"),
+        (r#"{"limits": {"memory": 1}}"#, "limit_out_of_range"),
+        (r#"{"limits": {"disk": "9999G"}}"#, "limit_out_of_range"),
+        (r#"{"limits": {"cpus": 1000}}"#, "limit_out_of_range"),
+        (r#"{"ttl_seconds": 99999999}"#, "limit_out_of_range"),
+        (r#"{"labels": {"": "x"}}"#, "invalid_request"),
+        (r#"{"image": "debian"}"#, "image_not_found"),
+    ] {
+        let (st, v) = call(crate::router(s.clone()), "POST", "/v1/sessions", body, None).await;
+        assert!(st.is_client_error(), "{body}: {st}");
+        assert_eq!(v["code"], code, "{body}: {v}");
+    }
+    let (st, v) = call(
+        crate::router(s.clone()),
+        "POST",
+        "/v1/sessions/x/exec",
+        r#"{"argv":["true"]}"#,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(v["code"], "session_not_found");
+    assert_eq!(s.active(), 0);
+}
+
+/// `docs/openapi.json` is the generated document, checked in; regenerate
+/// with `UPDATE_OPENAPI=1 cargo test -p api openapi`.
+#[test]
+fn openapi_document_is_checked_in_and_current() {
+    let doc = serde_json::to_string_pretty(&crate::openapi::document()).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &doc).unwrap();
+    }
+    let checked = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked == doc,
+        "docs/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test -p api openapi"
+    );
+    let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    for p in [
+        "/v1/sessions",
+        "/v1/sessions/{id}/exec",
+        "/v1/sessions/{id}/pty",
+        "/v1/run",
+        "/v1/sessions/{id}/files/{path}",
+    ] {
+        assert!(v["paths"].get(p).is_some(), "{p} missing from the document");
+    }
+    assert!(v["components"]["schemas"].get("ExecResult").is_some());
+}
