@@ -28,18 +28,20 @@ esac
 
 # The end-to-end limit and accounting tests (real `runtimed run` sandboxes:
 # clone3 into the cgroup, OOM kill, pids limit, CPU time of the tree, cgroup
-# removal) run in the same VM.
+# removal) and the daemon's (sessions below the daemon's supervisor leaf,
+# OOM inside a session, teardown on DELETE, TTL, SIGTERM and kill -9) run in
+# the same VM.
 cargo build -q --workspace --bins
 e2e=$(cargo test -q -p runtimed-tests --no-run --message-format=json \
-	| grep -o '"executable":"[^"]*/\(limits\|lifecycle\)-[^"]*"' | cut -d'"' -f4)
-[ "$(echo "$e2e" | wc -l)" -eq 2 ] || { echo "cgroup-v2.sh: end-to-end test binaries not found" >&2; exit 2; }
+	| grep -o '"executable":"[^"]*/\(limits\|lifecycle\|daemon\)-[^"]*"' | cut -d'"' -f4)
+[ "$(echo "$e2e" | wc -l)" -eq 3 ] || { echo "cgroup-v2.sh: end-to-end test binaries not found" >&2; exit 2; }
 runtimed_bin=$(dirname "$(echo "$e2e" | head -n 1)")/../runtimed
 script="set -e; timeout -k 5 180 $bin cgroup:: --test-threads=2"
-for t in $e2e; do script="$script; timeout -k 5 180 $t --test-threads=2"; done
+for t in $e2e; do script="$script; timeout -k 5 240 $t --test-threads=2"; done
 
 start=$(date +%s)
 status=0
 # A bound on the whole VM run: a hang fails CI in minutes, not at its limit.
-"$vm" --timeout 420 -- env SANDBOX_MUST_WORK=1 RUNTIMED_BIN="$runtimed_bin" bash -c "$script" || status=$?
+"$vm" --timeout 600 -- env SANDBOX_MUST_WORK=1 RUNTIMED_BIN="$runtimed_bin" bash -c "$script" || status=$?
 echo "cgroup-v2.sh: VM run took $(( $(date +%s) - start )) s, exit status $status"
 exit "$status"

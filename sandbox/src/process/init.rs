@@ -744,6 +744,13 @@ fn spawn_one(
         // The child has exited; SIGCHLD reaps it (it is not in `procs`).
         return fail(err);
     }
+    // oom_score_adj: PID 1 is unkillable by the OOM killer (-1000, set by
+    // the supervisor after start-up) and forked children inherit that. Only
+    // now, after the child's exec, does it no longer share our mm (a write
+    // from the vfork child would have changed PID 1's value too), so set
+    // it back to the default: a memcg whose tasks are all unkillable loops
+    // in OOM instead of killing the program.
+    let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), b"0");
     let master = pty.map(|(m, _)| m);
     let _ = ctx.channel.send_child(
         &ChildMessage::Spawned { id: req.id, pid },
