@@ -55,8 +55,8 @@ pub struct Config {
     pub landlock: bool,
     /// Serve the terminal page at `/`.
     pub console: bool,
-    /// Directory holding `@xterm/xterm` and `@xterm/addon-attach` (an npm
-    /// `node_modules`).
+    /// Directory holding `@xterm/xterm`, `@xterm/addon-attach` and
+    /// `@xterm/addon-fit` (an npm `node_modules`: `npm ci` in console/).
     pub console_assets: Option<PathBuf>,
 }
 

@@ -98,7 +98,10 @@ fn session_create_exec_delete_leaves_nothing() {
     // not, and they must not inherit that).
     // (Lowering PID 1's score needs CAP_SYS_RESOURCE, which some hosts
     // withhold even from root.)
-    let r = d.exec(&id, &["cat", "/proc/self/oom_score_adj", "/proc/1/oom_score_adj"]);
+    let r = d.exec(
+        &id,
+        &["cat", "/proc/self/oom_score_adj", "/proc/1/oom_score_adj"],
+    );
     let pid1 = if has_cap_sys_resource() { "-1000" } else { "0" };
     assert_eq!(r["stdout"], format!("0\n{pid1}\n"), "{r}");
     assert_eq!(r["termination"], "exited");
@@ -442,6 +445,27 @@ fn pty_echo_resize_reconnect_and_exit() {
         .unwrap();
     let rest = ws_read_until(&mut ws, r#""type":"exit""#);
     assert!(rest.contains(r#""code":5"#), "{rest:?}");
+    // A terminal the client named.
+    let mut named = d.ws(&format!(
+        "/v1/sessions/{id}/pty?argv=/bin/sh&pty_id=editor-1"
+    ));
+    named
+        .send(tungstenite::Message::Binary(
+            b"echo N$((3))\r".to_vec().into(),
+        ))
+        .unwrap();
+    ws_read_until(&mut named, "N3");
+    let list = d
+        .req("GET", &format!("/v1/sessions/{id}/ptys"), None)
+        .json();
+    assert!(
+        list["ptys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "editor-1"),
+        "{list}"
+    );
     // Several terminals per session, over TCP too.
     let mut a = d.ws_tcp(&format!("/v1/sessions/{id}/pty?argv=/bin/sh"));
     let mut b = d.ws_tcp(&format!("/v1/sessions/{id}/pty?argv=/bin/sh"));
@@ -470,7 +494,10 @@ fn ttl_and_idle_timeout_remove_sessions_and_their_processes() {
     let clean = wait_for(Duration::from_secs(15), || {
         (!pid_alive(pid) && dirs.iter().all(|d| !d.exists())).then_some(())
     });
-    assert!(clean.is_some(), "process or cgroup left after TTL: {dirs:?}");
+    assert!(
+        clean.is_some(),
+        "process or cgroup left after TTL: {dirs:?}"
+    );
 
     let idle = d.create_session(&json!({"idle_timeout_seconds": 2}));
     // Activity keeps it: exec every 500 ms for 3 s.

@@ -47,8 +47,8 @@ fn size_of(v: Option<&String>, name: &str, default: u16) -> Result<u16, ApiError
 }
 
 /// Open a new terminal in the session (WebSocket). Query: `cols`, `rows`,
-/// `argv` (repeatable; default a login shell).
-#[utoipa::path(get, path = "/v1/sessions/{id}/pty", params(("id" = String, Path), ("cols" = Option<u16>, Query), ("rows" = Option<u16>, Query), ("argv" = Option<String>, Query, description = "repeatable")),
+/// `argv` (repeatable; default a login shell), `pty_id` (optional name).
+#[utoipa::path(get, path = "/v1/sessions/{id}/pty", params(("id" = String, Path), ("cols" = Option<u16>, Query), ("rows" = Option<u16>, Query), ("argv" = Option<String>, Query, description = "repeatable"), ("pty_id" = Option<String>, Query, description = "name of the new terminal")),
     responses((status = 101, description = "WebSocket"), (status = 404, body = ErrorBody)))]
 pub async fn open(
     State(state): State<Arc<AppState>>,
@@ -76,6 +76,33 @@ pub async fn open(
     if argv.iter().any(|a| a.contains('\0')) || argv[0].is_empty() {
         return Err(ApiError::invalid("argv: invalid"));
     }
+    // A client may name the terminal (to reattach to it later without
+    // asking the list); otherwise it is `p1`, `p2`, ...
+    let chosen = match get("pty_id") {
+        Some(name) => {
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ApiError::invalid("pty_id: 1-64 of [A-Za-z0-9_-]"));
+            }
+            if session
+                .ptys
+                .lock()
+                .is_ok_and(|m| m.contains_key(name.as_str()))
+            {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "pty_exists",
+                    format!("session {id} already has a terminal {name:?}"),
+                ));
+            }
+            Some(name.clone())
+        }
+        None => None,
+    };
     let env = session.process_env(&Default::default(), true);
     let spawned = sb
         .spawn(
@@ -90,7 +117,7 @@ pub async fn open(
     let n = session
         .next_pty
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let pty_id = format!("p{n}");
+    let pty_id = chosen.unwrap_or_else(|| format!("p{n}"));
     let pty = Pty::start(
         pty_id.clone(),
         argv,
