@@ -856,3 +856,78 @@ fn kill_9_of_the_daemon_leaves_nothing_and_restart_reports_lost() {
     let id2 = d.create_session(&json!({}));
     assert_eq!(d.exec(&id2, &["echo", "ok"])["stdout"], "ok\n");
 }
+
+#[test]
+fn a_killed_helper_ends_its_session_and_leaves_no_cgroup() {
+    let d = daemon!();
+    let id = d.create_session(&json!({}));
+    let (pid, dirs) = background_marker(&d, &id);
+    let helper = host_procs_matching("sandbox-host")
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, r)| r.split_whitespace().nth(1).map(str::to_owned))
+                })
+                == Some(d.pid().to_string())
+        })
+        .expect("the session's helper");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(helper.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let clean = wait_for(Duration::from_secs(15), || {
+        let gone = d.req("GET", &format!("/v1/sessions/{id}"), None).status == 404;
+        (gone && !pid_alive(pid) && dirs.iter().all(|p| !p.exists())).then_some(())
+    });
+    assert!(
+        clean.is_some(),
+        "session, process or cgroup outlived its helper: {dirs:?}\n{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn socket_group_members_may_use_the_socket() {
+    let d = daemon!("socket_group = \"nogroup\"\n");
+    // The socket is 0660 root:nogroup; nobody (primary group nogroup) may
+    // connect and is let in by its peer credentials.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let nogroup = nix::unistd::Group::from_name("nogroup")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    assert_eq!(meta.gid(), nogroup);
+    let curl = |uid: u32, gid: u32| {
+        std::process::Command::new("setpriv")
+            .args([
+                format!("--reuid={uid}"),
+                format!("--regid={gid}"),
+                "--clear-groups".into(),
+            ])
+            .args([
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--unix-socket",
+            ])
+            .arg(&d.socket)
+            .arg("http://localhost/v1/sessions")
+            .output()
+            .expect("setpriv curl")
+    };
+    let ok = curl(65534, nogroup);
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "200", "{ok:?}");
+    // Someone outside the group cannot even connect (mode 0660).
+    let no = curl(4242, 4242);
+    assert_ne!(String::from_utf8_lossy(&no.stdout), "200", "{no:?}");
+}

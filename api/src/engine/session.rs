@@ -273,6 +273,23 @@ impl SessionSandbox {
         if let Some(mut child) = self.helper.lock().await.take() {
             let _ = tokio::time::timeout(STOP_TIMEOUT, child.wait()).await;
         }
+        if stats.is_none() {
+            // The helper died without cleaning up (killed from outside):
+            // its sandbox died with it (PID 1's parent-death signal), so
+            // what is left is the cgroup. Remove it here rather than wait
+            // for the next start's sweep.
+            let id = self.id.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Ok(mgr) = sandbox::process::spawn::cgroup_manager() {
+                    if let Ok(Some(cg)) = mgr.open_existing(&id) {
+                        if let Err(e) = cg.remove() {
+                            tracing::warn!(session_id = %id, error = %e, "cgroup of a dead helper not removed");
+                        }
+                    }
+                }
+            })
+            .await;
+        }
         stats
     }
 }
