@@ -16,6 +16,30 @@ use axum::Router;
 
 use crate::state::AppState;
 
+/// One span per request (method, path); the outcome is logged once, here:
+/// server errors as warnings, the rest at debug (`RUNTIMED_LOG=debug`).
+async fn trace_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+    let started = std::time::Instant::now();
+    async move {
+        let resp = next.run(req).await;
+        let status = resp.status().as_u16();
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        if status >= 500 {
+            tracing::warn!(status, ms, "request failed");
+        } else {
+            tracing::debug!(status, ms, "request");
+        }
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     let authed = Router::new()
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
@@ -53,6 +77,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/console/{name}", get(system::console_asset))
         .merge(authed)
         .fallback(system::fallback)
+        .layer(axum::middleware::from_fn(trace_request))
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .with_state(state)
 }
