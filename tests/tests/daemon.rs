@@ -440,7 +440,12 @@ fn pty_echo_resize_reconnect_and_exit() {
     ))
     .unwrap();
     ws_read_until(&mut ws, "after-4");
-    // Exit: the exit message with the shell's code.
+    // Exit: the exit message with the shell's code, even while a
+    // background child still holds the terminal open.
+    ws.send(tungstenite::Message::Binary(
+        b"sleep 60 &\r".to_vec().into(),
+    ))
+    .unwrap();
     ws.send(tungstenite::Message::Binary(b"exit 5\r".to_vec().into()))
         .unwrap();
     let rest = ws_read_until(&mut ws, r#""type":"exit""#);

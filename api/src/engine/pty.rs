@@ -70,16 +70,20 @@ impl Pty {
             size: Mutex::new(size),
         });
         let reader = pty.clone();
+        let (read_done_tx, read_done) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let reading = reader.read_loop();
-            let waiting = async {
-                let status = proc.wait().await;
-                match status {
-                    Some(s) => s.code.unwrap_or_else(|| 128 + s.signal.unwrap_or(9)),
-                    None => 137,
-                }
+            reader.read_loop().await;
+            let _ = read_done_tx.send(());
+        });
+        tokio::spawn(async move {
+            let code = match proc.wait().await {
+                Some(s) => s.code.unwrap_or_else(|| 128 + s.signal.unwrap_or(9)),
+                None => 137,
             };
-            let (_, code) = tokio::join!(reading, waiting);
+            // Output written just before the end is still in the pty: let
+            // the reader drain it, but a background process that keeps the
+            // terminal open must not hold back the exit message.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), read_done).await;
             let _ = exit_tx.send(Some(code));
         });
         Ok(pty)
