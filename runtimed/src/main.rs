@@ -12,6 +12,18 @@ use clap::{Parser, Subcommand};
 /// Exit status for failures of runtimed itself (bad usage, a setup step).
 pub const EXIT_RUNTIME_FAILURE: i32 = 125;
 
+const CLIENT_EXIT_STATUS: &str = "Exit status: 0 on success; 1 when the daemon refused \
+(its code and message on stderr, e.g. session_not_found); 125 when the client failed \
+(bad usage, the socket, local files). Errors are one line on stderr.";
+
+const EXEC_EXIT_STATUS: &str = "Exit status: the program's exit code; 128+N when a signal N \
+ended it (limits kill with SIGKILL: 137); 126 when it cannot be executed; 127 when it was not \
+found; 1 when the daemon refused the request; 125 when the client failed. Durations: 500ms, \
+2s, 1m. Sizes: 64K, 256M.";
+
+const SHELL_EXIT_STATUS: &str = "Exit status: the program's exit code (128+N for a signal); \
+0 after detaching (Ctrl-P Ctrl-Q); 1 when the daemon refused; 125 when the client failed.";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "runtimed",
@@ -37,6 +49,18 @@ Sizes: 4096, 64K, 256M, 1G. Durations: 500ms, 2s, 1.5s, 1m. Defaults: docs/limit
     Doctor(doctor::DoctorArgs),
     /// Run the daemon: the HTTP/WebSocket API on a Unix socket and a loopback port.
     Serve(cli::serve::ServeArgs),
+    /// Create, list, inspect and remove sessions of a running daemon.
+    #[command(after_help = CLIENT_EXIT_STATUS)]
+    Session(cli::client::SessionArgs),
+    /// Run a command in a session, its output streamed, its exit status ours.
+    #[command(after_help = EXEC_EXIT_STATUS)]
+    Exec(Box<cli::client::ExecArgs>),
+    /// An interactive terminal in a session (default: a login shell).
+    #[command(after_help = SHELL_EXIT_STATUS)]
+    Shell(cli::client::ShellArgs),
+    /// Copy files and directories between the host and a session (ID:PATH).
+    #[command(after_help = CLIENT_EXIT_STATUS)]
+    Cp(cli::client::CpArgs),
     /// (internal) The single-threaded helper that holds one session's sandbox.
     #[command(hide = true)]
     SandboxHost,
@@ -75,6 +99,10 @@ fn main() {
         Command::Run(args) => cli::run::main(*args),
         Command::Doctor(args) => doctor::main(args),
         Command::Serve(args) => cli::serve::main(args),
+        Command::Session(args) => cli::client::session::main(args),
+        Command::Exec(args) => cli::client::exec::main(*args),
+        Command::Shell(args) => cli::client::shell::main(args),
+        Command::Cp(args) => cli::client::cp::main(args),
         Command::SandboxHost => api::engine::host::main(),
     };
     std::process::exit(code);

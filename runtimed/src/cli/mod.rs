@@ -1,3 +1,4 @@
 //! Command-line verbs.
+pub mod client;
 pub mod run;
 pub mod serve;
