@@ -269,6 +269,25 @@ impl AppState {
         tenant: &Tenant,
         req: CreateSession,
     ) -> Result<Arc<Session>, ApiError> {
+        self.create(tenant, req, true).await
+    }
+
+    /// A session for one `/v1/run`: not written to the store (it lives for
+    /// one request; after a crash there is nothing to report about it).
+    pub async fn create_ephemeral(
+        &self,
+        tenant: &Tenant,
+        req: CreateSession,
+    ) -> Result<Arc<Session>, ApiError> {
+        self.create(tenant, req, false).await
+    }
+
+    async fn create(
+        &self,
+        tenant: &Tenant,
+        req: CreateSession,
+        persist: bool,
+    ) -> Result<Arc<Session>, ApiError> {
         let image = req.image.clone().unwrap_or_else(|| "host".into());
         if image != "host" {
             return Err(ApiError::new(
@@ -332,7 +351,7 @@ impl AppState {
             })
             .unwrap_or_default(),
         };
-        if let Err(e) = self.store.insert(&row) {
+        if let Err(e) = persist.then(|| self.store.insert(&row)).unwrap_or(Ok(())) {
             sb.stop().await;
             return Err(ApiError::internal(e.to_string()));
         }

@@ -34,7 +34,7 @@ pub async fn run(
         return Err(ApiError::invalid("argv: must name a program"));
     }
     let session = state
-        .create_session(
+        .create_ephemeral(
             &tenant,
             CreateSession {
                 image: req.image.clone(),
