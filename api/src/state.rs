@@ -351,7 +351,12 @@ impl AppState {
             })
             .unwrap_or_default(),
         };
-        if let Err(e) = persist.then(|| self.store.insert(&row)).unwrap_or(Ok(())) {
+        let stored = if persist {
+            self.store.insert(&row)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = stored {
             sb.stop().await;
             return Err(ApiError::internal(e.to_string()));
         }
