@@ -39,9 +39,14 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
     move |source| ServeError::Io { what, source }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. `exe` is the runtimed binary
-/// (re-executed as `sandbox-host` for every session).
-pub async fn serve(cfg: Config, exe: PathBuf) -> Result<(), ServeError> {
+/// Runs the daemon until SIGTERM or SIGINT. Helpers come from `zygote`
+/// (forked by the caller while it was single-threaded), or else from `exe`,
+/// the runtimed binary re-executed as `sandbox-host`.
+pub async fn serve(
+    cfg: Config,
+    exe: PathBuf,
+    zygote: Option<crate::engine::zygote::Zygote>,
+) -> Result<(), ServeError> {
     cfg.validate().map_err(ServeError::Config)?;
     if !nix::unistd::geteuid().is_root() {
         return Err(ServeError::Config(
@@ -64,6 +69,7 @@ pub async fn serve(cfg: Config, exe: PathBuf) -> Result<(), ServeError> {
             cfg.uid_pool_slots,
         ),
         landlock: cfg.landlock,
+        zygote: zygote.map(Arc::new),
     };
     let state = Arc::new(AppState::new(cfg.clone(), engine, store));
     let lost = state

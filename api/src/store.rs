@@ -75,10 +75,10 @@ impl Store {
     }
 
     pub fn insert(&self, r: &SessionRow) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "INSERT INTO sessions (id, tenant, state, image, created_at, expires_at, idle_timeout, last_activity, request)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
+        self.conn()?
+            .prepare_cached("INSERT INTO sessions (id, tenant, state, image, created_at, expires_at, idle_timeout, last_activity, request)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?
+            .execute(params![
                 r.id,
                 r.tenant,
                 r.state,
@@ -88,30 +88,28 @@ impl Store {
                 r.idle_timeout.map(|v| v as i64),
                 r.last_activity,
                 r.request
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 
     pub fn set_state(&self, id: &str, state: &str) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "UPDATE sessions SET state = ?2 WHERE id = ?1",
-            params![id, state],
-        )?;
+        self.conn()?
+            .prepare_cached("UPDATE sessions SET state = ?2 WHERE id = ?1")?
+            .execute(params![id, state])?;
         Ok(())
     }
 
     pub fn touch(&self, id: &str, at: i64) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "UPDATE sessions SET last_activity = ?2 WHERE id = ?1",
-            params![id, at],
-        )?;
+        self.conn()?
+            .prepare_cached("UPDATE sessions SET last_activity = ?2 WHERE id = ?1")?
+            .execute(params![id, at])?;
         Ok(())
     }
 
     pub fn remove(&self, id: &str) -> Result<(), StoreError> {
         self.conn()?
-            .execute("DELETE FROM sessions WHERE id = ?1", params![id])?;
+            .prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+            .execute(params![id])?;
         Ok(())
     }
 

@@ -811,20 +811,7 @@ fn kill_9_of_the_daemon_leaves_nothing_and_restart_reports_lost() {
     let mut d = daemon!();
     let id = d.create_session(&json!({"labels": {"k": "v"}}));
     let (pid, dirs) = background_marker(&d, &id);
-    let helpers: Vec<i32> = host_procs_matching("sandbox-host")
-        .into_iter()
-        .map(|p| p.pid)
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .map(|(_, r)| r.split_whitespace().nth(1).map(str::to_owned))
-                })
-                .flatten()
-                == Some(d.pid().to_string())
-        })
-        .collect();
+    let helpers = d.helpers();
     assert_eq!(helpers.len(), 1, "one helper per session");
     d.kill9();
     // The helper sees its control socket close and tears the sandbox down.
@@ -867,20 +854,10 @@ fn a_killed_helper_ends_its_session_and_leaves_no_cgroup() {
     let d = daemon!();
     let id = d.create_session(&json!({}));
     let (pid, dirs) = background_marker(&d, &id);
-    let helper = host_procs_matching("sandbox-host")
-        .into_iter()
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .and_then(|(_, r)| r.split_whitespace().nth(1).map(str::to_owned))
-                })
-                == Some(d.pid().to_string())
-        })
-        .expect("the session's helper");
+    let helpers = d.helpers();
+    assert_eq!(helpers.len(), 1, "one helper per session");
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(helper.pid),
+        nix::unistd::Pid::from_raw(helpers[0]),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();

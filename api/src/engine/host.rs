@@ -69,13 +69,17 @@ pub enum HostCommand {
 
 /// Entry point of `runtimed sandbox-host`; returns the exit status.
 pub fn main() -> i32 {
-    let control = match sandbox::sys::take_inherited_fd(CONTROL_FD) {
-        Ok(fd) => Channel::from_fd(fd),
+    match sandbox::sys::take_inherited_fd(CONTROL_FD) {
+        Ok(fd) => serve(Channel::from_fd(fd)),
         Err(e) => {
             eprintln!("runtimed: sandbox-host needs its control socket as fd {CONTROL_FD}: {e}");
-            return 2;
+            2
         }
-    };
+    }
+}
+
+/// One session's life on `control` (exec'd helper or zygote child).
+pub fn serve(control: Channel) -> i32 {
     let req = match control.recv_json::<HostRequest>() {
         Ok(Some((r, _))) => r,
         Ok(None) => return 0,

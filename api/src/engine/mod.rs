@@ -9,6 +9,7 @@ pub mod host;
 pub mod process;
 pub mod pty;
 pub mod session;
+pub mod zygote;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -32,6 +33,9 @@ pub struct EngineConfig {
     /// base, slot size, slots.
     pub uid_pool: (u32, u32, u32),
     pub landlock: bool,
+    /// Forks helpers when present (`runtimed serve`); otherwise each helper
+    /// is the binary re-executed.
+    pub zygote: Option<std::sync::Arc<zygote::Zygote>>,
 }
 
 /// Registers an owned fd with tokio's reactor. `AsyncFd::new` is

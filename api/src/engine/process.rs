@@ -63,7 +63,7 @@ pub async fn exec(
     let (out_r, out_w) = pipe_pair()?;
     let (err_r, err_w) = pipe_pair()?;
     let started = Instant::now();
-    let oom_before = sb.stats().map(|s| s.oom_kills).unwrap_or(0);
+    let oom_before = sb.oom_kills();
     let spawned = sb
         .spawn(
             spec.args,
@@ -167,7 +167,7 @@ pub async fn exec(
         (Some(k), _) => k,
         (None, None) => "session_ended",
         (None, Some(s)) => {
-            let oom_after = sb.stats().map(|s| s.oom_kills).unwrap_or(0);
+            let oom_after = sb.oom_kills();
             if s.signal == Some(libc::SIGKILL) && oom_after > oom_before {
                 "oom_killed"
             } else if s.signal == Some(libc::SIGSYS) {

@@ -87,19 +87,31 @@ impl SessionSandbox {
         let helper_err =
             |what: &str, e: &dyn std::fmt::Display| StartError::Helper(format!("{what}: {e}"));
         let (ours, theirs) = Channel::pair().map_err(|e| helper_err("socketpair", &e))?;
-        let mut cmd = std::process::Command::new(&cfg.exe);
-        cmd.arg("sandbox-host")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit());
-        // Its own process group: a Ctrl-C meant for the daemon must not
-        // kill helpers before they tear down their sandboxes.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        sandbox::sys::pass_fd_to_command(&mut cmd, theirs.raw_fd(), CONTROL_FD);
-        let mut child = tokio::process::Command::from(cmd)
-            .spawn()
-            .map_err(|e| helper_err(&format!("start {}", cfg.exe.display()), &e))?;
-        drop(theirs);
+        let mut child = None;
+        match &cfg.zygote {
+            Some(z) => {
+                let fd = theirs.into_fd();
+                z.spawn_helper(&fd)
+                    .map_err(|e| helper_err("ask the zygote for a helper", &e))?;
+            }
+            None => {
+                let mut cmd = std::process::Command::new(&cfg.exe);
+                cmd.arg("sandbox-host")
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::inherit());
+                // Its own process group: a Ctrl-C meant for the daemon must
+                // not kill helpers before they tear down their sandboxes.
+                std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+                sandbox::sys::pass_fd_to_command(&mut cmd, theirs.raw_fd(), CONTROL_FD);
+                child = Some(
+                    tokio::process::Command::from(cmd)
+                        .spawn()
+                        .map_err(|e| helper_err(&format!("start {}", cfg.exe.display()), &e))?,
+                );
+                drop(theirs);
+            }
+        }
         let control = AsyncChannel::new(ours.into_fd()).map_err(|e| helper_err("control", &e))?;
         let req = HostRequest {
             id: id.to_string(),
@@ -116,8 +128,12 @@ impl SessionSandbox {
         let reply = match tokio::time::timeout(START_TIMEOUT, reply).await {
             Ok(r) => r,
             Err(_) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
+                // Closing the control socket makes the helper tear down.
+                drop(control);
+                if let Some(c) = child.as_mut() {
+                    let _ = c.start_kill();
+                    let _ = c.wait().await;
+                }
                 return Err(StartError::Helper(format!(
                     "the sandbox did not start within {START_TIMEOUT:?}"
                 )));
@@ -133,7 +149,9 @@ impl SessionSandbox {
                 fds,
             ))) if fds.len() == 2 => (init_pid, host_uid, cgroup_paths, fds),
             other => {
-                let _ = child.wait().await;
+                if let Some(c) = child.as_mut() {
+                    let _ = c.wait().await;
+                }
                 return Err(match other {
                     Ok(Some((
                         HostReply::Failed {
@@ -173,7 +191,7 @@ impl SessionSandbox {
             next_id: AtomicU64::new(1),
             gone,
             stopped: AtomicBool::new(false),
-            helper: tokio::sync::Mutex::new(Some(child)),
+            helper: tokio::sync::Mutex::new(child),
         }))
     }
 
@@ -242,6 +260,14 @@ impl SessionSandbox {
             .pid1
             .send(&ParentMessage::Signal { id, signal }, &[])
             .await;
+    }
+
+    /// OOM kills in the session's cgroup so far (0 when unknown).
+    pub fn oom_kills(&self) -> u64 {
+        sandbox::process::spawn::cgroup_manager()
+            .ok()
+            .and_then(|m| m.oom_kills_of(&self.id).ok().flatten())
+            .unwrap_or(0)
     }
 
     /// The cgroup's accounting right now.

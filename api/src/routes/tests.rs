@@ -28,6 +28,7 @@ fn state(tokens: bool) -> (Arc<AppState>, tempfile::TempDir) {
         run_dir: dir.path().join("run"),
         uid_pool: (100_000_000, 65536, 16),
         landlock: true,
+        zygote: None,
     };
     let store = Store::open(&dir.path().join("db")).unwrap();
     (Arc::new(AppState::new(cfg, engine, store)), dir)

@@ -86,6 +86,19 @@ pub fn main(a: ServeArgs) -> i32 {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    // The zygote is forked now, while this process has one thread (no
+    // runtime yet): every session's helper is forked from it.
+    let zygote = if nix::unistd::geteuid().is_root() {
+        match api::engine::zygote::Zygote::start() {
+            Ok(z) => Some(z),
+            Err(e) => {
+                eprintln!("runtimed: cannot start the zygote: {e}");
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -96,7 +109,7 @@ pub fn main(a: ServeArgs) -> i32 {
             return 1;
         }
     };
-    match rt.block_on(api::serve::serve(cfg, exe)) {
+    match rt.block_on(api::serve::serve(cfg, exe, zygote)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("runtimed: {e}");

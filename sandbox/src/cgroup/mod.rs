@@ -392,6 +392,33 @@ impl CgroupManager {
         stats.map(Some)
     }
 
+    /// OOM kills in cgroup `name` so far (one file read: what an exec
+    /// checks before and after to tell an OOM kill from a plain SIGKILL).
+    /// `None` when the cgroup or its memory controller is missing.
+    pub fn oom_kills_of(&self, name: &str) -> Result<Option<u64>, CgroupError> {
+        validate_name(name)?;
+        let Some(h) = self
+            .layout
+            .hierarchies
+            .iter()
+            .find(|h| h.controllers.has(Controller::Memory))
+        else {
+            return Ok(None);
+        };
+        let file = match self.version() {
+            CgroupVersion::V1 => "memory.oom_control",
+            CgroupVersion::V2 => "memory.events",
+        };
+        let path = h.parent.join(name).join(file);
+        match read_keyed(&path, ["oom_kill"]) {
+            Ok([n]) => Ok(Some(n)),
+            Err(CgroupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, CgroupError> {
         validate_name(name)?;
         let limits = checked_limits(limits, self.usable())?;

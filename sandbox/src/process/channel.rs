@@ -203,10 +203,25 @@ impl Channel {
 
     /// Receives one message; `Ok(None)` on EOF (the other end is gone).
     fn recv_bytes(&self) -> Result<Option<Received>, Errno> {
-        let mut buf = vec![0u8; MAX_MSG];
+        // One receive buffer per thread, reused: a fresh zeroed 128 KiB
+        // buffer per message (most are a few dozen bytes) was a measurable
+        // part of the daemon's CPU per request (bench/README.md).
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with(|b| {
+            let mut buf = b.borrow_mut();
+            if buf.len() < MAX_MSG {
+                buf.resize(MAX_MSG, 0);
+            }
+            self.recv_into(&mut buf)
+        })
+    }
+
+    fn recv_into(&self, buf: &mut [u8]) -> Result<Option<Received>, Errno> {
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut iov = [IoSliceMut::new(&mut *buf)];
             let r = recvmsg::<()>(
                 self.fd.as_raw_fd(),
                 &mut iov,
@@ -228,8 +243,7 @@ impl Channel {
                     if n == 0 && fds.is_empty() {
                         return Ok(None);
                     }
-                    buf.truncate(n);
-                    return Ok(Some((buf, fds)));
+                    return Ok(Some((buf[..n].to_vec(), fds)));
                 }
             }
         }
