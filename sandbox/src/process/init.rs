@@ -104,6 +104,11 @@ struct Launch<'a> {
     cwd: &'a Path,
     /// fds the program gets as 0, 1, 2 (unused in terminal mode).
     stdio: [RawFd; 3],
+    /// Session mode: the OOM score the program starts with. PID 1 is
+    /// unkillable by the OOM killer (-1000, set by the supervisor after
+    /// start-up) and its children inherit that; a memcg whose tasks are
+    /// all unkillable loops in OOM instead of killing the program.
+    reset_oom_score: bool,
 }
 
 /// The exit status of a program child that failed before exec.
@@ -256,6 +261,7 @@ fn start_program(
         path_dirs: &plan.path_dirs,
         cwd: &plan.cwd,
         stdio: ctx.stdio,
+        reset_oom_score: false,
     };
     let slave = pty.as_ref().map(|(_, s)| s.as_raw_fd());
     let mut stack = vec![0u8; PROGRAM_STACK];
@@ -429,6 +435,24 @@ fn program_steps(
     }
     sys::set_sigmask(SigmaskHow::SIG_SETMASK, &SigSet::empty())
         .map_err(|er| e("reset_signals", er, "sigprocmask"))?;
+    // oom_score_adj: back to the default for a session's process, written
+    // by this vfork child itself so it is in place before exec (the
+    // program never runs unkillable). The kernel gives a vfork child its
+    // own value rather than propagating it to every process sharing the mm
+    // (fs/proc/base.c, __set_oom_adj). Our /proc/self files belong to the
+    // global root while the mm (PID 1's, made outside the user namespace)
+    // is not dumpable, so we are dumpable for the one write: PID 1 is
+    // suspended meanwhile (vfork), and nothing in the sandbox (uid 1000, no
+    // capabilities) could attach to a uid 0 process anyway.
+    if launch.reset_oom_score {
+        let io = |er: std::io::Error| Errno::from_raw(er.raw_os_error().unwrap_or(libc::EIO));
+        nix::sys::prctl::set_dumpable(true)
+            .map_err(|er| e("oom_score_adj", er, "prctl(PR_SET_DUMPABLE)"))?;
+        let written = std::fs::write("/proc/self/oom_score_adj", b"0");
+        nix::sys::prctl::set_dumpable(false)
+            .map_err(|er| e("oom_score_adj", er, "prctl(PR_SET_DUMPABLE)"))?;
+        written.map_err(|er| e("oom_score_adj", io(er), "reset oom_score_adj"))?;
+    }
     // new_session: the program never shares the caller's session, so it
     // cannot push input into the caller's terminal (TIOCSTI, CVE-2017-5226).
     setsid().map_err(|er| e("new_session", er, "setsid"))?;
@@ -722,6 +746,7 @@ fn spawn_one(
         path_dirs: &path_dirs,
         cwd,
         stdio: raw,
+        reset_oom_score: true,
     };
     let slave = pty.as_ref().map(|(_, s)| s.as_raw_fd());
     let mut stack = vec![0u8; PROGRAM_STACK];
@@ -744,13 +769,6 @@ fn spawn_one(
         // The child has exited; SIGCHLD reaps it (it is not in `procs`).
         return fail(err);
     }
-    // oom_score_adj: PID 1 is unkillable by the OOM killer (-1000, set by
-    // the supervisor after start-up) and forked children inherit that. Only
-    // now, after the child's exec, does it no longer share our mm (a write
-    // from the vfork child would have changed PID 1's value too), so set
-    // it back to the default: a memcg whose tasks are all unkillable loops
-    // in OOM instead of killing the program.
-    let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), b"0");
     let master = pty.map(|(m, _)| m);
     let _ = ctx.channel.send_child(
         &ChildMessage::Spawned { id: req.id, pid },
