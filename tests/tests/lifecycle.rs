@@ -70,7 +70,7 @@ fn cgroups_are_removed_after_the_run() {
     let h = harness!();
     let tag = unique("cgroup");
     let run = h.sandbox().probe(&["sleep", "2", &tag]).spawn();
-    let found = wait_for(Duration::from_secs(10), || {
+    let found = wait_for(Duration::from_secs(30), || {
         host_probe_procs(&tag).into_iter().next()
     });
     let theirs = found
