@@ -33,7 +33,9 @@ pub enum ChildMessage {
     /// The PTY master travels with this message (SCM_RIGHTS).
     PtyMaster,
     /// Setup is done and the program was forked (pid inside the sandbox).
-    Started { pid: i32 },
+    /// `start_ns`: CLOCK_MONOTONIC when the program had exec'd (the wall
+    /// clock of the run starts there, not when this message arrives).
+    Started { pid: i32, start_ns: u64 },
     /// The program ended.
     Exited {
         code: Option<i32>,

@@ -82,9 +82,9 @@ pub fn run(ctx: ChildContext<'_>) -> ! {
     });
     let code = match started {
         Ok(None) => session_loop(&ctx),
-        Ok(Some((program, master))) => {
+        Ok(Some((program, master, start_ns))) => {
             drop(master);
-            init_loop(&ctx, program)
+            init_loop(&ctx, program, start_ns)
         }
         Err(err) => {
             report(&ctx, &err);
@@ -253,7 +253,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
 fn start_program(
     ctx: &ChildContext<'_>,
     pty: Option<(OwnedFd, OwnedFd)>,
-) -> Result<(Pid, Option<OwnedFd>), StepError> {
+) -> Result<(Pid, Option<OwnedFd>, u64), StepError> {
     let plan = ctx.plan;
     let launch = Launch {
         args: &plan.args,
@@ -272,7 +272,9 @@ fn start_program(
     };
     let pid = sys::spawn_shared_vm(&mut stack, &mut child)
         .map_err(|er| e("spawn_program", er, "clone"))?;
-    Ok((Pid::from_raw(pid), pty.map(|(m, _)| m)))
+    // We resume when the program has exec'd (vfork): its start.
+    let start_ns = sys::monotonic_ns();
+    Ok((Pid::from_raw(pid), pty.map(|(m, _)| m), start_ns))
 }
 
 /// Stack of the program's pre-exec steps (they run on their own stack
@@ -358,10 +360,11 @@ fn open_pty(ctx: &ChildContext<'_>) -> Result<(OwnedFd, OwnedFd), StepError> {
 /// PID 1 after the program started: reap every child, forward signals to
 /// the program, report the program's end and exit (the kernel then kills
 /// whatever is left in the pid namespace).
-fn init_loop(ctx: &ChildContext<'_>, program: Pid) -> i32 {
+fn init_loop(ctx: &ChildContext<'_>, program: Pid, start_ns: u64) -> i32 {
     let _ = ctx.channel.send_child(
         &ChildMessage::Started {
             pid: program.as_raw(),
+            start_ns,
         },
         None,
     );

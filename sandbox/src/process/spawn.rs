@@ -138,6 +138,8 @@ pub struct Sandbox {
     pub(crate) exec_failure: Option<StepFailure>,
     /// Held for the sandbox's life (see `lock_sandbox`).
     pub(crate) lock: Option<SandboxLock>,
+    /// CLOCK_MONOTONIC of the program's exec, from PID 1.
+    pub(crate) program_start_ns: Option<u64>,
 }
 
 impl Sandbox {
@@ -383,6 +385,7 @@ impl Sandbox {
             finished: false,
             exec_failure: None,
             lock: Some(lock),
+            program_start_ns: None,
         };
         // From here, returning Err drops `sb`, which kills and cleans up.
         write_id_maps(pid, &sb.lease)?;
@@ -395,7 +398,15 @@ impl Sandbox {
         // caller's score instead of inheriting an unkillable one (a memcg
         // whose only task is unkillable loops in OOM forever).
         let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), b"-1000");
-        sb.started = Instant::now();
+        // The run's wall clock starts when the program exec'd (PID 1 took
+        // the time), not when we heard of it.
+        let now = Instant::now();
+        sb.started = match sb.program_start_ns {
+            Some(at) => now
+                .checked_sub(Duration::from_nanos(sys::monotonic_ns().saturating_sub(at)))
+                .unwrap_or(now),
+            None => now,
+        };
         Ok(sb)
     }
 
@@ -429,7 +440,11 @@ impl Sandbox {
                 .map_err(sys_err("read from the child"))?
             {
                 Some((ChildMessage::PtyMaster, Some(fd))) => self.pty_master = Some(fd),
-                Some((ChildMessage::Started { .. } | ChildMessage::Ready, _)) => return Ok(()),
+                Some((ChildMessage::Started { start_ns, .. }, _)) => {
+                    self.program_start_ns = Some(start_ns);
+                    return Ok(());
+                }
+                Some((ChildMessage::Ready, _)) => return Ok(()),
                 Some((
                     ChildMessage::StepFailed {
                         step,

@@ -735,3 +735,12 @@ pub fn pass_fd_to_command(cmd: &mut std::process::Command, fd: RawFd, target: Ra
         });
     }
 }
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock `Instant` uses), comparable
+/// across processes.
+pub fn monotonic_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(ts) => (ts.tv_sec() as u64) * 1_000_000_000 + ts.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
