@@ -64,26 +64,44 @@ impl Zygote {
 }
 
 fn serve(chan: Channel) -> ! {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::signal::{SigSet, SigmaskHow};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
     let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
     let _ = nix::sys::prctl::set_name(c"rtd-zygote");
-    // Helpers are reaped by the kernel (their end is seen by the daemon on
-    // their control socket).
-    let _ = sandbox::sys::set_default_signal(
-        Signal::SIGCHLD,
-        &nix::sys::signal::SigAction::new(
-            SigHandler::SigIgn,
-            nix::sys::signal::SaFlags::empty(),
-            nix::sys::signal::SigSet::empty(),
-        ),
-    );
     let _ = signal_ignore_terminal();
+    // Helpers are reaped here (waitpid, not SIGCHLD ignored: their CPU time
+    // then adds up in our cutime, where accounting can see it).
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let _ = sandbox::sys::set_sigmask(SigmaskHow::SIG_BLOCK, &chld);
+    let Ok(sfd) = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+    else {
+        sandbox::sys::exit_now(1)
+    };
     loop {
+        let mut fds = [
+            PollFd::new(chan.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => sandbox::sys::exit_now(1),
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            while let Ok(Some(_)) = sfd.read_signal() {}
+            while let Ok(Some(_)) = sandbox::sys::reap_any() {}
+        }
+        if !fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            continue;
+        }
         match chan.recv_json::<ZygoteRequest>() {
             Ok(Some((ZygoteRequest::Spawn, mut fds))) if fds.len() == 1 => {
                 let Some(control) = fds.pop() else { continue };
                 match sandbox::sys::fork() {
                     Ok(None) => {
                         drop(chan);
+                        drop(sfd);
                         sandbox::sys::exit_now(helper(control))
                     }
                     Ok(Some(_)) | Err(_) => drop(control),
@@ -91,7 +109,7 @@ fn serve(chan: Channel) -> ! {
             }
             Ok(Some(_)) => {}
             Ok(None) => sandbox::sys::exit_now(0),
-            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
             Err(_) => sandbox::sys::exit_now(1),
         }
     }
@@ -109,17 +127,21 @@ fn signal_ignore_terminal() -> Result<(), nix::errno::Errno> {
     sandbox::sys::set_default_signal(Signal::SIGTERM, &ign)
 }
 
-/// In the forked helper: defaults back (the helper waits for its sandbox's
-/// PID 1, so SIGCHLD must not be ignored), its own process group, a name.
+/// In the forked helper: signal defaults and an empty mask back, its own
+/// process group, a name.
 fn helper(control: OwnedFd) -> i32 {
     let dfl = nix::sys::signal::SigAction::new(
         SigHandler::SigDfl,
         nix::sys::signal::SaFlags::empty(),
         nix::sys::signal::SigSet::empty(),
     );
-    for sig in [Signal::SIGCHLD, Signal::SIGINT, Signal::SIGTERM] {
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
         let _ = sandbox::sys::set_default_signal(sig, &dfl);
     }
+    let _ = sandbox::sys::set_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        &nix::sys::signal::SigSet::empty(),
+    );
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     let _ = nix::sys::prctl::set_name(c"sandbox-host");
     super::host::serve(Channel::from_fd(control))

@@ -316,6 +316,8 @@ fn scrub_caller() -> Result<(), Errno> {
     wipe(arg_start, arg_end, b"runtimed-init")
         .and_then(|()| wipe(env_start, env_end, b""))
         .map_err(|er| Errno::from_raw(er.raw_os_error().unwrap_or(libc::EIO)))?;
+    // And the name (comm), which would be the supervisor's otherwise.
+    let _ = nix::sys::prctl::set_name(c"runtimed-init");
     nix::sys::prctl::set_dumpable(false)
 }
 

@@ -1013,9 +1013,13 @@ fn procs() -> BTreeMap<i32, Proc> {
                     .and_then(|v| v.parse().ok())
             })
             .unwrap_or(0);
+        // Re-executed helpers are `runtimed sandbox-host`; helpers forked
+        // by the daemon's zygote carry the name (comm) `sandbox-host`.
         let helper = fs::read(format!("/proc/{pid}/cmdline"))
             .map(|c| c.split(|b| *b == 0).nth(1) == Some(b"sandbox-host".as_slice()))
-            .unwrap_or(false);
+            .unwrap_or(false)
+            || fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "sandbox-host");
         out.insert(
             pid,
             Proc {
@@ -1036,9 +1040,18 @@ fn memory_of(daemon: i32) -> Result<Value, String> {
     let d = all
         .get(&daemon)
         .ok_or_else(|| format!("no process {daemon}"))?;
+    // The zygote (a child of the daemon that forks the helpers) counts
+    // with the daemon's own figures below as one of `other_children`.
+    let parents: HashSet<i32> = std::iter::once(daemon)
+        .chain(
+            all.iter()
+                .filter(|(_, p)| p.ppid == daemon && !p.helper)
+                .map(|(pid, _)| *pid),
+        )
+        .collect();
     let helpers: HashSet<i32> = all
         .iter()
-        .filter(|(_, p)| p.ppid == daemon && p.helper)
+        .filter(|(_, p)| parents.contains(&p.ppid) && p.helper)
         .map(|(pid, _)| *pid)
         .collect();
     let others = all
