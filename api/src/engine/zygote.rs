@@ -92,7 +92,7 @@ fn serve(chan: Channel) -> ! {
             while let Ok(Some(_)) = sfd.read_signal() {}
             while let Ok(Some(_)) = sandbox::sys::reap_any() {}
         }
-        if !fds[0].revents().is_some_and(|r| !r.is_empty()) {
+        if fds[0].revents().is_none_or(|r| r.is_empty()) {
             continue;
         }
         match chan.recv_json::<ZygoteRequest>() {
