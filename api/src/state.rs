@@ -326,6 +326,13 @@ impl AppState {
             .await
             .map_err(|e| match e {
                 StartError::Invalid(f) => ApiError::invalid(f.to_string()),
+                // Every host uid range is leased: a capacity limit of the
+                // host, not a failure.
+                StartError::Setup(f) if f.step == "uid_pool" => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "capacity_exhausted",
+                    f.to_string(),
+                ),
                 other => ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "sandbox_failed",

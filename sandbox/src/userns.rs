@@ -75,7 +75,10 @@ impl UidPoolConfig {
         let start = (std::process::id().wrapping_mul(2_654_435_761)) % self.slots;
         for i in 0..self.slots {
             let slot = (start + i) % self.slots;
-            let path = lock_dir.join(format!("slot-{slot}"));
+            // Named by the range's first host id: pools with other bases
+            // (another configuration, a test) neither block this one nor
+            // share a range with it.
+            let path = lock_dir.join(format!("range-{}", self.base + slot * self.slot_size));
             let file = match OpenOptions::new()
                 .create(true)
                 .truncate(false)

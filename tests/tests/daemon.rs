@@ -913,3 +913,43 @@ fn socket_group_members_may_use_the_socket() {
     let no = curl(4242, 4242);
     assert_ne!(String::from_utf8_lossy(&no.stdout), "200", "{no:?}");
 }
+
+#[test]
+fn a_sandbox_that_cannot_start_leaves_nothing() {
+    // A uid pool of one slot (at a base no other test uses): the second
+    // session cannot get a host uid range.
+    let d = daemon!("uid_pool_base = 3000000000\nuid_pool_slots = 1\n");
+    let first = d.create_session(&json!({}));
+    let before = d.helpers();
+    assert_eq!(before.len(), 1);
+    let r = d.req_json("POST", "/v1/sessions", &json!({}));
+    r.assert_error(503, "capacity_exhausted");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("uid"),
+        "{}",
+        r.text()
+    );
+    // No helper, no session, and the first one still works.
+    let settled = wait_for(Duration::from_secs(10), || {
+        (d.helpers().len() == 1).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "a helper of the failed start is left: {:?}",
+        d.helpers()
+    );
+    let l = d.req("GET", "/v1/sessions", None).json();
+    assert_eq!(l["sessions"].as_array().unwrap().len(), 1, "{l}");
+    assert_eq!(d.exec(&first, &["echo", "ok"])["stdout"], "ok\n");
+    // /v1/run fails the same way and leaves nothing either.
+    d.req_json("POST", "/v1/run", &json!({"argv": ["true"]}))
+        .assert_error(503, "capacity_exhausted");
+    // Once the slot is free again, sessions start.
+    assert_eq!(
+        d.req("DELETE", &format!("/v1/sessions/{first}"), None)
+            .status,
+        204
+    );
+    let again = d.create_session(&json!({}));
+    assert_eq!(d.exec(&again, &["echo", "ok"])["stdout"], "ok\n");
+}
