@@ -953,3 +953,48 @@ fn a_sandbox_that_cannot_start_leaves_nothing() {
     let again = d.create_session(&json!({}));
     assert_eq!(d.exec(&again, &["echo", "ok"])["stdout"], "ok\n");
 }
+
+#[test]
+fn sessions_start_when_the_zygote_was_killed() {
+    let d = daemon!();
+    let first = d.create_session(&json!({}));
+    // The zygote: the daemon's child named rtd-zygote.
+    let zygote = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1).map(str::to_owned));
+            comm.trim() == "rtd-zygote" && ppid == Some(d.pid().to_string())
+        })
+        .expect("the daemon's zygote");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(zygote),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_for(Duration::from_secs(5), || (!pid_alive(zygote))
+        .then_some(()))
+    .is_some());
+    // Existing sessions are untouched, new ones start (re-executed helper).
+    assert_eq!(d.exec(&first, &["echo", "still"])["stdout"], "still\n");
+    let second = d.create_session(&json!({}));
+    assert_eq!(d.exec(&second, &["echo", "new"])["stdout"], "new\n");
+    // The new helper is the re-executed binary, the daemon's own child (the
+    // first one was orphaned with its zygote and goes on).
+    assert_eq!(d.helpers().len(), 1, "{:?}", d.helpers());
+    assert_eq!(
+        d.req("DELETE", &format!("/v1/sessions/{first}"), None)
+            .status,
+        204
+    );
+    assert_eq!(
+        d.req("DELETE", &format!("/v1/sessions/{second}"), None)
+            .status,
+        204
+    );
+}

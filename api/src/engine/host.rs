@@ -69,6 +69,8 @@ pub enum HostCommand {
 
 /// Entry point of `runtimed sandbox-host`; returns the exit status.
 pub fn main() -> i32 {
+    // The same name as a helper forked by the zygote.
+    let _ = nix::sys::prctl::set_name(c"sandbox-host");
     match sandbox::sys::take_inherited_fd(CONTROL_FD) {
         Ok(fd) => serve(Channel::from_fd(fd)),
         Err(e) => {

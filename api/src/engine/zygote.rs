@@ -13,7 +13,7 @@
 //! The zygote exits when the daemon's end closes (and gets SIGKILL if the
 //! daemon dies first).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::sys::signal::{SigHandler, Signal};
 use sandbox::process::channel::Channel;
@@ -57,9 +57,8 @@ impl Zygote {
     }
 
     /// Asks for a helper holding `control` (the helper's end).
-    pub fn spawn_helper(&self, control: &OwnedFd) -> Result<(), nix::errno::Errno> {
-        self.chan
-            .send_json(&ZygoteRequest::Spawn, &[control.as_fd()])
+    pub fn spawn_helper(&self, control: BorrowedFd<'_>) -> Result<(), nix::errno::Errno> {
+        self.chan.send_json(&ZygoteRequest::Spawn, &[control])
     }
 }
 
