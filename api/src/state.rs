@@ -45,6 +45,8 @@ pub struct Session {
     last_activity_mono: Mutex<Instant>,
     pub ptys: Mutex<HashMap<String, Arc<Pty>>>,
     pub next_pty: AtomicU64,
+    /// The sandbox of one `/v1/run`: not listed, not stored.
+    pub ephemeral: bool,
 }
 
 impl Session {
@@ -367,7 +369,7 @@ impl AppState {
             sb.stop().await;
             return Err(ApiError::internal(e.to_string()));
         }
-        let session = Arc::new(session_of(
+        let mut session = session_of(
             &row,
             StoredRequest {
                 limits,
@@ -375,7 +377,9 @@ impl AppState {
                 labels: req.labels,
             },
             Some(sb),
-        ));
+        );
+        session.ephemeral = !persist;
+        let session = Arc::new(session);
         if let Ok(mut m) = self.sessions.write() {
             m.insert(id, session.clone());
         }
@@ -400,7 +404,7 @@ impl AppState {
             .read()
             .map(|m| {
                 m.values()
-                    .filter(|s| s.tenant == tenant.0)
+                    .filter(|s| s.tenant == tenant.0 && !s.ephemeral)
                     .filter(|s| {
                         labels
                             .iter()
@@ -435,7 +439,11 @@ impl AppState {
     pub fn active(&self) -> usize {
         self.sessions
             .read()
-            .map(|m| m.values().filter(|s| s.state() == "running").count())
+            .map(|m| {
+                m.values()
+                    .filter(|s| !s.ephemeral && s.state() == "running")
+                    .count()
+            })
             .unwrap_or(0)
     }
 
@@ -532,6 +540,7 @@ fn session_of(
         last_activity_mono: Mutex::new(Instant::now()),
         ptys: Mutex::new(HashMap::new()),
         next_pty: AtomicU64::new(1),
+        ephemeral: false,
     }
 }
 

@@ -777,9 +777,20 @@ fn one_shot_run_with_files_and_stdin() {
     let v = r.json();
     assert_eq!(v["stdout"], "42\n", "{v}");
     assert_eq!(v["exit_code"], 0);
-    // Nothing is left: no session, nothing listed.
+    // Nothing is listed, and the sandbox is torn down right after the
+    // answer: no helper is left.
     let l = d.req("GET", "/v1/sessions", None).json();
     assert!(l["sessions"].as_array().unwrap().is_empty(), "{l}");
+    let gone = wait_for(Duration::from_secs(10), || {
+        d.helpers().is_empty().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the run's helper is left: {:?}",
+        d.helpers()
+    );
+    let m = d.req("GET", "/metrics", None).text();
+    assert!(m.contains("runtimed_sessions_active 0"), "{m}");
     let m = d.req("GET", "/metrics", None).text();
     assert!(m.contains("runtimed_runs_total 1"), "{m}");
     assert!(
