@@ -1,10 +1,8 @@
 //! Requests → `oci_spec::runtime::Spec`: the one conversion of a session's
 //! (or one-shot run's) resolved limits into the sandbox's input model.
 
-use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
-    MountBuilder, Spec,
-};
+use oci_spec::runtime::Spec;
+use sandbox::spec::tmpfs_mount as tmpfs;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -57,60 +55,23 @@ pub fn resolve_limits(req: Option<&LimitsRequest>, cfg: &Config) -> Result<Limit
     })
 }
 
-fn tmpfs(dst: &str, size: u64, mode: &str) -> Result<Mount, ApiError> {
-    MountBuilder::default()
-        .destination(dst)
-        .typ("tmpfs")
-        .source("tmpfs")
-        .options(vec![
-            format!("size={size}"),
-            format!("mode={mode}"),
-            "nosuid".into(),
-            "nodev".into(),
-        ])
-        .build()
-        .map_err(|e| ApiError::internal(e.to_string()))
-}
-
 /// The spec of a session sandbox on the `host` image. Its process is never
 /// started (session mode); processes come with exec and PTY requests.
 pub fn session_spec(limits: &Limits) -> Result<Spec, ApiError> {
     let internal = |e: oci_spec::OciSpecError| ApiError::internal(e.to_string());
     let mut spec = sandbox::spec::base_spec(vec!["runtimed-session".into()]);
     spec.set_mounts(Some(vec![
-        tmpfs("/tmp", limits.disk_bytes, "1777")?,
+        tmpfs("/tmp", limits.disk_bytes, "1777").map_err(internal)?,
         // The tmpfs root belongs to the session user (uid 1000 inside).
-        tmpfs("/workspace", limits.disk_bytes, "755")?,
+        tmpfs("/workspace", limits.disk_bytes, "755").map_err(internal)?,
     ]));
     let memory = i64::try_from(limits.memory_bytes).map_err(|_| ApiError::limit("memory"))?;
-    let mut res = LinuxResourcesBuilder::default()
-        .memory(
-            LinuxMemoryBuilder::default()
-                .limit(memory)
-                .swap(memory)
-                .build()
-                .map_err(internal)?,
-        )
-        .pids(
-            LinuxPidsBuilder::default()
-                .limit(limits.pids as i64)
-                .build()
-                .map_err(internal)?,
-        );
-    if let Some(c) = limits.cpus {
-        let period = 100_000u64;
-        res = res.cpu(
-            LinuxCpuBuilder::default()
-                .quota((c * period as f64).round() as i64)
-                .period(period)
-                .build()
-                .map_err(internal)?,
-        );
-    }
-    let mut res = res.build().map_err(internal)?;
-    res.set_devices(None);
-    if let Some(l) = spec.linux_mut() {
-        l.set_resources(Some(res));
-    }
+    sandbox::spec::set_resources(
+        &mut spec,
+        Some(memory),
+        Some(limits.pids as i64),
+        limits.cpus,
+    )
+    .map_err(internal)?;
     Ok(spec)
 }

@@ -203,25 +203,6 @@ impl AppState {
         Ok(lost.len())
     }
 
-    fn count_for(&self, tenant: &str) -> (usize, usize) {
-        let map = self.sessions.read().map(|m| {
-            let live: Vec<_> = m.values().filter(|s| s.sandbox.is_some()).collect();
-            (
-                live.len(),
-                live.iter().filter(|s| s.tenant == tenant).count(),
-            )
-        });
-        let (all, mine) = map.unwrap_or((0, 0));
-        let starting = self.starting.lock().map(|s| {
-            (
-                s.values().sum::<usize>(),
-                s.get(tenant).copied().unwrap_or(0),
-            )
-        });
-        let (sa, sm) = starting.unwrap_or((0, 0));
-        (all + sa, mine + sm)
-    }
-
     fn reserve(&self, tenant: &str) -> Result<Reservation<'_>, ApiError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(ApiError::new(
@@ -512,11 +493,6 @@ impl AppState {
             .unwrap_or_default();
         let stops = ids.iter().map(|id| self.remove(id, "shutdown"));
         futures_util::future::join_all(stops).await;
-    }
-
-    /// Whether `count_for` is used (kept for metrics by tenant).
-    pub fn sessions_of(&self, tenant: &str) -> usize {
-        self.count_for(tenant).1
     }
 }
 

@@ -41,8 +41,8 @@ pub struct EngineConfig {
 /// Registers an owned fd with tokio's reactor. `AsyncFd::new` is
 /// deprecated because a `T` whose `as_raw_fd` changes or closes under the
 /// registration is unsound; the types we pass own their fd for their whole
-/// life and never swap it (`OwnedFd`, `Channel`), which is the contract the
-/// unsafe `register` asks for, so the safe (deprecated) entry point is fine.
+/// life and never swap it (`OwnedFd`, `Channel`), which is the contract its
+/// replacement `register` states, so the deprecated entry point is sound.
 #[allow(deprecated)]
 pub fn register<T: AsRawFd>(inner: T) -> io::Result<AsyncFd<T>> {
     AsyncFd::new(inner)

@@ -433,9 +433,3 @@ async fn read_pid1(
         }
     }
 }
-
-/// Keeps `fd` borrowed as long as `owner` lives (helper for callers that
-/// own fds in a Vec).
-pub fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
-    fds.iter().map(|f| f.as_fd()).collect()
-}

@@ -12,8 +12,7 @@ use clap::Args;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
-    MountBuilder, PosixRlimitBuilder, PosixRlimitType, RootBuilder, Spec,
+    Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, RootBuilder, Spec,
 };
 use sandbox::spec::size::{parse_duration, parse_size};
 use sandbox::{RunOptions, Sandbox, SeccompProfile};
@@ -269,60 +268,23 @@ pub fn spec_from_args(a: &RunArgs) -> Result<Spec, String> {
         }
     }
 
-    let mut res = LinuxResourcesBuilder::default();
-    if let Some(m) = a.memory {
-        let m = i64::try_from(m).map_err(|_| "--memory: too large".to_string())?;
-        if m < 4 << 20 {
-            return Err("--memory: at least 4M".into());
+    let memory = match a.memory {
+        Some(m) => {
+            let m = i64::try_from(m).map_err(|_| "--memory: too large".to_string())?;
+            if m < 4 << 20 {
+                return Err("--memory: at least 4M".into());
+            }
+            Some(m)
         }
-        res = res.memory(
-            LinuxMemoryBuilder::default()
-                .limit(m)
-                .swap(m)
-                .build()
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    if let Some(p) = a.pids {
-        res = res.pids(
-            LinuxPidsBuilder::default()
-                .limit(p as i64)
-                .build()
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    if let Some(c) = a.cpus {
-        let period = 100_000u64;
-        let quota = (c * period as f64).round() as i64;
-        res = res.cpu(
-            LinuxCpuBuilder::default()
-                .quota(quota)
-                .period(period)
-                .build()
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    let mut res = res.build().map_err(|e| e.to_string())?;
-    res.set_devices(None);
-    if let Some(l) = spec.linux_mut() {
-        l.set_resources(Some(res));
-    }
+        None => None,
+    };
+    sandbox::spec::set_resources(&mut spec, memory, a.pids.map(|p| p as i64), a.cpus)
+        .map_err(|e| e.to_string())?;
     Ok(spec)
 }
 
 fn tmpfs_mount(dst: &str, size: u64, mode: &str) -> Result<Mount, String> {
-    MountBuilder::default()
-        .destination(dst)
-        .typ("tmpfs")
-        .source("tmpfs")
-        .options(vec![
-            format!("size={size}"),
-            format!("mode={mode}"),
-            "nosuid".into(),
-            "nodev".into(),
-        ])
-        .build()
-        .map_err(|e| e.to_string())
+    sandbox::spec::tmpfs_mount(dst, size, mode).map_err(|e| e.to_string())
 }
 
 fn rlimit(t: PosixRlimitType, v: u64) -> Result<oci_spec::runtime::PosixRlimit, String> {

@@ -8,9 +8,11 @@ pub mod size;
 pub mod validate;
 
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, ProcessBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, Spec,
+    SpecBuilder, UserBuilder,
 };
+use oci_spec::OciSpecError;
 
 pub use plan::{plan, MountKind, MountPlan, Plan};
 pub use validate::{validate, SpecError};
@@ -77,4 +79,54 @@ pub fn base_spec(args: Vec<String>) -> Spec {
         linux.set_readonly_paths(None);
     }
     spec
+}
+
+/// A size-capped tmpfs mount (`nosuid`, `nodev`) at `dst` with `mode`
+/// (octal text, e.g. `"1777"`): what the front ends add for /tmp,
+/// /workspace and `--tmpfs`.
+pub fn tmpfs_mount(dst: &str, size: u64, mode: &str) -> Result<Mount, OciSpecError> {
+    MountBuilder::default()
+        .destination(dst)
+        .typ("tmpfs")
+        .source("tmpfs")
+        .options(vec![
+            format!("size={size}"),
+            format!("mode={mode}"),
+            "nosuid".into(),
+            "nodev".into(),
+        ])
+        .build()
+}
+
+/// Sets the cgroup limits of `spec`: memory (swap limited to the same
+/// value, i.e. none beside it), tasks, and a CPU quota in CPUs over a
+/// 100 ms period. `None` leaves a limit to the defaults (docs/limits.md).
+pub fn set_resources(
+    spec: &mut Spec,
+    memory_bytes: Option<i64>,
+    pids: Option<i64>,
+    cpus: Option<f64>,
+) -> Result<(), OciSpecError> {
+    let mut res = LinuxResourcesBuilder::default();
+    if let Some(m) = memory_bytes {
+        res = res.memory(LinuxMemoryBuilder::default().limit(m).swap(m).build()?);
+    }
+    if let Some(p) = pids {
+        res = res.pids(LinuxPidsBuilder::default().limit(p).build()?);
+    }
+    if let Some(c) = cpus {
+        let period = 100_000u64;
+        res = res.cpu(
+            LinuxCpuBuilder::default()
+                .quota((c * period as f64).round() as i64)
+                .period(period)
+                .build()?,
+        );
+    }
+    let mut res = res.build()?;
+    res.set_devices(None);
+    if let Some(l) = spec.linux_mut() {
+        l.set_resources(Some(res));
+    }
+    Ok(())
 }
