@@ -126,22 +126,14 @@ pub async fn exec(
             tokio::select! {
                 chunk = rx.recv() => {
                     if let Some((stream, data)) = chunk {
-                        let line = serde_json::json!({
-                            "type": if stream == Stream::Stdout { "stdout" } else { "stderr" },
-                            "data": base64::engine::general_purpose::STANDARD.encode(&data),
-                        });
-                        let _ = line_tx.send(Ok(format!("{line}\n"))).await;
+                        let _ = line_tx.send(Ok(chunk_line(stream, &data))).await;
                     }
                 }
                 o = &mut run => break o,
             }
         };
         while let Ok((stream, data)) = rx.try_recv() {
-            let line = serde_json::json!({
-                "type": if stream == Stream::Stdout { "stdout" } else { "stderr" },
-                "data": base64::engine::general_purpose::STANDARD.encode(&data),
-            });
-            let _ = line_tx.send(Ok(format!("{line}\n"))).await;
+            let _ = line_tx.send(Ok(chunk_line(stream, &data))).await;
         }
         session.touch();
         let last = match outcome {
@@ -162,6 +154,15 @@ pub async fn exec(
         .header("content-type", "application/x-ndjson")
         .body(body)
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// One NDJSON line of output: `{"type":"stdout"|"stderr","data":BASE64}`.
+fn chunk_line(stream: Stream, data: &[u8]) -> String {
+    let line = serde_json::json!({
+        "type": if stream == Stream::Stdout { "stdout" } else { "stderr" },
+        "data": base64::engine::general_purpose::STANDARD.encode(data),
+    });
+    format!("{line}\n")
 }
 
 fn tokio_stream_of(
