@@ -141,7 +141,10 @@ impl Daemon {
             }
         });
         self.child = Some(child);
-        let ok = wait_for(Duration::from_secs(30), || {
+        // Generous: under the emulated cgroup v2 VM one start was seen to
+        // take over 30 s (before it printed anything) while other tests'
+        // sandboxes were being torn down.
+        let ok = wait_for(Duration::from_secs(90), || {
             let r = self.try_request("GET", "/healthz", None, &[]).ok()?;
             (r.status == 200).then_some(())
         });
