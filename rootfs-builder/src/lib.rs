@@ -1,0 +1,11 @@
+//! runtimed's images. An OCI image layout in the data dir holds every blob
+//! (content-addressed, sha256 verified before use) and names → manifests;
+//! layers are unpacked once per digest and shared read-only by every
+//! sandbox that runs the image.
+#![forbid(unsafe_code)]
+
+pub mod digest;
+pub mod store;
+
+pub use digest::Digest;
+pub use store::{Image, ImageName, Store, StoreError};
