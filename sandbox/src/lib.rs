@@ -18,7 +18,7 @@ pub mod spec;
 pub mod sys;
 pub mod userns;
 
-pub use options::{RunOptions, Stdio, UidPoolConfig};
+pub use options::{LayeredRoot, RunOptions, Stdio, UidPoolConfig, Upper};
 pub use process::spawn::{Sandbox, SandboxError};
 pub use process::supervise::Captured;
 pub use report::{ExitReport, StepFailure, Termination};

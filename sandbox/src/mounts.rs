@@ -151,9 +151,24 @@ pub fn make_private(ops: &mut dyn MountOps) -> Result<(), StepError> {
     .map_err(|e| err("mount_propagation", e, "make / private"))
 }
 
+/// Detached mount trees of a layered root, made by the parent (idmapped
+/// onto the sandbox's ids): one per layer, bottom first, and the upper
+/// directory's when it is on the host.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LayerTrees<'a> {
+    pub lowers: &'a [RawFd],
+    pub upper: Option<RawFd>,
+}
+
 /// Step `mount_root`: the new root at `staging`.
-pub fn mount_root(ops: &mut dyn MountOps, plan: &Plan, staging: &Path) -> Result<(), StepError> {
+pub fn mount_root(
+    ops: &mut dyn MountOps,
+    plan: &Plan,
+    staging: &Path,
+    trees: LayerTrees<'_>,
+) -> Result<(), StepError> {
     match &plan.root {
+        RootPlan::Layers(l) => mount_layers(ops, plan, l, staging, trees),
         // A small tmpfs holds only directories, symlinks and /etc files; it
         // is remounted read-only after setup.
         RootPlan::Host(_) => tmpfs(
@@ -222,6 +237,131 @@ pub fn mount_root(ops: &mut dyn MountOps, plan: &Plan, staging: &Path) -> Result
             Ok(())
         }
     }
+}
+
+/// A layered root: a tmpfs beside the staging dir holds a mount point per
+/// layer (the parent's idmapped trees are attached there) and the upper
+/// layer (its own files for a tmpfs upper, the host directory's tree
+/// otherwise); the overlay of them all is the new root.
+fn mount_layers(
+    ops: &mut dyn MountOps,
+    plan: &Plan,
+    l: &crate::options::LayeredRoot,
+    staging: &Path,
+    trees: LayerTrees<'_>,
+) -> Result<(), StepError> {
+    const STEP: &str = "mount_root";
+    use crate::options::Upper;
+    let base = staging.with_file_name("root-upper");
+    let data = match l.upper {
+        Upper::Tmpfs { bytes } => format!("mode=0755,size={bytes}"),
+        Upper::Dir(_) => "mode=0755,size=64k,nr_inodes=1024".to_string(),
+    };
+    tmpfs(
+        ops,
+        STEP,
+        &base,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        &data,
+    )?;
+    if trees.lowers.len() != l.layers.len() {
+        return Err(StepError::new(
+            STEP,
+            Some(Errno::EINVAL),
+            format!(
+                "{} layer trees for {} layers",
+                trees.lowers.len(),
+                l.layers.len()
+            ),
+        ));
+    }
+    let mut lowers = Vec::new();
+    for (i, (tree, dir)) in trees.lowers.iter().zip(&l.layers).enumerate() {
+        let name = format!("l{i}");
+        let point = ops
+            .mount_point(&base, &Path::new("/").join(&name), true)
+            .map_err(|e| err(STEP, e, format!("make the mount point of layer {i}")))?;
+        ops.attach_tree(*tree, &point)
+            .map_err(|e| err(STEP, e, format!("attach layer {}", dir.display())))?;
+        lowers.push(name);
+    }
+    if lowers.is_empty() {
+        // No layers (a scratch image): an empty lower directory.
+        mkdir(ops, STEP, &base.join("empty"), 0o755)?;
+        lowers.push("empty".into());
+    }
+    let (upper, work) = match (&l.upper, trees.upper) {
+        (Upper::Tmpfs { .. }, _) => {
+            mkdir(ops, STEP, &base.join("up"), 0o755)?;
+            mkdir(ops, STEP, &base.join("work"), 0o755)?;
+            ("up".to_string(), "work".to_string())
+        }
+        (Upper::Dir(dir), Some(tree)) => {
+            let point = ops
+                .mount_point(&base, Path::new("/host"), true)
+                .map_err(|e| err(STEP, e, "make the mount point of the upper layer"))?;
+            ops.attach_tree(tree, &point)
+                .map_err(|e| err(STEP, e, format!("attach the upper layer {}", dir.display())))?;
+            ("host/upper".to_string(), "host/work".to_string())
+        }
+        (Upper::Dir(dir), None) => {
+            return Err(StepError::new(
+                STEP,
+                Some(Errno::EINVAL),
+                format!("no tree for the upper layer {}", dir.display()),
+            ))
+        }
+    };
+    // Relative to the tmpfs (overlay resolves them from our cwd): short
+    // options, far from the one-page limit of mount data.
+    let top_first: Vec<&str> = lowers.iter().rev().map(|s| s.as_str()).collect();
+    let data = format!(
+        "lowerdir={},upperdir={upper},workdir={work},userxattr",
+        top_first.join(":")
+    );
+    ops.chdir(&base)
+        .map_err(|e| err(STEP, e, format!("chdir {}", base.display())))?;
+    ops.mount(
+        Some(Path::new("overlay")),
+        staging,
+        Some("overlay"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    )
+    .map_err(|e| {
+        err(
+            STEP,
+            e,
+            format!("mount the overlay of {} layers", l.layers.len()),
+        )
+    })?;
+    ops.chdir(Path::new("/"))
+        .map_err(|e| err(STEP, e, "chdir /"))?;
+    for d in ["proc", "dev"] {
+        // Used by path below: real directories of the root, not symlinks.
+        if ops.is_symlink(&staging.join(d)) {
+            return Err(StepError::new(
+                STEP,
+                Some(Errno::ELOOP),
+                format!("the image's /{d} is a symlink"),
+            ));
+        }
+        mkdir(ops, STEP, &staging.join(d), 0o755)?;
+    }
+    // hostname and hosts over the image's, unless /etc or the file is a
+    // symlink (it would be followed from outside the new root).
+    let etc = staging.join("etc");
+    if !plan.etc_files.is_empty() && ops.is_dir(&etc) && !ops.is_symlink(&etc) {
+        for (name, contents) in &plan.etc_files {
+            let p = etc.join(name);
+            if ops.is_symlink(&p) {
+                continue;
+            }
+            ops.write_file(&p, contents.as_bytes())
+                .map_err(|e| err(STEP, e, format!("write {}", p.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// Step `mount_host_layout`: read-only /usr (and friends), merged-usr links,
@@ -539,10 +679,13 @@ pub fn mask_paths(ops: &mut dyn MountOps, plan: &Plan) -> Result<(), StepError> 
 /// /tmp, /workspace, /dev/shm and rw binds only).
 pub fn readonly_root(ops: &mut dyn MountOps, plan: &Plan) -> Result<(), StepError> {
     let root = Path::new("/");
-    let keep = match plan.root {
+    let keep = match &plan.root {
         // Our own tmpfs root: its flags are known.
         RootPlan::Host(_) => MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         RootPlan::Dir(_) => ops.locked_flags(root),
+        // A writable image root stays writable (its upper layer is capped).
+        RootPlan::Layers(l) if !l.readonly => return Ok(()),
+        RootPlan::Layers(_) => MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
     };
     let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep;
     ops.mount(None, root, None, f, None)
@@ -568,7 +711,7 @@ mod tests {
     fn run_all(ops: &mut Recorder, plan: &Plan) -> Result<(), StepError> {
         let staging = Path::new(STAGING);
         make_private(ops)?;
-        mount_root(ops, plan, staging)?;
+        mount_root(ops, plan, staging, LayerTrees::default())?;
         if let RootPlan::Host(layout) = &plan.root {
             mount_host_layout(ops, plan, layout, staging)?;
         }
@@ -711,7 +854,7 @@ mod tests {
         let mut p = host_plan();
         p.root = RootPlan::Dir("/srv/rootfs".into());
         let mut ops = Recorder::default();
-        mount_root(&mut ops, &p, Path::new(STAGING)).unwrap();
+        mount_root(&mut ops, &p, Path::new(STAGING), LayerTrees::default()).unwrap();
         let c = &ops.calls;
         assert!(
             c[0].starts_with("mount tmpfs /run/runtimed/root-upper "),
@@ -729,11 +872,46 @@ mod tests {
             fail_on: Some(("type=overlay".into(), Errno::EINVAL)),
             ..Default::default()
         };
-        let err = mount_root(&mut ops, &p, Path::new(STAGING)).unwrap_err();
+        let err = mount_root(&mut ops, &p, Path::new(STAGING), LayerTrees::default()).unwrap_err();
         assert!(ops
             .calls
             .iter()
             .any(|l| l.starts_with("mount /srv/rootfs /run/runtimed/root ")));
         assert!(err.message.contains("no /proc"), "{}", err.message);
+    }
+
+    #[test]
+    fn image_layers_are_attached_then_overlaid_top_first() {
+        let mut p = host_plan();
+        p.root = RootPlan::Layers(crate::options::LayeredRoot {
+            layers: vec!["/data/l/a".into(), "/data/l/b".into(), "/data/l/c".into()],
+            upper: crate::options::Upper::Tmpfs { bytes: 8 << 20 },
+            readonly: false,
+        });
+        let mut ops = Recorder::default();
+        let trees = LayerTrees {
+            lowers: &[10, 11, 12],
+            upper: None,
+        };
+        mount_root(&mut ops, &p, Path::new(STAGING), trees).unwrap();
+        let c = &ops.calls;
+        assert!(c[0].contains("size=8388608"), "{}", c[0]);
+        let attach = index(c, "attach fd 10");
+        let overlay = index(c, "type=overlay");
+        assert!(attach < overlay, "{c:#?}");
+        assert!(
+            c[overlay].contains("lowerdir=l2:l1:l0,upperdir=up,workdir=work,userxattr"),
+            "{}",
+            c[overlay]
+        );
+        // Fewer trees than layers: refused before anything is overlaid.
+        let mut ops = Recorder::default();
+        let short = LayerTrees {
+            lowers: &[10],
+            upper: None,
+        };
+        let err = mount_root(&mut ops, &p, Path::new(STAGING), short).unwrap_err();
+        assert_eq!(err.step, "mount_root");
+        assert!(!ops.calls.iter().any(|l| l.contains("type=overlay")));
     }
 }

@@ -76,6 +76,32 @@ impl Default for UidPoolConfig {
     }
 }
 
+/// A root filesystem of image layers under an overlay, used instead of
+/// `spec.root`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayeredRoot {
+    /// Unpacked layer directories, bottom first. On-disk ids are the
+    /// image's (uid 0 = root inside): each is idmapped onto the sandbox's id
+    /// range, read-only, nosuid, nodev.
+    pub layers: Vec<PathBuf>,
+    pub upper: Upper,
+    /// Remount the root read-only after setup.
+    pub readonly: bool,
+}
+
+/// Where a layered root's writes go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Upper {
+    /// A tmpfs of this size inside the sandbox, gone with it.
+    Tmpfs { bytes: u64 },
+    /// `<dir>/upper` (work dir `<dir>/work`), created if missing, on the
+    /// host's disk and idmapped like the layers: what the sandbox writes is
+    /// owned on disk by the image's ids. Whiteouts show there as character
+    /// devices 0/0, opaque directories carry `user.overlay.opaque=y`
+    /// (overlayfs' userxattr mode).
+    Dir(PathBuf),
+}
+
 /// Options of one run beside its `Spec`.
 #[derive(Debug)]
 pub struct RunOptions {
@@ -99,6 +125,15 @@ pub struct RunOptions {
     /// namespaces alive and starts processes on request over the channel
     /// (`Sandbox::take_channel`, `process::channel::SpawnRequest`).
     pub session: bool,
+    /// A root of image layers instead of `spec.root` (which must be unset).
+    pub root_layers: Option<LayeredRoot>,
+    /// Allow a spec without the network namespace: the sandbox then shares
+    /// the host's network. For image builds that fetch packages only.
+    pub host_network: bool,
+    /// Allow `process.capabilities` to hold capabilities from
+    /// [`crate::spec::BUILD_CAPABILITIES`] (held inside the sandbox's user
+    /// namespace only). For image build steps (apt and dpkg as root).
+    pub build_capabilities: bool,
 }
 
 impl Default for RunOptions {
@@ -115,6 +150,9 @@ impl Default for RunOptions {
             uid_pool: UidPoolConfig::default(),
             run_dir: PathBuf::from(defaults::RUN_DIR),
             session: false,
+            root_layers: None,
+            host_network: false,
+            build_capabilities: false,
         }
     }
 }

@@ -141,6 +141,25 @@ pub struct RunArgs {
     /// Disable the Landlock layer.
     #[arg(long)]
     no_landlock: bool,
+    /// A root of these unpacked layer directories (bottom first) under an
+    /// overlay (what `--image` resolves to; for debugging and tests).
+    #[arg(long = "layer", value_name = "DIR", hide = true)]
+    layers: Vec<PathBuf>,
+    /// With `--layer`: keep the root's writes in DIR/upper on the host.
+    #[arg(
+        long = "upper-dir",
+        value_name = "DIR",
+        hide = true,
+        requires = "layers"
+    )]
+    upper_dir: Option<PathBuf>,
+    /// An image build step: the host's network and the build capabilities
+    /// (inside the user namespace), as `image build` runs `run` steps.
+    #[arg(long, hide = true)]
+    build_step: bool,
+    /// Size cap of the writable layer of an image root.
+    #[arg(long, value_parser = size_arg, value_name = "SIZE")]
+    root_size: Option<u64>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -173,7 +192,12 @@ fn absolute(p: &str) -> Result<PathBuf, String> {
 /// The one conversion from CLI flags to the sandbox's input model.
 pub fn spec_from_args(a: &RunArgs) -> Result<Spec, String> {
     let mut spec = sandbox::spec::base_spec(a.command.clone());
-    if a.rootfs != "host" {
+    if !a.layers.is_empty() {
+        if a.rootfs != "host" {
+            return Err("--layer and --rootfs exclude each other".into());
+        }
+        spec.set_root(None);
+    } else if a.rootfs != "host" {
         let dir = absolute(&a.rootfs)?;
         spec.set_root(Some(
             RootBuilder::default()
@@ -280,7 +304,29 @@ pub fn spec_from_args(a: &RunArgs) -> Result<Spec, String> {
     };
     sandbox::spec::set_resources(&mut spec, memory, a.pids.map(|p| p as i64), a.cpus)
         .map_err(|e| e.to_string())?;
+    if a.build_step {
+        sandbox::spec::make_build_step(&mut spec);
+    }
     Ok(spec)
+}
+
+/// The writable default size of an image root's upper layer.
+pub const ROOT_SIZE: u64 = 1 << 30;
+
+fn layered_root(a: &RunArgs) -> Option<sandbox::LayeredRoot> {
+    if a.layers.is_empty() {
+        return None;
+    }
+    Some(sandbox::LayeredRoot {
+        layers: a.layers.clone(),
+        upper: match &a.upper_dir {
+            Some(d) => sandbox::Upper::Dir(d.clone()),
+            None => sandbox::Upper::Tmpfs {
+                bytes: a.root_size.unwrap_or(ROOT_SIZE),
+            },
+        },
+        readonly: false,
+    })
 }
 
 fn tmpfs_mount(dst: &str, size: u64, mode: &str) -> Result<Mount, String> {
@@ -356,6 +402,9 @@ pub fn main(args: RunArgs) -> i32 {
         run_dir: std::env::var_os("RUNTIMED_RUN_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(sandbox::options::defaults::RUN_DIR)),
+        root_layers: layered_root(&args),
+        host_network: args.build_step,
+        build_capabilities: args.build_step,
         ..RunOptions::default()
     };
     // Signals for the supervisor: forwarded to the program (or resize).

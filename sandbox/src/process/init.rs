@@ -42,6 +42,8 @@ pub struct ChildContext<'a> {
     /// The binds of caller paths as detached mount trees (destination, fd),
     /// prepared by the parent.
     pub bind_trees: &'a [(std::path::PathBuf, RawFd)],
+    /// A layered root's idmapped layer trees, prepared by the parent.
+    pub layer_trees: mounts::LayerTrees<'a>,
     /// Join a fresh session keyring: only needed when the seccomp profile
     /// lets keyctl through (creating one costs ~0.4 ms).
     pub new_keyring: bool,
@@ -132,6 +134,8 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
         .iter()
         .copied()
         .chain(ctx.bind_trees.iter().map(|(_, fd)| *fd))
+        .chain(ctx.layer_trees.lowers.iter().copied())
+        .chain(ctx.layer_trees.upper)
         .collect();
     let keep_while_joining: Vec<RawFd> = keep_while_mounting
         .iter()
@@ -204,14 +208,14 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // the root below the staging dir; proc before the old root goes away.
     let ops: &mut dyn MountOps = &mut sys::ops::Linux;
     mounts::make_private(ops)?;
-    mounts::mount_root(ops, plan, ctx.staging)?;
+    mounts::mount_root(ops, plan, ctx.staging, ctx.layer_trees)?;
     if let RootPlan::Host(layout) = &plan.root {
         mounts::mount_host_layout(ops, plan, layout, ctx.staging)?;
     }
     mounts::mount_dev(ops, plan, ctx.staging)?;
     mounts::mount_proc(ops, ctx.staging)?;
     mounts::mount_extra(ops, plan, ctx.staging, ctx.bind_trees)?;
-    if !ctx.bind_trees.is_empty() {
+    if keep_while_mounting.len() > keep.len() {
         sys::close_fds_except(3, &keep)
             .map_err(|er| e("mount_extra", er, "close the mount fds"))?;
     }
@@ -221,8 +225,11 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     mounts::mask_paths(ops, plan)?;
     // readonly_root: last change to the root mount.
     mounts::readonly_root(ops, plan)?;
-    // loopback: `lo` up, the only interface of the new network namespace.
-    loopback_up()?;
+    // loopback: `lo` up, the only interface of the new network namespace
+    // (none with the host's network: a build step fetching packages).
+    if !plan.host_network {
+        loopback_up()?;
+    }
     // session_keyring: a fresh anonymous session keyring (keyctl is also
     // blocked by seccomp; this covers the unconfined profile).
     if ctx.new_keyring {
@@ -495,8 +502,10 @@ fn program_steps(
     if let Some(m) = plan.umask {
         umask(Mode::from_bits_truncate(m));
     }
-    // drop_bounding_set: needs CAP_SETPCAP, so before changing uid.
-    sys::drop_bounding_set().map_err(|er| e("capabilities", er, "drop the bounding set"))?;
+    // drop_bounding_set: needs CAP_SETPCAP, so before changing uid. A build
+    // step keeps its planned capabilities (in the user namespace only).
+    sys::drop_bounding_set_except(plan.capabilities)
+        .map_err(|er| e("capabilities", er, "drop the bounding set"))?;
     // identity: groups, gid, uid (setgroups before setresgid before setresuid,
     // each needs the privilege the next one drops).
     let groups: Vec<Gid> = plan
@@ -508,8 +517,10 @@ fn program_steps(
     let (gid, uid) = (Gid::from_raw(plan.gid), Uid::from_raw(plan.uid));
     setresgid(gid, gid, gid).map_err(|er| e("identity", er, format!("setresgid {}", plan.gid)))?;
     setresuid(uid, uid, uid).map_err(|er| e("identity", er, format!("setresuid {}", plan.uid)))?;
-    // capabilities: empty every set (a uid 0 program keeps them otherwise).
-    sys::clear_capabilities().map_err(|er| e("capabilities", er, "clear all capability sets"))?;
+    // capabilities: empty every set (a uid 0 program keeps them otherwise),
+    // or exactly the planned ones for a build step.
+    let keep = if plan.uid == 0 { plan.capabilities } else { 0 };
+    sys::set_capabilities(keep).map_err(|er| e("capabilities", er, "set the capability sets"))?;
     // no_new_privs: required by Landlock and seccomp for unprivileged use.
     nix::sys::prctl::set_no_new_privs().map_err(|er| e("no_new_privs", er, "prctl"))?;
     // landlock: an extra layer; best effort where the kernel lacks it.
@@ -575,6 +586,10 @@ fn landlock_layer(plan: &Plan) -> Result<(), StepError> {
         if !m.readonly || matches!(m.kind, MountKind::Tmpfs { .. }) {
             writable.insert(&m.destination);
         }
+    }
+    // An image root with a writable upper layer is writable throughout.
+    if matches!(&plan.root, RootPlan::Layers(l) if !l.readonly) {
+        writable.insert(Path::new("/"));
     }
     Ruleset::default()
         .handle_access(AccessFs::from_all(abi))

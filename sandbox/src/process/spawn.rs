@@ -258,6 +258,8 @@ impl Sandbox {
             }
         }
         let bind_trees = prepared_binds(&plan, &lease)?;
+        let (lower_trees, upper_tree) = prepared_layers(&plan, &lease)?;
+        let lower_raw: Vec<RawFd> = lower_trees.iter().map(|fd| fd.as_raw_fd()).collect();
         let bind_trees_raw: Vec<(PathBuf, RawFd)> = bind_trees
             .iter()
             .map(|(d, fd)| (d.clone(), fd.as_raw_fd()))
@@ -332,9 +334,11 @@ impl Sandbox {
         let mut flags = (libc::CLONE_NEWUSER
             | libc::CLONE_NEWPID
             | libc::CLONE_NEWNS
-            | libc::CLONE_NEWNET
             | libc::CLONE_NEWIPC
             | libc::CLONE_NEWUTS) as u64;
+        if !plan.host_network {
+            flags |= libc::CLONE_NEWNET as u64;
+        }
         if v2 {
             flags |= libc::CLONE_NEWCGROUP as u64;
         }
@@ -352,6 +356,10 @@ impl Sandbox {
                 stdio: child_fds,
                 join_cgroup: &join_raw,
                 bind_trees: &bind_trees_raw,
+                layer_trees: crate::mounts::LayerTrees {
+                    lowers: &lower_raw,
+                    upper: upper_tree.as_ref().map(|fd| fd.as_raw_fd()),
+                },
                 new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
                 session: opts.session,
             }),
@@ -363,6 +371,8 @@ impl Sandbox {
         drop(child_ch);
         drop(join_fds);
         drop(bind_trees);
+        drop(lower_trees);
+        drop(upper_tree);
         drop(child_side);
 
         let mut sb = Sandbox {
@@ -689,6 +699,57 @@ fn prepared_binds(
         out.push((m.destination.clone(), tree));
     }
     Ok(out)
+}
+
+/// A layered root's trees: each layer directory as a detached, read-only,
+/// nosuid, nodev mount idmapped onto the sandbox's whole id range (on-disk
+/// uid 0 shows as root inside), and a host upper directory likewise but
+/// writable (what the sandbox writes is stored with the image's ids).
+/// MOUNT_ATTR_IDMAP needs privilege over the layers' filesystem, which only
+/// the parent has.
+fn prepared_layers(
+    plan: &crate::spec::Plan,
+    lease: &UidLease,
+) -> Result<(Vec<OwnedFd>, Option<OwnedFd>), SandboxError> {
+    use crate::options::Upper;
+    let crate::spec::plan::RootPlan::Layers(l) = &plan.root else {
+        return Ok((Vec::new(), None));
+    };
+    let map = format!("0 {} {}\n", lease.host_base, lease.size);
+    let ns = crate::userns::mapping_userns(&map, &map)?;
+    let idmapped = |dir: &std::path::Path, attrs: u64| -> Result<OwnedFd, SandboxError> {
+        let tree = sys::open_tree_clone(dir, false)
+            .map_err(sys_err(format!("open_tree {}", dir.display())))?;
+        sys::mount_setattr(
+            tree.as_fd(),
+            attrs | sys::MOUNT_ATTR_IDMAP,
+            Some(ns.as_fd()),
+        )
+        .map_err(sys_err(format!("idmap the layer {}", dir.display())))?;
+        Ok(tree)
+    };
+    let fixed = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+    let lowers = l
+        .layers
+        .iter()
+        .map(|d| idmapped(d, fixed | sys::MOUNT_ATTR_RDONLY))
+        .collect::<Result<Vec<_>, _>>()?;
+    let upper = match &l.upper {
+        Upper::Tmpfs { .. } => None,
+        Upper::Dir(dir) => {
+            for sub in ["upper", "work"] {
+                let p = dir.join(sub);
+                if let Err(e) = std::fs::create_dir_all(&p) {
+                    return Err(SandboxError::Sys {
+                        what: format!("create {}", p.display()),
+                        source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                    });
+                }
+            }
+            Some(idmapped(dir, fixed)?)
+        }
+    };
+    Ok((lowers, upper))
 }
 
 /// A short random id (hex) for sandboxes the caller did not name.

@@ -30,6 +30,77 @@ pub const NAMESPACES: [LinuxNamespaceType; 7] = [
     LinuxNamespaceType::Cgroup,
 ];
 
+/// Capabilities an image build step may hold (Docker's default set), held
+/// inside the sandbox's user namespace only: apt and dpkg running as root
+/// in the image need them to chown, write root-owned files and drop to
+/// `_apt`.
+pub const BUILD_CAPABILITIES: [oci_spec::runtime::Capability; 13] = {
+    use oci_spec::runtime::Capability as C;
+    [
+        C::Chown,
+        C::DacOverride,
+        C::Fowner,
+        C::Fsetid,
+        C::Kill,
+        C::Setgid,
+        C::Setuid,
+        C::Setpcap,
+        C::NetBindService,
+        C::SysChroot,
+        C::Mknod,
+        C::AuditWrite,
+        C::Setfcap,
+    ]
+};
+
+/// The capability number (linux/capability.h) of one of
+/// [`BUILD_CAPABILITIES`]; `None` for any other.
+pub fn capability_bit(c: oci_spec::runtime::Capability) -> Option<u32> {
+    use oci_spec::runtime::Capability as C;
+    Some(match c {
+        C::Chown => 0,
+        C::DacOverride => 1,
+        C::Fowner => 3,
+        C::Fsetid => 4,
+        C::Kill => 5,
+        C::Setgid => 6,
+        C::Setuid => 7,
+        C::Setpcap => 8,
+        C::NetBindService => 10,
+        C::SysChroot => 18,
+        C::Mknod => 27,
+        C::AuditWrite => 29,
+        C::Setfcap => 31,
+        _ => return None,
+    })
+}
+
+/// Makes `spec` an image build step's: the network namespace removed (the
+/// host's network; needs `RunOptions::host_network`) and
+/// [`BUILD_CAPABILITIES`] held (needs `RunOptions::build_capabilities`).
+pub fn make_build_step(spec: &mut Spec) {
+    if let Some(linux) = spec.linux_mut() {
+        let ns: Vec<_> = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .filter(|n| n.typ() != LinuxNamespaceType::Network)
+            .cloned()
+            .collect();
+        linux.set_namespaces(Some(ns));
+    }
+    if let Some(p) = spec.process_mut() {
+        let set: std::collections::HashSet<_> = BUILD_CAPABILITIES.into_iter().collect();
+        let mut caps = oci_spec::runtime::LinuxCapabilities::default();
+        caps.set_bounding(Some(set.clone()));
+        caps.set_effective(Some(set.clone()));
+        caps.set_permitted(Some(set));
+        caps.set_inheritable(None);
+        caps.set_ambient(None);
+        p.set_capabilities(Some(caps));
+    }
+}
+
 /// A valid spec with our defaults (host rootfs, all namespaces, uid/gid
 /// 1000, no capabilities, default masked paths and limits) running `args`.
 /// Front ends start from this and set what their request says.

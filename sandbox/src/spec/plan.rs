@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use oci_spec::runtime::{PosixRlimitType, Spec};
 
-use super::validate::{check_abs_path, invalid, validate, SpecError};
+use super::validate::{check_abs_path, invalid, SpecError};
 use crate::cgroup::CgroupLimits;
 use crate::options::{defaults, RunOptions};
 use crate::sys::WinSize;
@@ -50,6 +50,8 @@ pub enum RootPlan {
     Host(&'static HostLayout),
     /// A caller-supplied directory, mounted read-only.
     Dir(PathBuf),
+    /// Image layers under an overlay (`RunOptions::root_layers`).
+    Layers(crate::options::LayeredRoot),
 }
 
 /// What the `host` root takes from the host, discovered once per process.
@@ -186,6 +188,10 @@ pub struct Plan {
     pub terminal: bool,
     pub tty_size: Option<WinSize>,
     pub cgroup: CgroupLimits,
+    /// Capability bits the program keeps (build steps only; else 0).
+    pub capabilities: u64,
+    /// No network namespace: the host's network (build steps only).
+    pub host_network: bool,
 }
 
 /// moby's default masked paths (those under /proc; there is no /sys).
@@ -403,7 +409,12 @@ fn parse_mount(
 /// Validates `spec` and computes the plan. Reads the host's layout (cached)
 /// and checks that bind sources exist; makes no change anywhere.
 pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
-    validate(spec)?;
+    let allow = super::validate::Allowances {
+        host_network: opts.host_network,
+        build_capabilities: opts.build_capabilities,
+        layered_root: opts.root_layers.is_some(),
+    };
+    super::validate::validate_allowing(spec, allow)?;
     // validate() checked both are present.
     let (Some(process), Some(linux)) = (spec.process().as_ref(), spec.linux().as_ref()) else {
         return Err(SpecError::Missing {
@@ -430,9 +441,38 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         }
     }
 
-    let root = match spec.root() {
-        None => RootPlan::Host(HostLayout::get()),
-        Some(r) => {
+    let root = match (spec.root(), &opts.root_layers) {
+        (_, Some(layered)) => {
+            let upper_dir = match &layered.upper {
+                crate::options::Upper::Dir(d) => Some(d),
+                crate::options::Upper::Tmpfs { bytes: 0 } => {
+                    return Err(invalid("root_layers.upper", "a tmpfs upper needs a size"));
+                }
+                crate::options::Upper::Tmpfs { .. } => None,
+            };
+            for (f, p) in layered
+                .layers
+                .iter()
+                .map(|p| ("root_layers.layers", p))
+                .chain(upper_dir.map(|p| ("root_layers.upper", p)))
+            {
+                if !p.is_absolute() || p.to_string_lossy().contains([',', ':', '\\']) {
+                    return Err(invalid(
+                        f,
+                        format!("{} must be absolute without ',', ':' or '\\'", p.display()),
+                    ));
+                }
+                if f == "root_layers.layers" && !p.is_dir() {
+                    return Err(invalid(f, format!("{} is not a directory", p.display())));
+                }
+            }
+            if layered.layers.len() > 128 {
+                return Err(invalid("root_layers.layers", "more than 128 layers"));
+            }
+            RootPlan::Layers(layered.clone())
+        }
+        (None, None) => RootPlan::Host(HostLayout::get()),
+        (Some(r), None) => {
             let p = r.path().clone();
             // The path goes into overlay mount options, where these separate
             // fields and layers.
@@ -612,10 +652,38 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         })
     });
 
-    let etc_files = match root {
+    let etc_files = match &root {
         RootPlan::Host(_) => etc_files(&hostname, uid, gid),
-        RootPlan::Dir(_) => Vec::new(),
+        // An image brings its own /etc; a sandbox with a throwaway upper
+        // gets its hostname and hosts written over the image's.
+        RootPlan::Layers(l) if matches!(l.upper, crate::options::Upper::Tmpfs { .. }) => {
+            etc_files(&hostname, uid, gid)
+                .into_iter()
+                .filter(|(n, _)| n == "hostname" || n == "hosts")
+                .collect()
+        }
+        RootPlan::Dir(_) | RootPlan::Layers(_) => Vec::new(),
     };
+    let mut capabilities = 0u64;
+    if opts.build_capabilities {
+        if let Some(c) = process.capabilities() {
+            // validate() allowed only BUILD_CAPABILITIES; a capability
+            // missing from any of the three sets is not held.
+            let all = |set: &Option<oci_spec::runtime::Capabilities>| -> u64 {
+                set.iter()
+                    .flatten()
+                    .filter_map(|c| super::capability_bit(*c))
+                    .fold(0, |m, b| m | (1 << b))
+            };
+            capabilities = all(c.bounding()) & all(c.effective()) & all(c.permitted());
+        }
+    }
+    let host_network = opts.host_network
+        && !linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network);
 
     Ok(Plan {
         hostname,
@@ -637,6 +705,8 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         terminal: process.terminal().unwrap_or(false),
         tty_size,
         cgroup,
+        capabilities,
+        host_network,
     })
 }
 
@@ -857,5 +927,88 @@ mod tests {
         let p = plan(&spec_with_mounts(vec![proc_m, shm]), &RunOptions::default()).unwrap();
         assert_eq!(p.shm_bytes, 1 << 20);
         assert_eq!(p.mounts.len(), 2);
+    }
+
+    #[test]
+    fn build_allowances_are_off_unless_asked_for() {
+        use oci_spec::runtime::{Capability, LinuxCapabilitiesBuilder};
+        let caps = |list: Vec<Capability>| {
+            let set: std::collections::HashSet<Capability> = list.into_iter().collect();
+            LinuxCapabilitiesBuilder::default()
+                .bounding(set.clone())
+                .effective(set.clone())
+                .permitted(set)
+                .build()
+                .unwrap()
+        };
+        let mut s = base_spec(vec!["true".into()]);
+        s.process_mut()
+            .as_mut()
+            .unwrap()
+            .set_capabilities(Some(caps(vec![Capability::Chown, Capability::Setuid])));
+        let err = plan(&s, &RunOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("process.capabilities.bounding"), "{err}");
+        let build = RunOptions {
+            build_capabilities: true,
+            ..RunOptions::default()
+        };
+        assert_eq!(plan(&s, &build).unwrap().capabilities, 1 | (1 << 7));
+        s.process_mut()
+            .as_mut()
+            .unwrap()
+            .set_capabilities(Some(caps(vec![Capability::SysAdmin])));
+        let err = plan(&s, &build).unwrap_err().to_string();
+        assert!(
+            err.contains("CAP_SYS_ADMIN") || err.contains("SysAdmin") || err.contains("SYS_ADMIN"),
+            "{err}"
+        );
+
+        let mut s = base_spec(vec!["true".into()]);
+        let linux = s.linux_mut().as_mut().unwrap();
+        let ns: Vec<_> = linux
+            .namespaces()
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network)
+            .collect();
+        linux.set_namespaces(Some(ns));
+        let err = plan(&s, &RunOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("network"), "{err}");
+        let host = RunOptions {
+            host_network: true,
+            ..RunOptions::default()
+        };
+        assert!(plan(&s, &host).unwrap().host_network);
+        assert!(
+            !plan(&base_spec(vec!["true".into()]), &host)
+                .unwrap()
+                .host_network
+        );
+
+        // A layered root excludes spec.root.
+        let mut s = base_spec(vec!["true".into()]);
+        s.set_root(Some(
+            oci_spec::runtime::RootBuilder::default()
+                .path("/srv")
+                .readonly(true)
+                .build()
+                .unwrap(),
+        ));
+        let layered = RunOptions {
+            root_layers: Some(crate::options::LayeredRoot {
+                layers: vec![],
+                upper: crate::options::Upper::Tmpfs { bytes: 1 << 20 },
+                readonly: false,
+            }),
+            ..RunOptions::default()
+        };
+        let err = plan(&s, &layered).unwrap_err().to_string();
+        assert!(err.contains("root"), "{err}");
+        s.set_root(None);
+        assert!(matches!(
+            plan(&s, &layered).unwrap().root,
+            RootPlan::Layers(_)
+        ));
     }
 }

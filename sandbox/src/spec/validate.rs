@@ -52,9 +52,26 @@ pub(crate) fn check_abs_path(field: &str, p: &Path) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// What a caller's `RunOptions` allow beyond the default rules (image
+/// builds only).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Allowances {
+    /// The network namespace may be missing (the host's network is shared).
+    pub host_network: bool,
+    /// `process.capabilities` may hold [`super::BUILD_CAPABILITIES`].
+    pub build_capabilities: bool,
+    /// The root comes from `RunOptions::root_layers`: `root` must be unset.
+    pub layered_root: bool,
+}
+
 /// Validates the whole spec. Mount options and limits are parsed (and their
 /// errors reported) by `plan`, which calls this first.
 pub fn validate(spec: &Spec) -> Result<(), SpecError> {
+    validate_allowing(spec, Allowances::default())
+}
+
+/// [`validate`] with what the run's options allow.
+pub fn validate_allowing(spec: &Spec, allow: Allowances) -> Result<(), SpecError> {
     if spec.hooks().is_some() {
         return Err(unsupported(
             "hooks",
@@ -91,6 +108,12 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
         }
     }
     if let Some(root) = spec.root() {
+        if allow.layered_root {
+            return Err(unsupported(
+                "root",
+                "the root comes from the image's layers (RunOptions::root_layers)",
+            ));
+        }
         check_abs_path("root.path", root.path())?;
         if root.readonly() == Some(false) {
             return Err(unsupported(
@@ -102,15 +125,15 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
     let process = spec.process().as_ref().ok_or(SpecError::Missing {
         field: "process".into(),
     })?;
-    validate_process(process)?;
+    validate_process(process, allow)?;
     let linux = spec.linux().as_ref().ok_or(SpecError::Missing {
         field: "linux".into(),
     })?;
-    validate_linux(linux)?;
+    validate_linux(linux, allow)?;
     Ok(())
 }
 
-fn validate_process(p: &oci_spec::runtime::Process) -> Result<(), SpecError> {
+fn validate_process(p: &oci_spec::runtime::Process, allow: Allowances) -> Result<(), SpecError> {
     match p.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => {
@@ -141,6 +164,23 @@ fn validate_process(p: &oci_spec::runtime::Process) -> Result<(), SpecError> {
             ("ambient", caps.ambient()),
         ];
         for (name, set) in sets {
+            // A build step may list build capabilities in any set; only
+            // those in bounding, effective and permitted alike are held
+            // (inheritable and ambient stay empty: nothing passes on
+            // across an exec by a non-root user).
+            if allow.build_capabilities {
+                if let Some(c) = set
+                    .iter()
+                    .flatten()
+                    .find(|c| super::capability_bit(**c).is_none())
+                {
+                    return Err(invalid(
+                        format!("process.capabilities.{name}"),
+                        format!("{c} is not one a build step may hold"),
+                    ));
+                }
+                continue;
+            }
             if set.as_ref().is_some_and(|s| !s.is_empty()) {
                 return Err(unsupported(
                     format!("process.capabilities.{name}"),
@@ -179,7 +219,7 @@ fn validate_process(p: &oci_spec::runtime::Process) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn validate_linux(l: &oci_spec::runtime::Linux) -> Result<(), SpecError> {
+fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(), SpecError> {
     let ns = l.namespaces().as_ref().ok_or(SpecError::Missing {
         field: "linux.namespaces".into(),
     })?;
@@ -198,6 +238,9 @@ fn validate_linux(l: &oci_spec::runtime::Linux) -> Result<(), SpecError> {
         }
     }
     for want in NAMESPACES {
+        if want == LinuxNamespaceType::Network && allow.host_network {
+            continue;
+        }
         if !ns.iter().any(|n| n.typ() == want) {
             let name = match want {
                 LinuxNamespaceType::Network => {

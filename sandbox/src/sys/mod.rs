@@ -465,7 +465,16 @@ pub fn spawn_shared_vm(stack: &mut [u8], f: &mut dyn FnMut() -> i32) -> Result<i
 /// up until the kernel says EINVAL: past its last capability). Needs
 /// CAP_SETPCAP in the current user namespace.
 pub fn drop_bounding_set() -> Result<(), Errno> {
+    drop_bounding_set_except(0)
+}
+
+/// Like [`drop_bounding_set`], keeping the capabilities whose bits are set
+/// in `keep`.
+pub fn drop_bounding_set_except(keep: u64) -> Result<(), Errno> {
     for cap in 0..=63 {
+        if keep & (1 << cap) != 0 {
+            continue;
+        }
         // SAFETY: prctl with integer arguments only.
         let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
         if ret < 0 {
@@ -481,6 +490,12 @@ pub fn drop_bounding_set() -> Result<(), Errno> {
 /// Empties the effective, permitted, inheritable and ambient sets with one
 /// `capset` and one `prctl`.
 pub fn clear_capabilities() -> Result<(), Errno> {
+    set_capabilities(0)
+}
+
+/// Sets the effective and permitted sets to `caps` (bits), empties the
+/// inheritable and ambient sets.
+pub fn set_capabilities(caps: u64) -> Result<(), Errno> {
     // linux/capability.h: _LINUX_CAPABILITY_VERSION_3, two u32 words per set.
     #[repr(C)]
     struct Header {
@@ -498,11 +513,19 @@ pub fn clear_capabilities() -> Result<(), Errno> {
         version: 0x2008_0522,
         pid: 0,
     };
-    let data = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
+    let (lo, hi) = (caps as u32, (caps >> 32) as u32);
+    let data = [
+        Data {
+            effective: lo,
+            permitted: lo,
+            inheritable: 0,
+        },
+        Data {
+            effective: hi,
+            permitted: hi,
+            inheritable: 0,
+        },
+    ];
     // SAFETY: header and data are valid for the v3 layout (one header, two
     // data structs) for the duration of the call.
     let ret = unsafe {
