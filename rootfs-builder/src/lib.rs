@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod digest;
+pub mod runtime;
 pub mod store;
 
 pub use digest::Digest;
