@@ -1,0 +1,765 @@
+//! Pulling images from an OCI distribution registry (distribution spec v2
+//! API: `GET /v2/<name>/manifests/<ref>`, `GET /v2/<name>/blobs/<digest>`).
+//!
+//! A pull resolves the reference (Docker Hub defaults, `reference`), asks
+//! for the manifest accepting OCI and Docker schema 2 manifests and
+//! indexes/lists, picks the wanted platform's manifest out of an index,
+//! streams config and layers into the store through `Store::put_blob`
+//! (each checked against its descriptor's digest and size; blobs already
+//! present are not fetched), stores the manifest verbatim once its digest
+//! matches what was asked for (the `@digest`, the index entry, or the
+//! registry's `Docker-Content-Digest`), and tags the name last. A failed
+//! pull leaves only verified blobs (for `gc`), never a name.
+//!
+//! Docker schema 2 manifests are stored as they are: their digest is the
+//! registry's, and oci-spec reads Docker media types as `MediaType::Other`.
+
+mod auth;
+mod client;
+pub mod reference;
+
+use std::fmt;
+use std::io::{self, Read};
+use std::str::FromStr;
+
+use oci_spec::image::{ImageConfiguration, ImageManifest};
+
+use crate::digest::Digest;
+use crate::store::{Image, Store, StoreError, MAX_JSON_BLOB};
+
+use client::Client;
+pub use reference::Reference;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_SCHEMA1: [&str; 2] = [
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+];
+
+/// Progress events are sent at most once per this many bytes of a blob.
+const PROGRESS_STEP: u64 = 1 << 20;
+
+/// The platform to pick out of a manifest list (`linux/amd64`,
+/// `linux/arm64/v8`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    /// Matched only when set.
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    fn default() -> Platform {
+        Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Platform {
+    type Err = PullError;
+    fn from_str(s: &str) -> Result<Platform, PullError> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b))
+        };
+        match parts[..] {
+            [os, arch] if ok(os) && ok(arch) => Ok(Platform {
+                os: os.into(),
+                architecture: arch.into(),
+                variant: None,
+            }),
+            [os, arch, v] if ok(os) && ok(arch) && ok(v) => Ok(Platform {
+                os: os.into(),
+                architecture: arch.into(),
+                variant: Some(v.into()),
+            }),
+            _ => Err(PullError::BadPlatform(s.into())),
+        }
+    }
+}
+
+/// Which blob of an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobKind {
+    Config,
+    Layer,
+}
+
+impl fmt::Display for BlobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BlobKind::Config => "config",
+            BlobKind::Layer => "layer",
+        })
+    }
+}
+
+/// What a pull reports while it runs (serializable for the API's stream).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PullEvent {
+    /// The image's manifest was fetched and verified (after a manifest
+    /// list, the chosen platform's).
+    Manifest {
+        reference: String,
+        digest: Digest,
+        layers: usize,
+        /// Config and layers, compressed.
+        size: u64,
+    },
+    /// Already in the store: not downloaded.
+    BlobPresent {
+        kind: BlobKind,
+        digest: Digest,
+        size: u64,
+    },
+    BlobStart {
+        kind: BlobKind,
+        digest: Digest,
+        size: u64,
+    },
+    BlobProgress {
+        digest: Digest,
+        done: u64,
+        total: u64,
+    },
+    /// Downloaded and verified.
+    BlobDone { digest: Digest, size: u64 },
+    /// The name now points at the image.
+    Tagged { name: String, digest: Digest },
+}
+
+/// How to pull.
+#[derive(Default)]
+pub struct PullOptions<'a> {
+    /// Plain http is allowed: an `http://` reference, or without a scheme
+    /// https first and plain http if that fails to connect. TLS, when
+    /// used, is still verified.
+    pub insecure: bool,
+    pub platform: Platform,
+    /// Sent to the token server (or as basic auth) when a registry asks.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub progress: Option<&'a dyn Fn(&PullEvent)>,
+}
+
+impl fmt::Debug for PullOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PullOptions")
+            .field("insecure", &self.insecure)
+            .field("platform", &self.platform.to_string())
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl PullOptions<'_> {
+    fn emit(&self, e: PullEvent) {
+        if let Some(p) = self.progress {
+            p(&e);
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("image reference {reference:?}: {reason}")]
+    BadReference { reference: String, reason: String },
+    #[error("platform {0:?}: expected os/architecture[/variant], e.g. linux/amd64")]
+    BadPlatform(String),
+    #[error("registry {registry}: plain http refused; allow it with insecure (--insecure)")]
+    InsecureRefused { registry: String },
+    #[error("cannot reach {host}: {reason}")]
+    Connect { host: String, reason: String },
+    #[error("{reference}: not found in registry {registry} ({detail})")]
+    NotFound {
+        reference: String,
+        registry: String,
+        detail: String,
+    },
+    #[error("{what}: unauthorized: {reason}")]
+    Unauthorized { what: String, reason: String },
+    #[error("{what}: registry answered {status}: {detail}")]
+    Registry {
+        what: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("{what}: content has digest {actual}, expected {expected}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{what}: {actual} bytes, but {declared_by} declares {expected}")]
+    SizeMismatch {
+        what: String,
+        declared_by: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{reference}: no {platform} image in its manifest list (it has: {available})")]
+    NoPlatform {
+        reference: String,
+        platform: String,
+        available: String,
+    },
+    #[error("{reference}: the image is for {actual}, not {wanted}")]
+    PlatformMismatch {
+        reference: String,
+        wanted: String,
+        actual: String,
+    },
+    #[error("{what}: unsupported: {reason}")]
+    Unsupported { what: String, reason: String },
+    #[error("{what}: invalid: {reason}")]
+    BadManifest { what: String, reason: String },
+    #[error("{what}: download failed: {source}")]
+    Transfer {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Pulls `reference` into `store` and names it (see `Reference::store_name`:
+/// `localhost:5000/team/app:v1`, `debian:bookworm`). Blocking; the daemon
+/// calls it from `spawn_blocking`.
+pub fn pull(store: &Store, reference: &str, opts: &PullOptions) -> Result<Image, PullError> {
+    let r: Reference = reference.parse()?;
+    let name = r.store_name()?;
+    let mut c = Client::new(&r, opts)?;
+
+    let wanted = r.manifest_ref();
+    let first = fetch_manifest(&mut c, &r, &wanted)?;
+    match &r.digest {
+        Some(d) => check_digest(&format!("manifest of {r}"), d, &first.digest)?,
+        None => {
+            if let Some(d) = &first.reported {
+                check_digest(
+                    &format!("manifest of {r} (Docker-Content-Digest)"),
+                    d,
+                    &first.digest,
+                )?
+            }
+        }
+    }
+    let m = match first.kind {
+        Kind::Manifest => first,
+        Kind::Index => {
+            let entry = choose_platform(&r, &first.bytes, &opts.platform)?;
+            let m = fetch_manifest(&mut c, &r, &entry.digest.to_string())?;
+            let what = format!("{} manifest of {r}", opts.platform);
+            check_digest(&what, &entry.digest, &m.digest)?;
+            if m.bytes.len() as u64 != entry.size {
+                return Err(PullError::SizeMismatch {
+                    what,
+                    declared_by: "the manifest list".into(),
+                    expected: entry.size,
+                    actual: m.bytes.len() as u64,
+                });
+            }
+            if m.kind != Kind::Manifest {
+                return Err(PullError::Unsupported {
+                    what,
+                    reason: "a manifest list inside a manifest list".into(),
+                });
+            }
+            m
+        }
+    };
+    let what = format!("manifest {} of {r}", m.digest);
+    let manifest: ImageManifest =
+        serde_json::from_slice(&m.bytes).map_err(|e| PullError::BadManifest {
+            what: what.clone(),
+            reason: e.to_string(),
+        })?;
+    let config_type = manifest.config().media_type().to_string();
+    if config_type != OCI_CONFIG && config_type != DOCKER_CONFIG {
+        return Err(PullError::Unsupported {
+            what,
+            reason: format!("config media type {config_type}: not a container image"),
+        });
+    }
+    let bad = |reason: String| PullError::BadManifest {
+        what: what.clone(),
+        reason,
+    };
+    let config_digest: Digest = manifest
+        .config()
+        .digest()
+        .to_string()
+        .parse()
+        .map_err(|e: crate::digest::DigestError| bad(e.to_string()))?;
+    let layers: Vec<(Digest, u64)> = manifest
+        .layers()
+        .iter()
+        .map(|l| {
+            l.digest()
+                .to_string()
+                .parse::<Digest>()
+                .map(|d| (d, l.size()))
+                .map_err(|e| bad(e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let config_size = manifest.config().size();
+    if config_size > MAX_JSON_BLOB {
+        return Err(bad(format!(
+            "config of {config_size} bytes (more than {MAX_JSON_BLOB})"
+        )));
+    }
+    opts.emit(PullEvent::Manifest {
+        reference: r.to_string(),
+        digest: m.digest.clone(),
+        layers: layers.len(),
+        size: config_size + layers.iter().map(|l| l.1).sum::<u64>(),
+    });
+
+    fetch_blob(store, &mut c, &r, BlobKind::Config, &config_digest, config_size, opts)?;
+    let config: ImageConfiguration = store.read_json(&config_digest)?;
+    let actual = format!("{}/{}", config.os(), config.architecture());
+    if config.os().to_string() != opts.platform.os
+        || config.architecture().to_string() != opts.platform.architecture
+    {
+        return Err(PullError::PlatformMismatch {
+            reference: r.to_string(),
+            wanted: opts.platform.to_string(),
+            actual,
+        });
+    }
+    for (d, size) in &layers {
+        fetch_blob(store, &mut c, &r, BlobKind::Layer, d, *size, opts)?;
+    }
+    store.put_blob(&m.bytes[..], Some(&m.digest), Some(MAX_JSON_BLOB))?;
+    let image = store.tag(&name, &m.digest)?;
+    opts.emit(PullEvent::Tagged {
+        name: name.to_string(),
+        digest: m.digest.clone(),
+    });
+    tracing::info!(reference = %r, name = %name, digest = %m.digest, "pulled");
+    Ok(image)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Manifest,
+    Index,
+}
+
+struct Fetched {
+    bytes: Vec<u8>,
+    digest: Digest,
+    /// `Docker-Content-Digest`, if the registry sent one.
+    reported: Option<Digest>,
+    kind: Kind,
+}
+
+fn fetch_manifest(c: &mut Client, r: &Reference, wanted: &str) -> Result<Fetched, PullError> {
+    let accept = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST].join(", ");
+    let path = format!("/v2/{}/manifests/{wanted}", r.repository);
+    let what = format!("manifest {wanted} of {}/{}", r.registry, r.repository);
+    let resp = c.get(&path, Some(&accept))?;
+    match resp.status() {
+        200 => {}
+        404 => {
+            return Err(PullError::NotFound {
+                reference: r.to_string(),
+                registry: c.registry().to_string(),
+                detail: client::error_detail(resp),
+            })
+        }
+        status => {
+            return Err(PullError::Registry {
+                what,
+                status,
+                detail: client::error_detail(resp),
+            })
+        }
+    }
+    let reported = match resp.header("Docker-Content-Digest") {
+        Some(h) => Some(h.trim().parse::<Digest>().map_err(|_| PullError::Unsupported {
+            what: what.clone(),
+            reason: format!("Docker-Content-Digest {h:?} (only sha256 digests are supported)"),
+        })?),
+        None => None,
+    };
+    let content_type = resp
+        .header("Content-Type")
+        .map(|t| t.split(';').next().unwrap_or("").trim().to_string())
+        .unwrap_or_default();
+    let mut bytes = Vec::new();
+    resp.into_reader()
+        .take(MAX_JSON_BLOB + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| PullError::Transfer {
+            what: what.clone(),
+            source: e,
+        })?;
+    if bytes.len() as u64 > MAX_JSON_BLOB {
+        return Err(PullError::BadManifest {
+            what,
+            reason: format!("more than {MAX_JSON_BLOB} bytes"),
+        });
+    }
+    let kind = manifest_kind(&what, &content_type, &bytes)?;
+    Ok(Fetched {
+        digest: Digest::of(&bytes),
+        bytes,
+        reported,
+        kind,
+    })
+}
+
+/// The manifest's kind from its `mediaType` field, else from the
+/// Content-Type, else from its shape.
+fn manifest_kind(what: &str, content_type: &str, bytes: &[u8]) -> Result<Kind, PullError> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(rename = "mediaType", default)]
+        media_type: Option<String>,
+        #[serde(rename = "schemaVersion", default)]
+        schema_version: Option<u32>,
+        #[serde(default)]
+        manifests: Option<serde_json::Value>,
+        #[serde(default)]
+        layers: Option<serde_json::Value>,
+    }
+    let peek: Peek = serde_json::from_slice(bytes).map_err(|e| PullError::BadManifest {
+        what: what.to_string(),
+        reason: format!("not JSON: {e}"),
+    })?;
+    let unsupported = |reason: String| PullError::Unsupported {
+        what: what.to_string(),
+        reason,
+    };
+    if peek.schema_version == Some(1) || DOCKER_SCHEMA1.contains(&content_type) {
+        return Err(unsupported(
+            "Docker schema 1 manifest (push the image again with a current client)".into(),
+        ));
+    }
+    let generic = matches!(content_type, "" | "application/json" | "text/plain");
+    let media_type = peek
+        .media_type
+        .as_deref()
+        .or((!generic).then_some(content_type));
+    match media_type {
+        Some(OCI_MANIFEST | DOCKER_MANIFEST) => Ok(Kind::Manifest),
+        Some(OCI_INDEX | DOCKER_MANIFEST_LIST) => Ok(Kind::Index),
+        Some(other) => Err(unsupported(format!("manifest media type {other}"))),
+        None if peek.manifests.is_some() => Ok(Kind::Index),
+        None if peek.layers.is_some() => Ok(Kind::Manifest),
+        None => Err(unsupported("a manifest of unknown type".into())),
+    }
+}
+
+struct Entry {
+    digest: Digest,
+    size: u64,
+}
+
+/// The manifest list's entry for `want` (the first one, if several match).
+fn choose_platform(r: &Reference, bytes: &[u8], want: &Platform) -> Result<Entry, PullError> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        manifests: Vec<IndexEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct IndexEntry {
+        #[serde(rename = "mediaType", default)]
+        media_type: String,
+        digest: String,
+        size: u64,
+        #[serde(default)]
+        platform: Option<PlatformJson>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PlatformJson {
+        architecture: String,
+        os: String,
+        #[serde(default)]
+        variant: Option<String>,
+    }
+    let what = format!("manifest list of {r}");
+    let index: Index = serde_json::from_slice(bytes).map_err(|e| PullError::BadManifest {
+        what: what.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut available = Vec::new();
+    for e in &index.manifests {
+        let Some(p) = &e.platform else { continue };
+        let is_manifest = matches!(e.media_type.as_str(), OCI_MANIFEST | DOCKER_MANIFEST | "");
+        let label = match &p.variant {
+            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+            None => format!("{}/{}", p.os, p.architecture),
+        };
+        if is_manifest
+            && p.os == want.os
+            && p.architecture == want.architecture
+            && (want.variant.is_none() || want.variant == p.variant)
+        {
+            let digest = e.digest.parse::<Digest>().map_err(|err| PullError::BadManifest {
+                what: what.clone(),
+                reason: format!("entry for {label}: {err}"),
+            })?;
+            if e.size > MAX_JSON_BLOB {
+                return Err(PullError::BadManifest {
+                    what,
+                    reason: format!("entry for {label} of {} bytes", e.size),
+                });
+            }
+            return Ok(Entry {
+                digest,
+                size: e.size,
+            });
+        }
+        if !available.contains(&label) {
+            available.push(label);
+        }
+    }
+    Err(PullError::NoPlatform {
+        reference: r.to_string(),
+        platform: want.to_string(),
+        available: if available.is_empty() {
+            "no platforms".into()
+        } else {
+            available.join(", ")
+        },
+    })
+}
+
+fn check_digest(what: &str, expected: &Digest, actual: &Digest) -> Result<(), PullError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(PullError::DigestMismatch {
+            what: what.to_string(),
+            expected: expected.clone(),
+            actual: actual.clone(),
+        })
+    }
+}
+
+/// Streams one blob into the store unless it is there already.
+fn fetch_blob(
+    store: &Store,
+    c: &mut Client,
+    r: &Reference,
+    kind: BlobKind,
+    digest: &Digest,
+    size: u64,
+    opts: &PullOptions,
+) -> Result<(), PullError> {
+    if store.has_blob(digest) {
+        opts.emit(PullEvent::BlobPresent {
+            kind,
+            digest: digest.clone(),
+            size,
+        });
+        return Ok(());
+    }
+    let what = format!("{kind} {digest} of {r}");
+    opts.emit(PullEvent::BlobStart {
+        kind,
+        digest: digest.clone(),
+        size,
+    });
+    let resp = c.get(&format!("/v2/{}/blobs/{digest}", r.repository), None)?;
+    match resp.status() {
+        200 => {}
+        404 => {
+            return Err(PullError::NotFound {
+                reference: format!("{kind} {digest} of {r}"),
+                registry: c.registry().to_string(),
+                detail: client::error_detail(resp),
+            })
+        }
+        status => {
+            return Err(PullError::Registry {
+                what,
+                status,
+                detail: client::error_detail(resp),
+            })
+        }
+    }
+    if let Some(len) = resp
+        .header("Content-Length")
+        .and_then(|l| l.trim().parse::<u64>().ok())
+    {
+        if len != size {
+            return Err(PullError::SizeMismatch {
+                what,
+                declared_by: "the manifest".into(),
+                expected: size,
+                actual: len,
+            });
+        }
+    }
+    let reader = ProgressReader {
+        inner: resp.into_reader(),
+        digest,
+        done: 0,
+        reported: 0,
+        total: size,
+        opts,
+    };
+    let stored = store.put_blob(reader, Some(digest), Some(size));
+    let n = match stored {
+        Ok((_, n)) => n,
+        Err(StoreError::DigestMismatch {
+            expected, actual, ..
+        }) => {
+            return Err(PullError::DigestMismatch {
+                what,
+                expected,
+                actual,
+            })
+        }
+        Err(StoreError::TooLarge { size: got, .. }) => {
+            return Err(PullError::SizeMismatch {
+                what,
+                declared_by: "the manifest".into(),
+                expected: size,
+                actual: got,
+            })
+        }
+        Err(StoreError::Io { source, .. }) => return Err(PullError::Transfer { what, source }),
+        Err(e) => return Err(e.into()),
+    };
+    if n != size {
+        // The digest matched, so the content is right and the manifest's
+        // size is wrong: refuse the image all the same.
+        return Err(PullError::SizeMismatch {
+            what,
+            declared_by: "the manifest".into(),
+            expected: size,
+            actual: n,
+        });
+    }
+    opts.emit(PullEvent::BlobDone {
+        digest: digest.clone(),
+        size: n,
+    });
+    Ok(())
+}
+
+struct ProgressReader<'a, 'o, R> {
+    inner: R,
+    digest: &'a Digest,
+    done: u64,
+    reported: u64,
+    total: u64,
+    opts: &'a PullOptions<'o>,
+}
+
+impl<R: Read> Read for ProgressReader<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.opts.progress.is_some()
+            && (self.done - self.reported >= PROGRESS_STEP || (n == 0 && self.done > self.reported))
+        {
+            self.reported = self.done;
+            self.opts.emit(PullEvent::BlobProgress {
+                digest: self.digest.clone(),
+                done: self.done,
+                total: self.total,
+            });
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_parse() {
+        let p: Platform = "linux/arm64/v8".parse().unwrap();
+        assert_eq!(p.variant.as_deref(), Some("v8"));
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        assert_eq!(Platform::default().to_string(), "linux/amd64");
+        for bad in ["linux", "linux/", "Linux/amd64", "a/b/c/d"] {
+            assert!(bad.parse::<Platform>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn manifest_kinds() {
+        let k = |ct: &str, body: &str| manifest_kind("m", ct, body.as_bytes());
+        assert_eq!(
+            k("", r#"{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#)
+                .unwrap(),
+            Kind::Index
+        );
+        assert_eq!(
+            k(DOCKER_MANIFEST_LIST, r#"{"manifests":[]}"#).unwrap(),
+            Kind::Index
+        );
+        assert_eq!(k("application/json", r#"{"layers":[]}"#).unwrap(), Kind::Manifest);
+        let e = k("", r#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err();
+        assert!(e.to_string().contains("schema 1"), "{e}");
+        assert!(matches!(
+            k("", r#"{"mediaType":"application/vnd.cncf.helm.config.v1+json"}"#),
+            Err(PullError::Unsupported { .. })
+        ));
+        assert!(matches!(k("", "nope"), Err(PullError::BadManifest { .. })));
+    }
+
+    #[test]
+    fn platform_choice_names_what_there_is() {
+        let r: Reference = "localhost:5000/x:1".parse().unwrap();
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": d('a'), "size": 10,
+                 "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+                {"mediaType": OCI_MANIFEST, "digest": d('c'), "size": 11,
+                 "platform": {"os": "unknown", "architecture": "unknown"}},
+                {"mediaType": OCI_MANIFEST, "digest": d('b'), "size": 12,
+                 "platform": {"os": "linux", "architecture": "amd64"}},
+            ]
+        });
+        let bytes = serde_json::to_vec(&index).unwrap();
+        let e = choose_platform(&r, &bytes, &Platform::default()).unwrap();
+        assert_eq!((e.digest.to_string(), e.size), (d('b'), 12));
+        let arm = choose_platform(&r, &bytes, &"linux/arm64/v8".parse().unwrap()).unwrap();
+        assert_eq!(arm.digest.to_string(), d('a'));
+        let err = choose_platform(&r, &bytes, &"linux/s390x".parse().unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("no linux/s390x image")
+                && err.contains("linux/arm64/v8, unknown/unknown, linux/amd64"),
+            "{err}"
+        );
+    }
+}
