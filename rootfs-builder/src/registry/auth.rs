@@ -192,10 +192,7 @@ mod tests {
         assert_eq!(c[0].scheme, "bearer");
         assert_eq!(c[0].param("realm"), Some("https://auth.docker.io/token"));
         assert_eq!(c[0].param("service"), Some("registry.docker.io"));
-        assert_eq!(
-            c[0].param("scope"),
-            Some("repository:library/debian:pull")
-        );
+        assert_eq!(c[0].param("scope"), Some("repository:library/debian:pull"));
     }
 
     #[test]

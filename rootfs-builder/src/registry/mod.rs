@@ -341,7 +341,15 @@ pub fn pull(store: &Store, reference: &str, opts: &PullOptions) -> Result<Image,
         size: config_size + layers.iter().map(|l| l.1).sum::<u64>(),
     });
 
-    fetch_blob(store, &mut c, &r, BlobKind::Config, &config_digest, config_size, opts)?;
+    fetch_blob(
+        store,
+        &mut c,
+        &r,
+        BlobKind::Config,
+        &config_digest,
+        config_size,
+        opts,
+    )?;
     let config: ImageConfiguration = store.read_json(&config_digest)?;
     let actual = format!("{}/{}", config.os(), config.architecture());
     if config.os().to_string() != opts.platform.os
@@ -381,7 +389,13 @@ struct Fetched {
 }
 
 fn fetch_manifest(c: &mut Client, r: &Reference, wanted: &str) -> Result<Fetched, PullError> {
-    let accept = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST].join(", ");
+    let accept = [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        DOCKER_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+    ]
+    .join(", ");
     let path = format!("/v2/{}/manifests/{wanted}", r.repository);
     let what = format!("manifest {wanted} of {}/{}", r.registry, r.repository);
     let resp = c.get(&path, Some(&accept))?;
@@ -403,10 +417,16 @@ fn fetch_manifest(c: &mut Client, r: &Reference, wanted: &str) -> Result<Fetched
         }
     }
     let reported = match resp.header("Docker-Content-Digest") {
-        Some(h) => Some(h.trim().parse::<Digest>().map_err(|_| PullError::Unsupported {
-            what: what.clone(),
-            reason: format!("Docker-Content-Digest {h:?} (only sha256 digests are supported)"),
-        })?),
+        Some(h) => Some(
+            h.trim()
+                .parse::<Digest>()
+                .map_err(|_| PullError::Unsupported {
+                    what: what.clone(),
+                    reason: format!(
+                        "Docker-Content-Digest {h:?} (only sha256 digests are supported)"
+                    ),
+                })?,
+        ),
         None => None,
     };
     let content_type = resp
@@ -523,10 +543,13 @@ fn choose_platform(r: &Reference, bytes: &[u8], want: &Platform) -> Result<Entry
             && p.architecture == want.architecture
             && (want.variant.is_none() || want.variant == p.variant)
         {
-            let digest = e.digest.parse::<Digest>().map_err(|err| PullError::BadManifest {
-                what: what.clone(),
-                reason: format!("entry for {label}: {err}"),
-            })?;
+            let digest = e
+                .digest
+                .parse::<Digest>()
+                .map_err(|err| PullError::BadManifest {
+                    what: what.clone(),
+                    reason: format!("entry for {label}: {err}"),
+                })?;
             if e.size > MAX_JSON_BLOB {
                 return Err(PullError::BadManifest {
                     what,
@@ -714,19 +737,28 @@ mod tests {
     fn manifest_kinds() {
         let k = |ct: &str, body: &str| manifest_kind("m", ct, body.as_bytes());
         assert_eq!(
-            k("", r#"{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#)
-                .unwrap(),
+            k(
+                "",
+                r#"{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#
+            )
+            .unwrap(),
             Kind::Index
         );
         assert_eq!(
             k(DOCKER_MANIFEST_LIST, r#"{"manifests":[]}"#).unwrap(),
             Kind::Index
         );
-        assert_eq!(k("application/json", r#"{"layers":[]}"#).unwrap(), Kind::Manifest);
+        assert_eq!(
+            k("application/json", r#"{"layers":[]}"#).unwrap(),
+            Kind::Manifest
+        );
         let e = k("", r#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err();
         assert!(e.to_string().contains("schema 1"), "{e}");
         assert!(matches!(
-            k("", r#"{"mediaType":"application/vnd.cncf.helm.config.v1+json"}"#),
+            k(
+                "",
+                r#"{"mediaType":"application/vnd.cncf.helm.config.v1+json"}"#
+            ),
             Err(PullError::Unsupported { .. })
         ));
         assert!(matches!(k("", "nope"), Err(PullError::BadManifest { .. })));

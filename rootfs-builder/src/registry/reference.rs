@@ -142,10 +142,7 @@ impl FromStr for Reference {
         // A ':' after the last '/' starts the tag; one before it is a port.
         let last_slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
         let (path, tag) = match name[last_slash..].find(':') {
-            Some(i) => (
-                &name[..last_slash + i],
-                Some(&name[last_slash + i + 1..]),
-            ),
+            Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
             None => (name, None),
         };
         let (registry, repository) = match path.split_once('/') {
@@ -249,10 +246,7 @@ fn valid_repository(r: &str) -> bool {
                 i += 1;
             }
             let sep = &component[start..i];
-            let ok = sep == "."
-                || sep == "_"
-                || sep == "__"
-                || sep.bytes().all(|c| c == b'-');
+            let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-');
             if !ok {
                 return false;
             }
