@@ -70,7 +70,7 @@ fn pulls_an_oci_image_it_pushed() {
     let reference = format!("{}/team/app:v1", reg.addr);
     let image = pull(&store, &reference, &opts).unwrap();
 
-    assert_eq!(names(&store), [reference.clone()]);
+    assert_eq!(names(&store), std::slice::from_ref(&reference));
     assert_eq!(image.manifest_digest, img.manifest_digest);
     let resolved = store.resolve(&reference.parse().unwrap()).unwrap();
     assert_eq!(resolved.manifest_digest, img.manifest_digest);
@@ -81,7 +81,7 @@ fn pulls_an_oci_image_it_pushed() {
     );
     assert_eq!(
         resolved.layer_digests().unwrap(),
-        [img.layer_digest.clone()]
+        std::slice::from_ref(&img.layer_digest)
     );
     assert_eq!(
         std::fs::read(store.blob_path(&img.layer_digest)).unwrap(),
@@ -555,6 +555,7 @@ fn plain_http_is_refused_without_insecure_before_any_request() {
     )
     .unwrap_err();
     assert!(matches!(e, PullError::Connect { .. }), "{e}");
+    assert!(e.to_string().contains("allow it with insecure"), "{e}");
     assert!(srv.requests().is_empty());
     assert_nothing_tagged(&store);
 }

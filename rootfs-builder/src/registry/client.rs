@@ -145,7 +145,15 @@ impl Client {
                         self.base = self.base.replacen("https://", "http://", 1);
                         continue;
                     }
-                    return Err(transport_error(&self.registry, &t));
+                    let mut e = transport_error(&self.registry, &t);
+                    if let PullError::Connect { reason, .. } = &mut e {
+                        if !self.insecure && reason.contains("tls") {
+                            reason.push_str(
+                                " (if the registry speaks plain http, allow it with insecure, --insecure)",
+                            );
+                        }
+                    }
+                    return Err(e);
                 }
             }
         }
@@ -213,14 +221,14 @@ impl Client {
         let token_host = host_of(realm);
         let resp = match req.call() {
             Ok(r) => r,
-            Err(ureq::Error::Status(status, r)) => {
+            Err(ureq::Error::Status(_, r)) => {
                 let detail = error_detail(r);
                 let who = match &self.credentials {
                     Some((u, _)) => format!("user {u:?}"),
                     None => "anonymous access (no credentials given)".into(),
                 };
                 return Err(unauthorized(format!(
-                    "token server {realm} refused {who}: {status} {detail}"
+                    "token server {realm} refused {who} ({detail})"
                 )));
             }
             Err(ureq::Error::Transport(t)) => return Err(transport_error(&token_host, &t)),
@@ -304,7 +312,7 @@ pub fn error_detail(resp: ureq::Response) -> String {
     let text = String::from_utf8_lossy(&body);
     let text = text.trim();
     if text.is_empty() {
-        format!("status {status}")
+        format!("status {status}, empty body")
     } else {
         format!(
             "status {status}: {}",
