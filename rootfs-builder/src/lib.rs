@@ -5,9 +5,11 @@
 #![forbid(unsafe_code)]
 
 pub mod digest;
+pub mod layers;
 pub mod registry;
 pub mod runtime;
 pub mod store;
+pub mod unpack;
 
 pub use digest::Digest;
 pub use store::{Image, ImageName, Store, StoreError};
