@@ -61,7 +61,8 @@ pub fn layer_dir(store: &Store, diff_id: &Digest) -> PathBuf {
     layers_dir(store).join(diff_id.hex())
 }
 
-pub(crate) fn lock_path(store: &Store, diff_id: &Digest) -> PathBuf {
+/// The layer's flock file (see the module comment).
+pub fn lock_path(store: &Store, diff_id: &Digest) -> PathBuf {
     layers_dir(store).join(format!("{}.lock", diff_id.hex()))
 }
 

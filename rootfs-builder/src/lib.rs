@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod digest;
+pub mod gc;
 pub mod layers;
 pub mod registry;
 pub mod runtime;
