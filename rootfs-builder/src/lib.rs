@@ -5,8 +5,10 @@
 #![forbid(unsafe_code)]
 
 pub mod digest;
+pub mod export;
 pub mod gc;
 pub mod layers;
+pub mod recipe;
 pub mod registry;
 pub mod runtime;
 pub mod store;

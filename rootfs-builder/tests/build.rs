@@ -1,0 +1,2 @@
+//! Recipe builds (placeholder until the builder lands).
+fn main() {}
