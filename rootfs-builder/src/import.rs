@@ -42,8 +42,29 @@ use crate::store::{
 use crate::unpack::{self, Compression, Decoder, Hashed};
 
 /// A compressed archive is decompressed into the store's scratch space
-/// first; this caps what it may grow to.
+/// first; by default this caps what it may grow to.
 pub const MAX_ARCHIVE_BYTES: u64 = 64 << 30;
+
+/// Caps on what decompression may grow to during an import (a gzip or zstd
+/// bomb stops here, with its scratch copy removed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// A compressed archive, decompressed into the store's scratch space.
+    pub max_archive_bytes: u64,
+    /// A compressed `docker save` layer, decompressed once to check its
+    /// diff_id (nothing is written; this stops a stream that would never
+    /// end).
+    pub max_layer_bytes: u64,
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        ImportLimits {
+            max_archive_bytes: MAX_ARCHIVE_BYTES,
+            max_layer_bytes: MAX_ARCHIVE_BYTES,
+        }
+    }
+}
 /// Members of an archive tar indexed at most.
 const MAX_MEMBERS: usize = 1_000_000;
 
@@ -106,10 +127,26 @@ pub fn import(
     path: &Path,
     name: Option<&ImageName>,
 ) -> Result<Vec<Image>, ImportError> {
+    import_with(store, path, name, &ImportLimits::default())
+}
+
+/// `import` with explicit limits.
+pub fn import_with(
+    store: &Store,
+    path: &Path,
+    name: Option<&ImageName>,
+    limits: &ImportLimits,
+) -> Result<Vec<Image>, ImportError> {
     let shown = path.display().to_string();
     let md = std::fs::metadata(path).map_err(io_err(format!("stat {shown}")))?;
     if md.is_dir() {
-        return import_source(store, &Source::Dir(path.to_path_buf()), name, &shown);
+        return import_source(
+            store,
+            &Source::Dir(path.to_path_buf()),
+            name,
+            &shown,
+            limits,
+        );
     }
     let mut f = File::open(path).map_err(io_err(format!("open {shown}")))?;
     let (head, _) = unpack::peek(&mut f, 6).map_err(io_err(format!("read {shown}")))?;
@@ -117,7 +154,7 @@ pub fn import(
         .map_err(io_err(format!("seek {shown}")))?;
     let file = match unpack::sniff_compression(&head) {
         Ok(Compression::None) => f,
-        Ok(c) => spool(store, f, c, &shown)?,
+        Ok(c) => spool(store, f, c, &shown, limits)?,
         Err(found) => {
             return Err(invalid(
                 shown,
@@ -130,6 +167,7 @@ pub fn import(
         &Source::Tar(TarIndex::new(file, &shown)?),
         name,
         &shown,
+        limits,
     )
 }
 
@@ -141,6 +179,16 @@ pub fn import_reader(
     r: impl Read,
     name: Option<&ImageName>,
 ) -> Result<Vec<Image>, ImportError> {
+    import_reader_with(store, r, name, &ImportLimits::default())
+}
+
+/// `import_reader` with explicit limits.
+pub fn import_reader_with(
+    store: &Store,
+    r: impl Read,
+    name: Option<&ImageName>,
+    limits: &ImportLimits,
+) -> Result<Vec<Image>, ImportError> {
     let shown = "the archive";
     let (head, r) = unpack::peek(r, 6).map_err(io_err("read the archive"))?;
     let c = unpack::sniff_compression(&head).map_err(|found| {
@@ -149,28 +197,36 @@ pub fn import_reader(
             format!("{found} compression is not supported (tar, gzip or zstd)"),
         )
     })?;
-    let file = spool(store, r, c, shown)?;
+    let file = spool(store, r, c, shown, limits)?;
     import_source(
         store,
         &Source::Tar(TarIndex::new(file, shown)?),
         name,
         shown,
+        limits,
     )
 }
 
 /// Copies `r` (decompressed) to an unlinked scratch file and returns it
 /// open for reading.
-fn spool(store: &Store, r: impl Read, c: Compression, shown: &str) -> Result<File, ImportError> {
+fn spool(
+    store: &Store,
+    r: impl Read,
+    c: Compression,
+    shown: &str,
+    limits: &ImportLimits,
+) -> Result<File, ImportError> {
+    let max = limits.max_archive_bytes;
     let (path, f) = store.tmp_file()?;
     let res = (|| {
         let mut d = Decoder::new(c, r).map_err(io_err(format!("decompress {shown}")))?;
         let mut w = io::BufWriter::with_capacity(1 << 16, f);
-        let n = io::copy(&mut (&mut d).take(MAX_ARCHIVE_BYTES + 1), &mut w)
+        let n = io::copy(&mut (&mut d).take(max.saturating_add(1)), &mut w)
             .map_err(io_err(format!("decompress {shown}")))?;
-        if n > MAX_ARCHIVE_BYTES {
+        if n > max {
             return Err(invalid(
                 shown,
-                format!("more than {MAX_ARCHIVE_BYTES} bytes uncompressed"),
+                format!("more than the limit of {max} bytes uncompressed"),
             ));
         }
         w.flush().map_err(io_err("write the scratch copy"))?;
@@ -218,6 +274,7 @@ impl TarIndex {
     fn new(file: File, shown: &str) -> Result<TarIndex, ImportError> {
         let bad = |e: io::Error| invalid(shown, format!("reading it as a tar: {e}"));
         let mut members = HashMap::new();
+        let len = file.metadata().map_err(bad)?.len();
         {
             let mut ar = tar::Archive::new(&file);
             for e in ar.entries_with_seek().map_err(bad)? {
@@ -238,10 +295,17 @@ impl TarIndex {
                     }
                 };
                 let member = match e.header().entry_type() {
-                    tar::EntryType::Regular | tar::EntryType::Continuous => Member::File {
-                        offset: e.raw_file_position(),
-                        size: e.size(),
-                    },
+                    tar::EntryType::Regular | tar::EntryType::Continuous => {
+                        let (offset, size) = (e.raw_file_position(), e.size());
+                        // Else reading it fails later, as if the store had.
+                        if offset.saturating_add(size) > len {
+                            return Err(invalid(
+                                shown,
+                                format!("member {raw:?}: the archive ends inside it (truncated)"),
+                            ));
+                        }
+                        Member::File { offset, size }
+                    }
                     // docker save links a layer shared by two images
                     // (`<id>/layer.tar -> ../<other>/layer.tar`).
                     tar::EntryType::Symlink => {
@@ -380,11 +444,12 @@ fn import_source(
     src: &Source,
     name: Option<&ImageName>,
     shown: &str,
+    limits: &ImportLimits,
 ) -> Result<Vec<Image>, ImportError> {
     let images = if src.exists("manifest.json")? {
         // Docker 25+ writes an OCI layout too; manifest.json carries the
         // full names (its index.json only bare tags).
-        import_docker(store, src, name)?
+        import_docker(store, src, name, limits)?
     } else if src.exists("index.json")? {
         import_oci(store, src, name)?
     } else {
@@ -701,6 +766,7 @@ fn import_docker(
     store: &Store,
     src: &Source,
     name: Option<&ImageName>,
+    limits: &ImportLimits,
 ) -> Result<Vec<Image>, ImportError> {
     let list: Vec<DockerImage> =
         serde_json::from_slice(&src.read_small("manifest.json", MAX_JSON_BLOB)?)
@@ -715,7 +781,7 @@ fn import_docker(
     let names = plan_names(&refs, name)?;
     let mut manifests = Vec::new();
     for img in &list {
-        manifests.push(convert_docker(store, src, img)?);
+        manifests.push(convert_docker(store, src, img, limits)?);
     }
     let mut out = Vec::new();
     for (m, names) in manifests.iter().zip(names) {
@@ -727,7 +793,12 @@ fn import_docker(
 }
 
 /// Stores one docker save image as an OCI manifest, config and layers.
-fn convert_docker(store: &Store, src: &Source, img: &DockerImage) -> Result<Digest, ImportError> {
+fn convert_docker(
+    store: &Store,
+    src: &Source,
+    img: &DockerImage,
+    limits: &ImportLimits,
+) -> Result<Digest, ImportError> {
     let config_name = member(&img.config)?;
     let raw = src.read_small(&config_name, MAX_JSON_BLOB)?;
     if let Some(d) = digest_in_name(&config_name) {
@@ -754,7 +825,9 @@ fn convert_docker(store: &Store, src: &Source, img: &DockerImage) -> Result<Dige
     let mut layers = Vec::new();
     for (index, (raw_name, diff_id)) in img.layers.iter().zip(&diff_ids).enumerate() {
         let name = member(raw_name)?;
-        layers.push(copy_docker_layer(store, src, &name, index, diff_id)?);
+        layers.push(copy_docker_layer(
+            store, src, &name, index, diff_id, limits,
+        )?);
     }
     // Stored as it is: re-serialising would reorder its maps (oci-spec
     // keeps labels in a HashMap), so the same archive would get a new
@@ -784,6 +857,7 @@ fn copy_docker_layer(
     name: &str,
     index: usize,
     diff_id: &Digest,
+    limits: &ImportLimits,
 ) -> Result<Descriptor, ImportError> {
     let (r, _) = src.open(name)?.ok_or_else(|| ImportError::Missing {
         what: name.to_string(),
@@ -811,7 +885,15 @@ fn copy_docker_layer(
             let blob = store.open_blob(&digest)?;
             let mut h =
                 Hashed::new(Decoder::new(c, blob).map_err(io_err(format!("decompress {name}")))?);
-            io::copy(&mut h, &mut io::sink()).map_err(io_err(format!("decompress {name}")))?;
+            let max = limits.max_layer_bytes;
+            let n = io::copy(&mut (&mut h).take(max.saturating_add(1)), &mut io::sink())
+                .map_err(io_err(format!("decompress {name}")))?;
+            if n > max {
+                return Err(invalid(
+                    name,
+                    format!("more than the limit of {max} bytes uncompressed"),
+                ));
+            }
             let (actual, _, _) = h.finish()?;
             if actual != *diff_id {
                 return Err(mismatch(actual));

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use layer_fixtures::*;
-use rootfs_builder::import::{import, import_reader, ImportError};
+use rootfs_builder::import::{
+    import, import_reader, import_reader_with, import_with, ImportError, ImportLimits,
+};
 use rootfs_builder::unpack::ensure_layers;
 use rootfs_builder::{Digest, Image, ImageName, Store, StoreError};
 use serde_json::json;
@@ -1003,4 +1005,78 @@ fn importing_the_same_archive_twice_is_idempotent() {
     assert_eq!(names(&store), ["app:1", "oci:1"]);
     let idx = store.index().unwrap();
     assert_eq!(idx.manifests().len(), 2);
+}
+
+#[test]
+fn decompression_bombs_stop_at_the_limits_and_leave_no_scratch() {
+    let t = tempfile::tempdir().unwrap();
+    let (_s, store) = fresh();
+    let limits = ImportLimits {
+        max_archive_bytes: 1 << 20,
+        max_layer_bytes: 1 << 20,
+    };
+    // An outer archive: 8 MiB of tar in a few KiB of gzip / zstd.
+    let big = vec![0u8; 8 << 20];
+    let (_, mut members) = simple_layout("app:1");
+    members.push(("padding".into(), big.clone()));
+    let plain = archive(&members);
+    for (label, bytes) in [("gzip", gzip(&plain)), ("zstd", zstd(&plain))] {
+        assert!(bytes.len() < 1 << 20, "{label}: {}", bytes.len());
+        let before = snapshot(&store);
+        let e = import_reader_with(&store, &bytes[..], None, &limits).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("more than the limit of 1048576 bytes"),
+            "{label}: {e}"
+        );
+        assert_unchanged(&store, &before);
+        let p = write(t.path(), "bomb", &bytes);
+        let e = import_with(&store, &p, None, &limits).unwrap_err();
+        assert!(
+            e.to_string().contains("more than the limit"),
+            "{label}: {e}"
+        );
+        assert_unchanged(&store, &before);
+    }
+    // A docker save layer that decompresses past the cap.
+    let layer = tar(&[file("big", &big)]);
+    let img = docker_img(vec![zstd(&layer)], &[Digest::of(&layer)], vec!["app:1"]);
+    let p = write(t.path(), "d.tar", &archive(&docker_legacy(&[img])));
+    let before = snapshot(&store);
+    let e = import_with(&store, &p, None, &limits).unwrap_err();
+    assert!(
+        e.to_string().contains("layer.tar: more than the limit"),
+        "{e}"
+    );
+    assert_unchanged(&store, &before);
+    // Within the default limits the same archive imports.
+    import(&store, &p, None).unwrap();
+}
+
+#[test]
+fn a_truncated_archive_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (_s, store) = fresh();
+    let (_, members) = simple_layout("app:1");
+    let whole = archive(&members);
+    // Cut inside the last member (the layer): the archive's fault, not an
+    // I/O error of the store; and before its header: a missing blob.
+    for (cut, why) in [
+        (
+            whole.len() - 1024 - 512 + 50,
+            "the archive ends inside it (truncated)",
+        ),
+        (
+            whole.len() - 1024 - 512 - 512,
+            "is missing from the archive",
+        ),
+    ] {
+        let p = write(t.path(), "cut.tar", &whole[..cut]);
+        let e = refused(&store, &p, None);
+        assert!(
+            matches!(e, ImportError::Invalid { .. } | ImportError::Missing { .. }),
+            "{cut}: {e}"
+        );
+        assert!(e.to_string().contains(why), "{cut}: {e}");
+    }
 }
