@@ -27,8 +27,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
 
 use oci_spec::image::{
     Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, ImageManifestBuilder,
@@ -140,13 +145,17 @@ pub fn import_with(
     let shown = path.display().to_string();
     let md = std::fs::metadata(path).map_err(io_err(format!("stat {shown}")))?;
     if md.is_dir() {
-        return import_source(
-            store,
-            &Source::Dir(path.to_path_buf()),
-            name,
-            &shown,
-            limits,
-        );
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err(format!("open {shown}"))(io::Error::from(e)))?;
+        let src = Source::Dir {
+            path: path.to_path_buf(),
+            fd,
+        };
+        return import_source(store, &src, name, &shown, limits);
     }
     let mut f = File::open(path).map_err(io_err(format!("open {shown}")))?;
     let (head, _) = unpack::peek(&mut f, 6).map_err(io_err(format!("read {shown}")))?;
@@ -238,7 +247,11 @@ fn spool(
 
 /// Where members are read from.
 enum Source {
-    Dir(PathBuf),
+    /// A directory, its members opened beneath `fd` only.
+    Dir {
+        path: PathBuf,
+        fd: OwnedFd,
+    },
     Tar(TarIndex),
 }
 
@@ -375,9 +388,23 @@ impl Source {
     /// Member `name` (already normalised) and its size, or `None`.
     fn open(&self, name: &str) -> Result<Option<Opened<'_>>, ImportError> {
         match self {
-            Source::Dir(root) => {
-                let p = root.join(name);
-                match File::open(&p) {
+            Source::Dir { path, fd } => {
+                let p = path.join(name);
+                // Symlinks within the directory are fine (docker save links
+                // shared layers); one leading out of it is not followed, so
+                // a layout cannot make host root read a host file as a blob.
+                // O_NONBLOCK: a FIFO in its place must not hang the import.
+                let how = OpenHow::new()
+                    .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+                    .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+                let mut opened = openat2(fd.as_fd(), Path::new(name), how);
+                for _ in 0..16 {
+                    if !matches!(opened, Err(Errno::EAGAIN)) {
+                        break;
+                    }
+                    opened = openat2(fd.as_fd(), Path::new(name), how);
+                }
+                match opened.map(File::from) {
                     Ok(f) => {
                         let md = f
                             .metadata()
@@ -387,8 +414,12 @@ impl Source {
                         }
                         Ok(Some((Box::new(f), md.len())))
                     }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(io_err(format!("open {}", p.display()))(e)),
+                    Err(Errno::ENOENT | Errno::ENXIO) => Ok(None),
+                    Err(Errno::EXDEV | Errno::ELOOP) => Err(invalid(
+                        p.display().to_string(),
+                        "a symlink that leads out of the directory (or loops)",
+                    )),
+                    Err(e) => Err(io_err(format!("open {}", p.display()))(io::Error::from(e))),
                 }
             }
             Source::Tar(t) => {

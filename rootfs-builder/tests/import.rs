@@ -1081,3 +1081,58 @@ fn a_truncated_archive_is_refused() {
         assert!(e.to_string().contains(why), "{cut}: {e}");
     }
 }
+
+/// Writes `members` as files under `dir`.
+fn extract(members: &Members, dir: &Path) {
+    for (n, d) in members {
+        let p = dir.join(n);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, d).unwrap();
+    }
+}
+
+#[test]
+fn a_directory_import_follows_no_symlink_out_of_it() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, members) = simple_layout("app:1");
+    let layer = members
+        .iter()
+        .find(|(_, d)| d.starts_with(&[0x1f, 0x8b]))
+        .unwrap()
+        .clone();
+    // The blob's true content, outside the layout, linked in.
+    let outside = write(t.path(), "outside", &layer.1);
+    let dir = t.path().join("L");
+    extract(&members, &dir);
+    fs::remove_file(dir.join(&layer.0)).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join(&layer.0)).unwrap();
+    let (_s, store) = fresh();
+    let e = refused(&store, &dir, None);
+    assert!(e.to_string().contains("leads out of the directory"), "{e}");
+    // A relative link inside the layout is fine.
+    fs::remove_file(dir.join(&layer.0)).unwrap();
+    fs::write(dir.join("blobs/copy"), &layer.1).unwrap();
+    std::os::unix::fs::symlink("../copy", dir.join(&layer.0)).unwrap();
+    let imgs = import(&store, &dir, None).unwrap();
+    assert_eq!(imgs[0].manifest_digest, Digest::of(&m));
+    // A FIFO where the manifest should be: missing, and no hang.
+    let (_s, store) = fresh();
+    let mpath = dir.join(blob(&m).0);
+    fs::remove_file(&mpath).unwrap();
+    nix::unistd::mkfifo(&mpath, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let e = refused(&store, &dir, None);
+    assert!(matches!(e, ImportError::Missing { .. }), "{e}");
+    // An extracted docker save with its shared-layer symlink imports.
+    let l = hello_layer();
+    let a = docker_img(vec![l.clone()], &[Digest::of(&l)], vec!["a:1"]);
+    let b = docker_img(vec![l.clone()], &[Digest::of(&l)], vec!["b:1"]);
+    let mut members = docker_legacy(&[a, b]);
+    let linked = format!("{:064x}/layer.tar", 100);
+    members.retain(|(n, _)| *n != linked);
+    let dir = t.path().join("D");
+    extract(&members, &dir);
+    fs::create_dir_all(dir.join(&linked).parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(format!("../{:064x}/layer.tar", 0), dir.join(&linked)).unwrap();
+    let imgs = import(&store, &dir, None).unwrap();
+    assert_eq!(imgs.len(), 2);
+}
