@@ -186,6 +186,8 @@ fn export_tar(
         });
         h.set_mode(if dir { 0o755 } else { 0o644 });
         h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_mtime(0);
         h
     };

@@ -153,6 +153,9 @@ pub enum BuildEvent {
     },
 }
 
+/// Receives the events of a build.
+pub type Progress<'a> = Box<dyn FnMut(&BuildEvent) + 'a>;
+
 /// How to build.
 #[derive(Default)]
 pub struct BuildOptions<'a> {
@@ -161,7 +164,7 @@ pub struct BuildOptions<'a> {
     /// Rebuild every step (the `debian:SUITE` base is still reused).
     pub no_cache: bool,
     /// Called with every event, in order, on the building thread.
-    pub progress: Option<Box<dyn FnMut(&BuildEvent) + 'a>>,
+    pub progress: Option<Progress<'a>>,
     /// The sandbox's run dir (default `/run/runtimed`).
     pub run_dir: Option<PathBuf>,
 }
@@ -230,7 +233,7 @@ impl Layers {
 
 struct Builder<'s, 'a> {
     store: &'s Store,
-    progress: Option<Box<dyn FnMut(&BuildEvent) + 'a>>,
+    progress: Option<Progress<'a>>,
     run_dir: PathBuf,
 }
 
@@ -940,13 +943,13 @@ mod tests {
     fn cache_keys_change_with_parents_steps_and_env() {
         let d = Digest::of(b"x");
         let s = serde_json::json!({"run": ["a"]});
-        let k = cache_key(&[d.clone()], &s, &["A=1".into()]);
-        assert_eq!(k, cache_key(&[d.clone()], &s, &["A=1".into()]));
+        let k = cache_key(std::slice::from_ref(&d), &s, &["A=1".into()]);
+        assert_eq!(k, cache_key(std::slice::from_ref(&d), &s, &["A=1".into()]));
         assert_ne!(k, cache_key(&[], &s, &["A=1".into()]));
         assert_ne!(
             k,
             cache_key(
-                &[d.clone()],
+                std::slice::from_ref(&d),
                 &serde_json::json!({"run": ["b"]}),
                 &["A=1".into()]
             )

@@ -131,6 +131,9 @@ impl LayerWriter {
         h.set_entry_type(tar::EntryType::XHeader);
         h.set_path("././@PaxHeader")?;
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_size(data.len() as u64);
         h.set_cksum();
         self.tar.append(&h, &data[..])
@@ -218,6 +221,8 @@ impl LayerWriter {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_size(0);
         h.set_mtime(0);
         self.tar

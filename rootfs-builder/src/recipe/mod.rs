@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::ImageName;
 
-pub use build::{build, build_builtin, BuildError, BuildEvent, BuildOptions, BuildOutcome};
+pub use build::{
+    build, build_builtin, BuildError, BuildEvent, BuildOptions, BuildOutcome, LogStream, Progress,
+};
 
 /// Default Debian mirror of `base = "debian:SUITE"`.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -391,12 +393,15 @@ fn check_packages(field: &str, pkgs: &[String]) -> Result<(), RecipeError> {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
         let ok_arch = arch.is_none_or(|a| {
-            !a.is_empty() && a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
         let ok_version = version.is_none_or(|v| {
             !v.is_empty()
                 && v.as_bytes()[0].is_ascii_digit()
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".+-~:".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".+-~:".contains(&b))
         });
         if !(ok_name && ok_arch && ok_version) {
             return Err(invalid(
@@ -593,7 +598,10 @@ env = { A = "1" }
             "name = \"a\"\nbase = \"scratch\"\n[[step]]\ncopy = { from = \"a\", to = \"/a\" }\ncmd = [\"x\"]\n",
         )
         .unwrap_err();
-        assert!(e.to_string().contains("step 1") && e.to_string().contains("`cmd`"), "{e}");
+        assert!(
+            e.to_string().contains("step 1") && e.to_string().contains("`cmd`"),
+            "{e}"
+        );
         let e = Recipe::parse(
             "name = \"a\"\nbase = \"scratch\"\n[[step]]\ncopy = { from = \"a\", to = \"/a\" }\nenv = { A = \"1\" }\n",
         )
