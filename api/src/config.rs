@@ -49,6 +49,8 @@ pub struct Config {
     pub exec_output_limit: u64,
     /// Largest request body (JSON, file uploads).
     pub max_body_bytes: usize,
+    /// Largest image archive `POST /v1/images/import` takes (bytes).
+    pub max_image_bytes: u64,
     /// uid pool: base, slot count.
     pub uid_pool_base: u32,
     pub uid_pool_slots: u32,
@@ -83,6 +85,7 @@ impl Default for Config {
             exec_timeout_ms: 60_000,
             exec_output_limit: 4 << 20,
             max_body_bytes: 16 << 20,
+            max_image_bytes: 8 << 30,
             uid_pool_base: sandbox::options::defaults::UID_POOL_BASE,
             uid_pool_slots: sandbox::options::defaults::UID_POOL_SLOTS,
             landlock: true,

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod images;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

@@ -39,6 +39,9 @@ pub struct Session {
     pub limits: Limits,
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// The image config's env (`KEY=VALUE`) and working directory.
+    pub image_env: Vec<String>,
+    pub image_cwd: Option<String>,
     /// `None` for a session lost in a crash of the daemon.
     pub sandbox: Option<Arc<SessionSandbox>>,
     last_activity: AtomicI64,
@@ -89,6 +92,11 @@ impl Session {
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         env.insert("PATH".into(), sandbox::options::defaults::PATH.into());
         env.insert("HOME".into(), "/workspace".into());
+        for kv in &self.image_env {
+            if let Some((k, v)) = kv.split_once('=') {
+                env.insert(k.into(), v.into());
+            }
+        }
         if tty {
             env.insert("TERM".into(), "xterm-256color".into());
         }
@@ -143,6 +151,9 @@ pub struct AppState {
     pub engine: EngineConfig,
     pub store: Store,
     pub metrics: Metrics,
+    /// The image store in the data dir (`None` if it could not be opened:
+    /// only `host` sessions then).
+    pub images: Option<rootfs_builder::Store>,
     sessions: RwLock<HashMap<String, Arc<Session>>>,
     /// Sessions being created, per tenant (they count against quotas).
     starting: Mutex<HashMap<String, usize>>,
@@ -167,10 +178,18 @@ impl Drop for Reservation<'_> {
 
 impl AppState {
     pub fn new(cfg: Config, engine: EngineConfig, store: Store) -> AppState {
+        let images = match rootfs_builder::Store::open(&cfg.data_dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "image store unavailable; only the host image works");
+                None
+            }
+        };
         AppState {
             cfg,
             engine,
             store,
+            images,
             metrics: Metrics::default(),
             sessions: RwLock::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
@@ -272,13 +291,6 @@ impl AppState {
         persist: bool,
     ) -> Result<Arc<Session>, ApiError> {
         let image = req.image.clone().unwrap_or_else(|| "host".into());
-        if image != "host" {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "image_not_found",
-                format!("image {image:?} is not available (only \"host\" is built in)"),
-            ));
-        }
         let limits = crate::spec::resolve_limits(req.limits.as_ref(), &self.cfg)?;
         let ttl = req.ttl_seconds.unwrap_or(self.cfg.default_ttl_seconds);
         if ttl == 0 || ttl > self.cfg.max_ttl_seconds {
@@ -301,27 +313,44 @@ impl AppState {
         if req.labels.len() > 64 {
             return Err(ApiError::invalid("at most 64 labels"));
         }
-        let spec = crate::spec::session_spec(&limits)?;
+        // An image: resolved and unpacked (once per layer digest) before
+        // anything else exists; its name is stored as resolved.
+        let (image, root) = if image == "host" {
+            (image, None)
+        } else {
+            let prepared = crate::images::prepare(self, &image, limits.disk_bytes).await?;
+            (prepared.name.clone(), Some(prepared))
+        };
+        let mut spec = crate::spec::session_spec(&limits)?;
+        if root.is_some() {
+            spec.set_root(None);
+        }
         let _reservation = self.reserve(&tenant.0)?;
         let id = format!("s-{}", sandbox::process::spawn::new_id());
         let started = Instant::now();
-        let sb = SessionSandbox::start(&self.engine, &id, &spec, "default")
-            .await
-            .map_err(|e| match e {
-                StartError::Invalid(f) => ApiError::invalid(f.to_string()),
-                // Every host uid range is leased: a capacity limit of the
-                // host, not a failure.
-                StartError::Setup(f) if f.step == "uid_pool" => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "capacity_exhausted",
-                    f.to_string(),
-                ),
-                other => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "sandbox_failed",
-                    other.to_string(),
-                ),
-            });
+        let sb = SessionSandbox::start(
+            &self.engine,
+            &id,
+            &spec,
+            "default",
+            root.as_ref().map(|r| &r.root),
+        )
+        .await
+        .map_err(|e| match e {
+            StartError::Invalid(f) => ApiError::invalid(f.to_string()),
+            // Every host uid range is leased: a capacity limit of the
+            // host, not a failure.
+            StartError::Setup(f) if f.step == "uid_pool" => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "capacity_exhausted",
+                f.to_string(),
+            ),
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "sandbox_failed",
+                other.to_string(),
+            ),
+        });
         self.metrics.sandbox_started(started.elapsed(), sb.is_ok());
         let sb = sb?;
         let now = now_unix();
@@ -360,6 +389,10 @@ impl AppState {
             Some(sb),
         );
         session.ephemeral = !persist;
+        if let Some(r) = root {
+            session.image_env = r.defaults.env;
+            session.image_cwd = r.defaults.cwd;
+        }
         let session = Arc::new(session);
         if let Ok(mut m) = self.sessions.write() {
             m.insert(id, session.clone());
@@ -517,6 +550,8 @@ fn session_of(
         ptys: Mutex::new(HashMap::new()),
         next_pty: AtomicU64::new(1),
         ephemeral: false,
+        image_env: Vec::new(),
+        image_cwd: None,
     }
 }
 

@@ -45,6 +45,8 @@ one line on stderr); 126 when the program cannot be executed; 127 when it was no
 Sizes: 4096, 64K, 256M, 1G. Durations: 500ms, 2s, 1.5s, 1m. Defaults: docs/limits.md."
     )]
     Run(Box<cli::run::RunArgs>),
+    /// Images: list, build from recipes, import, pull, remove, export, gc.
+    Image(cli::image::ImageArgs),
     /// Check whether this host can isolate sandboxes, with a fix for each problem.
     Doctor(doctor::DoctorArgs),
     /// Run the daemon: the HTTP/WebSocket API on a Unix socket and a loopback port.
@@ -97,6 +99,7 @@ fn main() {
     };
     let code = match cli.command {
         Command::Run(args) => cli::run::main(*args),
+        Command::Image(args) => cli::image::main(args),
         Command::Doctor(args) => doctor::main(args),
         Command::Serve(args) => cli::serve::main(args),
         Command::Session(args) => cli::client::session::main(args),

@@ -28,6 +28,7 @@ use serde_json::Value;
 pub use serde_json;
 
 pub mod daemon;
+pub mod images;
 
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;

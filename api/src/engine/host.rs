@@ -34,6 +34,20 @@ pub struct HostRequest {
     pub landlock: bool,
     pub uid_pool: (u32, u32, u32),
     pub run_dir: String,
+    /// An image root: the helper leases the layers (shared flocks that
+    /// `image gc` respects) for the sandbox's life.
+    pub image: Option<ImageRoot>,
+}
+
+/// A session's image root, as the helper gets it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageRoot {
+    /// The data dir holding the store and the unpacked layers.
+    pub data_dir: String,
+    /// Unpacked layer directories, bottom first.
+    pub layers: Vec<String>,
+    /// Size cap of the session's writable layer (a tmpfs).
+    pub upper_bytes: u64,
 }
 
 /// What a helper reports.
@@ -107,8 +121,44 @@ pub fn serve(control: Channel) -> i32 {
             return 1;
         }
     };
+    // The lease lives as long as this helper (the kernel drops the locks
+    // when it exits, however it exits).
+    let mut root_layers = None;
+    let mut _lease = None;
+    if let Some(img) = &req.image {
+        let layers: Vec<std::path::PathBuf> = img.layers.iter().map(Into::into).collect();
+        match rootfs_builder::Store::open(std::path::Path::new(&img.data_dir))
+            .map_err(|e| e.to_string())
+            .and_then(|store| {
+                rootfs_builder::layers::lease_layers(&store, &layers).map_err(|e| e.to_string())
+            }) {
+            Ok(l) => _lease = Some(l),
+            Err(message) => {
+                let _ = control.send_json(
+                    &HostReply::Failed {
+                        error: StepFailure {
+                            step: "image".into(),
+                            errno: None,
+                            message,
+                        },
+                        invalid_spec: false,
+                    },
+                    &[],
+                );
+                return 1;
+            }
+        }
+        root_layers = Some(sandbox::LayeredRoot {
+            layers,
+            upper: sandbox::Upper::Tmpfs {
+                bytes: img.upper_bytes,
+            },
+            readonly: false,
+        });
+    }
     let opts = RunOptions {
         sandbox_id: Some(req.id.clone()),
+        root_layers,
         seccomp,
         landlock: req.landlock,
         uid_pool: UidPoolConfig {

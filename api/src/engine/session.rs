@@ -83,6 +83,7 @@ impl SessionSandbox {
         id: &str,
         spec: &Spec,
         seccomp: &str,
+        image: Option<&super::host::ImageRoot>,
     ) -> Result<Arc<SessionSandbox>, StartError> {
         let helper_err =
             |what: &str, e: &dyn std::fmt::Display| StartError::Helper(format!("{what}: {e}"));
@@ -125,6 +126,7 @@ impl SessionSandbox {
             landlock: cfg.landlock,
             uid_pool: cfg.uid_pool,
             run_dir: cfg.run_dir.display().to_string(),
+            image: image.cloned(),
         };
         let reply = async {
             control.send(&req, &[]).await?;

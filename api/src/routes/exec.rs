@@ -39,7 +39,10 @@ pub fn exec_spec(
         return Err(ApiError::invalid("argv: more than 64 KiB"));
     }
     check_env(&req.env)?;
-    let cwd = req.cwd.unwrap_or_else(|| "/workspace".into());
+    let cwd = req
+        .cwd
+        .or_else(|| session.image_cwd.clone())
+        .unwrap_or_else(|| "/workspace".into());
     if !cwd.starts_with('/') || cwd.contains('\0') {
         return Err(ApiError::invalid("cwd: must be an absolute path"));
     }

@@ -3,6 +3,7 @@
 
 pub mod exec;
 pub mod files;
+pub mod images;
 pub mod pty;
 pub mod run;
 pub mod sessions;
@@ -65,6 +66,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(files::archive_get).put(files::archive_put),
         )
         .route("/v1/run", post(run::run))
+        .route("/v1/images", get(images::list))
+        .route("/v1/images/build", post(images::build))
+        .route("/v1/images/pull", post(images::pull))
+        .route(
+            "/v1/images/import",
+            // Streamed to disk under its own cap (max_image_bytes).
+            post(images::import).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/images/{*name}", axum::routing::delete(images::delete))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_tenant,

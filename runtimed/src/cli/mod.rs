@@ -1,4 +1,5 @@
 //! Command-line verbs.
 pub mod client;
+pub mod image;
 pub mod run;
 pub mod serve;

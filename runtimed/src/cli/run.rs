@@ -67,6 +67,14 @@ pub struct RunArgs {
     /// Root filesystem: `host` (read-only host /usr, generated /etc) or a directory.
     #[arg(long, default_value = "host", value_name = "host|DIR")]
     rootfs: String,
+    /// Run on an image of the store (`runtimed image ls`): its layers under
+    /// a writable, size-capped overlay; its env, workdir, user and command
+    /// are the defaults.
+    #[arg(long, value_name = "NAME[:TAG]", conflicts_with_all = ["rootfs", "layers"])]
+    image: Option<String>,
+    /// Data directory holding the image store.
+    #[arg(long, value_name = "DIR", env = "RUNTIMED_DATA_DIR", default_value = crate::cli::image::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
     /// Bind a host path into the sandbox (read-only unless `:rw`).
     #[arg(long = "bind", value_name = "SRC:DST[:ro|rw]")]
     binds: Vec<String>,
@@ -76,15 +84,15 @@ pub struct RunArgs {
     /// Bind this host directory read-write at /workspace (default: a 256M tmpfs).
     #[arg(long, value_name = "DIR")]
     workspace: Option<PathBuf>,
-    /// Working directory inside.
-    #[arg(long, default_value = "/workspace", value_name = "DIR")]
-    workdir: PathBuf,
+    /// Working directory inside (default: the image's, else /workspace).
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
     /// Set K=V, or pass K from the caller's environment. Nothing else is passed.
     #[arg(long = "env", short = 'e', value_name = "K=V|K")]
     env: Vec<String>,
-    /// uid[:gid] inside the sandbox.
-    #[arg(long, default_value = "1000:1000", value_name = "UID[:GID]")]
-    user: String,
+    /// uid[:gid] inside the sandbox (default: the image's user, else 1000:1000).
+    #[arg(long, value_name = "UID[:GID]")]
+    user: Option<String>,
     /// Memory limit of the whole sandbox (swap off).
     #[arg(long, value_parser = size_arg, value_name = "SIZE")]
     memory: Option<u64>,
@@ -160,8 +168,8 @@ pub struct RunArgs {
     /// Size cap of the writable layer of an image root.
     #[arg(long, value_parser = size_arg, value_name = "SIZE")]
     root_size: Option<u64>,
-    /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The command and its arguments (with `--image`: default the image's).
+    #[arg(last = true, required_unless_present = "image", value_name = "CMD")]
     command: Vec<String>,
 }
 
@@ -189,10 +197,23 @@ fn absolute(p: &str) -> Result<PathBuf, String> {
         .map_err(|e| format!("current directory: {e}"))
 }
 
-/// The one conversion from CLI flags to the sandbox's input model.
-pub fn spec_from_args(a: &RunArgs) -> Result<Spec, String> {
-    let mut spec = sandbox::spec::base_spec(a.command.clone());
-    if !a.layers.is_empty() {
+/// The one conversion from CLI flags (and the image's defaults) to the
+/// sandbox's input model.
+pub fn spec_from_args(
+    a: &RunArgs,
+    image: Option<&rootfs_builder::runtime::RunDefaults>,
+) -> Result<Spec, String> {
+    let argv = match image {
+        Some(d) => d.argv(&a.command),
+        None => a.command.clone(),
+    };
+    if argv.is_empty() {
+        return Err("the image has no command: give one after --".into());
+    }
+    let mut spec = sandbox::spec::base_spec(argv);
+    if image.is_some() {
+        spec.set_root(None);
+    } else if !a.layers.is_empty() {
         if a.rootfs != "host" {
             return Err("--layer and --rootfs exclude each other".into());
         }
@@ -241,18 +262,35 @@ pub fn spec_from_args(a: &RunArgs) -> Result<Spec, String> {
     spec.set_mounts(Some(mounts));
     spec.set_hostname(Some(a.hostname.clone()));
 
-    let (uid, gid) = match a.user.split_once(':') {
-        Some((u, g)) => (u.parse::<u32>(), g.parse::<u32>()),
-        None => (a.user.parse::<u32>(), a.user.parse::<u32>()),
-    };
-    let (Ok(uid), Ok(gid)) = (uid, gid) else {
-        return Err(format!("--user {}: expected UID[:GID] as numbers", a.user));
+    let (uid, gid) = match (&a.user, image.and_then(|d| d.user)) {
+        (Some(user), _) => {
+            let (uid, gid) = match user.split_once(':') {
+                Some((u, g)) => (u.parse::<u32>(), g.parse::<u32>()),
+                None => (user.parse::<u32>(), user.parse::<u32>()),
+            };
+            let (Ok(uid), Ok(gid)) = (uid, gid) else {
+                return Err(format!("--user {user}: expected UID[:GID] as numbers"));
+            };
+            (uid, gid)
+        }
+        (None, Some(ids)) => ids,
+        (None, None) => (
+            sandbox::options::defaults::UID,
+            sandbox::options::defaults::GID,
+        ),
     };
 
     let mut env: Vec<String> = vec![
         format!("PATH={}", sandbox::options::defaults::PATH),
         "HOME=/workspace".to_string(),
     ];
+    if let Some(d) = image {
+        env = rootfs_builder::runtime::RunDefaults {
+            env,
+            ..Default::default()
+        }
+        .env_with(&d.env);
+    }
     if a.tty {
         env.push(format!(
             "TERM={}",
@@ -283,7 +321,12 @@ pub fn spec_from_args(a: &RunArgs) -> Result<Spec, String> {
 
     if let Some(p) = spec.process_mut() {
         p.set_env(Some(env));
-        p.set_cwd(a.workdir.clone());
+        let cwd = a
+            .workdir
+            .clone()
+            .or_else(|| image.and_then(|d| d.cwd.clone()).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/workspace"));
+        p.set_cwd(cwd);
         p.set_terminal(Some(a.tty));
         p.user_mut().set_uid(uid);
         p.user_mut().set_gid(gid);
@@ -314,7 +357,7 @@ pub fn spec_from_args(a: &RunArgs) -> Result<Spec, String> {
 pub const ROOT_SIZE: u64 = 1 << 30;
 
 fn layered_root(a: &RunArgs) -> Option<sandbox::LayeredRoot> {
-    if a.layers.is_empty() {
+    if a.layers.is_empty() && a.image.is_none() {
         return None;
     }
     Some(sandbox::LayeredRoot {
@@ -380,8 +423,22 @@ impl Drop for RawMode {
     }
 }
 
-pub fn main(args: RunArgs) -> i32 {
-    let spec = match spec_from_args(&args) {
+pub fn main(mut args: RunArgs) -> i32 {
+    // An image: its layers unpacked (once per digest) and leased for the
+    // run's life so that `image gc` leaves them alone.
+    let mut lease = None;
+    let mut defaults = None;
+    if let Some(name) = &args.image {
+        match crate::cli::image::prepare(&args.data_dir, name) {
+            Ok(p) => {
+                args.layers = p.layers;
+                defaults = Some(p.defaults);
+                lease = Some(p.lease);
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let spec = match spec_from_args(&args, defaults.as_ref()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -458,6 +515,7 @@ pub fn main(args: RunArgs) -> i32 {
             return fail(format!("writing report {dest}: {e}"));
         }
     }
+    drop(lease);
     report.shell_status()
 }
 
@@ -505,7 +563,7 @@ mod tests {
             "true",
         ])
         .unwrap();
-        let s = spec_from_args(&a).unwrap();
+        let s = spec_from_args(&a, None).unwrap();
         let p = sandbox::spec::plan(&s, &RunOptions::default()).unwrap();
         assert_eq!(p.cgroup.memory_bytes, Some(64 << 20));
         assert_eq!(p.cgroup.pids, Some(32));
@@ -541,8 +599,8 @@ mod tests {
             Some((200_000_000, 2))
         );
         let a = parse(&["--bind", "a:b:c:d", "--", "true"]).unwrap();
-        assert!(spec_from_args(&a).is_err());
+        assert!(spec_from_args(&a, None).is_err());
         let a = parse(&["--user", "x", "--", "true"]).unwrap();
-        assert!(spec_from_args(&a).is_err());
+        assert!(spec_from_args(&a, None).is_err());
     }
 }

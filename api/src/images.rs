@@ -1,0 +1,112 @@
+//! Sessions and runs on images of the store: a name resolved to its
+//! unpacked layers (unpacked once per layer digest, on first use) and the
+//! image config's defaults. The store's calls block (disk, digests), so
+//! they run on tokio's blocking pool.
+
+use axum::http::StatusCode;
+use rootfs_builder::runtime::RunDefaults;
+use rootfs_builder::{ImageName, StoreError};
+
+use crate::engine::host::ImageRoot;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// An image ready to run.
+pub struct Prepared {
+    /// `repository:tag` as resolved.
+    pub name: String,
+    pub root: ImageRoot,
+    pub defaults: RunDefaults,
+    /// Held until the session's helper has leased the layers itself (so
+    /// gc cannot remove them in between).
+    pub lease: rootfs_builder::layers::LayerLease,
+}
+
+pub fn not_found(name: &str) -> ApiError {
+    let hint = match rootfs_builder::recipe::builtin(name.split(':').next().unwrap_or(name)) {
+        Some(_) => format!(
+            "image {name:?} is not built yet (a builtin recipe: POST /v1/images/build {{\"recipe\": \"{}\"}} or `runtimed image build {}`)",
+            name.split(':').next().unwrap_or(name),
+            name.split(':').next().unwrap_or(name)
+        ),
+        None => format!("image {name:?} is not in the store (GET /v1/images lists them)"),
+    };
+    ApiError::new(StatusCode::NOT_FOUND, "image_not_found", hint)
+}
+
+/// Maps a store error of a request about `name`.
+pub fn store_error(name: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(_) => not_found(name),
+        StoreError::BadName { .. } => ApiError::invalid(e.to_string()),
+        other => ApiError::internal(format!("image store: {other}")),
+    }
+}
+
+/// Resolves and unpacks `name`; `upper_bytes` caps the sandbox's writes.
+pub async fn prepare(state: &AppState, name: &str, upper_bytes: u64) -> Result<Prepared, ApiError> {
+    let parsed: ImageName = name
+        .parse()
+        .map_err(|e: StoreError| ApiError::invalid(format!("image: {e}")))?;
+    let Some(store) = state.images.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "images_unavailable",
+            "the image store could not be opened (see the daemon's log)",
+        ));
+    };
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let image = store.resolve(&parsed).map_err(|e| store_error(&name, e))?;
+        let (layers, lease) =
+            rootfs_builder::unpack::ensure_leased(&store, &image, &Default::default()).map_err(
+                |e| ApiError::internal(format!("image {name}: unpacking its layers: {e}")),
+            )?;
+        let defaults = rootfs_builder::runtime::run_defaults(&image, &layers)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        Ok(Prepared {
+            name: image.name.to_string(),
+            root: ImageRoot {
+                data_dir: store.data_dir().display().to_string(),
+                layers: layers.iter().map(|p| p.display().to_string()).collect(),
+                upper_bytes,
+            },
+            defaults,
+            lease,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+/// A failed import: the archive's fault (400 `invalid_archive`) unless
+/// the store itself failed.
+pub fn import_error(e: rootfs_builder::import::ImportError) -> ApiError {
+    use rootfs_builder::import::ImportError as I;
+    match e {
+        I::Store(StoreError::Io { .. }) => ApiError::internal(format!("import: {e}")),
+        I::NeedsName { .. } | I::DuplicateName(_) => ApiError::invalid(format!("import: {e}")),
+        other => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_archive",
+            format!("import: {other}"),
+        ),
+    }
+}
+
+/// HTTP status and code of a failed pull.
+pub fn pull_error_status(e: &rootfs_builder::registry::PullError) -> (StatusCode, &'static str) {
+    use rootfs_builder::registry::PullError as P;
+    match e {
+        P::NotFound { .. } => (StatusCode::NOT_FOUND, "image_not_found"),
+        // The registry refused us: not the caller's credentials to us.
+        P::Unauthorized { .. } => (StatusCode::BAD_GATEWAY, "registry_unauthorized"),
+        P::BadReference { .. } | P::BadPlatform(_) | P::InsecureRefused { .. } => {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        }
+        P::NoPlatform { .. } | P::PlatformMismatch { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "no_matching_platform")
+        }
+        _ => (StatusCode::BAD_GATEWAY, "registry_error"),
+    }
+}

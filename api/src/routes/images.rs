@@ -1,0 +1,366 @@
+//! `/v1/images`: list, build (the log streamed), import, pull, delete.
+//!
+//! Images are shared by every tenant, so changing them (build, import,
+//! pull, delete) is for operators (socket peers, or anyone when no tokens
+//! are configured); listing is for everyone. Builds run in a child process
+//! (`runtimed image build --progress json`): sandboxes are made by a
+//! single-threaded process, never by the daemon's threads.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::auth::{is_operator, Peer};
+use crate::error::{ApiError, ErrorBody, Json};
+use crate::images::store_error;
+use crate::state::AppState;
+
+/// One image of the store.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImageInfo {
+    /// `repository:tag`.
+    pub name: String,
+    /// Manifest digest.
+    pub digest: String,
+    /// Compressed size of config and layers, bytes.
+    pub size: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImageList {
+    pub images: Vec<ImageInfo>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequest {
+    /// `[REGISTRY[:PORT]/]REPO[:TAG|@sha256:...]`.
+    pub reference: String,
+    /// Allow plain HTTP.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildRequest {
+    /// A builtin recipe (`python`, `gcc`, `node`, `java`, `rust`).
+    pub recipe: Option<String>,
+    /// Or a recipe in TOML (no `copy` steps: there is no context).
+    pub recipe_toml: Option<String>,
+    /// Name of the result (default: the recipe's).
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImportQuery {
+    pub name: Option<String>,
+}
+
+fn operator_only(state: &AppState, parts: &axum::http::request::Parts) -> Result<(), ApiError> {
+    let peer = parts.extensions.get::<ConnectInfo<Peer>>();
+    if is_operator(state, peer.map(|c| &c.0)) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "images are shared by all tenants: only operators (the Unix socket) change them",
+    ))
+}
+
+fn store(state: &AppState) -> Result<rootfs_builder::Store, ApiError> {
+    state.images.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "images_unavailable",
+            "the image store could not be opened (see the daemon's log)",
+        )
+    })
+}
+
+fn info(i: &rootfs_builder::Image) -> ImageInfo {
+    ImageInfo {
+        name: i.name.to_string(),
+        digest: i.manifest_digest.to_string(),
+        size: i.size(),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+/// The images of the store.
+#[utoipa::path(get, path = "/v1/images", responses((status = 200, body = ImageList)))]
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<axum::Json<ImageList>, ApiError> {
+    let store = store(&state)?;
+    let images = blocking(move || {
+        store
+            .list()
+            .map_err(|e| ApiError::internal(format!("image store: {e}")))
+    })
+    .await?;
+    Ok(axum::Json(ImageList {
+        images: images
+            .into_iter()
+            .map(|e| ImageInfo {
+                name: e.name,
+                digest: e.digest.to_string(),
+                size: e.size,
+            })
+            .collect(),
+    }))
+}
+
+/// Removes an image name (its layers go at the next gc; running sandboxes
+/// keep theirs).
+#[utoipa::path(delete, path = "/v1/images/{name}", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    parts: axum::http::request::Parts,
+) -> Result<StatusCode, ApiError> {
+    operator_only(&state, &parts)?;
+    let store = store(&state)?;
+    blocking(move || {
+        let parsed: rootfs_builder::ImageName = name
+            .parse()
+            .map_err(|e: rootfs_builder::StoreError| ApiError::invalid(e.to_string()))?;
+        store
+            .untag(&parsed)
+            .map(drop)
+            .map_err(|e| store_error(&name, e))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pulls an image from a registry.
+#[utoipa::path(post, path = "/v1/images/pull", request_body = PullRequest,
+    responses((status = 201, body = ImageInfo), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn pull(
+    State(state): State<Arc<AppState>>,
+    parts: axum::http::request::Parts,
+    Json(req): Json<PullRequest>,
+) -> Result<(StatusCode, axum::Json<ImageInfo>), ApiError> {
+    operator_only(&state, &parts)?;
+    let store = store(&state)?;
+    let image = blocking(move || {
+        let opts = rootfs_builder::registry::PullOptions {
+            insecure: req.insecure,
+            ..Default::default()
+        };
+        rootfs_builder::registry::pull(&store, &req.reference, &opts).map_err(|e| {
+            let (status, code) = crate::images::pull_error_status(&e);
+            ApiError::new(status, code, format!("pull {}: {e}", req.reference))
+        })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(info(&image))))
+}
+
+/// Imports an OCI layout tar or a `docker save` archive (the body).
+#[utoipa::path(post, path = "/v1/images/import", params(("name" = Option<String>, Query)),
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses((status = 201, body = ImageList), (status = 400, body = ErrorBody)))]
+pub async fn import(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ImportQuery>,
+    parts: axum::http::request::Parts,
+    body: Body,
+) -> Result<(StatusCode, axum::Json<ImageList>), ApiError> {
+    operator_only(&state, &parts)?;
+    let store = store(&state)?;
+    let name = match &q.name {
+        Some(n) => Some(
+            n.parse::<rootfs_builder::ImageName>()
+                .map_err(|e| ApiError::invalid(format!("name: {e}")))?,
+        ),
+        None => None,
+    };
+    // Spooled to a file in the store's tmp dir (the archive needs random
+    // access), capped.
+    let (path, file) = store
+        .tmp_file()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let guard = TmpFile(path.clone());
+    let mut file = tokio::fs::File::from_std(file);
+    let limit = state.cfg.max_image_bytes;
+    let mut total: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("body: {e}")))?;
+        total += chunk.len() as u64;
+        if total > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("image archives are limited to {limit} bytes (max_image_bytes)"),
+            ));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+    drop(file);
+    let images = blocking(move || {
+        // A compressed body decompresses into scratch space: capped too.
+        let limits = rootfs_builder::import::ImportLimits {
+            max_archive_bytes: limit,
+            ..Default::default()
+        };
+        let r = rootfs_builder::import::import_with(&store, &guard.0, name.as_ref(), &limits)
+            .map_err(crate::images::import_error);
+        drop(guard);
+        r
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(ImageList {
+            images: images.iter().map(info).collect(),
+        }),
+    ))
+}
+
+struct TmpFile(std::path::PathBuf);
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Builds an image; the response streams the build's progress as NDJSON
+/// (one event per line, as `runtimed image build --progress json` prints
+/// them), ending with `{"type":"done",...}` or `{"type":"error",...}`.
+#[utoipa::path(post, path = "/v1/images/build", request_body = BuildRequest,
+    responses((status = 200, description = "application/x-ndjson progress"), (status = 400, body = ErrorBody)))]
+pub async fn build(
+    State(state): State<Arc<AppState>>,
+    parts: axum::http::request::Parts,
+    Json(req): Json<BuildRequest>,
+) -> Result<Response, ApiError> {
+    operator_only(&state, &parts)?;
+    let store = store(&state)?;
+    let mut cmd = tokio::process::Command::new(&state.engine.exe);
+    cmd.arg("image")
+        .arg("--data-dir")
+        .arg(store.data_dir())
+        .arg("build")
+        .args(["--progress", "json"]);
+    let mut recipe_file = None;
+    match (&req.recipe, &req.recipe_toml) {
+        (Some(name), None) => {
+            if rootfs_builder::recipe::builtin(name).is_none() {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "recipe_not_found",
+                    format!("no builtin recipe {name:?} (python, gcc, node, java, rust)"),
+                ));
+            }
+            cmd.arg(name);
+        }
+        (None, Some(toml)) => {
+            rootfs_builder::recipe::Recipe::parse(toml)
+                .map_err(|e| ApiError::invalid(format!("recipe_toml: {e}")))?;
+            let dir = store
+                .tmp_dir()
+                .join(format!("recipe-{}", rootfs_builder::store::random_hex()));
+            std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
+            let path = dir.join("recipe.toml");
+            std::fs::write(&path, toml).map_err(|e| ApiError::internal(e.to_string()))?;
+            cmd.arg(&path).arg("--context").arg(&dir);
+            recipe_file = Some(TmpDir(dir));
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "give exactly one of recipe (a builtin name) and recipe_toml",
+            ))
+        }
+    }
+    if let Some(t) = &req.tag {
+        t.parse::<rootfs_builder::ImageName>()
+            .map_err(|e| ApiError::invalid(format!("tag: {e}")))?;
+        cmd.arg("--tag").arg(t);
+    }
+    if req.no_cache {
+        cmd.arg("--no-cache");
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ApiError::internal(format!("start the build: {e}")))?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(ApiError::internal("build: no pipes"));
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+        let _recipe = recipe_file;
+        let err_task = tokio::spawn(async move {
+            let mut s = String::new();
+            let _ = BufReader::new(stderr)
+                .take(64 << 10)
+                .read_to_string(&mut s)
+                .await;
+            s
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(Ok(format!("{line}\n"))).await.is_err() {
+                // The client went away: the build is killed (kill_on_drop).
+                return;
+            }
+        }
+        let status = child.wait().await;
+        let err = err_task.await.unwrap_or_default();
+        if !matches!(&status, Ok(s) if s.success()) {
+            let message = err
+                .lines()
+                .last()
+                .unwrap_or("the build failed")
+                .trim_start_matches("runtimed: ")
+                .to_string();
+            let line =
+                serde_json::json!({"type": "error", "code": "build_failed", "message": message});
+            let _ = tx.send(Ok(format!("{line}\n"))).await;
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::internal(e.to_string()))
+        .map(IntoResponse::into_response)
+}
+
+struct TmpDir(std::path::PathBuf);
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
