@@ -88,7 +88,7 @@ fn a_leased_layer_is_never_removed() {
     let img = image(&store, "leased:1", &[l]);
     let dirs = ensure_layers(&store, &img).unwrap();
     let lease = lease_layers(&store, &dirs).unwrap();
-    assert_eq!(lease.diff_ids(), [id.clone()]);
+    assert_eq!(lease.diff_ids(), std::slice::from_ref(&id));
     store.untag(&"leased:1".parse().unwrap()).unwrap();
     let r = gc_with(&store, &NOW).unwrap();
     assert_eq!((r.removed_layers, r.kept_in_use), (0, 1));
@@ -110,7 +110,8 @@ fn a_leased_layer_is_never_removed() {
 
 /// A process that holds `path` locked (`-s` shared, `-x` exclusive) until
 /// killed: a sleep holding the locked fd itself, as a sandbox supervisor
-/// holds its lease.
+/// holds its lease. Callers kill and wait for it.
+#[allow(clippy::zombie_processes)]
 fn hold(path: &std::path::Path, mode: &str) -> Child {
     let child = Command::new("sh")
         .args([
