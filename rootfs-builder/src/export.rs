@@ -108,7 +108,7 @@ fn export_dir(
     index: &[u8],
     dest: &Path,
 ) -> Result<(), ExportError> {
-    match std::fs::symlink_metadata(dest) {
+    let created = match std::fs::symlink_metadata(dest) {
         Ok(md) if md.is_dir() => {
             let empty = std::fs::read_dir(dest)
                 .map_err(io_at(dest, "read"))?
@@ -120,6 +120,7 @@ fn export_dir(
                     reason: "exists and is not empty".into(),
                 });
             }
+            false
         }
         Ok(_) => {
             return Err(ExportError::Destination {
@@ -129,9 +130,14 @@ fn export_dir(
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             std::fs::create_dir(dest).map_err(io_at(dest, "create"))?;
+            true
         }
         Err(e) => return Err(io_at(dest, "stat")(e)),
-    }
+    };
+    let guard = UndoDir {
+        dest: Some(dest.to_path_buf()),
+        created,
+    };
     let dir = dest.join("blobs/sha256");
     std::fs::create_dir_all(&dir).map_err(io_at(dest, "create blobs/sha256"))?;
     for d in blobs {
@@ -150,7 +156,34 @@ fn export_dir(
     f.write_all(index)
         .and_then(|()| f.sync_all())
         .map_err(io_at(dest, "write index.json"))?;
+    guard.disarm();
     Ok(())
+}
+
+/// Removes what a failed directory export wrote (the directory too when it
+/// made it) unless disarmed.
+struct UndoDir {
+    dest: Option<PathBuf>,
+    created: bool,
+}
+
+impl UndoDir {
+    fn disarm(mut self) {
+        self.dest = None;
+    }
+}
+
+impl Drop for UndoDir {
+    fn drop(&mut self) {
+        let Some(dest) = &self.dest else { return };
+        if self.created {
+            let _ = std::fs::remove_dir_all(dest);
+        } else {
+            let _ = std::fs::remove_dir_all(dest.join("blobs"));
+            let _ = std::fs::remove_file(dest.join("oci-layout"));
+            let _ = std::fs::remove_file(dest.join("index.json"));
+        }
+    }
 }
 
 fn create_new(p: &Path) -> Result<File, ExportError> {
@@ -242,6 +275,27 @@ impl Drop for RemoveOnError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_directory_export_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        let missing = Digest::of(b"not stored");
+        let dest = dir.path().join("out");
+        let e = export_dir(&store, &[missing], b"{}", &dest).unwrap_err();
+        assert!(
+            matches!(e, ExportError::Store(StoreError::BlobMissing(_))),
+            "{e:?}"
+        );
+        assert!(!dest.exists());
+        std::fs::create_dir(&dest).unwrap();
+        export_dir(&store, &[Digest::of(b"x")], b"{}", &dest).unwrap_err();
+        assert_eq!(
+            std::fs::read_dir(&dest).unwrap().count(),
+            0,
+            "the empty dir stays empty"
+        );
+    }
 
     #[test]
     fn refuses_to_overwrite() {

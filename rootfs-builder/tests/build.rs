@@ -266,6 +266,42 @@ run = ["/bin/busybox", "sh", "-c", "echo about to fail; exit 3"]
     .unwrap();
     let e = recipe::build(&env.store, &recipe, BuildOptions::default()).unwrap_err();
     assert!(matches!(e, BuildError::NoContext { index: 1, .. }), "{e:?}");
+    // A user name the image does not have fails the build, not every run.
+    let (r, _) = build(
+        env,
+        "name = \"x\"\nbase = \"bbtest:1\"\nuser = \"nobody\"\n",
+    );
+    let e = r.unwrap_err();
+    assert!(matches!(e, BuildError::User(_)), "{e:?}");
+    assert!(e.to_string().contains("nobody"), "{e}");
+    // mmdebstrap failing (a mirror nobody listens on) names the mirror and
+    // carries its last lines.
+    if which("mmdebstrap") {
+        let (r, events) = build(
+            env,
+            "name = \"x\"\nbase = \"debian:bookworm\"\nmirror = \"http://127.0.0.1:9/debian\"\n",
+        );
+        let msg = r.unwrap_err().to_string();
+        assert!(
+            msg.contains("mmdebstrap")
+                && msg.contains("127.0.0.1:9")
+                && msg.contains("last output"),
+            "{msg}"
+        );
+        assert!(
+            !log_lines(&events, 0).is_empty(),
+            "mmdebstrap's output is streamed"
+        );
+    } else {
+        skip(
+            "mmdebstrap_failure",
+            "no mmdebstrap (apt-get install mmdebstrap)",
+        );
+    }
+    assert!(matches!(
+        env.store.resolve(&"x".parse().unwrap()),
+        Err(StoreError::NotFound(_))
+    ));
     // No scratch dirs left behind.
     let left: Vec<_> = fs::read_dir(env.store.tmp_dir()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
@@ -333,13 +369,6 @@ fn export_is_read_by_umoci_and_skopeo(env: &Env) {
     }
     assert!(names.contains(&"index.json".to_string()) && names.contains(&"oci-layout".to_string()));
 
-    let which = |t: &str| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
     if !which("umoci") || !which("skopeo") {
         return skip(
             "export_is_read_by_umoci_and_skopeo",
@@ -397,6 +426,12 @@ fn export_is_read_by_umoci_and_skopeo(env: &Env) {
             .collect();
         assert_eq!(got, want);
     }
+}
+
+/// Whether `tool` is on PATH.
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 fn mirror_reachable() -> bool {
@@ -543,7 +578,12 @@ fn main() {
     ];
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     for (name, f) in tests {
-        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+        // `cargo test --test build -- scratch,failures`: later tests use the
+        // image of the first.
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|o| name.contains(o)))
+        {
             continue;
         }
         let t = Instant::now();
