@@ -360,7 +360,7 @@ pub fn build(
         let hit = if opts.no_cache {
             None
         } else {
-            cache_get(&cache_dir, &key).filter(|e| store.has_blob(&e.layer.digest))
+            cache_get(&cache_dir, &key).filter(|e| renew_blob(store, &e.layer.digest))
         };
         let (layer, cached) = match hit {
             Some(e) => (e.layer, true),
@@ -586,6 +586,15 @@ fn copy_fingerprint(src: &diff::CopySource) -> Result<Vec<serde_json::Value>, Di
         out.push(serde_json::json!([e.rel.to_string_lossy(), e.mode, what]));
     }
     Ok(out)
+}
+
+/// Whether the blob is still stored; its mtime is renewed so that gc's
+/// grace period (which spares recent unreferenced blobs) covers it until
+/// the image that uses it is tagged.
+fn renew_blob(store: &Store, d: &Digest) -> bool {
+    File::open(store.blob_path(d))
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        .is_ok()
 }
 
 fn cache_key(parents: &[Digest], step: &serde_json::Value, env: &[String]) -> Digest {
