@@ -293,7 +293,7 @@ pub fn build(
     let mut history: Vec<History> = Vec::new();
     let mut base_config: Option<Config> = None;
     if let Some(img) = &base_image {
-        layers.descs = img.manifest.layers().clone();
+        layers.descs = img.manifest.layers().iter().map(oci_layer).collect();
         layers.diff_ids = img.diff_ids()?;
         history = img.config.history().clone().unwrap_or_default();
         base_config = img.config.config().clone();
@@ -510,6 +510,26 @@ fn debian_base(
         seconds: started.elapsed().as_secs_f64(),
     });
     Ok(image)
+}
+
+/// A base image's layer descriptor with Docker's media types as OCI's
+/// (same bytes; the built image's manifest is an OCI one).
+fn oci_layer(d: &Descriptor) -> Descriptor {
+    let mut d = d.clone();
+    if let MediaType::Other(t) = d.media_type() {
+        let oci = match t.as_str() {
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+                Some(MediaType::ImageLayerGzip)
+            }
+            "application/vnd.docker.image.rootfs.diff.tar" => Some(MediaType::ImageLayer),
+            _ => None,
+        };
+        if let Some(m) = oci {
+            d.set_media_type(m);
+        }
+    }
+    d
 }
 
 /// One line describing a step (history `created_by`, progress).
@@ -926,6 +946,20 @@ fn image_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_layer_types_become_oci_ones() {
+        let d = Descriptor::new(
+            MediaType::Other("application/vnd.docker.image.rootfs.diff.tar.gzip".into()),
+            3,
+            to_oci_digest(&Digest::of(b"x")),
+        );
+        let o = oci_layer(&d);
+        assert_eq!(o.media_type(), &MediaType::ImageLayerGzip);
+        assert_eq!((o.size(), o.digest()), (d.size(), d.digest()));
+        let z = Descriptor::new(MediaType::ImageLayerZstd, 3, d.digest().clone());
+        assert_eq!(oci_layer(&z).media_type(), &MediaType::ImageLayerZstd);
+    }
 
     #[test]
     fn events_serialize_tagged() {
