@@ -211,3 +211,81 @@ tenant = "alice"
         .collect();
     assert_eq!(names, ["fixture:1"]);
 }
+
+/// The NDJSON events of a build response.
+fn events(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| runtimed_tests::serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}
+
+#[test]
+fn builds_stream_their_progress_and_the_result_runs() {
+    let d = daemon!();
+    import_fixture(&d);
+    let recipe = r#"
+name = "built:1"
+base = "fixture:1"
+env = { BUILT = "yes" }
+
+[[step]]
+run = ["/bin/sh", "-c", "echo step-output; echo made > /etc/built.txt"]
+"#;
+    let r = d.req_json("POST", "/v1/images/build", &json!({"recipe_toml": recipe}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ev = events(&r.text());
+    let types: Vec<&str> = ev.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(types.contains(&"step_start"), "{types:?}");
+    assert!(
+        ev.iter()
+            .any(|e| e["type"] == "log" && e["line"] == "step-output"),
+        "the step's output is streamed: {ev:?}"
+    );
+    assert_eq!(types.last(), Some(&"done"), "{ev:?}");
+    assert_eq!(ev.last().unwrap()["image"], "built:1");
+    let id = d.create_session(&json!({"image": "built:1"}));
+    let out = exec(
+        &d,
+        &id,
+        "cat /etc/built.txt /hello.txt; echo $BUILT $GREETING",
+    );
+    assert_eq!(out["stdout"], "made\nhello from layer 2\nyes hi\n", "{out}");
+
+    // The same build again: every step from the cache.
+    let r = d.req_json("POST", "/v1/images/build", &json!({"recipe_toml": recipe}));
+    let ev = events(&r.text());
+    let done: Vec<&Value> = ev.iter().filter(|e| e["type"] == "step_done").collect();
+    assert!(
+        !done.is_empty() && done.iter().all(|e| e["cached"] == true),
+        "{ev:?}"
+    );
+
+    // A failing step: the stream ends with an error, no image is named.
+    let failing = "name = \"broken:1\"\nbase = \"fixture:1\"\n[[step]]\nrun = [\"/bin/sh\", \"-c\", \"exit 3\"]\n";
+    let r = d.req_json("POST", "/v1/images/build", &json!({"recipe_toml": failing}));
+    assert_eq!(r.status, 200);
+    let ev = events(&r.text());
+    let last = ev.last().unwrap();
+    assert_eq!(last["type"], "error", "{ev:?}");
+    assert_eq!(last["code"], "build_failed");
+    assert!(last["message"].as_str().unwrap().contains('3'), "{last}");
+    let names: Vec<Value> = d.req("GET", "/v1/images", None).json()["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].clone())
+        .collect();
+    assert!(!names.contains(&json!("broken:1")), "{names:?}");
+
+    // Bad requests are refused before anything runs.
+    d.req_json(
+        "POST",
+        "/v1/images/build",
+        &json!({"recipe_toml": "name = 1"}),
+    )
+    .assert_error(400, "invalid_request");
+    d.req_json("POST", "/v1/images/build", &json!({"recipe": "cobol"}))
+        .assert_error(404, "recipe_not_found");
+    d.req_json("POST", "/v1/images/build", &json!({}))
+        .assert_error(400, "invalid_request");
+}

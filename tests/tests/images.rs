@@ -196,3 +196,87 @@ fn export_writes_a_layout_that_imports_back_identically() {
         "same manifest after export + import"
     );
 }
+
+#[test]
+fn build_from_a_recipe_file_with_a_context_then_run_it() {
+    let h = harness!();
+    let tmp = TempDir::new("images");
+    let data = store_with_fixture(&tmp);
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("app")).unwrap();
+    std::fs::write(ctx.join("app/main.sh"), "echo from-the-context\n").unwrap();
+    std::fs::write(
+        ctx.join("recipe.toml"),
+        r#"
+name = "app:1"
+base = "fixture:1"
+workdir = "/app"
+cmd = ["sh", "/app/main.sh"]
+
+[[step]]
+copy = { from = "app/", to = "/app" }
+
+[[step]]
+run = "echo built > /app/stamp"
+"#,
+    )
+    .unwrap();
+    let recipe = ctx.join("recipe.toml");
+    let out = ok(&image(&data, &["build", recipe.to_str().unwrap()]));
+    assert!(out.contains("[1/2]") && out.contains("[2/2]"), "{out}");
+    assert!(out.contains("built app:1"), "{out}");
+    let run = h
+        .sandbox()
+        .opt("--image")
+        .opt("app:1")
+        .opt("--data-dir")
+        .opt(&data)
+        .run();
+    assert_eq!(run.code(), 0, "{}", run.context());
+    assert_eq!(run.stdout_str(), "from-the-context\n");
+    let run = h
+        .sandbox()
+        .opt("--image")
+        .opt("app:1")
+        .opt("--data-dir")
+        .opt(&data)
+        .cmd(["sh", "-c", "pwd; cat stamp"])
+        .run();
+    assert_eq!(run.stdout_str(), "/app\nbuilt\n", "{}", run.context());
+    // Again, as JSON events: both steps cached; --tag names the result.
+    let out = ok(&image(
+        &data,
+        &[
+            "build",
+            recipe.to_str().unwrap(),
+            "--progress",
+            "json",
+            "--tag",
+            "app:2",
+        ],
+    ));
+    let cached = out
+        .lines()
+        .filter(|l| l.contains("\"type\":\"step_done\""))
+        .filter(|l| l.contains("\"cached\":true"))
+        .count();
+    assert_eq!(cached, 2, "{out}");
+    assert!(ok(&image(&data, &["ls"])).contains("app:2"));
+    // Bad recipes: one line, non-zero, nothing named.
+    std::fs::write(
+        ctx.join("bad.toml"),
+        "name = \"x:1\"\nbase = \"scratch\"\nbogus = 1\n",
+    )
+    .unwrap();
+    for (recipe, want) in [
+        (ctx.join("bad.toml").to_str().unwrap().to_string(), "bogus"),
+        ("cobol".to_string(), "no builtin recipe"),
+    ] {
+        let o = image(&data, &["build", &recipe]);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+    assert!(!ok(&image(&data, &["ls"])).contains("x:1"));
+}
