@@ -7,6 +7,7 @@
 pub mod digest;
 pub mod export;
 pub mod gc;
+pub mod import;
 pub mod layers;
 pub mod recipe;
 pub mod registry;
