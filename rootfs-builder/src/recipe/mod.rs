@@ -31,6 +31,20 @@ pub enum RecipeError {
     Invalid { field: String, reason: String },
 }
 
+/// A TOML error on one line: `line L, column C: message`.
+fn toml_error(text: &str, e: &toml::de::Error) -> RecipeError {
+    let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            RecipeError::Toml(format!("line {line}, column {col}: {msg}"))
+        }
+        None => RecipeError::Toml(msg),
+    }
+}
+
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> RecipeError {
     RecipeError::Invalid {
         field: field.into(),
@@ -177,7 +191,7 @@ impl Recipe {
         // step table (a common TOML mistake) before serde's generic message.
         let value: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| RecipeError::Toml(e.to_string()))?;
+            .map_err(|e: toml::de::Error| toml_error(text, &e))?;
         if let Some(toml::Value::Array(steps)) = value.get("step") {
             for (i, s) in steps.iter().enumerate() {
                 let Some(t) = s.as_table() else { continue };
@@ -193,7 +207,7 @@ impl Recipe {
                 }
             }
         }
-        let recipe: Recipe = toml::from_str(text).map_err(|e| RecipeError::Toml(e.to_string()))?;
+        let recipe: Recipe = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         recipe.validate()?;
         Ok(recipe)
     }

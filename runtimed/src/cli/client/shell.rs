@@ -181,7 +181,7 @@ async fn shell(a: ShellArgs) -> Result<i32, ClientError> {
         }
     }
     let raw = RawMode::enter()?;
-    let ended = bridge(&mut ws, &a.detach_keys).await;
+    let ended = bridge(&mut ws, &a.detach_keys, size).await;
     // Back to cooked mode before anything is printed.
     drop(raw);
     match ended? {
@@ -259,7 +259,16 @@ where
 
 /// Moves bytes between the WebSocket and our stdio until the program
 /// ends, we detach, or a signal says stop.
-async fn bridge<S>(ws: &mut WebSocketStream<S>, keys: &DetachKeys) -> Result<Ended, ClientError>
+///
+/// `size` is the terminal size the remote side last got from us. Keys are
+/// preceded by a resize whenever our size changed since: SIGWINCH arrives
+/// on its own schedule, and a program must not see keys typed after a
+/// resize before the resize itself.
+async fn bridge<S>(
+    ws: &mut WebSocketStream<S>,
+    keys: &DetachKeys,
+    mut size: Option<(u16, u16)>,
+) -> Result<Ended, ClientError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -300,6 +309,7 @@ where
             chunk = stdin.recv(), if stdin_open => match chunk {
                 Some(Ok(bytes)) => {
                     let (forward, detach) = scanner.feed(&bytes);
+                    send_size_if_changed(ws, &mut size).await?;
                     if !forward.is_empty() {
                         send(ws, Message::Binary(forward.into())).await?;
                     }
@@ -313,9 +323,7 @@ where
                 None => stdin_open = false,
             },
             _ = winch.recv() => {
-                if let Some(s) = terminal::size() {
-                    send(ws, resize_message(s)).await?;
-                }
+                send_size_if_changed(ws, &mut size).await?;
             }
             _ = term.recv() => break Ended::Signal(libc::SIGTERM),
             _ = hup.recv() => break Ended::Signal(libc::SIGHUP),
@@ -325,6 +333,24 @@ where
     };
     close(ws).await;
     Ok(stop)
+}
+
+/// Sends our terminal size if it differs from `last` (what the remote side
+/// has), and remembers it.
+async fn send_size_if_changed<S>(
+    ws: &mut WebSocketStream<S>,
+    last: &mut Option<(u16, u16)>,
+) -> Result<(), ClientError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match terminal::size() {
+        Some(now) if Some(now) != *last => {
+            *last = Some(now);
+            send(ws, resize_message(now)).await
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Reads stdin on a plain thread (a blocking read cannot be cancelled, so
