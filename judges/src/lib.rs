@@ -1,0 +1,3 @@
+//! `judges`: compile a submission once and run it against many tests in
+//! sandboxes, with exact verdicts.
+#![forbid(unsafe_code)]
