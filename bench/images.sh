@@ -83,7 +83,6 @@ log "cold build of python (mmdebstrap + apt; minutes)"
 COLD=$(secs img build python)
 log "cached build of python"
 CACHED=$(secs img build python)
-CACHED_ALL=$(grep -c '"cached":true\|cached' "$WORK/build.log" || true)
 
 # --- 2. start-up latency ---------------------------------------------------------
 # One directory with the whole image for the peers (umoci unpack of our
@@ -164,7 +163,7 @@ report() {
     printf '| crun on the same image unpacked into one dir, median | %.2f ms (%sx runtimed image) |\n' "$C" "$(ratio "$C" "$I")"
     printf '| bwrap on the same dir, median | %.2f ms (%sx runtimed image) |\n' "$B" "$(ratio "$B" "$I")"
     echo "| unpacked layers on disk (once) | $((LAYERS_K / 1024)) MiB |"
-    echo "| data dir before / after $SESSIONS sessions (each wrote 4 KiB into its root) | $((DATA_BEFORE / 1024)) / $((DATA_AFTER / 1024)) MiB |"
+    echo "| data dir before / after $SESSIONS sessions (each wrote 4 KiB; upper layers are size-capped tmpfs) | $((DATA_BEFORE / 1024)) / $((DATA_AFTER / 1024)) MiB |"
     echo "| a copy of the image per session would take | $((LAYERS_K * SESSIONS / 1024)) MiB |"
     echo
     echo "- crun: --cgroup-manager=disabled (no cgroups, no limits); bwrap: no cgroups, no seccomp; runtimed rows: cgroups, seccomp, Landlock, uid pool."

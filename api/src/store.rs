@@ -62,7 +62,17 @@ impl Store {
                 last_activity INTEGER NOT NULL,
                 request TEXT NOT NULL
              );
-             CREATE INDEX IF NOT EXISTS sessions_tenant ON sessions(tenant);",
+             CREATE INDEX IF NOT EXISTS sessions_tenant ON sessions(tenant);
+             CREATE TABLE IF NOT EXISTS judge_submissions (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                tenant TEXT NOT NULL,
+                state TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                request TEXT NOT NULL,
+                result TEXT
+             );
+             CREATE INDEX IF NOT EXISTS judge_submissions_state ON judge_submissions(state);",
         )
         .map_err(open_err)?;
         Ok(Store {
@@ -155,6 +165,93 @@ impl Store {
     }
 }
 
+/// One judge submission as stored: accepted (`queued`), being judged
+/// (`running`) or finished (`done`, with its result).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubmissionRow {
+    pub id: String,
+    pub tenant: String,
+    pub state: String,
+    pub created_at: i64,
+    /// The submission as accepted (JSON).
+    pub request: String,
+    /// The finished result (JSON).
+    pub result: Option<String>,
+}
+
+impl Store {
+    /// Records an accepted submission (before the client hears of it: a
+    /// restart then loses nothing that was accepted).
+    pub fn insert_submission(&self, r: &SubmissionRow) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO judge_submissions (id, tenant, state, created_at, request, result)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                r.id,
+                r.tenant,
+                r.state,
+                r.created_at,
+                r.request,
+                r.result
+            ])?;
+        Ok(())
+    }
+
+    pub fn set_submission_state(&self, id: &str, state: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached("UPDATE judge_submissions SET state = ?2 WHERE id = ?1")?
+            .execute(params![id, state])?;
+        Ok(())
+    }
+
+    pub fn finish_submission(&self, id: &str, result: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached("UPDATE judge_submissions SET state = 'done', result = ?2 WHERE id = ?1")?
+            .execute(params![id, result])?;
+        Ok(())
+    }
+
+    pub fn submission(&self, id: &str) -> Result<Option<SubmissionRow>, StoreError> {
+        let conn = self.conn()?;
+        let row = conn
+            .query_row(
+                "SELECT id, tenant, state, created_at, request, result
+                 FROM judge_submissions WHERE id = ?1",
+                params![id],
+                submission_of,
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    /// Submissions not finished (queued, or running when the daemon
+    /// stopped), oldest first: what a restarted daemon judges again.
+    pub fn unfinished_submissions(&self) -> Result<Vec<SubmissionRow>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, tenant, state, created_at, request, result
+             FROM judge_submissions WHERE state != 'done' ORDER BY seq",
+        )?;
+        let rows = stmt
+            .query_map([], submission_of)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+fn submission_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<SubmissionRow> {
+    Ok(SubmissionRow {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        state: r.get(2)?,
+        created_at: r.get(3)?,
+        request: r.get(4)?,
+        result: r.get(5)?,
+    })
+}
+
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
         id: r.get(0)?,
@@ -206,5 +303,40 @@ mod tests {
         assert_eq!(s.mark_running_lost().unwrap(), vec!["a".to_string()]);
         assert_eq!(s.get("a").unwrap().unwrap().state, "lost");
         assert!(s.mark_running_lost().unwrap().is_empty());
+    }
+
+    #[test]
+    fn submissions_survive_reopen_and_unfinished_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let sub = |id: &str| SubmissionRow {
+            id: id.into(),
+            tenant: "t".into(),
+            state: "queued".into(),
+            created_at: 1,
+            request: format!("{{\"id\":\"{id}\"}}"),
+            result: None,
+        };
+        {
+            let s = Store::open(&path).unwrap();
+            for id in ["c", "a", "b"] {
+                s.insert_submission(&sub(id)).unwrap();
+            }
+            s.set_submission_state("a", "running").unwrap();
+            s.finish_submission("b", "{\"verdict\":\"ACCEPTED\"}").unwrap();
+            assert!(s.insert_submission(&sub("a")).is_err(), "duplicate id must fail");
+        }
+        let s = Store::open(&path).unwrap();
+        let ids: Vec<String> = s
+            .unfinished_submissions()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["c", "a"], "in the order they were accepted");
+        let b = s.submission("b").unwrap().unwrap();
+        assert_eq!(b.state, "done");
+        assert_eq!(b.result.as_deref(), Some("{\"verdict\":\"ACCEPTED\"}"));
+        assert!(s.submission("zz").unwrap().is_none());
     }
 }

@@ -37,6 +37,21 @@ pub struct HostRequest {
     /// An image root: the helper leases the layers (shared flocks that
     /// `image gc` respects) for the sandbox's life.
     pub image: Option<ImageRoot>,
+    /// Run the spec's process once instead of holding a session: the
+    /// request carries its stdin, stdout and stderr fds, and the helper
+    /// answers [`HostReply::Finished`] with the exit report.
+    #[serde(default)]
+    pub oneshot: Option<Oneshot>,
+}
+
+/// The limits of a one-shot run that a `Spec` has no field for.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Oneshot {
+    pub wall_time_ms: Option<u64>,
+    /// CPU time of the whole process tree.
+    pub cpu_time_ms: Option<u64>,
+    /// Bytes per output stream; the run is killed past it.
+    pub output_limit: Option<u64>,
 }
 
 /// A session's image root, as the helper gets it.
@@ -65,6 +80,8 @@ pub enum HostReply {
         error: StepFailure,
         invalid_spec: bool,
     },
+    /// A one-shot run ended and was torn down.
+    Finished { report: Box<sandbox::ExitReport> },
     /// The session is over and cleaned up (`teardown_error` when the cgroup
     /// could not be removed).
     Ended {
@@ -96,8 +113,8 @@ pub fn main() -> i32 {
 
 /// One session's life on `control` (exec'd helper or zygote child).
 pub fn serve(control: Channel) -> i32 {
-    let req = match control.recv_json::<HostRequest>() {
-        Ok(Some((r, _))) => r,
+    let (req, fds) = match control.recv_json::<HostRequest>() {
+        Ok(Some(r)) => r,
         Ok(None) => return 0,
         Err(e) => {
             eprintln!("runtimed: sandbox-host: bad request: {e}");
@@ -156,6 +173,10 @@ pub fn serve(control: Channel) -> i32 {
             readonly: false,
         });
     }
+    if let Some(once) = &req.oneshot {
+        return run_once(&control, &req, once, fds, root_layers, seccomp);
+    }
+    drop(fds);
     let opts = RunOptions {
         sandbox_id: Some(req.id.clone()),
         root_layers,
@@ -210,6 +231,105 @@ pub fn serve(control: Channel) -> i32 {
         &[],
     );
     0
+}
+
+/// A one-shot run: the program gets the request's three fds as stdin,
+/// stdout and stderr (through the supervisor, which counts and caps the
+/// output), and the report goes back when it ended and everything is torn
+/// down. Should the daemon go away meanwhile, a watcher kills the sandbox
+/// (the run does not wait for its wall-time limit).
+fn run_once(
+    control: &Channel,
+    req: &HostRequest,
+    once: &Oneshot,
+    fds: Vec<std::os::fd::OwnedFd>,
+    root_layers: Option<sandbox::LayeredRoot>,
+    seccomp: SeccompProfile,
+) -> i32 {
+    let fail = |error: StepFailure, invalid_spec: bool| {
+        let _ = control.send_json(
+            &HostReply::Failed {
+                error,
+                invalid_spec,
+            },
+            &[],
+        );
+        1
+    };
+    let mut fds = fds.into_iter();
+    let (Some(stdin), Some(stdout), Some(stderr), None) =
+        (fds.next(), fds.next(), fds.next(), fds.next())
+    else {
+        return fail(
+            StepFailure {
+                step: "validate".into(),
+                errno: None,
+                message: "a one-shot run needs exactly three fds (stdin, stdout, stderr)".into(),
+            },
+            true,
+        );
+    };
+    let ms = |v: Option<u64>| v.map(std::time::Duration::from_millis);
+    let opts = RunOptions {
+        sandbox_id: Some(req.id.clone()),
+        wall_time: ms(once.wall_time_ms),
+        cpu_time: ms(once.cpu_time_ms),
+        output_limit: once.output_limit,
+        root_layers,
+        seccomp,
+        landlock: req.landlock,
+        stdio: sandbox::Stdio::Forward {
+            stdin,
+            stdout,
+            stderr,
+        },
+        uid_pool: UidPoolConfig {
+            base: req.uid_pool.0,
+            slot_size: req.uid_pool.1,
+            slots: req.uid_pool.2,
+        },
+        run_dir: req.run_dir.clone().into(),
+        ..RunOptions::default()
+    };
+    let sb = match Sandbox::create(&req.spec, opts) {
+        Ok(sb) => sb,
+        Err(e) => {
+            let invalid_spec = matches!(
+                e,
+                sandbox::SandboxError::Spec(_) | sandbox::SandboxError::Options(_)
+            );
+            return fail(e.as_step_failure(), invalid_spec);
+        }
+    };
+    // Threads are safe from here on: the sandbox exists.
+    if let (Ok(pidfd), Ok(watch)) = (sb.pidfd().try_clone_to_owned(), control.as_fd().try_clone_to_owned()) {
+        std::thread::spawn(move || kill_when_closed(watch, pidfd));
+    }
+    let (report, _) = sb.supervise(None);
+    let _ = control.send_json(
+        &HostReply::Finished {
+            report: Box::new(report),
+        },
+        &[],
+    );
+    0
+}
+
+/// Kills the sandbox (SIGKILL to its PID 1 ends its pid namespace) once
+/// the daemon's end of the control socket closes.
+fn kill_when_closed(control: std::os::fd::OwnedFd, pidfd: std::os::fd::OwnedFd) {
+    loop {
+        let mut fds = [PollFd::new(control.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP)) => {
+                let _ = sandbox::sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                return;
+            }
+            Ok(_) => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 /// Blocks until the daemon says stop or goes away, or PID 1 ends.

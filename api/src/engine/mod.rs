@@ -6,6 +6,7 @@
 //! happens in single-threaded helpers.
 
 pub mod host;
+pub mod oneshot;
 pub mod process;
 pub mod pty;
 pub mod session;

@@ -87,38 +87,7 @@ impl SessionSandbox {
     ) -> Result<Arc<SessionSandbox>, StartError> {
         let helper_err =
             |what: &str, e: &dyn std::fmt::Display| StartError::Helper(format!("{what}: {e}"));
-        let (ours, theirs) = Channel::pair().map_err(|e| helper_err("socketpair", &e))?;
-        let mut child = None;
-        // From the zygote; if it is gone (killed from outside), the binary
-        // re-executed as `runtimed sandbox-host` does the same job.
-        let forked = match &cfg.zygote {
-            Some(z) => match z.spawn_helper(theirs.as_fd()) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the zygote is gone; re-executing helpers");
-                    false
-                }
-            },
-            None => false,
-        };
-        if !forked {
-            let mut cmd = std::process::Command::new(&cfg.exe);
-            cmd.arg("sandbox-host")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::inherit());
-            // Its own process group: a Ctrl-C meant for the daemon must not
-            // kill helpers before they tear down their sandboxes.
-            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-            sandbox::sys::pass_fd_to_command(&mut cmd, theirs.raw_fd(), CONTROL_FD);
-            child = Some(
-                tokio::process::Command::from(cmd)
-                    .spawn()
-                    .map_err(|e| helper_err(&format!("start {}", cfg.exe.display()), &e))?,
-            );
-        }
-        drop(theirs);
-        let control = AsyncChannel::new(ours.into_fd()).map_err(|e| helper_err("control", &e))?;
+        let (control, mut child) = start_helper(cfg)?;
         let req = HostRequest {
             id: id.to_string(),
             spec: spec.clone(),
@@ -127,6 +96,7 @@ impl SessionSandbox {
             uid_pool: cfg.uid_pool,
             run_dir: cfg.run_dir.display().to_string(),
             image: image.cloned(),
+            oneshot: None,
         };
         let reply = async {
             control.send(&req, &[]).await?;
@@ -325,6 +295,49 @@ impl SessionSandbox {
         }
         stats
     }
+}
+
+/// Starts a `sandbox-host` helper and returns our end of its control
+/// socket (and the child, when it was re-executed rather than forked by
+/// the zygote, so that the caller reaps it).
+pub(super) fn start_helper(
+    cfg: &EngineConfig,
+) -> Result<(AsyncChannel, Option<tokio::process::Child>), StartError> {
+    let helper_err =
+        |what: &str, e: &dyn std::fmt::Display| StartError::Helper(format!("{what}: {e}"));
+    let (ours, theirs) = Channel::pair().map_err(|e| helper_err("socketpair", &e))?;
+    let mut child = None;
+    // From the zygote; if it is gone (killed from outside), the binary
+    // re-executed as `runtimed sandbox-host` does the same job.
+    let forked = match &cfg.zygote {
+        Some(z) => match z.spawn_helper(theirs.as_fd()) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "the zygote is gone; re-executing helpers");
+                false
+            }
+        },
+        None => false,
+    };
+    if !forked {
+        let mut cmd = std::process::Command::new(&cfg.exe);
+        cmd.arg("sandbox-host")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit());
+        // Its own process group: a Ctrl-C meant for the daemon must not
+        // kill helpers before they tear down their sandboxes.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        sandbox::sys::pass_fd_to_command(&mut cmd, theirs.raw_fd(), CONTROL_FD);
+        child = Some(
+            tokio::process::Command::from(cmd)
+                .spawn()
+                .map_err(|e| helper_err(&format!("start {}", cfg.exe.display()), &e))?,
+        );
+    }
+    drop(theirs);
+    let control = AsyncChannel::new(ours.into_fd()).map_err(|e| helper_err("control", &e))?;
+    Ok((control, child))
 }
 
 /// A started process.

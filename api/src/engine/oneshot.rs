@@ -1,0 +1,97 @@
+//! One-shot runs through a helper: the spec's process runs once with the
+//! caller's stdin/stdout/stderr fds under wall, CPU-time and output limits,
+//! and the sandbox's exit report comes back (the judge's test runs). Unlike
+//! a session there is no PID 1 protocol: the helper supervises the run
+//! itself and tears everything down before it answers.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use oci_spec::runtime::Spec;
+use sandbox::ExitReport;
+
+use super::host::{HostReply, HostRequest, ImageRoot, Oneshot};
+use super::session::start_helper;
+use super::{EngineConfig, StartError};
+
+/// How long past its own wall-time limit a run may take before we stop
+/// waiting (setup, teardown, a helper that hangs).
+const GRACE: Duration = Duration::from_secs(30);
+
+/// The fds the program gets.
+pub struct OneshotStdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Runs `spec` once. A sandbox that could not be set up comes back as
+/// `Err(StartError::Invalid | Setup)`, a program that could not be
+/// executed as a report with `termination: setup_failed`, like the CLI.
+/// Dropping the future closes the control socket: the helper then kills
+/// the sandbox and cleans up.
+pub async fn run(
+    cfg: &EngineConfig,
+    id: &str,
+    spec: &Spec,
+    seccomp: &str,
+    image: Option<&ImageRoot>,
+    limits: Oneshot,
+    stdio: OneshotStdio,
+) -> Result<ExitReport, StartError> {
+    let (control, mut child) = start_helper(cfg)?;
+    let wait_at_most = limits
+        .wall_time_ms
+        .map_or(Duration::from_secs(3600), Duration::from_millis)
+        + GRACE;
+    let req = HostRequest {
+        id: id.to_string(),
+        spec: spec.clone(),
+        seccomp: seccomp.to_string(),
+        landlock: cfg.landlock,
+        uid_pool: cfg.uid_pool,
+        run_dir: cfg.run_dir.display().to_string(),
+        image: image.cloned(),
+        oneshot: Some(limits),
+    };
+    let exchange = async {
+        control
+            .send(
+                &req,
+                &[stdio.stdin.as_fd(), stdio.stdout.as_fd(), stdio.stderr.as_fd()],
+            )
+            .await?;
+        // Ours are not needed any more (the helper holds its copies).
+        drop(stdio);
+        control.recv::<HostReply>().await
+    };
+    let reply = tokio::time::timeout(wait_at_most, exchange).await;
+    drop(control);
+    if let Some(c) = child.as_mut() {
+        let _ = c.wait().await;
+    }
+    match reply {
+        Err(_) => Err(StartError::Helper(format!(
+            "the run did not end within {wait_at_most:?}"
+        ))),
+        Ok(Err(e)) => Err(StartError::Helper(format!("control: {e}"))),
+        Ok(Ok(Some((HostReply::Finished { report }, _)))) => Ok(*report),
+        Ok(Ok(Some((
+            HostReply::Failed {
+                error,
+                invalid_spec,
+            },
+            _,
+        )))) => Err(if invalid_spec {
+            StartError::Invalid(error)
+        } else {
+            StartError::Setup(error)
+        }),
+        Ok(Ok(Some((other, _)))) => Err(StartError::Helper(format!(
+            "unexpected reply to a one-shot run: {other:?}"
+        ))),
+        Ok(Ok(None)) => Err(StartError::Helper(
+            "the helper exited without a reply".into(),
+        )),
+    }
+}
