@@ -1,0 +1,2 @@
+# Not numbers at all: the checker must say WRONG_ANSWER, not fail.
+echo "no idea"
