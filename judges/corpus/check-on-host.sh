@@ -44,7 +44,8 @@
 # Exit status 0: all good. 1: a mismatch or a malformed problem (each
 # printed with "FAIL"). 2: bad usage or no python3 >= 3.11.
 # KEEP_TMP=1 keeps the build directory; JOBS=N sets the parallelism
-# (default: the number of CPUs).
+# (default: the number of CPUs); WITHOUT="rustc go" treats those tools as
+# missing.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -98,6 +99,8 @@ def tool(name):
 
 
 TOOLS = {n: tool(n) for n in ("gcc", "g++", "python3", "javac", "java", "node", "rustc", "go", "bash")}
+for n in os.environ.get("WITHOUT", "").split():  # pretend these are missing
+    TOOLS[n] = None
 
 # language -> (source file name, tools needed, compile argv or None, run argv,
 #              syntax-check argv for languages without a compile step)
@@ -405,6 +408,8 @@ def custom_checker(problem):
     c = problem["checker"]
     missing = missing_tools(c["language"])
     if missing:
+        with lock:
+            skipped_langs.setdefault(f"the custom checker of {problem['name']}", missing)
         return None, f"no {', '.join(missing)} for the custom checker"
     ok, output, d = build(problem["dir"], c["source"], c["language"])
     if not ok:
@@ -550,6 +555,7 @@ def main():
             for i, (stdin, expected) in enumerate(p["tests"], 1):
                 if fn(stdin, expected, expected, f"{p['name']} test {i} (expected output)") != "ACCEPTED":
                     fail(f"{p['name']} test {i}", "the custom checker rejects the expected output")
+    counts = {"ran": 0, "compile error confirmed": 0, "built only": 0, "skipped": 0, "failed": 0}
     jobs = int(os.environ.get("JOBS") or os.cpu_count() or 2)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         results = [(p, [pool.submit(judge_solution, p, s) for s in p["sols"]]) for p in problems]
@@ -559,8 +565,19 @@ def main():
                 where, line = f.result()
                 label = where[len(p["name"]) + 1:]
                 print(f"  {label:58} {line}")
+                if line.startswith("SKIPPED"):
+                    counts["skipped"] += 1
+                elif line.startswith("FAIL"):
+                    counts["failed"] += 1
+                elif line.startswith("ok: does not compile"):
+                    counts["compile error confirmed"] += 1
+                elif line.startswith("compiled; not run"):
+                    counts["built only"] += 1
+                else:
+                    counts["ran"] += 1
     total = sum(len(p["sols"]) for p in problems)
-    print(f"\n{len(problems)} problems, {total} solutions")
+    print(f"\n{len(problems)} problems, {total} solutions: "
+          + ", ".join(f"{v} {k}" for k, v in counts.items()))
     for lang, tools in sorted(skipped_langs.items()):
         print(f"SKIPPED {lang}: no {', '.join(tools)} on this host")
     if failures:
