@@ -1,0 +1,934 @@
+//! Judging one submission: the source is written into a fresh box
+//! directory, compiled once in a sandbox (the box read-write), then every
+//! test runs in a fresh sandbox of its own (the box read-only, a fresh
+//! /tmp, stdin from a file outside every mount), up to `slots` at a time.
+//! Expected outputs never enter a sandbox of the submission; a custom
+//! checker sees them in its own read-only mount.
+//!
+//! The work directory is removed on every path (a guard, so also when the
+//! future is dropped).
+
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use sandbox::Termination;
+
+use crate::compare::{self, Check, Checker, CustomStatus};
+use crate::error::JudgeError;
+use crate::language::{Availability, Language, Languages, Vars};
+use crate::runner::{Job, Mount, RunLimits, RunOutput, Runner};
+use crate::verdict::{self, CompileClass, RunClass, TimeLimit, Verdict};
+
+/// Documented ranges of a submission (docs/judges.md, "Limits").
+pub mod ranges {
+    use std::ops::RangeInclusive;
+    pub const CPU_TIME_MS: RangeInclusive<u64> = 50..=60_000;
+    pub const WALL_TIME_MS: RangeInclusive<u64> = 50..=180_000;
+    pub const MEMORY_MB: RangeInclusive<u64> = 16..=8_192;
+    pub const OUTPUT_MB: RangeInclusive<u64> = 1..=1_024;
+    pub const TESTS: RangeInclusive<usize> = 1..=1_000;
+    /// Bytes of a source (submission or custom checker).
+    pub const SOURCE_BYTES: usize = 1 << 20;
+    /// Bytes of one test's stdin, and of one expected output.
+    pub const TEST_BYTES: usize = 64 << 20;
+}
+
+/// Defaults of [`Limits`].
+pub mod limit_defaults {
+    pub const CPU_TIME_MS: u64 = 2_000;
+    pub const MEMORY_MB: u64 = 256;
+    pub const OUTPUT_MB: u64 = 16;
+}
+
+/// The wall-time limit when a submission gives none: twice the CPU time
+/// plus a second (startup of the JVM and of Node, scheduling).
+pub fn default_wall_time_ms(cpu_time_ms: u64) -> u64 {
+    cpu_time_ms.saturating_mul(2).saturating_add(1_000)
+}
+
+/// Bytes of stdout, stderr and checker output kept in a test's result.
+pub const RESULT_OUTPUT_BYTES: usize = 64 << 10;
+
+/// A compile is killed past this much output per stream (the result keeps
+/// the language's `output_kb`).
+pub const COMPILE_OUTPUT_LIMIT: u64 = 1 << 20;
+
+/// RLIMIT_FSIZE of a compile (the artifact).
+pub const COMPILE_FILE_SIZE: u64 = 256 << 20;
+
+/// Limits of a custom checker's run (its language's extra memory and pids
+/// are added as for a submission).
+pub mod checker_limits {
+    pub const CPU_TIME_MS: u64 = 10_000;
+    pub const WALL_TIME_MS: u64 = 20_000;
+    pub const MEMORY_MB: u64 = 512;
+    pub const OUTPUT_BYTES: u64 = 64 << 10;
+}
+
+/// One test.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    #[serde(default)]
+    pub stdin: String,
+    /// `None`: the run only has to succeed (nothing is compared).
+    #[serde(default)]
+    pub expected_output: Option<String>,
+}
+
+/// Limits of every test of a submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub cpu_time_ms: u64,
+    /// Default: [`default_wall_time_ms`] of the CPU time.
+    pub wall_time_ms: Option<u64>,
+    /// Memory of the program; a language's own overhead (the JVM) is
+    /// added on top.
+    pub memory_mb: u64,
+    /// Bytes per stream (stdout, stderr) in MiB.
+    pub output_mb: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            cpu_time_ms: limit_defaults::CPU_TIME_MS,
+            wall_time_ms: None,
+            memory_mb: limit_defaults::MEMORY_MB,
+            output_mb: limit_defaults::OUTPUT_MB,
+        }
+    }
+}
+
+impl Limits {
+    /// The wall-time limit in effect.
+    pub fn wall_time_ms(&self) -> u64 {
+        self.wall_time_ms.unwrap_or_else(|| {
+            default_wall_time_ms(self.cpu_time_ms).min(*ranges::WALL_TIME_MS.end())
+        })
+    }
+}
+
+/// What to judge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    /// A name of the language table.
+    pub language: String,
+    pub source: String,
+    pub tests: Vec<TestCase>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Default: `tokens`.
+    #[serde(default)]
+    pub checker: Checker,
+    /// Tests after the first failure are skipped (not started once the
+    /// failure is known; those already running finish).
+    #[serde(default)]
+    pub stop_on_first_failure: bool,
+}
+
+#[derive(thiserror::Error, Debug, PartialEq)]
+pub enum SubmissionError {
+    #[error("unknown language {name:?} (known: {known})")]
+    UnknownLanguage { name: String, known: String },
+    #[error("language {name:?} is unavailable here: {reason}")]
+    Unavailable { name: String, reason: String },
+    #[error("no tests: give at least one")]
+    NoTests,
+    #[error("{count} tests: at most {max}")]
+    TooManyTests { count: usize, max: usize },
+    #[error("{field} = {value} is out of range {min}..={max}")]
+    OutOfRange {
+        field: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    #[error("{what} is {len} bytes: at most {max}")]
+    TooLarge {
+        what: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("checker.tolerance = {value} must be a number in 0..={max}")]
+    Tolerance { value: f64, max: f64 },
+}
+
+fn check_range(field: &'static str, v: u64, r: RangeInclusive<u64>) -> Result<(), SubmissionError> {
+    if r.contains(&v) {
+        Ok(())
+    } else {
+        Err(SubmissionError::OutOfRange {
+            field,
+            value: v,
+            min: *r.start(),
+            max: *r.end(),
+        })
+    }
+}
+
+fn find_language<'l>(
+    languages: &'l Languages,
+    name: &str,
+) -> Result<&'l Language, SubmissionError> {
+    let lang = languages
+        .get(name)
+        .ok_or_else(|| SubmissionError::UnknownLanguage {
+            name: name.to_string(),
+            known: languages.names().join(", "),
+        })?;
+    if let Availability::Unavailable { reason } = &lang.availability {
+        return Err(SubmissionError::Unavailable {
+            name: name.to_string(),
+            reason: reason.clone(),
+        });
+    }
+    Ok(lang)
+}
+
+impl Submission {
+    /// Checks the submission against the table and the documented ranges.
+    pub fn validate(&self, languages: &Languages) -> Result<(), SubmissionError> {
+        find_language(languages, &self.language)?;
+        if self.tests.is_empty() {
+            return Err(SubmissionError::NoTests);
+        }
+        if !ranges::TESTS.contains(&self.tests.len()) {
+            return Err(SubmissionError::TooManyTests {
+                count: self.tests.len(),
+                max: *ranges::TESTS.end(),
+            });
+        }
+        let l = &self.limits;
+        check_range("limits.cpu_time_ms", l.cpu_time_ms, ranges::CPU_TIME_MS)?;
+        if let Some(w) = l.wall_time_ms {
+            check_range("limits.wall_time_ms", w, ranges::WALL_TIME_MS)?;
+        }
+        check_range("limits.memory_mb", l.memory_mb, ranges::MEMORY_MB)?;
+        check_range("limits.output_mb", l.output_mb, ranges::OUTPUT_MB)?;
+        let size = |what: String, len: usize, max: usize| {
+            if len > max {
+                Err(SubmissionError::TooLarge { what, len, max })
+            } else {
+                Ok(())
+            }
+        };
+        size("source".into(), self.source.len(), ranges::SOURCE_BYTES)?;
+        for (i, t) in self.tests.iter().enumerate() {
+            size(
+                format!("tests[{i}].stdin"),
+                t.stdin.len(),
+                ranges::TEST_BYTES,
+            )?;
+            if let Some(e) = &t.expected_output {
+                size(
+                    format!("tests[{i}].expected_output"),
+                    e.len(),
+                    ranges::TEST_BYTES,
+                )?;
+            }
+        }
+        match &self.checker {
+            Checker::Float { tolerance } => {
+                if !tolerance.is_finite() || !(0.0..=compare::TOLERANCE_MAX).contains(tolerance) {
+                    return Err(SubmissionError::Tolerance {
+                        value: *tolerance,
+                        max: compare::TOLERANCE_MAX,
+                    });
+                }
+            }
+            Checker::Custom { language, source } => {
+                find_language(languages, language)?;
+                size("checker.source".into(), source.len(), ranges::SOURCE_BYTES)?;
+            }
+            Checker::Exact | Checker::Tokens => {}
+        }
+        Ok(())
+    }
+}
+
+/// The result of one test.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResult {
+    pub index: usize,
+    /// `None` when skipped.
+    pub verdict: Option<Verdict>,
+    pub skipped: bool,
+    /// Which limit, for `TIME_LIMIT_EXCEEDED`.
+    pub time_limit: Option<TimeLimit>,
+    /// Why, in a few words (signal, exit code, limit, checker's reason).
+    pub detail: Option<String>,
+    /// How the sandbox saw the run end.
+    pub termination: Option<Termination>,
+    /// CPU time of the whole process tree (cgroup).
+    pub cpu_time_ms: u64,
+    pub wall_time_ms: u64,
+    /// Peak memory of the sandbox (cgroup).
+    pub memory_kb: u64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The first [`RESULT_OUTPUT_BYTES`] (lossy UTF-8).
+    pub stdout: String,
+    /// Not all of the output is here (cut here, or at the output limit).
+    pub stdout_truncated: bool,
+    pub stderr: String,
+    pub stderr_truncated: bool,
+    /// What a custom checker printed.
+    pub checker_output: Option<String>,
+}
+
+impl TestResult {
+    fn skipped(index: usize) -> TestResult {
+        TestResult {
+            index,
+            verdict: None,
+            skipped: true,
+            time_limit: None,
+            detail: None,
+            termination: None,
+            cpu_time_ms: 0,
+            wall_time_ms: 0,
+            memory_kb: 0,
+            exit_code: None,
+            signal: None,
+            stdout: String::new(),
+            stdout_truncated: false,
+            stderr: String::new(),
+            stderr_truncated: false,
+            checker_output: None,
+        }
+    }
+
+    fn internal(index: usize, detail: String) -> TestResult {
+        TestResult {
+            verdict: Some(Verdict::InternalError),
+            skipped: false,
+            detail: Some(detail),
+            ..TestResult::skipped(index)
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.verdict.is_some_and(|v| v != Verdict::Accepted)
+    }
+}
+
+/// The result of a submission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// The first failing test's verdict in test order, else `ACCEPTED`;
+    /// `COMPILATION_ERROR` or `INTERNAL_ERROR` when no test ran.
+    pub verdict: Verdict,
+    pub time_limit: Option<TimeLimit>,
+    /// Why, for a verdict other than `ACCEPTED` ("test 2: exit code 3").
+    pub detail: Option<String>,
+    /// The compiler's stdout and stderr, when there is a compile step.
+    pub compile_output: Option<String>,
+    pub compile_output_truncated: bool,
+    pub tests: Vec<TestResult>,
+}
+
+/// Progress of a judgement, in order: `compile_start`, `compile_done`
+/// (compiled languages only), `test_start`/`test_done` per test (skipped
+/// tests get a `test_done` only), `done`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    CompileStart,
+    CompileDone { ok: bool },
+    TestStart { index: usize },
+    TestDone { index: usize, result: TestResult },
+    Done { verdict: Verdict },
+}
+
+/// Slots when the caller gives 0: the number of CPUs.
+pub fn default_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn lossy_prefix(bytes: &[u8], max: usize) -> (String, bool) {
+    let cut = bytes.len() > max;
+    (
+        String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned(),
+        cut,
+    )
+}
+
+fn round_ms(us: u64) -> u64 {
+    us.saturating_add(500) / 1000
+}
+
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), std::io::Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(data)
+}
+
+fn make_dir(path: &Path, mode: u32) -> Result<(), std::io::Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().mode(mode).create(path)?;
+    // The umask may have taken bits the sandbox's uid needs.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// A compiled (or written) program in its box directory.
+struct Program<'a> {
+    lang: &'a Language,
+    box_dir: PathBuf,
+}
+
+struct Compiled {
+    output: String,
+    truncated: bool,
+    outcome: Result<(), (Verdict, String)>,
+}
+
+/// Writes `source` into `box_dir` and compiles it there (when the language
+/// has a compile step).
+async fn prepare(
+    runner: &dyn Runner,
+    lang: &Language,
+    source: &str,
+    box_dir: &Path,
+    on_compile: &(dyn Fn(Option<bool>) + Send + Sync),
+) -> Result<Option<Compiled>, JudgeError> {
+    make_dir(box_dir, 0o755).map_err(|source| JudgeError::WorkDir {
+        path: box_dir.to_path_buf(),
+        source,
+    })?;
+    let src = box_dir.join(&lang.source_file);
+    write_file(&src, source.as_bytes(), 0o644).map_err(|source| JudgeError::Write {
+        path: src.clone(),
+        source,
+    })?;
+    let Some(c) = &lang.compile else {
+        return Ok(None);
+    };
+    on_compile(None);
+    let vars = Vars {
+        memory_mb: c.memory_mb,
+        stack_bytes: c.memory_mb << 20,
+    };
+    let limits = RunLimits {
+        cpu_time: Duration::from_millis(c.cpu_time_ms),
+        wall_time: Duration::from_millis(c.wall_time_ms),
+        memory_bytes: c.memory_mb << 20,
+        pids: c.pids,
+        output_bytes: COMPILE_OUTPUT_LIMIT.max(c.output_kb << 10),
+        file_size_bytes: COMPILE_FILE_SIZE,
+        stack_bytes: None,
+    };
+    let job = Job {
+        argv: c
+            .argv
+            .iter()
+            .map(|a| crate::language::expand(a, &vars))
+            .collect(),
+        env: lang.job_env(&vars, Some(&c.env)),
+        cwd: "/box".into(),
+        image: lang.image.clone(),
+        mounts: vec![Mount {
+            host: box_dir.to_path_buf(),
+            dest: "/box".into(),
+            writable: true,
+        }],
+        stdin: None,
+        limits: limits.clone(),
+    };
+    let compiled = match runner.run(job).await {
+        Err(e) => Compiled {
+            output: String::new(),
+            truncated: false,
+            outcome: Err((
+                Verdict::InternalError,
+                format!("the compile could not run: {e}"),
+            )),
+        },
+        Ok(out) => {
+            let mut text = out.stdout;
+            text.extend_from_slice(&out.stderr);
+            let (output, cut) = lossy_prefix(&text, (c.output_kb << 10) as usize);
+            let outcome = match verdict::classify_compile(&out.report, &limits) {
+                CompileClass::Compiled => Ok(()),
+                CompileClass::Failed(d) => Err((Verdict::CompilationError, d)),
+                CompileClass::Internal(d) => Err((Verdict::InternalError, d)),
+            };
+            Compiled {
+                output,
+                truncated: cut || out.stdout_truncated || out.stderr_truncated,
+                outcome,
+            }
+        }
+    };
+    on_compile(Some(compiled.outcome.is_ok()));
+    Ok(Some(compiled))
+}
+
+/// Everything a test needs, shared by the tests running at once.
+struct Context<'a> {
+    runner: &'a dyn Runner,
+    submission: &'a Submission,
+    program: Program<'a>,
+    checker: Option<Program<'a>>,
+    tests_dir: PathBuf,
+    limits: RunLimits,
+    vars: Vars,
+}
+
+impl Context<'_> {
+    fn run_job(&self, stdin: PathBuf) -> Job {
+        let lang = self.program.lang;
+        Job {
+            argv: lang
+                .run
+                .iter()
+                .map(|a| crate::language::expand(a, &self.vars))
+                .collect(),
+            env: lang.job_env(&self.vars, None),
+            cwd: "/box".into(),
+            image: lang.image.clone(),
+            mounts: vec![Mount {
+                host: self.program.box_dir.clone(),
+                dest: "/box".into(),
+                writable: false,
+            }],
+            stdin: Some(stdin),
+            limits: self.limits.clone(),
+        }
+    }
+
+    async fn run_test(&self, index: usize) -> TestResult {
+        let case = &self.submission.tests[index];
+        let stdin = self.tests_dir.join(format!("{index}.in"));
+        // 0600: the program reads it through the fd it is given; it cannot
+        // reopen it by name.
+        let data = case.stdin.clone().into_bytes();
+        let path = stdin.clone();
+        let written = tokio::task::spawn_blocking(move || write_file(&path, &data, 0o600)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return TestResult::internal(index, format!("write {}: {e}", stdin.display()))
+            }
+            Err(e) => {
+                return TestResult::internal(index, format!("write {}: {e}", stdin.display()))
+            }
+        }
+        let out = self.runner.run(self.run_job(stdin.clone())).await;
+        let _ = std::fs::remove_file(&stdin);
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => return TestResult::internal(index, format!("the run failed: {e}")),
+        };
+        let mut result = result_of(index, &out);
+        let class = verdict::classify_run(
+            &out.report,
+            &self.limits,
+            &out.stderr,
+            &self.program.lang.oom_markers,
+        );
+        match class {
+            RunClass::Failed(j) => {
+                result.verdict = Some(j.verdict);
+                result.time_limit = j.time_limit;
+                result.detail = Some(j.detail);
+            }
+            RunClass::Completed => {
+                let (v, detail, checker_output) = self.check(index, &out.stdout).await;
+                result.verdict = Some(v);
+                result.detail = detail;
+                result.checker_output = checker_output;
+            }
+        }
+        result
+    }
+
+    async fn check(
+        &self,
+        index: usize,
+        actual: &[u8],
+    ) -> (Verdict, Option<String>, Option<String>) {
+        let case = &self.submission.tests[index];
+        let checker = &self.submission.checker;
+        if let Some(check) = case
+            .expected_output
+            .as_ref()
+            .and_then(|e| compare::builtin(checker, e.as_bytes(), actual))
+        {
+            return match check {
+                Check::Accepted => (Verdict::Accepted, None, None),
+                Check::WrongAnswer(why) => (Verdict::WrongAnswer, Some(why), None),
+            };
+        }
+        match &self.checker {
+            Some(program) => self.run_checker(program, index, actual).await,
+            // No expected output: the run only had to succeed.
+            None => (Verdict::Accepted, None, None),
+        }
+    }
+
+    async fn run_checker(
+        &self,
+        checker: &Program<'_>,
+        index: usize,
+        actual: &[u8],
+    ) -> (Verdict, Option<String>, Option<String>) {
+        let internal = |d: String| (Verdict::InternalError, Some(d), None);
+        let case = &self.submission.tests[index];
+        let dir = self.tests_dir.join(format!("check-{index}"));
+        let files = [
+            ("input", case.stdin.as_bytes()),
+            (
+                "expected",
+                case.expected_output.as_deref().unwrap_or("").as_bytes(),
+            ),
+            ("actual", actual),
+        ];
+        let written = make_dir(&dir, 0o755).and_then(|()| {
+            files
+                .iter()
+                .try_for_each(|(name, data)| write_file(&dir.join(name), data, 0o644))
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_dir_all(&dir);
+            return internal(format!(
+                "write the checker's files in {}: {e}",
+                dir.display()
+            ));
+        }
+        let lang = checker.lang;
+        let memory = (checker_limits::MEMORY_MB + lang.extra_memory_mb) << 20;
+        let vars = Vars {
+            memory_mb: checker_limits::MEMORY_MB,
+            stack_bytes: checker_limits::MEMORY_MB << 20,
+        };
+        let mut argv: Vec<String> = lang
+            .run
+            .iter()
+            .map(|a| crate::language::expand(a, &vars))
+            .collect();
+        argv.extend(["/check/input", "/check/expected", "/check/actual"].map(String::from));
+        let limits = RunLimits {
+            cpu_time: Duration::from_millis(checker_limits::CPU_TIME_MS),
+            wall_time: Duration::from_millis(checker_limits::WALL_TIME_MS),
+            memory_bytes: memory,
+            pids: lang.pids,
+            output_bytes: checker_limits::OUTPUT_BYTES,
+            file_size_bytes: 1 << 20,
+            stack_bytes: Some(vars.stack_bytes),
+        };
+        let job = Job {
+            argv,
+            env: lang.job_env(&vars, None),
+            cwd: "/box".into(),
+            image: lang.image.clone(),
+            mounts: vec![
+                Mount {
+                    host: checker.box_dir.clone(),
+                    dest: "/box".into(),
+                    writable: false,
+                },
+                Mount {
+                    host: dir.clone(),
+                    dest: "/check".into(),
+                    writable: false,
+                },
+            ],
+            stdin: None,
+            limits: limits.clone(),
+        };
+        let out = self.runner.run(job).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => return internal(format!("the checker could not run: {e}")),
+        };
+        let mut text = out.stdout.clone();
+        text.extend_from_slice(&out.stderr);
+        let (message, _) = lossy_prefix(&text, 4 << 10);
+        let message = Some(message).filter(|m| !m.trim().is_empty());
+        // The checker's own limits and crashes are the checker's fault.
+        if let RunClass::Failed(j) = verdict::classify_run(&out.report, &limits, &[], &[]) {
+            if !(j.verdict == Verdict::RuntimeError
+                && out.report.termination == Termination::Exited
+                && out.report.exit_code == Some(1))
+            {
+                return (
+                    Verdict::InternalError,
+                    Some(format!("the checker failed: {}", j.detail)),
+                    message,
+                );
+            }
+        }
+        match compare::custom_status(out.report.exit_code) {
+            CustomStatus::Accepted => (Verdict::Accepted, None, message),
+            CustomStatus::WrongAnswer => (
+                Verdict::WrongAnswer,
+                Some("the checker rejected the output".into()),
+                message,
+            ),
+            CustomStatus::Broken => (
+                Verdict::InternalError,
+                Some(format!(
+                    "the checker failed: {}",
+                    verdict::exit_description(&out.report)
+                )),
+                message,
+            ),
+        }
+    }
+}
+
+/// A test's result from its run, before the verdict.
+fn result_of(index: usize, out: &RunOutput) -> TestResult {
+    let r = &out.report;
+    let (stdout, so_cut) = lossy_prefix(&out.stdout, RESULT_OUTPUT_BYTES);
+    let (stderr, se_cut) = lossy_prefix(&out.stderr, RESULT_OUTPUT_BYTES);
+    TestResult {
+        index,
+        verdict: None,
+        skipped: false,
+        time_limit: None,
+        detail: None,
+        termination: Some(r.termination),
+        cpu_time_ms: round_ms(r.cpu_total_us),
+        wall_time_ms: round_ms(r.wall_time_us),
+        memory_kb: r.memory_peak_bytes / 1024,
+        exit_code: r.exit_code,
+        signal: r.signal,
+        stdout,
+        stdout_truncated: so_cut || out.stdout_truncated,
+        stderr,
+        stderr_truncated: se_cut || out.stderr_truncated,
+        checker_output: None,
+    }
+}
+
+/// Judges `submission`: validates it, compiles once, runs every test in a
+/// fresh sandbox through `runner` (up to `slots` at once; 0 = the number
+/// of CPUs) and returns the report. `work_dir` must exist; a fresh
+/// directory is made in it and removed before returning (also on errors
+/// and when the future is dropped). Needs a tokio runtime (file writes).
+///
+/// Failures of the sandbox or the runner are verdicts (`INTERNAL_ERROR`)
+/// inside the report; an `Err` means no report: the submission is invalid,
+/// or the work directory could not be made.
+pub async fn judge(
+    runner: &dyn Runner,
+    languages: &Languages,
+    submission: &Submission,
+    work_dir: &Path,
+    slots: usize,
+    progress: impl Fn(Event) + Send + Sync,
+) -> Result<Report, JudgeError> {
+    judge_dyn(runner, languages, submission, work_dir, slots, &progress).await
+}
+
+async fn judge_dyn(
+    runner: &dyn Runner,
+    languages: &Languages,
+    submission: &Submission,
+    work_dir: &Path,
+    slots: usize,
+    progress: &(dyn Fn(Event) + Send + Sync),
+) -> Result<Report, JudgeError> {
+    submission.validate(languages)?;
+    let lang = find_language(languages, &submission.language)?;
+    let work = tempfile::Builder::new()
+        .prefix("judge-")
+        .tempdir_in(work_dir)
+        .map_err(|source| JudgeError::WorkDir {
+            path: work_dir.to_path_buf(),
+            source,
+        })?;
+    let report = judge_in(
+        runner,
+        languages,
+        submission,
+        lang,
+        work.path(),
+        slots,
+        progress,
+    )
+    .await;
+    let path = work.path().to_path_buf();
+    if let Err(e) = work.close() {
+        tracing::warn!(path = %path.display(), error = %e, "removing the judge's work directory failed");
+    }
+    let report = report?;
+    progress(Event::Done {
+        verdict: report.verdict,
+    });
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn judge_in(
+    runner: &dyn Runner,
+    languages: &Languages,
+    submission: &Submission,
+    lang: &Language,
+    work: &Path,
+    slots: usize,
+    progress: &(dyn Fn(Event) + Send + Sync),
+) -> Result<Report, JudgeError> {
+    let n = submission.tests.len();
+    let all_skipped = || (0..n).map(TestResult::skipped).collect::<Vec<_>>();
+    let no_tests = |verdict, detail: String, compiled: Option<&Compiled>| {
+        let tests = all_skipped();
+        for t in &tests {
+            progress(Event::TestDone {
+                index: t.index,
+                result: t.clone(),
+            });
+        }
+        Report {
+            verdict,
+            time_limit: None,
+            detail: Some(detail),
+            compile_output: compiled.map(|c| c.output.clone()),
+            compile_output_truncated: compiled.is_some_and(|c| c.truncated),
+            tests,
+        }
+    };
+    let box_dir = work.join("box");
+    let on_compile = |state: Option<bool>| match state {
+        None => progress(Event::CompileStart),
+        Some(ok) => progress(Event::CompileDone { ok }),
+    };
+    let compiled = prepare(runner, lang, &submission.source, &box_dir, &on_compile).await?;
+    if let Some(Compiled {
+        outcome: Err((v, d)),
+        ..
+    }) = &compiled
+    {
+        return Ok(no_tests(*v, d.clone(), compiled.as_ref()));
+    }
+
+    let checker = match &submission.checker {
+        Checker::Custom { language, source } => {
+            let clang = find_language(languages, language)?;
+            let dir = work.join("checker");
+            let quiet = |_: Option<bool>| {};
+            let c = prepare(runner, clang, source, &dir, &quiet).await?;
+            if let Some(Compiled {
+                outcome: Err((_, d)),
+                output,
+                ..
+            }) = &c
+            {
+                let (out, _) = lossy_prefix(output.as_bytes(), 4 << 10);
+                let mut report = no_tests(
+                    Verdict::InternalError,
+                    format!("the custom checker did not compile: {d}\n{out}"),
+                    compiled.as_ref(),
+                );
+                report.detail = report.detail.map(|d| d.trim_end().to_string());
+                return Ok(report);
+            }
+            Some(Program {
+                lang: clang,
+                box_dir: dir,
+            })
+        }
+        _ => None,
+    };
+
+    let tests_dir = work.join("tests");
+    make_dir(&tests_dir, 0o700).map_err(|source| JudgeError::WorkDir {
+        path: tests_dir.clone(),
+        source,
+    })?;
+    let l = &submission.limits;
+    let memory_bytes = (l.memory_mb + lang.extra_memory_mb) << 20;
+    let output_bytes = l.output_mb << 20;
+    let ctx = Context {
+        runner,
+        submission,
+        program: Program { lang, box_dir },
+        checker,
+        tests_dir,
+        limits: RunLimits {
+            cpu_time: Duration::from_millis(l.cpu_time_ms),
+            wall_time: Duration::from_millis(l.wall_time_ms()),
+            memory_bytes,
+            pids: lang.pids,
+            output_bytes,
+            file_size_bytes: output_bytes,
+            // Deep recursion meets the memory limit, not a small default
+            // stack (docs/judges.md, "Stack").
+            stack_bytes: Some(l.memory_mb << 20),
+        },
+        vars: Vars {
+            memory_mb: l.memory_mb,
+            stack_bytes: l.memory_mb << 20,
+        },
+    };
+    let slots = if slots == 0 { default_slots() } else { slots };
+    let mut results: Vec<Option<TestResult>> = vec![None; n];
+    let mut running = FuturesUnordered::new();
+    let mut next = 0;
+    let mut failure_known = false;
+    loop {
+        while running.len() < slots
+            && next < n
+            && !(submission.stop_on_first_failure && failure_known)
+        {
+            let index = next;
+            next += 1;
+            progress(Event::TestStart { index });
+            let ctx = &ctx;
+            running.push(async move { ctx.run_test(index).await });
+        }
+        let Some(result) = running.next().await else {
+            break;
+        };
+        failure_known |= result.failed();
+        progress(Event::TestDone {
+            index: result.index,
+            result: result.clone(),
+        });
+        let i = result.index;
+        results[i] = Some(result);
+    }
+    let tests: Vec<TestResult> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| {
+                let t = TestResult::skipped(i);
+                progress(Event::TestDone {
+                    index: i,
+                    result: t.clone(),
+                });
+                t
+            })
+        })
+        .collect();
+    let first = tests.iter().find(|t| t.failed());
+    Ok(Report {
+        verdict: first.and_then(|t| t.verdict).unwrap_or(Verdict::Accepted),
+        time_limit: first.and_then(|t| t.time_limit),
+        detail: first.map(|t| match &t.detail {
+            Some(d) => format!("test {}: {d}", t.index),
+            None => format!("test {}", t.index),
+        }),
+        compile_output: compiled.as_ref().map(|c| c.output.clone()),
+        compile_output_truncated: compiled.as_ref().is_some_and(|c| c.truncated),
+        tests,
+    })
+}
+
+#[cfg(test)]
+mod tests;

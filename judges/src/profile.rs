@@ -1,0 +1,347 @@
+//! The one conversion of a judge's [`Job`] into the sandbox's input model
+//! (`oci_spec::runtime::Spec` plus `RunOptions`). Runners add what depends
+//! on how they run: the image's layered root, stdio, the run dir.
+
+use oci_spec::runtime::{MountBuilder, PosixRlimitBuilder, PosixRlimitType, Spec};
+use oci_spec::OciSpecError;
+use sandbox::options::defaults;
+use sandbox::{RunOptions, SeccompProfile};
+
+use crate::runner::{Job, RunLimits, OPEN_FILES};
+
+/// Upper bound of the /tmp (and /workspace) tmpfs of a job; below it the
+/// size is the job's memory limit (tmpfs pages count against it anyway).
+pub const TMP_BYTES_MAX: u64 = 256 << 20;
+
+/// Smallest memory limit the sandbox accepts (`runtimed run --memory`).
+pub const MEMORY_BYTES_MIN: u64 = 4 << 20;
+
+#[derive(thiserror::Error, Debug)]
+pub enum ProfileError {
+    #[error("job has an empty argv")]
+    EmptyArgv,
+    #[error("mount {dest}: {reason}")]
+    Mount { dest: String, reason: String },
+    #[error("cwd {cwd:?} is not an absolute path")]
+    Cwd { cwd: String },
+    #[error("environment variable {name:?}: {reason}")]
+    Env { name: String, reason: &'static str },
+    #[error("{what} {value} is out of range ({range})")]
+    Limit {
+        what: &'static str,
+        value: u64,
+        range: &'static str,
+    },
+    #[error("build the spec's {what}: {source}")]
+    Spec {
+        what: &'static str,
+        source: OciSpecError,
+    },
+}
+
+/// Size of the job's /tmp: its memory limit, at most [`TMP_BYTES_MAX`].
+pub fn tmp_size(limits: &RunLimits) -> u64 {
+    limits.memory_bytes.min(TMP_BYTES_MAX)
+}
+
+/// The one conversion Job -> Spec for the host rootfs (runners add the
+/// image's layered root and stdio): base spec, binds for `job.mounts`
+/// (read-only unless writable; rw binds are idmapped by the sandbox so the
+/// dir's host owner appears as uid 1000 inside), env, cwd, memory (swap 0)
+/// and pids, rlimits (FSIZE, STACK, NOFILE), tmpfs /tmp (and /workspace)
+/// capped at [`tmp_size`].
+pub fn job_spec(job: &Job) -> Result<Spec, ProfileError> {
+    if job.argv.is_empty() {
+        return Err(ProfileError::EmptyArgv);
+    }
+    if !job.cwd.starts_with('/') {
+        return Err(ProfileError::Cwd {
+            cwd: job.cwd.clone(),
+        });
+    }
+    let l = &job.limits;
+    if l.memory_bytes < MEMORY_BYTES_MIN || i64::try_from(l.memory_bytes).is_err() {
+        return Err(ProfileError::Limit {
+            what: "memory limit",
+            value: l.memory_bytes,
+            range: "4 MiB to 2^63 bytes",
+        });
+    }
+    if l.pids == 0 || l.pids > 4_194_304 {
+        return Err(ProfileError::Limit {
+            what: "pids limit",
+            value: l.pids,
+            range: "1 to 4194304",
+        });
+    }
+    if l.output_bytes == 0 {
+        return Err(ProfileError::Limit {
+            what: "output limit",
+            value: 0,
+            range: "at least 1 byte",
+        });
+    }
+
+    let mut spec = sandbox::spec::base_spec(job.argv.clone());
+    let spec_err = |what| move |source| ProfileError::Spec { what, source };
+    let tmp = tmp_size(l);
+    let mut mounts = vec![
+        sandbox::spec::tmpfs_mount("/tmp", tmp, "1777").map_err(spec_err("/tmp mount"))?,
+        sandbox::spec::tmpfs_mount("/workspace", tmp, "755")
+            .map_err(spec_err("/workspace mount"))?,
+    ];
+    for m in &job.mounts {
+        if !m.dest.starts_with('/') || m.dest == "/" {
+            return Err(ProfileError::Mount {
+                dest: m.dest.clone(),
+                reason: "the destination must be an absolute path below /".into(),
+            });
+        }
+        if !m.host.is_absolute() {
+            return Err(ProfileError::Mount {
+                dest: m.dest.clone(),
+                reason: format!("the source {} is not absolute", m.host.display()),
+            });
+        }
+        if mounts
+            .iter()
+            .any(|x| x.destination().as_os_str() == m.dest.as_str())
+        {
+            return Err(ProfileError::Mount {
+                dest: m.dest.clone(),
+                reason: "mounted twice".into(),
+            });
+        }
+        let mode = if m.writable { "rw" } else { "ro" };
+        mounts.push(
+            MountBuilder::default()
+                .destination(&m.dest)
+                .typ("bind")
+                .source(&m.host)
+                .options(vec![
+                    "rbind".to_string(),
+                    mode.to_string(),
+                    "nosuid".to_string(),
+                    "nodev".to_string(),
+                ])
+                .build()
+                .map_err(spec_err("bind mount"))?,
+        );
+    }
+    spec.set_mounts(Some(mounts));
+
+    let mut env = Vec::with_capacity(job.env.len() + 1);
+    if !job.env.iter().any(|(k, _)| k == "PATH") {
+        env.push(format!("PATH={}", defaults::PATH));
+    }
+    for (k, v) in &job.env {
+        if k.is_empty() || k.contains('=') {
+            return Err(ProfileError::Env {
+                name: k.clone(),
+                reason: "a name must be non-empty and hold no '='",
+            });
+        }
+        env.retain(|e: &String| e.split('=').next() != Some(k.as_str()));
+        env.push(format!("{k}={v}"));
+    }
+
+    let rlimit = |t, v: u64| {
+        PosixRlimitBuilder::default()
+            .typ(t)
+            .soft(v)
+            .hard(v)
+            .build()
+            .map_err(spec_err("rlimits"))
+    };
+    let rlimits = vec![
+        rlimit(PosixRlimitType::RlimitFsize, l.file_size_bytes)?,
+        // RLIM_INFINITY is all ones.
+        rlimit(
+            PosixRlimitType::RlimitStack,
+            l.stack_bytes.unwrap_or(u64::MAX),
+        )?,
+        rlimit(PosixRlimitType::RlimitNofile, OPEN_FILES)?,
+    ];
+    if let Some(p) = spec.process_mut() {
+        p.set_env(Some(env));
+        p.set_cwd(job.cwd.clone().into());
+        p.set_rlimits(Some(rlimits));
+    }
+    // Both fit an i64: checked above (memory) and pids <= 4194304.
+    sandbox::spec::set_resources(
+        &mut spec,
+        Some(l.memory_bytes as i64),
+        Some(l.pids as i64),
+        None,
+    )
+    .map_err(spec_err("resources"))?;
+    Ok(spec)
+}
+
+/// The RunOptions fields a runner must set from the job: wall_time,
+/// cpu_time, output_limit, seccomp = judge. stdio, root_layers and run_dir
+/// are the runner's.
+pub fn job_run_options(job: &Job) -> RunOptions {
+    RunOptions {
+        wall_time: Some(job.limits.wall_time),
+        cpu_time: Some(job.limits.cpu_time),
+        output_limit: Some(job.limits.output_bytes),
+        seccomp: SeccompProfile::Judge,
+        ..RunOptions::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::runner::Mount;
+    use sandbox::spec::MountKind;
+
+    fn job(dir: &Path) -> Job {
+        Job {
+            argv: vec!["/box/main".into()],
+            env: vec![("HOME".into(), "/tmp".into()), ("X".into(), "a=b".into())],
+            cwd: "/box".into(),
+            image: None,
+            mounts: vec![
+                Mount {
+                    host: dir.to_path_buf(),
+                    dest: "/box".into(),
+                    writable: false,
+                },
+                Mount {
+                    host: dir.to_path_buf(),
+                    dest: "/out".into(),
+                    writable: true,
+                },
+            ],
+            stdin: None,
+            limits: RunLimits {
+                cpu_time: Duration::from_millis(1500),
+                wall_time: Duration::from_secs(3),
+                memory_bytes: 64 << 20,
+                pids: 8,
+                output_bytes: 1 << 20,
+                file_size_bytes: 4 << 20,
+                stack_bytes: Some(64 << 20),
+            },
+        }
+    }
+
+    fn rlimit(p: &sandbox::spec::Plan, r: i32) -> Option<(u64, u64)> {
+        p.rlimits
+            .iter()
+            .find(|x| x.resource == r)
+            .map(|x| (x.soft, x.hard))
+    }
+
+    #[test]
+    fn job_becomes_a_valid_spec_with_its_mounts_limits_and_env() {
+        let d = tempfile::tempdir().unwrap();
+        let j = job(d.path());
+        let spec = job_spec(&j).unwrap();
+        let opts = job_run_options(&j);
+        let p = sandbox::spec::plan(&spec, &opts).unwrap();
+        let bx = p
+            .mounts
+            .iter()
+            .find(|m| m.destination == Path::new("/box"))
+            .unwrap();
+        assert!(bx.readonly && bx.nosuid && bx.nodev);
+        assert!(matches!(&bx.kind, MountKind::Bind { source, .. } if source == d.path()));
+        let out = p
+            .mounts
+            .iter()
+            .find(|m| m.destination == Path::new("/out"))
+            .unwrap();
+        assert!(!out.readonly);
+        let tmp = p
+            .mounts
+            .iter()
+            .find(|m| m.destination == Path::new("/tmp"))
+            .unwrap();
+        assert!(matches!(tmp.kind, MountKind::Tmpfs { size, .. } if size == 64 << 20));
+        assert_eq!(p.cgroup.memory_bytes, Some(64 << 20));
+        assert_eq!(p.cgroup.pids, Some(8));
+        assert_eq!(rlimit(&p, libc_rlimit::FSIZE), Some((4 << 20, 4 << 20)));
+        assert_eq!(rlimit(&p, libc_rlimit::STACK), Some((64 << 20, 64 << 20)));
+        assert_eq!(rlimit(&p, libc_rlimit::NOFILE), Some((256, 256)));
+        assert_eq!(p.cwd, Path::new("/box"));
+        let env: Vec<String> = p
+            .env
+            .iter()
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        assert!(env.iter().any(|e| e.starts_with("PATH=")));
+        assert!(env.contains(&"HOME=/tmp".to_string()));
+        assert!(env.contains(&"X=a=b".to_string()));
+        assert_eq!(opts.seccomp, SeccompProfile::Judge);
+        assert_eq!(opts.cpu_time, Some(Duration::from_millis(1500)));
+        assert_eq!(opts.wall_time, Some(Duration::from_secs(3)));
+        assert_eq!(opts.output_limit, Some(1 << 20));
+    }
+
+    #[test]
+    fn unlimited_stack_big_tmp_and_own_path() {
+        let d = tempfile::tempdir().unwrap();
+        let mut j = job(d.path());
+        j.limits.stack_bytes = None;
+        j.limits.memory_bytes = 2 << 30;
+        j.env.push(("PATH".into(), "/usr/bin".into()));
+        let spec = job_spec(&j).unwrap();
+        let p = sandbox::spec::plan(&spec, &job_run_options(&j)).unwrap();
+        assert_eq!(rlimit(&p, libc_rlimit::STACK), Some((u64::MAX, u64::MAX)));
+        let tmp = p
+            .mounts
+            .iter()
+            .find(|m| m.destination == Path::new("/tmp"))
+            .unwrap();
+        assert!(matches!(tmp.kind, MountKind::Tmpfs { size, .. } if size == TMP_BYTES_MAX));
+        let paths: Vec<_> = p
+            .env
+            .iter()
+            .filter(|e| e.to_string_lossy().starts_with("PATH="))
+            .collect();
+        assert_eq!(paths.len(), 1);
+        assert_eq!(paths[0].to_string_lossy(), "PATH=/usr/bin");
+    }
+
+    #[test]
+    fn bad_jobs_are_refused_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let mut j = job(d.path());
+        j.argv.clear();
+        assert!(matches!(job_spec(&j), Err(ProfileError::EmptyArgv)));
+        let mut j = job(d.path());
+        j.cwd = "box".into();
+        assert!(matches!(job_spec(&j), Err(ProfileError::Cwd { .. })));
+        let mut j = job(d.path());
+        j.mounts[1].dest = "/box".into();
+        assert!(job_spec(&j).unwrap_err().to_string().contains("twice"));
+        let mut j = job(d.path());
+        j.mounts[0].dest = "/".into();
+        assert!(matches!(job_spec(&j), Err(ProfileError::Mount { .. })));
+        let mut j = job(d.path());
+        j.mounts[0].host = "rel".into();
+        assert!(matches!(job_spec(&j), Err(ProfileError::Mount { .. })));
+        let mut j = job(d.path());
+        j.limits.memory_bytes = 1 << 20;
+        assert!(job_spec(&j).unwrap_err().to_string().contains("memory"));
+        let mut j = job(d.path());
+        j.limits.pids = 0;
+        assert!(matches!(job_spec(&j), Err(ProfileError::Limit { .. })));
+        let mut j = job(d.path());
+        j.env.push(("".into(), "x".into()));
+        assert!(matches!(job_spec(&j), Err(ProfileError::Env { .. })));
+    }
+
+    /// RLIMIT_* numbers of Linux (asm-generic/resource.h).
+    mod libc_rlimit {
+        pub const FSIZE: i32 = 1;
+        pub const STACK: i32 = 3;
+        pub const NOFILE: i32 = 7;
+    }
+}

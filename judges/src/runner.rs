@@ -1,0 +1,481 @@
+//! How a judge's job reaches a sandbox. The pipeline only describes jobs
+//! ([`Job`]: argv, mounts, stdin, limits) and hands them to a [`Runner`];
+//! the daemon implements it with its zygote, and [`CliRunner`] here spawns
+//! `runtimed run` (tests, a local `runtimed judge`). A runner never runs
+//! sandbox code in its own process: sandboxes must be created from
+//! single-threaded processes (docs/process-model.md), and judges are
+//! multi-threaded.
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sandbox::{ExitReport, Termination};
+use tokio::io::AsyncReadExt;
+
+use crate::profile::{self, ProfileError};
+
+/// A host directory or file bound into the sandbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    pub host: PathBuf,
+    pub dest: String,
+    /// Read-only unless set; a writable bind is idmapped by the sandbox so
+    /// that the directory's host owner appears as uid 1000 inside.
+    pub writable: bool,
+}
+
+/// Limits of one run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunLimits {
+    /// CPU time of the whole process tree (cgroup accounting).
+    pub cpu_time: Duration,
+    pub wall_time: Duration,
+    /// Memory of the whole sandbox (cgroup, swap 0).
+    pub memory_bytes: u64,
+    /// Tasks: processes and threads.
+    pub pids: u64,
+    /// Bytes per stream (stdout, stderr); the run is killed past it
+    /// ([`Termination::OutputLimit`]).
+    pub output_bytes: u64,
+    /// RLIMIT_FSIZE.
+    pub file_size_bytes: u64,
+    /// RLIMIT_STACK; `None` is unlimited (bounded by the memory limit).
+    pub stack_bytes: Option<u64>,
+}
+
+/// One sandboxed run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub argv: Vec<String>,
+    /// The whole environment of the program (nothing else is passed; PATH
+    /// defaults to sandbox's when missing).
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    /// `None`: the host rootfs; `Some(name)`: an image of the store.
+    pub image: Option<String>,
+    pub mounts: Vec<Mount>,
+    /// A host file given as stdin; `None`: /dev/null.
+    pub stdin: Option<PathBuf>,
+    pub limits: RunLimits,
+}
+
+/// What a finished run left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOutput {
+    pub report: ExitReport,
+    /// At most `limits.output_bytes` bytes each.
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// The stream went over the output limit (the run was killed, the rest
+    /// is lost).
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+}
+
+/// A failure of the runner itself, not of the program: the judge turns it
+/// into `INTERNAL_ERROR`.
+#[derive(thiserror::Error, Debug)]
+pub enum RunError {
+    #[error("the job cannot be run: {0}")]
+    Profile(#[from] ProfileError),
+    #[error("the job cannot be expressed as runtimed run flags: {what}")]
+    Unsupported { what: String },
+    #[error("open stdin file {path}: {source}")]
+    Stdin {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("start {program}: {source}")]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{program} exited with status {status} without an exit report: {message}")]
+    NoReport {
+        program: PathBuf,
+        status: String,
+        /// The last lines of its stderr.
+        message: String,
+    },
+    #[error("parse the exit report {path}: {source}")]
+    Report {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("{what}: {reason}")]
+    Protocol { what: String, reason: String },
+}
+
+/// Runs jobs in sandboxes. Implementations must be usable from many tasks
+/// at once (the pipeline runs tests in parallel).
+pub trait Runner: Send + Sync {
+    fn run<'a>(
+        &'a self,
+        job: Job,
+    ) -> Pin<Box<dyn Future<Output = Result<RunOutput, RunError>> + Send + 'a>>;
+}
+
+/// RLIMIT_NOFILE of judged programs and compilers.
+pub const OPEN_FILES: u64 = 256;
+
+/// A [`Runner`] that spawns `runtimed run` per job: the flags are mapped from
+/// the job, stdin is the job's file, stdout/stderr are captured (the CLI
+/// enforces the output limit) and the exit report comes back through
+/// `--report FILE`.
+///
+/// The CLI has no flag for RLIMIT_STACK: when the job sets a stack limit
+/// (or wants it unlimited), `runtimed run` is started under
+/// `prlimit --stack=...` (util-linux) and the sandboxed program inherits
+/// the limit; without prlimit the stack stays the caller's.
+///
+/// Dropping a run's future kills its `runtimed run` (SIGKILL): the
+/// sandbox's PID 1 dies by its parent-death signal and the next sandbox
+/// start sweeps the cgroup left behind.
+#[derive(Debug)]
+pub struct CliRunner {
+    bin: PathBuf,
+    data_dir: Option<PathBuf>,
+    prlimit: Option<PathBuf>,
+    /// Private (0700) directory for the report files.
+    scratch: tempfile::TempDir,
+    next: AtomicU64,
+}
+
+impl CliRunner {
+    /// A runner using the `runtimed` binary at `bin`.
+    pub fn new(bin: impl Into<PathBuf>) -> Result<CliRunner, RunError> {
+        let scratch = tempfile::Builder::new()
+            .prefix("runtimed-judge-")
+            .tempdir()
+            .map_err(|source| RunError::Io {
+                what: "create the report directory".into(),
+                source,
+            })?;
+        let prlimit = ["/usr/bin/prlimit", "/bin/prlimit"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file());
+        Ok(CliRunner {
+            bin: bin.into(),
+            data_dir: None,
+            prlimit,
+            scratch,
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// Passes `--data-dir DIR` (the image store for `Job::image`).
+    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> CliRunner {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// The `runtimed` binary.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Whether stack limits reach the program (prlimit was found).
+    pub fn sets_stack_limit(&self) -> bool {
+        self.prlimit.is_some()
+    }
+
+    /// The arguments of `runtimed` for `job`, writing its report to
+    /// `report` (after `run`; the program's argv follows `--`).
+    pub fn args(&self, job: &Job, report: &Path) -> Result<Vec<OsString>, RunError> {
+        let l = &job.limits;
+        let tmp = profile::tmp_size(l);
+        let mut a: Vec<OsString> = vec!["run".into(), "--seccomp".into(), "judge".into()];
+        let mut flag = |name: &str, value: String| {
+            a.push(name.into());
+            a.push(value.into());
+        };
+        flag("--memory", l.memory_bytes.to_string());
+        flag("--pids", l.pids.to_string());
+        flag("--cpu-time", format!("{}us", l.cpu_time.as_micros()));
+        flag("--wall-time", format!("{}us", l.wall_time.as_micros()));
+        flag("--output-limit", l.output_bytes.to_string());
+        flag("--file-size", l.file_size_bytes.to_string());
+        flag("--open-files", OPEN_FILES.to_string());
+        flag("--tmp-size", tmp.to_string());
+        flag("--workdir", job.cwd.clone());
+        for (k, v) in &job.env {
+            if k.is_empty() || k.contains('=') {
+                return Err(RunError::Unsupported {
+                    what: format!("environment variable name {k:?}"),
+                });
+            }
+            flag("-e", format!("{k}={v}"));
+        }
+        if let Some(image) = &job.image {
+            flag("--image", image.clone());
+        }
+        for m in &job.mounts {
+            let host = m.host.to_str().ok_or_else(|| RunError::Unsupported {
+                what: format!("bind source {} is not UTF-8", m.host.display()),
+            })?;
+            if host.contains(':') || m.dest.contains(':') {
+                return Err(RunError::Unsupported {
+                    what: format!("bind {host} -> {} holds a ':'", m.dest),
+                });
+            }
+            let mode = if m.writable { "rw" } else { "ro" };
+            flag("--bind", format!("{host}:{}:{mode}", m.dest));
+        }
+        let report = report.to_str().ok_or_else(|| RunError::Unsupported {
+            what: format!("report path {} is not UTF-8", report.display()),
+        })?;
+        flag("--report", report.to_string());
+        if let Some(d) = &self.data_dir {
+            a.push("--data-dir".into());
+            a.push(d.into());
+        }
+        if job.argv.is_empty() {
+            return Err(RunError::Unsupported {
+                what: "an empty argv".into(),
+            });
+        }
+        a.push("--".into());
+        a.extend(job.argv.iter().map(OsString::from));
+        Ok(a)
+    }
+
+    async fn run_job(&self, job: Job) -> Result<RunOutput, RunError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let report_path = self.scratch.path().join(format!("report-{n}.json"));
+        let args = self.args(&job, &report_path)?;
+        let mut cmd = match (&self.prlimit, job.limits.stack_bytes) {
+            (Some(prlimit), stack) => {
+                let v = stack.map_or_else(|| "unlimited".to_string(), |s| s.to_string());
+                let mut c = tokio::process::Command::new(prlimit);
+                c.arg(format!("--stack={v}:{v}")).arg(&self.bin);
+                c
+            }
+            (None, _) => tokio::process::Command::new(&self.bin),
+        };
+        cmd.args(&args);
+        let stdin = match &job.stdin {
+            Some(p) => std::process::Stdio::from(std::fs::File::open(p).map_err(|source| {
+                RunError::Stdin {
+                    path: p.clone(),
+                    source,
+                }
+            })?),
+            None => std::process::Stdio::null(),
+        };
+        cmd.stdin(stdin)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
+            program: self.bin.clone(),
+            source,
+        })?;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (Some(mut so), Some(mut se)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(RunError::Protocol {
+                what: "runtimed run".into(),
+                reason: "stdout/stderr pipes missing".into(),
+            });
+        };
+        let pipes = tokio::try_join!(so.read_to_end(&mut out), se.read_to_end(&mut err));
+        let status = child.wait().await.map_err(|source| RunError::Io {
+            what: "wait for runtimed run".into(),
+            source,
+        })?;
+        pipes.map_err(|source| RunError::Io {
+            what: "read the output of runtimed run".into(),
+            source,
+        })?;
+        let text = match std::fs::read(&report_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RunError::NoReport {
+                    program: self.bin.clone(),
+                    status: status.to_string(),
+                    message: last_lines(&err, 3),
+                })
+            }
+            Err(source) => {
+                return Err(RunError::Io {
+                    what: format!("read {}", report_path.display()),
+                    source,
+                })
+            }
+        };
+        let _ = std::fs::remove_file(&report_path);
+        let report: ExitReport =
+            serde_json::from_slice(&text).map_err(|source| RunError::Report {
+                path: report_path.clone(),
+                source,
+            })?;
+        let limit = job.limits.output_bytes;
+        let over = |counted: Option<u64>, got: usize| {
+            report.termination == Termination::OutputLimit && counted.unwrap_or(got as u64) >= limit
+        };
+        let stdout_truncated = over(report.stdout_bytes, out.len());
+        let stderr_truncated = over(report.stderr_bytes, err.len());
+        // runtimed's own message about a failed setup follows the program's
+        // stderr; it is part of the report already.
+        if report.termination == Termination::SetupFailed {
+            err = strip_runtimed_lines(&err);
+        }
+        Ok(RunOutput {
+            report,
+            stdout: out,
+            stderr: err,
+            stdout_truncated,
+            stderr_truncated,
+        })
+    }
+}
+
+impl Runner for CliRunner {
+    fn run<'a>(
+        &'a self,
+        job: Job,
+    ) -> Pin<Box<dyn Future<Output = Result<RunOutput, RunError>> + Send + 'a>> {
+        Box::pin(self.run_job(job))
+    }
+}
+
+/// The last `n` non-empty lines of `bytes`, joined by "; ".
+fn last_lines(bytes: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].join("; ")
+}
+
+fn strip_runtimed_lines(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        if !line.starts_with(b"runtimed: ") {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        Job {
+            argv: vec!["/box/main".into(), "x y".into()],
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("A".into(), "1=2".into()),
+            ],
+            cwd: "/box".into(),
+            image: None,
+            mounts: vec![
+                Mount {
+                    host: "/srv/j/box".into(),
+                    dest: "/box".into(),
+                    writable: false,
+                },
+                Mount {
+                    host: "/srv/j/check".into(),
+                    dest: "/check".into(),
+                    writable: true,
+                },
+            ],
+            stdin: None,
+            limits: RunLimits {
+                cpu_time: Duration::from_millis(1500),
+                wall_time: Duration::from_secs(4),
+                memory_bytes: 256 << 20,
+                pids: 16,
+                output_bytes: 1 << 20,
+                file_size_bytes: 2 << 20,
+                stack_bytes: Some(256 << 20),
+            },
+        }
+    }
+
+    fn strings(a: Vec<OsString>) -> Vec<String> {
+        a.into_iter()
+            .map(|s| s.into_string().unwrap_or_default())
+            .collect()
+    }
+
+    fn value_of(a: &[String], flag: &str) -> Vec<String> {
+        a.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].clone())
+            .collect()
+    }
+
+    #[test]
+    fn job_becomes_cli_flags() {
+        let r = CliRunner::new("/x/runtimed").unwrap();
+        let a = strings(r.args(&job(), Path::new("/r/1.json")).unwrap());
+        assert_eq!(a[0], "run");
+        assert_eq!(value_of(&a, "--seccomp"), ["judge"]);
+        assert_eq!(value_of(&a, "--memory"), [(256u64 << 20).to_string()]);
+        assert_eq!(value_of(&a, "--pids"), ["16"]);
+        assert_eq!(value_of(&a, "--cpu-time"), ["1500000us"]);
+        assert_eq!(value_of(&a, "--wall-time"), ["4000000us"]);
+        assert_eq!(value_of(&a, "--output-limit"), [(1u64 << 20).to_string()]);
+        assert_eq!(value_of(&a, "--file-size"), [(2u64 << 20).to_string()]);
+        assert_eq!(value_of(&a, "--workdir"), ["/box"]);
+        assert_eq!(value_of(&a, "-e"), ["PATH=/usr/bin:/bin", "A=1=2"]);
+        assert_eq!(
+            value_of(&a, "--bind"),
+            ["/srv/j/box:/box:ro", "/srv/j/check:/check:rw"]
+        );
+        assert_eq!(value_of(&a, "--report"), ["/r/1.json"]);
+        assert!(value_of(&a, "--image").is_empty());
+        let dashes = a.iter().position(|s| s == "--").unwrap();
+        assert_eq!(&a[dashes + 1..], ["/box/main", "x y"]);
+    }
+
+    #[test]
+    fn image_and_data_dir_are_passed() {
+        let r = CliRunner::new("/x/runtimed")
+            .unwrap()
+            .with_data_dir("/var/lib/rt");
+        let mut j = job();
+        j.image = Some("python:3".into());
+        let a = strings(r.args(&j, Path::new("/r/1.json")).unwrap());
+        assert_eq!(value_of(&a, "--image"), ["python:3"]);
+        assert_eq!(value_of(&a, "--data-dir"), ["/var/lib/rt"]);
+    }
+
+    #[test]
+    fn jobs_the_cli_cannot_express_are_refused() {
+        let r = CliRunner::new("/x/runtimed").unwrap();
+        let mut j = job();
+        j.mounts[0].host = "/srv/a:b".into();
+        assert!(matches!(
+            r.args(&j, Path::new("/r")),
+            Err(RunError::Unsupported { .. })
+        ));
+        let mut j = job();
+        j.env.push(("A=B".into(), "c".into()));
+        assert!(r.args(&j, Path::new("/r")).is_err());
+        let mut j = job();
+        j.argv.clear();
+        assert!(r.args(&j, Path::new("/r")).is_err());
+    }
+
+    #[test]
+    fn runtimed_lines_are_stripped_and_tails_kept() {
+        let s = strip_runtimed_lines(b"a\nruntimed: exec failed\nb\n");
+        assert_eq!(s, b"a\nb\n");
+        assert_eq!(last_lines(b"1\n\n2\n3\n4\n", 2), "3; 4");
+    }
+}
