@@ -1,7 +1,7 @@
-// The JVM runs main() on a thread with a 1 MiB stack (-Xss), whatever the
-// process's stack limit: the textbook recursion, n deep, runs on a thread
-// created with a 512 MiB stack instead (reserved, not committed: only the
-// frames used are resident).
+// The JVM runs main() on a thread whose stack is -Xss (1 MiB by default),
+// whatever the process's stack limit: the textbook recursion, n deep, runs
+// on a thread created with a 512 MiB stack instead, whatever -Xss the judge
+// passes (reserved, not committed: only the frames used are resident).
 import java.util.Scanner;
 
 public class Main {
