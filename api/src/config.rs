@@ -60,6 +60,14 @@ pub struct Config {
     /// Directory holding `@xterm/xterm`, `@xterm/addon-attach` and
     /// `@xterm/addon-fit` (an npm `node_modules`: `npm ci` in console/).
     pub console_assets: Option<PathBuf>,
+    /// Judge: sandboxes running at once for all submissions (default: the
+    /// number of CPUs).
+    pub judge_slots: Option<usize>,
+    /// Judge: submissions waiting beyond which new ones get 429.
+    pub judge_queue_max: usize,
+    /// Judge: a TOML file of languages added to (or replacing by name)
+    /// the shipped table.
+    pub judge_languages: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -91,6 +99,9 @@ impl Default for Config {
             landlock: true,
             console: false,
             console_assets: None,
+            judge_slots: None,
+            judge_queue_max: 1000,
+            judge_languages: None,
         }
     }
 }
@@ -115,6 +126,9 @@ impl Config {
             if t.tenant.is_empty() {
                 return Err("a token has an empty tenant".into());
             }
+        }
+        if self.judge_slots == Some(0) || self.judge_queue_max == 0 {
+            return Err("judge_slots and judge_queue_max must be positive".into());
         }
         if self.max_sessions == 0 || self.max_sessions_per_tenant == 0 {
             return Err("max_sessions and max_sessions_per_tenant must be positive".into());

@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod images;
+pub mod judge;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

@@ -7,7 +7,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "runtimed",
-        description = "Sandbox runtime daemon: sessions, exec, PTY, files, one-shot runs"
+        description = "Sandbox runtime daemon: sessions, exec, PTY, files, one-shot runs, images, judge"
     ),
     paths(
         crate::routes::sessions::create,
@@ -30,6 +30,10 @@ use utoipa::OpenApi;
         crate::routes::images::pull,
         crate::routes::images::import,
         crate::routes::images::delete,
+        crate::routes::judge::submit,
+        crate::routes::judge::get,
+        crate::routes::judge::events,
+        crate::routes::judge::languages,
         crate::routes::system::healthz,
         crate::routes::system::metrics,
     ),

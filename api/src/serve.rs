@@ -83,6 +83,21 @@ pub async fn serve(
         eprintln!("runtimed: {lost} session(s) of the previous daemon are reported as lost");
     }
 
+    // The judge: its queue (with what a previous daemon left unfinished)
+    // starts before anything listens.
+    let judge = crate::judge::JudgeService::open(crate::judge::JudgeSetup {
+        data_dir: cfg.data_dir.clone(),
+        db_path: cfg.data_dir.join("runtimed.db"),
+        engine: state.engine.clone(),
+        images: state.images.clone(),
+        slots: cfg.judge_slots,
+        queue_max: cfg.judge_queue_max,
+        languages: cfg.judge_languages.clone(),
+    })
+    .map_err(|e| ServeError::Other(format!("judge: {e}")))?;
+    judge.start();
+    let _ = state.judge.set(judge);
+
     let unix = bind_unix(&cfg).await?;
     let tcp = match cfg.listen {
         Some(addr) => Some(

@@ -158,6 +158,8 @@ pub struct AppState {
     /// Sessions being created, per tenant (they count against quotas).
     starting: Mutex<HashMap<String, usize>>,
     pub shutting_down: AtomicBool,
+    /// The judge (set by `serve` once it started).
+    pub judge: std::sync::OnceLock<Arc<crate::judge::JudgeService>>,
 }
 
 /// Releases a quota reservation.
@@ -194,6 +196,7 @@ impl AppState {
             sessions: RwLock::new(HashMap::new()),
             starting: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
+            judge: std::sync::OnceLock::new(),
         }
     }
 

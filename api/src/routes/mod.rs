@@ -4,6 +4,7 @@
 pub mod exec;
 pub mod files;
 pub mod images;
+pub mod judge;
 pub mod pty;
 pub mod run;
 pub mod sessions;
@@ -75,6 +76,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(images::import).layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/images/{*name}", axum::routing::delete(images::delete))
+        .route("/v1/judge/submissions", post(judge::submit))
+        .route("/v1/judge/submissions/{id}", get(judge::get))
+        .route("/v1/judge/submissions/{id}/events", get(judge::events))
+        .route("/v1/judge/languages", get(judge::languages))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_tenant,

@@ -1,0 +1,362 @@
+//! The judge service: accepts submissions (persisted before they are
+//! acknowledged), queues them fairly between tenants, judges them with
+//! [`judges::judge`] on the daemon's sandboxes ([`runner::DaemonRunner`]),
+//! keeps their progress for event streams and stores their results.
+//!
+//! A restart loses no accepted submission: rows still `queued` or
+//! `running` in SQLite are queued again, in the order they were accepted,
+//! when the service starts (a run cut short is judged again from scratch).
+
+pub mod queue;
+pub mod runner;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use judges::{Event, Languages, Report, Submission, Verdict};
+use serde::Serialize;
+use tokio::sync::{broadcast, watch, Notify};
+
+use crate::engine::EngineConfig;
+use crate::state::now_unix;
+use crate::store::{Store, StoreError, SubmissionRow};
+use queue::FairQueue;
+
+/// What a client sees of a submission.
+#[derive(Clone, Debug, Serialize)]
+pub struct SubmissionView {
+    pub id: String,
+    /// `queued`, `running` or `done`.
+    pub status: &'static str,
+    pub language: String,
+    pub created_at: i64,
+    /// Set when done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+    /// Submissions ahead of this one (queued only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<usize>,
+}
+
+/// A submission being judged or waiting: its events so far and a
+/// channel for new ones.
+struct Live {
+    events: Mutex<Vec<Event>>,
+    tx: broadcast::Sender<Event>,
+    done: watch::Sender<bool>,
+}
+
+impl Live {
+    fn new() -> Arc<Live> {
+        let (tx, _) = broadcast::channel(1024);
+        let (done, _) = watch::channel(false);
+        Arc::new(Live {
+            events: Mutex::new(Vec::new()),
+            tx,
+            done,
+        })
+    }
+
+    /// Records and sends under one lock, so that a subscriber that copies
+    /// the past under the same lock misses nothing and sees nothing twice.
+    fn publish(&self, e: Event) {
+        let mut events = lock(&self.events);
+        events.push(e.clone());
+        let _ = self.tx.send(e);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeServiceError {
+    #[error("{0}")]
+    Invalid(judges::SubmissionError),
+    #[error("the judge queue is full ({capacity} submissions wait)")]
+    QueueFull { capacity: usize, retry_after: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("judge: {0}")]
+    Internal(String),
+}
+
+pub struct JudgeService {
+    languages: RwLock<Arc<Languages>>,
+    runner: runner::DaemonRunner,
+    store: Store,
+    work_dir: PathBuf,
+    slots: usize,
+    queue: Mutex<FairQueue<String>>,
+    wake: Notify,
+    live: Mutex<HashMap<String, Arc<Live>>>,
+}
+
+/// Everything needed to start the service.
+pub struct JudgeSetup {
+    pub data_dir: PathBuf,
+    pub db_path: PathBuf,
+    pub engine: EngineConfig,
+    pub images: Option<rootfs_builder::Store>,
+    pub slots: Option<usize>,
+    pub queue_max: usize,
+    pub languages: Option<PathBuf>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind
+    // (queues, event lists), still consistent enough to go on with.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl JudgeService {
+    /// Opens the service: the language table, its own connection to the
+    /// state database, its directories, and the unfinished submissions
+    /// of an earlier run (queued again). Workers start with [`Self::start`].
+    pub fn open(setup: JudgeSetup) -> Result<Arc<JudgeService>, JudgeServiceError> {
+        let languages = Languages::load(setup.languages.as_deref())
+            .map_err(|e| JudgeServiceError::Internal(e.to_string()))?;
+        let store = Store::open(&setup.db_path)?;
+        let dir = |p: PathBuf| -> Result<PathBuf, JudgeServiceError> {
+            std::fs::create_dir_all(&p).map_err(|e| {
+                JudgeServiceError::Internal(format!("create {}: {e}", p.display()))
+            })?;
+            Ok(p)
+        };
+        let work_dir = dir(setup.data_dir.join("judge").join("work"))?;
+        let scratch = dir(setup.data_dir.join("judge").join("scratch"))?;
+        // Work dirs of a judgement the previous daemon did not finish.
+        if let Ok(entries) = std::fs::read_dir(&work_dir) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let slots = setup.slots.unwrap_or_else(judges::pipeline::default_slots);
+        let runner = runner::DaemonRunner::new(setup.engine, setup.images, scratch, slots);
+        let mut queue = FairQueue::new(setup.queue_max);
+        let mut live = HashMap::new();
+        let unfinished = store.unfinished_submissions()?;
+        for row in &unfinished {
+            queue.push_unbounded(&row.tenant, row.id.clone());
+            live.insert(row.id.clone(), Live::new());
+        }
+        if !unfinished.is_empty() {
+            tracing::info!(
+                count = unfinished.len(),
+                "judge: submissions accepted before the restart are queued again"
+            );
+        }
+        Ok(Arc::new(JudgeService {
+            languages: RwLock::new(Arc::new(languages)),
+            runner,
+            store,
+            work_dir,
+            slots,
+            queue: Mutex::new(queue),
+            wake: Notify::new(),
+            live: Mutex::new(live),
+        }))
+    }
+
+    /// Starts the workers (one per slot, so that one submission's compile
+    /// overlaps another's tests; the runner's semaphore bounds the
+    /// sandboxes) and the toolchain probe.
+    pub fn start(self: &Arc<Self>) {
+        for _ in 0..self.slots {
+            let svc = self.clone();
+            tokio::spawn(async move { svc.work().await });
+        }
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let mut langs = (*svc.languages()).clone();
+            langs.probe_versions(&svc.runner).await;
+            for l in langs.iter() {
+                tracing::info!(language = %l.name, availability = ?l.availability, "judge language");
+            }
+            *svc.languages.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(langs);
+        });
+    }
+
+    pub fn languages(&self) -> Arc<Languages> {
+        self.languages
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    fn add_live(&self, id: &str) -> Arc<Live> {
+        let live = Live::new();
+        lock(&self.live).insert(id.to_string(), live.clone());
+        live
+    }
+
+    /// Validates, persists and queues a submission; returns its id.
+    pub fn submit(&self, tenant: &str, sub: &Submission) -> Result<String, JudgeServiceError> {
+        sub.validate(&self.languages())
+            .map_err(JudgeServiceError::Invalid)?;
+        let id = format!("sub-{}", sandbox::process::spawn::new_id());
+        let request = serde_json::to_string(sub)
+            .map_err(|e| JudgeServiceError::Internal(format!("encode the submission: {e}")))?;
+        let mut q = lock(&self.queue);
+        if q.len() >= q.capacity() {
+            return Err(JudgeServiceError::QueueFull {
+                capacity: q.capacity(),
+                retry_after: self.retry_after(q.len()),
+            });
+        }
+        // On disk before anyone hears of it.
+        self.store.insert_submission(&SubmissionRow {
+            id: id.clone(),
+            tenant: tenant.to_string(),
+            state: "queued".into(),
+            created_at: now_unix(),
+            request,
+            result: None,
+        })?;
+        self.add_live(&id);
+        q.push_unbounded(tenant, id.clone());
+        drop(q);
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// A guess of when a slot frees up: a second per submission per slot.
+    fn retry_after(&self, waiting: usize) -> u64 {
+        (waiting / self.slots.max(1)).clamp(1, 60) as u64
+    }
+
+    /// The submission as `tenant` may see it (`None`: no such submission
+    /// of theirs).
+    pub fn view(&self, tenant: &str, id: &str) -> Result<Option<SubmissionView>, JudgeServiceError> {
+        let Some(row) = self.store.submission(id)? else {
+            return Ok(None);
+        };
+        if row.tenant != tenant {
+            return Ok(None);
+        }
+        let language = serde_json::from_str::<serde_json::Value>(&row.request)
+            .ok()
+            .and_then(|v| v.get("language").and_then(|l| l.as_str()).map(String::from))
+            .unwrap_or_default();
+        let report = match &row.result {
+            Some(text) => Some(serde_json::from_str::<Report>(text).map_err(|e| {
+                JudgeServiceError::Internal(format!("stored result of {id}: {e}"))
+            })?),
+            None => None,
+        };
+        let status = match row.state.as_str() {
+            "done" => "done",
+            "running" => "running",
+            _ => "queued",
+        };
+        let queue_position = match status {
+            "queued" => lock(&self.queue).position(&row.tenant, |i| i == id),
+            _ => None,
+        };
+        Ok(Some(SubmissionView {
+            id: row.id,
+            status,
+            language,
+            created_at: row.created_at,
+            verdict: report.as_ref().map(|r| r.verdict),
+            report,
+            queue_position,
+        }))
+    }
+
+    /// Waits until the submission is done (returns at once if it is, or
+    /// if it is unknown here).
+    pub async fn wait_done(&self, id: &str) {
+        let rx = lock(&self.live).get(id).map(|l| l.done.subscribe());
+        if let Some(mut rx) = rx {
+            let _ = rx.wait_for(|done| *done).await;
+        }
+    }
+
+    /// The events so far and a receiver of the rest; `None` when the
+    /// submission is not live (done before, or unknown).
+    pub fn events(&self, id: &str) -> Option<(Vec<Event>, broadcast::Receiver<Event>)> {
+        let live = lock(&self.live).get(id).cloned()?;
+        let events = lock(&live.events);
+        let rx = live.tx.subscribe();
+        Some((events.clone(), rx))
+    }
+
+    async fn next(&self) -> String {
+        loop {
+            let notified = self.wake.notified();
+            if let Some((_, id)) = lock(&self.queue).pop() {
+                return id;
+            }
+            notified.await;
+        }
+    }
+
+    async fn work(self: Arc<Self>) {
+        loop {
+            let id = self.next().await;
+            // Another one may be waiting too.
+            if !lock(&self.queue).is_empty() {
+                self.wake.notify_one();
+            }
+            if let Err(e) = self.judge_one(&id).await {
+                tracing::error!(submission = %id, error = %e, "judge: submission failed");
+            }
+        }
+    }
+
+    async fn judge_one(&self, id: &str) -> Result<(), JudgeServiceError> {
+        let live = lock(&self.live)
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| self.add_live(id));
+        let row = self
+            .store
+            .submission(id)?
+            .ok_or_else(|| JudgeServiceError::Internal(format!("submission {id} vanished")))?;
+        self.store.set_submission_state(id, "running")?;
+        let report = match serde_json::from_str::<Submission>(&row.request) {
+            Ok(sub) => {
+                let langs = self.languages();
+                let progress = |e: Event| live.publish(e);
+                match judges::judge(
+                    &self.runner,
+                    &langs,
+                    &sub,
+                    &self.work_dir,
+                    self.slots,
+                    progress,
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(e) => internal_report(e.to_string()),
+                }
+            }
+            Err(e) => internal_report(format!("the stored submission cannot be read: {e}")),
+        };
+        let text = serde_json::to_string(&report)
+            .map_err(|e| JudgeServiceError::Internal(format!("encode the result: {e}")))?;
+        let stored = self.store.finish_submission(id, &text);
+        lock(&self.live).remove(id);
+        let _ = live.done.send(true);
+        stored?;
+        Ok(())
+    }
+}
+
+/// The report of a submission the judge could not judge at all.
+fn internal_report(detail: String) -> Report {
+    Report {
+        verdict: Verdict::InternalError,
+        time_limit: None,
+        detail: Some(detail),
+        compile_output: None,
+        compile_output_truncated: false,
+        tests: Vec::new(),
+    }
+}

@@ -1,0 +1,264 @@
+//! The native judge API: `POST /v1/judge/submissions[?wait=true]`, `GET
+//! /v1/judge/submissions/{id}`, its progress as server-sent events, and
+//! `GET /v1/judge/languages`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use futures_util::stream::Stream;
+use judges::{Event, Submission};
+use serde::Serialize;
+
+use crate::error::{ApiError, ErrorBody, Json};
+use crate::judge::{JudgeService, JudgeServiceError, SubmissionView};
+use crate::state::{AppState, Tenant};
+
+pub fn service(state: &AppState) -> Result<&Arc<JudgeService>, ApiError> {
+    state.judge.get().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "judge_unavailable",
+            "the judge is not running in this daemon",
+        )
+    })
+}
+
+pub fn submission_not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "submission_not_found",
+        format!("no submission {id:?}"),
+    )
+}
+
+/// The service's refusal as an HTTP answer (429 carries Retry-After).
+pub fn service_error(e: JudgeServiceError) -> Response {
+    match e {
+        JudgeServiceError::Invalid(e) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_submission", e.to_string())
+                .into_response()
+        }
+        JudgeServiceError::QueueFull { retry_after, .. } => {
+            let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string())
+                .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            r
+        }
+        other => ApiError::internal(other.to_string()).into_response(),
+    }
+}
+
+/// `wait=true|false` (also `1`/`0`); anything else is refused.
+pub fn flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
+    let mut value = false;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k == name {
+            value = match v.as_ref() {
+                "true" | "1" | "" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "{name}={other:?}: expected true or false"
+                    )))
+                }
+            };
+        }
+    }
+    Ok(value)
+}
+
+/// Submit code to be judged.
+#[utoipa::path(post, path = "/v1/judge/submissions",
+    params(("wait" = Option<bool>, Query, description = "answer when the judgement is done")),
+    request_body(content = Object, description = "language, source, tests, limits, checker, stop_on_first_failure (docs/judges.md)"),
+    responses((status = 201, body = Object, description = "the submission (done when waited for)"),
+        (status = 400, body = ErrorBody), (status = 429, body = ErrorBody, description = "queue full; see Retry-After"),
+        (status = 503, body = ErrorBody)))]
+pub async fn submit(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    RawQuery(q): RawQuery,
+    Json(sub): Json<Submission>,
+) -> Response {
+    let wait = match flag(q.as_deref(), "wait") {
+        Ok(w) => w,
+        Err(e) => return e.into_response(),
+    };
+    let svc = match service(&state) {
+        Ok(s) => s.clone(),
+        Err(e) => return e.into_response(),
+    };
+    let id = match svc.submit(&tenant.0, &sub) {
+        Ok(id) => id,
+        Err(e) => return service_error(e),
+    };
+    if wait {
+        svc.wait_done(&id).await;
+    }
+    match svc.view(&tenant.0, &id) {
+        Ok(Some(v)) => (StatusCode::CREATED, axum::Json(v)).into_response(),
+        Ok(None) => submission_not_found(&id).into_response(),
+        Err(e) => service_error(e),
+    }
+}
+
+/// A submission: its status, and when done its verdict and per-test results.
+#[utoipa::path(get, path = "/v1/judge/submissions/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<SubmissionView>, Response> {
+    let svc = service(&state).map_err(IntoResponse::into_response)?;
+    match svc.view(&tenant.0, &id) {
+        Ok(Some(v)) => Ok(axum::Json(v)),
+        Ok(None) => Err(submission_not_found(&id).into_response()),
+        Err(e) => Err(service_error(e)),
+    }
+}
+
+/// The judgement's progress as server-sent events (`compile_start`,
+/// `compile_done`, `test_start`, `test_done`, `done`), from the first;
+/// the stream ends after `done`. For a finished submission: its tests'
+/// `test_done` and `done`.
+#[utoipa::path(get, path = "/v1/judge/submissions/{id}/events", params(("id" = String, Path)),
+    responses((status = 200, description = "text/event-stream"), (status = 404, body = ErrorBody)))]
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Response> {
+    let svc = service(&state).map_err(IntoResponse::into_response)?.clone();
+    // Ownership first (the view checks the tenant).
+    let view = match svc.view(&tenant.0, &id) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(submission_not_found(&id).into_response()),
+        Err(e) => return Err(service_error(e)),
+    };
+    let (past, rx) = match svc.events(&id) {
+        Some((past, rx)) => (past, Some(rx)),
+        // Finished before we looked: replay it from the stored result.
+        None => {
+            let view = match svc.view(&tenant.0, &id) {
+                Ok(Some(v)) => v,
+                _ => view,
+            };
+            (replay(&view), None)
+        }
+    };
+    let stream = async_stream(past, rx);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn replay(view: &SubmissionView) -> Vec<Event> {
+    let mut out = Vec::new();
+    if let Some(r) = &view.report {
+        for t in &r.tests {
+            out.push(Event::TestDone {
+                index: t.index,
+                result: t.clone(),
+            });
+        }
+        out.push(Event::Done { verdict: r.verdict });
+    }
+    out
+}
+
+fn sse_of(e: &Event) -> SseEvent {
+    let name = match e {
+        Event::CompileStart => "compile_start",
+        Event::CompileDone { .. } => "compile_done",
+        Event::TestStart { .. } => "test_start",
+        Event::TestDone { .. } => "test_done",
+        Event::Done { .. } => "done",
+    };
+    let data = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
+    SseEvent::default().event(name).data(data)
+}
+
+fn async_stream(
+    past: Vec<Event>,
+    rx: Option<tokio::sync::broadcast::Receiver<Event>>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let ended = past.iter().any(|e| matches!(e, Event::Done { .. }));
+    let past = futures_util::stream::iter(past.into_iter().map(|e| Ok(sse_of(&e))));
+    let live = futures_util::stream::unfold(
+        if ended { None } else { rx },
+        |rx| async move {
+            let mut rx = rx?;
+            loop {
+                match rx.recv().await {
+                    Ok(e) => {
+                        let last = matches!(e, Event::Done { .. });
+                        let item = Ok(sse_of(&e));
+                        return Some((item, if last { None } else { Some(rx) }));
+                    }
+                    // A slow reader missed some: say so, carry on.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let item = Ok(SseEvent::default()
+                            .event("lagged")
+                            .data(format!("{{\"missed\":{n}}}")));
+                        return Some((item, Some(rx)));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    futures_util::StreamExt::chain(past, live)
+}
+
+#[derive(Serialize)]
+pub struct LanguageInfo {
+    pub name: String,
+    pub display: String,
+    pub judge0_id: Option<u32>,
+    pub source_file: String,
+    pub compiled: bool,
+    pub image: Option<String>,
+    /// `available`, `unavailable` or `unknown` (not probed yet).
+    pub status: &'static str,
+    pub version: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// The language table and what the toolchain probe found.
+#[utoipa::path(get, path = "/v1/judge/languages", responses((status = 200, body = Object)))]
+pub async fn languages(State(state): State<Arc<AppState>>) -> Result<axum::Json<Vec<LanguageInfo>>, ApiError> {
+    let svc = service(&state)?;
+    let langs = svc.languages();
+    Ok(axum::Json(
+        langs
+            .iter()
+            .map(|l| {
+                let (status, version, reason) = match &l.availability {
+                    judges::Availability::Available { version } => {
+                        ("available", Some(version.clone()), None)
+                    }
+                    judges::Availability::Unavailable { reason } => {
+                        ("unavailable", None, Some(reason.clone()))
+                    }
+                    judges::Availability::Unknown => ("unknown", None, None),
+                };
+                LanguageInfo {
+                    name: l.name.clone(),
+                    display: l.display.clone(),
+                    judge0_id: l.judge0_id,
+                    source_file: l.source_file.clone(),
+                    compiled: l.compile.is_some(),
+                    image: l.image.clone(),
+                    status,
+                    version,
+                    reason,
+                }
+            })
+            .collect(),
+    ))
+}
