@@ -95,6 +95,12 @@ pub async fn serve(
         languages: cfg.judge_languages.clone(),
     })
     .map_err(|e| ServeError::Other(format!("judge: {e}")))?;
+    if judge.requeued > 0 {
+        eprintln!(
+            "runtimed: {} judge submission(s) accepted before the restart are queued again",
+            judge.requeued
+        );
+    }
     judge.start();
     let _ = state.judge.set(judge);
 

@@ -90,6 +90,8 @@ pub struct JudgeService {
     queue: Mutex<FairQueue<String>>,
     wake: Notify,
     live: Mutex<HashMap<String, Arc<Live>>>,
+    /// Submissions of an earlier daemon queued again at open.
+    pub requeued: usize,
 }
 
 /// Everything needed to start the service.
@@ -155,6 +157,7 @@ impl JudgeService {
             queue: Mutex::new(queue),
             wake: Notify::new(),
             live: Mutex::new(live),
+            requeued: unfinished.len(),
         }))
     }
 
