@@ -375,6 +375,24 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), std::io::Error>
     f.write_all(data)
 }
 
+/// Makes `dir` (0755) when given, then writes the files, off the async
+/// threads (outputs and expected outputs can be large).
+async fn write_files(
+    dir: Option<PathBuf>,
+    files: Vec<(PathBuf, Vec<u8>, u32)>,
+) -> Result<(), std::io::Error> {
+    tokio::task::spawn_blocking(move || {
+        if let Some(d) = &dir {
+            make_dir(d, 0o755)?;
+        }
+        files
+            .iter()
+            .try_for_each(|(path, data, mode)| write_file(path, data, *mode))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 fn make_dir(path: &Path, mode: u32) -> Result<(), std::io::Error> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new().mode(mode).create(path)?;
@@ -513,17 +531,9 @@ impl Context<'_> {
         let stdin = self.tests_dir.join(format!("{index}.in"));
         // 0600: the program reads it through the fd it is given; it cannot
         // reopen it by name.
-        let data = case.stdin.clone().into_bytes();
-        let path = stdin.clone();
-        let written = tokio::task::spawn_blocking(move || write_file(&path, &data, 0o600)).await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return TestResult::internal(index, format!("write {}: {e}", stdin.display()))
-            }
-            Err(e) => {
-                return TestResult::internal(index, format!("write {}: {e}", stdin.display()))
-            }
+        let files = vec![(stdin.clone(), case.stdin.clone().into_bytes(), 0o600)];
+        if let Err(e) = write_files(None, files).await {
+            return TestResult::internal(index, format!("write {}: {e}", stdin.display()));
         }
         let out = self.runner.run(self.run_job(stdin.clone())).await;
         let _ = std::fs::remove_file(&stdin);
@@ -587,19 +597,15 @@ impl Context<'_> {
         let internal = |d: String| (Verdict::InternalError, Some(d), None);
         let case = &self.submission.tests[index];
         let dir = self.tests_dir.join(format!("check-{index}"));
+        let expected = case.expected_output.as_deref().unwrap_or("");
         let files = [
             ("input", case.stdin.as_bytes()),
-            (
-                "expected",
-                case.expected_output.as_deref().unwrap_or("").as_bytes(),
-            ),
+            ("expected", expected.as_bytes()),
             ("actual", actual),
-        ];
-        let written = make_dir(&dir, 0o755).and_then(|()| {
-            files
-                .iter()
-                .try_for_each(|(name, data)| write_file(&dir.join(name), data, 0o644))
-        });
+        ]
+        .map(|(name, data)| (dir.join(name), data.to_vec(), 0o644))
+        .to_vec();
+        let written = write_files(Some(dir.clone()), files).await;
         if let Err(e) = written {
             let _ = std::fs::remove_dir_all(&dir);
             return internal(format!(
