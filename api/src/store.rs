@@ -70,7 +70,8 @@ impl Store {
                 state TEXT NOT NULL,
                 created_at INTEGER NOT NULL,
                 request TEXT NOT NULL,
-                result TEXT
+                result TEXT,
+                finished_at INTEGER
              );
              CREATE INDEX IF NOT EXISTS judge_submissions_state ON judge_submissions(state);",
         )
@@ -177,6 +178,8 @@ pub struct SubmissionRow {
     pub request: String,
     /// The finished result (JSON).
     pub result: Option<String>,
+    /// Unix time (ms) the result was stored.
+    pub finished_at_ms: Option<i64>,
 }
 
 impl Store {
@@ -185,8 +188,8 @@ impl Store {
     pub fn insert_submission(&self, r: &SubmissionRow) -> Result<(), StoreError> {
         self.conn()?
             .prepare_cached(
-                "INSERT INTO judge_submissions (id, tenant, state, created_at, request, result)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO judge_submissions (id, tenant, state, created_at, request, result, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 r.id,
@@ -194,7 +197,8 @@ impl Store {
                 r.state,
                 r.created_at,
                 r.request,
-                r.result
+                r.result,
+                r.finished_at_ms
             ])?;
         Ok(())
     }
@@ -206,10 +210,12 @@ impl Store {
         Ok(())
     }
 
-    pub fn finish_submission(&self, id: &str, result: &str) -> Result<(), StoreError> {
+    pub fn finish_submission(&self, id: &str, result: &str, at_ms: i64) -> Result<(), StoreError> {
         self.conn()?
-            .prepare_cached("UPDATE judge_submissions SET state = 'done', result = ?2 WHERE id = ?1")?
-            .execute(params![id, result])?;
+            .prepare_cached(
+                "UPDATE judge_submissions SET state = 'done', result = ?2, finished_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, result, at_ms])?;
         Ok(())
     }
 
@@ -217,7 +223,7 @@ impl Store {
         let conn = self.conn()?;
         let row = conn
             .query_row(
-                "SELECT id, tenant, state, created_at, request, result
+                "SELECT id, tenant, state, created_at, request, result, finished_at
                  FROM judge_submissions WHERE id = ?1",
                 params![id],
                 submission_of,
@@ -231,7 +237,7 @@ impl Store {
     pub fn unfinished_submissions(&self) -> Result<Vec<SubmissionRow>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
-            "SELECT id, tenant, state, created_at, request, result
+            "SELECT id, tenant, state, created_at, request, result, finished_at
              FROM judge_submissions WHERE state != 'done' ORDER BY seq",
         )?;
         let rows = stmt
@@ -249,6 +255,7 @@ fn submission_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<SubmissionRow> {
         created_at: r.get(3)?,
         request: r.get(4)?,
         result: r.get(5)?,
+        finished_at_ms: r.get(6)?,
     })
 }
 
@@ -316,6 +323,7 @@ mod tests {
             created_at: 1,
             request: format!("{{\"id\":\"{id}\"}}"),
             result: None,
+            finished_at_ms: None,
         };
         {
             let s = Store::open(&path).unwrap();
@@ -323,7 +331,7 @@ mod tests {
                 s.insert_submission(&sub(id)).unwrap();
             }
             s.set_submission_state("a", "running").unwrap();
-            s.finish_submission("b", "{\"verdict\":\"ACCEPTED\"}").unwrap();
+            s.finish_submission("b", "{\"verdict\":\"ACCEPTED\"}", 1234).unwrap();
             assert!(s.insert_submission(&sub("a")).is_err(), "duplicate id must fail");
         }
         let s = Store::open(&path).unwrap();
@@ -337,6 +345,7 @@ mod tests {
         let b = s.submission("b").unwrap().unwrap();
         assert_eq!(b.state, "done");
         assert_eq!(b.result.as_deref(), Some("{\"verdict\":\"ACCEPTED\"}"));
+        assert_eq!(b.finished_at_ms, Some(1234));
         assert!(s.submission("zz").unwrap().is_none());
     }
 }

@@ -30,7 +30,11 @@ pub struct SubmissionView {
     /// `queued`, `running` or `done`.
     pub status: &'static str,
     pub language: String,
+    /// Unix time (s) it was accepted.
     pub created_at: i64,
+    /// Unix time (ms) its result was stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
     /// Set when done.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
@@ -219,6 +223,7 @@ impl JudgeService {
             created_at: now_unix(),
             request,
             result: None,
+            finished_at_ms: None,
         })?;
         self.add_live(&id);
         q.push_unbounded(tenant, id.clone());
@@ -265,6 +270,7 @@ impl JudgeService {
             status,
             language,
             created_at: row.created_at,
+            finished_at_ms: row.finished_at_ms,
             verdict: report.as_ref().map(|r| r.verdict),
             report,
             queue_position,
@@ -344,7 +350,10 @@ impl JudgeService {
         };
         let text = serde_json::to_string(&report)
             .map_err(|e| JudgeServiceError::Internal(format!("encode the result: {e}")))?;
-        let stored = self.store.finish_submission(id, &text);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let stored = self.store.finish_submission(id, &text, now_ms);
         lock(&self.live).remove(id);
         let _ = live.done.send(true);
         stored?;
