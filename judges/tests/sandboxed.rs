@@ -286,6 +286,13 @@ async fn a_busy_loop_is_tle_on_cpu_time() {
     assert_eq!(t.time_limit, Some(TimeLimit::Cpu));
     assert_eq!(r.time_limit, Some(TimeLimit::Cpu));
     assert!(t.cpu_time_ms >= 500, "{}", t.cpu_time_ms);
+    // The whole tree's CPU time: the parent only waits, a child spins.
+    let src = "#include <sys/wait.h>\n#include <unistd.h>\nint main(void){if(fork()==0){volatile unsigned long i=0;for(;;)i++;}wait(0);return 0;}\n";
+    let mut s = sub("c", src, &[("", "")]);
+    s.limits.cpu_time_ms = 500;
+    s.limits.wall_time_ms = Some(5_000);
+    let r = run(&s).await;
+    assert_eq!(r.tests[0].time_limit, Some(TimeLimit::Cpu), "{}", show(&r));
 }
 
 #[tokio::test]
