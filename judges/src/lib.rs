@@ -13,6 +13,7 @@
 //! See docs/judges.md.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod compare;
 pub mod error;
 pub mod language;
@@ -21,11 +22,12 @@ pub mod profile;
 pub mod runner;
 pub mod verdict;
 
+pub use cache::CompileCache;
 pub use compare::Checker;
 pub use error::JudgeError;
 pub use language::{Availability, Language, LanguageError, Languages};
 pub use pipeline::{
-    judge, Event, Limits, Report, Submission, SubmissionError, TestCase, TestResult,
+    judge, judge_cached, Event, Limits, Report, Submission, SubmissionError, TestCase, TestResult,
 };
 pub use profile::{job_run_options, job_spec, ProfileError};
 pub use runner::{CliRunner, Job, Mount, RunError, RunLimits, RunOutput, Runner};

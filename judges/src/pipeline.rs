@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use sandbox::Termination;
 
+use crate::cache::CompileCache;
 use crate::compare::{self, Check, Checker, CustomStatus};
 use crate::error::JudgeError;
 use crate::language::{Availability, Language, Languages, Vars};
@@ -331,6 +332,9 @@ pub struct Report {
     /// The compiler's stdout and stderr, when there is a compile step.
     pub compile_output: Option<String>,
     pub compile_output_truncated: bool,
+    /// The compiled program came from the compile cache.
+    #[serde(default)]
+    pub compile_cached: bool,
     pub tests: Vec<TestResult>,
 }
 
@@ -410,11 +414,46 @@ struct Compiled {
     output: String,
     truncated: bool,
     outcome: Result<(), (Verdict, String)>,
+    /// Restored from the compile cache.
+    cached: bool,
 }
 
 /// Writes `source` into `box_dir` and compiles it there (when the language
 /// has a compile step).
 async fn prepare(
+    runner: &dyn Runner,
+    lang: &Language,
+    source: &str,
+    box_dir: &Path,
+    on_compile: &(dyn Fn(Option<bool>) + Send + Sync),
+    cache: Option<(&CompileCache, &str)>,
+) -> Result<Option<Compiled>, JudgeError> {
+    let key = match (cache, &lang.compile) {
+        (Some((c, scope)), Some(_)) => Some((c, CompileCache::key(scope, lang, source))),
+        _ => None,
+    };
+    if let Some((c, key)) = &key {
+        if let Some(output) = c.restore(key, box_dir) {
+            on_compile(None);
+            on_compile(Some(true));
+            return Ok(Some(Compiled {
+                output,
+                truncated: false,
+                outcome: Ok(()),
+                cached: true,
+            }));
+        }
+    }
+    let compiled = compile(runner, lang, source, box_dir, on_compile).await?;
+    if let (Some((c, key)), Some(done)) = (&key, &compiled) {
+        if done.outcome.is_ok() && !done.truncated {
+            c.store(key, box_dir, &done.output);
+        }
+    }
+    Ok(compiled)
+}
+
+async fn compile(
     runner: &dyn Runner,
     lang: &Language,
     source: &str,
@@ -472,6 +511,7 @@ async fn prepare(
                 Verdict::InternalError,
                 format!("the compile could not run: {e}"),
             )),
+            cached: false,
         },
         Ok(out) => {
             let mut text = out.stdout;
@@ -486,6 +526,7 @@ async fn prepare(
                 output,
                 truncated: cut || out.stdout_truncated || out.stderr_truncated,
                 outcome,
+                cached: false,
             }
         }
     };
@@ -738,7 +779,31 @@ pub async fn judge(
     slots: usize,
     progress: impl Fn(Event) + Send + Sync,
 ) -> Result<Report, JudgeError> {
-    judge_dyn(runner, languages, submission, work_dir, slots, &progress).await
+    judge_dyn(runner, languages, submission, work_dir, slots, None, &progress).await
+}
+
+/// [`judge`] with a compile cache: compiles (of the submission and of a
+/// custom checker) are looked up under `scope` first and kept when they
+/// succeed ([`CompileCache`]).
+pub async fn judge_cached(
+    runner: &dyn Runner,
+    languages: &Languages,
+    submission: &Submission,
+    work_dir: &Path,
+    slots: usize,
+    cache: (&CompileCache, &str),
+    progress: impl Fn(Event) + Send + Sync,
+) -> Result<Report, JudgeError> {
+    judge_dyn(
+        runner,
+        languages,
+        submission,
+        work_dir,
+        slots,
+        Some(cache),
+        &progress,
+    )
+    .await
 }
 
 async fn judge_dyn(
@@ -747,6 +812,7 @@ async fn judge_dyn(
     submission: &Submission,
     work_dir: &Path,
     slots: usize,
+    cache: Option<(&CompileCache, &str)>,
     progress: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<Report, JudgeError> {
     submission.validate(languages)?;
@@ -765,6 +831,7 @@ async fn judge_dyn(
         lang,
         work.path(),
         slots,
+        cache,
         progress,
     )
     .await;
@@ -787,6 +854,7 @@ async fn judge_in(
     lang: &Language,
     work: &Path,
     slots: usize,
+    cache: Option<(&CompileCache, &str)>,
     progress: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<Report, JudgeError> {
     let n = submission.tests.len();
@@ -805,6 +873,7 @@ async fn judge_in(
             detail: Some(detail),
             compile_output: compiled.map(|c| c.output.clone()),
             compile_output_truncated: compiled.is_some_and(|c| c.truncated),
+            compile_cached: compiled.is_some_and(|c| c.cached),
             tests,
         }
     };
@@ -813,7 +882,15 @@ async fn judge_in(
         None => progress(Event::CompileStart),
         Some(ok) => progress(Event::CompileDone { ok }),
     };
-    let compiled = prepare(runner, lang, &submission.source, &box_dir, &on_compile).await?;
+    let compiled = prepare(
+        runner,
+        lang,
+        &submission.source,
+        &box_dir,
+        &on_compile,
+        cache,
+    )
+    .await?;
     if let Some(Compiled {
         outcome: Err((v, d)),
         ..
@@ -827,7 +904,7 @@ async fn judge_in(
             let clang = find_language(languages, language)?;
             let dir = work.join("checker");
             let quiet = |_: Option<bool>| {};
-            let c = prepare(runner, clang, source, &dir, &quiet).await?;
+            let c = prepare(runner, clang, source, &dir, &quiet, cache).await?;
             if let Some(Compiled {
                 outcome: Err((_, d)),
                 output,
@@ -932,6 +1009,7 @@ async fn judge_in(
         }),
         compile_output: compiled.as_ref().map(|c| c.output.clone()),
         compile_output_truncated: compiled.as_ref().is_some_and(|c| c.truncated),
+        compile_cached: compiled.as_ref().is_some_and(|c| c.cached),
         tests,
     })
 }

@@ -386,3 +386,39 @@ fn progress_streams_as_server_sent_events() {
         .collect();
     assert_eq!(names, ["test_done", "test_done", "test_done", "done"]);
 }
+
+#[test]
+fn a_resubmitted_source_compiles_once_per_tenant() {
+    let d = daemon!(TOKENS);
+    // The key holds the probed compiler version: wait for the probe.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cpp_ready = || {
+        let v = d.req("GET", "/v1/judge/languages", None).json();
+        v.as_array()
+            .is_some_and(|l| l.iter().any(|l| l["name"] == "cpp" && l["status"] == "available"))
+    };
+    while !cpp_ready() {
+        assert!(Instant::now() < deadline, "the probe never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = json!({"language": "cpp", "source": CPP_AB, "tests": ab_tests()});
+    let judged = |token: &str| {
+        let id = submit_as(&d, token, &body);
+        let v = wait_done(&d, &id, Some(token));
+        assert_eq!(v["verdict"], "ACCEPTED", "{v}");
+        v["compile_cached"].as_bool().expect("compile_cached")
+    };
+    assert!(!judged(ALICE), "the first compile is a real one");
+    assert!(judged(ALICE), "the same source again comes from the cache");
+    // Another tenant's identical source is compiled for them: a fast answer
+    // must not tell bob what alice submitted.
+    assert!(!judged(BOB));
+    // A compile that failed is not kept.
+    let bad = json!({"language": "cpp", "source": "int main() { return x; }", "tests": ab_tests()});
+    for _ in 0..2 {
+        let id = submit_as(&d, ALICE, &bad);
+        let v = wait_done(&d, &id, Some(ALICE));
+        assert_eq!(v["verdict"], "COMPILATION_ERROR", "{v}");
+        assert_eq!(v["compile_cached"], false, "{v}");
+    }
+}

@@ -94,6 +94,8 @@ pub struct JudgeService {
     queue: Mutex<FairQueue<String>>,
     wake: Notify,
     live: Mutex<HashMap<String, Arc<Live>>>,
+    /// Successful compiles, per tenant.
+    cache: judges::CompileCache,
     /// Submissions of an earlier daemon queued again at open.
     pub requeued: usize,
 }
@@ -108,6 +110,9 @@ pub struct JudgeSetup {
     pub queue_max: usize,
     pub languages: Option<PathBuf>,
 }
+
+/// Compiled programs kept (the least recently used go first).
+const COMPILE_CACHE_ENTRIES: usize = 512;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind
@@ -131,6 +136,11 @@ impl JudgeService {
         };
         let work_dir = dir(setup.data_dir.join("judge").join("work"))?;
         let scratch = dir(setup.data_dir.join("judge").join("scratch"))?;
+        let cache = judges::CompileCache::open(
+            setup.data_dir.join("judge").join("compile-cache"),
+            COMPILE_CACHE_ENTRIES,
+        )
+        .map_err(|e| JudgeServiceError::Internal(format!("the compile cache: {e}")))?;
         // Work dirs of a judgement the previous daemon did not finish.
         if let Ok(entries) = std::fs::read_dir(&work_dir) {
             for e in entries.flatten() {
@@ -161,6 +171,7 @@ impl JudgeService {
             queue: Mutex::new(queue),
             wake: Notify::new(),
             live: Mutex::new(live),
+            cache,
             requeued: unfinished.len(),
         }))
     }
@@ -203,9 +214,20 @@ impl JudgeService {
 
     /// Validates, persists and queues a submission; returns its id.
     pub fn submit(&self, tenant: &str, sub: &Submission) -> Result<String, JudgeServiceError> {
+        let id = format!("sub-{}", sandbox::process::spawn::new_id());
+        self.submit_with_id(tenant, id, sub)
+    }
+
+    /// As [`Self::submit`], under an id the caller made (the Judge0
+    /// layer's UUID tokens); an id already in use fails in the store.
+    pub fn submit_with_id(
+        &self,
+        tenant: &str,
+        id: String,
+        sub: &Submission,
+    ) -> Result<String, JudgeServiceError> {
         sub.validate(&self.languages())
             .map_err(JudgeServiceError::Invalid)?;
-        let id = format!("sub-{}", sandbox::process::spawn::new_id());
         let request = serde_json::to_string(sub)
             .map_err(|e| JudgeServiceError::Internal(format!("encode the submission: {e}")))?;
         let mut q = lock(&self.queue);
@@ -277,6 +299,17 @@ impl JudgeService {
         }))
     }
 
+    /// The submission as `tenant` sent it (`None`: no such submission of
+    /// theirs).
+    pub fn request(&self, tenant: &str, id: &str) -> Result<Option<Submission>, JudgeServiceError> {
+        match self.store.submission(id)? {
+            Some(row) if row.tenant == tenant => serde_json::from_str(&row.request)
+                .map(Some)
+                .map_err(|e| JudgeServiceError::Internal(format!("stored request of {id}: {e}"))),
+            _ => Ok(None),
+        }
+    }
+
     /// Waits until the submission is done (returns at once if it is, or
     /// if it is unknown here).
     pub async fn wait_done(&self, id: &str) {
@@ -332,12 +365,13 @@ impl JudgeService {
             Ok(sub) => {
                 let langs = self.languages();
                 let progress = |e: Event| live.publish(e);
-                match judges::judge(
+                match judges::judge_cached(
                     &self.runner,
                     &langs,
                     &sub,
                     &self.work_dir,
                     self.slots,
+                    (&self.cache, &row.tenant),
                     progress,
                 )
                 .await
@@ -369,6 +403,7 @@ fn internal_report(detail: String) -> Report {
         detail: Some(detail),
         compile_output: None,
         compile_output_truncated: false,
+        compile_cached: false,
         tests: Vec::new(),
     }
 }
