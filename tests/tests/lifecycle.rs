@@ -288,3 +288,71 @@ fn a_later_start_removes_what_a_killed_runtimed_left() {
         );
     }
 }
+
+#[test]
+fn an_id_in_use_is_refused_and_free_again_afterwards() {
+    let h = harness!();
+    let id = unique("taken");
+    let tag = unique("taken-tag");
+    let running = h
+        .sandbox()
+        .opts(["--id", &id])
+        .probe(&["sleep", "30", &tag])
+        .spawn();
+    if wait_for(Duration::from_secs(30), || host_probe_procs(&tag).first().map(|p| p.pid)).is_none()
+    {
+        running.fail("the sandbox did not start");
+    }
+    let out = h.sandbox().opts(["--id", &id]).cmd(["/bin/true"]).run();
+    assert_eq!(out.code(), 125, "{}", out.context());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is in use"),
+        "{}",
+        out.context()
+    );
+    {
+        use nix::sys::signal::{kill, Signal};
+        kill(nix::unistd::Pid::from_raw(running.pid()), Signal::SIGKILL).expect("SIGKILL");
+    }
+    let _ = running.wait();
+    // Its processes die by their parent-death signal, holding the lock
+    // until they are gone; then the id is free again.
+    let gone = wait_for(Duration::from_secs(15), || {
+        host_probe_procs(&tag).is_empty().then_some(())
+    });
+    assert!(gone.is_some(), "the sandbox outlived its runtimed");
+    let again = wait_for(Duration::from_secs(15), || {
+        let out = h.sandbox().opts(["--id", &id]).cmd(["/bin/true"]).run();
+        (out.code() == 0).then_some(())
+    });
+    assert!(again.is_some(), "the id {id} never became free again");
+}
+
+/// Every start sweeps what dead sandboxes left; a sweep must never take a
+/// starting sandbox's lock (it once did, for a moment, between the lock
+/// file's creation and its flock: "sandbox id ... is in use").
+#[test]
+fn many_sandboxes_starting_at_once_all_start() {
+    let h = harness!();
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut bad = Vec::new();
+                    for _ in 0..15 {
+                        let out = h.sandbox().cmd(["/bin/true"]).run();
+                        if out.code() != 0 {
+                            bad.push(out.context());
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker"))
+            .collect()
+    });
+    assert!(failures.is_empty(), "{} of 90 failed: {}", failures.len(), failures.join("\n"));
+}

@@ -232,6 +232,14 @@ impl Sandbox {
         let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
         let mgr = cgroup_manager()?;
         sweep_stale(&opts.run_dir, mgr, &id);
+        if lock.taken_over {
+            // The id of a sandbox whose runtimed died: what it left of a
+            // cgroup goes (its processes died with it; if some still
+            // linger, the create below says the cgroup exists).
+            if let Ok(Some(cg)) = mgr.open_existing(&id) {
+                let _ = cg.remove();
+            }
+        }
         let v2 = mgr.version() == CgroupVersion::V2;
         // The cgroup exists before clone: on v2 the child is born in it
         // (CLONE_INTO_CGROUP); on v1 the child moves itself in (below).
@@ -530,6 +538,9 @@ impl Drop for Sandbox {
 pub(crate) struct SandboxLock {
     path: PathBuf,
     keep: bool,
+    /// The file was left by a sandbox that died (unlocked): its remains
+    /// may still be there.
+    pub(crate) taken_over: bool,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
@@ -541,8 +552,17 @@ impl Drop for SandboxLock {
     }
 }
 
+/// The lock file appears already locked: it is made and locked under a
+/// private dot-name, then hard-linked to its real name (which fails if the
+/// id exists). A sweeper (another sandbox's start, [`sweep_stale`]) that
+/// opened a plain freshly created file before its owner locked it would
+/// otherwise take the lock for a moment (the owner then saw "in use") and
+/// delete the file as stale. An existing file of that name is a live
+/// sandbox if locked, or one that died: then it is taken over.
 fn lock_sandbox(run_dir: &std::path::Path, id: &str) -> Result<SandboxLock, SandboxError> {
     use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::MetadataExt;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = run_dir.join("sandboxes");
     let io = |what: String| {
         move |e: std::io::Error| SandboxError::Sys {
@@ -552,25 +572,61 @@ fn lock_sandbox(run_dir: &std::path::Path, id: &str) -> Result<SandboxLock, Sand
     };
     std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
     let path = dir.join(id);
+    let lock_err = |e: Errno| SandboxError::Sys {
+        what: format!("lock {}", path.display()),
+        source: e,
+    };
+    let in_use = || SandboxError::Options(format!("sandbox id {id:?} is in use"));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{id}.{}.{n}", std::process::id()));
     let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .write(true)
-        .open(&path)
-        .map_err(io(format!("create {}", path.display())))?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(SandboxLock {
+        .open(&tmp)
+        .map_err(io(format!("create {}", tmp.display())))?;
+    // Nobody else knows this file: the lock cannot be contended.
+    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| lock_err(e));
+    let linked = lock.and_then(|lock| match std::fs::hard_link(&tmp, &path) {
+        Ok(()) => Ok(Some(lock)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(io(format!("link {}", path.display()))(e)),
+    });
+    let _ = std::fs::remove_file(&tmp);
+    if let Some(lock) = linked? {
+        return Ok(SandboxLock {
             path,
             keep: false,
+            taken_over: false,
             _lock: lock,
-        }),
-        Err((_, Errno::EWOULDBLOCK)) => Err(SandboxError::Options(format!(
-            "sandbox id {id:?} is in use"
-        ))),
-        Err((_, e)) => Err(SandboxError::Sys {
-            what: format!("lock {}", path.display()),
-            source: e,
-        }),
+        });
+    }
+    // The name exists: live (locked) or left by a sandbox that died.
+    let file = match std::fs::OpenOptions::new().write(true).open(&path) {
+        Ok(f) => f,
+        // Removed meanwhile (by its owner or a sweeper): it was not live.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return lock_sandbox(run_dir, id),
+        Err(e) => return Err(io(format!("open {}", path.display()))(e)),
+    };
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => {
+            // A sweeper may have deleted it between our open and our lock.
+            let same = match (std::fs::metadata(&path), lock.metadata()) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if !same {
+                drop(lock);
+                return lock_sandbox(run_dir, id);
+            }
+            Ok(SandboxLock {
+                path,
+                keep: false,
+                taken_over: true,
+                _lock: lock,
+            })
+        }
+        Err((_, Errno::EWOULDBLOCK)) => Err(in_use()),
+        Err((_, e)) => Err(lock_err(e)),
     }
 }
 
@@ -585,7 +641,8 @@ fn sweep_stale(run_dir: &std::path::Path, mgr: &CgroupManager, own: &str) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name == own {
+        // Dot-names are lock files being made (see `lock_sandbox`).
+        if name == own || name.starts_with('.') {
             continue;
         }
         let Ok(file) = std::fs::OpenOptions::new().write(true).open(entry.path()) else {
