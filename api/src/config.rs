@@ -21,6 +21,10 @@ pub struct Config {
     pub socket: PathBuf,
     /// TCP listener; `None` turns it off.
     pub listen: Option<SocketAddr>,
+    /// A TCP listener serving only the Judge0-compatible API, at its root
+    /// (docs/judge0.md); off by default. Like `listen`, not loopback needs
+    /// tokens.
+    pub judge0_listen: Option<SocketAddr>,
     /// Besides root (and the daemon's own uid), members of this group may
     /// use the Unix socket.
     pub socket_group: Option<String>,
@@ -76,6 +80,7 @@ impl Default for Config {
             data_dir: PathBuf::from("/var/lib/runtimed"),
             socket: PathBuf::from("/run/runtimed/runtimed.sock"),
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 7070))),
+            judge0_listen: None,
             socket_group: None,
             tokens: Vec::new(),
             max_sessions: 1000,
@@ -109,7 +114,7 @@ impl Default for Config {
 impl Config {
     /// Checks the combination before anything listens.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(addr) = self.listen {
+        for addr in self.listen.iter().chain(&self.judge0_listen) {
             if !addr.ip().is_loopback() && self.tokens.is_empty() {
                 return Err(format!(
                     "listening on {addr} (not loopback) needs tokens in the config file"

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod images;
 pub mod judge;
+pub mod judge0;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

@@ -113,6 +113,14 @@ pub async fn serve(
         ),
         None => None,
     };
+    let judge0_tcp = match cfg.judge0_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(io(format!("listen on {addr} (judge0_listen)")))?,
+        ),
+        None => None,
+    };
     let app = crate::router(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -136,6 +144,18 @@ pub async fn serve(
         ));
         if let Some(a) = addr {
             eprintln!("runtimed: listening on http://{a}");
+        }
+    }
+    if let Some(tcp) = judge0_tcp {
+        let addr = tcp.local_addr().ok();
+        let judge0 = crate::routes::judge0_router(state.clone());
+        servers.push(tokio::spawn(
+            axum::serve(tcp, judge0.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        ));
+        if let Some(a) = addr {
+            eprintln!("runtimed: the Judge0-compatible API on http://{a}");
         }
     }
     eprintln!("runtimed: listening on {}", cfg.socket.display());

@@ -5,6 +5,7 @@ pub mod exec;
 pub mod files;
 pub mod images;
 pub mod judge;
+pub mod judge0;
 pub mod pty;
 pub mod run;
 pub mod sessions;
@@ -90,8 +91,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/openapi.json", get(system::openapi))
         .route("/", get(system::console))
         .route("/console/{name}", get(system::console_asset))
+        .nest("/judge0", judge0::routes(state.clone()))
         .merge(authed)
         .fallback(system::fallback)
+        .layer(axum::middleware::from_fn(trace_request))
+        .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
+        .with_state(state)
+}
+
+/// The Judge0-compatible API at the root, for its own listener
+/// (`judge0_listen`).
+pub fn judge0_router(state: Arc<AppState>) -> Router {
+    judge0::routes(state.clone())
         .layer(axum::middleware::from_fn(trace_request))
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .with_state(state)
