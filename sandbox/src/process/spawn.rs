@@ -232,13 +232,12 @@ impl Sandbox {
         let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
         let mgr = cgroup_manager()?;
         sweep_stale(&opts.run_dir, mgr, &id);
-        if lock.taken_over {
-            // The id of a sandbox whose runtimed died: what it left of a
-            // cgroup goes (its processes died with it; if some still
-            // linger, the create below says the cgroup exists).
-            if let Ok(Some(cg)) = mgr.open_existing(&id) {
-                let _ = cg.remove();
-            }
+        // We hold the id's lock, so a cgroup of that name is a dead
+        // sandbox's (a runtimed killed, the lock file taken over, or gone
+        // with a failed start's): it goes. Were some of its processes
+        // still dying, the removal fails and the create below says so.
+        if let Ok(Some(cg)) = mgr.open_existing(&id) {
+            let _ = cg.remove();
         }
         let v2 = mgr.version() == CgroupVersion::V2;
         // The cgroup exists before clone: on v2 the child is born in it
@@ -538,9 +537,6 @@ impl Drop for Sandbox {
 pub(crate) struct SandboxLock {
     path: PathBuf,
     keep: bool,
-    /// The file was left by a sandbox that died (unlocked): its remains
-    /// may still be there.
-    pub(crate) taken_over: bool,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
@@ -596,7 +592,6 @@ fn lock_sandbox(run_dir: &std::path::Path, id: &str) -> Result<SandboxLock, Sand
         return Ok(SandboxLock {
             path,
             keep: false,
-            taken_over: false,
             _lock: lock,
         });
     }
@@ -621,7 +616,6 @@ fn lock_sandbox(run_dir: &std::path::Path, id: &str) -> Result<SandboxLock, Sand
             Ok(SandboxLock {
                 path,
                 keep: false,
-                taken_over: true,
                 _lock: lock,
             })
         }
