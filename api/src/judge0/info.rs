@@ -37,17 +37,24 @@ pub fn version_number(line: &str) -> Option<&str> {
 
 /// A language's name as Judge0 shows it: the table's display name with
 /// the probed version in its parentheses ("C++ (GCC)" → "C++ (GCC
-/// 12.2.0)") or in new ones ("Go" → "Go (1.19.8)").
+/// 12.2.0)") or in new ones ("Go" → "Go (1.19.8)"), a last word the
+/// version starts with left out ("Python 3" → "Python (3.11.2)").
 pub fn language_name(l: &Language) -> String {
     let version = match &l.availability {
         Availability::Available { version } => version_number(version),
         _ => None,
     };
-    match (version, l.display.strip_suffix(')')) {
-        (None, _) => l.display.clone(),
-        (Some(v), Some(open)) => format!("{open} {v})"),
-        (Some(v), None) => format!("{} ({v})", l.display),
+    let Some(v) = version else {
+        return l.display.clone();
+    };
+    if let Some(open) = l.display.strip_suffix(')') {
+        return format!("{open} {v})");
     }
+    let base = match l.display.rsplit_once(' ') {
+        Some((head, last)) if v.starts_with(&format!("{last}.")) => head,
+        _ => l.display.as_str(),
+    };
+    format!("{base} ({v})")
 }
 
 /// `GET /languages`: the available languages with a Judge0 id, by name

@@ -458,7 +458,7 @@ fn language_names_carry_the_probed_version() {
     assert_eq!(
         json!(list(&langs)),
         json!([{"id": 50, "name": "C (GCC 12.2.0)"}, {"id": 54, "name": "C++ (GCC 12.2.0)"},
-               {"id": 60, "name": "Go (1.19.8)"}, {"id": 71, "name": "Python 3 (3.11.2)"}])
+               {"id": 60, "name": "Go (1.19.8)"}, {"id": 71, "name": "Python (3.11.2)"}])
     );
 }
 
