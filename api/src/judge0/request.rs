@@ -406,9 +406,10 @@ pub fn parse(body: &Value, base64: bool, languages: &Languages) -> Result<Submis
                 memory_mb,
                 output_mb,
             },
-            // Judge0 compares stdout and expected_output with trailing
-            // whitespace of each line and of the whole stripped; tokens
-            // accepts all of those (docs/judge0.md, "Comparing outputs").
+            // Judge0 compares stdout and expected_output ignoring the
+            // whitespace at the end of each line and of the whole (Judge0
+            // issue #30); tokens accepts all of those (docs/judge0.md,
+            // "Comparing outputs").
             checker: Checker::Tokens,
             stop_on_first_failure: false,
         }),

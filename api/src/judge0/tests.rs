@@ -600,6 +600,9 @@ mod routes {
         let (s, v) = call(app.clone(), "GET", "/judge0/no/such/route", &[]).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert!(v["error"].is_string(), "{v}");
+        // Judge0's paged list is not served.
+        let (s, _) = call(app.clone(), "GET", "/judge0/submissions", &[]).await;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
         let (s, v) = call(app.clone(), "GET", "/judge0/about", &[]).await;
         assert_eq!(
             (s, v["version"].clone()),
