@@ -331,8 +331,12 @@ mod tests {
                 s.insert_submission(&sub(id)).unwrap();
             }
             s.set_submission_state("a", "running").unwrap();
-            s.finish_submission("b", "{\"verdict\":\"ACCEPTED\"}", 1234).unwrap();
-            assert!(s.insert_submission(&sub("a")).is_err(), "duplicate id must fail");
+            s.finish_submission("b", "{\"verdict\":\"ACCEPTED\"}", 1234)
+                .unwrap();
+            assert!(
+                s.insert_submission(&sub("a")).is_err(),
+                "duplicate id must fail"
+            );
         }
         let s = Store::open(&path).unwrap();
         let ids: Vec<String> = s

@@ -90,9 +90,8 @@ impl CompileCache {
             return None;
         }
         // Recently used: the mtime orders eviction.
-        let _ = std::fs::File::open(entry.join("output")).and_then(|f| {
-            f.set_modified(std::time::SystemTime::now())
-        });
+        let _ = std::fs::File::open(entry.join("output"))
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(output)
     }
@@ -225,7 +224,10 @@ mod tests {
         assert_eq!(cache.restore("k1", &out).as_deref(), Some("warning: x"));
         assert_eq!(std::fs::read(out.join("main")).unwrap(), b"\x7fELF");
         assert_eq!(std::fs::read(out.join("sub/Main.class")).unwrap(), b"cafe");
-        assert_eq!(std::fs::read_link(out.join("link")).unwrap(), Path::new("main"));
+        assert_eq!(
+            std::fs::read_link(out.join("link")).unwrap(),
+            Path::new("main")
+        );
         assert_eq!(cache.stats(), (1, 1));
         // Two more entries: k1 was used last-but-one, k2 is the oldest.
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -234,7 +236,10 @@ mod tests {
         assert!(cache.restore("k1", &tmp.path().join("r2")).is_some());
         std::thread::sleep(std::time::Duration::from_millis(20));
         cache.store("k3", &src, "");
-        assert!(cache.restore("k2", &tmp.path().join("r3")).is_none(), "evicted");
+        assert!(
+            cache.restore("k2", &tmp.path().join("r3")).is_none(),
+            "evicted"
+        );
         assert!(cache.restore("k1", &tmp.path().join("r4")).is_some());
         assert!(cache.restore("k3", &tmp.path().join("r5")).is_some());
     }

@@ -779,7 +779,10 @@ pub async fn judge(
     slots: usize,
     progress: impl Fn(Event) + Send + Sync,
 ) -> Result<Report, JudgeError> {
-    judge_dyn(runner, languages, submission, work_dir, slots, None, &progress).await
+    judge_dyn(
+        runner, languages, submission, work_dir, slots, None, &progress,
+    )
+    .await
 }
 
 /// [`judge`] with a compile cache: compiles (of the submission and of a

@@ -534,6 +534,73 @@ fn the_python_builtin_builds_from_debian_and_runs(env: &Env) {
     assert_eq!(again.image.manifest_digest, out.image.manifest_digest);
 }
 
+/// Runs `script` with /bin/sh in a sandbox on `layers` as uid 1000;
+/// returns (stdout, the report and stderr for messages).
+fn run_on(layers: &[std::path::PathBuf], script: &str) -> (String, String) {
+    let mut spec = sandbox::spec::base_spec(vec!["/bin/sh".into(), "-c".into(), script.into()]);
+    spec.set_root(None);
+    let opts = sandbox::RunOptions {
+        stdio: sandbox::Stdio::Capture { stdin: None },
+        wall_time: Some(Duration::from_secs(120)),
+        root_layers: Some(sandbox::LayeredRoot {
+            layers: layers.to_vec(),
+            upper: sandbox::Upper::Tmpfs { bytes: 256 << 20 },
+            readonly: false,
+        }),
+        ..sandbox::RunOptions::default()
+    };
+    let (report, captured) = sandbox::Sandbox::create(&spec, opts)
+        .unwrap()
+        .supervise(None);
+    (
+        String::from_utf8_lossy(&captured.stdout).into_owned(),
+        format!("{report:?}\n{}", String::from_utf8_lossy(&captured.stderr)),
+    )
+}
+
+/// The other builtins (on the Debian base the python test built): each
+/// builds, and its toolchain compiles and runs a program inside.
+fn the_other_builtins_build_and_their_toolchains_work(env: &Env) {
+    const NAME: &str = "the_other_builtins_build_and_their_toolchains_work";
+    if !mirror_reachable() {
+        return skip(NAME, "deb.debian.org:80 is not reachable");
+    }
+    let cases = [
+        (
+            "gcc",
+            "cd /tmp && printf 'int main(){return 42;}' > a.c && gcc -O2 a.c -o a && { ./a; echo $?; } \
+             && printf '#include <iostream>\nint main(){std::cout<<6*7<<std::endl;}' > b.cpp && g++ b.cpp -o b && ./b",
+            "42\n42\n",
+        ),
+        ("node", "node -e 'console.log(6*7)'", "42\n"),
+        (
+            "java",
+            "cd /tmp && printf 'class M{public static void main(String[] a){System.out.println(6*7);}}' > M.java \
+             && javac M.java && java -cp . M",
+            "42\n",
+        ),
+        (
+            "rust",
+            "cd /tmp && printf 'fn main(){println!(\"{}\", 6*7);}' > m.rs && rustc m.rs && ./m",
+            "42\n",
+        ),
+    ];
+    for (name, script, want) in cases {
+        let started = Instant::now();
+        let out = recipe::build_builtin(&env.store, name, BuildOptions::default())
+            .unwrap_or_else(|e| panic!("build {name}: {e}"));
+        println!(
+            "  {name}: built in {:.1}s ({} steps built, {} cached)",
+            started.elapsed().as_secs_f64(),
+            out.steps_built,
+            out.steps_cached
+        );
+        let layers = ensure_layers(&env.store, &out.image).unwrap();
+        let (stdout, context) = run_on(&layers, script);
+        assert_eq!(stdout, want, "{name}: {context}");
+    }
+}
+
 type Test = fn(&Env);
 
 fn main() {
@@ -555,7 +622,7 @@ fn main() {
         store,
         ctx,
     };
-    let tests: [(&str, Test); 6] = [
+    let tests: [(&str, Test); 7] = [
         (
             "a_scratch_image_from_busybox_has_its_layers_and_config",
             a_scratch_image_from_busybox_has_its_layers_and_config,
@@ -579,6 +646,10 @@ fn main() {
         (
             "the_python_builtin_builds_from_debian_and_runs",
             the_python_builtin_builds_from_debian_and_runs,
+        ),
+        (
+            "the_other_builtins_build_and_their_toolchains_work",
+            the_other_builtins_build_and_their_toolchains_work,
         ),
     ];
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));

@@ -70,7 +70,10 @@ fn submit_as(d: &Daemon, token: &str, body: &Value) -> String {
         "POST",
         "/v1/judge/submissions",
         Some(b.as_bytes()),
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
     );
     assert_eq!(r.status, 201, "submit: {}", r.text());
     r.json()["id"].as_str().expect("id").to_string()
@@ -84,7 +87,11 @@ fn get_as(d: &Daemon, token: &str, id: &str) -> (u16, Value) {
         None,
         &[("Authorization", &auth)],
     );
-    let v = if r.body.is_empty() { Value::Null } else { r.json() };
+    let v = if r.body.is_empty() {
+        Value::Null
+    } else {
+        r.json()
+    };
     (r.status, v)
 }
 
@@ -94,7 +101,9 @@ fn wait_done(d: &Daemon, id: &str, token: Option<&str>) -> Value {
     loop {
         let v = match token {
             Some(t) => get_as(d, t, id).1,
-            None => d.req("GET", &format!("/v1/judge/submissions/{id}"), None).json(),
+            None => d
+                .req("GET", &format!("/v1/judge/submissions/{id}"), None)
+                .json(),
         };
         if v["status"] == "done" {
             return v;
@@ -111,7 +120,9 @@ fn wait_done(d: &Daemon, id: &str, token: Option<&str>) -> Value {
 fn wait_status(d: &Daemon, id: &str, status: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let v = d.req("GET", &format!("/v1/judge/submissions/{id}"), None).json();
+        let v = d
+            .req("GET", &format!("/v1/judge/submissions/{id}"), None)
+            .json();
         if v["status"] == status {
             return;
         }
@@ -137,8 +148,14 @@ fn submissions_get_exact_verdicts_and_per_test_figures() {
         assert_eq!(t["verdict"], "ACCEPTED", "{t}");
         assert_eq!(t["index"], i);
         assert_eq!(t["exit_code"], 0);
-        assert!(t["memory_kb"].as_u64().unwrap() > 0, "peak memory from the cgroup: {t}");
-        assert!(t["wall_time_ms"].is_u64() && t["cpu_time_ms"].is_u64(), "{t}");
+        assert!(
+            t["memory_kb"].as_u64().unwrap() > 0,
+            "peak memory from the cgroup: {t}"
+        );
+        assert!(
+            t["wall_time_ms"].is_u64() && t["cpu_time_ms"].is_u64(),
+            "{t}"
+        );
     }
     assert_eq!(tests[2]["stdout"], "2000000000\n");
 
@@ -166,7 +183,10 @@ fn submissions_get_exact_verdicts_and_per_test_figures() {
     );
     assert_eq!(v["verdict"], "COMPILATION_ERROR", "{v}");
     assert!(
-        v["compile_output"].as_str().unwrap().contains("was not declared"),
+        v["compile_output"]
+            .as_str()
+            .unwrap()
+            .contains("was not declared"),
         "{v}"
     );
 
@@ -188,8 +208,16 @@ fn submissions_get_exact_verdicts_and_per_test_figures() {
 fn bad_submissions_are_refused_by_name() {
     let d = daemon!();
     let cases = [
-        (json!({"language": "cobol", "source": "x", "tests": [{}]}), "invalid_submission", "cobol"),
-        (json!({"language": "c", "source": "x", "tests": []}), "invalid_submission", "no tests"),
+        (
+            json!({"language": "cobol", "source": "x", "tests": [{}]}),
+            "invalid_submission",
+            "cobol",
+        ),
+        (
+            json!({"language": "c", "source": "x", "tests": []}),
+            "invalid_submission",
+            "no tests",
+        ),
         (
             json!({"language": "c", "source": "x", "tests": [{}], "limits": {"memory_mb": 1}}),
             "invalid_submission",
@@ -209,7 +237,11 @@ fn bad_submissions_are_refused_by_name() {
     for (body, code, needle) in cases {
         let r = d.req_json("POST", "/v1/judge/submissions", &body);
         r.assert_error(400, code);
-        assert!(r.json()["message"].as_str().unwrap().contains(needle), "{}", r.text());
+        assert!(
+            r.json()["message"].as_str().unwrap().contains(needle),
+            "{}",
+            r.text()
+        );
     }
     let r = d.req_json(
         "POST",
@@ -270,7 +302,10 @@ fn slow(secs: f64) -> Value {
 #[test]
 fn a_full_queue_answers_429_with_retry_after() {
     let d = daemon!("judge_slots = 1\njudge_queue_max = 1\n");
-    let first = submit(&d, &slow(1.5), false)["id"].as_str().unwrap().to_string();
+    let first = submit(&d, &slow(1.5), false)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     wait_status(&d, &first, "running");
     let second = submit(&d, &slow(0.1), false);
     assert_eq!(second["status"], "queued", "{second}");
@@ -300,11 +335,19 @@ fn tenants_are_served_round_robin() {
     let ran_at = |id: &str, token: &str| -> u128 {
         let v = wait_done(&d, id, Some(token));
         assert_eq!(v["verdict"], "ACCEPTED", "{v}");
-        v["tests"][0]["stderr"].as_str().unwrap().trim().parse().expect("a time")
+        v["tests"][0]["stderr"]
+            .as_str()
+            .unwrap()
+            .trim()
+            .parse()
+            .expect("a time")
     };
     let bob = ran_at(&b, BOB);
     let alice: Vec<u128> = a.iter().map(|id| ran_at(id, ALICE)).collect();
-    assert!(alice.windows(2).all(|w| w[0] < w[1]), "alice's in order: {alice:?}");
+    assert!(
+        alice.windows(2).all(|w| w[0] < w[1]),
+        "alice's in order: {alice:?}"
+    );
     // Served: a0 (already running), a1, then bob's turn before a2 and a3.
     assert!(
         alice[1] < bob && bob < alice[2],
@@ -320,15 +363,26 @@ fn tenants_are_served_round_robin() {
 fn accepted_submissions_survive_a_kill_9_of_the_daemon() {
     let mut d = daemon!("judge_slots = 1\n");
     let ids: Vec<String> = (0..3)
-        .map(|_| submit(&d, &slow(2.0), false)["id"].as_str().unwrap().to_string())
+        .map(|_| {
+            submit(&d, &slow(2.0), false)["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     wait_status(&d, &ids[0], "running");
     let helpers = d.helpers();
     d.kill9();
     // What ran with the daemon is gone with it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while helpers.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) {
-        assert!(Instant::now() < deadline, "helpers {helpers:?} outlived the daemon");
+    while helpers
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "helpers {helpers:?} outlived the daemon"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     d.spawn();
@@ -364,16 +418,32 @@ fn progress_streams_as_server_sent_events() {
         .lines()
         .filter_map(|l| l.strip_prefix("event: ").map(str::to_string))
         .collect();
-    assert_eq!(names.first().map(String::as_str), Some("compile_start"), "{names:?}");
-    assert_eq!(names.get(1).map(String::as_str), Some("compile_done"), "{names:?}");
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("compile_start"),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.get(1).map(String::as_str),
+        Some("compile_done"),
+        "{names:?}"
+    );
     assert_eq!(names.last().map(String::as_str), Some("done"), "{names:?}");
-    assert_eq!(names.iter().filter(|n| *n == "test_start").count(), 3, "{names:?}");
-    assert_eq!(names.iter().filter(|n| *n == "test_done").count(), 3, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| *n == "test_start").count(),
+        3,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "test_done").count(),
+        3,
+        "{names:?}"
+    );
     let done = r
         .text()
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
-        .last()
+        .next_back()
         .map(|d| runtimed_tests::serde_json::from_str::<Value>(d).unwrap())
         .unwrap();
     assert_eq!(done["verdict"], "ACCEPTED", "{done}");
@@ -394,8 +464,10 @@ fn a_resubmitted_source_compiles_once_per_tenant() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let cpp_ready = || {
         let v = d.req("GET", "/v1/judge/languages", None).json();
-        v.as_array()
-            .is_some_and(|l| l.iter().any(|l| l["name"] == "cpp" && l["status"] == "available"))
+        v.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|l| l["name"] == "cpp" && l["status"] == "available")
+        })
     };
     while !cpp_ready() {
         assert!(Instant::now() < deadline, "the probe never finished");

@@ -14,7 +14,8 @@ fn corpus_dir() -> PathBuf {
 }
 
 fn read(dir: &Path, rel: &str) -> String {
-    std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{}/{rel}: {e}", dir.display()))
+    std::fs::read_to_string(dir.join(rel))
+        .unwrap_or_else(|e| panic!("{}/{rel}: {e}", dir.display()))
 }
 
 fn toml_to_json(v: &toml::Value) -> Value {
@@ -32,7 +33,10 @@ struct Case {
 fn checker_of(dir: &Path, c: &toml::Value) -> Value {
     let mut v = toml_to_json(c);
     if v["kind"] == "custom" {
-        let src = v["source"].as_str().expect("custom checker source").to_string();
+        let src = v["source"]
+            .as_str()
+            .expect("custom checker source")
+            .to_string();
         v["source"] = Value::String(read(dir, &src));
     }
     v
@@ -128,7 +132,9 @@ fn every_corpus_solution_gets_its_labelled_verdict() {
     let mut wrong = Vec::new();
     for (c, id) in cases.iter().zip(&ids) {
         let v = loop {
-            let v = d.req("GET", &format!("/v1/judge/submissions/{id}"), None).json();
+            let v = d
+                .req("GET", &format!("/v1/judge/submissions/{id}"), None)
+                .json();
             if v["status"] == "done" {
                 break v;
             }
@@ -137,8 +143,7 @@ fn every_corpus_solution_gets_its_labelled_verdict() {
         };
         let verdict = v["verdict"].as_str().unwrap_or("?").to_string();
         let tl = v["time_limit"].as_str().map(str::to_string);
-        let ok = c.verdicts.contains(&verdict)
-            && (c.time_limit.is_none() || c.time_limit == tl);
+        let ok = c.verdicts.contains(&verdict) && (c.time_limit.is_none() || c.time_limit == tl);
         if !ok {
             let mut shown = v.clone();
             for t in shown["tests"].as_array_mut().into_iter().flatten() {
@@ -149,13 +154,21 @@ fn every_corpus_solution_gets_its_labelled_verdict() {
                 }
             }
             shown["compile_output"] = Value::String(
-                v["compile_output"].as_str().unwrap_or("").chars().take(600).collect(),
+                v["compile_output"]
+                    .as_str()
+                    .unwrap_or("")
+                    .chars()
+                    .take(600)
+                    .collect(),
             );
             wrong.push(format!(
                 "{}: expected {:?}{}, got {verdict}{} ({})\n  {shown}",
                 c.name,
                 c.verdicts,
-                c.time_limit.as_deref().map(|t| format!(" ({t})")).unwrap_or_default(),
+                c.time_limit
+                    .as_deref()
+                    .map(|t| format!(" ({t})"))
+                    .unwrap_or_default(),
                 tl.as_deref().map(|t| format!(" ({t})")).unwrap_or_default(),
                 v["detail"].as_str().unwrap_or(""),
             ));

@@ -299,7 +299,10 @@ fn an_id_in_use_is_refused_and_free_again_afterwards() {
         .opts(["--id", &id])
         .probe(&["sleep", "30", &tag])
         .spawn();
-    if wait_for(Duration::from_secs(30), || host_probe_procs(&tag).first().map(|p| p.pid)).is_none()
+    if wait_for(Duration::from_secs(30), || {
+        host_probe_procs(&tag).first().map(|p| p.pid)
+    })
+    .is_none()
     {
         running.fail("the sandbox did not start");
     }
@@ -354,5 +357,10 @@ fn many_sandboxes_starting_at_once_all_start() {
             .flat_map(|w| w.join().expect("worker"))
             .collect()
     });
-    assert!(failures.is_empty(), "{} of 90 failed: {}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of 90 failed: {}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -302,7 +302,10 @@ fn run_once(
         }
     };
     // Threads are safe from here on: the sandbox exists.
-    if let (Ok(pidfd), Ok(watch)) = (sb.pidfd().try_clone_to_owned(), control.as_fd().try_clone_to_owned()) {
+    if let (Ok(pidfd), Ok(watch)) = (
+        sb.pidfd().try_clone_to_owned(),
+        control.as_fd().try_clone_to_owned(),
+    ) {
         std::thread::spawn(move || kill_when_closed(watch, pidfd));
     }
     let (report, _) = sb.supervise(None);
@@ -322,7 +325,11 @@ fn kill_when_closed(control: std::os::fd::OwnedFd, pidfd: std::os::fd::OwnedFd) 
         let mut fds = [PollFd::new(control.as_fd(), PollFlags::empty())];
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) if fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP)) => {
+            Ok(_)
+                if fds[0]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLHUP)) =>
+            {
                 let _ = sandbox::sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
                 return;
             }

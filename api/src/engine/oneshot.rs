@@ -58,7 +58,11 @@ pub async fn run(
         control
             .send(
                 &req,
-                &[stdio.stdin.as_fd(), stdio.stdout.as_fd(), stdio.stderr.as_fd()],
+                &[
+                    stdio.stdin.as_fd(),
+                    stdio.stdout.as_fd(),
+                    stdio.stderr.as_fd(),
+                ],
             )
             .await?;
         // Ours are not needed any more (the helper holds its copies).

@@ -129,9 +129,8 @@ impl JudgeService {
             .map_err(|e| JudgeServiceError::Internal(e.to_string()))?;
         let store = Store::open(&setup.db_path)?;
         let dir = |p: PathBuf| -> Result<PathBuf, JudgeServiceError> {
-            std::fs::create_dir_all(&p).map_err(|e| {
-                JudgeServiceError::Internal(format!("create {}: {e}", p.display()))
-            })?;
+            std::fs::create_dir_all(&p)
+                .map_err(|e| JudgeServiceError::Internal(format!("create {}: {e}", p.display())))?;
             Ok(p)
         };
         let work_dir = dir(setup.data_dir.join("judge").join("work"))?;
@@ -261,7 +260,11 @@ impl JudgeService {
 
     /// The submission as `tenant` may see it (`None`: no such submission
     /// of theirs).
-    pub fn view(&self, tenant: &str, id: &str) -> Result<Option<SubmissionView>, JudgeServiceError> {
+    pub fn view(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<SubmissionView>, JudgeServiceError> {
         let Some(row) = self.store.submission(id)? else {
             return Ok(None);
         };
@@ -272,12 +275,13 @@ impl JudgeService {
             .ok()
             .and_then(|v| v.get("language").and_then(|l| l.as_str()).map(String::from))
             .unwrap_or_default();
-        let report = match &row.result {
-            Some(text) => Some(serde_json::from_str::<Report>(text).map_err(|e| {
-                JudgeServiceError::Internal(format!("stored result of {id}: {e}"))
-            })?),
-            None => None,
-        };
+        let report =
+            match &row.result {
+                Some(text) => Some(serde_json::from_str::<Report>(text).map_err(|e| {
+                    JudgeServiceError::Internal(format!("stored result of {id}: {e}"))
+                })?),
+                None => None,
+            };
         let status = match row.state.as_str() {
             "done" => "done",
             "running" => "running",

@@ -71,9 +71,12 @@ impl DaemonRunner {
             reason,
         };
         let store = images.ok_or_else(|| protocol("the image store could not be opened".into()))?;
-        let parsed: rootfs_builder::ImageName =
-            name.parse().map_err(|e: rootfs_builder::StoreError| protocol(e.to_string()))?;
-        let image = store.resolve(&parsed).map_err(|e| protocol(e.to_string()))?;
+        let parsed: rootfs_builder::ImageName = name
+            .parse()
+            .map_err(|e: rootfs_builder::StoreError| protocol(e.to_string()))?;
+        let image = store
+            .resolve(&parsed)
+            .map_err(|e| protocol(e.to_string()))?;
         let (layers, lease) =
             rootfs_builder::unpack::ensure_leased(store, &image, &Default::default())
                 .map_err(|e| protocol(format!("unpacking its layers: {e}")))?;
@@ -103,7 +106,9 @@ impl DaemonRunner {
                     source,
                 })?
                 .into(),
-            None => File::open("/dev/null").map_err(io_err("open /dev/null"))?.into(),
+            None => File::open("/dev/null")
+                .map_err(io_err("open /dev/null"))?
+                .into(),
         };
         let mut out = self.anonymous_file()?;
         let mut err = self.anonymous_file()?;
@@ -112,14 +117,10 @@ impl DaemonRunner {
             stdout: out.try_clone().map_err(io_err("dup"))?.into(),
             stderr: err.try_clone().map_err(io_err("dup"))?.into(),
         };
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| RunError::Protocol {
-                what: "judge slots".into(),
-                reason: "closed".into(),
-            })?;
+        let _slot = self.slots.acquire().await.map_err(|_| RunError::Protocol {
+            what: "judge slots".into(),
+            reason: "closed".into(),
+        })?;
         // The lease keeps the layers from `image gc` while the run lasts.
         let (image, _lease) = match &job.image {
             Some(name) => {
@@ -161,8 +162,7 @@ impl DaemonRunner {
         let stdout = read_back(&mut out, limit)?;
         let stderr = read_back(&mut err, limit)?;
         let over = |counted: Option<u64>, got: usize| {
-            report.termination == Termination::OutputLimit
-                && counted.unwrap_or(got as u64) >= limit
+            report.termination == Termination::OutputLimit && counted.unwrap_or(got as u64) >= limit
         };
         Ok(RunOutput {
             stdout_truncated: over(report.stdout_bytes, stdout.len()),
@@ -176,7 +176,8 @@ impl DaemonRunner {
 
 /// Everything written to `f`, at most `limit` bytes.
 fn read_back(f: &mut File, limit: u64) -> Result<Vec<u8>, RunError> {
-    f.seek(SeekFrom::Start(0)).map_err(io_err("seek an output file"))?;
+    f.seek(SeekFrom::Start(0))
+        .map_err(io_err("seek an output file"))?;
     let mut buf = Vec::new();
     f.take(limit)
         .read_to_end(&mut buf)

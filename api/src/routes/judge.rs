@@ -135,7 +135,9 @@ pub async fn events(
     Extension(tenant): Extension<Tenant>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Response> {
-    let svc = service(&state).map_err(IntoResponse::into_response)?.clone();
+    let svc = service(&state)
+        .map_err(IntoResponse::into_response)?
+        .clone();
     // Ownership first (the view checks the tenant).
     let view = match svc.view(&tenant.0, &id) {
         Ok(Some(v)) => v,
@@ -189,29 +191,23 @@ fn async_stream(
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let ended = past.iter().any(|e| matches!(e, Event::Done { .. }));
     let past = futures_util::stream::iter(past.into_iter().map(|e| Ok(sse_of(&e))));
-    let live = futures_util::stream::unfold(
-        if ended { None } else { rx },
-        |rx| async move {
-            let mut rx = rx?;
-            loop {
-                match rx.recv().await {
-                    Ok(e) => {
-                        let last = matches!(e, Event::Done { .. });
-                        let item = Ok(sse_of(&e));
-                        return Some((item, if last { None } else { Some(rx) }));
-                    }
-                    // A slow reader missed some: say so, carry on.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let item = Ok(SseEvent::default()
-                            .event("lagged")
-                            .data(format!("{{\"missed\":{n}}}")));
-                        return Some((item, Some(rx)));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
+    let live = futures_util::stream::unfold(if ended { None } else { rx }, |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Ok(e) => {
+                let last = matches!(e, Event::Done { .. });
+                Some((Ok(sse_of(&e)), if last { None } else { Some(rx) }))
             }
-        },
-    );
+            // A slow reader missed some: say so, carry on.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                let item = Ok(SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{n}}}")));
+                Some((item, Some(rx)))
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+        }
+    });
     futures_util::StreamExt::chain(past, live)
 }
 
@@ -231,7 +227,9 @@ pub struct LanguageInfo {
 
 /// The language table and what the toolchain probe found.
 #[utoipa::path(get, path = "/v1/judge/languages", responses((status = 200, body = Object)))]
-pub async fn languages(State(state): State<Arc<AppState>>) -> Result<axum::Json<Vec<LanguageInfo>>, ApiError> {
+pub async fn languages(
+    State(state): State<Arc<AppState>>,
+) -> Result<axum::Json<Vec<LanguageInfo>>, ApiError> {
     let svc = service(&state)?;
     let langs = svc.languages();
     Ok(axum::Json(
