@@ -96,6 +96,8 @@ pub struct JudgeService {
     live: Mutex<HashMap<String, Arc<Live>>>,
     /// Successful compiles, per tenant.
     cache: judges::CompileCache,
+    probe_started: std::sync::atomic::AtomicBool,
+    probed: watch::Sender<bool>,
     /// Submissions of an earlier daemon queued again at open.
     pub requeued: usize,
 }
@@ -110,6 +112,9 @@ pub struct JudgeSetup {
     pub queue_max: usize,
     pub languages: Option<PathBuf>,
 }
+
+/// How long a languages request waits for the toolchain probe.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Compiled programs kept (the least recently used go first).
 const COMPILE_CACHE_ENTRIES: usize = 512;
@@ -171,17 +176,36 @@ impl JudgeService {
             wake: Notify::new(),
             live: Mutex::new(live),
             cache,
+            probe_started: std::sync::atomic::AtomicBool::new(false),
+            probed: watch::channel(false).0,
             requeued: unfinished.len(),
         }))
     }
 
     /// Starts the workers (one per slot, so that one submission's compile
     /// overlaps another's tests; the runner's semaphore bounds the
-    /// sandboxes) and the toolchain probe.
+    /// sandboxes). Submissions accepted before a restart make the workers
+    /// probe the toolchains at once; otherwise the first use of the judge
+    /// does ([`Self::kick_probe`]): a daemon that only serves sessions
+    /// never starts the probe's sandboxes.
     pub fn start(self: &Arc<Self>) {
         for _ in 0..self.slots {
             let svc = self.clone();
             tokio::spawn(async move { svc.work().await });
+        }
+        if self.requeued > 0 {
+            self.kick_probe();
+        }
+    }
+
+    /// Starts the toolchain probe (once): every language's version argv in
+    /// a sandbox, as a submission would get it.
+    pub fn kick_probe(self: &Arc<Self>) {
+        if self
+            .probe_started
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
         }
         let svc = self.clone();
         tokio::spawn(async move {
@@ -191,7 +215,17 @@ impl JudgeService {
                 tracing::info!(language = %l.name, availability = ?l.availability, "judge language");
             }
             *svc.languages.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(langs);
+            let _ = svc.probed.send(true);
         });
+    }
+
+    /// The language table once probed (starting the probe if need be;
+    /// at most `PROBE_WAIT`, then as far as it got).
+    pub async fn probed_languages(self: &Arc<Self>) -> Arc<Languages> {
+        self.kick_probe();
+        let mut rx = self.probed.subscribe();
+        let _ = tokio::time::timeout(PROBE_WAIT, rx.wait_for(|done| *done)).await;
+        self.languages()
     }
 
     pub fn languages(&self) -> Arc<Languages> {

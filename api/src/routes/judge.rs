@@ -18,14 +18,17 @@ use crate::error::{ApiError, ErrorBody, Json};
 use crate::judge::{JudgeService, JudgeServiceError, SubmissionView};
 use crate::state::{AppState, Tenant};
 
+/// The judge service; its first use starts the toolchain probe.
 pub fn service(state: &AppState) -> Result<&Arc<JudgeService>, ApiError> {
-    state.judge.get().ok_or_else(|| {
+    let svc = state.judge.get().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "judge_unavailable",
             "the judge is not running in this daemon",
         )
-    })
+    })?;
+    svc.kick_probe();
+    Ok(svc)
 }
 
 pub fn submission_not_found(id: &str) -> ApiError {
@@ -231,7 +234,7 @@ pub async fn languages(
     State(state): State<Arc<AppState>>,
 ) -> Result<axum::Json<Vec<LanguageInfo>>, ApiError> {
     let svc = service(&state)?;
-    let langs = svc.languages();
+    let langs = svc.probed_languages().await;
     Ok(axum::Json(
         langs
             .iter()

@@ -158,13 +158,16 @@ async fn require_token(
     }
 }
 
+/// The judge service; its first use starts the toolchain probe.
 fn service(state: &AppState) -> Result<Arc<JudgeService>, Judge0Error> {
-    state.judge.get().cloned().ok_or_else(|| {
+    let svc = state.judge.get().cloned().ok_or_else(|| {
         Judge0Error::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the judge is not running in this daemon",
         )
-    })
+    })?;
+    svc.kick_probe();
+    Ok(svc)
 }
 
 /// A query parameter's value (the last one given).
@@ -385,14 +388,14 @@ async fn get_batch(
 /// `GET /languages`: `[{id, name}]` of the available languages.
 async fn languages(State(state): State<Arc<AppState>>) -> Reply {
     let svc = service(&state)?;
-    Ok(axum::Json(info::languages(&svc.languages())).into_response())
+    Ok(axum::Json(info::languages(&*svc.probed_languages().await)).into_response())
 }
 
 /// `GET /languages/{id}`: any language of the table but those found
 /// unavailable.
 async fn language(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Reply {
     let svc = service(&state)?;
-    let langs = svc.languages();
+    let langs = svc.probed_languages().await;
     let found = id
         .parse::<u32>()
         .ok()
