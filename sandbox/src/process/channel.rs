@@ -106,7 +106,9 @@ type Received = (Vec<u8>, Vec<OwnedFd>);
 pub const MAX_MSG: usize = 128 * 1024;
 
 /// Most fds one message carries (a spawned process's stdio).
-const MAX_FDS: usize = 4;
+/// Fds per message: a layered root's trees travel in one (the kernel's
+/// SCM_MAX_FD is 253).
+const MAX_FDS: usize = 253;
 
 impl Channel {
     /// A connected pair (both ends close-on-exec).

@@ -171,8 +171,11 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     })?;
     // wait_for_parent: the id maps must be written before we act as root in
     // the namespace (user_namespaces(7)).
-    match ctx.channel.recv_parent() {
-        Ok(Some(ParentMessage::Go)) => {}
+    // With a layered root, the go carries its trees (idmapped with this
+    // namespace once its maps exist): the layers, bottom first, then a
+    // host upper dir's.
+    let layer_fds = match ctx.channel.recv_parent_fds() {
+        Ok(Some((ParentMessage::Go, fds))) => fds,
         Ok(None | Some(_)) => {
             return Err(StepError::new(
                 "wait_for_parent",
@@ -181,7 +184,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
             ))
         }
         Err(er) => return Err(e("wait_for_parent", er, "read from parent")),
-    }
+    };
     // become_root: after the maps exist, become uid/gid 0 of the namespace,
     // or files we create would have an unmapped owner (EOVERFLOW).
     setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
@@ -208,7 +211,16 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // the root below the staging dir; proc before the old root goes away.
     let ops: &mut dyn MountOps = &mut sys::ops::Linux;
     mounts::make_private(ops)?;
-    mounts::mount_root(ops, plan, ctx.staging, ctx.layer_trees)?;
+    let layer_raw: Vec<RawFd> = layer_fds.iter().map(|f| f.as_raw_fd()).collect();
+    let trees = match &plan.root {
+        RootPlan::Layers(l) if !layer_raw.is_empty() => mounts::LayerTrees {
+            lowers: &layer_raw[..l.layers.len().min(layer_raw.len())],
+            upper: layer_raw.get(l.layers.len()).copied(),
+        },
+        _ => ctx.layer_trees,
+    };
+    mounts::mount_root(ops, plan, ctx.staging, trees)?;
+    drop(layer_fds);
     if let RootPlan::Host(layout) = &plan.root {
         mounts::mount_host_layout(ops, plan, layout, ctx.staging)?;
     }
