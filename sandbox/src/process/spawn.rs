@@ -419,7 +419,8 @@ impl Sandbox {
             }
             _ => Vec::new(),
         };
-        let layer_fds: Vec<std::os::fd::BorrowedFd<'_>> = layer_trees.iter().map(|f| f.as_fd()).collect();
+        let layer_fds: Vec<std::os::fd::BorrowedFd<'_>> =
+            layer_trees.iter().map(|f| f.as_fd()).collect();
         sb.channel
             .send_json(&ParentMessage::Go, &layer_fds)
             .map_err(sys_err("release the child"))?;
