@@ -30,17 +30,23 @@ esac
 # clone3 into the cgroup, OOM kill, pids limit, CPU time of the tree, cgroup
 # removal) and the daemon's (sessions below the daemon's supervisor leaf,
 # OOM inside a session, teardown on DELETE, TTL, SIGTERM and kill -9) run in
-# the same VM.
+# the same VM, and a part of the judge's (one-shot sandboxes from the
+# zygote: verdicts and figures, the queue's 429, kill -9 and restart, SSE;
+# the VM's /var/tmp is an overlayfs, which once broke the judge's output
+# files and its compile step).
 cargo build -q --workspace --bins
 e2e=$(cargo test -q -p runtimed-tests --no-run --message-format=json \
-	| grep -o '"executable":"[^"]*/\(limits\|lifecycle\|daemon\)-[^"]*"' | cut -d'"' -f4)
-[ "$(echo "$e2e" | wc -l)" -eq 3 ] || { echo "cgroup-v2.sh: end-to-end test binaries not found" >&2; exit 2; }
+	| grep -o '"executable":"[^"]*/\(limits\|lifecycle\|daemon\|judge_api\)-[^"]*"' | cut -d'"' -f4)
+[ "$(echo "$e2e" | wc -l)" -eq 4 ] || { echo "cgroup-v2.sh: end-to-end test binaries not found" >&2; exit 2; }
+judge=$(echo "$e2e" | grep '/judge_api-')
+e2e=$(echo "$e2e" | grep -v '/judge_api-')
 runtimed_bin=$(dirname "$(echo "$e2e" | head -n 1)")/../runtimed
 script="set -e; timeout -k 5 180 $bin cgroup:: --test-threads=2"
 # The daemon's tests last: the network namespaces their many sandboxes
 # leave are torn down by a kernel worker, slowly under emulation, and a new
 # sandbox's clone3 waits for that (a 14 s start was seen right after them).
 ordered=$(echo "$e2e" | grep -v '/daemon-'; echo "$e2e" | grep '/daemon-')
+script="$script; timeout -k 5 240 $judge --test-threads=2 submissions_get a_full_queue accepted_submissions progress_streams"
 for t in $ordered; do script="$script; timeout -k 5 240 $t --test-threads=2"; done
 
 start=$(date +%s)

@@ -460,7 +460,13 @@ async fn compile(
     box_dir: &Path,
     on_compile: &(dyn Fn(Option<bool>) + Send + Sync),
 ) -> Result<Option<Compiled>, JudgeError> {
-    make_dir(box_dir, 0o755).map_err(|source| JudgeError::WorkDir {
+    // World-writable: the compile step mounts it read-write and the
+    // sandbox normally sees it as its own through an idmapped bind; on a
+    // filesystem that cannot be idmapped (overlayfs, NFS) the bind stays
+    // plain and uid 1000 inside must still be able to write the program.
+    // Only the sandbox it is mounted into can reach it (its parent is a
+    // 0700 work dir), and tests get it read-only.
+    make_dir(box_dir, 0o777).map_err(|source| JudgeError::WorkDir {
         path: box_dir.to_path_buf(),
         source,
     })?;

@@ -158,6 +158,13 @@ fn submissions_get_exact_verdicts_and_per_test_figures() {
         );
     }
     assert_eq!(tests[2]["stdout"], "2000000000\n");
+    // One `verdict` key for the submission and one per test (a duplicate
+    // key once came from the view and the flattened report both).
+    let id = v["id"].as_str().unwrap();
+    let raw = d
+        .req("GET", &format!("/v1/judge/submissions/{id}"), None)
+        .text();
+    assert_eq!(raw.matches("\"verdict\":").count(), 1 + 3, "{raw}");
 
     // A wrong answer on one test: that test's verdict is the submission's.
     let wrong = CPP_AB.replace("a+b", "(a==-5?1:a+b)");

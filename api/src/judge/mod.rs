@@ -35,9 +35,6 @@ pub struct SubmissionView {
     /// Unix time (ms) its result was stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at_ms: Option<i64>,
-    /// Set when done.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<Verdict>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub report: Option<Report>,
     /// Submissions ahead of this one (queued only).
@@ -139,7 +136,6 @@ impl JudgeService {
             Ok(p)
         };
         let work_dir = dir(setup.data_dir.join("judge").join("work"))?;
-        let scratch = dir(setup.data_dir.join("judge").join("scratch"))?;
         let cache = judges::CompileCache::open(
             setup.data_dir.join("judge").join("compile-cache"),
             COMPILE_CACHE_ENTRIES,
@@ -152,7 +148,7 @@ impl JudgeService {
             }
         }
         let slots = setup.slots.unwrap_or_else(judges::pipeline::default_slots);
-        let runner = runner::DaemonRunner::new(setup.engine, setup.images, scratch, slots);
+        let runner = runner::DaemonRunner::new(setup.engine, setup.images, slots);
         let mut queue = FairQueue::new(setup.queue_max);
         let mut live = HashMap::new();
         let unfinished = store.unfinished_submissions()?;
@@ -331,7 +327,6 @@ impl JudgeService {
             language,
             created_at: row.created_at,
             finished_at_ms: row.finished_at_ms,
-            verdict: report.as_ref().map(|r| r.verdict),
             report,
             queue_position,
         }))

@@ -1,13 +1,12 @@
 //! The daemon's [`Runner`]: each judge job is a one-shot sandbox forked by
 //! the zygote ([`crate::engine::oneshot`]), with its stdin a host file and
-//! its stdout/stderr anonymous files that are read back after the run.
+//! its stdout/stderr anonymous memory files (memfd) read back after the run.
 //! A semaphore bounds the sandboxes of all submissions together (the
 //! judge's slots).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -22,8 +21,6 @@ use crate::engine::{EngineConfig, StartError};
 pub struct DaemonRunner {
     engine: EngineConfig,
     images: Option<rootfs_builder::Store>,
-    /// Where the output files live (unlinked at once).
-    scratch: PathBuf,
     slots: Arc<Semaphore>,
 }
 
@@ -36,27 +33,25 @@ impl DaemonRunner {
     pub fn new(
         engine: EngineConfig,
         images: Option<rootfs_builder::Store>,
-        scratch: PathBuf,
         slots: usize,
     ) -> DaemonRunner {
         DaemonRunner {
             engine,
             images,
-            scratch,
             slots: Arc::new(Semaphore::new(slots.max(1))),
         }
     }
 
-    /// An unnamed file in the scratch dir (O_TMPFILE): nothing to clean up.
+    /// An anonymous in-memory file (memfd) for a run's output: nothing to
+    /// clean up, and no dependence on the data dir's filesystem (O_TMPFILE
+    /// there failed with EOPNOTSUPP on an overlayfs data dir).
     fn anonymous_file(&self) -> Result<File, RunError> {
-        let fd = nix::fcntl::open(
-            &self.scratch,
-            nix::fcntl::OFlag::O_TMPFILE | nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::from_bits_truncate(0o600),
-        )
-        .map_err(|e| RunError::Io {
-            what: format!("create an output file in {}", self.scratch.display()),
-            source: std::io::Error::from_raw_os_error(e as i32),
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        let fd = memfd_create(c"runtimed-judge-output", MFdFlags::MFD_CLOEXEC).map_err(|e| {
+            RunError::Io {
+                what: "create an output file (memfd_create)".into(),
+                source: std::io::Error::from_raw_os_error(e as i32),
+            }
         })?;
         Ok(File::from(fd))
     }
@@ -192,11 +187,4 @@ impl Runner for DaemonRunner {
     ) -> Pin<Box<dyn std::future::Future<Output = Result<RunOutput, RunError>> + Send + 'a>> {
         Box::pin(self.run_job(job))
     }
-}
-
-/// The scratch dir for output files, created if missing.
-pub fn scratch_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
-    let dir = data_dir.join("judge").join("scratch");
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
