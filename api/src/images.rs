@@ -56,27 +56,34 @@ pub async fn prepare(state: &AppState, name: &str, upper_bytes: u64) -> Result<P
         ));
     };
     let name = name.to_string();
-    tokio::task::spawn_blocking(move || {
-        let image = store.resolve(&parsed).map_err(|e| store_error(&name, e))?;
-        let (layers, lease) =
-            rootfs_builder::unpack::ensure_leased(&store, &image, &Default::default()).map_err(
-                |e| ApiError::internal(format!("image {name}: unpacking its layers: {e}")),
-            )?;
-        let defaults = rootfs_builder::runtime::run_defaults(&image, &layers)
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
-        Ok(Prepared {
-            name: image.name.to_string(),
-            root: ImageRoot {
-                data_dir: store.data_dir().display().to_string(),
-                layers: layers.iter().map(|p| p.display().to_string()).collect(),
-                upper_bytes,
-            },
-            defaults,
-            lease,
-        })
+    tokio::task::spawn_blocking(move || prepare_in(&store, &parsed, &name, upper_bytes))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+/// [`prepare`]'s blocking part, on an open store (the judge's runner calls
+/// it from its own blocking task).
+pub fn prepare_in(
+    store: &rootfs_builder::Store,
+    parsed: &ImageName,
+    name: &str,
+    upper_bytes: u64,
+) -> Result<Prepared, ApiError> {
+    let image = store.resolve(parsed).map_err(|e| store_error(name, e))?;
+    let (layers, lease) = rootfs_builder::unpack::ensure_leased(store, &image, &Default::default())
+        .map_err(|e| ApiError::internal(format!("image {name}: unpacking its layers: {e}")))?;
+    let defaults = rootfs_builder::runtime::run_defaults(&image, &layers)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(Prepared {
+        name: image.name.to_string(),
+        root: ImageRoot {
+            data_dir: store.data_dir().display().to_string(),
+            layers: layers.iter().map(|p| p.display().to_string()).collect(),
+            upper_bytes,
+        },
+        defaults,
+        lease,
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
 }
 
 /// A failed import: the archive's fault (400 `invalid_archive`) unless

@@ -44,6 +44,29 @@ pub struct HostRequest {
     pub oneshot: Option<Oneshot>,
 }
 
+impl HostRequest {
+    /// A request with the engine's settings (uid pool, run dir, Landlock).
+    pub fn new(
+        cfg: &super::EngineConfig,
+        id: &str,
+        spec: &Spec,
+        seccomp: &str,
+        image: Option<&ImageRoot>,
+        oneshot: Option<Oneshot>,
+    ) -> HostRequest {
+        HostRequest {
+            id: id.to_string(),
+            spec: spec.clone(),
+            seccomp: seccomp.to_string(),
+            landlock: cfg.landlock,
+            uid_pool: cfg.uid_pool,
+            run_dir: cfg.run_dir.display().to_string(),
+            image: image.cloned(),
+            oneshot,
+        }
+    }
+}
+
 /// The limits of a one-shot run that a `Spec` has no field for.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Oneshot {
@@ -123,20 +146,7 @@ pub fn serve(control: Channel) -> i32 {
     };
     let seccomp = match req.seccomp.parse::<SeccompProfile>() {
         Ok(p) => p,
-        Err(e) => {
-            let _ = control.send_json(
-                &HostReply::Failed {
-                    error: StepFailure {
-                        step: "validate".into(),
-                        errno: None,
-                        message: e.to_string(),
-                    },
-                    invalid_spec: true,
-                },
-                &[],
-            );
-            return 1;
-        }
+        Err(e) => return fail(&control, step_failure("validate", e.to_string()), true),
     };
     // The lease lives as long as this helper (the kernel drops the locks
     // when it exits, however it exits).
@@ -150,20 +160,7 @@ pub fn serve(control: Channel) -> i32 {
                 rootfs_builder::layers::lease_layers(&store, &layers).map_err(|e| e.to_string())
             }) {
             Ok(l) => _lease = Some(l),
-            Err(message) => {
-                let _ = control.send_json(
-                    &HostReply::Failed {
-                        error: StepFailure {
-                            step: "image".into(),
-                            errno: None,
-                            message,
-                        },
-                        invalid_spec: false,
-                    },
-                    &[],
-                );
-                return 1;
-            }
+            Err(message) => return fail(&control, step_failure("image", message), false),
         }
         root_layers = Some(sandbox::LayeredRoot {
             layers,
@@ -178,35 +175,12 @@ pub fn serve(control: Channel) -> i32 {
     }
     drop(fds);
     let opts = RunOptions {
-        sandbox_id: Some(req.id.clone()),
-        root_layers,
-        seccomp,
-        landlock: req.landlock,
-        uid_pool: UidPoolConfig {
-            base: req.uid_pool.0,
-            slot_size: req.uid_pool.1,
-            slots: req.uid_pool.2,
-        },
-        run_dir: req.run_dir.clone().into(),
         session: true,
-        ..RunOptions::default()
+        ..base_options(&req, root_layers, seccomp)
     };
-    let sb = match Sandbox::create(&req.spec, opts) {
-        Ok(sb) => sb,
-        Err(e) => {
-            let invalid_spec = matches!(
-                e,
-                sandbox::SandboxError::Spec(_) | sandbox::SandboxError::Options(_)
-            );
-            let _ = control.send_json(
-                &HostReply::Failed {
-                    error: e.as_step_failure(),
-                    invalid_spec,
-                },
-                &[],
-            );
-            return 1;
-        }
+    let sb = match create(&control, &req.spec, opts) {
+        Some(sb) => sb,
+        None => return 1,
     };
     let ready = HostReply::Ready {
         init_pid: sb.init_pid(),
@@ -233,6 +207,63 @@ pub fn serve(control: Channel) -> i32 {
     0
 }
 
+fn step_failure(step: &str, message: String) -> StepFailure {
+    StepFailure {
+        step: step.into(),
+        errno: None,
+        message,
+    }
+}
+
+/// Tells the daemon the sandbox could not be created; the exit status.
+fn fail(control: &Channel, error: StepFailure, invalid_spec: bool) -> i32 {
+    let _ = control.send_json(
+        &HostReply::Failed {
+            error,
+            invalid_spec,
+        },
+        &[],
+    );
+    1
+}
+
+/// What both modes set from the request.
+fn base_options(
+    req: &HostRequest,
+    root_layers: Option<sandbox::LayeredRoot>,
+    seccomp: SeccompProfile,
+) -> RunOptions {
+    RunOptions {
+        sandbox_id: Some(req.id.clone()),
+        root_layers,
+        seccomp,
+        landlock: req.landlock,
+        uid_pool: UidPoolConfig {
+            base: req.uid_pool.0,
+            slot_size: req.uid_pool.1,
+            slots: req.uid_pool.2,
+        },
+        run_dir: req.run_dir.clone().into(),
+        ..RunOptions::default()
+    }
+}
+
+/// Creates the sandbox, or reports why not (`invalid_spec`: the request
+/// was at fault) and returns `None`.
+fn create(control: &Channel, spec: &Spec, opts: RunOptions) -> Option<Sandbox> {
+    match Sandbox::create(spec, opts) {
+        Ok(sb) => Some(sb),
+        Err(e) => {
+            let invalid_spec = matches!(
+                e,
+                sandbox::SandboxError::Spec(_) | sandbox::SandboxError::Options(_)
+            );
+            fail(control, e.as_step_failure(), invalid_spec);
+            None
+        }
+    }
+}
+
 /// A one-shot run: the program gets the request's three fds as stdin,
 /// stdout and stderr (through the supervisor, which counts and caps the
 /// output), and the report goes back when it ended and everything is torn
@@ -246,60 +277,34 @@ fn run_once(
     root_layers: Option<sandbox::LayeredRoot>,
     seccomp: SeccompProfile,
 ) -> i32 {
-    let fail = |error: StepFailure, invalid_spec: bool| {
-        let _ = control.send_json(
-            &HostReply::Failed {
-                error,
-                invalid_spec,
-            },
-            &[],
-        );
-        1
-    };
     let mut fds = fds.into_iter();
     let (Some(stdin), Some(stdout), Some(stderr), None) =
         (fds.next(), fds.next(), fds.next(), fds.next())
     else {
         return fail(
-            StepFailure {
-                step: "validate".into(),
-                errno: None,
-                message: "a one-shot run needs exactly three fds (stdin, stdout, stderr)".into(),
-            },
+            control,
+            step_failure(
+                "validate",
+                "a one-shot run needs exactly three fds (stdin, stdout, stderr)".into(),
+            ),
             true,
         );
     };
     let ms = |v: Option<u64>| v.map(std::time::Duration::from_millis);
     let opts = RunOptions {
-        sandbox_id: Some(req.id.clone()),
         wall_time: ms(once.wall_time_ms),
         cpu_time: ms(once.cpu_time_ms),
         output_limit: once.output_limit,
-        root_layers,
-        seccomp,
-        landlock: req.landlock,
         stdio: sandbox::Stdio::Forward {
             stdin,
             stdout,
             stderr,
         },
-        uid_pool: UidPoolConfig {
-            base: req.uid_pool.0,
-            slot_size: req.uid_pool.1,
-            slots: req.uid_pool.2,
-        },
-        run_dir: req.run_dir.clone().into(),
-        ..RunOptions::default()
+        ..base_options(req, root_layers, seccomp)
     };
-    let sb = match Sandbox::create(&req.spec, opts) {
-        Ok(sb) => sb,
-        Err(e) => {
-            let invalid_spec = matches!(
-                e,
-                sandbox::SandboxError::Spec(_) | sandbox::SandboxError::Options(_)
-            );
-            return fail(e.as_step_failure(), invalid_spec);
-        }
+    let sb = match create(control, &req.spec, opts) {
+        Some(sb) => sb,
+        None => return 1,
     };
     // Threads are safe from here on: the sandbox exists.
     if let (Ok(pidfd), Ok(watch)) = (

@@ -44,16 +44,7 @@ pub async fn run(
         .wall_time_ms
         .map_or(Duration::from_secs(3600), Duration::from_millis)
         + GRACE;
-    let req = HostRequest {
-        id: id.to_string(),
-        spec: spec.clone(),
-        seccomp: seccomp.to_string(),
-        landlock: cfg.landlock,
-        uid_pool: cfg.uid_pool,
-        run_dir: cfg.run_dir.display().to_string(),
-        image: image.cloned(),
-        oneshot: Some(limits),
-    };
+    let req = HostRequest::new(cfg, id, spec, seccomp, image, Some(limits));
     let exchange = async {
         control
             .send(

@@ -88,16 +88,7 @@ impl SessionSandbox {
         let helper_err =
             |what: &str, e: &dyn std::fmt::Display| StartError::Helper(format!("{what}: {e}"));
         let (control, mut child) = start_helper(cfg)?;
-        let req = HostRequest {
-            id: id.to_string(),
-            spec: spec.clone(),
-            seccomp: seccomp.to_string(),
-            landlock: cfg.landlock,
-            uid_pool: cfg.uid_pool,
-            run_dir: cfg.run_dir.display().to_string(),
-            image: image.cloned(),
-            oneshot: None,
-        };
+        let req = HostRequest::new(cfg, id, spec, seccomp, image, None);
         let reply = async {
             control.send(&req, &[]).await?;
             control.recv::<HostReply>().await

@@ -56,6 +56,8 @@ impl DaemonRunner {
         Ok(File::from(fd))
     }
 
+    /// The image's layers, unpacked and leased (the same resolution as a
+    /// session's, [`crate::images::prepare_in`]).
     fn image_root(
         images: Option<&rootfs_builder::Store>,
         name: &str,
@@ -69,20 +71,9 @@ impl DaemonRunner {
         let parsed: rootfs_builder::ImageName = name
             .parse()
             .map_err(|e: rootfs_builder::StoreError| protocol(e.to_string()))?;
-        let image = store
-            .resolve(&parsed)
-            .map_err(|e| protocol(e.to_string()))?;
-        let (layers, lease) =
-            rootfs_builder::unpack::ensure_leased(store, &image, &Default::default())
-                .map_err(|e| protocol(format!("unpacking its layers: {e}")))?;
-        Ok((
-            ImageRoot {
-                data_dir: store.data_dir().display().to_string(),
-                layers: layers.iter().map(|p| p.display().to_string()).collect(),
-                upper_bytes,
-            },
-            lease,
-        ))
+        let prepared = crate::images::prepare_in(store, &parsed, name, upper_bytes)
+            .map_err(|e| protocol(e.message))?;
+        Ok((prepared.root, prepared.lease))
     }
 
     async fn run_job(&self, job: Job) -> Result<RunOutput, RunError> {
