@@ -76,6 +76,28 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// `let d = daemon!();` or `daemon!(config_toml)` at the top of a test: a
+/// started [`Daemon`], or a return from the test when it is skipped (not
+/// root, no binary; see [`Daemon::start`]).
+#[macro_export]
+macro_rules! daemon {
+    () => {
+        match $crate::daemon::Daemon::start() {
+            Some(d) => d,
+            None => return,
+        }
+    };
+    ($config:expr) => {
+        match $crate::daemon::Daemon::start_with(
+            Some(::std::convert::AsRef::<str>::as_ref(&$config)),
+            &[],
+        ) {
+            Some(d) => d,
+            None => return,
+        }
+    };
+}
+
 impl Daemon {
     /// `None` (test skipped) when not root or runtimed is not built.
     pub fn start() -> Option<Daemon> {

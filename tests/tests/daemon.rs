@@ -6,24 +6,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use runtimed_tests::daemon;
 use runtimed_tests::daemon::{ws_read_until, Daemon};
 use runtimed_tests::serde_json::{json, Value};
 use runtimed_tests::{host_cgroup_dirs, host_procs_matching, pid_alive, unique, wait_for};
-
-macro_rules! daemon {
-    () => {
-        match Daemon::start() {
-            Some(d) => d,
-            None => return,
-        }
-    };
-    ($config:expr) => {
-        match Daemon::start_with(Some($config), &[]) {
-            Some(d) => d,
-            None => return,
-        }
-    };
-}
 
 /// A `sleep` with a unique duration, started in the background inside the
 /// session: returns its host pid and host cgroup directories.

@@ -3,25 +3,11 @@
 //! capped writable layer of their own), 50 sessions sharing one copy of
 //! the layers on disk, and images being changed by operators only.
 
+use runtimed_tests::daemon;
 use runtimed_tests::daemon::Daemon;
 use runtimed_tests::images::{busybox_layout, du_kib, layers_on_disk, tar_of};
 use runtimed_tests::serde_json::{json, Value};
 use runtimed_tests::TempDir;
-
-macro_rules! daemon {
-    () => {
-        match Daemon::start() {
-            Some(d) => d,
-            None => return,
-        }
-    };
-    ($config:expr) => {
-        match Daemon::start_with(Some($config), &[]) {
-            Some(d) => d,
-            None => return,
-        }
-    };
-}
 
 /// Imports the busybox fixture as `fixture:1` through the API.
 fn import_fixture(d: &Daemon) -> String {

@@ -9,23 +9,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use runtimed_tests::daemon;
 use runtimed_tests::daemon::{http, Daemon, Resp};
 use runtimed_tests::serde_json::{json, Value};
-
-macro_rules! daemon {
-    () => {
-        match Daemon::start() {
-            Some(d) => d,
-            None => return,
-        }
-    };
-    ($config:expr) => {
-        match Daemon::start_with(Some(&$config), &[]) {
-            Some(d) => d,
-            None => return,
-        }
-    };
-}
 
 const NOT_UTF8: &str = "some attributes for this submission cannot be converted to UTF-8, use base64_encoded=true query parameter";
 

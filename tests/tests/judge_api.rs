@@ -6,23 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use runtimed_tests::daemon;
 use runtimed_tests::daemon::Daemon;
 use runtimed_tests::serde_json::{json, Value};
-
-macro_rules! daemon {
-    () => {
-        match Daemon::start() {
-            Some(d) => d,
-            None => return,
-        }
-    };
-    ($config:expr) => {
-        match Daemon::start_with(Some($config), &[]) {
-            Some(d) => d,
-            None => return,
-        }
-    };
-}
 
 const TOKENS: &str = r#"
 judge_slots = 1
