@@ -128,12 +128,16 @@ BWRAP = [
 ]
 
 
+# The judge's own C++ compile command (judges/languages.toml).
+CPP_COMPILE = ["g++", "-O2", "-std=gnu++17", "-static", "-pipe", "-o", "main", "main.cpp"]
+
+
 def bwrap_compile(box):
     with open(os.path.join(box, "main.cpp"), "w") as f:
         f.write(SOURCES["cpp"])
     subprocess.run(
         BWRAP + ["--bind", box, "/box", "--chdir", "/box",
-                 "g++", "-O2", "-std=gnu++17", "-o", "main", "main.cpp"],
+                 *CPP_COMPILE],
         check=True, stdin=subprocess.DEVNULL)
 
 
@@ -161,7 +165,7 @@ def bwrap_mode(lang, seconds, conc, compile_once):
                     f.write(SOURCES[lang])
                 subprocess.run(
                     BWRAP + ["--bind", box, "/box", "--chdir", "/box",
-                             "g++", "-O2", "-std=gnu++17", "-o", "main", "main.cpp"],
+                             *CPP_COMPILE],
                     check=True, stdin=subprocess.DEVNULL)
                 argv = ["/box/main"]
             else:

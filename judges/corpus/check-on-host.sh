@@ -14,8 +14,8 @@
 #     ce_, re_, tle_, mle_, ole_) agrees with its label; Java solutions that
 #     should compile declare `public class Main`; the corpus as a whole has
 #     every verdict and an ACCEPTED A+B in every language.
-#  2. Every solution is compiled the way the judge compiles it (gcc -O2
-#     -std=c17 -lm, g++ -O2 -std=c++17, javac Main.java, rustc -O, go build;
+#  2. Every solution is compiled the way the judge compiles it (gcc -O2 -static
+#     -std=c17 -lm, g++ -O2 -static -std=c++17, javac Main.java, rustc -O, go build;
 #     python3 -m py_compile, node --check, bash -n for the others):
 #     COMPILATION_ERROR ones must fail, all others must succeed.
 #  3. Only the ACCEPTED and WRONG_ANSWER solutions (the whitespace and float
@@ -105,8 +105,8 @@ for n in os.environ.get("WITHOUT", "").split():  # pretend these are missing
 # language -> (source file name, tools needed, compile argv or None, run argv,
 #              syntax-check argv for languages without a compile step)
 LANGS = {
-    "c": ("main.c", ["gcc"], ["gcc", "-O2", "-std=c17", "-o", "main", "main.c", "-lm"], ["./main"], None),
-    "cpp": ("main.cpp", ["g++"], ["g++", "-O2", "-std=c++17", "-o", "main", "main.cpp"], ["./main"], None),
+    "c": ("main.c", ["gcc"], ["gcc", "-O2", "-std=c17", "-static", "-o", "main", "main.c", "-lm"], ["./main"], None),
+    "cpp": ("main.cpp", ["g++"], ["g++", "-O2", "-std=c++17", "-static", "-o", "main", "main.cpp"], ["./main"], None),
     "python": ("main.py", ["python3"], None, ["python3", "main.py"], ["python3", "-m", "py_compile", "main.py"]),
     "java": ("Main.java", ["javac", "java"], ["javac", "Main.java"], ["java", "-cp", ".", "Main"], None),
     "javascript": ("main.js", ["node"], None, ["node", "main.js"], ["node", "--check", "main.js"]),

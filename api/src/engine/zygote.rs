@@ -42,6 +42,7 @@ impl Zygote {
         // Warm what every sandbox start needs; the helpers inherit it.
         let _ = sandbox::process::spawn::cgroup_manager();
         let _ = sandbox::spec::plan::HostLayout::get();
+        let _ = sandbox::process::supervise::cpu_count();
         let _ = sandbox::seccomp::compile(sandbox::SeccompProfile::Default);
         let _ = sandbox::seccomp::compile(sandbox::SeccompProfile::Judge);
         match sandbox::sys::fork()? {

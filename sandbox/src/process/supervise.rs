@@ -48,6 +48,19 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
+/// CPUs this process may run on, looked up once per process (the lookup
+/// reads cgroup files: ~0.1 ms, which once cost every limit check). A
+/// process that forks sandboxes (the zygote) calls it first so that its
+/// children inherit the answer.
+pub fn cpu_count() -> u64 {
+    static N: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u64)
+            .unwrap_or(1)
+    })
+}
+
 impl Sandbox {
     /// Runs until the program ends (or a limit kills it), then tears down and
     /// returns the report and, in capture mode, the output. `signals`
@@ -105,9 +118,7 @@ impl Sandbox {
                     } else {
                         // Check again before the tree can have used the rest,
                         // assuming every CPU busy; 1 ms .. 100 ms.
-                        let ncpu = std::thread::available_parallelism()
-                            .map(|n| n.get() as u64)
-                            .unwrap_or(1);
+                        let ncpu = cpu_count();
                         let left = Duration::from_nanos((limit - used) / ncpu);
                         timeout = timeout
                             .min(left.clamp(Duration::from_millis(1), Duration::from_millis(100)));
