@@ -70,6 +70,7 @@ pub async fn serve(
         ),
         landlock: cfg.landlock,
         zygote: zygote.map(Arc::new),
+        netns_pool: Some(Arc::new(crate::engine::oneshot::NetnsPool::default())),
     };
     let state = Arc::new(AppState::new(cfg.clone(), engine, store));
     let lost = state

@@ -9,6 +9,7 @@
 
 pub mod cgroup;
 pub mod mounts;
+pub mod netns;
 pub mod options;
 pub mod process;
 pub mod report;

@@ -130,6 +130,11 @@ pub struct RunOptions {
     /// Allow a spec without the network namespace: the sandbox then shares
     /// the host's network. For image builds that fetch packages only.
     pub host_network: bool,
+    /// Run in this network namespace instead of a new one (an empty one
+    /// from [`crate::netns::create`], reused by one-shot runs). Its `lo` is
+    /// left as it is: the sandbox has no capability over a namespace it
+    /// does not own. Ignored with the host's network.
+    pub network_namespace: Option<std::os::fd::OwnedFd>,
     /// Allow `process.capabilities` to hold capabilities from
     /// [`crate::spec::BUILD_CAPABILITIES`] (held inside the sandbox's user
     /// namespace only). For image build steps (apt and dpkg as root).
@@ -152,6 +157,7 @@ impl Default for RunOptions {
             session: false,
             root_layers: None,
             host_network: false,
+            network_namespace: None,
             build_capabilities: false,
         }
     }

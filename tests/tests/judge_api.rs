@@ -487,3 +487,92 @@ fn a_resubmitted_source_compiles_once_per_tenant() {
         assert_eq!(v["compile_cached"], false, "{v}");
     }
 }
+
+/// What a test's program can leave in its network namespace for the next
+/// one: Unix sockets (the judge's seccomp profile allows no other family),
+/// bound to an abstract name or kept alive in flight. Each test first
+/// counts the sockets it can see (it must see none: "0"), then binds the
+/// abstract name `rtd-probe` (EADDRINUSE were two tests running in one
+/// namespace at once), leaves a socket in flight in its own queue (a cycle
+/// that outlives the process until the kernel's collector runs; the helper
+/// drops a namespace that still holds it) and sleeps, so that the two
+/// slots overlap.
+const PY_NET_TRACES: &str = r#"
+import os, socket, sys, time
+with open("/proc/net/unix") as f:
+    seen = len(f.read().splitlines()) - 1
+u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+u.bind("\0rtd-probe")
+u.listen()
+a, b = socket.socketpair()
+socket.send_fds(b, [b"x"], [a.fileno()])
+a.close(); b.close()
+time.sleep(0.2)
+print(seen)
+print(os.readlink("/proc/self/ns/net"), file=sys.stderr)
+"#;
+
+/// A program that leaves nothing behind and says which namespace it ran in.
+const PY_NET_CLEAN: &str = r#"
+import os, sys
+print("ok")
+print(os.readlink("/proc/self/ns/net"), file=sys.stderr)
+"#;
+
+fn stderrs(v: &Value) -> Vec<String> {
+    v["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .map(|t| t["stderr"].as_str().unwrap_or_default().trim().to_string())
+        .collect()
+}
+
+#[test]
+fn tests_reuse_network_namespaces_but_never_see_each_others_sockets() {
+    let d = daemon!("judge_slots = 2\n");
+    let tests = |expected: &str| {
+        json!((0..8)
+            .map(|_| json!({"stdin": "", "expected_output": expected}))
+            .collect::<Vec<_>>())
+    };
+    let v = submit(
+        &d,
+        &json!({"language": "python", "source": PY_NET_TRACES, "tests": tests("0\n")}),
+        true,
+    );
+    assert_eq!(
+        v["verdict"], "ACCEPTED",
+        "a test saw another's sockets: {v}"
+    );
+
+    let v = submit(
+        &d,
+        &json!({"language": "python", "source": PY_NET_CLEAN, "tests": tests("ok\n")}),
+        true,
+    );
+    assert_eq!(v["verdict"], "ACCEPTED", "{v}");
+    let seen = stderrs(&v);
+    assert!(
+        seen.iter().all(|s| s.starts_with("net:[")),
+        "no namespace printed: {seen:?}"
+    );
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert!(
+        distinct.len() < seen.len(),
+        "8 tests in 2 slots ran in {} namespaces: none was reused: {seen:?}",
+        distinct.len()
+    );
+    // The daemon holds the namespaces the clean tests ran in, for the next.
+    let held: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+        .expect("the daemon's fds")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.display().to_string())
+        .filter(|l| l.starts_with("net:["))
+        .collect();
+    assert!(
+        distinct.iter().any(|ns| held.contains(ns)),
+        "the daemon holds {held:?}, none of the tests' {distinct:?}"
+    );
+}

@@ -75,6 +75,12 @@ pub struct Oneshot {
     pub cpu_time_ms: Option<u64>,
     /// Bytes per output stream; the run is killed past it.
     pub output_limit: Option<u64>,
+    /// Run in an empty network namespace made ahead instead of a new one
+    /// (`sandbox::netns`): a fourth fd, or, without one, the helper makes
+    /// it. When the run left it pristine, [`HostReply::Finished`] hands it
+    /// back for the next run.
+    #[serde(default)]
+    pub reuse_network: bool,
 }
 
 /// A session's image root, as the helper gets it.
@@ -103,7 +109,8 @@ pub enum HostReply {
         error: StepFailure,
         invalid_spec: bool,
     },
-    /// A one-shot run ended and was torn down.
+    /// A one-shot run ended and was torn down; with `reuse_network`, the
+    /// fd of its network namespace comes along when it may be reused.
     Finished { report: Box<sandbox::ExitReport> },
     /// The session is over and cleaned up (`teardown_error` when the cgroup
     /// could not be removed).
@@ -278,17 +285,53 @@ fn run_once(
     seccomp: SeccompProfile,
 ) -> i32 {
     let mut fds = fds.into_iter();
-    let (Some(stdin), Some(stdout), Some(stderr), None) =
-        (fds.next(), fds.next(), fds.next(), fds.next())
-    else {
+    let (Some(stdin), Some(stdout), Some(stderr), netns, None) = (
+        fds.next(),
+        fds.next(),
+        fds.next(),
+        fds.next().filter(|_| once.reuse_network),
+        fds.next(),
+    ) else {
         return fail(
             control,
             step_failure(
                 "validate",
-                "a one-shot run needs exactly three fds (stdin, stdout, stderr)".into(),
+                "a one-shot run needs three fds (stdin, stdout, stderr), and a network \
+                 namespace's as a fourth only with reuse_network"
+                    .into(),
             ),
             true,
         );
+    };
+    // The namespace to run in, and our copy to check and hand back after.
+    let netns = match netns {
+        Some(ns) => Some(ns),
+        None if once.reuse_network => match sandbox::netns::create() {
+            Ok(ns) => Some(ns),
+            Err(e) => {
+                return fail(
+                    control,
+                    StepFailure {
+                        step: "network_namespace".into(),
+                        errno: Some(sandbox::process::errno_name(e)),
+                        message: format!("make a network namespace: {e}"),
+                    },
+                    false,
+                )
+            }
+        },
+        None => None,
+    };
+    let (netns, netns_back) = match netns.map(|ns| ns.try_clone().map(|copy| (ns, copy))) {
+        Some(Ok((ns, copy))) => (Some(ns), Some(copy)),
+        Some(Err(e)) => {
+            return fail(
+                control,
+                step_failure("network_namespace", format!("dup its fd: {e}")),
+                false,
+            )
+        }
+        None => (None, None),
     };
     let ms = |v: Option<u64>| v.map(std::time::Duration::from_millis);
     let opts = RunOptions {
@@ -300,6 +343,7 @@ fn run_once(
             stdout,
             stderr,
         },
+        network_namespace: netns,
         ..base_options(req, root_layers, seccomp)
     };
     let sb = match create(control, &req.spec, opts) {
@@ -314,11 +358,18 @@ fn run_once(
         std::thread::spawn(move || kill_when_closed(watch, pidfd));
     }
     let (report, _) = sb.supervise(None);
+    // Everything of the run is gone (supervise tore it down): what is left
+    // in the namespace would be seen by the next run.
+    let reusable = netns_back.filter(|ns| sandbox::netns::is_pristine(ns.as_fd()).unwrap_or(false));
     let _ = control.send_json(
         &HostReply::Finished {
             report: Box::new(report),
         },
-        &[],
+        &reusable
+            .as_ref()
+            .map(|ns| ns.as_fd())
+            .into_iter()
+            .collect::<Vec<_>>(),
     );
     0
 }

@@ -37,6 +37,9 @@ pub struct EngineConfig {
     /// Forks helpers when present (`runtimed serve`); otherwise each helper
     /// is the binary re-executed.
     pub zygote: Option<std::sync::Arc<zygote::Zygote>>,
+    /// Empty network namespaces that one-shot runs reuse, when present
+    /// (`runtimed serve`); otherwise each run gets a new one.
+    pub netns_pool: Option<std::sync::Arc<oneshot::NetnsPool>>,
 }
 
 /// Registers an owned fd with tokio's reactor. `AsyncFd::new` is

@@ -83,6 +83,7 @@ impl DaemonRunner {
             wall_time_ms: opts.wall_time.map(|d| d.as_millis() as u64),
             cpu_time_ms: opts.cpu_time.map(|d| d.as_millis().max(1) as u64),
             output_limit: opts.output_limit,
+            ..Oneshot::default()
         };
         let seccomp = opts.seccomp.to_string();
         let stdin: OwnedFd = match &job.stdin {

@@ -528,6 +528,7 @@ mod routes {
             uid_pool: (100_000_000, 65536, 16),
             landlock: true,
             zygote: None,
+            netns_pool: None,
         };
         let store = crate::store::Store::open(&dir.path().join("db")).unwrap();
         (Arc::new(AppState::new(cfg, engine, store)), dir)

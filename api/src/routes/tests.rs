@@ -29,6 +29,7 @@ fn state(tokens: bool) -> (Arc<AppState>, tempfile::TempDir) {
         uid_pool: (100_000_000, 65536, 16),
         landlock: true,
         zygote: None,
+        netns_pool: None,
     };
     let store = Store::open(&dir.path().join("db")).unwrap();
     (Arc::new(AppState::new(cfg, engine, store)), dir)

@@ -238,8 +238,9 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // readonly_root: last change to the root mount.
     mounts::readonly_root(ops, plan)?;
     // loopback: `lo` up, the only interface of the new network namespace
-    // (none with the host's network: a build step fetching packages).
-    if !plan.host_network {
+    // (none with the host's network: a build step fetching packages; none
+    // in a namespace made ahead, whose `lo` its maker brought up).
+    if !plan.host_network && !plan.joined_network {
         loopback_up()?;
     }
     // session_keyring: a fresh anonymous session keyring (keyctl is also

@@ -343,8 +343,23 @@ impl Sandbox {
             | libc::CLONE_NEWNS
             | libc::CLONE_NEWIPC
             | libc::CLONE_NEWUTS) as u64;
-        if !plan.host_network {
-            flags |= libc::CLONE_NEWNET as u64;
+        // A namespace made ahead is entered for the clone only (the child
+        // is born in it); the caller's own is back right after.
+        let mut netns_home = None;
+        match &opts.network_namespace {
+            _ if plan.host_network => {}
+            Some(ns) => {
+                let home = nix::fcntl::open(
+                    "/proc/thread-self/ns/net",
+                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(sys_err("open our network namespace"))?;
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(sys_err("enter the given network namespace"))?;
+                netns_home = Some(home);
+            }
+            None => flags |= libc::CLONE_NEWNET as u64,
         }
         if v2 {
             flags |= libc::CLONE_NEWCGROUP as u64;
@@ -353,7 +368,16 @@ impl Sandbox {
         let join_raw: Vec<RawFd> = join_fds.iter().map(|f| f.as_raw_fd()).collect();
         let started = Instant::now();
         // The clone: from here on the child runs init::run and never returns.
-        let (pid, pidfd) = match sys::clone3(flags, true, cg_fd).map_err(sys_err("clone3"))? {
+        let return_home = |home: &Option<OwnedFd>| match home {
+            Some(home) => nix::sched::setns(home, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(sys_err("return to our network namespace")),
+            None => Ok(()),
+        };
+        let cloned = sys::clone3(flags, true, cg_fd).map_err(sys_err("clone3"));
+        if cloned.is_err() {
+            return_home(&netns_home)?;
+        }
+        let (pid, pidfd) = match cloned? {
             CloneResult::Child => init::run(ChildContext {
                 plan: &plan,
                 channel: &child_ch,
@@ -401,6 +425,7 @@ impl Sandbox {
             program_start_ns: None,
         };
         // From here, returning Err drops `sb`, which kills and cleans up.
+        return_home(&netns_home)?;
         write_id_maps(pid, &sb.lease)?;
         // A layered root's trees are idmapped with the child's own user
         // namespace, now that its maps exist: the same mapping a separate

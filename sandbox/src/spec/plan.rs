@@ -192,6 +192,9 @@ pub struct Plan {
     pub capabilities: u64,
     /// No network namespace: the host's network (build steps only).
     pub host_network: bool,
+    /// A network namespace made ahead (`RunOptions::network_namespace`):
+    /// PID 1 does not set up `lo`.
+    pub joined_network: bool,
 }
 
 /// moby's default masked paths (those under /proc; there is no /sys).
@@ -707,6 +710,7 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         cgroup,
         capabilities,
         host_network,
+        joined_network: !host_network && opts.network_namespace.is_some(),
     })
 }
 
