@@ -35,13 +35,31 @@ fn current() -> Result<OwnedFd, Errno> {
     )
 }
 
+/// The network namespace a thread came from ([`enter`]).
+#[derive(Debug)]
+pub struct Home(OwnedFd);
+
+impl Home {
+    /// Moves the calling thread back.
+    pub fn back(&self) -> Result<(), Errno> {
+        setns(self.0.as_fd(), CloneFlags::CLONE_NEWNET)
+    }
+}
+
+/// Moves the calling thread into the network namespace `ns`; the result
+/// moves it back.
+pub fn enter(ns: BorrowedFd<'_>) -> Result<Home, Errno> {
+    let home = Home(current()?);
+    setns(ns, CloneFlags::CLONE_NEWNET)?;
+    Ok(home)
+}
+
 /// Runs `f` with the calling thread in the network namespace `ns`, then
 /// moves the thread back (an error of that comes before `f`'s result).
 fn inside<T>(ns: BorrowedFd<'_>, f: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
-    let home = current()?;
-    setns(ns, CloneFlags::CLONE_NEWNET)?;
+    let home = enter(ns)?;
     let result = f();
-    setns(home.as_fd(), CloneFlags::CLONE_NEWNET)?;
+    home.back()?;
     result
 }
 

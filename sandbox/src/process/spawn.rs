@@ -349,15 +349,10 @@ impl Sandbox {
         match &opts.network_namespace {
             _ if plan.host_network => {}
             Some(ns) => {
-                let home = nix::fcntl::open(
-                    "/proc/thread-self/ns/net",
-                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                    nix::sys::stat::Mode::empty(),
-                )
-                .map_err(sys_err("open our network namespace"))?;
-                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(sys_err("enter the given network namespace"))?;
-                netns_home = Some(home);
+                netns_home = Some(
+                    crate::netns::enter(ns.as_fd())
+                        .map_err(sys_err("enter the given network namespace"))?,
+                );
             }
             None => flags |= libc::CLONE_NEWNET as u64,
         }
@@ -368,8 +363,9 @@ impl Sandbox {
         let join_raw: Vec<RawFd> = join_fds.iter().map(|f| f.as_raw_fd()).collect();
         let started = Instant::now();
         // The clone: from here on the child runs init::run and never returns.
-        let return_home = |home: &Option<OwnedFd>| match home {
-            Some(home) => nix::sched::setns(home, nix::sched::CloneFlags::CLONE_NEWNET)
+        let return_home = |home: &Option<crate::netns::Home>| match home {
+            Some(home) => home
+                .back()
                 .map_err(sys_err("return to our network namespace")),
             None => Ok(()),
         };
