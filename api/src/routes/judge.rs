@@ -46,9 +46,14 @@ pub fn service_error(e: JudgeServiceError) -> Response {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_submission", e.to_string())
                 .into_response()
         }
-        JudgeServiceError::QueueFull { retry_after, .. } => {
-            let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string())
-                .into_response();
+        JudgeServiceError::QueueFull { retry_after, .. }
+        | JudgeServiceError::TenantQueueFull { retry_after, .. } => {
+            let code = match e {
+                JudgeServiceError::QueueFull { .. } => "queue_full",
+                _ => "tenant_queue_full",
+            };
+            let mut r =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, e.to_string()).into_response();
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             r
@@ -81,7 +86,7 @@ pub fn flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
     params(("wait" = Option<bool>, Query, description = "answer when the judgement is done")),
     request_body(content = Object, description = "language, source, tests, limits, checker, stop_on_first_failure (docs/judges.md)"),
     responses((status = 201, body = Object, description = "the submission (done when waited for)"),
-        (status = 400, body = ErrorBody), (status = 429, body = ErrorBody, description = "queue full; see Retry-After"),
+        (status = 400, body = ErrorBody), (status = 429, body = ErrorBody, description = "queue full (queue_full), or the tenant's share of it (tenant_queue_full); see Retry-After"),
         (status = 503, body = ErrorBody)))]
 pub async fn submit(
     State(state): State<Arc<AppState>>,
