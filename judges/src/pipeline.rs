@@ -679,6 +679,10 @@ impl Context<'_> {
             &stderr_tail,
             &self.program.lang.oom_markers,
         );
+        // Only stdout is compared; the rest goes now (with the daemon's
+        // slot once stdout goes too: see `check`).
+        let RunOutput { stdout, stderr, .. } = out;
+        drop(stderr);
         match class {
             RunClass::Failed(j) => {
                 result.verdict = Some(j.verdict);
@@ -686,7 +690,7 @@ impl Context<'_> {
                 result.detail = Some(j.detail);
             }
             RunClass::Completed => {
-                let (v, detail, checker_output) = self.check(index, out.stdout).await;
+                let (v, detail, checker_output) = self.check(index, stdout).await;
                 result.verdict = Some(v);
                 result.detail = detail;
                 result.checker_output = checker_output;

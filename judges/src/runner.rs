@@ -703,6 +703,53 @@ mod tests {
         assert!(r.args(&j, Path::new("/r")).is_err());
     }
 
+    #[tokio::test]
+    async fn an_output_file_is_read_in_bounded_pieces_and_copied_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = output_file(dir.path()).unwrap();
+        // Unlinked: nothing in the directory, nothing to clean up.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        let out = Output::from_file(f).unwrap();
+        assert_eq!(out.len(), data.len() as u64);
+        assert_eq!(out.prefix(10).unwrap(), &data[..10]);
+        assert_eq!(out.prefix(1 << 30).unwrap(), data, "at most what there is");
+        assert_eq!(out.tail(7).unwrap(), &data[data.len() - 7..]);
+        // Pieces, as the checkers read it; clones share the file.
+        let clone = out.clone();
+        let (mut got, mut buf, mut offset) = (Vec::new(), vec![0; 4096], 0);
+        loop {
+            let (b, n) = clone.read_chunk(offset, buf).await;
+            buf = b;
+            let n = n.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            offset += n as u64;
+        }
+        assert_eq!(got, data);
+        let copy = dir.path().join("actual");
+        out.copy_to(&copy, 0o644).unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), data);
+        assert!(out.copy_to(&copy, 0o644).is_err(), "never over a file");
+        let small = Output::from("ab");
+        assert_eq!((small.tail(1).unwrap(), small.len()), (b"b".to_vec(), 2));
+        assert!(Output::default().is_empty());
+    }
+
+    #[test]
+    fn a_lease_lives_as_long_as_any_clone_of_the_output() {
+        let lease: Arc<dyn Any + Send + Sync> = Arc::new(());
+        let out = Output::from("x").with_lease(lease.clone());
+        let clone = out.clone();
+        drop(out);
+        assert_eq!(Arc::strong_count(&lease), 2);
+        drop(clone);
+        assert_eq!(Arc::strong_count(&lease), 1);
+    }
+
     #[test]
     fn runtimed_lines_are_stripped_and_tails_kept() {
         let s = strip_runtimed_lines(b"a\nruntimed: exec failed\nb\n");

@@ -365,8 +365,14 @@ impl JudgeService {
         let request = serde_json::to_string(sub)
             .map_err(|e| JudgeServiceError::Internal(format!("encode the submission: {e}")))?;
         let mut q = lock(&self.queue);
-        // The tenant's share first: a tenant over it is told so (and when
-        // to come back) even while the queue as a whole is full.
+        if q.len() >= q.capacity() {
+            return Err(JudgeServiceError::QueueFull {
+                capacity: q.capacity(),
+                retry_after: self.retry_after(q.len()),
+            });
+        }
+        // Then the tenant's share, so that one tenant cannot fill the
+        // queue and lock the others out.
         let mine = q.tenant_len(tenant);
         if mine >= self.policy.queue_max_per_tenant {
             // Tenants take turns: before this tenant's next one, each
@@ -375,12 +381,6 @@ impl JudgeService {
             return Err(JudgeServiceError::TenantQueueFull {
                 share: self.policy.queue_max_per_tenant,
                 retry_after: self.retry_after(ahead),
-            });
-        }
-        if q.len() >= q.capacity() {
-            return Err(JudgeServiceError::QueueFull {
-                capacity: q.capacity(),
-                retry_after: self.retry_after(q.len()),
             });
         }
         // On disk before anyone hears of it.
