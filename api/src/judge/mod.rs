@@ -561,3 +561,48 @@ fn internal_report(detail: String) -> Report {
         tests: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::time::Duration;
+
+    #[test]
+    fn the_policy_follows_the_config_and_its_documented_defaults() {
+        let p = JudgePolicy::from_config(&Config::default());
+        assert_eq!(
+            p,
+            JudgePolicy {
+                queue_max_per_tenant: 250,
+                compile_cache_bytes: 1 << 30,
+                retention: Some(Duration::from_secs(7 * 24 * 3600)),
+                retention_per_tenant: Some(10_000),
+            }
+        );
+        assert_eq!(p.sweep_interval(), Duration::from_secs(60));
+        let cfg = Config {
+            judge_queue_max: 1,
+            judge_retention_seconds: 0,
+            judge_retention_per_tenant: 0,
+            ..Config::default()
+        };
+        let p = JudgePolicy::from_config(&cfg);
+        assert_eq!(p.queue_max_per_tenant, 1, "at least one");
+        assert_eq!((p.retention, p.retention_per_tenant), (None, None));
+        let cfg = Config {
+            judge_queue_max: 10,
+            judge_queue_max_per_tenant: Some(50),
+            judge_retention_seconds: 3,
+            ..Config::default()
+        };
+        let p = JudgePolicy::from_config(&cfg);
+        assert_eq!(p.queue_max_per_tenant, 10, "never above the queue");
+        assert_eq!(p.sweep_interval(), Duration::from_secs(1));
+        let zero = Config {
+            judge_queue_max_per_tenant: Some(0),
+            ..Config::default()
+        };
+        assert!(zero.validate().is_err());
+    }
+}

@@ -86,7 +86,7 @@ pub fn flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
     params(("wait" = Option<bool>, Query, description = "answer when the judgement is done")),
     request_body(content = Object, description = "language, source, tests, limits, checker, stop_on_first_failure (docs/judges.md)"),
     responses((status = 201, body = Object, description = "the submission (done when waited for)"),
-        (status = 400, body = ErrorBody), (status = 429, body = ErrorBody, description = "queue full (queue_full), or the tenant's share of it (tenant_queue_full); see Retry-After"),
+        (status = 400, body = ErrorBody), (status = 429, body = ErrorBody, description = "queue full; see Retry-After"),
         (status = 503, body = ErrorBody)))]
 pub async fn submit(
     State(state): State<Arc<AppState>>,
