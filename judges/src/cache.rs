@@ -207,6 +207,15 @@ impl CompileCache {
             Err(e) => {
                 tracing::warn!(entry = %entry.display(), error = %e, "compile cache: restoring failed; compiling");
                 let _ = std::fs::remove_dir_all(box_dir);
+                // A broken entry goes, and its bytes with it.
+                let mut index = self.lock();
+                if index.entries.get(key).is_some_and(|e| e.pins == 0) {
+                    if let Some(gone) = index.entries.remove(key) {
+                        index.bytes = index.bytes.saturating_sub(gone.bytes);
+                    }
+                    let _ = std::fs::remove_dir_all(&entry);
+                }
+                drop(index);
                 self.misses.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -508,6 +517,13 @@ mod tests {
         assert!(dir.join("a/box/main").exists(), "pinned: kept");
         assert!(!dir.join("b").exists());
         cache.unpin("a");
+        // A broken entry (its box gone) is a miss, and goes.
+        std::fs::remove_dir_all(dir.join("a/box")).unwrap();
+        let before = cache.bytes();
+        assert!(cache.restore("a", &tmp.path().join("broken")).is_none());
+        assert!(cache.bytes() < before && !dir.join("a").exists());
+        assert!(!tmp.path().join("broken").exists(), "no half box");
+        cache.store("a", &a, "");
         // Free again: "b" evicts it.
         cache.store("b", &b, "");
         assert!(!dir.join("a").exists());
