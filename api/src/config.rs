@@ -72,6 +72,21 @@ pub struct Config {
     /// Judge: a TOML file of languages added to (or replacing by name)
     /// the shipped table.
     pub judge_languages: Option<PathBuf>,
+    // Judge resources (docs/judges.md, "Resources"): one block, kept apart
+    // from the other engineers' keys.
+    /// Judge: submissions one tenant may have waiting; beyond it that
+    /// tenant gets 429 `tenant_queue_full` while others are still taken.
+    /// Default: a quarter of `judge_queue_max` (at least 1).
+    pub judge_queue_max_per_tenant: Option<usize>,
+    /// Judge: bytes on disk of the compile cache (least recently used out;
+    /// a larger artifact is not cached). Default 1 GiB.
+    pub judge_compile_cache_bytes: u64,
+    /// Judge: a finished submission is deleted this long after it
+    /// finished (0: never by age). Default 7 days.
+    pub judge_retention_seconds: u64,
+    /// Judge: finished submissions kept per tenant, the most recently
+    /// finished (0: no limit). Default 10000.
+    pub judge_retention_per_tenant: usize,
 }
 
 impl Default for Config {
@@ -107,11 +122,22 @@ impl Default for Config {
             judge_slots: None,
             judge_queue_max: 1000,
             judge_languages: None,
+            judge_queue_max_per_tenant: None,
+            judge_compile_cache_bytes: 1 << 30,
+            judge_retention_seconds: 7 * 24 * 3600,
+            judge_retention_per_tenant: 10_000,
         }
     }
 }
 
 impl Config {
+    /// `judge_queue_max_per_tenant` in effect.
+    pub fn judge_tenant_share(&self) -> usize {
+        self.judge_queue_max_per_tenant
+            .unwrap_or(self.judge_queue_max / 4)
+            .clamp(1, self.judge_queue_max.max(1))
+    }
+
     /// Checks the combination before anything listens.
     pub fn validate(&self) -> Result<(), String> {
         for addr in self.listen.iter().chain(&self.judge0_listen) {
@@ -134,6 +160,9 @@ impl Config {
         }
         if self.judge_slots == Some(0) || self.judge_queue_max == 0 {
             return Err("judge_slots and judge_queue_max must be positive".into());
+        }
+        if self.judge_queue_max_per_tenant == Some(0) {
+            return Err("judge_queue_max_per_tenant must be positive".into());
         }
         if self.max_sessions == 0 || self.max_sessions_per_tenant == 0 {
             return Err("max_sessions and max_sessions_per_tenant must be positive".into());

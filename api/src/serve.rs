@@ -94,6 +94,7 @@ pub async fn serve(
         slots: cfg.judge_slots,
         queue_max: cfg.judge_queue_max,
         languages: cfg.judge_languages.clone(),
+        policy: crate::judge::JudgePolicy::from_config(&cfg),
     })
     .map_err(|e| ServeError::Other(format!("judge: {e}")))?;
     if judge.requeued > 0 {

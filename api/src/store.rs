@@ -73,7 +73,9 @@ impl Store {
                 result TEXT,
                 finished_at INTEGER
              );
-             CREATE INDEX IF NOT EXISTS judge_submissions_state ON judge_submissions(state);",
+             CREATE INDEX IF NOT EXISTS judge_submissions_state ON judge_submissions(state);
+             CREATE INDEX IF NOT EXISTS judge_submissions_finished
+                ON judge_submissions(state, tenant, finished_at);",
         )
         .map_err(open_err)?;
         Ok(Store {
@@ -247,6 +249,41 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Retention of finished submissions: deletes those that finished
+    /// before `finished_before_ms` (Unix ms) and, of each tenant, all but
+    /// the `keep_per_tenant` most recently finished. Submissions queued or
+    /// running are never deleted. Returns how many went.
+    pub fn sweep_submissions(
+        &self,
+        finished_before_ms: Option<i64>,
+        keep_per_tenant: Option<usize>,
+    ) -> Result<usize, StoreError> {
+        let conn = self.conn()?;
+        let mut gone = 0;
+        if let Some(before) = finished_before_ms {
+            gone += conn
+                .prepare_cached(
+                    "DELETE FROM judge_submissions WHERE state = 'done' AND finished_at < ?1",
+                )?
+                .execute(params![before])?;
+        }
+        if let Some(keep) = keep_per_tenant {
+            gone += conn
+                .prepare_cached(
+                    "DELETE FROM judge_submissions WHERE seq IN (
+                        SELECT seq FROM (
+                            SELECT seq, ROW_NUMBER() OVER (
+                                PARTITION BY tenant ORDER BY finished_at DESC, seq DESC) AS n
+                            FROM judge_submissions WHERE state = 'done')
+                        WHERE n > ?1)",
+                )?
+                .execute(params![keep as i64])?;
+        }
+        Ok(gone)
+    }
+}
+
 fn submission_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<SubmissionRow> {
     Ok(SubmissionRow {
         id: r.get(0)?,
@@ -351,5 +388,54 @@ mod tests {
         assert_eq!(b.result.as_deref(), Some("{\"verdict\":\"ACCEPTED\"}"));
         assert_eq!(b.finished_at_ms, Some(1234));
         assert!(s.submission("zz").unwrap().is_none());
+    }
+
+    #[test]
+    fn retention_deletes_old_and_surplus_finished_submissions_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let add = |id: &str, tenant: &str, state: &str, finished: Option<i64>| {
+            s.insert_submission(&SubmissionRow {
+                id: id.into(),
+                tenant: tenant.into(),
+                state: "queued".into(),
+                // Accepted long ago, all of them.
+                created_at: 1,
+                request: "{}".into(),
+                result: None,
+                finished_at_ms: None,
+            })
+            .unwrap();
+            match (state, finished) {
+                ("done", Some(at)) => s.finish_submission(id, "{}", at).unwrap(),
+                (state, _) => s.set_submission_state(id, state).unwrap(),
+            }
+        };
+        add("a-old", "a", "done", Some(1_000));
+        add("a-1", "a", "done", Some(5_000));
+        add("a-2", "a", "done", Some(6_000));
+        add("a-3", "a", "done", Some(7_000));
+        add("a-queued", "a", "queued", None);
+        add("a-running", "a", "running", None);
+        add("b-1", "b", "done", Some(5_500));
+        let ids = || {
+            let mut v: Vec<String> = ["a-old", "a-1", "a-2", "a-3", "a-queued", "a-running", "b-1"]
+                .into_iter()
+                .filter(|id| s.submission(id).unwrap().is_some())
+                .map(String::from)
+                .collect();
+            v.sort();
+            v
+        };
+        // By age: finished before 2000 ms.
+        assert_eq!(s.sweep_submissions(Some(2_000), None).unwrap(), 1);
+        assert_eq!(ids(), ["a-1", "a-2", "a-3", "a-queued", "a-running", "b-1"]);
+        // By count: two per tenant, the most recently finished.
+        assert_eq!(s.sweep_submissions(None, Some(2)).unwrap(), 1);
+        assert_eq!(ids(), ["a-2", "a-3", "a-queued", "a-running", "b-1"]);
+        // Everything finished goes; queued and running stay.
+        assert_eq!(s.sweep_submissions(Some(i64::MAX), Some(0)).unwrap(), 3);
+        assert_eq!(ids(), ["a-queued", "a-running"]);
+        assert_eq!(s.sweep_submissions(Some(i64::MAX), Some(0)).unwrap(), 0);
     }
 }

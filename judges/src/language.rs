@@ -541,8 +541,10 @@ fn probe_result(r: Result<crate::runner::RunOutput, crate::runner::RunError>) ->
             reason: err.to_string(),
         };
     }
-    let first = |b: &[u8]| {
-        String::from_utf8_lossy(b)
+    // A version is on the first lines: 4 KiB of each stream are plenty.
+    let first = |o: &crate::runner::Output| {
+        let head = o.prefix(4 << 10).unwrap_or_default();
+        String::from_utf8_lossy(&head)
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty())

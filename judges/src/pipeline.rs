@@ -5,6 +5,11 @@
 //! Expected outputs never enter a sandbox of the submission; a custom
 //! checker sees them in its own read-only mount.
 //!
+//! A program's output is never read whole into memory: the runner leaves
+//! it in a file, the built-in checkers compare it in pieces
+//! ([`compare::Stream`]), a custom checker gets a copy of the file, and
+//! the result keeps a bounded prefix ([`kept_output_bytes`]).
+//!
 //! The work directory is removed on every path (a guard, so also when the
 //! future is dropped).
 
@@ -21,7 +26,7 @@ use crate::cache::CompileCache;
 use crate::compare::{self, Check, Checker, CustomStatus};
 use crate::error::JudgeError;
 use crate::language::{Availability, Language, Languages, Vars};
-use crate::runner::{Job, Mount, RunLimits, RunOutput, Runner};
+use crate::runner::{Job, Mount, Output, RunLimits, RunOutput, Runner};
 use crate::verdict::{self, CompileClass, RunClass, TimeLimit, Verdict};
 
 /// Documented ranges of a submission (docs/judges.md, "Limits").
@@ -30,7 +35,12 @@ pub mod ranges {
     pub const CPU_TIME_MS: RangeInclusive<u64> = 50..=60_000;
     pub const WALL_TIME_MS: RangeInclusive<u64> = 50..=180_000;
     pub const MEMORY_MB: RangeInclusive<u64> = 16..=8_192;
-    pub const OUTPUT_MB: RangeInclusive<u64> = 1..=1_024;
+    /// Per stream. 256 MiB: four times the largest expected output, so a
+    /// right answer with generous whitespace fits; far above what judges
+    /// allow (ICPC's and Kattis's default is 8 MiB, Judge0's largest 4 MiB).
+    /// Each running test may leave twice this on the daemon's disk until
+    /// it is compared (docs/judges.md, "Memory and disk").
+    pub const OUTPUT_MB: RangeInclusive<u64> = 1..=256;
     pub const TESTS: RangeInclusive<usize> = 1..=1_000;
     /// Bytes of a source (submission or custom checker).
     pub const SOURCE_BYTES: usize = 1 << 20;
@@ -51,8 +61,27 @@ pub fn default_wall_time_ms(cpu_time_ms: u64) -> u64 {
     cpu_time_ms.saturating_mul(2).saturating_add(1_000)
 }
 
-/// Bytes of stdout, stderr and checker output kept in a test's result.
+/// Bytes of stdout and of stderr kept in a test's result, at most.
 pub const RESULT_OUTPUT_BYTES: usize = 64 << 10;
+
+/// Bytes of output (stdout and stderr of all tests together) a
+/// submission's result keeps: a submission of many tests keeps less of
+/// each ([`kept_output_bytes`]).
+pub const RESULT_OUTPUT_BUDGET: usize = 2 << 20;
+
+/// Bytes of a custom checker's output kept in a test's result, at most.
+pub const CHECKER_OUTPUT_BYTES: usize = 4 << 10;
+
+/// Bytes of a program's output read at once when comparing it.
+pub const COMPARE_CHUNK: usize = 64 << 10;
+
+/// Bytes of each stream (stdout, stderr) a test's result keeps, for a
+/// submission of `tests` tests: [`RESULT_OUTPUT_BYTES`], or less so that
+/// all of them fit in [`RESULT_OUTPUT_BUDGET`] (1 KiB each for 1000
+/// tests). The same for every test, whichever finishes first.
+pub fn kept_output_bytes(tests: usize) -> usize {
+    (RESULT_OUTPUT_BUDGET / (2 * tests.max(1))).min(RESULT_OUTPUT_BYTES)
+}
 
 /// A compile is killed past this much output per stream (the result keeps
 /// the language's `output_kb`).
@@ -274,7 +303,7 @@ pub struct TestResult {
     pub memory_kb: u64,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
-    /// The first [`RESULT_OUTPUT_BYTES`] (lossy UTF-8).
+    /// The first [`kept_output_bytes`] (lossy UTF-8, cut at a character).
     pub stdout: String,
     /// Not all of the output is here (cut here, or at the output limit).
     pub stdout_truncated: bool,
@@ -356,12 +385,49 @@ pub fn default_slots() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// At most `max` bytes of text from the start of `bytes` (lossy UTF-8:
+/// an invalid byte becomes three, so the text is cut again, at a
+/// character), and whether anything was left out.
 fn lossy_prefix(bytes: &[u8], max: usize) -> (String, bool) {
-    let cut = bytes.len() > max;
-    (
-        String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned(),
-        cut,
-    )
+    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned();
+    let mut cut = bytes.len() > max;
+    if text.len() > max {
+        let mut at = max;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        cut = true;
+    }
+    (text, cut)
+}
+
+/// The first `max` bytes of a run's stdout followed by its stderr, as
+/// text, and whether anything was left out.
+fn joined_prefix(out: &RunOutput, max: usize) -> std::io::Result<(String, bool)> {
+    let mut text = out.stdout.prefix(max)?;
+    let room = max - text.len();
+    text.extend(out.stderr.prefix(room)?);
+    let (s, cut) = lossy_prefix(&text, max);
+    Ok((s, cut || out.stdout.len() + out.stderr.len() > max as u64))
+}
+
+/// Feeds `out` to a built-in checker in pieces of [`COMPARE_CHUNK`],
+/// until it ends or a wrong answer is certain.
+async fn compare_output(mut s: compare::Stream<'_>, out: &Output) -> std::io::Result<Check> {
+    let mut buf = vec![0; COMPARE_CHUNK];
+    let mut offset = 0;
+    while !s.decided() {
+        let (b, n) = out.read_chunk(offset, buf).await;
+        buf = b;
+        let n = n?;
+        if n == 0 {
+            break;
+        }
+        s.feed(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(s.finish())
 }
 
 fn round_ms(us: u64) -> u64 {
@@ -520,19 +586,27 @@ async fn compile(
             cached: false,
         },
         Ok(out) => {
-            let mut text = out.stdout;
-            text.extend_from_slice(&out.stderr);
-            let (output, cut) = lossy_prefix(&text, (c.output_kb << 10) as usize);
             let outcome = match verdict::classify_compile(&out.report, &limits) {
                 CompileClass::Compiled => Ok(()),
                 CompileClass::Failed(d) => Err((Verdict::CompilationError, d)),
                 CompileClass::Internal(d) => Err((Verdict::InternalError, d)),
             };
-            Compiled {
-                output,
-                truncated: cut || out.stdout_truncated || out.stderr_truncated,
-                outcome,
-                cached: false,
+            match joined_prefix(&out, (c.output_kb << 10) as usize) {
+                Ok((output, cut)) => Compiled {
+                    output,
+                    truncated: cut || out.stdout_truncated || out.stderr_truncated,
+                    outcome,
+                    cached: false,
+                },
+                Err(e) => Compiled {
+                    output: String::new(),
+                    truncated: false,
+                    outcome: Err((
+                        Verdict::InternalError,
+                        format!("read the compiler's output: {e}"),
+                    )),
+                    cached: false,
+                },
             }
         }
     };
@@ -549,6 +623,8 @@ struct Context<'a> {
     tests_dir: PathBuf,
     limits: RunLimits,
     vars: Vars,
+    /// Bytes of each stream a result keeps ([`kept_output_bytes`]).
+    keep: usize,
 }
 
 impl Context<'_> {
@@ -588,13 +664,25 @@ impl Context<'_> {
             Ok(o) => o,
             Err(e) => return TestResult::internal(index, format!("the run failed: {e}")),
         };
-        let mut result = result_of(index, &out);
+        // Bounded reads: the kept prefixes and the end of stderr.
+        let read = result_of(index, &out, self.keep)
+            .and_then(|r| Ok((r, out.stderr.tail(verdict::MARKER_WINDOW)?)));
+        let (mut result, stderr_tail) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                return TestResult::internal(index, format!("read the program's output: {e}"))
+            }
+        };
         let class = verdict::classify_run(
             &out.report,
             &self.limits,
-            &out.stderr,
+            &stderr_tail,
             &self.program.lang.oom_markers,
         );
+        // Only stdout is compared; the rest goes now (with the daemon's
+        // slot once stdout goes too: see `check`).
+        let RunOutput { stdout, stderr, .. } = out;
+        drop(stderr);
         match class {
             RunClass::Failed(j) => {
                 result.verdict = Some(j.verdict);
@@ -602,7 +690,7 @@ impl Context<'_> {
                 result.detail = Some(j.detail);
             }
             RunClass::Completed => {
-                let (v, detail, checker_output) = self.check(index, &out.stdout).await;
+                let (v, detail, checker_output) = self.check(index, stdout).await;
                 result.verdict = Some(v);
                 result.detail = detail;
                 result.checker_output = checker_output;
@@ -611,21 +699,29 @@ impl Context<'_> {
         result
     }
 
+    /// Takes the output (and with it, in the daemon, the run's slot: see
+    /// [`Output::with_lease`]), so that it is gone before a custom
+    /// checker waits for a slot of its own.
     async fn check(
         &self,
         index: usize,
-        actual: &[u8],
+        actual: Output,
     ) -> (Verdict, Option<String>, Option<String>) {
         let case = &self.submission.tests[index];
         let checker = &self.submission.checker;
-        if let Some(check) = case
+        if let Some(stream) = case
             .expected_output
             .as_ref()
-            .and_then(|e| compare::builtin(checker, e.as_bytes(), actual))
+            .and_then(|e| compare::Stream::new(checker, e.as_bytes()))
         {
-            return match check {
-                Check::Accepted => (Verdict::Accepted, None, None),
-                Check::WrongAnswer(why) => (Verdict::WrongAnswer, Some(why), None),
+            return match compare_output(stream, &actual).await {
+                Ok(Check::Accepted) => (Verdict::Accepted, None, None),
+                Ok(Check::WrongAnswer(why)) => (Verdict::WrongAnswer, Some(why), None),
+                Err(e) => (
+                    Verdict::InternalError,
+                    Some(format!("read the program's output: {e}")),
+                    None,
+                ),
             };
         }
         match &self.checker {
@@ -639,7 +735,7 @@ impl Context<'_> {
         &self,
         checker: &Program<'_>,
         index: usize,
-        actual: &[u8],
+        actual: Output,
     ) -> (Verdict, Option<String>, Option<String>) {
         let internal = |d: String| (Verdict::InternalError, Some(d), None);
         let case = &self.submission.tests[index];
@@ -648,11 +744,19 @@ impl Context<'_> {
         let files = [
             ("input", case.stdin.as_bytes()),
             ("expected", expected.as_bytes()),
-            ("actual", actual),
         ]
         .map(|(name, data)| (dir.join(name), data.to_vec(), 0o644))
         .to_vec();
-        let written = write_files(Some(dir.clone()), files).await;
+        let mut written = write_files(Some(dir.clone()), files).await;
+        if written.is_ok() {
+            // The program's output, file to file (it may be as large as
+            // the output limit); then the run's slot is free.
+            let path = dir.join("actual");
+            written = tokio::task::spawn_blocking(move || actual.copy_to(&path, 0o644))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+        }
         if let Err(e) = written {
             let _ = std::fs::remove_dir_all(&dir);
             return internal(format!(
@@ -707,10 +811,11 @@ impl Context<'_> {
             Ok(o) => o,
             Err(e) => return internal(format!("the checker could not run: {e}")),
         };
-        let mut text = out.stdout.clone();
-        text.extend_from_slice(&out.stderr);
-        let (message, _) = lossy_prefix(&text, 4 << 10);
-        let message = Some(message).filter(|m| !m.trim().is_empty());
+        let keep = CHECKER_OUTPUT_BYTES.min(self.keep);
+        let message = joined_prefix(&out, keep)
+            .ok()
+            .map(|(m, _)| m)
+            .filter(|m| !m.trim().is_empty());
         // The checker's own limits and crashes are the checker's fault.
         if let RunClass::Failed(j) = verdict::classify_run(&out.report, &limits, &[], &[]) {
             if !(j.verdict == Verdict::RuntimeError
@@ -743,12 +848,13 @@ impl Context<'_> {
     }
 }
 
-/// A test's result from its run, before the verdict.
-fn result_of(index: usize, out: &RunOutput) -> TestResult {
+/// A test's result from its run, before the verdict: `keep` bytes of
+/// each stream.
+fn result_of(index: usize, out: &RunOutput, keep: usize) -> std::io::Result<TestResult> {
     let r = &out.report;
-    let (stdout, so_cut) = lossy_prefix(&out.stdout, RESULT_OUTPUT_BYTES);
-    let (stderr, se_cut) = lossy_prefix(&out.stderr, RESULT_OUTPUT_BYTES);
-    TestResult {
+    let (stdout, so_cut) = lossy_prefix(&out.stdout.prefix(keep + 1)?, keep);
+    let (stderr, se_cut) = lossy_prefix(&out.stderr.prefix(keep + 1)?, keep);
+    Ok(TestResult {
         index,
         verdict: None,
         skipped: false,
@@ -765,7 +871,7 @@ fn result_of(index: usize, out: &RunOutput) -> TestResult {
         stderr,
         stderr_truncated: se_cut || out.stderr_truncated,
         checker_output: None,
-    }
+    })
 }
 
 /// Judges `submission`: validates it, compiles once, runs every test in a
@@ -966,6 +1072,7 @@ async fn judge_in(
             memory_mb: l.memory_mb,
             stack_bytes: l.memory_mb << 20,
         },
+        keep: kept_output_bytes(n),
     };
     let slots = if slots == 0 { default_slots() } else { slots };
     let mut results: Vec<Option<TestResult>> = vec![None; n];

@@ -6,15 +6,19 @@
 //! single-threaded processes (docs/process-model.md), and judges are
 //! multi-threaded.
 
+use std::any::Any;
 use std::ffi::OsString;
+use std::fs::File;
 use std::future::Future;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sandbox::{ExitReport, Termination};
-use tokio::io::AsyncReadExt;
 
 use crate::profile::{self, ProfileError};
 
@@ -63,13 +67,214 @@ pub struct Job {
     pub limits: RunLimits,
 }
 
+/// One output stream of a finished run. A runner keeps it in a file
+/// (unlinked, on the disk of its scratch directory: see [`output_file`]),
+/// never in memory: a stream may be as large as the output limit (up to
+/// 256 MiB), and the judge reads it in bounded pieces ([`Output::prefix`],
+/// [`Output::tail`], [`Output::read_chunk`]) or copies it file to file
+/// ([`Output::copy_to`]). Small outputs (fakes in tests, a runner's own
+/// messages) may be bytes.
+///
+/// Clones share the file. A runner may attach a lease, kept alive as long
+/// as any clone: the daemon's runner attaches its slot, so that outputs
+/// waiting to be compared count against the slots (their disk and the
+/// memory of their comparison are bounded by the slots, not by the
+/// number of tests in flight).
+#[derive(Clone, Default)]
+pub struct Output {
+    data: Data,
+    lease: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+#[derive(Clone, Default)]
+enum Data {
+    #[default]
+    Empty,
+    Bytes(Arc<[u8]>),
+    File {
+        file: Arc<File>,
+        len: u64,
+    },
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.data {
+            Data::Empty => "empty",
+            Data::Bytes(_) => "bytes",
+            Data::File { .. } => "file",
+        };
+        f.debug_struct("Output")
+            .field("kind", &kind)
+            .field("len", &self.len())
+            .field("leased", &self.lease.is_some())
+            .finish()
+    }
+}
+
+impl From<&str> for Output {
+    fn from(s: &str) -> Output {
+        Output::from_bytes(s.as_bytes())
+    }
+}
+
+impl From<Vec<u8>> for Output {
+    fn from(b: Vec<u8>) -> Output {
+        Output::from_bytes(&b)
+    }
+}
+
+/// A new unlinked file in `dir` for a run's output: `O_TMPFILE`, or a
+/// file created and unlinked at once where the filesystem has no
+/// `O_TMPFILE` (overlayfs). Nothing to clean up, its pages are page cache
+/// (written back and reclaimed under pressure, unlike a memfd's), and its
+/// blocks are freed when the last descriptor closes.
+pub fn output_file(dir: &Path) -> io::Result<File> {
+    tempfile::tempfile_in(dir)
+}
+
+impl Output {
+    pub fn from_bytes(b: &[u8]) -> Output {
+        Output {
+            data: if b.is_empty() {
+                Data::Empty
+            } else {
+                Data::Bytes(b.into())
+            },
+            lease: None,
+        }
+    }
+
+    /// What was written to `file` (its size now; the writer is done).
+    pub fn from_file(file: File) -> io::Result<Output> {
+        let len = file.metadata()?.len();
+        Ok(Output {
+            data: Data::File {
+                file: Arc::new(file),
+                len,
+            },
+            lease: None,
+        })
+    }
+
+    /// Keeps `lease` alive as long as this output (and its clones).
+    pub fn with_lease(mut self, lease: Arc<dyn Any + Send + Sync>) -> Output {
+        self.lease = Some(lease);
+        self
+    }
+
+    pub fn len(&self) -> u64 {
+        match &self.data {
+            Data::Empty => 0,
+            Data::Bytes(b) => b.len() as u64,
+            Data::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads from `offset` into `buf`; 0 at the end.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let len = self.len();
+        if offset >= len {
+            return Ok(0);
+        }
+        let want = buf.len().min((len - offset) as usize);
+        match &self.data {
+            Data::Empty => Ok(0),
+            Data::Bytes(b) => {
+                let at = offset as usize;
+                buf[..want].copy_from_slice(&b[at..at + want]);
+                Ok(want)
+            }
+            Data::File { file, .. } => file.read_at(&mut buf[..want], offset),
+        }
+    }
+
+    /// `len` bytes from `offset` (fewer at the end), read whole.
+    fn range(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let n = (self.len().saturating_sub(offset)).min(len as u64) as usize;
+        let mut buf = vec![0; n];
+        let mut got = 0;
+        while got < n {
+            match self.read_at(&mut buf[got..], offset + got as u64)? {
+                0 => break,
+                k => got += k,
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    /// The first `max` bytes (a bounded read, from the page cache).
+    pub fn prefix(&self, max: usize) -> io::Result<Vec<u8>> {
+        self.range(0, max)
+    }
+
+    /// The last `max` bytes.
+    pub fn tail(&self, max: usize) -> io::Result<Vec<u8>> {
+        self.range(self.len().saturating_sub(max as u64), max)
+    }
+
+    /// Reads the piece at `offset` into `buf` (off the async threads for a
+    /// file) and gives the buffer back with the count; 0 at the end.
+    pub async fn read_chunk(&self, offset: u64, mut buf: Vec<u8>) -> (Vec<u8>, io::Result<usize>) {
+        match &self.data {
+            Data::File { .. } => {
+                let this = self.clone();
+                let joined = tokio::task::spawn_blocking(move || {
+                    let r = this.read_at(&mut buf, offset);
+                    (buf, r)
+                })
+                .await;
+                match joined {
+                    Ok(done) => done,
+                    Err(e) => (Vec::new(), Err(io::Error::other(e))),
+                }
+            }
+            _ => {
+                let r = self.read_at(&mut buf, offset);
+                (buf, r)
+            }
+        }
+    }
+
+    /// Writes the whole output into a new file `path` (mode `mode`),
+    /// through a 64 KiB buffer: never whole in memory. Blocking: call it
+    /// off the async threads.
+    pub fn copy_to(&self, path: &Path, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut dest = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)?;
+        let mut buf = vec![0; COPY_CHUNK];
+        let mut offset = 0;
+        loop {
+            match self.read_at(&mut buf, offset)? {
+                0 => return Ok(()),
+                n => {
+                    dest.write_all(&buf[..n])?;
+                    offset += n as u64;
+                }
+            }
+        }
+    }
+}
+
+/// Buffer of [`Output::copy_to`].
+const COPY_CHUNK: usize = 64 << 10;
+
 /// What a finished run left.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct RunOutput {
     pub report: ExitReport,
     /// At most `limits.output_bytes` bytes each.
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
+    pub stdout: Output,
+    pub stderr: Output,
     /// The stream went over the output limit (the run was killed, the rest
     /// is lost).
     pub stdout_truncated: bool,
@@ -130,9 +335,9 @@ pub trait Runner: Send + Sync {
 pub const OPEN_FILES: u64 = 256;
 
 /// A [`Runner`] that spawns `runtimed run` per job: the flags are mapped from
-/// the job, stdin is the job's file, stdout/stderr are captured (the CLI
-/// enforces the output limit) and the exit report comes back through
-/// `--report FILE`.
+/// the job, stdin is the job's file, stdout/stderr go into unlinked files
+/// of its private directory (the CLI enforces the output limit) and the
+/// exit report comes back through `--report FILE`.
 ///
 /// The CLI has no flag for RLIMIT_STACK: when the job sets a stack limit
 /// (or wants it unlimited), `runtimed run` is started under
@@ -274,38 +479,53 @@ impl CliRunner {
             })?),
             None => std::process::Stdio::null(),
         };
+        // Output straight into unlinked files of our own scratch directory
+        // (`runtimed run` enforces the output limit on what it forwards):
+        // nothing is read back into memory here.
+        let out_file = |what: &str| {
+            output_file(self.scratch.path()).map_err(|source| RunError::Io {
+                what: format!("create the {what} file"),
+                source,
+            })
+        };
+        let (out, err) = (out_file("stdout")?, out_file("stderr")?);
+        let dup = |f: &File| {
+            f.try_clone().map_err(|source| RunError::Io {
+                what: "dup an output file".into(),
+                source,
+            })
+        };
         cmd.stdin(stdin)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stdout(dup(&out)?)
+            .stderr(dup(&err)?)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
             program: self.bin.clone(),
             source,
         })?;
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let (Some(mut so), Some(mut se)) = (child.stdout.take(), child.stderr.take()) else {
-            return Err(RunError::Protocol {
-                what: "runtimed run".into(),
-                reason: "stdout/stderr pipes missing".into(),
-            });
-        };
-        let pipes = tokio::try_join!(so.read_to_end(&mut out), se.read_to_end(&mut err));
+        // Our copies of the child's ends are gone with `cmd`.
+        drop(cmd);
         let status = child.wait().await.map_err(|source| RunError::Io {
             what: "wait for runtimed run".into(),
             source,
         })?;
-        pipes.map_err(|source| RunError::Io {
-            what: "read the output of runtimed run".into(),
-            source,
-        })?;
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| RunError::Io { what, source }
+        };
+        let stdout = Output::from_file(out).map_err(io("measure the stdout file"))?;
+        let mut stderr = Output::from_file(err).map_err(io("measure the stderr file"))?;
         let text = match std::fs::read(&report_path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let tail = stderr
+                    .tail(NO_REPORT_TAIL)
+                    .map_err(io("read the stderr file"))?;
                 return Err(RunError::NoReport {
                     program: self.bin.clone(),
                     status: status.to_string(),
-                    message: last_lines(&err, 3),
-                })
+                    message: last_lines(&tail, 3),
+                });
             }
             Err(source) => {
                 return Err(RunError::Io {
@@ -321,25 +541,36 @@ impl CliRunner {
                 source,
             })?;
         let limit = job.limits.output_bytes;
-        let over = |counted: Option<u64>, got: usize| {
-            report.termination == Termination::OutputLimit && counted.unwrap_or(got as u64) >= limit
+        let over = |counted: Option<u64>, got: u64| {
+            report.termination == Termination::OutputLimit && counted.unwrap_or(got) >= limit
         };
-        let stdout_truncated = over(report.stdout_bytes, out.len());
-        let stderr_truncated = over(report.stderr_bytes, err.len());
+        let stdout_truncated = over(report.stdout_bytes, stdout.len());
+        let stderr_truncated = over(report.stderr_bytes, stderr.len());
         // runtimed's own message about a failed setup follows the program's
-        // stderr; it is part of the report already.
+        // stderr (the program never ran: there is little of it); it is part
+        // of the report already.
         if report.termination == Termination::SetupFailed {
-            err = strip_runtimed_lines(&err);
+            let head = stderr
+                .prefix(SETUP_FAILED_STDERR)
+                .map_err(io("read the stderr file"))?;
+            stderr = Output::from_bytes(&strip_runtimed_lines(&head));
         }
         Ok(RunOutput {
             report,
-            stdout: out,
-            stderr: err,
+            stdout,
+            stderr,
             stdout_truncated,
             stderr_truncated,
         })
     }
 }
+
+/// Bytes at the end of stderr searched for `runtimed run`'s last words
+/// when it left no report.
+const NO_REPORT_TAIL: usize = 16 << 10;
+
+/// Bytes of stderr kept from a run whose sandbox could not be set up.
+const SETUP_FAILED_STDERR: usize = 64 << 10;
 
 impl Runner for CliRunner {
     fn run<'a>(
@@ -470,6 +701,53 @@ mod tests {
         let mut j = job();
         j.argv.clear();
         assert!(r.args(&j, Path::new("/r")).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_output_file_is_read_in_bounded_pieces_and_copied_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = output_file(dir.path()).unwrap();
+        // Unlinked: nothing in the directory, nothing to clean up.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        let out = Output::from_file(f).unwrap();
+        assert_eq!(out.len(), data.len() as u64);
+        assert_eq!(out.prefix(10).unwrap(), &data[..10]);
+        assert_eq!(out.prefix(1 << 30).unwrap(), data, "at most what there is");
+        assert_eq!(out.tail(7).unwrap(), &data[data.len() - 7..]);
+        // Pieces, as the checkers read it; clones share the file.
+        let clone = out.clone();
+        let (mut got, mut buf, mut offset) = (Vec::new(), vec![0; 4096], 0);
+        loop {
+            let (b, n) = clone.read_chunk(offset, buf).await;
+            buf = b;
+            let n = n.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            offset += n as u64;
+        }
+        assert_eq!(got, data);
+        let copy = dir.path().join("actual");
+        out.copy_to(&copy, 0o644).unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), data);
+        assert!(out.copy_to(&copy, 0o644).is_err(), "never over a file");
+        let small = Output::from("ab");
+        assert_eq!((small.tail(1).unwrap(), small.len()), (b"b".to_vec(), 2));
+        assert!(Output::default().is_empty());
+    }
+
+    #[test]
+    fn a_lease_lives_as_long_as_any_clone_of_the_output() {
+        let lease: Arc<dyn Any + Send + Sync> = Arc::new(());
+        let out = Output::from("x").with_lease(lease.clone());
+        let clone = out.clone();
+        drop(out);
+        assert_eq!(Arc::strong_count(&lease), 2);
+        drop(clone);
+        assert_eq!(Arc::strong_count(&lease), 1);
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! A restart loses no accepted submission: rows still `queued` or
 //! `running` in SQLite are queued again, in the order they were accepted,
 //! when the service starts (a run cut short is judged again from scratch).
+//!
+//! What a client can make it hold is bounded ([`JudgePolicy`]): each
+//! tenant's share of the queue, the compile cache in bytes, finished
+//! submissions by age and count per tenant (swept at start and
+//! periodically), and the outputs of running tests by the slots
+//! ([`runner::DaemonRunner`]).
 
 pub mod queue;
 pub mod runner;
@@ -76,6 +82,8 @@ pub enum JudgeServiceError {
     Invalid(judges::SubmissionError),
     #[error("the judge queue is full ({capacity} submissions wait)")]
     QueueFull { capacity: usize, retry_after: u64 },
+    #[error("this tenant's share of the judge queue is full ({share} submissions wait)")]
+    TenantQueueFull { share: usize, retry_after: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("judge: {0}")]
@@ -97,7 +105,44 @@ pub struct JudgeService {
     probed: watch::Sender<bool>,
     /// Submissions of an earlier daemon queued again at open.
     pub requeued: usize,
+    policy: JudgePolicy,
 }
+
+/// The judge's resource bounds, from the config (docs/judges.md,
+/// "Resources").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JudgePolicy {
+    /// Submissions one tenant may have waiting.
+    pub queue_max_per_tenant: usize,
+    /// Bytes on disk of the compile cache.
+    pub compile_cache_bytes: u64,
+    /// Finished submissions older than this are deleted.
+    pub retention: Option<std::time::Duration>,
+    /// Finished submissions kept per tenant.
+    pub retention_per_tenant: Option<usize>,
+}
+
+impl JudgePolicy {
+    pub fn from_config(cfg: &crate::config::Config) -> JudgePolicy {
+        JudgePolicy {
+            queue_max_per_tenant: cfg.judge_tenant_share(),
+            compile_cache_bytes: cfg.judge_compile_cache_bytes,
+            retention: Some(std::time::Duration::from_secs(cfg.judge_retention_seconds))
+                .filter(|d| !d.is_zero()),
+            retention_per_tenant: Some(cfg.judge_retention_per_tenant).filter(|n| *n > 0),
+        }
+    }
+
+    /// How often retention is applied: a quarter of the retention age,
+    /// between a second and a minute.
+    pub fn sweep_interval(&self) -> std::time::Duration {
+        let quarter = self.retention.map_or(SWEEP_MAX, |r| r / 4);
+        quarter.clamp(std::time::Duration::from_secs(1), SWEEP_MAX)
+    }
+}
+
+/// The longest time between two retention sweeps.
+const SWEEP_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Everything needed to start the service.
 pub struct JudgeSetup {
@@ -108,6 +153,7 @@ pub struct JudgeSetup {
     pub slots: Option<usize>,
     pub queue_max: usize,
     pub languages: Option<PathBuf>,
+    pub policy: JudgePolicy,
 }
 
 /// How long a languages request waits for the toolchain probe.
@@ -136,19 +182,44 @@ impl JudgeService {
             Ok(p)
         };
         let work_dir = dir(setup.data_dir.join("judge").join("work"))?;
+        let output_dir = dir(setup.data_dir.join("judge").join("output"))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&output_dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| JudgeServiceError::Internal(format!("chmod the output dir: {e}")))?;
+        }
         let cache = judges::CompileCache::open(
             setup.data_dir.join("judge").join("compile-cache"),
             COMPILE_CACHE_ENTRIES,
+            setup.policy.compile_cache_bytes,
         )
         .map_err(|e| JudgeServiceError::Internal(format!("the compile cache: {e}")))?;
-        // Work dirs of a judgement the previous daemon did not finish.
-        if let Ok(entries) = std::fs::read_dir(&work_dir) {
-            for e in entries.flatten() {
-                let _ = std::fs::remove_dir_all(e.path());
+        // Work dirs of a judgement the previous daemon did not finish, and
+        // output files it made where it could not unlink them at once.
+        for d in [&work_dir, &output_dir] {
+            if let Ok(entries) = std::fs::read_dir(d) {
+                for e in entries.flatten() {
+                    let _ = std::fs::remove_dir_all(e.path())
+                        .or_else(|_| std::fs::remove_file(e.path()));
+                }
             }
         }
+        // Retention first: what the previous daemon kept too long goes now.
+        let swept = store.sweep_submissions(
+            setup
+                .policy
+                .retention
+                .map(|r| now_ms() - r.as_millis() as i64),
+            setup.policy.retention_per_tenant,
+        )?;
+        if swept > 0 {
+            tracing::info!(
+                count = swept,
+                "judge: finished submissions past retention deleted"
+            );
+        }
         let slots = setup.slots.unwrap_or_else(judges::pipeline::default_slots);
-        let runner = runner::DaemonRunner::new(setup.engine, setup.images, slots);
+        let runner = runner::DaemonRunner::new(setup.engine, setup.images, slots, output_dir);
         let mut queue = FairQueue::new(setup.queue_max);
         let mut live = HashMap::new();
         let unfinished = store.unfinished_submissions()?;
@@ -175,6 +246,7 @@ impl JudgeService {
             probe_started: std::sync::atomic::AtomicBool::new(false),
             probed: watch::channel(false).0,
             requeued: unfinished.len(),
+            policy: setup.policy,
         }))
     }
 
@@ -191,6 +263,39 @@ impl JudgeService {
         }
         if self.requeued > 0 {
             self.kick_probe();
+        }
+        let svc = self.clone();
+        tokio::spawn(async move { svc.sweep_forever().await });
+    }
+
+    /// Applies retention every [`JudgePolicy::sweep_interval`].
+    async fn sweep_forever(self: Arc<Self>) {
+        if self.policy.retention.is_none() && self.policy.retention_per_tenant.is_none() {
+            return;
+        }
+        let mut tick = tokio::time::interval(self.policy.sweep_interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let svc = self.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                svc.store.sweep_submissions(
+                    svc.policy
+                        .retention
+                        .map(|r| now_ms() - r.as_millis() as i64),
+                    svc.policy.retention_per_tenant,
+                )
+            })
+            .await;
+            match swept {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::debug!(
+                    count = n,
+                    "judge: finished submissions past retention deleted"
+                ),
+                Ok(Err(e)) => tracing::warn!(error = %e, "judge: retention sweep failed"),
+                Err(e) => tracing::warn!(error = %e, "judge: retention sweep panicked"),
+            }
         }
     }
 
@@ -264,6 +369,18 @@ impl JudgeService {
             return Err(JudgeServiceError::QueueFull {
                 capacity: q.capacity(),
                 retry_after: self.retry_after(q.len()),
+            });
+        }
+        // Then the tenant's share, so that one tenant cannot fill the
+        // queue and lock the others out.
+        let mine = q.tenant_len(tenant);
+        if mine >= self.policy.queue_max_per_tenant {
+            // Tenants take turns: before this tenant's next one, each
+            // tenant waiting may get as many.
+            let ahead = (mine * q.tenants().max(1)).min(q.len());
+            return Err(JudgeServiceError::TenantQueueFull {
+                share: self.policy.queue_max_per_tenant,
+                retry_after: self.retry_after(ahead),
             });
         }
         // On disk before anyone hears of it.
@@ -417,15 +534,19 @@ impl JudgeService {
         };
         let text = serde_json::to_string(&report)
             .map_err(|e| JudgeServiceError::Internal(format!("encode the result: {e}")))?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let stored = self.store.finish_submission(id, &text, now_ms);
+        let stored = self.store.finish_submission(id, &text, now_ms());
         lock(&self.live).remove(id);
         let _ = live.done.send(true);
         stored?;
         Ok(())
     }
+}
+
+/// Unix time in milliseconds.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The report of a submission the judge could not judge at all.
@@ -438,5 +559,50 @@ fn internal_report(detail: String) -> Report {
         compile_output_truncated: false,
         compile_cached: false,
         tests: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::time::Duration;
+
+    #[test]
+    fn the_policy_follows_the_config_and_its_documented_defaults() {
+        let p = JudgePolicy::from_config(&Config::default());
+        assert_eq!(
+            p,
+            JudgePolicy {
+                queue_max_per_tenant: 250,
+                compile_cache_bytes: 1 << 30,
+                retention: Some(Duration::from_secs(7 * 24 * 3600)),
+                retention_per_tenant: Some(10_000),
+            }
+        );
+        assert_eq!(p.sweep_interval(), Duration::from_secs(60));
+        let cfg = Config {
+            judge_queue_max: 1,
+            judge_retention_seconds: 0,
+            judge_retention_per_tenant: 0,
+            ..Config::default()
+        };
+        let p = JudgePolicy::from_config(&cfg);
+        assert_eq!(p.queue_max_per_tenant, 1, "at least one");
+        assert_eq!((p.retention, p.retention_per_tenant), (None, None));
+        let cfg = Config {
+            judge_queue_max: 10,
+            judge_queue_max_per_tenant: Some(50),
+            judge_retention_seconds: 3,
+            ..Config::default()
+        };
+        let p = JudgePolicy::from_config(&cfg);
+        assert_eq!(p.queue_max_per_tenant, 10, "never above the queue");
+        assert_eq!(p.sweep_interval(), Duration::from_secs(1));
+        let zero = Config {
+            judge_queue_max_per_tenant: Some(0),
+            ..Config::default()
+        };
+        assert!(zero.validate().is_err());
     }
 }

@@ -1,6 +1,9 @@
 //! The judge's queue: bounded, and fair between tenants. Each tenant has
 //! its own FIFO; tenants take turns (round-robin), so one tenant's burst
-//! of submissions delays the others by at most one submission each.
+//! of submissions delays the others by at most one submission each. The
+//! bound is global; the service also bounds each tenant's share of it
+//! ([`FairQueue::tenant_len`]), so that one tenant cannot fill it and
+//! lock the others out.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -39,6 +42,16 @@ impl<T> FairQueue<T> {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Items `tenant` has waiting.
+    pub fn tenant_len(&self, tenant: &str) -> usize {
+        self.per_tenant.get(tenant).map_or(0, VecDeque::len)
+    }
+
+    /// Tenants with items waiting.
+    pub fn tenants(&self) -> usize {
+        self.turns.len()
     }
 
     /// Appends to `tenant`'s FIFO, unless the queue is full.
@@ -125,6 +138,10 @@ mod tests {
         q.push("c", 3).unwrap();
         q.push_unbounded("d", 4);
         assert_eq!(q.len(), 3);
+        assert_eq!(
+            (q.tenant_len("c"), q.tenant_len("zz"), q.tenants()),
+            (1, 0, 3)
+        );
     }
 
     #[test]

@@ -1,16 +1,28 @@
 //! The daemon's [`Runner`]: each judge job is a one-shot sandbox forked by
 //! the zygote ([`crate::engine::oneshot`]), with its stdin a host file and
-//! its stdout/stderr anonymous memory files (memfd) read back after the run.
+//! its stdout/stderr unlinked files on the data dir's disk, which the
+//! sandbox's supervisor (the `sandbox-host` helper) fills up to the output
+//! limit. They are never read back whole: the judge compares them in
+//! pieces and keeps a prefix (docs/judges.md, "Memory and disk").
+//!
 //! A semaphore bounds the sandboxes of all submissions together (the
-//! judge's slots).
+//! judge's slots). A slot is held from before the output files exist
+//! until the judge drops the outputs (a lease on them), so at most
+//! `slots` tests' outputs exist at a time, however many tests are in
+//! flight: on disk at most slots × 2 × the output limit.
+//!
+//! Why not memfds (as before): the helper writes the output, and the
+//! helper lives in the daemon's cgroup, so a memfd's pages were the
+//! daemon's memory, unreclaimable (no swap) for as long as the file
+//! lived; and the daemon then read each one whole.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use judges::runner::{Job, RunError, RunOutput, Runner};
+use judges::runner::{Job, Output, RunError, RunOutput, Runner};
 use sandbox::Termination;
 use tokio::sync::Semaphore;
 
@@ -22,6 +34,8 @@ pub struct DaemonRunner {
     engine: EngineConfig,
     images: Option<rootfs_builder::Store>,
     slots: Arc<Semaphore>,
+    /// Where the output files are made (0700, on the data dir).
+    output_dir: PathBuf,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
@@ -30,30 +44,26 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
 }
 
 impl DaemonRunner {
+    /// `output_dir` must exist and be private (0700).
     pub fn new(
         engine: EngineConfig,
         images: Option<rootfs_builder::Store>,
         slots: usize,
+        output_dir: PathBuf,
     ) -> DaemonRunner {
         DaemonRunner {
             engine,
             images,
             slots: Arc::new(Semaphore::new(slots.max(1))),
+            output_dir,
         }
     }
 
-    /// An anonymous in-memory file (memfd) for a run's output: nothing to
-    /// clean up, and no dependence on the data dir's filesystem (O_TMPFILE
-    /// there failed with EOPNOTSUPP on an overlayfs data dir).
-    fn anonymous_file(&self) -> Result<File, RunError> {
-        use nix::sys::memfd::{memfd_create, MFdFlags};
-        let fd = memfd_create(c"runtimed-judge-output", MFdFlags::MFD_CLOEXEC).map_err(|e| {
-            RunError::Io {
-                what: "create an output file (memfd_create)".into(),
-                source: std::io::Error::from_raw_os_error(e as i32),
-            }
-        })?;
-        Ok(File::from(fd))
+    /// An unlinked file for a run's output ([`judges::runner::output_file`]:
+    /// `O_TMPFILE`, or create and unlink where the filesystem has none,
+    /// e.g. overlayfs).
+    fn output_file(&self) -> Result<File, RunError> {
+        judges::runner::output_file(&self.output_dir).map_err(io_err("create an output file"))
     }
 
     /// The image's layers, unpacked and leased (the same resolution as a
@@ -97,17 +107,23 @@ impl DaemonRunner {
                 .map_err(io_err("open /dev/null"))?
                 .into(),
         };
-        let mut out = self.anonymous_file()?;
-        let mut err = self.anonymous_file()?;
+        // The slot first: the output files count against it.
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RunError::Protocol {
+                what: "judge slots".into(),
+                reason: "closed".into(),
+            })?;
+        let out = self.output_file()?;
+        let err = self.output_file()?;
         let stdio = OneshotStdio {
             stdin,
             stdout: out.try_clone().map_err(io_err("dup"))?.into(),
             stderr: err.try_clone().map_err(io_err("dup"))?.into(),
         };
-        let _slot = self.slots.acquire().await.map_err(|_| RunError::Protocol {
-            what: "judge slots".into(),
-            reason: "closed".into(),
-        })?;
         // The lease keeps the layers from `image gc` while the run lasts.
         let (image, _lease) = match &job.image {
             Some(name) => {
@@ -144,12 +160,17 @@ impl DaemonRunner {
             },
             reason: e.to_string(),
         })?;
-        drop(_slot);
+        // The slot stays taken while the outputs live.
+        let lease: Arc<dyn std::any::Any + Send + Sync> = Arc::new(slot);
+        let stdout = Output::from_file(out)
+            .map_err(io_err("measure an output file"))?
+            .with_lease(lease.clone());
+        let stderr = Output::from_file(err)
+            .map_err(io_err("measure an output file"))?
+            .with_lease(lease);
         let limit = job.limits.output_bytes;
-        let stdout = read_back(&mut out, limit)?;
-        let stderr = read_back(&mut err, limit)?;
-        let over = |counted: Option<u64>, got: usize| {
-            report.termination == Termination::OutputLimit && counted.unwrap_or(got as u64) >= limit
+        let over = |counted: Option<u64>, got: u64| {
+            report.termination == Termination::OutputLimit && counted.unwrap_or(got) >= limit
         };
         Ok(RunOutput {
             stdout_truncated: over(report.stdout_bytes, stdout.len()),
@@ -159,17 +180,6 @@ impl DaemonRunner {
             stderr,
         })
     }
-}
-
-/// Everything written to `f`, at most `limit` bytes.
-fn read_back(f: &mut File, limit: u64) -> Result<Vec<u8>, RunError> {
-    f.seek(SeekFrom::Start(0))
-        .map_err(io_err("seek an output file"))?;
-    let mut buf = Vec::new();
-    f.take(limit)
-        .read_to_end(&mut buf)
-        .map_err(io_err("read an output file"))?;
-    Ok(buf)
 }
 
 impl Runner for DaemonRunner {

@@ -46,9 +46,14 @@ pub fn service_error(e: JudgeServiceError) -> Response {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_submission", e.to_string())
                 .into_response()
         }
-        JudgeServiceError::QueueFull { retry_after, .. } => {
-            let mut r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string())
-                .into_response();
+        JudgeServiceError::QueueFull { retry_after, .. }
+        | JudgeServiceError::TenantQueueFull { retry_after, .. } => {
+            let code = match e {
+                JudgeServiceError::QueueFull { .. } => "queue_full",
+                _ => "tenant_queue_full",
+            };
+            let mut r =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, e.to_string()).into_response();
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             r

@@ -87,6 +87,13 @@ impl Judge0Error {
                 retry_after: Some(retry_after),
                 ..Judge0Error::new(StatusCode::TOO_MANY_REQUESTS, "queue is full")
             },
+            JudgeServiceError::TenantQueueFull { retry_after, .. } => Judge0Error {
+                retry_after: Some(retry_after),
+                ..Judge0Error::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "queue is full for this tenant",
+                )
+            },
             other => Judge0Error::internal(other.to_string()),
         }
     }

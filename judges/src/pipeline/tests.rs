@@ -607,6 +607,71 @@ async fn a_custom_checker_is_compiled_once_and_sees_input_expected_and_actual() 
     assert_eq!(compiles, 2, "the submission and the checker, once each");
 }
 
+/// A runner like the daemon's: one slot, held by a run's outputs until
+/// the judge drops them ([`Output::with_lease`]).
+struct Leasing {
+    slot: std::sync::Arc<tokio::sync::Semaphore>,
+    inner: Fake,
+}
+
+impl Runner for Leasing {
+    fn run<'a>(
+        &'a self,
+        job: Job,
+    ) -> Pin<Box<dyn Future<Output = Result<RunOutput, RunError>> + Send + 'a>> {
+        Box::pin(async move {
+            let permit = self.slot.clone().acquire_owned().await.unwrap();
+            let out = self.inner.run(job).await?;
+            let lease: std::sync::Arc<dyn std::any::Any + Send + Sync> =
+                std::sync::Arc::new(permit);
+            Ok(RunOutput {
+                stdout: out.stdout.with_lease(lease.clone()),
+                stderr: out.stderr.with_lease(lease),
+                ..out
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_custom_checker_never_waits_for_the_slot_its_tests_output_holds() {
+    let fake = Fake::new(|j| {
+        if is_compile(j) {
+            return (Duration::ZERO, exited(0, ""));
+        }
+        if is_checker(j) {
+            return (Duration::ZERO, exited(0, ""));
+        }
+        let out = output(
+            report(Termination::Exited, Some(0), None),
+            "answer",
+            "a note on stderr",
+        );
+        (Duration::ZERO, out)
+    });
+    let runner = Leasing {
+        slot: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+        inner: fake,
+    };
+    let mut s = submission("cpp", &[("1", "x"), ("2", "x"), ("3", "x")]);
+    s.checker = Checker::Custom {
+        language: "cpp".into(),
+        source: "CHECKER".into(),
+    };
+    let work = tempfile::tempdir().unwrap();
+    // Two tests at once, one slot: a test that kept its output (stdout or
+    // stderr) while its checker waited for the slot would wait forever.
+    let judged = tokio::time::timeout(
+        Duration::from_secs(20),
+        judge(&runner, &langs(), &s, work.path(), 2, |_| {}),
+    )
+    .await
+    .expect("the judgement is stuck: a checker waits for a slot an output holds")
+    .unwrap();
+    assert_eq!(judged.verdict, Verdict::Accepted, "{judged:?}");
+    assert_eq!(runner.slot.available_permits(), 1, "every lease returned");
+}
+
 #[tokio::test]
 async fn a_checker_that_crashes_or_times_out_is_an_internal_error() {
     for (t, code, sig) in [
