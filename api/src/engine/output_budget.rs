@@ -1,18 +1,17 @@
 //! The daemon-wide budget of captured exec output. A captured exec (and
 //! `/v1/run`) keeps its program's output in the daemon's memory until its
 //! answer has been sent, so the sum of what all of them keep is what
-//! clients can make the daemon hold. Every byte of buffer a capture grows
-//! by is reserved here first, against a total and a per-tenant share; the
-//! reservation is released when the answer is sent or its client goes
-//! away. A capture that finds the budget spent stops reading its pipes
-//! until bytes are released: the program blocks on its full pipe, like a
-//! program whose streaming client reads slowly, and its wall timeout still
-//! runs (docs/limits.md gives the resulting bound).
+//! clients can make the daemon hold. Before a capture starts, its worst
+//! case (the output cap of both streams) is reserved here, against a total
+//! and a per-tenant share; the reservation is released when the answer
+//! has been sent or its client went away. A request the budget cannot take
+//! is refused before anything runs (503 `output_budget_exhausted`): an
+//! all-or-nothing reservation cannot deadlock, where captures that grew
+//! their reservations bit by bit could each hold part of the budget and
+//! wait for the rest (docs/limits.md gives the bound).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-use tokio::sync::Notify;
 
 /// Bytes reserved in all and per tenant.
 #[derive(Debug, Default)]
@@ -26,7 +25,6 @@ pub struct OutputBudget {
     total: u64,
     per_tenant: u64,
     used: Mutex<Used>,
-    released: Notify,
 }
 
 impl OutputBudget {
@@ -35,7 +33,6 @@ impl OutputBudget {
             total,
             per_tenant: per_tenant.min(total),
             used: Mutex::new(Used::default()),
-            released: Notify::new(),
         })
     }
 
@@ -71,23 +68,6 @@ impl OutputBudget {
         Some(grant(n))
     }
 
-    /// `n` bytes for `tenant`, waiting until others release enough. `n`
-    /// must not exceed [`Self::per_tenant`] (the callers' ranges make
-    /// sure), or this waits until its caller gives up.
-    pub async fn reserve(self: &Arc<Self>, tenant: &str, n: u64) -> Grant {
-        loop {
-            // Registered before the check, so a release between the check
-            // and the wait is not missed.
-            let released = self.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            if let Some(g) = self.try_reserve(tenant, n) {
-                return g;
-            }
-            released.await;
-        }
-    }
-
     fn release(&self, tenant: &str, n: u64) {
         if n == 0 {
             return;
@@ -101,7 +81,6 @@ impl OutputBudget {
                 }
             }
         }
-        self.released.notify_waiters();
     }
 }
 
@@ -114,14 +93,6 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Adds another grant of the same tenant to this one.
-    pub fn absorb(&mut self, mut other: Grant) {
-        if other.tenant == self.tenant && Arc::ptr_eq(&other.budget, &self.budget) {
-            self.bytes += other.bytes;
-            other.bytes = 0;
-        }
-    }
-
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -147,23 +118,12 @@ mod tests {
         assert_eq!(b.in_use(), 100);
         drop(a1);
         assert_eq!(b.in_use(), 50);
-        let mut c1 = b.try_reserve("c", 30).unwrap();
-        c1.absorb(b.try_reserve("c", 20).unwrap());
-        assert_eq!(c1.bytes(), 50);
+        let c1 = b.try_reserve("c", 30).unwrap();
+        let c2 = b.try_reserve("c", 20).unwrap();
+        assert_eq!(c1.bytes() + c2.bytes(), 50);
         assert_eq!(b.in_use(), 100);
-        drop((b1, c1));
+        assert!(b.try_reserve("c", 0).is_some(), "nothing always fits");
+        drop((b1, c1, c2));
         assert_eq!(b.in_use(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_waiting_reservation_gets_released_bytes() {
-        let b = OutputBudget::new(10, 10);
-        let held = b.try_reserve("a", 10).unwrap();
-        let b2 = b.clone();
-        let waiter = tokio::spawn(async move { b2.reserve("b", 5).await.bytes() });
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        drop(held);
-        assert_eq!(waiter.await.unwrap(), 5);
     }
 }

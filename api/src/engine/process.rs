@@ -1,16 +1,16 @@
 //! Exec in a session: a process with piped stdin/stdout/stderr, a wall
 //! clock limit and a byte cap per output stream. Its output goes to one
-//! of two places: a capture (the plain JSON answer), whose buffers are
-//! reserved from the daemon's [`OutputBudget`], or a bounded channel (the
-//! streaming answer), which is never accumulated here. Either way the
-//! daemon holds a bounded amount: a chunk not yet delivered stops the
-//! reading of the pipes, so a slow consumer slows the program instead of
-//! growing the daemon. The wall clock runs inside this loop whatever the
-//! consumer does, and the process is owned by the loop ([`Spawned`] kills
-//! its group when dropped), so a caller that goes away ends it.
+//! of two places: a capture (the plain JSON answer), whose worst case (the
+//! cap of both streams) was reserved from the daemon's
+//! [`super::output_budget::OutputBudget`] before the exec started, or a
+//! bounded channel (the streaming answer), which is never accumulated
+//! here: a chunk not yet delivered stops the reading of the pipes, so a
+//! slow consumer slows the program instead of growing the daemon. The wall
+//! clock runs inside this loop whatever the consumer does, and the process
+//! is owned by the loop ([`Spawned`] kills its group when dropped), so a
+//! caller that goes away ends it.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
-use super::output_budget::{Grant, OutputBudget};
+use super::output_budget::Grant;
 use super::session::{ExitStatus, SessionSandbox, SpawnError, Spawned};
 
 /// How long output is still read after the process ended (a background
@@ -58,12 +58,9 @@ pub type Chunk = (Stream, Vec<u8>);
 
 /// Where the output goes.
 pub enum Output {
-    /// Kept for one answer; every byte of buffer is reserved from the
-    /// budget (as `tenant`) first.
-    Captured {
-        budget: Arc<OutputBudget>,
-        tenant: String,
-    },
+    /// Kept for one answer, within this reservation of the daemon's
+    /// capture budget (at least twice the exec's `output_limit`).
+    Captured(Grant),
     /// Sent as it comes; the channel's bound is the backpressure, and its
     /// closing (the consumer went away) ends the process.
     Streamed(mpsc::Sender<Chunk>),
@@ -86,8 +83,8 @@ pub struct ExecOutcome {
     pub stderr_bytes: u64,
     pub wall_time_us: u64,
     pub error: Option<StepFailure>,
-    /// The budget held by `stdout` and `stderr`: keep it as long as they
-    /// are kept.
+    /// The budget reserved for `stdout` and `stderr`: keep it as long as
+    /// they are kept.
     pub grant: Option<Grant>,
 }
 
@@ -152,12 +149,19 @@ pub async fn exec(
         let _ = stdin_w.write_all(&stdin).await;
         // Dropping closes the pipe: EOF for the program.
     }));
+    let (sink, grant) = match output {
+        Output::Captured(grant) => (None, Some(grant)),
+        Output::Streamed(tx) => (Some(tx), None),
+    };
     let mut run = Run {
         sb,
         proc,
-        output,
+        sink,
         limit: spec.output_limit,
-        outcome: ExecOutcome::default(),
+        outcome: ExecOutcome {
+            grant,
+            ..Default::default()
+        },
         killed: None,
     };
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -200,20 +204,11 @@ impl Drop for AbortOnDrop {
 struct Run<'a> {
     sb: &'a SessionSandbox,
     proc: Spawned,
-    output: Output,
+    /// The streaming consumer; `None` for a capture.
+    sink: Option<mpsc::Sender<Chunk>>,
     limit: u64,
     outcome: ExecOutcome,
     killed: Option<&'static str>,
-}
-
-/// What a chunk waiting for delivery got.
-enum Room {
-    /// A slot of the stream's channel.
-    Slot(mpsc::OwnedPermit<Chunk>),
-    /// Budget for the capture buffer to grow to `capacity`.
-    Budget(Grant, usize),
-    /// The streaming consumer went away.
-    Closed,
 }
 
 impl Run<'_> {
@@ -257,31 +252,34 @@ impl Run<'_> {
                     None => std::future::pending().await,
                 }
             };
-            let want = pending.as_ref().map(|(s, d)| (*s, d.len()));
             tokio::select! {
                 r = out.read(&mut buf_o), if out_open && pending.is_none() => match r {
                     Ok(0) | Err(_) => out_open = false,
-                    Ok(n) => pending = self.within_limit(Stream::Stdout, &buf_o[..n]).await,
+                    Ok(n) => pending = self.take(Stream::Stdout, &buf_o[..n]).await,
                 },
                 r = err.read(&mut buf_e), if err_open && pending.is_none() => match r {
                     Ok(0) | Err(_) => err_open = false,
-                    Ok(n) => pending = self.within_limit(Stream::Stderr, &buf_e[..n]).await,
+                    Ok(n) => pending = self.take(Stream::Stderr, &buf_e[..n]).await,
                 },
-                room = room_for(&self.output, &self.outcome, want, self.limit), if want.is_some() => {
-                    if let Some(chunk) = pending.take() {
-                        if !self.deliver(room, chunk) {
+                slot = slot_for(self.sink.as_ref()), if pending.is_some() => {
+                    match (slot, pending.take()) {
+                        (Some(permit), Some(chunk)) => {
+                            permit.send(chunk);
+                        }
+                        (None, _) => {
                             // Nobody will read the answer: end the program
                             // now and stop.
                             self.killed = Some("client_gone");
                             self.sb.signal(self.proc.id, libc::SIGKILL).await;
                             return None;
                         }
+                        (Some(_), None) => {}
                     }
                     if status.is_some() {
                         drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
                     }
                 },
-                () = consumer_gone(&self.output), if pending.is_none() => {
+                () = consumer_gone(self.sink.as_ref()), if pending.is_none() => {
                     self.killed = Some("client_gone");
                     self.sb.signal(self.proc.id, libc::SIGKILL).await;
                     return None;
@@ -309,17 +307,20 @@ impl Run<'_> {
         status.flatten()
     }
 
-    /// Counts `data` against the stream's limit and returns what fits
-    /// (`None` if nothing); past the limit the process group is killed.
-    async fn within_limit(&mut self, stream: Stream, data: &[u8]) -> Option<Chunk> {
-        let (count, truncated) = match stream {
+    /// Counts `data` against the stream's limit (past it the process
+    /// group is killed) and keeps what fits (a capture) or returns it for
+    /// delivery (a stream).
+    async fn take(&mut self, stream: Stream, data: &[u8]) -> Option<Chunk> {
+        let (count, truncated, acc) = match stream {
             Stream::Stdout => (
                 &mut self.outcome.stdout_bytes,
                 &mut self.outcome.stdout_truncated,
+                &mut self.outcome.stdout,
             ),
             Stream::Stderr => (
                 &mut self.outcome.stderr_bytes,
                 &mut self.outcome.stderr_truncated,
+                &mut self.outcome.stderr,
             ),
         };
         let room = self.limit.saturating_sub(*count);
@@ -327,73 +328,36 @@ impl Run<'_> {
         *count += n as u64;
         if data.len() > n {
             *truncated = true;
-            if self.killed.is_none() {
-                self.killed = Some("output_limit");
-                self.sb.signal(self.proc.id, libc::SIGKILL).await;
-            }
         }
-        (n > 0).then(|| (stream, data[..n].to_vec()))
-    }
-
-    /// Hands a chunk on with the room obtained for it; false when the
-    /// consumer is gone.
-    fn deliver(&mut self, room: Room, (stream, data): Chunk) -> bool {
-        match room {
-            Room::Closed => false,
-            Room::Slot(permit) => {
-                permit.send((stream, data));
-                true
+        let chunk = if n == 0 {
+            None
+        } else if self.sink.is_some() {
+            Some((stream, data[..n].to_vec()))
+        } else {
+            // Within the reservation: the buffer never grows past the
+            // limit (which, for both streams, is what was reserved).
+            let need = acc.len() + n;
+            if need > acc.capacity() {
+                let capacity = grown_capacity(acc.capacity(), need, self.limit);
+                acc.reserve_exact(capacity - acc.len());
             }
-            Room::Budget(grant, capacity) => {
-                let acc = match stream {
-                    Stream::Stdout => &mut self.outcome.stdout,
-                    Stream::Stderr => &mut self.outcome.stderr,
-                };
-                if capacity > acc.capacity() {
-                    acc.reserve_exact(capacity - acc.len());
-                }
-                acc.extend_from_slice(&data);
-                match &mut self.outcome.grant {
-                    Some(g) => g.absorb(grant),
-                    None => self.outcome.grant = Some(grant),
-                }
-                true
-            }
+            acc.extend_from_slice(&data[..n]);
+            None
+        };
+        if data.len() > n && self.killed.is_none() {
+            self.killed = Some("output_limit");
+            self.sb.signal(self.proc.id, libc::SIGKILL).await;
         }
+        chunk
     }
 }
 
-/// Waits until a chunk of `want` (stream, bytes) can be delivered: a
-/// channel slot, or the budget for its capture buffer's growth.
-/// Cancel-safe (the chunk stays with the caller).
-async fn room_for(
-    output: &Output,
-    outcome: &ExecOutcome,
-    want: Option<(Stream, usize)>,
-    limit: u64,
-) -> Room {
-    let Some((stream, want)) = want else {
-        return std::future::pending().await;
-    };
-    match output {
-        Output::Streamed(tx) => match tx.clone().reserve_owned().await {
-            Ok(permit) => Room::Slot(permit),
-            Err(_) => Room::Closed,
-        },
-        Output::Captured { budget, tenant } => {
-            let acc = match stream {
-                Stream::Stdout => &outcome.stdout,
-                Stream::Stderr => &outcome.stderr,
-            };
-            let (cap, need) = (acc.capacity(), acc.len() + want);
-            let capacity = if need <= cap {
-                cap
-            } else {
-                grown_capacity(cap, need, limit)
-            };
-            let grant = budget.reserve(tenant, (capacity - cap) as u64).await;
-            Room::Budget(grant, capacity)
-        }
+/// A slot of the stream's channel for the pending chunk (`None`: the
+/// consumer went away). Cancel-safe: the chunk stays with the caller.
+async fn slot_for(sink: Option<&mpsc::Sender<Chunk>>) -> Option<mpsc::OwnedPermit<Chunk>> {
+    match sink {
+        Some(tx) => tx.clone().reserve_owned().await.ok(),
+        None => std::future::pending().await,
     }
 }
 
@@ -407,10 +371,10 @@ fn grown_capacity(cap: usize, need: usize, limit: u64) -> usize {
 }
 
 /// Resolves when a streaming consumer went away (never for a capture).
-async fn consumer_gone(output: &Output) {
-    match output {
-        Output::Streamed(tx) => tx.closed().await,
-        Output::Captured { .. } => std::future::pending().await,
+async fn consumer_gone(sink: Option<&mpsc::Sender<Chunk>>) {
+    match sink {
+        Some(tx) => tx.closed().await,
+        None => std::future::pending().await,
     }
 }
 

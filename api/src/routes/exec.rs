@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::response::Response;
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use base64::Engine;
 use bytes::Bytes;
@@ -84,11 +85,38 @@ pub fn exec_spec(
     })
 }
 
-/// Where a captured exec of `tenant` keeps its output.
-pub fn captured(state: &AppState, tenant: &Tenant) -> Output {
-    Output::Captured {
-        budget: state.output_budget.clone(),
-        tenant: tenant.0.clone(),
+/// Where a captured exec of `tenant` keeps its output: the worst case of
+/// both streams reserved from the daemon's capture budget, or the answer
+/// to give instead (a limit out of range; the budget spent, 503 with
+/// `Retry-After`). Reserved before anything runs, so a refused request
+/// changes nothing.
+pub fn capture(state: &AppState, tenant: &Tenant, output_limit: u64) -> Result<Output, Response> {
+    let max = state.cfg.max_exec_output_limit();
+    if output_limit == 0 || output_limit > max {
+        return Err(
+            ApiError::limit(format!("output_limit: outside 1..{max} (bytes per stream)"))
+                .into_response(),
+        );
+    }
+    let want = output_limit.saturating_mul(2);
+    match state.output_budget.try_reserve(&tenant.0, want) {
+        Some(grant) => Ok(Output::Captured(grant)),
+        None => {
+            let mut resp = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "output_budget_exhausted",
+                format!(
+                    "captured output of running execs fills the daemon's budget \
+                     (exec_output_budget, or this tenant's share): {want} bytes \
+                     (twice output_limit) do not fit now; retry, ask for a smaller \
+                     output_limit, or stream (?stream=true)"
+                ),
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            Err(resp)
+        }
     }
 }
 
@@ -260,7 +288,11 @@ pub async fn exec(
     if !q.stream {
         // Awaited here: if the client goes away, this future is dropped
         // and the process with it.
-        let outcome = process::exec(&sb, spec, captured(&state, &tenant))
+        let output = match capture(&state, &tenant, spec.output_limit) {
+            Ok(o) => o,
+            Err(refused) => return Ok(refused),
+        };
+        let outcome = process::exec(&sb, spec, output)
             .await
             .map_err(|e| ApiError::internal(format!("exec: {e}")))?;
         session.touch();

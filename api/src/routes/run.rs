@@ -12,7 +12,7 @@ use axum::Extension;
 
 use crate::engine::process;
 use crate::error::{ApiError, ErrorBody, Json};
-use crate::routes::exec::{captured, captured_response, exec_spec};
+use crate::routes::exec::{capture, captured_response, exec_spec};
 use crate::routes::files::{as_session_user, workspace_of};
 use crate::state::{AppState, Tenant};
 use crate::types::{decode_input, CreateSession, ExecRequest, ExecResult, RunRequest};
@@ -36,6 +36,12 @@ pub async fn run(
     if req.argv.is_empty() {
         return Err(ApiError::invalid("argv: must name a program"));
     }
+    // Output room first: a run the budget cannot take starts nothing.
+    let output_limit = req.output_limit.unwrap_or(state.cfg.exec_output_limit);
+    let output = match capture(&state, &tenant, output_limit) {
+        Ok(o) => o,
+        Err(refused) => return Ok(refused),
+    };
     // The guard owns the sandbox: it is removed when the guard goes,
     // after the answer is made, on an error, or when the client went away
     // and this future was dropped mid-way (the process dies with it).
@@ -81,7 +87,7 @@ pub async fn run(
         .map_err(|e| ApiError::internal(e.to_string()))??;
     }
     let sb = session.running()?.clone();
-    let outcome = process::exec(&sb, spec, captured(&state, &tenant))
+    let outcome = process::exec(&sb, spec, output)
         .await
         .map_err(|e| ApiError::internal(format!("exec: {e}")))?;
     state.metrics.result(outcome.termination, true);
