@@ -111,7 +111,7 @@ impl Default for Config {
             max_body_bytes: 16 << 20,
             exec_output_budget: 1 << 30,
             exec_output_budget_per_tenant: 512 << 20,
-            max_ptys_per_session: 16,
+            max_ptys_per_session: 8,
             ws_max_message_bytes: 1 << 20,
             max_image_bytes: 8 << 30,
             uid_pool_base: sandbox::options::defaults::UID_POOL_BASE,

@@ -278,9 +278,10 @@ fn streamed_output_floods_do_not_grow_the_daemon() {
         );
     }
     // docs/limits.md: a stream holds a few chunks, well under 1 MiB; the
-    // rest is the allocator's slack.
+    // rest is the allocator's slack (3 MiB measured; 523 MiB before the
+    // bound).
     assert!(
-        grown < 48 * MIB,
+        grown < 16 * MIB,
         "the daemon grew by {} MiB streaming {N} x {} MiB",
         grown / MIB,
         BYTES / MIB
@@ -467,6 +468,12 @@ fn terminals_per_session_and_websocket_messages_are_capped() {
     let mut closed = false;
     while Instant::now() < deadline {
         match ws.read() {
+            // Our own read timeout is not the server closing.
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Ok(tungstenite::Message::Close(_)) | Err(_) => {
                 closed = true;
                 break;
