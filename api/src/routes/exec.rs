@@ -90,13 +90,15 @@ pub fn exec_spec(
 /// to give instead (a limit out of range; the budget spent, 503 with
 /// `Retry-After`). Reserved before anything runs, so a refused request
 /// changes nothing.
-pub fn capture(state: &AppState, tenant: &Tenant, output_limit: u64) -> Result<Output, Response> {
+pub fn capture(
+    state: &AppState,
+    tenant: &Tenant,
+    output_limit: u64,
+) -> Result<Output, Box<Response>> {
     let max = state.cfg.max_exec_output_limit();
     if output_limit == 0 || output_limit > max {
-        return Err(
-            ApiError::limit(format!("output_limit: outside 1..{max} (bytes per stream)"))
-                .into_response(),
-        );
+        let e = ApiError::limit(format!("output_limit: outside 1..{max} (bytes per stream)"));
+        return Err(Box::new(e.into_response()));
     }
     let want = output_limit.saturating_mul(2);
     match state.output_budget.try_reserve(&tenant.0, want) {
@@ -115,7 +117,7 @@ pub fn capture(state: &AppState, tenant: &Tenant, output_limit: u64) -> Result<O
             .into_response();
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            Err(resp)
+            Err(Box::new(resp))
         }
     }
 }
@@ -290,7 +292,7 @@ pub async fn exec(
         // and the process with it.
         let output = match capture(&state, &tenant, spec.output_limit) {
             Ok(o) => o,
-            Err(refused) => return Ok(refused),
+            Err(refused) => return Ok(*refused),
         };
         let outcome = process::exec(&sb, spec, output)
             .await

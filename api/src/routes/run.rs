@@ -40,7 +40,7 @@ pub async fn run(
     let output_limit = req.output_limit.unwrap_or(state.cfg.exec_output_limit);
     let output = match capture(&state, &tenant, output_limit) {
         Ok(o) => o,
-        Err(refused) => return Ok(refused),
+        Err(refused) => return Ok(*refused),
     };
     // The guard owns the sandbox: it is removed when the guard goes,
     // after the answer is made, on an error, or when the client went away
