@@ -53,6 +53,17 @@ pub struct Config {
     pub exec_output_limit: u64,
     /// Largest request body (JSON, file uploads).
     pub max_body_bytes: usize,
+    // What clients can make the daemon hold (docs/limits.md, "The
+    // daemon's memory").
+    /// Captured exec and `/v1/run` output kept at once, in all (bytes).
+    pub exec_output_budget: u64,
+    /// The same, per tenant (at most `exec_output_budget`).
+    pub exec_output_budget_per_tenant: u64,
+    /// Terminals a session may have (running, or ended and not yet
+    /// forgotten).
+    pub max_ptys_per_session: usize,
+    /// Largest WebSocket message (and frame) a terminal client may send.
+    pub ws_max_message_bytes: usize,
     /// Largest image archive `POST /v1/images/import` takes (bytes).
     pub max_image_bytes: u64,
     /// uid pool: base, slot count.
@@ -113,6 +124,10 @@ impl Default for Config {
             exec_timeout_ms: 60_000,
             exec_output_limit: 4 << 20,
             max_body_bytes: 16 << 20,
+            exec_output_budget: 1 << 30,
+            exec_output_budget_per_tenant: 512 << 20,
+            max_ptys_per_session: 8,
+            ws_max_message_bytes: 1 << 20,
             max_image_bytes: 8 << 30,
             uid_pool_base: sandbox::options::defaults::UID_POOL_BASE,
             uid_pool_slots: sandbox::options::defaults::UID_POOL_SLOTS,
@@ -166,6 +181,39 @@ impl Config {
         }
         if self.max_sessions == 0 || self.max_sessions_per_tenant == 0 {
             return Err("max_sessions and max_sessions_per_tenant must be positive".into());
+        }
+        self.validate_memory_bounds()?;
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The largest `output_limit` one exec may ask for: both of its streams
+    /// must fit in a tenant's share of the capture budget.
+    pub fn max_exec_output_limit(&self) -> u64 {
+        let share = self
+            .exec_output_budget_per_tenant
+            .min(self.exec_output_budget);
+        (share / 2).min(64 << 20)
+    }
+
+    fn validate_memory_bounds(&self) -> Result<(), String> {
+        if self.exec_output_budget == 0 || self.exec_output_budget_per_tenant == 0 {
+            return Err(
+                "exec_output_budget and exec_output_budget_per_tenant must be positive".into(),
+            );
+        }
+        if self.exec_output_limit == 0 || self.exec_output_limit > self.max_exec_output_limit() {
+            return Err(format!(
+                "exec_output_limit must be 1..{} (half a tenant's share of exec_output_budget, at most 64M)",
+                self.max_exec_output_limit()
+            ));
+        }
+        if self.max_ptys_per_session == 0 {
+            return Err("max_ptys_per_session must be positive".into());
+        }
+        if !(1024..=64 << 20).contains(&self.ws_max_message_bytes) {
+            return Err("ws_max_message_bytes must be 1K..64M".into());
         }
         Ok(())
     }

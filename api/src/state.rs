@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 
 use crate::config::Config;
+use crate::engine::output_budget::OutputBudget;
 use crate::engine::pty::Pty;
 use crate::engine::{EngineConfig, SessionSandbox, StartError};
 use crate::error::ApiError;
@@ -160,6 +161,8 @@ pub struct AppState {
     pub shutting_down: AtomicBool,
     /// The judge (set by `serve` once it started).
     pub judge: std::sync::OnceLock<Arc<crate::judge::JudgeService>>,
+    /// Captured exec output held at once (`exec_output_budget`).
+    pub output_budget: Arc<OutputBudget>,
 }
 
 /// Releases a quota reservation.
@@ -187,7 +190,10 @@ impl AppState {
                 None
             }
         };
+        let output_budget =
+            OutputBudget::new(cfg.exec_output_budget, cfg.exec_output_budget_per_tenant);
         AppState {
+            output_budget,
             cfg,
             engine,
             store,
@@ -278,13 +284,21 @@ impl AppState {
     }
 
     /// A session for one `/v1/run`: not written to the store (it lives for
-    /// one request; after a crash there is nothing to report about it).
+    /// one request; after a crash there is nothing to report about it),
+    /// and owned by the returned guard, which removes it when dropped:
+    /// when the run ends, fails, or its request goes away mid-way.
     pub async fn create_ephemeral(
-        &self,
+        self: &Arc<Self>,
         tenant: &Tenant,
         req: CreateSession,
-    ) -> Result<Arc<Session>, ApiError> {
-        self.create(tenant, req, false).await
+    ) -> Result<EphemeralSession, ApiError> {
+        // No await between the session's insertion and the guard: a
+        // dropped request future cannot leave it in the map.
+        let session = self.create(tenant, req, false).await?;
+        Ok(EphemeralSession {
+            state: self.clone(),
+            session,
+        })
     }
 
     async fn create(
@@ -446,6 +460,26 @@ impl AppState {
         tracing::info!(session_id = id, reason, "session removed");
     }
 
+    /// Like [`Self::remove`] for an ephemeral session (never stored) and a
+    /// caller that cannot wait (a `Drop`): the session leaves the map (and stops counting against quotas) now, its
+    /// sandbox is stopped on the runtime. Without a runtime the last
+    /// reference to the sandbox goes with the session, which closes its
+    /// helper's control socket: the helper then tears it down itself.
+    fn remove_soon(&self, id: &str, reason: &'static str) {
+        let session = self.sessions.write().ok().and_then(|mut m| m.remove(id));
+        let Some(session) = session else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let id = id.to_string();
+        rt.spawn(async move {
+            if let Some(sb) = &session.sandbox {
+                sb.stop().await;
+            }
+            tracing::info!(session_id = id, reason, "session removed");
+        });
+    }
+
     pub async fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), ApiError> {
         self.get(tenant, id)?;
         self.remove(id, "deleted").await;
@@ -529,6 +563,27 @@ impl AppState {
             .unwrap_or_default();
         let stops = ids.iter().map(|id| self.remove(id, "shutdown"));
         futures_util::future::join_all(stops).await;
+    }
+}
+
+/// The sandbox of one `/v1/run`, removed (every process killed, its
+/// cgroup and helper gone) when this is dropped, however the request
+/// ends.
+pub struct EphemeralSession {
+    state: Arc<AppState>,
+    pub session: Arc<Session>,
+}
+
+impl std::ops::Deref for EphemeralSession {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl Drop for EphemeralSession {
+    fn drop(&mut self) {
+        self.state.remove_soon(&self.session.id, "run finished");
     }
 }
 

@@ -118,7 +118,12 @@ fn cgroups_are_removed_after_the_run() {
 #[test]
 fn report_describes_an_ordinary_run() {
     let h = harness!();
-    let out = h.sandbox().probe(&["sleep", "0.2"]).run();
+    // No output cap asked for (the default one relays through pipes).
+    let out = h
+        .sandbox()
+        .opts(["--output-limit", "unlimited"])
+        .probe(&["sleep", "0.2"])
+        .run();
     assert_eq!(out.code(), 0, "{}", out.context());
     let r = out.report();
     assert_eq!(r.termination, Termination::Exited, "{}", out.context());

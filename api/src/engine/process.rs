@@ -1,6 +1,14 @@
 //! Exec in a session: a process with piped stdin/stdout/stderr, a wall
-//! clock limit and a byte cap per output stream, its output delivered as
-//! chunks (for the streaming form) and collected (for the plain one).
+//! clock limit and a byte cap per output stream. Its output goes to one
+//! of two places: a capture (the plain JSON answer), whose worst case (the
+//! cap of both streams) was reserved from the daemon's
+//! [`super::output_budget::OutputBudget`] before the exec started, or a
+//! bounded channel (the streaming answer), which is never accumulated
+//! here: a chunk not yet delivered stops the reading of the pipes, so a
+//! slow consumer slows the program instead of growing the daemon. The wall
+//! clock runs inside this loop whatever the consumer does, and the process
+//! is owned by the loop ([`Spawned`] kills its group when dropped), so a
+//! caller that goes away ends it.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -11,11 +19,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
-use super::session::{ExitStatus, SessionSandbox, SpawnError};
+use super::output_budget::Grant;
+use super::session::{ExitStatus, SessionSandbox, SpawnError, Spawned};
 
 /// How long output is still read after the process ended (a background
-/// child may keep the pipe open forever).
+/// child may keep the pipe open forever). Time spent waiting for a slow
+/// consumer does not count.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
+
+/// Bytes read from a pipe at once (and so the largest chunk).
+pub const CHUNK_BYTES: usize = 32 * 1024;
+
+/// Chunks a streaming exec may have in flight to its consumer.
+pub const STREAM_CHUNKS: usize = 4;
+
+/// A capture's buffer grows by doubling up to this step, then by it.
+const GROWTH_STEP: usize = 4 << 20;
 
 pub struct ExecSpec {
     pub args: Vec<String>,
@@ -34,30 +53,51 @@ pub enum Stream {
     Stderr,
 }
 
-#[derive(Clone, Debug, Default)]
+/// A piece of output for a streaming consumer.
+pub type Chunk = (Stream, Vec<u8>);
+
+/// Where the output goes.
+pub enum Output {
+    /// Kept for one answer, within this reservation of the daemon's
+    /// capture budget (at least twice the exec's `output_limit`).
+    Captured(Grant),
+    /// Sent as it comes; the channel's bound is the backpressure, and its
+    /// closing (the consumer went away) ends the process.
+    Streamed(mpsc::Sender<Chunk>),
+}
+
+#[derive(Debug, Default)]
 pub struct ExecOutcome {
     pub status: Option<ExitStatus>,
     /// exited, signaled, wall_timeout, output_limit, oom_killed,
-    /// setup_failed, session_ended.
+    /// setup_failed, session_ended; `client_gone` when a streaming
+    /// consumer went away (nobody sees that answer).
     pub termination: &'static str,
+    /// Captured output (empty when streamed).
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
+    /// Bytes produced within the limit (captured or streamed).
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
     pub wall_time_us: u64,
     pub error: Option<StepFailure>,
+    /// The budget reserved for `stdout` and `stderr`: keep it as long as
+    /// they are kept.
+    pub grant: Option<Grant>,
 }
 
 fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| std::io::Error::from_raw_os_error(e as i32))
 }
 
-/// Runs one process to its end. `chunks` (optional) receives output as it
-/// comes; the outcome holds all of it either way (up to the limit).
+/// Runs one process to its end (or its limits), sending or keeping its
+/// output as `output` says.
 pub async fn exec(
     sb: &SessionSandbox,
     spec: ExecSpec,
-    chunks: Option<mpsc::Sender<(Stream, Vec<u8>)>>,
+    output: Output,
 ) -> std::io::Result<ExecOutcome> {
     let (in_r, in_w) = pipe_pair()?;
     let (out_r, out_w) = pipe_pair()?;
@@ -74,7 +114,7 @@ pub async fn exec(
         )
         .await;
     drop((in_r, out_w, err_w));
-    let mut proc = match spawned {
+    let proc = match spawned {
         Ok(p) => p,
         Err(SpawnError::Failed(f)) => {
             let code = match (f.step.as_str(), f.errno.as_deref()) {
@@ -100,69 +140,38 @@ pub async fn exec(
         }
     };
     let mut stdin_w = pipe::Sender::from_owned_fd(in_w)?;
-    let mut out = pipe::Receiver::from_owned_fd(out_r)?;
-    let mut err = pipe::Receiver::from_owned_fd(err_r)?;
+    let out = pipe::Receiver::from_owned_fd(out_r)?;
+    let err = pipe::Receiver::from_owned_fd(err_r)?;
     let stdin = spec.stdin;
-    let writer = tokio::spawn(async move {
+    // Aborted when this future ends or is dropped (the program may never
+    // read its stdin).
+    let writer = AbortOnDrop(tokio::spawn(async move {
         let _ = stdin_w.write_all(&stdin).await;
         // Dropping closes the pipe: EOF for the program.
-    });
-
-    let mut outcome = ExecOutcome::default();
-    let limit = spec.output_limit;
+    }));
+    let (sink, grant) = match output {
+        Output::Captured(grant) => (None, Some(grant)),
+        Output::Streamed(tx) => (Some(tx), None),
+    };
+    let mut run = Run {
+        sb,
+        proc,
+        sink,
+        limit: spec.output_limit,
+        outcome: ExecOutcome {
+            grant,
+            ..Default::default()
+        },
+        killed: None,
+    };
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut killed: Option<&'static str> = None;
-    let (mut out_open, mut err_open) = (true, true);
-    let mut status: Option<Option<ExitStatus>> = None;
-    let mut drain_until: Option<tokio::time::Instant> = None;
-    let mut buf_o = vec![0u8; 32 * 1024];
-    let mut buf_e = vec![0u8; 32 * 1024];
-    loop {
-        if status.is_some() && (!out_open && !err_open) {
-            break;
-        }
-        let timer = async {
-            match (drain_until, deadline, killed) {
-                (Some(d), _, _) => tokio::time::sleep_until(d).await,
-                (None, Some(d), None) => tokio::time::sleep_until(d).await,
-                _ => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            r = out.read(&mut buf_o), if out_open => match r {
-                Ok(0) | Err(_) => out_open = false,
-                Ok(n) => {
-                    if take(&mut outcome.stdout, &mut outcome.stdout_truncated, &buf_o[..n], limit, &chunks, Stream::Stdout).await && killed.is_none() {
-                        killed = Some("output_limit");
-                        sb.signal(proc.id, libc::SIGKILL).await;
-                    }
-                }
-            },
-            r = err.read(&mut buf_e), if err_open => match r {
-                Ok(0) | Err(_) => err_open = false,
-                Ok(n) => {
-                    if take(&mut outcome.stderr, &mut outcome.stderr_truncated, &buf_e[..n], limit, &chunks, Stream::Stderr).await && killed.is_none() {
-                        killed = Some("output_limit");
-                        sb.signal(proc.id, libc::SIGKILL).await;
-                    }
-                }
-            },
-            s = proc.wait(), if status.is_none() => {
-                status = Some(s);
-                outcome.wall_time_us = started.elapsed().as_micros() as u64;
-                drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
-            },
-            () = timer => {
-                if drain_until.is_some() {
-                    break;
-                }
-                killed = Some("wall_timeout");
-                sb.signal(proc.id, libc::SIGKILL).await;
-            }
-        }
-    }
-    writer.abort();
-    let status = status.flatten();
+    let status = run.pump(out, err, deadline, started).await;
+    drop(writer);
+    let Run {
+        mut outcome,
+        killed,
+        ..
+    } = run;
     outcome.termination = match (killed, status) {
         (Some(k), _) => k,
         (None, None) => "session_ended",
@@ -183,26 +192,209 @@ pub async fn exec(
     Ok(outcome)
 }
 
-/// Appends what fits under `limit`; true when the stream went over it.
-async fn take(
-    acc: &mut Vec<u8>,
-    truncated: &mut bool,
-    data: &[u8],
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One running exec: its process, where its output goes, what it did.
+struct Run<'a> {
+    sb: &'a SessionSandbox,
+    proc: Spawned,
+    /// The streaming consumer; `None` for a capture.
+    sink: Option<mpsc::Sender<Chunk>>,
     limit: u64,
-    chunks: &Option<mpsc::Sender<(Stream, Vec<u8>)>>,
-    stream: Stream,
-) -> bool {
-    let room = (limit as usize).saturating_sub(acc.len());
-    let n = data.len().min(room);
-    if n > 0 {
-        acc.extend_from_slice(&data[..n]);
-        if let Some(tx) = chunks {
-            let _ = tx.send((stream, data[..n].to_vec())).await;
+    outcome: ExecOutcome,
+    killed: Option<&'static str>,
+}
+
+impl Run<'_> {
+    /// Reads both pipes and waits for the process until it ended and its
+    /// output was read (or a limit ended it); returns its exit status
+    /// (`None`: the session ended first).
+    async fn pump(
+        &mut self,
+        mut out: pipe::Receiver,
+        mut err: pipe::Receiver,
+        deadline: Option<tokio::time::Instant>,
+        started: Instant,
+    ) -> Option<ExitStatus> {
+        let (mut out_open, mut err_open) = (true, true);
+        let mut status: Option<Option<ExitStatus>> = None;
+        let mut drain_until: Option<tokio::time::Instant> = None;
+        let mut wall_fired = false;
+        // A chunk read but not yet delivered: while there is one, the
+        // pipes are not read (backpressure to the program).
+        let mut pending: Option<Chunk> = None;
+        let mut buf_o = vec![0u8; CHUNK_BYTES];
+        let mut buf_e = vec![0u8; CHUNK_BYTES];
+        loop {
+            if status.is_some() {
+                let drained = !out_open && !err_open && pending.is_none();
+                // Past the wall clock nothing waits for a consumer (or for
+                // budget) any more: what was not delivered is dropped.
+                if drained || (wall_fired && pending.is_some()) {
+                    break;
+                }
+            }
+            let wall = deadline.filter(|_| !wall_fired);
+            let drain = drain_until.filter(|_| pending.is_none());
+            let wake = match (wall, drain) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timer = async {
+                match wake {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = out.read(&mut buf_o), if out_open && pending.is_none() => match r {
+                    Ok(0) | Err(_) => out_open = false,
+                    Ok(n) => pending = self.take(Stream::Stdout, &buf_o[..n]).await,
+                },
+                r = err.read(&mut buf_e), if err_open && pending.is_none() => match r {
+                    Ok(0) | Err(_) => err_open = false,
+                    Ok(n) => pending = self.take(Stream::Stderr, &buf_e[..n]).await,
+                },
+                slot = slot_for(self.sink.as_ref()), if pending.is_some() => {
+                    match (slot, pending.take()) {
+                        (Some(permit), Some(chunk)) => {
+                            permit.send(chunk);
+                        }
+                        (None, _) => {
+                            // Nobody will read the answer: end the program
+                            // now and stop.
+                            self.killed = Some("client_gone");
+                            self.sb.signal(self.proc.id, libc::SIGKILL).await;
+                            return None;
+                        }
+                        (Some(_), None) => {}
+                    }
+                    if status.is_some() {
+                        drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                    }
+                },
+                () = consumer_gone(self.sink.as_ref()), if pending.is_none() => {
+                    self.killed = Some("client_gone");
+                    self.sb.signal(self.proc.id, libc::SIGKILL).await;
+                    return None;
+                },
+                s = self.proc.wait(), if status.is_none() => {
+                    status = Some(s);
+                    self.outcome.wall_time_us = started.elapsed().as_micros() as u64;
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                },
+                () = timer => {
+                    if wall.is_some_and(|w| tokio::time::Instant::now() >= w) {
+                        wall_fired = true;
+                        if status.is_none() {
+                            self.killed.get_or_insert("wall_timeout");
+                            self.sb.signal(self.proc.id, libc::SIGKILL).await;
+                        }
+                    } else if status.is_some() {
+                        // Drained long enough (a background child may
+                        // hold the pipes open forever).
+                        break;
+                    }
+                }
+            }
         }
+        status.flatten()
     }
-    if data.len() > room {
-        *truncated = true;
-        return true;
+
+    /// Counts `data` against the stream's limit (past it the process
+    /// group is killed) and keeps what fits (a capture) or returns it for
+    /// delivery (a stream).
+    async fn take(&mut self, stream: Stream, data: &[u8]) -> Option<Chunk> {
+        let (count, truncated, acc) = match stream {
+            Stream::Stdout => (
+                &mut self.outcome.stdout_bytes,
+                &mut self.outcome.stdout_truncated,
+                &mut self.outcome.stdout,
+            ),
+            Stream::Stderr => (
+                &mut self.outcome.stderr_bytes,
+                &mut self.outcome.stderr_truncated,
+                &mut self.outcome.stderr,
+            ),
+        };
+        let room = self.limit.saturating_sub(*count);
+        let n = (data.len() as u64).min(room) as usize;
+        *count += n as u64;
+        if data.len() > n {
+            *truncated = true;
+        }
+        let chunk = if n == 0 {
+            None
+        } else if self.sink.is_some() {
+            Some((stream, data[..n].to_vec()))
+        } else {
+            // Within the reservation: the buffer never grows past the
+            // limit (which, for both streams, is what was reserved).
+            let need = acc.len() + n;
+            if need > acc.capacity() {
+                let capacity = grown_capacity(acc.capacity(), need, self.limit);
+                acc.reserve_exact(capacity - acc.len());
+            }
+            acc.extend_from_slice(&data[..n]);
+            None
+        };
+        if data.len() > n && self.killed.is_none() {
+            self.killed = Some("output_limit");
+            self.sb.signal(self.proc.id, libc::SIGKILL).await;
+        }
+        chunk
     }
-    false
+}
+
+/// A slot of the stream's channel for the pending chunk (`None`: the
+/// consumer went away). Cancel-safe: the chunk stays with the caller.
+async fn slot_for(sink: Option<&mpsc::Sender<Chunk>>) -> Option<mpsc::OwnedPermit<Chunk>> {
+    match sink {
+        Some(tx) => tx.clone().reserve_owned().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// The capacity a capture buffer of capacity `cap` grows to for `need`
+/// bytes: doubling (amortised appends) up to [`GROWTH_STEP`] at a time,
+/// never past the stream's limit.
+fn grown_capacity(cap: usize, need: usize, limit: u64) -> usize {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let doubled = cap.saturating_add(cap.clamp(CHUNK_BYTES, GROWTH_STEP));
+    doubled.max(need).min(limit.max(need))
+}
+
+/// Resolves when a streaming consumer went away (never for a capture).
+async fn consumer_gone(sink: Option<&mpsc::Sender<Chunk>>) {
+    match sink {
+        Some(tx) => tx.closed().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_buffers_grow_within_the_limit() {
+        assert_eq!(grown_capacity(0, 10, 1 << 20), CHUNK_BYTES);
+        assert_eq!(
+            grown_capacity(CHUNK_BYTES, CHUNK_BYTES + 1, 1 << 20),
+            2 * CHUNK_BYTES
+        );
+        assert_eq!(
+            grown_capacity(16 << 20, (16 << 20) + 1, 64 << 20),
+            (16 << 20) + GROWTH_STEP
+        );
+        // Never past the limit, however the doubling falls.
+        assert_eq!(grown_capacity(700_000, 700_001, 1_000_000), 1_000_000);
+        assert_eq!(grown_capacity(0, 5, 5), 5);
+    }
 }

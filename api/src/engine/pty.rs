@@ -20,6 +20,15 @@ use super::session::{SessionSandbox, Spawned};
 /// Bytes of output kept for a reconnecting client.
 pub const SCROLLBACK_BYTES: usize = 256 * 1024;
 
+/// Bytes read from the pty at once (the largest live chunk).
+const READ_BYTES: usize = 16 * 1024;
+
+/// Live chunks kept for attached clients that have not sent them yet: a
+/// client further behind skips ahead (it can reattach for the
+/// scrollback), so a terminal holds at most this many chunks of
+/// [`READ_BYTES`] (512 KiB) for slow clients, however many there are.
+const LIVE_CHUNKS: usize = 32;
+
 /// One terminal.
 pub struct Pty {
     pub id: String,
@@ -55,7 +64,7 @@ impl Pty {
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         )
         .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
-        let (tx, _) = broadcast::channel(1024);
+        let (tx, _) = broadcast::channel(LIVE_CHUNKS);
         let (exit_tx, exit) = watch::channel(None);
         let pty = Arc::new(Pty {
             id,
@@ -90,7 +99,7 @@ impl Pty {
     }
 
     async fn read_loop(&self) {
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = vec![0u8; READ_BYTES];
         loop {
             let Ok(mut guard) = self.master.readable().await else {
                 return;

@@ -200,7 +200,16 @@ impl SessionSandbox {
             cwd,
             terminal,
         });
+        // Armed before the request leaves: a caller that goes away while
+        // PID 1 is still starting the process (a dropped request future)
+        // kills it as soon as it exists (PID 1 reads the channel in order).
+        let mut guard = KillOnDrop {
+            pid1: self.pid1.clone(),
+            id,
+            armed: true,
+        };
         if self.pid1.send(&req, stdio).await.is_err() {
+            guard.armed = false;
             self.forget(id);
             return Err(SpawnError::SessionGone);
         }
@@ -210,9 +219,16 @@ impl SessionSandbox {
                 pid,
                 master,
                 events: rx,
+                guard,
             }),
-            Some(ProcEvent::Failed(f)) => Err(SpawnError::Failed(f)),
-            _ => Err(SpawnError::SessionGone),
+            Some(ProcEvent::Failed(f)) => {
+                guard.armed = false;
+                Err(SpawnError::Failed(f))
+            }
+            _ => {
+                guard.armed = false;
+                Err(SpawnError::SessionGone)
+            }
         }
     }
 
@@ -331,12 +347,16 @@ pub(super) fn start_helper(
     Ok((control, child))
 }
 
-/// A started process.
+/// A started process. It owns the process: dropped before the process
+/// was seen to end (its request went away, its task was cancelled), it
+/// kills the process's group, so no caller can leave work running by
+/// forgetting to.
 pub struct Spawned {
     pub id: u64,
     pub pid: i32,
     pub master: Option<OwnedFd>,
     pub events: mpsc::UnboundedReceiver<ProcEvent>,
+    guard: KillOnDrop,
 }
 
 impl Spawned {
@@ -344,11 +364,50 @@ impl Spawned {
     pub async fn wait(&mut self) -> Option<ExitStatus> {
         loop {
             match self.events.recv().await {
-                Some(ProcEvent::Exited(s)) => return Some(s),
-                Some(ProcEvent::SessionGone) | None => return None,
+                Some(ProcEvent::Exited(s)) => {
+                    self.guard.armed = false;
+                    return Some(s);
+                }
+                Some(ProcEvent::SessionGone) | None => {
+                    self.guard.armed = false;
+                    return None;
+                }
                 Some(_) => continue,
             }
         }
+    }
+}
+
+/// Sends SIGKILL to process `id`'s group when dropped while armed.
+struct KillOnDrop {
+    pid1: Arc<AsyncChannel>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Drop cannot wait for the channel; the message goes out on the
+        // runtime. Without a runtime (the daemon is exiting) the helper's
+        // teardown kills everything anyway.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (pid1, id) = (self.pid1.clone(), self.id);
+        rt.spawn(async move {
+            let _ = pid1
+                .send(
+                    &ParentMessage::Signal {
+                        id,
+                        signal: libc::SIGKILL,
+                    },
+                    &[],
+                )
+                .await;
+        });
     }
 }
 

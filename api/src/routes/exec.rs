@@ -1,21 +1,35 @@
 //! `POST /v1/sessions/{id}/exec`: run a process in a session, captured
 //! (JSON result) or streamed (`?stream=true`: NDJSON lines `stdout`,
 //! `stderr` with base64 `data`, then `exit` with the result).
+//!
+//! What the daemon holds for either is bounded (docs/limits.md): a
+//! captured answer is the program's raw output, reserved from the
+//! daemon's capture budget and turned into JSON piece by piece as the
+//! client reads it; a streamed one holds a few chunks and is never
+//! accumulated. The process belongs to the request: a client that goes
+//! away ends it (the captured request future is dropped with the
+//! process's owner; a streamed body that is dropped closes the channel
+//! the exec loop watches).
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use base64::Engine;
+use bytes::Bytes;
 use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::process::{self, ExecOutcome, ExecSpec, Stream};
+use crate::engine::process::{self, Chunk, ExecOutcome, ExecSpec, Output, Stream, STREAM_CHUNKS};
 use crate::error::{ApiError, ErrorBody, Json};
 use crate::state::{check_env, AppState, Session, Tenant};
-use crate::types::{decode_input, encode_output, ExecRequest, ExecResult, ExecUsage, StepError};
+use crate::types::{decode_input, ExecRequest, ExecResult, ExecUsage, StepError};
 
 #[derive(Deserialize)]
 pub struct ExecQuery {
@@ -55,8 +69,11 @@ pub fn exec_spec(
         return Err(ApiError::limit("timeout_ms: outside 1..86400000"));
     }
     let output_limit = req.output_limit.unwrap_or(state.cfg.exec_output_limit);
-    if output_limit == 0 || output_limit > 64 << 20 {
-        return Err(ApiError::limit("output_limit: outside 1..64M"));
+    let max = state.cfg.max_exec_output_limit();
+    if output_limit == 0 || output_limit > max {
+        return Err(ApiError::limit(format!(
+            "output_limit: outside 1..{max} (bytes per stream)"
+        )));
     }
     Ok(ExecSpec {
         args: req.argv,
@@ -68,18 +85,55 @@ pub fn exec_spec(
     })
 }
 
-pub fn result_of(o: &ExecOutcome) -> ExecResult {
-    let (stdout, stdout_encoding) = encode_output(&o.stdout);
-    let (stderr, stderr_encoding) = encode_output(&o.stderr);
+/// Where a captured exec of `tenant` keeps its output: the worst case of
+/// both streams reserved from the daemon's capture budget, or the answer
+/// to give instead (a limit out of range; the budget spent, 503 with
+/// `Retry-After`). Reserved before anything runs, so a refused request
+/// changes nothing.
+pub fn capture(
+    state: &AppState,
+    tenant: &Tenant,
+    output_limit: u64,
+) -> Result<Output, Box<Response>> {
+    let max = state.cfg.max_exec_output_limit();
+    if output_limit == 0 || output_limit > max {
+        let e = ApiError::limit(format!("output_limit: outside 1..{max} (bytes per stream)"));
+        return Err(Box::new(e.into_response()));
+    }
+    let want = output_limit.saturating_mul(2);
+    match state.output_budget.try_reserve(&tenant.0, want) {
+        Some(grant) => Ok(Output::Captured(grant)),
+        None => {
+            let mut resp = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "output_budget_exhausted",
+                format!(
+                    "captured output of running execs fills the daemon's budget \
+                     (exec_output_budget, or this tenant's share): {want} bytes \
+                     (twice output_limit) do not fit now; retry, ask for a smaller \
+                     output_limit, or stream (?stream=true)"
+                ),
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            Err(Box::new(resp))
+        }
+    }
+}
+
+/// The result's fields with empty `stdout` and `stderr` (a streamed
+/// answer's `exit` line; the skeleton of a captured one).
+fn result_fields(o: &ExecOutcome, stdout_encoding: &str, stderr_encoding: &str) -> ExecResult {
     let st = o.status.unwrap_or_default();
     ExecResult {
         exit_code: st.code,
         signal: st.signal,
         termination: o.termination.to_string(),
-        stdout,
-        stdout_encoding,
-        stderr,
-        stderr_encoding,
+        stdout: String::new(),
+        stdout_encoding: stdout_encoding.into(),
+        stderr: String::new(),
+        stderr_encoding: stderr_encoding.into(),
         stdout_truncated: o.stdout_truncated,
         stderr_truncated: o.stderr_truncated,
         usage: ExecUsage {
@@ -94,6 +148,128 @@ pub fn result_of(o: &ExecOutcome) -> ExecResult {
             message: f.message.clone(),
         }),
     }
+}
+
+/// `utf8` when the bytes are UTF-8, else `base64`.
+fn encoding_of(bytes: &[u8]) -> &'static str {
+    if std::str::from_utf8(bytes).is_ok() {
+        "utf8"
+    } else {
+        "base64"
+    }
+}
+
+/// Raw bytes turned into JSON string content at once (a multiple of 3, so
+/// that base64 pieces join without padding in between).
+const PIECE: usize = 48 * 1024;
+
+/// The JSON answer of a captured exec, made as it is sent: the result
+/// without its output first, then `stdout` and `stderr` encoded
+/// [`PIECE`] by [`PIECE`] from the raw bytes. The daemon so holds the raw
+/// output (reserved from the budget, whose grant this owns until the body
+/// is sent or dropped) and one piece, never a second copy of the whole.
+pub fn captured_response(outcome: ExecOutcome) -> Result<Response, ApiError> {
+    let (out_enc, err_enc) = (encoding_of(&outcome.stdout), encoding_of(&outcome.stderr));
+    let skeleton = serde_json::to_string(&result_fields(&outcome, out_enc, err_enc))
+        .map_err(|e| ApiError::internal(format!("result: {e}")))?;
+    // Both empty strings are found where serde wrote them: the fields
+    // before them (numbers, a fixed termination word, a fixed encoding
+    // name) cannot contain either marker.
+    let field = |name: &str, from: usize| {
+        let marker = format!("\"{name}\":\"\"");
+        skeleton[from..]
+            .find(&marker)
+            .map(|i| from + i + marker.len() - 1)
+    };
+    let split = field("stdout", 0).and_then(|a| Some((a, field("stderr", a)?)));
+    let Some((a, b)) = split else {
+        return Err(ApiError::internal("result: output fields not found"));
+    };
+    let parts = CapturedBody {
+        head: [
+            Bytes::copy_from_slice(&skeleton.as_bytes()[..a]),
+            Bytes::copy_from_slice(&skeleton.as_bytes()[a..b]),
+            Bytes::copy_from_slice(&skeleton.as_bytes()[b..]),
+        ],
+        base64: [out_enc == "base64", err_enc == "base64"],
+        outcome,
+        stage: 0,
+        offset: 0,
+    };
+    Response::builder()
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(futures_util::stream::iter(parts)))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The pieces of a captured answer: `head[0]`, stdout, `head[1]`, stderr,
+/// `head[2]`.
+struct CapturedBody {
+    head: [Bytes; 3],
+    base64: [bool; 2],
+    outcome: ExecOutcome,
+    stage: usize,
+    offset: usize,
+}
+
+impl Iterator for CapturedBody {
+    type Item = Result<Bytes, Infallible>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let stream = match self.stage {
+                0 | 2 | 4 => {
+                    let head = std::mem::take(&mut self.head[self.stage / 2]);
+                    self.stage += 1;
+                    return Some(Ok(head));
+                }
+                1 => 0,
+                3 => 1,
+                _ => {
+                    // Sent: the output and its budget go now, not when the
+                    // connection does.
+                    self.outcome = ExecOutcome::default();
+                    return None;
+                }
+            };
+            let raw = if stream == 0 {
+                &self.outcome.stdout
+            } else {
+                &self.outcome.stderr
+            };
+            if self.offset >= raw.len() {
+                self.stage += 1;
+                self.offset = 0;
+                continue;
+            }
+            let (piece, used) = json_piece(&raw[self.offset..], self.base64[stream]);
+            self.offset += used;
+            return Some(Ok(piece));
+        }
+    }
+}
+
+/// The JSON string content of the first (up to) [`PIECE`] bytes of `raw`
+/// and how many bytes it took: base64, or escaped UTF-8 cut at a
+/// character boundary (`raw` is valid UTF-8 then).
+fn json_piece(raw: &[u8], base64: bool) -> (Bytes, usize) {
+    let mut end = raw.len().min(PIECE);
+    if base64 {
+        let text = base64::engine::general_purpose::STANDARD.encode(&raw[..end]);
+        return (Bytes::from(text), end);
+    }
+    // A UTF-8 continuation byte (0b10xxxxxx) is never a boundary; a
+    // character is at most 4 bytes, so this stops well above 0.
+    while end < raw.len() && end > 1 && raw[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    let text = std::str::from_utf8(&raw[..end]).unwrap_or_default();
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    let inner = quoted
+        .get(1..quoted.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_string();
+    (Bytes::from(inner), end)
 }
 
 /// Run a process in the session.
@@ -112,64 +288,118 @@ pub async fn exec(
     let spec = exec_spec(&state, &session, req)?;
     session.touch();
     if !q.stream {
-        let outcome = process::exec(&sb, spec, None)
+        // Awaited here: if the client goes away, this future is dropped
+        // and the process with it.
+        let output = match capture(&state, &tenant, spec.output_limit) {
+            Ok(o) => o,
+            Err(refused) => return Ok(*refused),
+        };
+        let outcome = process::exec(&sb, spec, output)
             .await
             .map_err(|e| ApiError::internal(format!("exec: {e}")))?;
         session.touch();
         state.metrics.result(outcome.termination, false);
-        return Ok(axum::Json(result_of(&outcome)).into_response());
+        return captured_response(outcome);
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Stream, Vec<u8>)>(64);
-    let (line_tx, line_rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
+    let (tx, rx) = mpsc::channel::<Chunk>(STREAM_CHUNKS);
+    let (done_tx, done_rx) = oneshot::channel();
     let metrics_state = state.clone();
+    // The exec runs in its own task so that its wall clock runs even
+    // while the client reads nothing (the body is then not polled); it
+    // ends when the body (the channel's receiver) is dropped.
     tokio::spawn(async move {
-        let run = process::exec(&sb, spec, Some(tx));
-        tokio::pin!(run);
-        let outcome = loop {
-            tokio::select! {
-                chunk = rx.recv() => {
-                    if let Some((stream, data)) = chunk {
-                        let _ = line_tx.send(Ok(chunk_line(stream, &data))).await;
-                    }
-                }
-                o = &mut run => break o,
-            }
-        };
-        while let Ok((stream, data)) = rx.try_recv() {
-            let _ = line_tx.send(Ok(chunk_line(stream, &data))).await;
-        }
+        let outcome = process::exec(&sb, spec, Output::Streamed(tx)).await;
         session.touch();
-        let last = match outcome {
-            Ok(o) => {
+        if let Ok(o) = &outcome {
+            if o.termination != "client_gone" {
                 metrics_state.metrics.result(o.termination, false);
-                let mut r = serde_json::to_value(result_of(&o)).unwrap_or_default();
+            }
+        }
+        let _ = done_tx.send(outcome);
+    });
+    let body = futures_util::stream::unfold((rx, Some(done_rx)), |(mut rx, done)| async move {
+        if let Some(chunk) = rx.recv().await {
+            return Some((Ok::<_, Infallible>(chunk_line(chunk)), (rx, done)));
+        }
+        let line = match done?.await {
+            Ok(Ok(o)) => {
+                let mut r =
+                    serde_json::to_value(result_fields(&o, "utf8", "utf8")).unwrap_or_default();
                 r["type"] = "exit".into();
                 r
             }
-            Err(e) => {
-                serde_json::json!({"type": "error", "code": "internal_error", "message": e.to_string()})
+            Ok(Err(e)) => {
+                serde_json::json!({"type": "error", "code": "internal_error", "message": format!("exec: {e}")})
+            }
+            Err(_) => {
+                serde_json::json!({"type": "error", "code": "internal_error", "message": "exec: the run was lost"})
             }
         };
-        let _ = line_tx.send(Ok(format!("{last}\n"))).await;
+        Some((Ok(format!("{line}\n")), (rx, None)))
     });
-    let body = Body::from_stream(tokio_stream_of(line_rx));
     Response::builder()
-        .header("content-type", "application/x-ndjson")
-        .body(body)
+        .header(CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(body))
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// One NDJSON line of output: `{"type":"stdout"|"stderr","data":BASE64}`.
-fn chunk_line(stream: Stream, data: &[u8]) -> String {
+fn chunk_line((stream, data): Chunk) -> String {
     let line = serde_json::json!({
         "type": if stream == Stream::Stdout { "stdout" } else { "stderr" },
-        "data": base64::engine::general_purpose::STANDARD.encode(data),
+        "data": base64::engine::general_purpose::STANDARD.encode(&data),
     });
     format!("{line}\n")
 }
 
-fn tokio_stream_of(
-    mut rx: tokio::sync::mpsc::Receiver<Result<String, std::io::Error>>,
-) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(outcome: ExecOutcome) -> serde_json::Value {
+        let resp = captured_response(outcome).unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&bytes));
+        })
+    }
+
+    #[tokio::test]
+    async fn a_captured_answer_is_the_json_of_the_whole_output() {
+        // Several pieces long, with multi-byte characters across piece
+        // boundaries and characters that JSON escapes.
+        let text: String = (0..40_000)
+            .map(|i| ["é", "\"", "\u{1}", "€", "a\n", "😀"][i % 6])
+            .collect();
+        let binary: Vec<u8> = (0..200_001u32).map(|i| (i * 7 % 256) as u8).collect();
+        let o = ExecOutcome {
+            termination: "exited",
+            stdout: text.clone().into_bytes(),
+            stderr: binary.clone(),
+            ..Default::default()
+        };
+        let v = body_of(o).await;
+        assert_eq!(v["stdout"], text.as_str());
+        assert_eq!(v["stdout_encoding"], "utf8");
+        assert_eq!(v["stderr_encoding"], "base64");
+        let got = base64::engine::general_purpose::STANDARD
+            .decode(v["stderr"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(got, binary);
+        assert_eq!(v["termination"], "exited");
+    }
+
+    #[tokio::test]
+    async fn an_empty_answer_is_json_too() {
+        let v = body_of(ExecOutcome {
+            termination: "wall_timeout",
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(v["stdout"], "");
+        assert_eq!(v["stderr"], "");
+        assert_eq!(v["termination"], "wall_timeout");
+    }
 }

@@ -103,6 +103,12 @@ pub async fn open(
         }
         None => None,
     };
+    // Each terminal holds its scrollback and a reader: a session has a
+    // bounded number (checked again, atomically, when it is added).
+    let max = state.cfg.max_ptys_per_session;
+    if session.ptys.lock().is_ok_and(|m| m.len() >= max) {
+        return Err(too_many_ptys(&id, max));
+    }
     let env = session.process_env(&Default::default(), true);
     let spawned = sb
         .spawn(
@@ -126,11 +132,42 @@ pub async fn open(
         crate::state::now_unix(),
     )
     .map_err(|e| ApiError::internal(format!("pty: {e}")))?;
-    if let Ok(mut m) = session.ptys.lock() {
-        m.insert(pty_id, pty.clone());
+    let added = match session.ptys.lock() {
+        Ok(mut m) if m.len() < max && !m.contains_key(&pty_id) => {
+            m.insert(pty_id.clone(), pty.clone());
+            Ok(())
+        }
+        Ok(m) if m.contains_key(&pty_id) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "pty_exists",
+            format!("session {id} already has a terminal {pty_id:?}"),
+        )),
+        _ => Err(too_many_ptys(&id, max)),
+    };
+    if let Err(e) = added {
+        // Lost a race with another open: this terminal never existed.
+        pty.kill(&sb).await;
+        return Err(e);
     }
     session.touch();
-    Ok(ws.on_upgrade(move |socket| bridge(socket, pty, session)))
+    Ok(limit_messages(ws, &state).on_upgrade(move |socket| bridge(socket, pty, session)))
+}
+
+fn too_many_ptys(id: &str, max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_ptys",
+        format!(
+            "session {id} has {max} terminals (max_ptys_per_session); delete one first (DELETE /v1/sessions/{id}/ptys/PTY_ID)"
+        ),
+    )
+}
+
+/// A client's messages and frames are bounded (tungstenite's default
+/// would let one message be 64 MiB, held whole in the daemon).
+fn limit_messages(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
+    let n = state.cfg.ws_max_message_bytes;
+    ws.max_message_size(n).max_frame_size(n)
 }
 
 /// Reattach to a terminal: the scrollback first, then live output.
@@ -147,7 +184,7 @@ pub async fn attach(
     let pty = find(&session, &pty_id)?;
     let ws = ws.map_err(upgrade_required)?;
     session.touch();
-    Ok(ws.on_upgrade(move |socket| bridge(socket, pty, session)))
+    Ok(limit_messages(ws, &state).on_upgrade(move |socket| bridge(socket, pty, session)))
 }
 
 fn upgrade_required(r: WebSocketUpgradeRejection) -> ApiError {

@@ -1,15 +1,18 @@
 //! `POST /v1/run`: a fresh sandbox for one program (the "run this code"
 //! button): files written into /workspace, the program run, everything
-//! removed, the exec result returned.
+//! removed, the exec result returned. The sandbox belongs to the request
+//! ([`crate::state::EphemeralSession`]): however the request ends,
+//! including a client that disconnects, it is removed at once.
 
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::response::Response;
 use axum::Extension;
 
 use crate::engine::process;
 use crate::error::{ApiError, ErrorBody, Json};
-use crate::routes::exec::{exec_spec, result_of};
+use crate::routes::exec::{capture, captured_response, exec_spec};
 use crate::routes::files::{as_session_user, workspace_of};
 use crate::state::{AppState, Tenant};
 use crate::types::{decode_input, CreateSession, ExecRequest, ExecResult, RunRequest};
@@ -21,7 +24,7 @@ pub async fn run(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
     Json(req): Json<RunRequest>,
-) -> Result<axum::Json<ExecResult>, ApiError> {
+) -> Result<Response, ApiError> {
     // Everything is checked before a sandbox exists.
     let mut files = Vec::with_capacity(req.files.len());
     for f in &req.files {
@@ -33,6 +36,15 @@ pub async fn run(
     if req.argv.is_empty() {
         return Err(ApiError::invalid("argv: must name a program"));
     }
+    // Output room first: a run the budget cannot take starts nothing.
+    let output_limit = req.output_limit.unwrap_or(state.cfg.exec_output_limit);
+    let output = match capture(&state, &tenant, output_limit) {
+        Ok(o) => o,
+        Err(refused) => return Ok(*refused),
+    };
+    // The guard owns the sandbox: it is removed when the guard goes,
+    // after the answer is made, on an error, or when the client went away
+    // and this future was dropped mid-way (the process dies with it).
     let session = state
         .create_ephemeral(
             &tenant,
@@ -46,48 +58,42 @@ pub async fn run(
             },
         )
         .await?;
-    let id = session.id.clone();
-    let result = async {
-        let spec = exec_spec(
-            &state,
-            &session,
-            ExecRequest {
-                argv: req.argv,
-                stdin: req.stdin,
-                stdin_encoding: req.stdin_encoding,
-                env: Default::default(),
-                cwd: None,
-                timeout_ms: req.timeout_ms,
-                output_limit: req.output_limit,
-            },
-        )?;
-        if !files.is_empty() {
-            let s = session.clone();
-            tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
-                let ws = workspace_of(&s)?;
-                let owner = s.running()?.host_uid + sandbox::options::defaults::UID;
-                as_session_user(owner, || {
-                    for (path, data) in files {
-                        ws.write(&path, &data, true)?;
-                    }
-                    Ok(())
-                })
+    let spec = exec_spec(
+        &state,
+        &session,
+        ExecRequest {
+            argv: req.argv,
+            stdin: req.stdin,
+            stdin_encoding: req.stdin_encoding,
+            env: Default::default(),
+            cwd: None,
+            timeout_ms: req.timeout_ms,
+            output_limit: req.output_limit,
+        },
+    )?;
+    if !files.is_empty() {
+        let s = session.session.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+            let ws = workspace_of(&s)?;
+            let owner = s.running()?.host_uid + sandbox::options::defaults::UID;
+            as_session_user(owner, || {
+                for (path, data) in files {
+                    ws.write(&path, &data, true)?;
+                }
+                Ok(())
             })
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
-        }
-        let sb = session.running()?.clone();
-        let outcome = process::exec(&sb, spec, None)
-            .await
-            .map_err(|e| ApiError::internal(format!("exec: {e}")))?;
-        state.metrics.result(outcome.termination, true);
-        Ok::<_, ApiError>(result_of(&outcome))
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
     }
-    .await;
-    // The answer does not wait for the teardown (~0.7 ms: kill, reap,
-    // cgroup removal); the sandbox still counts against quotas until it
-    // is gone.
-    let st = state.clone();
-    tokio::spawn(async move { st.remove(&id, "run finished").await });
-    result.map(axum::Json)
+    let sb = session.running()?.clone();
+    let outcome = process::exec(&sb, spec, output)
+        .await
+        .map_err(|e| ApiError::internal(format!("exec: {e}")))?;
+    state.metrics.result(outcome.termination, true);
+    // The sandbox goes now (the teardown, ~0.7 ms, runs beside the
+    // answer); the answer holds only the captured output.
+    drop(sb);
+    drop(session);
+    captured_response(outcome)
 }

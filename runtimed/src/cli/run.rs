@@ -4,7 +4,7 @@
 //! [`spec_from_args`]) plus `RunOptions`, runs, and exits with the program's
 //! status.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,6 +21,40 @@ use crate::EXIT_RUNTIME_FAILURE;
 
 fn size_arg(s: &str) -> Result<u64, String> {
     parse_size(s)
+}
+
+/// `--output-limit` when it is not given and stdout or stderr is not a
+/// terminal: a program cannot flood its caller's pipe or file without
+/// bound (docs/limits.md).
+pub const DEFAULT_OUTPUT_LIMIT: u64 = 64 << 20;
+
+/// `--output-limit`: a size, or `unlimited`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputCap {
+    Bytes(u64),
+    Unlimited,
+}
+
+fn output_cap_arg(s: &str) -> Result<OutputCap, String> {
+    if s == "unlimited" {
+        return Ok(OutputCap::Unlimited);
+    }
+    match parse_size(s)? {
+        0 => Err("output limit must be positive (or `unlimited`)".into()),
+        n => Ok(OutputCap::Bytes(n)),
+    }
+}
+
+/// The output limit of a run: the flag's, else the default unless both
+/// output streams are terminals (a person watching, who has Ctrl-C; a
+/// program there keeps its terminal instead of a relayed pipe).
+fn output_limit(flag: Option<OutputCap>, both_terminals: bool) -> Option<u64> {
+    match flag {
+        Some(OutputCap::Bytes(n)) => Some(n),
+        Some(OutputCap::Unlimited) => None,
+        None if both_terminals => None,
+        None => Some(DEFAULT_OUTPUT_LIMIT),
+    }
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
@@ -109,8 +143,9 @@ pub struct RunArgs {
     #[arg(long, value_parser = duration_arg, value_name = "DUR")]
     wall_time: Option<Duration>,
     /// Bytes per output stream (stdout, stderr); the run is killed past it.
-    #[arg(long, value_parser = size_arg, value_name = "SIZE")]
-    output_limit: Option<u64>,
+    /// Default 64M unless both are terminals; `unlimited` for none.
+    #[arg(long, value_parser = output_cap_arg, value_name = "SIZE|unlimited")]
+    output_limit: Option<OutputCap>,
     /// Largest file the program may write (RLIMIT_FSIZE).
     #[arg(long, value_parser = size_arg, value_name = "SIZE")]
     file_size: Option<u64>,
@@ -451,7 +486,10 @@ pub fn main(mut args: RunArgs) -> i32 {
         sandbox_id: args.id.clone(),
         wall_time: args.wall_time,
         cpu_time: args.cpu_time,
-        output_limit: args.output_limit,
+        output_limit: output_limit(
+            args.output_limit,
+            std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
+        ),
         seccomp: args.seccomp,
         landlock: !args.no_landlock,
         tty_size,
@@ -602,5 +640,26 @@ mod tests {
         assert!(spec_from_args(&a, None).is_err());
         let a = parse(&["--user", "x", "--", "true"]).unwrap();
         assert!(spec_from_args(&a, None).is_err());
+    }
+
+    #[test]
+    fn output_is_capped_unless_asked_otherwise() {
+        let cap = |args: &[&str]| parse(args).unwrap().output_limit;
+        assert_eq!(cap(&["--", "true"]), None);
+        assert_eq!(
+            cap(&["--output-limit", "1M", "--", "true"]),
+            Some(OutputCap::Bytes(1 << 20))
+        );
+        assert_eq!(
+            cap(&["--output-limit", "unlimited", "--", "true"]),
+            Some(OutputCap::Unlimited)
+        );
+        assert!(parse(&["--output-limit", "0", "--", "true"]).is_err());
+        assert!(parse(&["--output-limit", "lots", "--", "true"]).is_err());
+        // Not given: the default, unless a person watches both streams.
+        assert_eq!(output_limit(None, false), Some(DEFAULT_OUTPUT_LIMIT));
+        assert_eq!(output_limit(None, true), None);
+        assert_eq!(output_limit(Some(OutputCap::Unlimited), false), None);
+        assert_eq!(output_limit(Some(OutputCap::Bytes(5)), true), Some(5));
     }
 }

@@ -19,9 +19,9 @@ use super::http::{HttpError, Payload};
 use super::{key_value_arg, output_error, session_path, ClientError, ConnectArgs};
 use crate::EXIT_RUNTIME_FAILURE;
 
-/// Longest NDJSON line accepted: the final `exit` line repeats the
-/// captured output (up to the daemon's 64 MiB cap per stream, base64).
-const MAX_LINE: usize = 200 << 20;
+/// Longest NDJSON line accepted: an output line holds at most 32 KiB
+/// (base64), and the final `exit` line does not repeat the output.
+const MAX_LINE: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
