@@ -148,6 +148,8 @@ struct StoredRequest {
 
 pub struct AppState {
     pub cfg: Config,
+    /// Who may call, from the config (and the operator token's file).
+    pub auth: crate::auth::Policy,
     pub engine: EngineConfig,
     pub store: Store,
     pub metrics: Metrics,
@@ -188,6 +190,7 @@ impl AppState {
             }
         };
         AppState {
+            auth: crate::auth::Policy::from_config(&cfg),
             cfg,
             engine,
             store,
