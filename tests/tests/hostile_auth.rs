@@ -241,21 +241,42 @@ fn the_operator_token_is_kept_and_an_exposed_one_is_refused() {
     d.stop();
     // Readable by its group: the daemon refuses to start, in one line.
     std::fs::set_permissions(d.token_file(), std::fs::Permissions::from_mode(0o640)).unwrap();
-    let out = Command::new(runtimed_tests::runtimed_bin())
+    let mut serve = Command::new(runtimed_tests::runtimed_bin());
+    serve
         .arg("serve")
         .arg("--data-dir")
         .arg(d.dir.join("data"))
         .arg("--socket")
         .arg(&d.socket)
         .arg("--listen")
-        .arg(format!("127.0.0.1:{}", d.port))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+        .arg(format!("127.0.0.1:{}", d.port));
+    let (code, err) = refused_start(serve, &d.dir.join("refused.err"));
+    assert_eq!(code, Some(1));
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("mode 0600") && err.contains("0640"), "{err}");
+}
+
+/// Runs `runtimed serve ...` that must refuse to start; its exit code and
+/// stderr (kept in `err_file`). One that starts anyway is killed after a
+/// while and fails the test instead of hanging it.
+fn refused_start(mut serve: Command, err_file: &Path) -> (Option<i32>, String) {
+    let err = std::fs::File::create(err_file).unwrap();
+    let mut child = serve
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("runtimed serve");
+    let status = wait_for(Duration::from_secs(60), || child.try_wait().ok().flatten());
+    let text = std::fs::read_to_string(err_file).unwrap_or_default();
+    match status {
+        Some(st) => (st.code(), text),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("runtimed serve started when it must refuse:\n{text}");
+        }
+    }
 }
 
 #[test]
@@ -312,8 +333,7 @@ fn a_foreign_host_is_refused() {
                 "/v1/sessions/x/pty",
                 &[("Host", &host), ("Authorization", &bearer)],
             )
-            .err()
-            .expect("a WebSocket with a foreign Host is refused");
+            .expect_err("a WebSocket with a foreign Host is refused");
         match *refused {
             tungstenite::Error::Http(resp) => assert_eq!(resp.status().as_u16(), 403),
             other => panic!("{other}"),
@@ -381,8 +401,7 @@ fn browsers_on_other_origins_are_refused() {
                 &format!("/v1/sessions/x/pty?token={token}"),
                 &[("Origin", origin)],
             )
-            .err()
-            .expect("a WebSocket from another origin is refused");
+            .expect_err("a WebSocket from another origin is refused");
         match *refused {
             tungstenite::Error::Http(resp) => assert_eq!(resp.status().as_u16(), 403, "{origin}"),
             other => panic!("{other}"),
@@ -455,8 +474,7 @@ fn a_query_token_counts_on_websocket_upgrades_only() {
             &format!("/v1/sessions/{id}/pty?token=not-the-token-0123456789"),
             &[],
         )
-        .err()
-        .expect("a wrong token");
+        .expect_err("a wrong token");
     match *wrong {
         tungstenite::Error::Http(resp) => assert_eq!(resp.status().as_u16(), 401),
         other => panic!("{other}"),
@@ -480,6 +498,10 @@ fn socket_peers_count_their_supplementary_groups() {
     let member = list(as_user(STRANGER, STRANGER, &[NOBODY]));
     assert_eq!(member.status, 200, "{}", member.body);
     assert_eq!(member.json()["sessions"], json!([]));
+    // Among many groups (more than the daemon's first guess of 64).
+    let many: Vec<u32> = (20_000..20_100).chain([NOBODY]).collect();
+    let member = list(as_user(STRANGER, STRANGER, &many));
+    assert_eq!(member.status, 200, "{}", member.body);
     // Neither primary nor supplementary: refused, in JSON.
     list(as_user(STRANGER, STRANGER, &[])).assert_error(401, "unauthorized");
     list(as_user(STRANGER, STRANGER, &[STRANGER + 1])).assert_error(401, "unauthorized");
@@ -652,17 +674,25 @@ fn tcp_needs_some_token() {
     }
     let dir = runtimed_tests::TempDir::new("notoken");
     std::fs::write(dir.join("c.toml"), "operator_token = false\n").unwrap();
-    let out = Command::new(runtimed_tests::runtimed_bin())
-        .args(["serve", "--listen", "127.0.0.1:17998", "--config"])
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut serve = Command::new(runtimed_tests::runtimed_bin());
+    serve
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+        ])
         .arg(dir.join("c.toml"))
         .arg("--socket")
         .arg(dir.join("s"))
         .arg("--data-dir")
-        .arg(dir.join("d"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
+        .arg(dir.join("d"));
+    let (code, err) = refused_start(serve, &dir.join("err"));
+    assert_eq!(code, Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("needs a token"), "{err}");
     assert!(!Path::new(&dir.join("d").join("token")).exists());

@@ -392,6 +392,20 @@ mod tests {
     }
 
     #[test]
+    fn peer_groups_are_the_connecting_process_groups() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut got = sandbox::sys::peer_groups(a.as_fd()).unwrap();
+        let mut ours: Vec<u32> = nix::unistd::getgroups()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        got.sort_unstable();
+        ours.sort_unstable();
+        assert_eq!(got, ours);
+    }
+
+    #[test]
     fn bearer_header_parsing() {
         let h = |v: &str| {
             let mut m = HeaderMap::new();
