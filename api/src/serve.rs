@@ -174,7 +174,7 @@ pub async fn serve(
                 .into_future(),
         ));
         if let Some(a) = addr {
-            eprintln!("runtimed: the Judge0-compatible API on http://{a}");
+            eprintln!("runtimed: the Judge0-compatible API on http://{a} (X-Auth-Token: the operator token or a tenant's)");
         }
     }
     eprintln!("runtimed: listening on {}", cfg.socket.display());
