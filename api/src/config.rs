@@ -28,10 +28,20 @@ pub struct Config {
     /// Besides root (and the daemon's own uid), members of this group may
     /// use the Unix socket.
     pub socket_group: Option<String>,
-    /// TCP clients must present one of these (`Authorization: Bearer`).
-    /// Without any, only a loopback listener is allowed and its clients
-    /// act as tenant `default`.
+    /// Tenant tokens: a TCP client presenting one (`Authorization:
+    /// Bearer`) acts as its tenant. A listener that is not loopback needs
+    /// at least one.
     pub tokens: Vec<TokenConfig>,
+    /// The operator token: with a TCP listener on, `<data_dir>/token`
+    /// (made at first start, mode 0600) is accepted as tenant `default`
+    /// with the rights of a socket peer. Off: TCP takes only `tokens`.
+    pub operator_token: bool,
+    /// Names a TCP request's `Host` may carry besides the listener's own
+    /// address, and `localhost` on loopback (e.g. a reverse proxy's name).
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins (`scheme://host[:port]`) allowed besides the
+    /// listener's own.
+    pub allowed_origins: Vec<String>,
     /// Sessions in all and per tenant.
     pub max_sessions: usize,
     pub max_sessions_per_tenant: usize,
@@ -109,6 +119,9 @@ impl Default for Config {
             judge0_listen: None,
             socket_group: None,
             tokens: Vec::new(),
+            operator_token: true,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
             max_sessions: 1000,
             max_sessions_per_tenant: 200,
             default_memory: 512 << 20,
@@ -161,11 +174,28 @@ impl Config {
                     "listening on {addr} (not loopback) needs tokens in the config file"
                 ));
             }
+            if !self.operator_token && self.tokens.is_empty() {
+                return Err(format!(
+                    "listening on {addr} needs a token: operator_token = true or [[tokens]]"
+                ));
+            }
+        }
+        for h in &self.allowed_hosts {
+            crate::auth::origin::check_allowed_host(h)?;
+        }
+        for o in &self.allowed_origins {
+            crate::auth::origin::check_allowed_origin(o)?;
         }
         for t in &self.tokens {
             if t.token.len() < 16 {
                 return Err(format!(
                     "token of tenant {:?} is shorter than 16 characters",
+                    t.tenant
+                ));
+            }
+            if !t.token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "token of tenant {:?} must be printable ASCII without spaces",
                     t.tenant
                 ));
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::auth::Peer;
+use crate::auth::{Peer, Shape};
 use crate::config::Config;
 use crate::engine::EngineConfig;
 use crate::state::AppState;
@@ -28,6 +28,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Token(#[from] crate::auth::token::TokenFileError),
     #[error("cgroups: {0}")]
     Cgroup(String),
     #[error("{0}")]
@@ -72,7 +74,12 @@ pub async fn serve(
         zygote: zygote.map(Arc::new),
         netns_pool: Some(Arc::new(crate::engine::oneshot::NetnsPool::default())),
     };
-    let state = Arc::new(AppState::new(cfg.clone(), engine, store));
+    let mut state = AppState::new(cfg.clone(), engine, store);
+    let operator_token = operator_token(&cfg)?;
+    if let Some(t) = &operator_token {
+        state.auth.set_operator_token(t);
+    }
+    let state = Arc::new(state);
     let lost = state
         .recover()
         .map_err(|e| ServeError::Other(e.to_string()))?;
@@ -124,6 +131,14 @@ pub async fn serve(
         None => None,
     };
     let app = crate::router(state.clone());
+    // TCP only: a browser cannot reach the socket, so DNS rebinding and
+    // foreign pages concern the TCP listeners alone.
+    let host_checked = |router: axum::Router, shape| {
+        router.layer(axum::middleware::from_fn_with_state(
+            (state.clone(), shape),
+            crate::auth::check_host,
+        ))
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -140,24 +155,27 @@ pub async fn serve(
     if let Some(tcp) = tcp {
         let addr = tcp.local_addr().ok();
         servers.push(tokio::spawn(
-            axum::serve(tcp, app.into_make_service_with_connect_info::<Peer>())
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
+            axum::serve(
+                tcp,
+                host_checked(app, Shape::Native).into_make_service_with_connect_info::<Peer>(),
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
         ));
         if let Some(a) = addr {
-            eprintln!("runtimed: listening on http://{a}");
+            announce(&cfg, a, operator_token.as_deref());
         }
     }
     if let Some(tcp) = judge0_tcp {
         let addr = tcp.local_addr().ok();
-        let judge0 = crate::routes::judge0_router(state.clone());
+        let judge0 = host_checked(crate::routes::judge0_router(state.clone()), Shape::Judge0);
         servers.push(tokio::spawn(
             axum::serve(tcp, judge0.into_make_service_with_connect_info::<Peer>())
                 .with_graceful_shutdown(stopped(stop_rx.clone()))
                 .into_future(),
         ));
         if let Some(a) = addr {
-            eprintln!("runtimed: the Judge0-compatible API on http://{a}");
+            eprintln!("runtimed: the Judge0-compatible API on http://{a} (X-Auth-Token: the operator token or a tenant's)");
         }
     }
     eprintln!("runtimed: listening on {}", cfg.socket.display());
@@ -187,6 +205,44 @@ pub async fn serve(
     let _ = std::fs::remove_file(&cfg.socket);
     eprintln!("runtimed: stopped");
     Ok(())
+}
+
+/// The operator token (read, or made at first start) when a TCP listener
+/// is on and `operator_token` is set.
+fn operator_token(cfg: &Config) -> Result<Option<String>, ServeError> {
+    if !cfg.operator_token || (cfg.listen.is_none() && cfg.judge0_listen.is_none()) {
+        return Ok(None);
+    }
+    let path = cfg.data_dir.join(crate::auth::token::TOKEN_FILE);
+    Ok(Some(crate::auth::token::load_or_create(&path)?))
+}
+
+/// Says where the API listens and where its token is. The console's URL
+/// carries the token only when printed to a terminal: a service's log is
+/// read by more people than its operators (journald's `adm` group).
+fn announce(cfg: &Config, addr: std::net::SocketAddr, operator_token: Option<&str>) {
+    use std::io::IsTerminal;
+    let token_file = cfg.data_dir.join(crate::auth::token::TOKEN_FILE);
+    match operator_token {
+        Some(_) => eprintln!(
+            "runtimed: listening on http://{addr} (Authorization: Bearer $(cat {}))",
+            token_file.display()
+        ),
+        None => eprintln!("runtimed: listening on http://{addr} (tenant tokens only)"),
+    }
+    if !cfg.console {
+        return;
+    }
+    match operator_token {
+        Some(t) if std::io::stderr().is_terminal() => {
+            eprintln!("runtimed: console at http://{addr}/#token={t}")
+        }
+        Some(_) => eprintln!(
+            "runtimed: console at http://{addr}/#token=TOKEN (TOKEN: the contents of {})",
+            token_file.display()
+        ),
+        None => eprintln!("runtimed: console at http://{addr}/#token=TOKEN (a tenant's token)"),
+    }
 }
 
 async fn wait_for_signal() {

@@ -149,6 +149,8 @@ struct StoredRequest {
 
 pub struct AppState {
     pub cfg: Config,
+    /// Who may call, from the config (and the operator token's file).
+    pub auth: crate::auth::Policy,
     pub engine: EngineConfig,
     pub store: Store,
     pub metrics: Metrics,
@@ -194,6 +196,7 @@ impl AppState {
             OutputBudget::new(cfg.exec_output_budget, cfg.exec_output_budget_per_tenant);
         AppState {
             output_budget,
+            auth: crate::auth::Policy::from_config(&cfg),
             cfg,
             engine,
             store,

@@ -1,8 +1,11 @@
 // The terminal page (`runtimed serve --console`) in a real browser: Debian's
 // chromium driven by playwright-core. Starts its own daemon (root, a temp
-// socket and data dir, a free loopback port, one bearer token so the page's
-// token handling is exercised), types into the terminal with the keyboard and
-// reads the answer back from xterm.js's buffer and its rendered rows.
+// socket and data dir, a free loopback port, one tenant token beside the
+// operator token the daemon makes), types into the terminal with the
+// keyboard and reads the answer back from xterm.js's buffer and its rendered
+// rows. Then what a browser must not be made to do: a DNS-rebinding page
+// (chromium resolves evil.example to 127.0.0.1) and a page of another origin
+// that holds the token get nothing.
 //
 //   node --test tests/browser/
 //
@@ -15,7 +18,9 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
+import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -62,7 +67,7 @@ const deadline = (ms) => new Promise((r) => setTimeout(r, ms).unref());
 const opts = { skip: reason || false };
 
 describe("console page", () => {
-  let dir, daemon, port, base, context, page;
+  let dir, daemon, port, base, context, page, other, otherPort;
   let daemonLog = "";
 
   // A failing assertion carries what the terminal showed and what the
@@ -139,8 +144,17 @@ describe("console page", () => {
     dir = mkdtempSync(join(tmpdir(), "runtimed-browser-"));
     port = await freePort();
     base = `http://127.0.0.1:${port}`;
+    // Another web server on this host: its pages are other origins, one of
+    // them allowed by the config.
+    otherPort = await freePort();
+    other = createHttpServer((req, res) => {
+      res.writeHead(200, { "Content-Type": "text/html" });
+      res.end("<!doctype html><title>another origin</title>");
+    });
+    await new Promise((ok) => other.listen(otherPort, "127.0.0.1", ok));
     const config = join(dir, "config.toml");
-    writeFileSync(config, `[[tokens]]\ntoken = "${TOKEN}"\ntenant = "browser"\n`);
+    writeFileSync(config, `allowed_origins = ["http://localhost:${otherPort}"]\n` +
+      `[[tokens]]\ntoken = "${TOKEN}"\ntenant = "browser"\n`);
     daemon = spawn(runtimedBin, [
       "serve", "--config", config, "--socket", join(dir, "runtimed.sock"),
       "--data-dir", join(dir, "data"), "--listen", `127.0.0.1:${port}`,
@@ -169,6 +183,8 @@ describe("console page", () => {
       args: [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        // DNS rebinding, played: a name of someone else's resolves here.
+        "--host-resolver-rules=MAP evil.example 127.0.0.1",
       ],
     });
     page = context.pages()[0] || (await context.newPage());
@@ -182,6 +198,7 @@ describe("console page", () => {
       const stopped = await Promise.race([done.then(() => true), deadline(20000).then(() => false)]);
       if (!stopped) process.kill(daemon.pid, "SIGKILL");
     }
+    if (other) other.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -256,5 +273,53 @@ describe("console page", () => {
     await page.goto(`${base}/`);
     await page.waitForFunction(() => window.runtimedConsole.ptyState === "error", null, { timeout: 10000 });
     assert.match(await page.textContent("#status"), /unauthorized: missing bearer token/);
+  }));
+  test("the operator token from the data dir opens the console", opts, () => diagnose(async () => {
+    const op = readFileSync(join(dir, "data", "token"), "utf8").trim();
+    await page.goto("about:blank");
+    await page.goto(`${base}/#token=${op}`);
+    await waitConnected();
+    await run("echo operator-$((6*7))");
+    await waitForLine(/^operator-42$/);
+    // Its session is tenant default's: the socket's, not the tenant token's.
+    const { sessionId } = await page.evaluate(() => window.runtimedConsole);
+    assert.equal((await api("GET", `/v1/sessions/${sessionId}`)).status, 404);
+  }));
+
+  test("a DNS-rebinding page gets nothing", opts, () => diagnose(async () => {
+    await page.goto("about:blank");
+    const resp = await page.goto(`http://evil.example:${port}/#token=${TOKEN}`);
+    assert.equal(resp.status(), 403);
+    assert.equal((await resp.json()).code, "host_not_allowed");
+    // Its scripts reach the daemon under the page's name: refused too.
+    const seen = await page.evaluate(async (token) => {
+      const r = await fetch("/v1/sessions", { method: "POST", body: "{}",
+        headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" } });
+      return [r.status, (await r.json()).code];
+    }, TOKEN);
+    assert.deepEqual(seen, [403, "host_not_allowed"]);
+    const list = await (await api("GET", "/v1/sessions")).json();
+    assert.equal(list.sessions.length, 1, "no session was made");
+  }));
+
+  test("a page of another origin cannot open a terminal, even with the token", opts, () => diagnose(async () => {
+    const created = await (await api("POST", "/v1/sessions", {})).json();
+    const url = `ws://127.0.0.1:${port}/v1/sessions/${created.id}/pty?token=${TOKEN}&pty_id=`;
+    const tryTerminal = (name) => page.evaluate((u) => new Promise((done) => {
+      const ws = new WebSocket(u);
+      ws.onopen = () => { ws.close(); done("open"); };
+      ws.onerror = () => done("refused");
+      setTimeout(() => done("timeout"), 15000);
+    }), url + name);
+    // The allowed origin (allowed_origins) opens one: the browser itself
+    // would let the other do the same.
+    await page.goto(`http://localhost:${otherPort}/`);
+    assert.equal(await tryTerminal("allowed"), "open");
+    // The same page under another origin: the daemon refuses the handshake.
+    await page.goto(`http://127.0.0.1:${otherPort}/`);
+    assert.equal(await tryTerminal("foreign"), "refused");
+    const ptys = await (await api("GET", `/v1/sessions/${created.id}/ptys`)).json();
+    assert.deepEqual(ptys.ptys.map((p) => p.id), ["allowed"]);
+    await api("DELETE", `/v1/sessions/${created.id}`);
   }));
 });

@@ -2,6 +2,9 @@
 //! Unix socket and a free loopback port; a minimal HTTP/1.1 client over
 //! either (requests are written by hand so the tests see exactly what goes
 //! on the wire) and a real WebSocket client (tungstenite) for terminals.
+//! TCP needs a token: the daemon's operator token (its data dir's `token`)
+//! is read once it is up, and [`Daemon::tcp_operator`] and
+//! [`Daemon::ws_tcp`] present it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -23,6 +26,9 @@ pub struct Daemon {
     pub child: Option<Child>,
     /// Everything the daemon printed (stderr).
     pub log: Arc<Mutex<String>>,
+    /// The operator token (`None` without a TCP listener or with
+    /// `operator_token = false`).
+    pub token: Option<String>,
     extra_args: Vec<String>,
     config: Option<String>,
 }
@@ -122,6 +128,7 @@ impl Daemon {
             dir,
             child: None,
             log: Arc::default(),
+            token: None,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             config: config.map(str::to_owned),
         };
@@ -176,6 +183,24 @@ impl Daemon {
                 self.log_text()
             );
         }
+        // Made (or read) before the listeners were bound.
+        self.token = std::fs::read_to_string(self.token_file())
+            .ok()
+            .map(|t| t.trim().to_owned());
+    }
+
+    /// Where the daemon keeps its operator token.
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.join("data").join("token")
+    }
+
+    /// `Bearer <operator token>`.
+    pub fn operator_bearer(&self) -> String {
+        let t = self
+            .token
+            .as_deref()
+            .unwrap_or_else(|| panic!("no operator token at {}", self.token_file().display()));
+        format!("Bearer {t}")
     }
 
     pub fn log_text(&self) -> String {
@@ -272,7 +297,22 @@ impl Daemon {
         .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_text()))
     }
 
-    /// A request over TCP with optional extra headers.
+    /// A request over TCP with the operator token and extra headers.
+    pub fn tcp_operator(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let bearer = self.operator_bearer();
+        let mut all = vec![("Authorization", bearer.as_str())];
+        all.extend_from_slice(headers);
+        self.tcp(method, path, body, &all)
+    }
+
+    /// A request over TCP with exactly these extra headers (no token
+    /// unless given).
     pub fn tcp(
         &self,
         method: &str,
@@ -312,13 +352,39 @@ impl Daemon {
         ws
     }
 
-    /// A WebSocket over TCP.
+    /// A WebSocket over TCP, with the operator token in its header.
     pub fn ws_tcp(&self, path: &str) -> tungstenite::WebSocket<TcpStream> {
+        let bearer = self.operator_bearer();
+        self.ws_tcp_with(path, &[("Authorization", &bearer)])
+            .unwrap_or_else(|e| panic!("websocket {path}: {e}"))
+    }
+
+    /// A WebSocket handshake over TCP with exactly these extra headers;
+    /// a refusal comes back as `tungstenite::Error::Http` with the answer.
+    pub fn ws_tcp_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<tungstenite::WebSocket<TcpStream>, Box<tungstenite::Error>> {
+        use tungstenite::client::IntoClientRequest;
         let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        let (ws, _) = tungstenite::client::client(format!("ws://127.0.0.1:{}{path}", self.port), s)
-            .unwrap_or_else(|e| panic!("websocket {path}: {e}"));
-        ws
+        let mut req = format!("ws://127.0.0.1:{}{path}", self.port)
+            .into_client_request()
+            .map_err(Box::new)?;
+        for (k, v) in headers {
+            let name =
+                tungstenite::http::HeaderName::from_bytes(k.as_bytes()).expect("header name");
+            let value = tungstenite::http::HeaderValue::from_str(v).expect("header value");
+            req.headers_mut().insert(name, value);
+        }
+        match tungstenite::client::client(req, s) {
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::HandshakeError::Failure(e)) => Err(Box::new(e)),
+            Err(tungstenite::HandshakeError::Interrupted(_)) => {
+                Err(Box::new(tungstenite::Error::ConnectionClosed))
+            }
+        }
     }
 }
 
@@ -350,7 +416,8 @@ pub fn ws_read_until<S: Read + Write>(ws: &mut tungstenite::WebSocket<S>, want: 
     panic!("{want:?} never arrived; got {seen:?}");
 }
 
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`), with
+/// `Host: localhost` unless `headers` name a Host.
 pub fn http<S: Read + Write>(
     mut s: S,
     method: &str,
@@ -358,7 +425,10 @@ pub fn http<S: Read + Write>(
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
 ) -> std::io::Result<Resp> {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str("Host: localhost\r\n");
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -511,6 +511,7 @@ mod routes {
     use crate::state::AppState;
 
     const TOKEN: &str = "0123456789abcdef-a";
+    const OPERATOR: &str = "operator-token-0123456789";
 
     fn state(tokens: bool) -> (Arc<AppState>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -531,7 +532,9 @@ mod routes {
             netns_pool: None,
         };
         let store = crate::store::Store::open(&dir.path().join("db")).unwrap();
-        (Arc::new(AppState::new(cfg, engine, store)), dir)
+        let mut state = AppState::new(cfg, engine, store);
+        state.auth.set_operator_token(OPERATOR);
+        (Arc::new(state), dir)
     }
 
     async fn call(
@@ -577,11 +580,21 @@ mod routes {
             let (s, v) = call(app.clone(), "GET", &uri, &[("X-Auth-Token", TOKEN)]).await;
             assert_eq!(s, StatusCode::OK, "{v}");
             assert_eq!(v.as_array().unwrap().len(), 14);
-            let authed = format!("{prefix}/authenticate?X-Auth-Token={TOKEN}");
+            let authed = format!("{prefix}/authenticate");
             assert_eq!(
-                call(app.clone(), "POST", &authed, &[]).await.0,
+                call(app.clone(), "POST", &authed, &[("X-Auth-Token", TOKEN)])
+                    .await
+                    .0,
                 StatusCode::OK
             );
+            // Not as a query parameter (a secret in a URL): 401, and why.
+            let query = format!("{prefix}/authenticate?X-Auth-Token={TOKEN}");
+            let (s, v) = call(app.clone(), "POST", &query, &[]).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+            assert!(v["error"].as_str().unwrap().contains("header only"), "{v}");
+            // The operator token acts as tenant default.
+            let (s, _) = call(app.clone(), "GET", &uri, &[("X-Auth-Token", OPERATOR)]).await;
+            assert_eq!(s, StatusCode::OK);
             // The native API's bearer token works too.
             let bearer = format!("Bearer {TOKEN}");
             let (s, _) = call(app.clone(), "GET", &uri, &[("Authorization", &bearer)]).await;
@@ -592,18 +605,19 @@ mod routes {
     #[tokio::test]
     async fn errors_come_in_judge0s_shapes() {
         let (state, _dir) = state(false);
+        const OP: &[(&str, &str)] = &[("X-Auth-Token", OPERATOR)];
         let app = crate::router(state.clone());
         // No judge service in this daemon: 503, Judge0's shape.
-        let (s, v) = call(app.clone(), "GET", "/judge0/languages", &[]).await;
+        let (s, v) = call(app.clone(), "GET", "/judge0/languages", OP).await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
         assert!(v["error"].is_string(), "{v}");
-        let (s, v) = call(app.clone(), "GET", "/judge0/no/such/route", &[]).await;
+        let (s, v) = call(app.clone(), "GET", "/judge0/no/such/route", OP).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert!(v["error"].is_string(), "{v}");
         // Judge0's paged list is not served.
-        let (s, _) = call(app.clone(), "GET", "/judge0/submissions", &[]).await;
+        let (s, _) = call(app.clone(), "GET", "/judge0/submissions", OP).await;
         assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
-        let (s, v) = call(app.clone(), "GET", "/judge0/about", &[]).await;
+        let (s, v) = call(app.clone(), "GET", "/judge0/about", OP).await;
         assert_eq!(
             (s, v["version"].clone()),
             (StatusCode::OK, json!(JUDGE0_VERSION))
@@ -611,10 +625,10 @@ mod routes {
         // The root router serves only Judge0's routes.
         let root = crate::routes::judge0_router(state);
         assert_eq!(
-            call(root.clone(), "GET", "/config_info", &[]).await.0,
+            call(root.clone(), "GET", "/config_info", OP).await.0,
             StatusCode::OK
         );
-        let (s, v) = call(root, "GET", "/v1/judge/languages", &[]).await;
+        let (s, v) = call(root, "GET", "/v1/judge/languages", OP).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     }
 }

@@ -9,14 +9,14 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::auth::{is_operator, Peer};
+use crate::auth::is_operator;
 use crate::error::{ApiError, ErrorBody, Json};
 use crate::images::store_error;
 use crate::state::AppState;
@@ -65,15 +65,14 @@ pub struct ImportQuery {
     pub name: Option<String>,
 }
 
-fn operator_only(state: &AppState, parts: &axum::http::request::Parts) -> Result<(), ApiError> {
-    let peer = parts.extensions.get::<ConnectInfo<Peer>>();
-    if is_operator(state, peer.map(|c| &c.0)) {
+fn operator_only(parts: &axum::http::request::Parts) -> Result<(), ApiError> {
+    if is_operator(&parts.extensions) {
         return Ok(());
     }
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
         "forbidden",
-        "images are shared by all tenants: only operators (the Unix socket) change them",
+        "images are shared by all tenants: only operators (the Unix socket, the operator token) change them",
     ))
 }
 
@@ -134,7 +133,7 @@ pub async fn delete(
     Path(name): Path<String>,
     parts: axum::http::request::Parts,
 ) -> Result<StatusCode, ApiError> {
-    operator_only(&state, &parts)?;
+    operator_only(&parts)?;
     let store = store(&state)?;
     blocking(move || {
         let parsed: rootfs_builder::ImageName = name
@@ -157,7 +156,7 @@ pub async fn pull(
     parts: axum::http::request::Parts,
     Json(req): Json<PullRequest>,
 ) -> Result<(StatusCode, axum::Json<ImageInfo>), ApiError> {
-    operator_only(&state, &parts)?;
+    operator_only(&parts)?;
     let store = store(&state)?;
     let image = blocking(move || {
         let opts = rootfs_builder::registry::PullOptions {
@@ -183,7 +182,7 @@ pub async fn import(
     parts: axum::http::request::Parts,
     body: Body,
 ) -> Result<(StatusCode, axum::Json<ImageList>), ApiError> {
-    operator_only(&state, &parts)?;
+    operator_only(&parts)?;
     let store = store(&state)?;
     let name = match &q.name {
         Some(n) => Some(
@@ -258,7 +257,7 @@ pub async fn build(
     parts: axum::http::request::Parts,
     Json(req): Json<BuildRequest>,
 ) -> Result<Response, ApiError> {
-    operator_only(&state, &parts)?;
+    operator_only(&parts)?;
     let store = store(&state)?;
     let mut cmd = tokio::process::Command::new(&state.engine.exe);
     cmd.arg("image")

@@ -116,11 +116,12 @@ async fn not_found() -> Judge0Error {
     Judge0Error::new(StatusCode::NOT_FOUND, "no such route")
 }
 
-/// Judge0's authentication: the `X-Auth-Token` header (or query
-/// parameter) names a configured token, whose tenant the request acts
-/// for; the native API's bearer token is taken too. Socket peers and
-/// tokenless loopback listeners follow the native API's rules
-/// (`auth::authenticate`). Refused: 401.
+/// Judge0's authentication: the `X-Auth-Token` header names a token (the
+/// operator's or a tenant's), whose tenant the request acts for; the
+/// native API's bearer token is taken too. Judge0's query parameter is
+/// not: a secret in a URL ends up in logs and histories, and these routes
+/// have no WebSocket that would need it. Socket peers follow the native
+/// API's rules (`auth::authenticate`). Refused: 401.
 async fn require_token(
     State(state): State<Arc<AppState>>,
     mut req: Request,
@@ -130,35 +131,44 @@ async fn require_token(
         .extensions()
         .get::<ConnectInfo<Peer>>()
         .map(|c| c.0.clone());
+    let is_unix = matches!(peer, Some(Peer::Unix { .. }));
     let header_token = req
         .headers()
         .get("x-auth-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let query_token = req.uri().query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-auth-token"))
-            .map(|(_, v)| v.into_owned())
-    });
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let auth = header_token
-        .or(query_token)
-        .map(|t| format!("Bearer {}", t.trim()))
-        .or(bearer);
-    match crate::auth::authenticate(&state, peer.as_ref(), auth.as_deref()) {
-        Ok(t) => {
-            req.extensions_mut().insert(t);
+        .map(|v| v.to_str().map(|t| t.trim().to_owned()));
+    let token = match header_token {
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => {
+            return Judge0Error::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication failed: X-Auth-Token is not ASCII",
+            )
+            .into_response()
+        }
+        None if is_unix => None,
+        None => match crate::auth::bearer(req.headers()) {
+            Ok(t) => t,
+            Err(e) => return Judge0Error::new(StatusCode::UNAUTHORIZED, e.message).into_response(),
+        },
+    };
+    if token.is_none() && !is_unix && crate::auth::query_param(&req, "x-auth-token").is_some() {
+        return Judge0Error::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication failed: X-Auth-Token is taken as a header only",
+        )
+        .into_response();
+    }
+    match crate::auth::authenticate(&state.auth, peer.as_ref(), token.as_deref()) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller.tenant.clone());
+            req.extensions_mut().insert(caller);
             next.run(req).await
         }
         Err(e) => {
-            let why = match (&peer, &auth) {
-                (Some(Peer::Unix { .. }), _) => e.message,
-                (_, None) => "authentication failed: no X-Auth-Token".into(),
-                (_, Some(_)) => "authentication failed: unknown X-Auth-Token".into(),
+            let why = match (is_unix, &token) {
+                (true, _) => e.message,
+                (false, None) => "authentication failed: no X-Auth-Token".into(),
+                (false, Some(_)) => "authentication failed: unknown X-Auth-Token".into(),
             };
             Judge0Error::new(StatusCode::UNAUTHORIZED, why).into_response()
         }

@@ -81,13 +81,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/judge/submissions/{id}", get(judge::get))
         .route("/v1/judge/submissions/{id}/events", get(judge::events))
         .route("/v1/judge/languages", get(judge::languages))
+        .route("/metrics", get(system::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_tenant,
         ));
     Router::new()
         .route("/healthz", get(system::healthz))
-        .route("/metrics", get(system::metrics))
         .route("/v1/openapi.json", get(system::openapi))
         .route("/", get(system::console))
         .route("/console/{name}", get(system::console_asset))

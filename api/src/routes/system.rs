@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::auth::{is_operator, Peer};
+use crate::auth::is_operator;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -17,19 +17,18 @@ pub async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// Prometheus metrics (operators only: socket peers, or anyone when no
-/// tokens are configured).
+/// Prometheus metrics (operators only: socket peers and the operator
+/// token).
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "text/plain; version=0.0.4")))]
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
     parts: axum::http::request::Parts,
 ) -> Result<Response, ApiError> {
-    let peer = parts.extensions.get::<ConnectInfo<Peer>>();
-    if !is_operator(&state, peer.map(|c| &c.0)) {
+    if !is_operator(&parts.extensions) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "metrics are served to operators (the Unix socket) only",
+            "metrics are served to operators (the Unix socket, the operator token) only",
         ));
     }
     Ok((

@@ -32,7 +32,36 @@ fn state(tokens: bool) -> (Arc<AppState>, tempfile::TempDir) {
         netns_pool: None,
     };
     let store = Store::open(&dir.path().join("db")).unwrap();
-    (Arc::new(AppState::new(cfg, engine, store)), dir)
+    let mut state = AppState::new(cfg, engine, store);
+    state.auth.set_operator_token(OPERATOR);
+    (Arc::new(state), dir)
+}
+
+/// The operator token of these tests' daemon (tenant `default`).
+const OPERATOR: &str = "operator-token-0123456789";
+const OPERATOR_BEARER: &str = "Bearer operator-token-0123456789";
+const TENANT_BEARER: &str = "Bearer 0123456789abcdef-a";
+
+/// A request with any headers; the status and the JSON body.
+async fn call_with(
+    app: axum::Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 async fn call(
@@ -122,7 +151,14 @@ async fn bad_requests_fail_before_any_sandbox() {
         (r#"{"labels": {"": "x"}}"#, "invalid_request"),
         (r#"{"image": "debian"}"#, "image_not_found"),
     ] {
-        let (st, v) = call(crate::router(s.clone()), "POST", "/v1/sessions", body, None).await;
+        let (st, v) = call(
+            crate::router(s.clone()),
+            "POST",
+            "/v1/sessions",
+            body,
+            Some(OPERATOR_BEARER),
+        )
+        .await;
         assert!(st.is_client_error(), "{body}: {st}");
         assert_eq!(v["code"], code, "{body}: {v}");
     }
@@ -131,12 +167,129 @@ async fn bad_requests_fail_before_any_sandbox() {
         "POST",
         "/v1/sessions/x/exec",
         r#"{"argv":["true"]}"#,
-        None,
+        Some(OPERATOR_BEARER),
     )
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert_eq!(v["code"], "session_not_found");
     assert_eq!(s.active(), 0);
+}
+
+#[tokio::test]
+async fn nothing_without_a_token_and_operators_by_token() {
+    let (s, _d) = state(true);
+    let app = crate::router(s);
+    // No token: nothing but the public routes.
+    for (method, uri) in [
+        ("GET", "/v1/sessions"),
+        ("POST", "/v1/sessions"),
+        ("POST", "/v1/run"),
+        ("GET", "/metrics"),
+        ("GET", "/v1/images"),
+        ("DELETE", "/v1/images/x"),
+        ("GET", "/v1/judge/languages"),
+    ] {
+        let (st, v) = call_with(app.clone(), method, uri, &[]).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{method} {uri}: {v}");
+        assert_eq!(v["code"], "unauthorized", "{method} {uri}: {v}");
+    }
+    assert_eq!(
+        call_with(app.clone(), "GET", "/healthz", &[]).await.0,
+        StatusCode::OK
+    );
+    // Metrics and image changes: the operator token yes, a tenant's no.
+    let (st, _) = call_with(
+        app.clone(),
+        "GET",
+        "/metrics",
+        &[("authorization", OPERATOR_BEARER)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = call_with(
+        app.clone(),
+        "GET",
+        "/metrics",
+        &[("authorization", TENANT_BEARER)],
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (st, v) = call_with(
+        app.clone(),
+        "DELETE",
+        "/v1/images/x",
+        &[("authorization", OPERATOR_BEARER)],
+    )
+    .await;
+    assert_ne!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_ne!(st, StatusCode::UNAUTHORIZED, "{v}");
+    let (st, _) = call_with(
+        app.clone(),
+        "DELETE",
+        "/v1/images/x",
+        &[("authorization", TENANT_BEARER)],
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // Another scheme than Bearer is refused, not ignored.
+    let (st, v) = call_with(
+        app.clone(),
+        "GET",
+        "/v1/sessions",
+        &[("authorization", "Basic b3BlcmF0b3I6eA==")],
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+}
+
+#[tokio::test]
+async fn a_query_token_is_taken_on_a_websocket_upgrade_only() {
+    let (s, _d) = state(true);
+    let app = crate::router(s);
+    let q = format!("?token={OPERATOR}");
+    // Not on a plain request: 401, and it says why.
+    for (method, uri) in [
+        ("GET", format!("/v1/sessions{q}")),
+        ("GET", format!("/metrics{q}")),
+        ("GET", format!("/v1/sessions/s-1/pty{q}")),
+    ] {
+        let (st, v) = call_with(app.clone(), method, &uri, &[]).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("WebSocket"), "{v}");
+    }
+    // On an upgrade it authenticates: the request gets as far as the
+    // session lookup (404), not 401.
+    let upgrade = [
+        ("connection", "upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let (st, v) = call_with(
+        app.clone(),
+        "GET",
+        &format!("/v1/sessions/s-1/pty{q}"),
+        &upgrade,
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("session_not_found")),
+        "{v}"
+    );
+    let (st, _) = call_with(
+        app.clone(),
+        "GET",
+        "/v1/sessions/s-1/pty?token=wrong-wrong-wrong-0",
+        &upgrade,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = call_with(app, "GET", "/v1/sessions/s-1/pty", &upgrade).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
 
 /// `docs/openapi.json` is the generated document, checked in; regenerate

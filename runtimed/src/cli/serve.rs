@@ -17,7 +17,9 @@ pub struct ServeArgs {
     /// Unix socket path.
     #[arg(long, value_name = "PATH", env = "RUNTIMED_SOCKET")]
     socket: Option<PathBuf>,
-    /// TCP listener (a non-loopback address needs tokens in the config).
+    /// TCP listener. Every request needs a bearer token: the operator
+    /// token (DATA_DIR/token, made at first start) or a tenant's from the
+    /// config; a non-loopback address needs tenant tokens.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
     /// No TCP listener, only the Unix socket.

@@ -154,6 +154,42 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
     }
 }
 
+/// The supplementary groups of a Unix socket's peer as the kernel recorded
+/// them at connect(2) (`SO_PEERGROUPS`, Linux 4.13), the companion of
+/// `SO_PEERCRED`'s uid and gid. Unlike `/proc/<pid>/status` they cannot
+/// change afterwards nor be answered by another process reusing the pid.
+pub fn peer_groups(sock: BorrowedFd<'_>) -> Result<Vec<u32>, Errno> {
+    // Sized for the common case; the kernel says how much it needs
+    // (ERANGE with `len` set) when a peer has more groups.
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = libc::socklen_t::try_from(groups.len() * std::mem::size_of::<libc::gid_t>())
+            .map_err(|_| Errno::ERANGE)?;
+        // SAFETY: the buffer is valid for `len` bytes and lives across the
+        // call; the kernel writes at most `len` bytes and updates `len`.
+        let ret = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let n = len as usize / std::mem::size_of::<libc::gid_t>();
+        if ret == 0 {
+            groups.truncate(n);
+            return Ok(groups);
+        }
+        let e = Errno::last();
+        // NGROUPS_MAX is 65536: a larger answer is not a real peer's.
+        if e != Errno::ERANGE || n <= groups.len() || n > 65536 {
+            return Err(e);
+        }
+        groups.resize(n, 0);
+    }
+}
+
 /// `close_range(first, u32::MAX, CLOSE_RANGE_CLOEXEC)`: marks every fd from
 /// `first` up close-on-exec without closing it yet.
 pub fn cloexec_from(first: u32) -> Result<(), Errno> {
