@@ -84,14 +84,23 @@ fn mib(b: u64) -> f64 {
 }
 
 /// Files of the judge's output directory the daemon holds open now.
+/// Distinct output files the daemon holds open (by inode: while a run
+/// starts, the daemon briefly holds two fds of each file, its own and the
+/// copy it sends to the helper).
 fn output_files_open(d: &Daemon) -> usize {
+    use std::os::unix::fs::MetadataExt;
     let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", d.pid())) else {
         return 0;
     };
     fds.flatten()
-        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .filter(|target| target.to_string_lossy().contains("/judge/output/"))
-        .count()
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.to_string_lossy().contains("/judge/output/"))
+        })
+        .filter_map(|fd| std::fs::metadata(fd.path()).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
 }
 
 fn get(d: &Daemon, path: &str) -> Resp {
