@@ -193,12 +193,9 @@ fn check_point(
         PointKind::Dir if dir => Ok(true),
         PointKind::File if !dir => Ok(true),
         PointKind::Symlink(target) => {
-            let mut shown: String = target
-                .to_string_lossy()
-                .chars()
-                .take(SHOWN_TARGET)
-                .collect();
-            if shown.len() < target.as_os_str().len() {
+            let full = target.to_string_lossy();
+            let mut shown: String = full.chars().take(SHOWN_TARGET).collect();
+            if shown.len() < full.len() {
                 shown.push('…');
             }
             Err(refuse(

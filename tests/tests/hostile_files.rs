@@ -284,24 +284,34 @@ fn tar_uploads_refuse_devices_fifos_links_out_and_drop_setuid() {
 
 // ---- files count against the session -------------------------------------------------
 
-/// Bytes of tmpfs (shmem) pages charged to the daemon's own memory cgroup
-/// (v1: the local `shmem` of memory.stat, without its children; v2: the
-/// daemon's leaf cgroup's).
+/// Bytes of tmpfs (shmem) pages charged to the daemon's own memory cgroup,
+/// not to cgroups below it (the sessions' may be): v1's memory.stat
+/// `shmem` is the cgroup's own already; v2's counts descendants, which are
+/// subtracted.
 fn daemon_shmem(d: &Daemon) -> Option<u64> {
+    let shmem = |dir: &Path| -> Option<u64> {
+        let stat = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
+        stat.lines()
+            .find_map(|l| l.strip_prefix("shmem "))
+            .and_then(|v| v.trim().parse().ok())
+    };
     let dirs = host_cgroup_dirs(d.pid());
-    let dir = dirs
-        .iter()
-        .find(|(k, _)| {
-            k.split(':')
-                .nth(1)
-                .is_some_and(|c| c.split(',').any(|c| c == "memory"))
-        })
-        .or_else(|| dirs.iter().find(|(k, _)| k.starts_with("0:")))
-        .map(|(_, p)| p.clone())?;
-    let stat = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
-    stat.lines()
-        .find_map(|l| l.strip_prefix("shmem "))
-        .and_then(|v| v.trim().parse().ok())
+    let v1 = dirs.iter().find(|(k, _)| {
+        k.split(':')
+            .nth(1)
+            .is_some_and(|c| c.split(',').any(|c| c == "memory"))
+    });
+    if let Some((_, dir)) = v1 {
+        return shmem(dir);
+    }
+    let (_, dir) = dirs.iter().find(|(k, _)| k.starts_with("0:"))?;
+    let children: u64 = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| shmem(&e.path()))
+        .sum();
+    Some(shmem(dir)?.saturating_sub(children))
 }
 
 fn session_memory(d: &Daemon, id: &str) -> u64 {

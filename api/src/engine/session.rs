@@ -65,8 +65,11 @@ pub enum WriteError {
     /// start (EAGAIN: the session's pids limit).
     #[error("writing failed: {0}")]
     Failed(nix::errno::Errno),
-    /// The writer was killed: by the OOM killer when `signal` is SIGKILL
-    /// (the session's memory limit).
+    /// The OOM killer took the writer: the session's memory limit (the
+    /// writer is its first choice).
+    #[error("the session's memory limit was reached")]
+    MemoryLimit,
+    /// The writer was killed otherwise (the session is being torn down).
     #[error("the writer was killed by signal {0}")]
     Killed(i32),
     #[error("too many files in one request ({0})")]
@@ -291,10 +294,18 @@ impl SessionSandbox {
         if let Ok(mut w) = self.waiters.lock() {
             w.insert(id, tx);
         }
+        let oom_before = self.oom_kills();
         let done =
             tokio::time::timeout(WRITE_TIMEOUT, self.write_files_as(id, files, &mut rx)).await;
         self.forget(id);
-        done.unwrap_or(Err(WriteError::TimedOut))
+        match done {
+            Err(_) => Err(WriteError::TimedOut),
+            // The OOM killer counts its kill before the signal goes out.
+            Ok(Err(WriteError::Killed(libc::SIGKILL))) if self.oom_kills() > oom_before => {
+                Err(WriteError::MemoryLimit)
+            }
+            Ok(r) => r,
+        }
     }
 
     async fn write_files_as(

@@ -71,11 +71,8 @@ impl Writer for SessionWriter {
                 .block_on(self.sb.write_files(now))
                 .map_err(|e| match e {
                     WriteError::Failed(errno) => errno,
-                    // Killed by the OOM killer: the session's memory limit
-                    // (its writer is the OOM killer's first choice).
-                    WriteError::Killed(libc::SIGKILL) => Errno::ENOMEM,
-                    WriteError::SessionGone => Errno::ESRCH,
-                    WriteError::Killed(_) => Errno::EINTR,
+                    WriteError::MemoryLimit => Errno::ENOMEM,
+                    WriteError::SessionGone | WriteError::Killed(_) => Errno::ESRCH,
                     WriteError::TooMany(_) => Errno::E2BIG,
                     WriteError::TimedOut => Errno::ETIMEDOUT,
                     WriteError::Pipe(e) => Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),

@@ -912,3 +912,45 @@ fn spawn_one(
     );
     Some(pid)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The writer of `WriteFiles` requests, on plain pipes and files.
+    use super::*;
+
+    fn memfd(name: &std::ffi::CStr) -> OwnedFd {
+        nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap()
+    }
+
+    fn contents(fd: &OwnedFd) -> Vec<u8> {
+        use std::io::{Read, Seek};
+        let mut f = std::fs::File::from(fd.try_clone().unwrap());
+        f.rewind().unwrap();
+        let mut out = Vec::new();
+        f.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn each_file_gets_exactly_its_length_from_the_pipe() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        nix::unistd::write(&w, b"abcdefghij").unwrap();
+        drop(w);
+        let (a, b) = (memfd(c"a"), memfd(c"b"));
+        let mut buf = [0u8; 3];
+        copy_exactly(&r, &a, 4, &mut buf).unwrap();
+        copy_exactly(&r, &b, 5, &mut buf).unwrap();
+        assert_eq!(contents(&a), b"abcd");
+        assert_eq!(contents(&b), b"efghi");
+        // The pipe ends before the length: the daemon gave up.
+        assert_eq!(copy_exactly(&r, &a, 2, &mut buf), Err(Errno::EPIPE));
+    }
+
+    #[test]
+    fn a_request_whose_fds_do_not_match_its_lengths_starts_nothing() {
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let fds = vec![r, memfd(c"a")];
+        assert_eq!(start_writer(&[1, 2], &fds), Err(Errno::EINVAL));
+        assert_eq!(start_writer(&[], &[]), Err(Errno::EINVAL));
+    }
+}
