@@ -142,13 +142,19 @@ fn inside(root: &Path, p: &Path) -> PathBuf {
 /// [`check_point`]); the daemon answers it as an invalid image.
 pub const MOUNT_POINTS_STEP: &str = "mount_points";
 
+/// The mount points every sandbox has, whatever is mounted there (a tmpfs
+/// of ours, or a caller's bind on /workspace): checked by [`check_point`].
+/// The daemon reaches /workspace from outside, and an image's link here
+/// would put /proc or /tmp somewhere nobody meant.
+const STANDARD_POINTS: [&str; 4] = ["/proc", "/dev", "/tmp", "/workspace"];
+
 /// Longest symlink target quoted in a refusal (the image chose it).
 const SHOWN_TARGET: usize = 100;
 
-/// The mount point `dest` of the new root at `staging`, checked before
-/// anything is mounted or created there: a real directory (a regular file
-/// for a file bind), or absent (then made by the caller). Returns whether
-/// it exists.
+/// The standard mount point `dest` of the new root at `staging`, checked
+/// before anything is mounted or created there: a real directory (a
+/// regular file for a file bind), or absent (then made by the caller).
+/// Returns whether it exists.
 ///
 /// A symlink is refused, never followed. Before pivot_root an absolute
 /// link would be resolved from the host's root (an image's `proc -> /etc`
@@ -156,9 +162,9 @@ const SHOWN_TARGET: usize = 100;
 /// namespace), and the daemon reaches /workspace through the session's
 /// root from outside; resolving it inside the root instead would be safe
 /// but mount a tmpfs over /proc or over the root itself
-/// (`workspace -> /`), which nobody means. runc resolves destination links
-/// inside the rootfs (CVE-2021-30465 came from following them); we refuse
-/// the final link and resolve only parent directories inside the root.
+/// (`workspace -> /`), which nobody means. Other destinations, chosen by
+/// the caller, are resolved inside the root, links included, as runc does
+/// (CVE-2021-30465 came from following them outside it).
 fn check_point(
     ops: &mut dyn MountOps,
     staging: &Path,
@@ -220,7 +226,7 @@ fn root_points(
     staging: &Path,
     create: bool,
 ) -> Result<(), StepError> {
-    for d in ["/proc", "/dev"] {
+    for d in &STANDARD_POINTS[..2] {
         let exists = check_point(ops, staging, Path::new(d), true)?;
         if !exists && create {
             mkdir(ops, step, &inside(staging, Path::new(d)), 0o755)?;
@@ -623,11 +629,14 @@ fn mount_one(
         MountKind::Bind { is_dir, .. } => *is_dir,
         MountKind::Tmpfs { .. } => true,
     };
-    // The mount point must not be a link (or of the wrong type); its
-    // parent directories are resolved inside the new root: a symlink in an
+    // The mount point is resolved inside the new root: a symlink in an
     // image or a caller's root directory cannot make us create or mount
-    // anything outside it.
-    check_point(ops, staging, dest, is_dir)?;
+    // anything outside it. The sandbox's own points must not be links at
+    // all (see STANDARD_POINTS); a caller's other destinations follow a
+    // final link inside the root, as runc does.
+    if STANDARD_POINTS.iter().any(|p| dest == Path::new(p)) {
+        check_point(ops, staging, dest, is_dir)?;
+    }
     let point = |ops: &mut dyn MountOps| {
         ops.mount_point(staging, dest, is_dir)
             .map_err(|e| err(step, e, format!("make the mount point {}", dest.display())))

@@ -411,3 +411,70 @@ fn rootfs_dirs_whose_mount_points_are_links_or_files_are_refused() {
         assert!(root.join(name).symlink_metadata().is_ok(), "{case}");
     }
 }
+
+#[test]
+fn caller_binds_on_links_stay_inside_the_root_and_on_standard_points_are_refused() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let h = harness!();
+    let src = TempDir::new("bind-src");
+    std::fs::write(src.join("marker"), "from the bind").unwrap();
+    // `--workspace DIR` binds on /workspace: a link there is refused like
+    // the sandbox's own tmpfs would be.
+    for target in ["/", "/etc", "/proc", ".."] {
+        let tmp = TempDir::new("hostile-bind");
+        let root = rootfs_dir(&tmp, &h.probe, "workspace", Planted::Link(target));
+        let out = h
+            .sandbox()
+            .opt("--rootfs")
+            .opt(&root)
+            .opt("--workspace")
+            .opt(src.path())
+            .cmd([PROBE_IN_SANDBOX, "read", "/workspace/marker"])
+            .no_report()
+            .run();
+        assert_eq!(
+            out.code(),
+            EXIT_RUNTIMED_FAILED,
+            "{target}: {}",
+            out.context()
+        );
+        let line = out.one_error_line();
+        assert!(
+            line.contains("mount point /workspace") && line.contains("symbolic link"),
+            "{target}: {line}"
+        );
+    }
+    // Any other destination follows links inside the root, as runc does:
+    // `data -> /etc` (the link itself) and `srv -> /etc` (a parent) put the
+    // bind on the root's /etc, never the host's.
+    for (name, dest, seen) in [
+        ("data", "/data", "/etc/marker"),
+        ("srv", "/srv/data", "/etc/data/marker"),
+    ] {
+        let tmp = TempDir::new("hostile-bind");
+        let root = rootfs_dir(&tmp, &h.probe, name, Planted::Link("/etc"));
+        // The bind's point below the link (the sandbox cannot make it in a
+        // directory of host root's).
+        std::fs::create_dir(root.join("etc/data")).unwrap();
+        let out = h
+            .sandbox()
+            .opt("--rootfs")
+            .opt(&root)
+            .bind(src.path(), dest, "ro")
+            .cmd([PROBE_IN_SANDBOX, "read", seen])
+            .run();
+        assert_eq!(out.code(), 0, "{dest}: {}", out.context());
+        assert_eq!(
+            out.probe_json()["head"],
+            "from the bind",
+            "{}",
+            out.context()
+        );
+        assert!(!Path::new("/etc/marker").exists() && !Path::new("/etc/data").exists());
+        assert_eq!(
+            std::fs::read_dir(root.join("etc/data")).unwrap().count(),
+            0,
+            "written into the rootfs dir"
+        );
+    }
+}
