@@ -188,8 +188,11 @@ fn header(name: &str, kind: u8, mode: u32, size: usize, link: &str) -> [u8; 512]
     h
 }
 
-/// An archive of (name, type flag, mode, data, link target) entries.
-fn archive(entries: &[(&str, u8, u32, &[u8], &str)]) -> Vec<u8> {
+/// A tar entry: name, type flag, mode, data, link target.
+type TarEntry<'a> = (&'a str, u8, u32, &'a [u8], &'a str);
+
+/// An archive of raw entries.
+fn archive(entries: &[TarEntry]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, kind, mode, data, link) in entries {
         out.extend_from_slice(&header(name, *kind, *mode, data.len(), link));
@@ -205,8 +208,8 @@ fn tar_uploads_refuse_devices_fifos_links_out_and_drop_setuid() {
     let d = daemon!();
     let id = d.create_session(&json!({}));
     let base = format!("/v1/sessions/{id}");
-    let ok: (&str, u8, u32, &[u8], &str) = ("ok.txt", b'0', 0o644, b"ok", "");
-    let refused: &[&[(&str, u8, u32, &[u8], &str)]] = &[
+    let ok: TarEntry = ("ok.txt", b'0', 0o644, b"ok", "");
+    let refused: &[&[TarEntry]] = &[
         &[ok, ("../escape", b'0', 0o644, b"x", "")],
         &[ok, ("/abs", b'0', 0o644, b"x", "")],
         &[ok, ("a/../../x", b'0', 0o644, b"x", "")],
