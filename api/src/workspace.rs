@@ -9,12 +9,21 @@
 //! links: runc's CVE-2019-19921 and CVE-2021-30465 show what check-then-use
 //! on path strings loses to a symlink swap. `write` refuses a final symlink
 //! rather than following it; `read` and `tar` follow it, inside the root.
+//! The workspace itself is found the same way from the session's root
+//! ([`Workspace::in_root`]): an image's `/workspace -> /proc` must not lead
+//! to the host's /proc.
+//!
+//! The daemon resolves, creates and opens every file itself, as the session
+//! user; the bytes are written by a [`Writer`]. For a session that is a
+//! process of the session ([`crate::engine::SessionSandbox::write_files`]):
+//! a tmpfs page is charged to the memory cgroup of the task that writes it,
+//! and a session's files must count against the session, not the daemon.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -28,6 +37,9 @@ use tar::EntryType;
 
 /// Longest API path accepted (PATH_MAX).
 const MAX_PATH: usize = 4096;
+/// Files of an archive written by one [`Writer::write`] call (each holds
+/// an fd until then).
+const WRITE_BATCH: usize = 64;
 /// Nesting limit for recursive walks: each level holds an fd, and a hostile
 /// sandbox can build trees deeper than any path could name.
 const MAX_DEPTH: usize = 256;
@@ -41,13 +53,44 @@ const O_WRITE: OFlag = OFlag::from_bits_retain(libc::O_WRONLY | libc::O_NONBLOCK
 type Res<T> = Result<T, WorkspaceError>;
 type Tar = tar::Builder<Vec<u8>>;
 
-/// The workspace root (an `O_PATH` directory fd) and the host ids that files
-/// created through the API are given.
+/// The workspace root (an `O_PATH` directory fd), the host ids that files
+/// created through the API are given, and who writes their bytes.
 #[derive(Debug)]
 pub struct Workspace {
     root: OwnedFd,
     uid: Uid,
     gid: Gid,
+    writer: Box<dyn Writer>,
+}
+
+/// Writes the bytes of workspace files that the daemon opened.
+pub trait Writer: Send + Sync + std::fmt::Debug {
+    /// Writes each `data` into its file (open for writing, empty), in
+    /// order. ENOSPC, EDQUOT, EFBIG and ENOMEM mean the session's disk or
+    /// memory is full; ESRCH that the session ended.
+    fn write(&self, files: &[(BorrowedFd<'_>, &[u8])]) -> Result<(), Errno>;
+}
+
+/// Writes from the calling thread: for a workspace that is not a
+/// session's (unit tests).
+#[derive(Debug)]
+pub struct InProcess;
+
+impl Writer for InProcess {
+    fn write(&self, files: &[(BorrowedFd<'_>, &[u8])]) -> Result<(), Errno> {
+        for (fd, data) in files {
+            let mut done = 0;
+            while done < data.len() {
+                match nix::unistd::write(fd, &data[done..]) {
+                    Ok(0) => return Err(Errno::ENOSPC),
+                    Ok(n) => done += n,
+                    Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -98,8 +141,10 @@ pub enum WorkspaceError {
     Archive { source: std::io::Error },
     #[error("permission denied: {path}")]
     PermissionDenied { path: String },
-    #[error("no space left in the workspace: {path}")]
+    #[error("no space left in the workspace (its size or the session's memory limit): {path}")]
     NoSpace { path: String },
+    #[error("the session has ended")]
+    SessionGone,
     #[error("i/o error on {path}: {source}")]
     Io { path: String, source: Errno },
 }
@@ -118,6 +163,7 @@ impl WorkspaceError {
             Self::Archive { .. } => "invalid_archive",
             Self::PermissionDenied { .. } => "permission_denied",
             Self::NoSpace { .. } => "workspace_full",
+            Self::SessionGone => "session_not_running",
             Self::Io { .. } => "io_error",
         }
     }
@@ -153,7 +199,11 @@ fn errno_error(path: String, e: Errno) -> WorkspaceError {
         Errno::ENAMETOOLONG => invalid(path, "name too long"),
         // The daemon acts as the session user: its permissions apply.
         Errno::EACCES | Errno::EPERM => WorkspaceError::PermissionDenied { path },
-        Errno::ENOSPC | Errno::EDQUOT | Errno::EFBIG => WorkspaceError::NoSpace { path },
+        // ENOMEM: a writer of the session met its memory limit.
+        Errno::ENOSPC | Errno::EDQUOT | Errno::EFBIG | Errno::ENOMEM => {
+            WorkspaceError::NoSpace { path }
+        }
+        Errno::ESRCH => WorkspaceError::SessionGone,
         source => WorkspaceError::Io { path, source },
     }
 }
@@ -309,14 +359,44 @@ fn unless_raced<T>(result: Result<T, Errno>, rel: &RelPath) -> Res<Option<T>> {
 }
 
 impl Workspace {
-    /// Opens `dir` (e.g. `/proc/123/root/workspace`) as the root; this first
-    /// open follows links on purpose, the daemon chose the path. `owner` is
-    /// the host uid/gid given to everything created through the API.
+    /// Opens `dir` as the root, written from this thread; this first open
+    /// follows links on purpose, the caller chose the path. `owner` is the
+    /// host uid/gid given to everything created through the API.
     pub fn open(dir: &Path, owner: (u32, u32)) -> Res<Workspace> {
         let root = nix::fcntl::open(dir, O_DIR_PATH | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|e| errno_error(dir.display().to_string(), e))?;
+        Ok(Workspace::with(root, owner, Box::new(InProcess)))
+    }
+
+    /// The `/workspace` directory of a session whose root directory is
+    /// `root`, resolved inside that root with no symlink followed at all:
+    /// the sandbox refuses to start on a root whose mount points are links,
+    /// and if one got there it must not lead anywhere, least of all out of
+    /// the root (an absolute link in a plain open of
+    /// `/proc/<pid>/root/workspace` is resolved from the daemon's root).
+    pub fn in_root(root: &OwnedFd, owner: (u32, u32), writer: Box<dyn Writer>) -> Res<Workspace> {
+        let resolve = ResolveFlag::RESOLVE_IN_ROOT
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS
+            | ResolveFlag::RESOLVE_NO_SYMLINKS;
+        let path = || "/workspace".to_string();
+        let ws = match open_how(root, Path::new("workspace"), O_DIR_PATH, resolve) {
+            Ok(fd) => fd,
+            Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                return Err(WorkspaceError::NotADirectory { path: path() })
+            }
+            Err(e) => return Err(errno_error(path(), e)),
+        };
+        Ok(Workspace::with(ws, owner, writer))
+    }
+
+    fn with(root: OwnedFd, owner: (u32, u32), writer: Box<dyn Writer>) -> Workspace {
         let (uid, gid) = (Uid::from_raw(owner.0), Gid::from_raw(owner.1));
-        Ok(Workspace { root, uid, gid })
+        Workspace {
+            root,
+            uid,
+            gid,
+            writer,
+        }
     }
 
     /// Opens `rel` with every symlink resolved inside the root.
@@ -366,45 +446,56 @@ impl Workspace {
     }
 
     /// Creates (with `mode`, chowned) or truncates regular file `rel`, writes `data`.
-    fn put_file(&self, rel: &RelPath, data: &[u8], mode: u32, parents: bool) -> Res<File> {
-        let (dir, name) = self.parent(rel, parents)?;
-        let mut created = false;
-        let fd = match open_child(&dir, name, O_WRITE | OFlag::O_CREAT | OFlag::O_EXCL) {
-            Ok(fd) => {
-                created = true;
-                fchown(&fd, Some(self.uid), Some(self.gid)).at(rel)?;
-                fchmod(&fd, Mode::from_bits_truncate(mode)).at(rel)?;
-                fd
-            }
-            Err(Errno::EEXIST) => {
-                let fd = match open_child(&dir, name, O_WRITE) {
-                    Err(Errno::ELOOP) => return Err(rel.not_regular()),
-                    other => other.at(rel)?,
-                };
-                let st = fstat(&fd).at(rel)?;
-                if kind_of(&st) != EntryKind::File {
-                    return Err(rel.not_regular());
-                }
-                // Truncating a multiply-linked inode writes to names we never
-                // resolved, possibly outside the workspace tree.
-                if st.st_nlink > 1 {
-                    return Err(rel.invalid("refusing to write through a hard link"));
-                }
-                ftruncate(&fd, 0).at(rel)?;
-                fd
-            }
-            Err(e) => return Err(rel.err(e)),
-        };
-        let mut file = File::from(fd);
-        if let Err(e) = file.write_all(data).at(rel) {
+    fn put_file(&self, rel: &RelPath, data: &[u8], mode: u32, parents: bool) -> Res<OwnedFd> {
+        let (dir, name, fd, created) = self.open_for_write(rel, mode, parents)?;
+        if let Err(e) = self.writer.write(&[(fd.as_fd(), data)]) {
             // A file we made and could not fill (the workspace is full) is
             // removed again: a failed request leaves nothing behind.
             if created {
-                let _ = nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+                let _ = unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir);
             }
-            return Err(e);
+            return Err(rel.err(e));
         }
-        Ok(file)
+        Ok(fd)
+    }
+
+    /// Creates (with `mode`, chowned) or opens and truncates regular file
+    /// `rel` for writing: (its directory, its name, the file, whether it
+    /// was created).
+    fn open_for_write<'a>(
+        &self,
+        rel: &'a RelPath,
+        mode: u32,
+        parents: bool,
+    ) -> Res<(OwnedFd, &'a OsStr, OwnedFd, bool)> {
+        let (dir, name) = self.parent(rel, parents)?;
+        let fd = match open_child(&dir, name, O_WRITE | OFlag::O_CREAT | OFlag::O_EXCL) {
+            Ok(fd) => {
+                let chowned = fchown(&fd, Some(self.uid), Some(self.gid))
+                    .and_then(|()| fchmod(&fd, Mode::from_bits_truncate(mode)));
+                if let Err(e) = chowned {
+                    let _ = unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir);
+                    return Err(rel.err(e));
+                }
+                return Ok((dir, name, fd, true));
+            }
+            Err(Errno::EEXIST) => match open_child(&dir, name, O_WRITE) {
+                Err(Errno::ELOOP) => return Err(rel.not_regular()),
+                other => other.at(rel)?,
+            },
+            Err(e) => return Err(rel.err(e)),
+        };
+        let st = fstat(&fd).at(rel)?;
+        if kind_of(&st) != EntryKind::File {
+            return Err(rel.not_regular());
+        }
+        // Truncating a multiply-linked inode writes to names we never
+        // resolved, possibly outside the workspace tree.
+        if st.st_nlink > 1 {
+            return Err(rel.invalid("refusing to write through a hard link"));
+        }
+        ftruncate(&fd, 0).at(rel)?;
+        Ok((dir, name, fd, false))
     }
 
     /// `mkdir -p` inside the root; returns the directory's fd. Each prefix is
@@ -466,25 +557,71 @@ impl Workspace {
     /// Unpacks `tar` into directory `rel` (created when missing); returns the
     /// number of entries written. See `plan_untar` for what is refused. Modes
     /// lose setuid/setgid/sticky; everything created is chowned to the owner.
+    /// Files are filled in batches by the writer; if that fails, the files
+    /// this call created are removed again.
     pub fn untar(&self, rel: &str, tar: &[u8], max: u64) -> Res<u64> {
         let dest = RelPath::parse(rel.as_bytes())?;
         let items = plan_untar(&dest, tar, max)?;
         self.mkdir_all(&dest)?;
-        for (path, item) in &items {
-            let full = RelPath(dest.0.join(path));
-            match item {
-                Item::Dir(mode) => self.put_dir(&full, *mode)?,
-                Item::File(data, mode, mtime) => {
-                    let file = self.put_file(&full, data, *mode, true)?;
-                    // Also when the file existed, as tar(1) does.
-                    fchmod(&file, Mode::from_bits_truncate(*mode)).at(&full)?;
-                    let mtime = TimeSpec::new(i64::try_from(*mtime).unwrap_or(0), 0);
-                    futimens(&file, &TimeSpec::UTIME_OMIT, &mtime).at(&full)?;
+        let mut batch = Vec::new();
+        let mut created = Vec::new();
+        let unpacked = (|| {
+            for (path, item) in &items {
+                let full = RelPath(dest.0.join(path));
+                match item {
+                    Item::Dir(mode) => self.put_dir(&full, *mode)?,
+                    Item::File(data, mode, mtime) => {
+                        let (_, _, fd, made) = self.open_for_write(&full, *mode, true)?;
+                        if made {
+                            created.push(full.clone());
+                        }
+                        batch.push(Pending {
+                            rel: full,
+                            fd,
+                            data,
+                            mode: *mode,
+                            mtime: *mtime,
+                        });
+                        if batch.len() == WRITE_BATCH {
+                            self.fill(&dest, &mut batch)?;
+                        }
+                    }
+                    Item::Symlink(to) => self.put_symlink(&full, to)?,
                 }
-                Item::Symlink(to) => self.put_symlink(&full, to)?,
             }
+            self.fill(&dest, &mut batch)
+        })();
+        if let Err(e) = unpacked {
+            for rel in created.iter().rev() {
+                if let Some((parent, name)) = rel.split() {
+                    if let Ok(dir) = self.resolve(&parent, O_DIR_PATH) {
+                        let _ = unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir);
+                    }
+                }
+            }
+            return Err(e);
         }
         Ok(items.len() as u64)
+    }
+
+    /// Writes the pending files of an archive, then sets their modes (again,
+    /// also when the file existed, as tar(1) does) and mtimes: after the
+    /// bytes, which would change the mtime.
+    fn fill(&self, dest: &RelPath, batch: &mut Vec<Pending<'_>>) -> Res<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let files: Vec<(BorrowedFd<'_>, &[u8])> = batch
+            .iter()
+            .map(|p| (p.fd.as_fd(), p.data.as_slice()))
+            .collect();
+        self.writer.write(&files).map_err(|e| dest.err(e))?;
+        for p in batch.drain(..) {
+            fchmod(&p.fd, Mode::from_bits_truncate(p.mode)).at(&p.rel)?;
+            let mtime = TimeSpec::new(i64::try_from(p.mtime).unwrap_or(0), 0);
+            futimens(&p.fd, &TimeSpec::UTIME_OMIT, &mtime).at(&p.rel)?;
+        }
+        Ok(())
     }
 
     fn put_dir(&self, rel: &RelPath, mode: u32) -> Res<()> {
@@ -594,6 +731,15 @@ fn tar_dir(out: &mut Tar, fd: OwnedFd, rel: &RelPath, prefix: &Path, max: u64) -
     Ok(())
 }
 
+/// A file of an archive, opened, waiting for its bytes.
+struct Pending<'a> {
+    rel: RelPath,
+    fd: OwnedFd,
+    data: &'a Vec<u8>,
+    mode: u32,
+    mtime: u64,
+}
+
 /// An archive entry to create: directory (mode), file (data, mode, mtime), symlink (target).
 enum Item {
     Dir(u32),
@@ -651,6 +797,19 @@ fn plan_untar(dest: &RelPath, tar: &[u8], max: u64) -> Res<Vec<(PathBuf, Item)>>
         };
         items.push((path.0, kind));
     }
+    // A name archived twice: the later entry wins, as with tar(1); the
+    // earlier one is not written at all (both files would be open at once
+    // in a batch, and a longer first version would leave its tail).
+    let mut last = std::collections::HashMap::new();
+    for (i, (path, _)) in items.iter().enumerate() {
+        last.insert(path.clone(), i);
+    }
+    let items = items
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (path, _))| last.get(path) == Some(i))
+        .map(|(_, item)| item)
+        .collect();
     Ok(items)
 }
 
@@ -797,6 +956,141 @@ mod tests {
         let w = Workspace::open(Path::new("/proc/self"), OWNER).unwrap();
         assert_eq!(code(w.read("root/etc/passwd", MAX)), "invalid_path");
         assert_eq!(code(w.read("cwd", MAX)), "invalid_path");
+    }
+
+    #[test]
+    fn a_linked_or_missing_workspace_in_a_root_is_never_followed() {
+        let (tmp, _ws, host, _w) = setup();
+        let host_s = host.to_str().unwrap();
+        for target in [
+            host_s,
+            "/etc",
+            "/proc",
+            "/",
+            "..",
+            "../host",
+            "/proc/self/root",
+        ] {
+            let root = tmp.path().join("root");
+            let _ = fs::remove_dir_all(&root);
+            fs::create_dir_all(root.join("etc")).unwrap();
+            symlink(target, root.join("workspace")).unwrap();
+            let fd = nix::fcntl::open(&root, O_DIR_PATH, Mode::empty()).unwrap();
+            let err = Workspace::in_root(&fd, OWNER, Box::new(InProcess)).unwrap_err();
+            assert_eq!(err.code(), "not_a_directory", "{target}: {err}");
+            assert_eq!(err.to_string(), "not a directory: /workspace", "{target}");
+        }
+        host_untouched(&host);
+        // A file, or nothing, there.
+        let root = tmp.path().join("root");
+        fs::remove_file(root.join("workspace")).unwrap();
+        let fd = nix::fcntl::open(&root, O_DIR_PATH, Mode::empty()).unwrap();
+        let missing = Workspace::in_root(&fd, OWNER, Box::new(InProcess)).unwrap_err();
+        assert_eq!(missing.code(), "file_not_found");
+        fs::write(root.join("workspace"), "a file").unwrap();
+        let file = Workspace::in_root(&fd, OWNER, Box::new(InProcess)).unwrap_err();
+        assert_eq!(file.code(), "not_a_directory");
+        // A real directory is the workspace; its files are read inside it.
+        fs::remove_file(root.join("workspace")).unwrap();
+        fs::create_dir(root.join("workspace")).unwrap();
+        fs::write(root.join("workspace/in.txt"), "in").unwrap();
+        let w = Workspace::in_root(&fd, OWNER, Box::new(InProcess)).unwrap();
+        assert_eq!(w.read("in.txt", 10).unwrap(), Node::File(b"in".to_vec()));
+    }
+
+    /// Records what it is asked to write, writes it, and fails from the
+    /// `fail_at`-th call on with `errno`.
+    #[derive(Debug, Default)]
+    struct Recording {
+        calls: std::sync::Mutex<Vec<Vec<usize>>>,
+        fail_at: Option<(usize, Errno)>,
+    }
+
+    impl Writer for std::sync::Arc<Recording> {
+        fn write(&self, files: &[(BorrowedFd<'_>, &[u8])]) -> Result<(), Errno> {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(files.iter().map(|(_, d)| d.len()).collect());
+            match self.fail_at {
+                Some((n, e)) if calls.len() >= n => Err(e),
+                _ => InProcess.write(files),
+            }
+        }
+    }
+
+    fn recorded(
+        ws: &Path,
+        fail_at: Option<(usize, Errno)>,
+    ) -> (std::sync::Arc<Recording>, Workspace) {
+        let rec = std::sync::Arc::new(Recording {
+            fail_at,
+            ..Default::default()
+        });
+        let root = nix::fcntl::open(ws, O_DIR_PATH | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+        (rec.clone(), Workspace::with(root, OWNER, Box::new(rec)))
+    }
+
+    fn files_archive(n: usize, size: usize) -> Vec<u8> {
+        let specs: Vec<String> = (0..n).map(|i| format!("f{i:03}")).collect();
+        let data = vec![b'x'; size];
+        let entries: Vec<Spec> = specs
+            .iter()
+            .map(|p| (p.as_str(), Regular, data.as_slice(), "", 0o644))
+            .collect();
+        hostile(&entries)
+    }
+
+    #[test]
+    fn every_byte_goes_through_the_writer_in_batches() {
+        let (_tmp, ws, _host, _w) = setup();
+        let (rec, w) = recorded(&ws, None);
+        w.write("a.txt", b"abc", false).unwrap();
+        assert_eq!(w.untar("t", &files_archive(70, 5), MAX).unwrap(), 70);
+        let calls = rec.calls.lock().unwrap().clone();
+        assert_eq!(calls[0], vec![3]);
+        assert_eq!(calls[1], vec![5; WRITE_BATCH]);
+        assert_eq!(calls[2], vec![5; 70 - WRITE_BATCH]);
+        assert_eq!(fs::read(ws.join("t/f069")).unwrap(), b"xxxxx");
+        assert_eq!(owner_mode(&ws.join("t/f000")), (4321, 4321, 0o644));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_file_it_created() {
+        let (_tmp, ws, _host, _w) = setup();
+        let (_rec, w) = recorded(&ws, Some((1, Errno::ENOMEM)));
+        let err = w.write("big", b"data", false).unwrap_err();
+        assert_eq!((err.code(), err.http_status()), ("workspace_full", 413));
+        assert!(!ws.join("big").exists());
+        // An archive: the second batch fails; the first batch's files go too.
+        fs::create_dir(ws.join("t")).unwrap();
+        fs::write(ws.join("t/keep"), "kept").unwrap();
+        let (_rec, w) = recorded(&ws, Some((2, Errno::ENOSPC)));
+        let err = w.untar("t", &files_archive(70, 5), MAX).unwrap_err();
+        assert_eq!(err.code(), "workspace_full");
+        let left: Vec<_> = fs::read_dir(ws.join("t"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, vec![OsString::from("keep")]);
+        // The session ended meanwhile.
+        let (_rec, w) = recorded(&ws, Some((1, Errno::ESRCH)));
+        let err = w.write("x", b"x", false).unwrap_err();
+        assert_eq!(
+            (err.code(), err.http_status()),
+            ("session_not_running", 409)
+        );
+    }
+
+    #[test]
+    fn a_name_archived_twice_gets_the_later_entry_whole() {
+        let (_tmp, ws, _host, w) = setup();
+        let archive = hostile(&[
+            ("f", Regular, b"a longer first version", "", 0o600),
+            ("f", Regular, b"short", "", 0o644),
+        ]);
+        assert_eq!(w.untar("d", &archive, MAX).unwrap(), 1);
+        assert_eq!(fs::read(ws.join("d/f")).unwrap(), b"short");
+        assert_eq!(owner_mode(&ws.join("d/f")).2, 0o644);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 
 use crate::process::StepError;
 use crate::spec::plan::{EtcEntry, HostLayout, MountKind, MountPlan, Plan, RootPlan};
-use crate::sys::ops::MountOps;
+use crate::sys::ops::{MountOps, PointKind};
 
 fn err(step: &'static str, e: Errno, what: impl std::fmt::Display) -> StepError {
     StepError::new(step, Some(e), what.to_string())
@@ -138,6 +138,109 @@ fn inside(root: &Path, p: &Path) -> PathBuf {
     root.join(p.strip_prefix("/").unwrap_or(p))
 }
 
+/// The name of the failure when a mount point of the root is refused (see
+/// [`check_point`]); the daemon answers it as an invalid image.
+pub const MOUNT_POINTS_STEP: &str = "mount_points";
+
+/// The mount points every sandbox has, whatever is mounted there (a tmpfs
+/// of ours, or a caller's bind on /workspace): checked by [`check_point`].
+/// The daemon reaches /workspace from outside, and an image's link here
+/// would put /proc or /tmp somewhere nobody meant.
+const STANDARD_POINTS: [&str; 4] = ["/proc", "/dev", "/tmp", "/workspace"];
+
+/// Longest symlink target quoted in a refusal (the image chose it).
+const SHOWN_TARGET: usize = 100;
+
+/// The standard mount point `dest` of the new root at `staging`, checked
+/// before anything is mounted or created there: a real directory (a
+/// regular file for a file bind), or absent (then made by the caller).
+/// Returns whether it exists.
+///
+/// A symlink is refused, never followed. Before pivot_root an absolute
+/// link would be resolved from the host's root (an image's `proc -> /etc`
+/// would put the sandbox's /proc over the host's /etc in our mount
+/// namespace), and the daemon reaches /workspace through the session's
+/// root from outside; resolving it inside the root instead would be safe
+/// but mount a tmpfs over /proc or over the root itself
+/// (`workspace -> /`), which nobody means. Other destinations, chosen by
+/// the caller, are resolved inside the root, links included, as runc does
+/// (CVE-2021-30465 came from following them outside it).
+fn check_point(
+    ops: &mut dyn MountOps,
+    staging: &Path,
+    dest: &Path,
+    dir: bool,
+) -> Result<bool, StepError> {
+    let refuse = |errno: Errno, what: String| {
+        let want = if dir {
+            "a directory"
+        } else {
+            "a regular file (a file is bound there)"
+        };
+        // The errno's text would only repeat the reason.
+        StepError {
+            step: MOUNT_POINTS_STEP,
+            errno: Some(errno),
+            message: format!(
+                "mount point {} {what}; it must be {want} of the root or absent",
+                dest.display()
+            ),
+        }
+    };
+    let kind = ops.point_kind(staging, dest).map_err(|e| {
+        err(
+            MOUNT_POINTS_STEP,
+            e,
+            format!("inspect mount point {}", dest.display()),
+        )
+    })?;
+    match kind {
+        PointKind::Absent => Ok(false),
+        PointKind::Dir if dir => Ok(true),
+        PointKind::File if !dir => Ok(true),
+        PointKind::Symlink(target) => {
+            let full = target.to_string_lossy();
+            let mut shown: String = full.chars().take(SHOWN_TARGET).collect();
+            if shown.len() < full.len() {
+                shown.push('…');
+            }
+            Err(refuse(
+                Errno::ELOOP,
+                format!("is a symbolic link (to {shown:?})"),
+            ))
+        }
+        PointKind::Dir => Err(refuse(Errno::EISDIR, "is a directory".into())),
+        PointKind::File => Err(refuse(Errno::ENOTDIR, "is a regular file".into())),
+        PointKind::Other => Err(refuse(
+            Errno::EINVAL,
+            "is a FIFO, socket or device node".into(),
+        )),
+    }
+}
+
+/// /proc and /dev of an image or a directory root: checked (see
+/// [`check_point`]), then made when absent if `create`.
+fn root_points(
+    ops: &mut dyn MountOps,
+    step: &'static str,
+    staging: &Path,
+    create: bool,
+) -> Result<(), StepError> {
+    for d in &STANDARD_POINTS[..2] {
+        let exists = check_point(ops, staging, Path::new(d), true)?;
+        if !exists && create {
+            mkdir(ops, step, &inside(staging, Path::new(d)), 0o755)?;
+        } else if !exists {
+            return Err(StepError::new(
+                step,
+                Some(Errno::ENOENT),
+                format!("the root has no {d} directory to mount on"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Step `mount_propagation`: nothing we mount may propagate to the host, and
 /// host mount events must not reach us (mount_namespaces(7)).
 pub fn make_private(ops: &mut dyn MountOps) -> Result<(), StepError> {
@@ -209,32 +312,14 @@ pub fn mount_root(
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 Some(data.as_str()),
             );
+            // /proc and /dev are used by path below: real directories of
+            // the root. The bind cannot get new ones (it is the caller's
+            // directory itself).
             if overlay.is_ok() {
-                for d in ["proc", "dev"] {
-                    // /proc and /dev are used by path below: they must be
-                    // real directories of the root, not symlinks.
-                    if ops.is_symlink(&staging.join(d)) {
-                        return Err(StepError::new(
-                            "mount_root",
-                            Some(Errno::ELOOP),
-                            format!("root {}: /{d} is a symlink", dir.display()),
-                        ));
-                    }
-                    mkdir(ops, "mount_root", &staging.join(d), 0o755)?;
-                }
-                return Ok(());
+                return root_points(ops, "mount_root", staging, true);
             }
             bind(ops, "mount_root", dir, staging, true, MsFlags::empty())?;
-            for d in ["proc", "dev"] {
-                if !ops.is_dir(&staging.join(d)) {
-                    return Err(StepError::new(
-                        "mount_root",
-                        Some(Errno::ENOENT),
-                        format!("root {} has no /{d} directory to mount on", dir.display()),
-                    ));
-                }
-            }
-            Ok(())
+            root_points(ops, "mount_root", staging, false)
         }
     }
 }
@@ -337,26 +422,20 @@ fn mount_layers(
     })?;
     ops.chdir(Path::new("/"))
         .map_err(|e| err(STEP, e, "chdir /"))?;
-    for d in ["proc", "dev"] {
-        // Used by path below: real directories of the root, not symlinks.
-        if ops.is_symlink(&staging.join(d)) {
-            return Err(StepError::new(
-                STEP,
-                Some(Errno::ELOOP),
-                format!("the image's /{d} is a symlink"),
-            ));
-        }
-        mkdir(ops, STEP, &staging.join(d), 0o755)?;
-    }
-    // hostname and hosts over the image's, unless /etc or the file is a
-    // symlink (it would be followed from outside the new root).
-    let etc = staging.join("etc");
-    if !plan.etc_files.is_empty() && ops.is_dir(&etc) && !ops.is_symlink(&etc) {
+    // Used by path below: real directories of the root.
+    root_points(ops, STEP, staging, true)?;
+    // hostname and hosts over the image's, unless /etc is not a real
+    // directory or the file is not a regular one (a link would be followed
+    // from outside the new root, a FIFO would block).
+    let etc = Path::new("/etc");
+    let kind = |ops: &mut dyn MountOps, p: &Path| ops.point_kind(staging, p).ok();
+    if !plan.etc_files.is_empty() && kind(ops, etc) == Some(PointKind::Dir) {
         for (name, contents) in &plan.etc_files {
             let p = etc.join(name);
-            if ops.is_symlink(&p) {
+            if !matches!(kind(ops, &p), Some(PointKind::File | PointKind::Absent)) {
                 continue;
             }
+            let p = inside(staging, &p);
             ops.write_file(&p, contents.as_bytes())
                 .map_err(|e| err(STEP, e, format!("write {}", p.display())))?;
         }
@@ -550,9 +629,14 @@ fn mount_one(
         MountKind::Bind { is_dir, .. } => *is_dir,
         MountKind::Tmpfs { .. } => true,
     };
-    // The mount point is resolved inside the new root: a symlink in a
-    // caller's root directory cannot make us create or mount anything
-    // outside it.
+    // The mount point is resolved inside the new root: a symlink in an
+    // image or a caller's root directory cannot make us create or mount
+    // anything outside it. The sandbox's own points must not be links at
+    // all (see STANDARD_POINTS); a caller's other destinations follow a
+    // final link inside the root, as runc does.
+    if STANDARD_POINTS.iter().any(|p| dest == Path::new(p)) {
+        check_point(ops, staging, dest, is_dir)?;
+    }
     let point = |ops: &mut dyn MountOps| {
         ops.mount_point(staging, dest, is_dir)
             .map_err(|e| err(step, e, format!("make the mount point {}", dest.display())))
@@ -878,6 +962,120 @@ mod tests {
             .iter()
             .any(|l| l.starts_with("mount /srv/rootfs /run/runtimed/root ")));
         assert!(err.message.contains("no /proc"), "{}", err.message);
+    }
+
+    fn layered_plan() -> Plan {
+        let mut p = host_plan();
+        p.root = RootPlan::Layers(crate::options::LayeredRoot {
+            layers: vec!["/data/l/a".into()],
+            upper: crate::options::Upper::Tmpfs { bytes: 8 << 20 },
+            readonly: false,
+        });
+        p
+    }
+
+    /// Runs the steps up to the pivot on an image root holding `planted`.
+    fn run_layered(ops: &mut Recorder) -> Result<(), StepError> {
+        let plan = layered_plan();
+        let staging = Path::new(STAGING);
+        let trees = LayerTrees {
+            lowers: &[10],
+            upper: None,
+        };
+        mount_root(ops, &plan, staging, trees)?;
+        mount_dev(ops, &plan, staging)?;
+        mount_proc(ops, staging)?;
+        mount_extra(ops, &plan, staging, &[])
+    }
+
+    #[test]
+    fn mount_points_that_are_links_or_files_are_refused_before_any_mount_on_them() {
+        let at = |name: &str| PathBuf::from(format!("{STAGING}/{name}"));
+        // (mount point, a symlink's target or a regular file, errno)
+        let cases = [
+            ("workspace", Some("/proc"), Errno::ELOOP),
+            ("workspace", Some("/"), Errno::ELOOP),
+            ("tmp", Some(".."), Errno::ELOOP),
+            ("proc", Some("/etc"), Errno::ELOOP),
+            ("dev", Some("/"), Errno::ELOOP),
+            ("workspace", None, Errno::ENOTDIR),
+            ("proc", None, Errno::ENOTDIR),
+        ];
+        for (name, link, errno) in cases {
+            let mut ops = Recorder::default();
+            if let Some(to) = link {
+                ops.symlinks.insert(at(name), to.into());
+            } else {
+                ops.files.insert(at(name));
+            }
+            let err = run_layered(&mut ops).unwrap_err();
+            assert_eq!(err.step, MOUNT_POINTS_STEP, "{name}: {err:?}");
+            assert_eq!(err.errno, Some(errno), "{name}: {err:?}");
+            assert!(
+                err.message.contains(&format!("mount point /{name} ")),
+                "{}",
+                err.message
+            );
+            // Nothing was mounted on it, nor created through it.
+            let target = at(name).display().to_string();
+            assert!(
+                !ops.calls
+                    .iter()
+                    .any(|c| c.split_whitespace().any(|w| w.starts_with(&target))),
+                "{name}: {:#?}",
+                ops.calls
+            );
+        }
+        // A real directory, or none, is fine.
+        let mut ops = Recorder::default();
+        ops.dirs.insert(at("workspace"));
+        run_layered(&mut ops).unwrap();
+        // A file bind needs a regular file (or nothing) at its destination.
+        let mut ops = Recorder::default();
+        ops.dirs.insert(at("etc/motd"));
+        let err =
+            check_point(&mut ops, Path::new(STAGING), Path::new("/etc/motd"), false).unwrap_err();
+        assert_eq!(
+            (err.step, err.errno),
+            (MOUNT_POINTS_STEP, Some(Errno::EISDIR))
+        );
+    }
+
+    #[test]
+    fn image_etc_files_are_written_only_over_regular_files() {
+        let mut plan = layered_plan();
+        plan.etc_files = vec![
+            ("hostname".into(), "box\n".into()),
+            ("hosts".into(), "x".into()),
+        ];
+        let trees = LayerTrees {
+            lowers: &[10],
+            upper: None,
+        };
+        let mut ops = Recorder::default();
+        ops.dirs.insert(format!("{STAGING}/etc").into());
+        ops.symlinks.insert(
+            format!("{STAGING}/etc/hostname").into(),
+            "/etc/hostname".into(),
+        );
+        mount_root(&mut ops, &plan, Path::new(STAGING), trees).unwrap();
+        let writes: Vec<_> = ops
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("write "))
+            .collect();
+        assert_eq!(writes.len(), 1, "{writes:?}");
+        assert!(writes[0].contains("/etc/hosts "), "{writes:?}");
+        // /etc itself a link: nothing written.
+        let mut ops = Recorder::default();
+        ops.symlinks
+            .insert(format!("{STAGING}/etc").into(), "/etc".into());
+        mount_root(&mut ops, &plan, Path::new(STAGING), trees).unwrap();
+        assert!(
+            !ops.calls.iter().any(|c| c.starts_with("write ")),
+            "{:#?}",
+            ops.calls
+        );
     }
 
     #[test]

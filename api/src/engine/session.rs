@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use oci_spec::runtime::Spec;
 use sandbox::cgroup::CgroupStats;
-use sandbox::process::channel::{Channel, ChildMessage, ParentMessage, SpawnRequest};
+use sandbox::process::channel::{Channel, ChildMessage, ParentMessage, SpawnRequest, WriteOutcome};
 use sandbox::StepFailure;
 use tokio::sync::{mpsc, watch};
 
@@ -21,6 +21,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long ending a session may take before we stop waiting for the
 /// helper's word (it still cleans up on its own).
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long one [`SessionSandbox::write_files`] may take, bytes and
+/// answer (a writer that a root inside stopped must not hold the caller
+/// forever).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Files per [`SessionSandbox::write_files`] call: SCM_RIGHTS carries at
+/// most 253 fds per message, one of them the pipe.
+pub const MAX_WRITE_FILES: usize = 250;
 
 /// Why a session sandbox did not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +47,38 @@ pub enum StartError {
 /// then `Exited`; `SessionGone` when the session ended first.
 #[derive(Debug)]
 pub enum ProcEvent {
-    Spawned { pid: i32, master: Option<OwnedFd> },
+    Spawned {
+        pid: i32,
+        master: Option<OwnedFd>,
+    },
     Failed(StepFailure),
     Exited(ExitStatus),
+    /// A `write_files` request is over.
+    Written(WriteOutcome),
+    SessionGone,
+}
+
+/// Why [`SessionSandbox::write_files`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The writer stopped at this errno (ENOSPC, EFBIG...) or could not
+    /// start (EAGAIN: the session's pids limit).
+    #[error("writing failed: {0}")]
+    Failed(nix::errno::Errno),
+    /// The OOM killer took the writer: the session's memory limit (the
+    /// writer is its first choice).
+    #[error("the session's memory limit was reached")]
+    MemoryLimit,
+    /// The writer was killed otherwise (the session is being torn down).
+    #[error("the writer was killed by signal {0}")]
+    Killed(i32),
+    #[error("too many files in one request ({0})")]
+    TooMany(usize),
+    #[error("the writer did not finish within {WRITE_TIMEOUT:?}")]
+    TimedOut,
+    #[error("pipe: {0}")]
+    Pipe(std::io::Error),
+    #[error("the session has ended")]
     SessionGone,
 }
 
@@ -65,9 +102,9 @@ pub struct SessionSandbox {
     pub cgroup_paths: Vec<String>,
     pid1: Arc<AsyncChannel>,
     control: AsyncChannel,
-    /// PID 1's pidfd: kept so that `init_pid` cannot be reused while we
-    /// hold this value (and to see that PID 1 is gone).
-    _pidfd: OwnedFd,
+    /// PID 1's pidfd: tells whether `init_pid` still names PID 1 (see
+    /// [`Self::open_root`]).
+    pidfd: OwnedFd,
     waiters: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<ProcEvent>>>>,
     next_id: AtomicU64,
     /// Becomes true when PID 1's channel closed (the session is over).
@@ -154,7 +191,7 @@ impl SessionSandbox {
             cgroup_paths,
             pid1,
             control,
-            _pidfd: pidfd,
+            pidfd,
             waiters,
             next_id: AtomicU64::new(1),
             gone,
@@ -228,6 +265,110 @@ impl SessionSandbox {
             _ => {
                 guard.armed = false;
                 Err(SpawnError::SessionGone)
+            }
+        }
+    }
+
+    /// PID 1's root directory (the session's `/`) as an `O_PATH` fd, for
+    /// the daemon's own access to the session's files: everything below it
+    /// is then resolved inside it (`openat2` with `RESOLVE_IN_ROOT`), never
+    /// as a path from the daemon's root. `/proc/<pid>` is opened first and
+    /// PID 1 is checked afterwards, through its pidfd, to be still unreaped:
+    /// a pid number is reused only after its process is reaped, so the
+    /// directory opened is PID 1's (the method of pidfd_open(2), NOTES).
+    pub fn open_root(&self) -> std::io::Result<OwnedFd> {
+        use nix::fcntl::{open, openat, OFlag};
+        use nix::sys::stat::Mode;
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let io = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);
+        let proc = open(
+            format!("/proc/{}", self.init_pid).as_str(),
+            flags,
+            Mode::empty(),
+        )
+        .map_err(io)?;
+        sandbox::sys::pidfd_send_signal(self.pidfd.as_fd(), 0).map_err(io)?;
+        openat(&proc, "root", flags, Mode::empty()).map_err(io)
+    }
+
+    /// Writes `data` into each file (opened for writing and empty, by the
+    /// caller) through a writer process that PID 1 forks: a process of the
+    /// session, so the tmpfs pages count against the session's memory
+    /// limit and not the daemon's ([`ParentMessage::WriteFiles`]). The
+    /// writer only ever gets the fds; the bytes stream through a pipe, so
+    /// the daemon holds no more than the pipe's buffer in the kernel. At
+    /// most [`MAX_WRITE_FILES`] files.
+    pub async fn write_files(&self, files: &[(BorrowedFd<'_>, &[u8])]) -> Result<(), WriteError> {
+        if files.len() > MAX_WRITE_FILES {
+            return Err(WriteError::TooMany(files.len()));
+        }
+        if self.is_gone() {
+            return Err(WriteError::SessionGone);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        if let Ok(mut w) = self.waiters.lock() {
+            w.insert(id, tx);
+        }
+        let oom_before = self.oom_kills();
+        let done =
+            tokio::time::timeout(WRITE_TIMEOUT, self.write_files_as(id, files, &mut rx)).await;
+        self.forget(id);
+        match done {
+            Err(_) => Err(WriteError::TimedOut),
+            // The OOM killer counts its kill before the signal goes out.
+            Ok(Err(WriteError::Killed(libc::SIGKILL))) if self.oom_kills() > oom_before => {
+                Err(WriteError::MemoryLimit)
+            }
+            Ok(r) => r,
+        }
+    }
+
+    async fn write_files_as(
+        &self,
+        id: u64,
+        files: &[(BorrowedFd<'_>, &[u8])],
+        rx: &mut mpsc::UnboundedReceiver<ProcEvent>,
+    ) -> Result<(), WriteError> {
+        use tokio::io::AsyncWriteExt;
+        let pipe_err =
+            |e: nix::errno::Errno| WriteError::Pipe(std::io::Error::from_raw_os_error(e as i32));
+        let (pipe_r, pipe_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(pipe_err)?;
+        let lengths = files.iter().map(|(_, d)| d.len() as u64).collect();
+        let mut fds = vec![pipe_r.as_fd()];
+        fds.extend(files.iter().map(|(f, _)| *f));
+        let sent = self
+            .pid1
+            .send(&ParentMessage::WriteFiles { id, lengths }, &fds)
+            .await;
+        drop(fds);
+        // Only the writer may hold the read end: when it stops, our writes
+        // fail (EPIPE) instead of blocking.
+        drop(pipe_r);
+        sent.map_err(|_| WriteError::SessionGone)?;
+        let mut pipe =
+            tokio::net::unix::pipe::Sender::from_owned_fd(pipe_w).map_err(WriteError::Pipe)?;
+        for (_, data) in files {
+            match pipe.write_all(data).await {
+                Ok(()) => {}
+                // The writer stopped early: its outcome says why.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+                Err(e) => return Err(WriteError::Pipe(e)),
+            }
+        }
+        drop(pipe);
+        loop {
+            match rx.recv().await {
+                Some(ProcEvent::Written(WriteOutcome::Done)) => return Ok(()),
+                Some(ProcEvent::Written(WriteOutcome::Failed { errno })) => {
+                    return Err(WriteError::Failed(nix::errno::Errno::from_raw(errno)))
+                }
+                Some(ProcEvent::Written(WriteOutcome::Killed { signal })) => {
+                    return Err(WriteError::Killed(signal))
+                }
+                Some(ProcEvent::SessionGone) | None => return Err(WriteError::SessionGone),
+                Some(_) => continue,
             }
         }
     }
@@ -480,6 +621,7 @@ async fn read_pid1(
                 }),
                 true,
             ),
+            (ChildMessage::Written { id, outcome }, _) => (id, ProcEvent::Written(outcome), true),
             _ => continue,
         };
         if let Ok(mut w) = waiters.lock() {

@@ -14,19 +14,73 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
+use std::os::fd::BorrowedFd;
+
+use axum::http::StatusCode as Status;
+use nix::errno::Errno;
+
+use crate::engine::session::WriteError;
+use crate::engine::SessionSandbox;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{AppState, Session, Tenant};
-use crate::workspace::{Node, Workspace};
+use crate::workspace::{Node, Workspace, Writer};
 
 /// Largest file or archive served.
 const MAX_READ: u64 = 64 << 20;
 
-/// Opens the session's workspace from the host through PID 1's root.
+/// Opens the session's workspace from the host, inside PID 1's root (see
+/// `SessionSandbox::open_root`, `Workspace::in_root`); its files are
+/// written by a process of the session. Called on a blocking thread of
+/// the runtime (the writer waits for the session there).
 pub fn workspace_of(session: &Session) -> Result<Workspace, ApiError> {
     let sb = session.running()?;
     let owner = sb.host_uid + sandbox::options::defaults::UID;
-    let dir = std::path::PathBuf::from(format!("/proc/{}/root/workspace", sb.init_pid));
-    Ok(Workspace::open(&dir, (owner, owner))?)
+    let root = sb.open_root().map_err(|_| {
+        ApiError::new(
+            Status::CONFLICT,
+            "session_not_running",
+            format!("session {} has ended", session.id),
+        )
+    })?;
+    let rt = tokio::runtime::Handle::try_current()
+        .map_err(|e| ApiError::internal(format!("no runtime for the session's writer: {e}")))?;
+    let writer = SessionWriter { sb: sb.clone(), rt };
+    Ok(Workspace::in_root(&root, (owner, owner), Box::new(writer))?)
+}
+
+/// Writes a session's files through the session's own writer process
+/// (`SessionSandbox::write_files`), so they count against its limits.
+struct SessionWriter {
+    sb: Arc<SessionSandbox>,
+    rt: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for SessionWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionWriter({})", self.sb.id)
+    }
+}
+
+impl Writer for SessionWriter {
+    fn write(&self, files: &[(BorrowedFd<'_>, &[u8])]) -> Result<(), Errno> {
+        let mut rest = files;
+        while !rest.is_empty() {
+            let n = rest.len().min(crate::engine::session::MAX_WRITE_FILES);
+            let (now, later) = rest.split_at(n);
+            self.rt
+                .block_on(self.sb.write_files(now))
+                .map_err(|e| match e {
+                    WriteError::Failed(errno) => errno,
+                    WriteError::MemoryLimit => Errno::ENOMEM,
+                    WriteError::SessionGone | WriteError::Killed(_) => Errno::ESRCH,
+                    WriteError::TooMany(_) => Errno::E2BIG,
+                    WriteError::TimedOut => Errno::ETIMEDOUT,
+                    WriteError::Pipe(e) => Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                })?;
+            rest = later;
+        }
+        Ok(())
+    }
 }
 
 /// Runs `f` with this thread's filesystem uid/gid set to the session

@@ -6,8 +6,10 @@
 //! In session mode (`RunOptions::session`) the channel stays open for the
 //! sandbox's life: the daemon asks PID 1 to spawn processes inside
 //! ([`ParentMessage::Spawn`], the process's stdio fds attached) and PID 1
-//! reports their start and end. The same framing serves the daemon's
-//! control socket to its `sandbox-host` helpers ([`Channel::send_json`]).
+//! reports their start and end, and copies the bytes of files the daemon
+//! writes into the session ([`ParentMessage::WriteFiles`]). The same
+//! framing serves the daemon's control socket to its `sandbox-host`
+//! helpers ([`Channel::send_json`]).
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -54,6 +56,8 @@ pub enum ChildMessage {
         errno: Option<i32>,
         message: String,
     },
+    /// A [`ParentMessage::WriteFiles`] request is over.
+    Written { id: u64, outcome: WriteOutcome },
     /// A spawned process ended; rusage of it and its reaped descendants.
     ProcessExited {
         id: u64,
@@ -63,6 +67,19 @@ pub enum ChildMessage {
         cpu_system_us: u64,
         max_rss_kb: u64,
     },
+}
+
+/// How a [`ParentMessage::WriteFiles`] request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteOutcome {
+    /// Every file got all of its bytes.
+    Done,
+    /// The writer stopped at this errno (ENOSPC, ENOMEM, EFBIG...), or
+    /// could not be started (EAGAIN: the session's pids limit).
+    Failed { errno: i32 },
+    /// The writer was killed (SIGKILL: the OOM killer, by the session's
+    /// memory limit).
+    Killed { signal: i32 },
 }
 
 /// A process to start inside a session sandbox. Without `terminal`, the
@@ -90,6 +107,13 @@ pub enum ParentMessage {
     Spawn(SpawnRequest),
     /// Session mode: send `signal` to the process group of process `id`.
     Signal { id: u64, signal: i32 },
+    /// Session mode: copy bytes into files the daemon opened, from a
+    /// process of the session, so the pages they take in the session's
+    /// tmpfs are charged to the session's memory cgroup, not the
+    /// daemon's. The message carries a pipe's read end, then one fd per
+    /// length: `lengths[i]` bytes from the pipe go to the i-th file, in
+    /// order. Answered by [`ChildMessage::Written`] with the same `id`.
+    WriteFiles { id: u64, lengths: Vec<u64> },
 }
 
 /// One end of the channel.

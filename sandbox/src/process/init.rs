@@ -19,7 +19,7 @@ use nix::unistd::{
     chdir, execve, setgroups, sethostname, setresgid, setresuid, setsid, Gid, Pid, Uid,
 };
 
-use super::channel::{Channel, ChildMessage, ParentMessage};
+use super::channel::{Channel, ChildMessage, ParentMessage, WriteOutcome};
 use super::StepError;
 use crate::seccomp::SeccompFilter;
 use crate::spec::plan::{MountKind, Plan, RootPlan};
@@ -622,7 +622,7 @@ fn landlock_layer(plan: &Plan) -> Result<(), StepError> {
 /// `Spawn` forks a program child (the same program steps as a run's one
 /// program, with the request's argv, environment, cwd and stdio), each
 /// ended child is reported with its rusage, `Signal` reaches a process's
-/// group. Returns when the supervisor closes the channel (its death also
+/// group, `WriteFiles` forks a writer (see [`start_writer`]). Returns when the supervisor closes the channel (its death also
 /// kills us: parent_death).
 fn session_loop(ctx: &ChildContext<'_>) -> i32 {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -649,8 +649,10 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
     else {
         return 1;
     };
-    // (pid inside, request id) of the processes still running.
+    // (pid inside, request id) of the processes still running, and of the
+    // writers of `WriteFiles` requests.
     let mut procs: Vec<(i32, u64)> = Vec::new();
+    let mut writers: Vec<(i32, u64)> = Vec::new();
     loop {
         let mut fds = [
             PollFd::new(ctx.channel.as_fd(), PollFlags::POLLIN),
@@ -685,12 +687,38 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
                         let _ = kill(Pid::from_raw(*pid), sig);
                     }
                 }
+                Ok(Some((ParentMessage::WriteFiles { id, lengths }, fds))) => {
+                    match start_writer(&lengths, &fds) {
+                        Ok(pid) => writers.push((pid, id)),
+                        Err(er) => {
+                            let outcome = WriteOutcome::Failed { errno: er as i32 };
+                            let msg = ChildMessage::Written { id, outcome };
+                            let _ = ctx.channel.send_child(&msg, None);
+                        }
+                    }
+                    // Our copies of the pipe and the files close here: the
+                    // writer holds its own.
+                    drop(fds);
+                }
                 Ok(Some((ParentMessage::Go, _))) => {}
             }
         }
         if child_ready {
             while let Ok(Some(_)) = sfd.read_signal() {}
             while let Ok(Some(r)) = sys::reap_any() {
+                if let Some(pos) = writers.iter().position(|(p, _)| *p == r.pid) {
+                    let (_, id) = writers.swap_remove(pos);
+                    let outcome = match (r.code, r.signal) {
+                        (Some(0), _) => WriteOutcome::Done,
+                        (Some(errno), _) => WriteOutcome::Failed { errno },
+                        (None, signal) => WriteOutcome::Killed {
+                            signal: signal.unwrap_or(0),
+                        },
+                    };
+                    let msg = ChildMessage::Written { id, outcome };
+                    let _ = ctx.channel.send_child(&msg, None);
+                    continue;
+                }
                 let Some(pos) = procs.iter().position(|(p, _)| *p == r.pid) else {
                     continue;
                 };
@@ -709,6 +737,81 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
             }
         }
     }
+}
+
+/// Starts the writer of a `WriteFiles` request and returns its pid: a
+/// forked child of ours, hence in the session's cgroup, so the tmpfs pages
+/// it fills are charged to the session's memory, not the daemon's (a page
+/// is charged to the cgroup of the task that allocates it). A child rather
+/// than this loop, which must never wait on a write. It only copies bytes
+/// into files the daemon opened, and reports by its exit status: 0, or
+/// the errno that stopped it.
+fn start_writer(lengths: &[u64], fds: &[OwnedFd]) -> Result<i32, Errno> {
+    // The pipe, then one file per length.
+    if fds.len() != lengths.len() + 1 {
+        return Err(Errno::EINVAL);
+    }
+    // PID 1 is single-threaded: the child may allocate.
+    match sys::fork()? {
+        Some(pid) => Ok(pid),
+        None => sys::exit_now(write_files(lengths, fds)),
+    }
+}
+
+/// The writer child: returns its exit status.
+fn write_files(lengths: &[u64], fds: &[OwnedFd]) -> i32 {
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    // Nothing but the pipe and the files: not the channel (the daemon sees
+    // PID 1's end close only when every copy is closed), nor the fds of
+    // other requests.
+    if let Err(er) = sys::close_fds_except(3, &raw) {
+        return er as i32;
+    }
+    // oom_score_adj 1000: a copy that meets the session's memory limit
+    // makes the OOM killer take this process first, not the session's
+    // programs (PID 1's -1000, inherited, would make it the last). The
+    // write needs our /proc files to be ours: dumpable for that moment,
+    // as in program_steps.
+    if nix::sys::prctl::set_dumpable(true).is_ok() {
+        let _ = std::fs::write("/proc/self/oom_score_adj", b"1000");
+        let _ = nix::sys::prctl::set_dumpable(false);
+    }
+    let Some((pipe, files)) = fds.split_first() else {
+        return Errno::EINVAL as i32;
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    for (file, len) in files.iter().zip(lengths) {
+        if let Err(er) = copy_exactly(pipe, file, *len, &mut buf) {
+            return er as i32;
+        }
+    }
+    0
+}
+
+/// Copies `len` bytes from `from` (a pipe) to `to`; EPIPE when the pipe
+/// ends early (the daemon gave up).
+fn copy_exactly(from: &OwnedFd, to: &OwnedFd, len: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match nix::unistd::read(from, &mut buf[..want]) {
+            Ok(0) => return Err(Errno::EPIPE),
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(er) => return Err(er),
+        };
+        let mut done = 0;
+        while done < n {
+            match nix::unistd::write(to, &buf[done..n]) {
+                Ok(0) => return Err(Errno::ENOSPC),
+                Ok(w) => done += w,
+                Err(Errno::EINTR) => continue,
+                Err(er) => return Err(er),
+            }
+        }
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 /// Starts one requested process; its pid on success. Failures go back to
@@ -808,4 +911,46 @@ fn spawn_one(
         master.as_ref().map(|m| m.as_fd()),
     );
     Some(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer of `WriteFiles` requests, on plain pipes and files.
+    use super::*;
+
+    fn memfd(name: &std::ffi::CStr) -> OwnedFd {
+        nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap()
+    }
+
+    fn contents(fd: &OwnedFd) -> Vec<u8> {
+        use std::io::{Read, Seek};
+        let mut f = std::fs::File::from(fd.try_clone().unwrap());
+        f.rewind().unwrap();
+        let mut out = Vec::new();
+        f.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn each_file_gets_exactly_its_length_from_the_pipe() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        nix::unistd::write(&w, b"abcdefghij").unwrap();
+        drop(w);
+        let (a, b) = (memfd(c"a"), memfd(c"b"));
+        let mut buf = [0u8; 3];
+        copy_exactly(&r, &a, 4, &mut buf).unwrap();
+        copy_exactly(&r, &b, 5, &mut buf).unwrap();
+        assert_eq!(contents(&a), b"abcd");
+        assert_eq!(contents(&b), b"efghi");
+        // The pipe ends before the length: the daemon gave up.
+        assert_eq!(copy_exactly(&r, &a, 2, &mut buf), Err(Errno::EPIPE));
+    }
+
+    #[test]
+    fn a_request_whose_fds_do_not_match_its_lengths_starts_nothing() {
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let fds = vec![r, memfd(c"a")];
+        assert_eq!(start_writer(&[1, 2], &fds), Err(Errno::EINVAL));
+        assert_eq!(start_writer(&[], &[]), Err(Errno::EINVAL));
+    }
 }

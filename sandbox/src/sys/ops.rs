@@ -2,7 +2,7 @@
 //! [`Linux`] makes them, [`Recorder`] records them (and can fail one) so the
 //! order and error reporting of the steps are unit-tested without root.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
@@ -18,8 +18,25 @@ pub struct MountPoint {
     _fd: Option<std::os::fd::OwnedFd>,
 }
 
+/// What is at a mount point of a root (its final component, not followed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PointKind {
+    Absent,
+    Dir,
+    File,
+    /// A symlink, with its target.
+    Symlink(PathBuf),
+    /// A FIFO, socket or device node.
+    Other,
+}
+
 /// What the mount steps need from the kernel.
 pub trait MountOps {
+    /// What `dest` (absolute, inside the sandbox) is below `root`: its
+    /// parent directories resolved inside the root as [`Self::mount_point`]
+    /// resolves them, its final component looked at without following it.
+    /// `Absent` when it or a parent directory does not exist.
+    fn point_kind(&mut self, root: &Path, dest: &Path) -> Result<PointKind, Errno>;
     /// Resolves `dest` (absolute, inside the sandbox) below `root` as if
     /// `root` were `/` (symlinks in the root's own tree cannot lead out of
     /// it: openat2 RESOLVE_IN_ROOT), creating missing directories and, when
@@ -46,8 +63,6 @@ pub trait MountOps {
     /// Creates an empty file as a mount point, keeping one that exists.
     fn touch(&mut self, path: &Path) -> Result<(), Errno>;
     fn symlink(&mut self, target: &Path, link: &Path) -> Result<(), Errno>;
-    fn is_dir(&mut self, path: &Path) -> bool;
-    fn is_symlink(&mut self, path: &Path) -> bool;
     /// Flags of the mount at `path` that a bind remount must keep.
     fn locked_flags(&mut self, path: &Path) -> MsFlags;
     /// Attaches a detached mount tree (an fd from open_tree) on `point`.
@@ -61,9 +76,53 @@ fn io_errno(e: std::io::Error) -> Errno {
 /// The real system calls.
 pub struct Linux;
 
+/// openat2(2) flags that keep a walk inside the directory fd it starts from.
+fn in_root(flags: nix::fcntl::OFlag) -> nix::fcntl::OpenHow {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+}
+
 impl MountOps for Linux {
+    fn point_kind(&mut self, root: &Path, dest: &Path) -> Result<PointKind, Errno> {
+        use nix::fcntl::{open, openat2, readlinkat, AtFlags, OFlag};
+        use nix::sys::stat::{fstatat, Mode, SFlag};
+        let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
+            // `/` itself: the root, a directory.
+            return Ok(PointKind::Dir);
+        };
+        let root_fd = open(
+            root,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let rel = Path::new(".").join(parent.strip_prefix("/").unwrap_or(parent));
+        let dir = match openat2(&root_fd, &rel, in_root(OFlag::O_PATH | OFlag::O_DIRECTORY)) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(PointKind::Absent),
+            Err(e) => return Err(e),
+        };
+        let st = match fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Ok(PointKind::Absent),
+            Err(e) => return Err(e),
+        };
+        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        Ok(match kind {
+            SFlag::S_IFDIR => PointKind::Dir,
+            SFlag::S_IFREG => PointKind::File,
+            SFlag::S_IFLNK => PointKind::Symlink(
+                readlinkat(&dir, name)
+                    .map(PathBuf::from)
+                    .unwrap_or_default(),
+            ),
+            _ => PointKind::Other,
+        })
+    }
+
     fn mount_point(&mut self, root: &Path, dest: &Path, dir: bool) -> Result<MountPoint, Errno> {
-        use nix::fcntl::{open, openat, openat2, OFlag, OpenHow, ResolveFlag};
+        use nix::fcntl::{open, openat, openat2, OFlag};
         use nix::sys::stat::{mkdirat, Mode};
         use std::os::fd::AsRawFd;
         let root_fd = open(
@@ -71,11 +130,7 @@ impl MountOps for Linux {
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        let how = |flags: OFlag| {
-            OpenHow::new()
-                .flags(flags | OFlag::O_CLOEXEC)
-                .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
-        };
+        let how = in_root;
         let names: Vec<&std::ffi::OsStr> = dest
             .components()
             .filter_map(|c| match c {
@@ -148,7 +203,22 @@ impl MountOps for Linux {
     }
 
     fn write_file(&mut self, path: &Path, contents: &[u8]) -> Result<(), Errno> {
-        std::fs::write(path, contents).map_err(io_errno)
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // No following a final symlink, no waiting on a FIFO: the file may
+        // come from an image.
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io_errno)?;
+        if !f.metadata().map_err(io_errno)?.is_file() {
+            return Err(Errno::EINVAL);
+        }
+        f.set_len(0).map_err(io_errno)?;
+        f.write_all(contents).map_err(io_errno)
     }
 
     fn touch(&mut self, path: &Path) -> Result<(), Errno> {
@@ -165,14 +235,6 @@ impl MountOps for Linux {
 
     fn symlink(&mut self, target: &Path, link: &Path) -> Result<(), Errno> {
         std::os::unix::fs::symlink(target, link).map_err(io_errno)
-    }
-
-    fn is_dir(&mut self, path: &Path) -> bool {
-        path.is_dir()
-    }
-
-    fn is_symlink(&mut self, path: &Path) -> bool {
-        path.is_symlink()
     }
 
     fn locked_flags(&mut self, path: &Path) -> MsFlags {
@@ -199,8 +261,13 @@ pub struct Recorder {
     pub fail_on: Option<(String, Errno)>,
     /// Paths that answer ENOENT to `mount` (absent /proc entries).
     pub missing: BTreeSet<PathBuf>,
-    /// Paths that are directories (for `is_dir` and ENOTDIR on file binds).
+    /// Paths that are directories (for `point_kind` and ENOTDIR on file
+    /// binds).
     pub dirs: BTreeSet<PathBuf>,
+    /// Paths that are regular files, and symlinks with their targets (for
+    /// `point_kind`).
+    pub files: BTreeSet<PathBuf>,
+    pub symlinks: BTreeMap<PathBuf, PathBuf>,
 }
 
 impl Recorder {
@@ -222,6 +289,19 @@ impl Recorder {
 }
 
 impl MountOps for Recorder {
+    fn point_kind(&mut self, root: &Path, dest: &Path) -> Result<PointKind, Errno> {
+        let p = root.join(dest.strip_prefix("/").unwrap_or(dest));
+        Ok(if let Some(target) = self.symlinks.get(&p) {
+            PointKind::Symlink(target.clone())
+        } else if self.dirs.contains(&p) {
+            PointKind::Dir
+        } else if self.files.contains(&p) {
+            PointKind::File
+        } else {
+            PointKind::Absent
+        })
+    }
+
     fn mount_point(&mut self, root: &Path, dest: &Path, dir: bool) -> Result<MountPoint, Errno> {
         let target = root.join(dest.strip_prefix("/").unwrap_or(dest));
         if dir {
@@ -297,14 +377,6 @@ impl MountOps for Recorder {
             link.display(),
             target.display()
         ))
-    }
-
-    fn is_dir(&mut self, path: &Path) -> bool {
-        self.dirs.contains(path)
-    }
-
-    fn is_symlink(&mut self, _path: &Path) -> bool {
-        false
     }
 
     fn locked_flags(&mut self, _path: &Path) -> MsFlags {
