@@ -50,7 +50,7 @@ pub struct Workspace {
     gid: Gid,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Entry {
     pub name: String,
     #[serde(rename = "type")]
@@ -62,7 +62,7 @@ pub struct Entry {
     pub mtime: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     File,
@@ -314,7 +314,8 @@ impl Workspace {
     /// the host uid/gid given to everything created through the API.
     pub fn open(dir: &Path, owner: (u32, u32)) -> Res<Workspace> {
         let root = nix::fcntl::open(dir, O_DIR_PATH | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| errno_error(dir.display().to_string(), e))?;
+            // Named as the session sees it: `dir` is a host path.
+            .map_err(|e| errno_error("/workspace".into(), e))?;
         let (uid, gid) = (Uid::from_raw(owner.0), Gid::from_raw(owner.1));
         Ok(Workspace { root, uid, gid })
     }

@@ -97,9 +97,15 @@ pub fn result_of(o: &ExecOutcome) -> ExecResult {
 }
 
 /// Run a process in the session.
-#[utoipa::path(post, path = "/v1/sessions/{id}/exec", params(("id" = String, Path), ("stream" = Option<bool>, Query)),
+#[utoipa::path(post, path = "/v1/sessions/{id}/exec",
+    params(("id" = String, Path), ("stream" = Option<bool>, Query, description = "answer NDJSON lines as output arrives")),
     request_body = ExecRequest,
-    responses((status = 200, body = ExecResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the result, or with stream=true NDJSON lines (stdout, stderr, then exit)", content(
+            (ExecResult = "application/json"),
+            (ref("#/components/schemas/ExecStreamLine") = "application/x-ndjson"))),
+        (status = 400, body = ErrorBody, description = "invalid_request, limit_out_of_range"),
+        (status = 404, body = ErrorBody, description = "session_not_found"),
+        (status = 409, body = ErrorBody, description = "session_not_running")))]
 pub async fn exec(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -147,7 +153,8 @@ pub async fn exec(
                 r
             }
             Err(e) => {
-                serde_json::json!({"type": "error", "code": "internal_error", "message": e.to_string()})
+                tracing::error!(error = %e, "exec failed");
+                serde_json::json!({"type": "error", "code": "internal_error", "message": crate::error::INTERNAL_MESSAGE})
             }
         };
         let _ = line_tx.send(Ok(format!("{last}\n"))).await;
