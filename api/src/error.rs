@@ -353,3 +353,84 @@ mod tests {
         assert!(e.detail.as_deref().is_some_and(|d| d.contains("/var/lib")));
     }
 }
+
+/// Every code the native API can answer is in docs/api.md's table: the
+/// codes are read from the source (`StatusCode::X, "code"` and
+/// `StatusCode::X => "code"` pairs, the workspace's `code()`), so a new
+/// one fails here until it is documented.
+#[cfg(test)]
+mod documented_codes {
+    use std::path::Path;
+
+    fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            // Judge0's errors are Judge0's shapes (docs/judge0.md).
+            if p.is_dir() && !p.ends_with("judge0") {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("tests.rs") {
+                // Test modules (at the end of a file) answer nobody.
+                let text = std::fs::read_to_string(&p).unwrap();
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                out.push((p.display().to_string(), code.to_string()));
+            }
+        }
+    }
+
+    /// The snake_case literal right after `StatusCode::NAME` and `,` or
+    /// `=>`, or after `=>` in the workspace's `fn code`.
+    fn codes_in(text: &str) -> Vec<String> {
+        let literal = |rest: &str| -> Option<String> {
+            let rest = rest.trim_start();
+            let rest = rest.strip_prefix(',').or_else(|| rest.strip_prefix("=>"))?;
+            let rest = rest.trim_start().strip_prefix('"')?;
+            let code = &rest[..rest.find('"')?];
+            let snake = !code.is_empty()
+                && code
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            snake.then(|| code.to_string())
+        };
+        let mut out = Vec::new();
+        for (at, _) in text.match_indices("StatusCode::") {
+            let rest = &text[at + "StatusCode::".len()..];
+            let name_end = rest
+                .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                .unwrap_or(rest.len());
+            out.extend(literal(&rest[name_end..]));
+        }
+        if let Some(at) = text.find("pub fn code(&self) -> &'static str") {
+            let body = &text[at..];
+            let body = &body[..body.find("\n    }\n").unwrap_or(body.len())];
+            for (i, _) in body.match_indices("=>") {
+                out.extend(literal(&body[i..]));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_code_is_in_the_docs_table() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let docs = std::fs::read_to_string(root.join("../docs/api.md")).unwrap();
+        let table = &docs[docs.find("## Errors").expect("an Errors section")..];
+        let mut files = Vec::new();
+        sources(&root.join("src"), &mut files);
+        let mut seen = 0;
+        let mut missing = Vec::new();
+        for (file, text) in &files {
+            for code in codes_in(text) {
+                seen += 1;
+                if !table.contains(&format!("`{code}`")) {
+                    missing.push(format!("{code} ({file})"));
+                }
+            }
+        }
+        // The scan itself must find the codes (a broken scan passes).
+        assert!(seen > 30, "only {seen} codes found in the source");
+        assert!(
+            missing.is_empty(),
+            "codes missing from docs/api.md's Errors table: {missing:?}"
+        );
+    }
+}
