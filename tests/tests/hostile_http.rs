@@ -226,9 +226,13 @@ fn a_pty_that_cannot_be_spawned_is_spawn_failed() {
     assert_eq!(body["code"], "spawn_failed", "{body}");
     let api_md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/api.md"))
         .expect("docs/api.md");
+    let table = &api_md[api_md.find("## Errors").expect("an Errors section")..];
+    let table = &table[..table.find("\n## ").unwrap_or(table.len())];
     assert!(
-        api_md.contains("`spawn_failed`"),
-        "spawn_failed is not in docs/api.md"
+        table
+            .lines()
+            .any(|l| l.starts_with("| 400 |") && l.contains("`spawn_failed`")),
+        "spawn_failed is not in docs/api.md's error table"
     );
 }
 
