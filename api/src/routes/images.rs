@@ -331,6 +331,8 @@ pub async fn build(
         return Err(ApiError::internal("build: no pipes"));
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
+    // The build's last words name paths of the store (the data dir).
+    let host_paths = state.host_paths.clone();
     tokio::spawn(async move {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
         let _recipe = recipe_file;
@@ -358,6 +360,7 @@ pub async fn build(
                 .unwrap_or("the build failed")
                 .trim_start_matches("runtimed: ")
                 .to_string();
+            let message = host_paths.scrub(&message);
             let line =
                 serde_json::json!({"type": "error", "code": "build_failed", "message": message});
             let _ = tx.send(Ok(format!("{line}\n"))).await;

@@ -256,3 +256,25 @@ async fn host_paths_are_scrubbed_from_every_error() {
     assert!(!message.contains(&data), "{message}");
     assert_eq!(message, "open <data-dir>: I/O error");
 }
+
+/// A handler that panics answers 500 `internal_error` (the panic itself
+/// goes to the daemon's log) instead of dropping the connection.
+#[tokio::test]
+async fn a_panicking_handler_answers_500_json() {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/boom",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("boom");
+                }
+                ""
+            }),
+        )
+        .layer(axum::middleware::from_fn(crate::error::catch_panic));
+    let (st, v) = call(app, "GET", "/boom", "", None).await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(v["code"], "internal_error");
+    assert_eq!(v["message"], crate::error::INTERNAL_MESSAGE);
+}
