@@ -288,7 +288,7 @@ impl HostPaths {
             }
         }
         // Longest first: a run dir inside the data dir is named as such.
-        v.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        v.sort_by_key(|(dir, _)| std::cmp::Reverse(dir.len()));
         HostPaths(v)
     }
 
