@@ -107,14 +107,22 @@ api() { curl -sS --max-time 120 -H "Authorization: Bearer $TOKEN" "$@"; }
 # The judge's toolchain probe runs first, so /v1/judge/languages answers
 # at once during the run.
 api "$BASE/v1/judge/languages" >/dev/null
+id_of() { python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
 SESSION=$(api -X POST "$BASE/v1/sessions" -H 'Content-Type: application/json' \
-    -d '{"labels": {"fuzz": "seed"}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-api -o /dev/null --max-time 3 "$BASE/v1/sessions/$SESSION/pty?pty_id=seed" \
+    -d '{"labels": {"fuzz": "seed"}}' | id_of) || {
+    echo "schemathesis.sh: the seed session could not be created" >&2
+    tail -30 "$LOG" >&2
+    exit 1
+}
+# (curl gives up after 3 s on the open WebSocket: the terminal stays)
+curl -s -o /dev/null --max-time 3 -H "Authorization: Bearer $TOKEN" \
+    "$BASE/v1/sessions/$SESSION/pty?pty_id=seed" \
     -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \
     -H 'Sec-WebSocket-Key: c2NoZW1hdGhlc2lzLWZ1eno=' || true
+# Without a judge (no python3), the submission routes get unknown ids.
 SUBMISSION=$(api -X POST "$BASE/v1/judge/submissions" -H 'Content-Type: application/json' \
     -d '{"language":"python","source":"print(input())","tests":[{"stdin":"1","expected_output":"1"}]}' \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    | id_of) || SUBMISSION=sub-000000000000
 
 # The seeded ids replace `id` and `pty_id` of the sub-resources' paths
 # (GET /v1/sessions/{id} keeps generated ids for its 404, and reaches
