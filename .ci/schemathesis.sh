@@ -12,8 +12,8 @@
 #
 # Not fuzzed, and why:
 # - POST /v1/images/build and /v1/images/pull reach the network (Debian
-#   mirrors, registries) and take minutes; their request checks have unit
-#   tests, and a registry is fuzzed by the registry tests.
+#   mirrors, registries) and take minutes; what they refuse before that is
+#   tested in tests/tests/daemon_images.rs.
 # - The WebSocket routes (/pty, /ptys/{pty_id}) are fuzzed up to the
 #   upgrade (parameters, session and terminal lookup: schemathesis speaks
 #   no WebSocket, so a valid request answers 400 websocket_required); the
@@ -98,6 +98,7 @@ for _ in $(seq 300); do
     kill -0 "$DAEMON" 2>/dev/null || { cat "$LOG" >&2; exit 1; }
     sleep 0.2
 done
+curl -sf "$BASE/healthz" >/dev/null || { echo "schemathesis.sh: the daemon did not come up" >&2; tail -30 "$LOG" >&2; exit 1; }
 api() { curl -sS --max-time 120 -H "Authorization: Bearer $TOKEN" "$@"; }
 
 # ---- data for the sub-resources -----------------------------------------
