@@ -65,6 +65,7 @@ fn shared_response(status: &str) -> &'static str {
     match status {
         "400" => "invalid_request: a malformed path, query or body",
         "401" => "unauthorized: no or a bad token (TCP), or a socket peer not allowed",
+        "403" => "host_not_allowed, origin_not_allowed: a TCP request whose Host or Origin is not the listener's",
         "413" => "body_too_large: the body is over max_body_bytes",
         "415" => "unsupported_media_type: a JSON body needs Content-Type: application/json",
         "500" => {
@@ -119,7 +120,8 @@ fn complete_operation(path: &str, op: &mut Value) {
     if let Some(id) = op["operationId"].as_str() {
         op["operationId"] = json!(format!("{module}_{id}"));
     }
-    let mut shared = vec!["500"];
+    // Every request on TCP has its Host and Origin checked.
+    let mut shared = vec!["403", "500"];
     // Everything under /v1/ but the document itself is behind the token.
     if path.starts_with("/v1/") && path != "/v1/openapi.json" {
         op["security"] = json!([{"bearer": []}]);

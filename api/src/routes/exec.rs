@@ -105,7 +105,9 @@ pub fn result_of(o: &ExecOutcome) -> ExecResult {
             (ref("#/components/schemas/ExecStreamLine") = "application/x-ndjson"))),
         (status = 400, body = ErrorBody, description = "invalid_request, limit_out_of_range"),
         (status = 404, body = ErrorBody, description = "session_not_found"),
-        (status = 409, body = ErrorBody, description = "session_not_running")))]
+        (status = 409, body = ErrorBody, description = "session_not_running"),
+        (status = 503, body = ErrorBody, description = "output_budget_exhausted: the captured output would not fit the daemon's budget now",
+            headers(("Retry-After" = u64, description = "seconds to wait before trying again")))))]
 pub async fn exec(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,

@@ -82,7 +82,7 @@ pub fn flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
     request_body(content = ref("#/components/schemas/JudgeSubmission"), description = "docs/judges.md"),
     responses((status = 201, body = ref("#/components/schemas/JudgeSubmissionView"), description = "the submission (done when waited for)"),
         (status = 400, body = ErrorBody, description = "invalid_submission, invalid_request"),
-        (status = 429, body = ErrorBody, description = "queue_full",
+        (status = 429, body = ErrorBody, description = "queue_full, tenant_queue_full",
             headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
         (status = 503, body = ErrorBody, description = "judge_unavailable")))]
 pub async fn submit(

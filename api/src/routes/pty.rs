@@ -57,7 +57,8 @@ fn size_of(v: Option<&String>, name: &str, default: u16) -> Result<u16, ApiError
     responses((status = 101, description = "WebSocket"),
         (status = 400, body = ErrorBody, description = "websocket_required, invalid_request, spawn_failed (the program cannot be started)"),
         (status = 404, body = ErrorBody, description = "session_not_found"),
-        (status = 409, body = ErrorBody, description = "pty_exists, session_not_running")))]
+        (status = 409, body = ErrorBody, description = "pty_exists, session_not_running"),
+        (status = 429, body = ErrorBody, description = "too_many_ptys")))]
 pub async fn open(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,

@@ -24,7 +24,8 @@ use crate::types::{decode_input, CreateSession, ExecRequest, ExecResult, RunRequ
         (status = 413, body = ErrorBody, description = "body_too_large, workspace_full"),
         (status = 429, body = ErrorBody, description = "quota_exceeded"),
         (status = 500, body = ErrorBody, description = "sandbox_failed, internal_error"),
-        (status = 503, body = ErrorBody, description = "shutting_down, capacity_exhausted, images_unavailable")))]
+        (status = 503, body = ErrorBody, description = "shutting_down, capacity_exhausted, images_unavailable, output_budget_exhausted (with Retry-After)",
+            headers(("Retry-After" = u64, description = "seconds to wait before trying again (output_budget_exhausted)")))))]
 pub async fn run(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
