@@ -170,12 +170,13 @@ fn openapi_document_is_checked_in_and_current() {
 /// route) leave in the `{code, message}` shape; headers stay.
 #[tokio::test]
 async fn router_rejections_are_json() {
-    let (s, _d) = state(false);
+    let (s, _d) = state(true);
     let resp = crate::router(s.clone())
         .oneshot(
             Request::builder()
                 .method("PATCH")
                 .uri("/v1/sessions")
+                .header("authorization", "Bearer 0123456789abcdef-a")
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -191,7 +192,8 @@ async fn router_rejections_are_json() {
     .unwrap();
     assert_eq!(v["code"], "method_not_allowed", "{v}");
     for uri in ["/v1/sessions/%FF", "/v1/sessions/x/files/%C3%28"] {
-        let (st, v) = call(crate::router(s.clone()), "GET", uri, "", None).await;
+        let bearer = Some("Bearer 0123456789abcdef-a");
+        let (st, v) = call(crate::router(s.clone()), "GET", uri, "", bearer).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{uri}");
         assert_eq!(v["code"], "invalid_request", "{uri}: {v}");
     }
@@ -201,7 +203,7 @@ async fn router_rejections_are_json() {
 /// chunk) is a broken request, 400, not 413.
 #[tokio::test]
 async fn a_body_that_breaks_is_400() {
-    let (s, _d) = state(false);
+    let (s, _d) = state(true);
     let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![
         Ok(&b"{\"ttl_seconds\":"[..]),
         Err(std::io::Error::other("connection closed")),
@@ -212,6 +214,7 @@ async fn a_body_that_breaks_is_400() {
                 .method("POST")
                 .uri("/v1/sessions")
                 .header("content-type", "application/json")
+                .header("authorization", "Bearer 0123456789abcdef-a")
                 .body(Body::from_stream(futures_util::stream::iter(chunks)))
                 .unwrap(),
         )
