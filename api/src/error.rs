@@ -230,10 +230,9 @@ pub async fn error_bodies(
         Some(Err(_)) => return Response::from_parts(parts, bytes.into()),
         None => {
             let text = String::from_utf8_lossy(&bytes);
-            let text = if text.trim().is_empty() {
-                status.canonical_reason().unwrap_or("error").to_string()
-            } else {
-                state.host_paths.scrub(text.trim())
+            let text = match text.trim() {
+                "" => status.canonical_reason().unwrap_or("error").to_string(),
+                t => t.to_string(),
             };
             let e = rejection(status, text);
             if let Some(detail) = &e.detail {
@@ -241,7 +240,7 @@ pub async fn error_bodies(
             }
             ErrorBody {
                 code: e.code.to_string(),
-                message: e.message,
+                message: state.host_paths.scrub(&e.message),
             }
         }
     };
