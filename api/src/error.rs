@@ -238,6 +238,7 @@ pub async fn error_bodies(
             if let Some(detail) = &e.detail {
                 tracing::error!(status = status.as_u16(), %detail, "request failed");
             }
+            parts.status = e.status;
             ErrorBody {
                 code: e.code.to_string(),
                 message: state.host_paths.scrub(&e.message),
