@@ -3,6 +3,8 @@
 //! image config's defaults. The store's calls block (disk, digests), so
 //! they run on tokio's blocking pool.
 
+use std::path::Path;
+
 use axum::http::StatusCode;
 use rootfs_builder::runtime::RunDefaults;
 use rootfs_builder::{ImageName, StoreError};
@@ -86,19 +88,28 @@ pub fn prepare_in(
     })
 }
 
-/// A failed import: the archive's fault (400 `invalid_archive`) unless
-/// the store itself failed.
-pub fn import_error(e: rootfs_builder::import::ImportError) -> ApiError {
+/// A failed import of the archive spooled at `spooled`: the archive's
+/// fault (400 `invalid_archive`) unless the store itself failed. The
+/// spool file is in the data dir: its path is named "the archive".
+pub fn import_error(e: rootfs_builder::import::ImportError, spooled: &Path) -> ApiError {
     use rootfs_builder::import::ImportError as I;
+    let message = format!("import: {e}").replace(&spooled.display().to_string(), "the archive");
     match e {
-        I::Store(StoreError::Io { .. }) => ApiError::internal(format!("import: {e}")),
-        I::NeedsName { .. } | I::DuplicateName(_) => ApiError::invalid(format!("import: {e}")),
-        other => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_archive",
-            format!("import: {other}"),
-        ),
+        I::Store(StoreError::Io { .. }) | I::Io { .. } => ApiError::internal(message),
+        I::NeedsName { .. } | I::DuplicateName(_) => ApiError::invalid(message),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_archive", message),
     }
+}
+
+/// A failed pull of `reference`; the store's own failures (disk, in the
+/// data dir) are internal errors.
+pub fn pull_error(reference: &str, e: rootfs_builder::registry::PullError) -> ApiError {
+    use rootfs_builder::registry::PullError as P;
+    if matches!(e, P::Store(StoreError::Io { .. })) {
+        return ApiError::internal(format!("pull {reference}: {e}"));
+    }
+    let (status, code) = pull_error_status(&e);
+    ApiError::new(status, code, format!("pull {reference}: {e}"))
 }
 
 /// HTTP status and code of a failed pull.

@@ -165,6 +165,8 @@ pub struct AppState {
     pub judge: std::sync::OnceLock<Arc<crate::judge::JudgeService>>,
     /// Captured exec output held at once (`exec_output_budget`).
     pub output_budget: Arc<OutputBudget>,
+    /// Directories no error message may show a client.
+    pub host_paths: crate::error::HostPaths,
 }
 
 /// Releases a quota reservation.
@@ -197,6 +199,7 @@ impl AppState {
         AppState {
             output_budget,
             auth: crate::auth::Policy::from_config(&cfg),
+            host_paths: crate::error::HostPaths::new(&cfg.data_dir, &engine.run_dir),
             cfg,
             engine,
             store,
@@ -319,8 +322,15 @@ impl AppState {
                 self.cfg.max_ttl_seconds
             )));
         }
-        if req.idle_timeout_seconds == Some(0) {
-            return Err(ApiError::limit("idle_timeout_seconds must be positive"));
+        // Bounded like the TTL (an idle timeout past the longest lifetime
+        // never fires); unbounded, 2^64-1 was stored as -1 in SQLite.
+        if let Some(idle) = req.idle_timeout_seconds {
+            if idle == 0 || idle > self.cfg.max_ttl_seconds {
+                return Err(ApiError::limit(format!(
+                    "idle_timeout_seconds: {idle} is outside 1..{}",
+                    self.cfg.max_ttl_seconds
+                )));
+            }
         }
         check_env(&req.env)?;
         for (k, v) in &req.labels {
@@ -387,7 +397,7 @@ impl AppState {
             state: "running".into(),
             image,
             created_at: now,
-            expires_at: Some(now + ttl as i64),
+            expires_at: Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX))),
             idle_timeout: req.idle_timeout_seconds,
             last_activity: now,
             request: serde_json::to_string(&StoredRequest {

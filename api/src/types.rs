@@ -33,6 +33,7 @@ pub struct LimitsRequest {
     /// Memory of the whole sandbox (swap off): bytes or "256M".
     pub memory: Option<SizeValue>,
     /// Most tasks (processes and threads).
+    #[schema(minimum = 8)]
     pub pids: Option<u64>,
     /// CPU quota in CPUs (0.01 .. 64).
     pub cpus: Option<f64>,
@@ -56,9 +57,13 @@ pub struct CreateSession {
     /// read-only with a generated /etc.
     pub image: Option<String>,
     pub limits: Option<LimitsRequest>,
-    /// Lifetime; the session is removed when it runs out.
+    /// Lifetime; the session is removed when it runs out (at most
+    /// `max_ttl_seconds`, 7 days by default).
+    #[schema(minimum = 1)]
     pub ttl_seconds: Option<u64>,
-    /// Removed after this long without exec, PTY input or a file call.
+    /// Removed after this long without exec, PTY input or a file call
+    /// (at most `max_ttl_seconds`).
+    #[schema(minimum = 1)]
     pub idle_timeout_seconds: Option<u64>,
     /// Environment every process of the session starts with.
     #[serde(default)]
@@ -106,19 +111,26 @@ pub struct SessionList {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {
+    /// The program and its arguments (no NUL bytes; 64 KiB in all).
+    #[schema(min_items = 1)]
     pub argv: Vec<String>,
     /// Bytes for the process's stdin (then EOF).
     pub stdin: Option<String>,
     /// `utf8` (default) or `base64` for `stdin`.
+    #[schema(pattern = "^(utf8|utf-8|base64)$")]
     pub stdin_encoding: Option<String>,
     /// Added to the session's environment.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Working directory (default /workspace).
+    /// Working directory, absolute (default /workspace).
+    #[schema(pattern = "^/")]
     pub cwd: Option<String>,
-    /// Wall-clock limit; the process group is killed past it.
+    /// Wall-clock limit; the process group is killed past it (1 ms to
+    /// 24 h).
+    #[schema(minimum = 1)]
     pub timeout_ms: Option<u64>,
     /// Bytes kept per output stream; the process is killed past it.
+    #[schema(minimum = 1)]
     pub output_limit: Option<u64>,
 }
 
@@ -163,6 +175,7 @@ pub struct RunFile {
     pub path: String,
     pub content: String,
     /// `utf8` (default) or `base64`.
+    #[schema(pattern = "^(utf8|utf-8|base64)$")]
     pub encoding: Option<String>,
 }
 
@@ -172,14 +185,31 @@ pub struct RunRequest {
     pub image: Option<String>,
     #[serde(default)]
     pub files: Vec<RunFile>,
+    #[schema(min_items = 1)]
     pub argv: Vec<String>,
     pub stdin: Option<String>,
+    #[schema(pattern = "^(utf8|utf-8|base64)$")]
     pub stdin_encoding: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub limits: Option<LimitsRequest>,
+    #[schema(minimum = 1)]
     pub timeout_ms: Option<u64>,
+    #[schema(minimum = 1)]
     pub output_limit: Option<u64>,
+}
+
+/// A directory of the workspace (`GET .../files/{dir}`), sorted by name.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DirListing {
+    pub entries: Vec<crate::workspace::Entry>,
+}
+
+/// What `PUT .../archive` unpacked.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Unpacked {
+    /// Entries of the tar written.
+    pub entries: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -229,8 +259,13 @@ pub fn decode_input(text: &str, encoding: Option<&str>, field: &str) -> Result<V
     }
 }
 
-/// RFC 3339 (UTC, seconds) of a unix time.
+/// Last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const RFC3339_MAX: i64 = 253_402_300_799;
+
+/// RFC 3339 (UTC, seconds) of a unix time, clamped to what the format
+/// can say (no time of ours is near either end).
 pub fn rfc3339(unix: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    let secs = unix.clamp(0, RFC3339_MAX) as u64;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
     humantime::format_rfc3339_seconds(t).to_string()
 }

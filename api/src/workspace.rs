@@ -93,7 +93,7 @@ impl Writer for InProcess {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Entry {
     pub name: String,
     #[serde(rename = "type")]
@@ -105,7 +105,7 @@ pub struct Entry {
     pub mtime: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     File,
@@ -364,7 +364,8 @@ impl Workspace {
     /// host uid/gid given to everything created through the API.
     pub fn open(dir: &Path, owner: (u32, u32)) -> Res<Workspace> {
         let root = nix::fcntl::open(dir, O_DIR_PATH | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| errno_error(dir.display().to_string(), e))?;
+            // Named as the session sees it: `dir` is a host path.
+            .map_err(|e| errno_error("/workspace".into(), e))?;
         Ok(Workspace::with(root, owner, Box::new(InProcess)))
     }
 

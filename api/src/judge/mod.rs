@@ -316,7 +316,10 @@ impl JudgeService {
                 tracing::info!(language = %l.name, availability = ?l.availability, "judge language");
             }
             *svc.languages.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(langs);
-            let _ = svc.probed.send(true);
+            // send_replace: `send` stores nothing when nobody is
+            // subscribed yet (a probe kicked by a submission), and every
+            // later `probed_languages` then waited its full PROBE_WAIT.
+            svc.probed.send_replace(true);
         });
     }
 

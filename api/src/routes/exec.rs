@@ -273,9 +273,17 @@ fn json_piece(raw: &[u8], base64: bool) -> (Bytes, usize) {
 }
 
 /// Run a process in the session.
-#[utoipa::path(post, path = "/v1/sessions/{id}/exec", params(("id" = String, Path), ("stream" = Option<bool>, Query)),
+#[utoipa::path(post, path = "/v1/sessions/{id}/exec",
+    params(("id" = String, Path), ("stream" = Option<bool>, Query, description = "answer NDJSON lines as output arrives")),
     request_body = ExecRequest,
-    responses((status = 200, body = ExecResult), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the result, or with stream=true NDJSON lines (stdout, stderr, then exit)", content(
+            (ExecResult = "application/json"),
+            (ref("#/components/schemas/ExecStreamLine") = "application/x-ndjson"))),
+        (status = 400, body = ErrorBody, description = "invalid_request, limit_out_of_range"),
+        (status = 404, body = ErrorBody, description = "session_not_found"),
+        (status = 409, body = ErrorBody, description = "session_not_running"),
+        (status = 503, body = ErrorBody, description = "output_budget_exhausted: the captured output would not fit the daemon's budget now",
+            headers(("Retry-After" = u64, description = "seconds to wait before trying again")))))]
 pub async fn exec(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -329,10 +337,12 @@ pub async fn exec(
                 r
             }
             Ok(Err(e)) => {
-                serde_json::json!({"type": "error", "code": "internal_error", "message": format!("exec: {e}")})
+                tracing::error!(error = %e, "exec failed");
+                serde_json::json!({"type": "error", "code": "internal_error", "message": crate::error::INTERNAL_MESSAGE})
             }
             Err(_) => {
-                serde_json::json!({"type": "error", "code": "internal_error", "message": "exec: the run was lost"})
+                tracing::error!("exec: the run was lost");
+                serde_json::json!({"type": "error", "code": "internal_error", "message": crate::error::INTERNAL_MESSAGE})
             }
         };
         Some((Ok(format!("{line}\n")), (rx, None)))

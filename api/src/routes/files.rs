@@ -23,6 +23,7 @@ use crate::engine::session::WriteError;
 use crate::engine::SessionSandbox;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{AppState, Session, Tenant};
+use crate::types::{DirListing, Unpacked};
 use crate::workspace::{Node, Workspace, Writer};
 
 /// Largest file or archive served.
@@ -130,7 +131,14 @@ async fn blocking<T: Send + 'static>(
 
 /// Read a file (raw bytes) or list a directory (JSON).
 #[utoipa::path(get, path = "/v1/sessions/{id}/files/{path}", params(("id" = String, Path), ("path" = String, Path)),
-    responses((status = 200, description = "file bytes, or a JSON listing of a directory"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "the file's bytes, or a directory's listing", content(
+            (Vec<u8> = "application/octet-stream"),
+            (crate::types::DirListing = "application/json"))),
+        (status = 400, body = ErrorBody, description = "invalid_path"),
+        (status = 403, body = ErrorBody, description = "permission_denied"),
+        (status = 404, body = ErrorBody, description = "session_not_found, file_not_found"),
+        (status = 409, body = ErrorBody, description = "session_not_running, not_a_directory, is_a_directory, not_a_regular_file, directory_not_empty"),
+        (status = 413, body = ErrorBody, description = "file_too_large")))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -139,6 +147,14 @@ pub async fn get(
     read(state, tenant, id, path).await
 }
 
+/// List the workspace's top directory.
+#[utoipa::path(get, path = "/v1/sessions/{id}/files", params(("id" = String, Path)),
+    responses((status = 200, body = crate::types::DirListing),
+        (status = 400, body = ErrorBody, description = "invalid_path"),
+        (status = 403, body = ErrorBody, description = "permission_denied"),
+        (status = 404, body = ErrorBody, description = "session_not_found, file_not_found"),
+        (status = 409, body = ErrorBody, description = "session_not_running, not_a_directory, is_a_directory, not_a_regular_file, directory_not_empty"),
+        (status = 413, body = ErrorBody, description = "file_too_large")))]
 pub async fn get_root(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -160,14 +176,19 @@ async fn read(
         Node::File(bytes) => {
             ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
         }
-        Node::Dir(entries) => axum::Json(serde_json::json!({ "entries": entries })).into_response(),
+        Node::Dir(entries) => axum::Json(DirListing { entries }).into_response(),
     })
 }
 
 /// Write a file (`?parents=true` creates missing directories).
 #[utoipa::path(put, path = "/v1/sessions/{id}/files/{path}", params(("id" = String, Path), ("path" = String, Path), ("parents" = Option<bool>, Query)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "written"),
+        (status = 400, body = ErrorBody, description = "invalid_path"),
+        (status = 403, body = ErrorBody, description = "permission_denied"),
+        (status = 404, body = ErrorBody, description = "session_not_found, file_not_found"),
+        (status = 409, body = ErrorBody, description = "session_not_running, not_a_directory, is_a_directory, not_a_regular_file, directory_not_empty"),
+        (status = 413, body = ErrorBody, description = "body_too_large, workspace_full")))]
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -184,7 +205,11 @@ pub async fn put(
 
 /// Remove a file, a symlink, or (`?recursive=true`) a directory tree.
 #[utoipa::path(delete, path = "/v1/sessions/{id}/files/{path}", params(("id" = String, Path), ("path" = String, Path), ("recursive" = Option<bool>, Query)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "removed"),
+        (status = 400, body = ErrorBody, description = "invalid_path"),
+        (status = 403, body = ErrorBody, description = "permission_denied"),
+        (status = 404, body = ErrorBody, description = "session_not_found, file_not_found"),
+        (status = 409, body = ErrorBody, description = "session_not_running, not_a_directory, is_a_directory, not_a_regular_file, directory_not_empty")))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -210,7 +235,12 @@ fn flag(q: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
 
 /// A tar of a directory (`?path=`, default the workspace).
 #[utoipa::path(get, path = "/v1/sessions/{id}/archive", params(("id" = String, Path), ("path" = Option<String>, Query)),
-    responses((status = 200, description = "application/x-tar"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "a tar of the directory", body = Vec<u8>, content_type = "application/x-tar"),
+        (status = 400, body = ErrorBody, description = "invalid_path"),
+        (status = 403, body = ErrorBody, description = "permission_denied"),
+        (status = 404, body = ErrorBody, description = "session_not_found, file_not_found"),
+        (status = 409, body = ErrorBody, description = "session_not_running, not_a_directory, is_a_directory, not_a_regular_file, directory_not_empty"),
+        (status = 413, body = ErrorBody, description = "file_too_large: the tar would be over 64 MiB")))]
 pub async fn archive_get(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -227,7 +257,12 @@ pub async fn archive_get(
 /// Unpack a tar into a directory (`?path=`, created when missing).
 #[utoipa::path(put, path = "/v1/sessions/{id}/archive", params(("id" = String, Path), ("path" = Option<String>, Query)),
     request_body(content = Vec<u8>, content_type = "application/x-tar"),
-    responses((status = 200, description = "{entries: N}"), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = crate::types::Unpacked),
+        (status = 400, body = ErrorBody, description = "invalid_path, invalid_archive"),
+        (status = 403, body = ErrorBody, description = "permission_denied"),
+        (status = 404, body = ErrorBody, description = "session_not_found"),
+        (status = 409, body = ErrorBody, description = "session_not_running, not_a_directory, is_a_directory"),
+        (status = 413, body = ErrorBody, description = "body_too_large, workspace_full")))]
 pub async fn archive_put(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -240,5 +275,5 @@ pub async fn archive_put(
     let path = q.get("path").cloned().unwrap_or_default();
     let max = session.limits.disk_bytes;
     let n = with_workspace(session, move |ws| Ok(ws.untar(&path, &body, max)?)).await?;
-    Ok(axum::Json(serde_json::json!({ "entries": n })).into_response())
+    Ok(axum::Json(Unpacked { entries: n }).into_response())
 }

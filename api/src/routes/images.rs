@@ -103,7 +103,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The images of the store.
-#[utoipa::path(get, path = "/v1/images", responses((status = 200, body = ImageList)))]
+#[utoipa::path(get, path = "/v1/images", responses((status = 200, body = ImageList), (status = 503, body = ErrorBody, description = "images_unavailable") ))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<axum::Json<ImageList>, ApiError> {
     let store = store(&state)?;
     let images = blocking(move || {
@@ -127,7 +127,11 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<axum::Json<Image
 /// Removes an image name (its layers go at the next gc; running sandboxes
 /// keep theirs).
 #[utoipa::path(delete, path = "/v1/images/{name}", params(("name" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 204, description = "untagged"),
+        (status = 400, body = ErrorBody, description = "invalid_request: not an image name"),
+        (status = 403, body = ErrorBody, description = "forbidden: images are changed by operators only"),
+        (status = 404, body = ErrorBody, description = "image_not_found"),
+        (status = 503, body = ErrorBody, description = "images_unavailable")))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -150,7 +154,13 @@ pub async fn delete(
 
 /// Pulls an image from a registry.
 #[utoipa::path(post, path = "/v1/images/pull", request_body = PullRequest,
-    responses((status = 201, body = ImageInfo), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+    responses((status = 201, body = ImageInfo),
+        (status = 400, body = ErrorBody, description = "invalid_request: a bad reference, plain http not allowed"),
+        (status = 403, body = ErrorBody, description = "forbidden: images are changed by operators only"),
+        (status = 404, body = ErrorBody, description = "image_not_found: not in the registry"),
+        (status = 422, body = ErrorBody, description = "no_matching_platform"),
+        (status = 502, body = ErrorBody, description = "registry_error, registry_unauthorized"),
+        (status = 503, body = ErrorBody, description = "images_unavailable")))]
 pub async fn pull(
     State(state): State<Arc<AppState>>,
     parts: axum::http::request::Parts,
@@ -163,10 +173,8 @@ pub async fn pull(
             insecure: req.insecure,
             ..Default::default()
         };
-        rootfs_builder::registry::pull(&store, &req.reference, &opts).map_err(|e| {
-            let (status, code) = crate::images::pull_error_status(&e);
-            ApiError::new(status, code, format!("pull {}: {e}", req.reference))
-        })
+        rootfs_builder::registry::pull(&store, &req.reference, &opts)
+            .map_err(|e| crate::images::pull_error(&req.reference, e))
     })
     .await?;
     Ok((StatusCode::CREATED, axum::Json(info(&image))))
@@ -175,7 +183,11 @@ pub async fn pull(
 /// Imports an OCI layout tar or a `docker save` archive (the body).
 #[utoipa::path(post, path = "/v1/images/import", params(("name" = Option<String>, Query)),
     request_body(content = Vec<u8>, content_type = "application/x-tar"),
-    responses((status = 201, body = ImageList), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = ImageList),
+        (status = 400, body = ErrorBody, description = "invalid_archive, invalid_request"),
+        (status = 403, body = ErrorBody, description = "forbidden: images are changed by operators only"),
+        (status = 413, body = ErrorBody, description = "body_too_large: over max_image_bytes"),
+        (status = 503, body = ErrorBody, description = "images_unavailable")))]
 pub async fn import(
     State(state): State<Arc<AppState>>,
     Query(q): Query<ImportQuery>,
@@ -226,7 +238,7 @@ pub async fn import(
             ..Default::default()
         };
         let r = rootfs_builder::import::import_with(&store, &guard.0, name.as_ref(), &limits)
-            .map_err(crate::images::import_error);
+            .map_err(|e| crate::images::import_error(e, &guard.0));
         drop(guard);
         r
     })
@@ -251,7 +263,11 @@ impl Drop for TmpFile {
 /// (one event per line, as `runtimed image build --progress json` prints
 /// them), ending with `{"type":"done",...}` or `{"type":"error",...}`.
 #[utoipa::path(post, path = "/v1/images/build", request_body = BuildRequest,
-    responses((status = 200, description = "application/x-ndjson progress"), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "the build's progress, one JSON event per line", body = ref("#/components/schemas/BuildEvent"), content_type = "application/x-ndjson"),
+        (status = 400, body = ErrorBody, description = "invalid_request"),
+        (status = 403, body = ErrorBody, description = "forbidden: images are changed by operators only"),
+        (status = 404, body = ErrorBody, description = "recipe_not_found"),
+        (status = 503, body = ErrorBody, description = "images_unavailable")))]
 pub async fn build(
     State(state): State<Arc<AppState>>,
     parts: axum::http::request::Parts,
@@ -314,6 +330,8 @@ pub async fn build(
         return Err(ApiError::internal("build: no pipes"));
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
+    // The build's last words name paths of the store (the data dir).
+    let host_paths = state.host_paths.clone();
     tokio::spawn(async move {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
         let _recipe = recipe_file;
@@ -341,6 +359,7 @@ pub async fn build(
                 .unwrap_or("the build failed")
                 .trim_start_matches("runtimed: ")
                 .to_string();
+            let message = host_paths.scrub(&message);
             let line =
                 serde_json::json!({"type": "error", "code": "build_failed", "message": message});
             let _ = tx.send(Ok(format!("{line}\n"))).await;

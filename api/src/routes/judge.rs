@@ -84,10 +84,12 @@ pub fn flag(query: Option<&str>, name: &str) -> Result<bool, ApiError> {
 /// Submit code to be judged.
 #[utoipa::path(post, path = "/v1/judge/submissions",
     params(("wait" = Option<bool>, Query, description = "answer when the judgement is done")),
-    request_body(content = Object, description = "language, source, tests, limits, checker, stop_on_first_failure (docs/judges.md)"),
-    responses((status = 201, body = Object, description = "the submission (done when waited for)"),
-        (status = 400, body = ErrorBody), (status = 429, body = ErrorBody, description = "queue full; see Retry-After"),
-        (status = 503, body = ErrorBody)))]
+    request_body(content = ref("#/components/schemas/JudgeSubmission"), description = "docs/judges.md"),
+    responses((status = 201, body = ref("#/components/schemas/JudgeSubmissionView"), description = "the submission (done when waited for)"),
+        (status = 400, body = ErrorBody, description = "invalid_submission, invalid_request"),
+        (status = 429, body = ErrorBody, description = "queue_full, tenant_queue_full",
+            headers(("Retry-After" = u64, description = "seconds to wait before trying again"))),
+        (status = 503, body = ErrorBody, description = "judge_unavailable")))]
 pub async fn submit(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -118,7 +120,9 @@ pub async fn submit(
 
 /// A submission: its status, and when done its verdict and per-test results.
 #[utoipa::path(get, path = "/v1/judge/submissions/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ref("#/components/schemas/JudgeSubmissionView")),
+        (status = 404, body = ErrorBody, description = "submission_not_found"),
+        (status = 503, body = ErrorBody, description = "judge_unavailable")))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -137,7 +141,9 @@ pub async fn get(
 /// the stream ends after `done`. For a finished submission: its tests'
 /// `test_done` and `done`.
 #[utoipa::path(get, path = "/v1/judge/submissions/{id}/events", params(("id" = String, Path)),
-    responses((status = 200, description = "text/event-stream"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "server-sent events", body = ref("#/components/schemas/JudgeEvent"), content_type = "text/event-stream"),
+        (status = 404, body = ErrorBody, description = "submission_not_found"),
+        (status = 503, body = ErrorBody, description = "judge_unavailable")))]
 pub async fn events(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -219,7 +225,7 @@ fn async_stream(
     futures_util::StreamExt::chain(past, live)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LanguageInfo {
     pub name: String,
     pub display: String,
@@ -234,7 +240,7 @@ pub struct LanguageInfo {
 }
 
 /// The language table and what the toolchain probe found.
-#[utoipa::path(get, path = "/v1/judge/languages", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/v1/judge/languages", responses((status = 200, body = Vec<LanguageInfo>), (status = 503, body = ErrorBody, description = "judge_unavailable")))]
 pub async fn languages(
     State(state): State<Arc<AppState>>,
 ) -> Result<axum::Json<Vec<LanguageInfo>>, ApiError> {

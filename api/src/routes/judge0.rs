@@ -74,7 +74,11 @@ impl Judge0Error {
     fn internal(message: impl Into<String>) -> Judge0Error {
         let message = message.into();
         tracing::error!(error = %message, "judge0");
-        Judge0Error::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+        // The detail (store errors name the data dir) stays in the log.
+        Judge0Error::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            crate::error::INTERNAL_MESSAGE,
+        )
     }
 
     /// The judge service's refusal of a submission.

@@ -86,14 +86,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             crate::auth::require_tenant,
         ));
-    Router::new()
+    // Every error of the native API is `{code, message}` JSON without host
+    // paths, axum's own answers included (error::error_bodies); the
+    // Judge0 layer keeps Judge0's shapes, so it is nested outside.
+    let native = Router::new()
         .route("/healthz", get(system::healthz))
         .route("/v1/openapi.json", get(system::openapi))
         .route("/", get(system::console))
         .route("/console/{name}", get(system::console_asset))
-        .nest("/judge0", judge0::routes(state.clone()))
         .merge(authed)
         .fallback(system::fallback)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::error::error_bodies,
+        ));
+    native
+        .nest("/judge0", judge0::routes(state.clone()))
+        .layer(axum::middleware::from_fn(crate::error::catch_panic))
         .layer(axum::middleware::from_fn(trace_request))
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .with_state(state)
@@ -103,6 +113,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// (`judge0_listen`).
 pub fn judge0_router(state: Arc<AppState>) -> Router {
     judge0::routes(state.clone())
+        .layer(axum::middleware::from_fn(crate::error::catch_panic))
         .layer(axum::middleware::from_fn(trace_request))
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .with_state(state)

@@ -48,8 +48,17 @@ fn size_of(v: Option<&String>, name: &str, default: u16) -> Result<u16, ApiError
 
 /// Open a new terminal in the session (WebSocket). Query: `cols`, `rows`,
 /// `argv` (repeatable; default a login shell), `pty_id` (optional name).
-#[utoipa::path(get, path = "/v1/sessions/{id}/pty", params(("id" = String, Path), ("cols" = Option<u16>, Query), ("rows" = Option<u16>, Query), ("argv" = Option<String>, Query, description = "repeatable"), ("pty_id" = Option<String>, Query, description = "name of the new terminal")),
-    responses((status = 101, description = "WebSocket"), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/sessions/{id}/pty",
+    params(("id" = String, Path),
+        ("cols" = Option<u16>, Query, minimum = 1, maximum = 1000),
+        ("rows" = Option<u16>, Query, minimum = 1, maximum = 1000),
+        ("argv" = Option<String>, Query, description = "repeatable"),
+        ("pty_id" = Option<String>, Query, description = "name of the new terminal")),
+    responses((status = 101, description = "WebSocket"),
+        (status = 400, body = ErrorBody, description = "websocket_required, invalid_request, spawn_failed (the program cannot be started)"),
+        (status = 404, body = ErrorBody, description = "session_not_found"),
+        (status = 409, body = ErrorBody, description = "pty_exists, session_not_running"),
+        (status = 429, body = ErrorBody, description = "too_many_ptys")))]
 pub async fn open(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -119,7 +128,7 @@ pub async fn open(
             &[],
         )
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "spawn_failed", e.to_string()))?;
+        .map_err(spawn_error)?;
     let n = session
         .next_pty
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -172,7 +181,10 @@ fn limit_messages(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
 
 /// Reattach to a terminal: the scrollback first, then live output.
 #[utoipa::path(get, path = "/v1/sessions/{id}/ptys/{pty_id}", params(("id" = String, Path), ("pty_id" = String, Path)),
-    responses((status = 101, description = "WebSocket"), (status = 404, body = ErrorBody)))]
+    responses((status = 101, description = "WebSocket"),
+        (status = 400, body = ErrorBody, description = "websocket_required"),
+        (status = 404, body = ErrorBody, description = "session_not_found, pty_not_found"),
+        (status = 409, body = ErrorBody, description = "session_not_running")))]
 pub async fn attach(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -185,6 +197,23 @@ pub async fn attach(
     let ws = ws.map_err(upgrade_required)?;
     session.touch();
     Ok(limit_messages(ws, &state).on_upgrade(move |socket| bridge(socket, pty, session)))
+}
+
+/// The program could not be started (a missing or not executable
+/// `argv[0]`, the session's pids limit): 400 `spawn_failed`; a session
+/// that ended meanwhile: 409 as for every other call on it.
+fn spawn_error(e: crate::engine::session::SpawnError) -> ApiError {
+    use crate::engine::session::SpawnError;
+    match e {
+        SpawnError::Failed(f) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "spawn_failed", f.to_string())
+        }
+        SpawnError::SessionGone => ApiError::new(
+            StatusCode::CONFLICT,
+            "session_not_running",
+            "the session has ended",
+        ),
+    }
 }
 
 fn upgrade_required(r: WebSocketUpgradeRejection) -> ApiError {
@@ -212,7 +241,7 @@ fn find(session: &Session, pty_id: &str) -> Result<Arc<Pty>, ApiError> {
 
 /// The session's terminals.
 #[utoipa::path(get, path = "/v1/sessions/{id}/ptys", params(("id" = String, Path)),
-    responses((status = 200, body = PtyList), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = PtyList), (status = 404, body = ErrorBody, description = "session_not_found")))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -245,7 +274,7 @@ pub async fn list(
 
 /// End a terminal's process and forget it.
 #[utoipa::path(delete, path = "/v1/sessions/{id}/ptys/{pty_id}", params(("id" = String, Path), ("pty_id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "ended"), (status = 404, body = ErrorBody, description = "session_not_found, pty_not_found")))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,

@@ -19,7 +19,16 @@ use crate::types::{decode_input, CreateSession, ExecRequest, ExecResult, RunRequ
 
 /// Run a program in a fresh sandbox.
 #[utoipa::path(post, path = "/v1/run", request_body = RunRequest,
-    responses((status = 200, body = ExecResult), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = ExecResult),
+        (status = 400, body = ErrorBody, description = "invalid_request, limit_out_of_range, invalid_path"),
+        (status = 403, body = ErrorBody, description = "permission_denied: a file the session user may not write"),
+        (status = 404, body = ErrorBody, description = "image_not_found"),
+        (status = 409, body = ErrorBody, description = "not_a_directory, is_a_directory: files that collide"),
+        (status = 413, body = ErrorBody, description = "body_too_large, workspace_full"),
+        (status = 429, body = ErrorBody, description = "quota_exceeded"),
+        (status = 500, body = ErrorBody, description = "sandbox_failed, internal_error"),
+        (status = 503, body = ErrorBody, description = "shutting_down, capacity_exhausted, images_unavailable, output_budget_exhausted (with Retry-After)",
+            headers(("Retry-After" = u64, description = "seconds to wait before trying again (output_budget_exhausted)")))))]
 pub async fn run(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,

@@ -13,7 +13,12 @@ use crate::types::{CreateSession, SessionInfo, SessionList};
 
 /// Create a session.
 #[utoipa::path(post, path = "/v1/sessions", request_body = CreateSession,
-    responses((status = 201, body = SessionInfo), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 201, body = SessionInfo),
+        (status = 400, body = ErrorBody, description = "invalid_request, limit_out_of_range"),
+        (status = 404, body = ErrorBody, description = "image_not_found"),
+        (status = 429, body = ErrorBody, description = "quota_exceeded"),
+        (status = 500, body = ErrorBody, description = "sandbox_failed, internal_error"),
+        (status = 503, body = ErrorBody, description = "shutting_down, capacity_exhausted, images_unavailable")))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -24,8 +29,8 @@ pub async fn create(
 }
 
 /// List the caller's sessions; `?label=k=v` (repeatable) filters.
-#[utoipa::path(get, path = "/v1/sessions", params(("label" = Option<String>, Query, description = "k=v; repeatable")),
-    responses((status = 200, body = SessionList)))]
+#[utoipa::path(get, path = "/v1/sessions", params(("label" = Option<String>, Query, description = "k=v; repeatable", pattern = "=")),
+    responses((status = 200, body = SessionList), (status = 400, body = ErrorBody, description = "invalid_request: a label filter that is not k=v")))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -50,7 +55,7 @@ pub async fn list(
 
 /// One session with live usage.
 #[utoipa::path(get, path = "/v1/sessions/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SessionInfo), (status = 404, body = ErrorBody, description = "session_not_found")))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -65,7 +70,7 @@ pub async fn get(
 
 /// Kill everything in the session and remove it.
 #[utoipa::path(delete, path = "/v1/sessions/{id}", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "removed"), (status = 404, body = ErrorBody, description = "session_not_found")))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,

@@ -8,18 +8,31 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::auth::is_operator;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// Liveness.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ok")))]
-pub async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// What `/healthz` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    pub version: String,
 }
 
 /// Prometheus metrics (operators only: socket peers and the operator
 /// token).
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "text/plain; version=0.0.4")))]
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4"),
+    (status = 403, body = ErrorBody, description = "forbidden: a tenant's token")))]
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
     parts: axum::http::request::Parts,
@@ -39,7 +52,8 @@ pub async fn metrics(
 }
 
 /// This document.
-pub async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+#[utoipa::path(get, path = "/v1/openapi.json", responses((status = 200, description = "the OpenAPI 3.1 document", body = Object)))]
+pub async fn openapi() -> axum::Json<serde_json::Value> {
     axum::Json(crate::openapi::document())
 }
 
@@ -76,8 +90,9 @@ pub async fn console_asset(
         ApiError::new(
             StatusCode::NOT_FOUND,
             "console_asset_missing",
-            format!("{}: {e} (run npm ci in console/)", dir.join(rel).display()),
+            format!("{name} is not installed (run npm ci in console/)"),
         )
+        .with_detail(format!("{}: {e}", dir.join(rel).display()))
     })?;
     Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
 }

@@ -318,3 +318,119 @@ fn openapi_document_is_checked_in_and_current() {
     }
     assert!(v["components"]["schemas"].get("ExecResult").is_some());
 }
+
+/// Answers no handler of ours wrote (axum's rejections, the 405 of a
+/// route) leave in the `{code, message}` shape; headers stay.
+#[tokio::test]
+async fn router_rejections_are_json() {
+    let (s, _d) = state(true);
+    let resp = crate::router(s.clone())
+        .oneshot(
+            Request::builder()
+                .method("PATCH")
+                .uri("/v1/sessions")
+                .header("authorization", "Bearer 0123456789abcdef-a")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(resp.headers().contains_key("allow"));
+    let v: serde_json::Value = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["code"], "method_not_allowed", "{v}");
+    for uri in ["/v1/sessions/%FF", "/v1/sessions/x/files/%C3%28"] {
+        let bearer = Some("Bearer 0123456789abcdef-a");
+        let (st, v) = call(crate::router(s.clone()), "GET", uri, "", bearer).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(v["code"], "invalid_request", "{uri}: {v}");
+    }
+}
+
+/// A body that fails while it is read (the client went away, a bad
+/// chunk) is a broken request, 400, not 413.
+#[tokio::test]
+async fn a_body_that_breaks_is_400() {
+    let (s, _d) = state(true);
+    let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![
+        Ok(&b"{\"ttl_seconds\":"[..]),
+        Err(std::io::Error::other("connection closed")),
+    ];
+    let resp = crate::router(s.clone())
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/v1/sessions")
+                .header("content-type", "application/json")
+                .header("authorization", "Bearer 0123456789abcdef-a")
+                .body(Body::from_stream(futures_util::stream::iter(chunks)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["code"], "invalid_request", "{v}");
+    assert_eq!(s.active(), 0);
+}
+
+/// The last line of defense: a message that names the data dir (a
+/// handler that forgot to map its error) leaves with a placeholder.
+#[tokio::test]
+async fn host_paths_are_scrubbed_from_every_error() {
+    use axum::routing::get;
+    let (s, _d) = state(false);
+    let data = s.cfg.data_dir.display().to_string();
+    let leak = format!("open {data}/images/tmp/blob-1: I/O error");
+    let app = axum::Router::new()
+        .route(
+            "/leak",
+            get(move || {
+                let leak = leak.clone();
+                async move { crate::error::ApiError::invalid(leak) }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            s.clone(),
+            crate::error::error_bodies,
+        ))
+        .with_state(s);
+    let (st, v) = call(app, "GET", "/leak", "", None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(v["code"], "invalid_request");
+    let message = v["message"].as_str().unwrap();
+    assert!(!message.contains(&data), "{message}");
+    assert_eq!(message, "open <data-dir>: I/O error");
+}
+
+/// A handler that panics answers 500 `internal_error` (the panic itself
+/// goes to the daemon's log) instead of dropping the connection.
+#[tokio::test]
+async fn a_panicking_handler_answers_500_json() {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/boom",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("boom");
+                }
+                ""
+            }),
+        )
+        .layer(axum::middleware::from_fn(crate::error::catch_panic));
+    let (st, v) = call(app, "GET", "/boom", "", None).await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(v["code"], "internal_error");
+    assert_eq!(v["message"], crate::error::INTERNAL_MESSAGE);
+}
