@@ -205,7 +205,7 @@ impl Sandbox {
         if !Uid::effective().is_root() {
             return Err(SandboxError::NotRoot);
         }
-        let plan = plan(spec, &opts)?;
+        let mut plan = plan(spec, &opts)?;
         let id = match opts.sandbox_id.take() {
             Some(id) => {
                 if id.is_empty()
@@ -234,7 +234,7 @@ impl Sandbox {
             seccomp::Purpose::Run
         };
         let seccomp = seccomp::compile_for(opts.seccomp, purpose)?;
-        core_limit_headroom()?;
+        settle_core_limit(&mut plan)?;
         let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
         let mgr = cgroup_manager()?;
         sweep_stale(&opts.run_dir, mgr, &id);
@@ -807,12 +807,15 @@ fn prepared_binds(
 }
 
 /// Makes sure the sandbox can be given RLIMIT_CORE = 1 (`spec::plan::
-/// CORE_LIMIT`): the child sets it after entering its user namespace, where
-/// it may lower limits but not raise a hard limit, so a caller started with
-/// a hard limit of 0 (`LimitCORE=0` in a unit) gets it raised to 1 here,
-/// while still root in the initial namespace. The soft limit, which is what
-/// this process itself dumps by, is left as it is.
-fn core_limit_headroom() -> Result<(), SandboxError> {
+/// CORE_LIMIT`). The child sets it after entering its user namespace, where
+/// it may lower limits but not raise a hard one; so a caller started with a
+/// hard limit of 0 (`LimitCORE=0` in a unit) gets it raised to 1 here, as
+/// root in the initial namespace (its own soft limit, what this process
+/// dumps by, stays). Without CAP_SYS_RESOURCE that fails: then 0 is all the
+/// sandbox can get, as safe as 1 while `kernel.core_pattern` names a file
+/// (nothing below a page is written), and refused while it is a pipe,
+/// whose handler the kernel starts whatever the limit but 1.
+fn settle_core_limit(plan: &mut crate::spec::Plan) -> Result<(), SandboxError> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let core = crate::spec::plan::CORE_LIMIT;
     let (soft, hard) =
@@ -820,7 +823,35 @@ fn core_limit_headroom() -> Result<(), SandboxError> {
     if hard >= core {
         return Ok(());
     }
-    setrlimit(Resource::RLIMIT_CORE, soft, core).map_err(sys_err("setrlimit(RLIMIT_CORE)"))
+    match setrlimit(Resource::RLIMIT_CORE, soft, core) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM) => {
+            // Unreadable counts as a pipe: refuse rather than guess.
+            let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern")
+                .unwrap_or_else(|_| "|".into());
+            if pattern.starts_with('|') {
+                return Err(SandboxError::Options(
+                    "runtimed's hard RLIMIT_CORE is 0 and cannot be raised (no \
+                     CAP_SYS_RESOURCE) while kernel.core_pattern is a pipe: a crash in the \
+                     sandbox would start its handler; start runtimed with a hard core limit \
+                     of at least 1 byte (e.g. LimitCORE=0:infinity)"
+                        .into(),
+                ));
+            }
+            for r in plan
+                .rlimits
+                .iter_mut()
+                .filter(|r| r.resource == libc::RLIMIT_CORE as i32)
+            {
+                (r.soft, r.hard) = (0, 0);
+            }
+            Ok(())
+        }
+        Err(e) => Err(SandboxError::Sys {
+            what: "setrlimit(RLIMIT_CORE)".into(),
+            source: e,
+        }),
+    }
 }
 
 /// A layered root's trees: each layer directory as a detached, read-only,
