@@ -525,6 +525,8 @@ fn setid_mode_rules() -> Vec<(u32, bpf::Special)> {
 /// new value, `getrlimit`) keeps working.
 fn core_limit_rules() -> Vec<(u32, bpf::Special)> {
     use bpf::{ArgCond, ArgRule, Special};
+    // `c_uint` on glibc, `c_int` on musl.
+    #[allow(clippy::unnecessary_cast)]
     let core = libc::RLIMIT_CORE as u32;
     #[allow(unused_mut)]
     let mut rules = vec![(
