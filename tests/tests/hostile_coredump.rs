@@ -130,6 +130,36 @@ fn a_caller_with_a_zero_hard_core_limit_still_runs_sandboxes() {
     assert!(!v.ok() || want == json!([0, 0]), "{v}");
 }
 
+/// The daemon's paths (a session's exec, a one-shot `/v1/run`) give the same
+/// limit: 1 byte, not lowerable; a crash is reported as signaled.
+#[test]
+fn daemon_sessions_and_runs_get_the_same_core_limit() {
+    let d = runtimed_tests::daemon!();
+    let script = "grep 'core file' /proc/self/limits; ulimit -c 0 2>/dev/null; echo lowered=$?";
+    let words = |r: &Value| {
+        r["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let want = "Max core file size 1 1 bytes lowered=2";
+    let id = d.create_session(&json!({}));
+    let r = d.exec(&id, &["sh", "-c", script]);
+    assert_eq!(words(&r), want, "{r}");
+    let r = d
+        .req_json(
+            "POST",
+            "/v1/run",
+            &json!({"argv": ["sh", "-c", format!("{script}; kill -SEGV $$")]}),
+        )
+        .json();
+    assert_eq!(words(&r), want, "{r}");
+    assert_eq!(r["termination"], "signaled", "{r}");
+    assert_eq!(r["signal"], libc::SIGSEGV, "{r}");
+}
+
 /// Restores `kernel.core_pattern` when the test ends, however it ends.
 struct PatternGuard(String);
 
