@@ -96,12 +96,18 @@ fn setuid_root_bash_through_a_root_owned_workspace_is_refused() {
 
 /// The same attack into a workspace of an unprivileged user: the copy
 /// lands owned by that user, without the bits, and running it as nobody
-/// gives nobody's uid. (Checked against: without the seccomp mode rules
+/// gives nobody's uid; a write to the owner's own setuid file clears it. (Checked against: without the seccomp mode rules
 /// the file is -rwsr-sr-x 4321:4321 and `id -u` says 4321.)
 #[test]
 fn setuid_copies_never_reach_a_user_owned_workspace() {
     let h = harness!();
     let ws = owned_dir("hostile-ws-user", OWNER, OWNER, 0o755);
+    // The owner's own setuid program, put there on the host: a write from
+    // the sandbox (no CAP_FSETID) clears its bits (kernel: file_remove_privs).
+    let theirs = ws.join("theirs");
+    fs::copy("/bin/true", &theirs).expect("copy");
+    std::os::unix::fs::chown(&theirs, Some(OWNER), Some(OWNER)).expect("chown");
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o6755)).expect("chmod");
     let out = h
         .sandbox()
         .opt("--workspace")
@@ -109,7 +115,8 @@ fn setuid_copies_never_reach_a_user_owned_workspace() {
         .cmd([
             "/bin/sh",
             "-c",
-            "cp /bin/bash /workspace/rb; chmod 6755 /workspace/rb; echo chmod=$?",
+            "cp /bin/bash /workspace/rb; chmod 6755 /workspace/rb; echo chmod=$?; \
+             echo >> /workspace/theirs",
         ])
         .run();
     assert_eq!(out.code(), 0, "{}", out.context());
@@ -118,6 +125,7 @@ fn setuid_copies_never_reach_a_user_owned_workspace() {
     let meta = fs::metadata(&rb).expect("the copy reached the host");
     assert_eq!((meta.uid(), meta.gid()), (OWNER, OWNER));
     assert_eq!(meta.mode() & SETID, 0, "mode {:o}", meta.mode());
+    assert_eq!(mode_bits(&theirs) & SETID, 0, "a write kept the bits");
     let id = Command::new("runuser")
         .args(["-u", "nobody", "--"])
         .arg(&rb)
