@@ -470,6 +470,21 @@ fn make_dir(path: &Path, mode: u32) -> Result<(), std::io::Error> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
+/// Owner (uid and gid) of a box on the host: `nobody`. The sandbox refuses
+/// a read-write bind of a root-owned directory (its owner's rights would
+/// become the sandbox's, docs/limits.md), so the box is handed to an id
+/// that owns nothing else; the compile's files belong to it on the host.
+const BOX_OWNER: u32 = 65534;
+
+/// Gives a new box to [`BOX_OWNER`]. Not running as root, the box is the
+/// caller's already (and not root's), which is just as good.
+fn give_box_away(dir: &Path) -> Result<(), std::io::Error> {
+    match std::os::unix::fs::chown(dir, Some(BOX_OWNER), Some(BOX_OWNER)) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        r => r,
+    }
+}
+
 /// A compiled (or written) program in its box directory.
 struct Program<'a> {
     lang: &'a Language,
@@ -531,11 +546,14 @@ async fn compile(
     // filesystem that cannot be idmapped (overlayfs, NFS) the bind stays
     // plain and uid 1000 inside must still be able to write the program.
     // Only the sandbox it is mounted into can reach it (its parent is a
-    // 0700 work dir), and tests get it read-only.
-    make_dir(box_dir, 0o777).map_err(|source| JudgeError::WorkDir {
-        path: box_dir.to_path_buf(),
-        source,
-    })?;
+    // 0700 work dir), and tests get it read-only. Owned by nobody, not
+    // root: a root-owned rw bind is refused.
+    make_dir(box_dir, 0o777)
+        .and_then(|()| give_box_away(box_dir))
+        .map_err(|source| JudgeError::WorkDir {
+            path: box_dir.to_path_buf(),
+            source,
+        })?;
     let src = box_dir.join(&lang.source_file);
     write_file(&src, source.as_bytes(), 0o644).map_err(|source| JudgeError::Write {
         path: src.clone(),

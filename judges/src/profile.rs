@@ -231,6 +231,14 @@ mod tests {
         }
     }
 
+    /// A temp dir given to nobody when we are root: a read-write bind of a
+    /// root-owned directory is refused (like a real box, pipeline.rs).
+    fn box_dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let _ = std::os::unix::fs::chown(d.path(), Some(65534), Some(65534));
+        d
+    }
+
     fn rlimit(p: &sandbox::spec::Plan, r: i32) -> Option<(u64, u64)> {
         p.rlimits
             .iter()
@@ -240,7 +248,7 @@ mod tests {
 
     #[test]
     fn job_becomes_a_valid_spec_with_its_mounts_limits_and_env() {
-        let d = tempfile::tempdir().unwrap();
+        let d = box_dir();
         let j = job(d.path());
         let spec = job_spec(&j).unwrap();
         let opts = job_run_options(&j);
@@ -286,7 +294,7 @@ mod tests {
 
     #[test]
     fn unlimited_stack_big_tmp_and_own_path() {
-        let d = tempfile::tempdir().unwrap();
+        let d = box_dir();
         let mut j = job(d.path());
         j.limits.stack_bytes = None;
         j.limits.memory_bytes = 2 << 30;
@@ -311,7 +319,7 @@ mod tests {
 
     #[test]
     fn bad_jobs_are_refused_by_name() {
-        let d = tempfile::tempdir().unwrap();
+        let d = box_dir();
         let mut j = job(d.path());
         j.argv.clear();
         assert!(matches!(job_spec(&j), Err(ProfileError::EmptyArgv)));

@@ -30,6 +30,10 @@ pub use serde_json;
 pub mod daemon;
 pub mod images;
 
+/// The `nobody` user and group: an unprivileged owner for host directories
+/// given to sandboxes read-write.
+pub const NOBODY: u32 = 65534;
+
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;
 
@@ -626,10 +630,13 @@ impl TempDir {
         TempDir { path }
     }
 
-    /// Mode 0777, so the sandbox user (some unprivileged host uid) can write.
+    /// Mode 0777, so the sandbox user (some unprivileged host uid) can
+    /// write, and owned by `nobody` (65534:65534): a read-write bind of a
+    /// root-owned directory is refused.
     pub fn world_writable(prefix: &str) -> TempDir {
         let d = TempDir::new(prefix);
         fs::set_permissions(&d.path, fs::Permissions::from_mode(0o777)).expect("chmod temp dir");
+        std::os::unix::fs::chown(&d.path, Some(NOBODY), Some(NOBODY)).expect("chown temp dir");
         d
     }
 

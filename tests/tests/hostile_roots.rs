@@ -416,7 +416,7 @@ fn rootfs_dirs_whose_mount_points_are_links_or_files_are_refused() {
 fn caller_binds_on_links_stay_inside_the_root_and_on_standard_points_are_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let h = harness!();
-    let src = TempDir::new("bind-src");
+    let src = TempDir::world_writable("bind-src");
     std::fs::write(src.join("marker"), "from the bind").unwrap();
     // `--workspace DIR` binds on /workspace: a link there is refused like
     // the sandbox's own tmpfs would be.

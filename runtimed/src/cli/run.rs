@@ -578,6 +578,14 @@ mod tests {
 
     #[test]
     fn flags_become_a_spec() {
+        // A read-write bind's source must not be root's: a directory of
+        // our own, handed to nobody when we are root.
+        let src = std::env::temp_dir().join(format!("runtimed-run-test-{}", std::process::id()));
+        std::fs::create_dir_all(&src).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&src, Some(65534), Some(65534)).unwrap();
+        }
+        let bind = format!("{}:/data:rw", src.display());
         let a = parse(&[
             "--memory",
             "64M",
@@ -586,7 +594,7 @@ mod tests {
             "--cpus",
             "0.5",
             "--bind",
-            "/usr/share:/data:rw",
+            &bind,
             "--tmpfs",
             "/scratch:8M",
             "--env",
@@ -602,7 +610,9 @@ mod tests {
         ])
         .unwrap();
         let s = spec_from_args(&a, None).unwrap();
-        let p = sandbox::spec::plan(&s, &RunOptions::default()).unwrap();
+        let p = sandbox::spec::plan(&s, &RunOptions::default());
+        let _ = std::fs::remove_dir(&src);
+        let p = p.unwrap();
         assert_eq!(p.cgroup.memory_bytes, Some(64 << 20));
         assert_eq!(p.cgroup.pids, Some(32));
         assert_eq!(p.cgroup.cpu_quota_us, Some(50_000));

@@ -205,7 +205,7 @@ impl Sandbox {
         if !Uid::effective().is_root() {
             return Err(SandboxError::NotRoot);
         }
-        let plan = plan(spec, &opts)?;
+        let mut plan = plan(spec, &opts)?;
         let id = match opts.sandbox_id.take() {
             Some(id) => {
                 if id.is_empty()
@@ -228,7 +228,13 @@ impl Sandbox {
             ));
         }
         let lock = lock_sandbox(&opts.run_dir, &id)?;
-        let seccomp = seccomp::compile(opts.seccomp)?;
+        let purpose = if opts.build_capabilities {
+            seccomp::Purpose::BuildStep
+        } else {
+            seccomp::Purpose::Run
+        };
+        let seccomp = seccomp::compile_for(opts.seccomp, purpose)?;
+        settle_core_limit(&mut plan)?;
         let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
         let mgr = cgroup_manager()?;
         sweep_stale(&opts.run_dir, mgr, &id);
@@ -716,13 +722,17 @@ fn sweep_stale(run_dir: &std::path::Path, mgr: &CgroupManager, own: &str) {
 /// on disk by that owner, so `--workspace .` works for any caller without
 /// chown or a world-writable directory (MOUNT_ATTR_IDMAP needs privilege
 /// over the filesystem, which the child's user namespace has none of). On
-/// filesystems that cannot be idmapped they stay plain read-write binds.
+/// filesystems that cannot be idmapped they stay plain read-write binds
+/// (then the sandbox writes as its own unprivileged host uid). A source
+/// owned by root (uid or gid 0) is refused, here on the opened mount as in
+/// the plan: root's files would become the sandbox's. Only the owner's
+/// ids are mapped, so files of other owners inside (root's included) show
+/// as the overflow id and are never the sandbox's.
 fn prepared_binds(
     plan: &crate::spec::Plan,
     lease: &UidLease,
 ) -> Result<Vec<(PathBuf, OwnedFd)>, SandboxError> {
     use crate::spec::MountKind;
-    use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     let mut namespaces: Vec<((u32, u32), OwnedFd)> = Vec::new();
     for m in &plan.mounts {
@@ -756,11 +766,17 @@ fn prepared_binds(
             out.push((m.destination.clone(), tree));
             continue;
         }
-        let meta = std::fs::metadata(source).map_err(|e| SandboxError::Sys {
-            what: format!("stat {}", source.display()),
-            source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        })?;
-        let owner = (meta.uid(), meta.gid());
+        // The owner of what was opened, not of whatever the path names
+        // now: plan checked the path, this checks the mount itself.
+        let meta =
+            nix::sys::stat::fstat(&tree).map_err(sys_err(format!("stat {}", source.display())))?;
+        let owner = (meta.st_uid, meta.st_gid);
+        crate::spec::plan::check_rw_bind_owner(
+            &m.destination.display().to_string(),
+            source,
+            owner.0,
+            owner.1,
+        )?;
         if !namespaces.iter().any(|(o, _)| *o == owner) {
             let ns = crate::userns::mapping_userns(
                 &format!("{} {} 1\n", owner.0, lease.host_base + plan.uid),
@@ -788,6 +804,54 @@ fn prepared_binds(
         out.push((m.destination.clone(), tree));
     }
     Ok(out)
+}
+
+/// Makes sure the sandbox can be given RLIMIT_CORE = 1 (`spec::plan::
+/// CORE_LIMIT`). The child sets it after entering its user namespace, where
+/// it may lower limits but not raise a hard one; so a caller started with a
+/// hard limit of 0 (`LimitCORE=0` in a unit) gets it raised to 1 here, as
+/// root in the initial namespace (its own soft limit, what this process
+/// dumps by, stays). Without CAP_SYS_RESOURCE that fails: then 0 is all the
+/// sandbox can get, as safe as 1 while `kernel.core_pattern` names a file
+/// (nothing below a page is written), and refused while it is a pipe,
+/// whose handler the kernel starts whatever the limit but 1.
+fn settle_core_limit(plan: &mut crate::spec::Plan) -> Result<(), SandboxError> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let core = crate::spec::plan::CORE_LIMIT;
+    let (soft, hard) =
+        getrlimit(Resource::RLIMIT_CORE).map_err(sys_err("getrlimit(RLIMIT_CORE)"))?;
+    if hard >= core {
+        return Ok(());
+    }
+    match setrlimit(Resource::RLIMIT_CORE, soft, core) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM) => {
+            // Unreadable counts as a pipe: refuse rather than guess.
+            let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern")
+                .unwrap_or_else(|_| "|".into());
+            if pattern.starts_with('|') {
+                return Err(SandboxError::Options(
+                    "runtimed's hard RLIMIT_CORE is 0 and cannot be raised (no \
+                     CAP_SYS_RESOURCE) while kernel.core_pattern is a pipe: a crash in the \
+                     sandbox would start its handler; start runtimed with a hard core limit \
+                     of at least 1 byte (e.g. LimitCORE=0:infinity)"
+                        .into(),
+                ));
+            }
+            for r in plan
+                .rlimits
+                .iter_mut()
+                .filter(|r| r.resource == libc::RLIMIT_CORE as i32)
+            {
+                (r.soft, r.hard) = (0, 0);
+            }
+            Ok(())
+        }
+        Err(e) => Err(SandboxError::Sys {
+            what: "setrlimit(RLIMIT_CORE)".into(),
+            source: e,
+        }),
+    }
 }
 
 /// A layered root's trees: each layer directory as a detached, read-only,
@@ -825,12 +889,36 @@ fn prepared_layers(
     Ok((lowers, upper))
 }
 
-/// `<dir>/upper` and `<dir>/work` of a layered root's host upper dir.
+/// `<dir>/upper` and `<dir>/work` of a layered root's host upper dir;
+/// `dir` itself, when missing, 0700. It must be private to root (plan
+/// checked an existing one; this checks again once it exists): what the
+/// sandbox writes there keeps the image's ids, root's included.
 fn prepare_upper_dir(plan: &crate::spec::Plan) -> Result<(), SandboxError> {
+    use std::os::unix::fs::DirBuilderExt;
     let crate::spec::plan::RootPlan::Layers(l) = &plan.root else {
         return Ok(());
     };
     if let crate::options::Upper::Dir(dir) = &l.upper {
+        let created = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+        match crate::spec::plan::private_to_root(dir) {
+            Ok(true) => {}
+            Ok(false) => return Err(crate::spec::plan::upper_not_private(dir).into()),
+            Err(e) => {
+                return Err(SandboxError::Sys {
+                    what: format!("create {}", dir.display()),
+                    source: Errno::from_raw(
+                        created
+                            .err()
+                            .unwrap_or(e)
+                            .raw_os_error()
+                            .unwrap_or(libc::EIO),
+                    ),
+                })
+            }
+        }
         for sub in ["upper", "work"] {
             let p = dir.join(sub);
             if let Err(e) = std::fs::create_dir_all(&p) {

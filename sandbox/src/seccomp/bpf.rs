@@ -38,9 +38,27 @@ pub fn ret_errno(errno: i32) -> u32 {
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
 /// Low 32 bits of argument `i` (little-endian). Every rule we write is on a
-/// C `int`/`unsigned int` argument or on flags that live in the low word.
+/// C `int`/`unsigned int` argument or on flags that live in the low word,
+/// except [`ArgCond::NonZero`], which reads both halves.
 fn off_arg_lo(i: u8) -> u32 {
     16 + 8 * u32::from(i)
+}
+
+/// High 32 bits of argument `i`.
+fn off_arg_hi(i: u8) -> u32 {
+    off_arg_lo(i) + 4
+}
+
+/// One condition of an [`ArgRule::DenyWhenAll`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgCond {
+    /// `arg & mask != 0` on the low 32 bits.
+    AnyBit { arg: u8, mask: u32 },
+    /// The low 32 bits equal `value`.
+    Equals { arg: u8, value: u32 },
+    /// The whole 64-bit argument is not 0 (a non-NULL pointer: a pointer's
+    /// low half alone may be 0).
+    NonZero { arg: u8 },
 }
 
 /// A rule on one argument's low 32 bits.
@@ -52,6 +70,9 @@ pub enum ArgRule {
     OneOf { arg: u8, values: Vec<u32> },
     /// Allowed unless the argument is one of `values`.
     NoneOf { arg: u8, values: Vec<u32> },
+    /// Allowed unless every condition holds (e.g. `O_CREAT` in the flags
+    /// and a setuid bit in the mode).
+    DenyWhenAll(Vec<ArgCond>),
 }
 
 /// What one syscall number does beyond plain allow/deny.
@@ -147,6 +168,44 @@ fn rule_block(rule: &ArgRule, errno: i32) -> Result<Vec<sock_filter>, TooLarge> 
                     .jt
                     .checked_add(1)
                     .ok_or_else(|| TooLarge("argument list".into()))?;
+            }
+        }
+        ArgRule::DenyWhenAll(conds) => {
+            // Each condition falls through when it holds and jumps to the
+            // final ALLOW when it does not; past the last one: deny.
+            let mut to_allow: Vec<(usize, bool)> = Vec::new();
+            for cond in conds {
+                match *cond {
+                    ArgCond::AnyBit { arg, mask } => {
+                        out.push(stmt(BPF_LD_W_ABS, off_arg_lo(arg)));
+                        to_allow.push((out.len(), false));
+                        out.push(jump(BPF_JMP_JSET_K, mask, 0, 0));
+                    }
+                    ArgCond::Equals { arg, value } => {
+                        out.push(stmt(BPF_LD_W_ABS, off_arg_lo(arg)));
+                        to_allow.push((out.len(), false));
+                        out.push(jump(BPF_JMP_JEQ_K, value, 0, 0));
+                    }
+                    ArgCond::NonZero { arg } => {
+                        // Low half non-zero: holds, skip the high half.
+                        out.push(stmt(BPF_LD_W_ABS, off_arg_lo(arg)));
+                        out.push(jump(BPF_JMP_JEQ_K, 0, 0, 2));
+                        out.push(stmt(BPF_LD_W_ABS, off_arg_hi(arg)));
+                        to_allow.push((out.len(), true));
+                        out.push(jump(BPF_JMP_JEQ_K, 0, 0, 0));
+                    }
+                }
+            }
+            out.push(stmt(BPF_RET_K, deny));
+            let allow = out.len();
+            out.push(stmt(BPF_RET_K, RET_ALLOW));
+            for (i, on_true) in to_allow {
+                let off = small(allow - i - 1, "argument conditions")?;
+                if on_true {
+                    out[i].jt = off;
+                } else {
+                    out[i].jf = off;
+                }
             }
         }
     }
@@ -379,6 +438,65 @@ mod tests {
             Some(RET_ALLOW)
         );
         assert_eq!(evaluate(&prog, ARCH, 41, [2, 0, 0, 0, 0, 0]), Some(eperm));
+    }
+
+    #[test]
+    fn deny_when_all_needs_every_condition() {
+        // open-like: deny when flags have 0o100 and mode has 0o6000;
+        // prlimit-like: deny when arg 1 is 4 and arg 2 (64 bits) is not 0.
+        let p = Policy {
+            audit_arch: ARCH,
+            nr_limit: u32::MAX,
+            newer_than: None,
+            allowed: [2, 302].into_iter().collect(),
+            special: vec![
+                (
+                    2,
+                    Special::Rule {
+                        rule: ArgRule::DenyWhenAll(vec![
+                            ArgCond::AnyBit {
+                                arg: 1,
+                                mask: 0o100,
+                            },
+                            ArgCond::AnyBit {
+                                arg: 2,
+                                mask: 0o6000,
+                            },
+                        ]),
+                        errno: 1,
+                    },
+                ),
+                (
+                    302,
+                    Special::Rule {
+                        rule: ArgRule::DenyWhenAll(vec![
+                            ArgCond::Equals { arg: 1, value: 4 },
+                            ArgCond::NonZero { arg: 2 },
+                        ]),
+                        errno: 1,
+                    },
+                ),
+            ],
+            default_errno: 1,
+        };
+        let prog = compile(&p).unwrap();
+        let deny = Some(ret_errno(1));
+        let allow = Some(RET_ALLOW);
+        let open = |flags: u64, mode: u64| evaluate(&prog, ARCH, 2, [0, flags, mode, 0, 0, 0]);
+        assert_eq!(open(0o100, 0o4755), deny);
+        assert_eq!(open(0o100 | 0o2, 0o2755), deny);
+        assert_eq!(open(0o100, 0o755), allow);
+        assert_eq!(open(0, 0o4755), allow, "no O_CREAT: the mode is ignored");
+        assert_eq!(open(0o100, 0o1777), allow, "sticky is fine");
+        // Upper halves do not hide the bits (the kernel reads the low ones).
+        assert_eq!(open(0xffff_0000_0000_0040, 0x1_0000_0800), deny);
+        let prlimit = |res: u64, new: u64| evaluate(&prog, ARCH, 302, [0, res, new, 0, 0, 0]);
+        assert_eq!(prlimit(4, 0x7ffd_1234_5678), deny);
+        assert_eq!(prlimit(4, 0x7f00_0000_0000), deny, "low half 0, high not");
+        assert_eq!(prlimit(4, 0x1234), deny, "high half 0, low not");
+        assert_eq!(prlimit(4, 0), allow, "NULL: only reads the limit");
+        assert_eq!(prlimit(7, 0x7ffd_1234_5678), allow, "another resource");
+        assert_eq!(prlimit(0x1_0000_0004, 0x10), deny, "upper half of an int");
     }
 
     #[test]

@@ -14,6 +14,11 @@
 //! Each profile compiles to one compact classic-BPF program ([`bpf`]: the
 //! argument rules first, then a binary search over allowed number ranges);
 //! seccompiler only installs it.
+//!
+//! Both confined profiles also keep a sandbox from leaving setuid or setgid
+//! files on the host through a writable bind (no call may put those bits
+//! in a mode) and from lowering RLIMIT_CORE (whose value 1 keeps a crash
+//! away from the host's `core_pattern` pipe): see [`Purpose`].
 
 mod bpf;
 
@@ -90,6 +95,25 @@ pub enum SeccompError {
     },
 }
 
+/// Who the filter is for: it decides whether setuid/setgid modes may be
+/// set.
+///
+/// A sandbox's files reach the host through read-write binds, where a
+/// setuid file owned by the bind's owner would let any local user run code
+/// as that owner; so no call of a confined sandbox may set `S_ISUID` or
+/// `S_ISGID`. An image build step (dpkg as root in the user namespace)
+/// must be able to, and may: its only host-writable place is its upper dir
+/// in the daemon's private data dir, rw binds are refused for it
+/// (`spec::plan`), and the unpacker strips those bits from every layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Purpose {
+    /// Any sandbox but an image build step: no setuid/setgid modes.
+    #[default]
+    Run,
+    /// An image build step (`RunOptions::build_capabilities`).
+    BuildStep,
+}
+
 /// One compiled BPF program of a profile.
 ///
 /// The kernel runs every installed program, newest first, and keeps the first
@@ -112,6 +136,7 @@ struct Stage {
 #[derive(Clone)]
 pub struct SeccompFilter {
     profile: SeccompProfile,
+    purpose: Purpose,
     /// In installation order. Shared: [`compile`] hands out clones of a
     /// cached filter.
     stages: Arc<[Stage]>,
@@ -122,6 +147,7 @@ impl fmt::Debug for SeccompFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_struct("SeccompFilter");
         list.field("profile", &self.profile);
+        list.field("purpose", &self.purpose);
         for stage in self.stages.iter() {
             list.field(stage.name, &stage.program.len());
         }
@@ -157,33 +183,51 @@ impl SeccompFilter {
     pub fn profile(&self) -> SeccompProfile {
         self.profile
     }
+
+    /// Who the filter is for.
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
+    }
 }
 
 /// Compiles `profile` for the running architecture; `None` for `unconfined`.
-///
-/// Results are cached per profile for the life of the process: the policy is
-/// static and compiling it costs far more than cloning it (figures in
-/// `docs/seccomp.md`).
+/// The filter of any sandbox but an image build step ([`Purpose::Run`]).
 pub fn compile(profile: SeccompProfile) -> Result<Option<SeccompFilter>, SeccompError> {
-    static DEFAULT: OnceLock<SeccompFilter> = OnceLock::new();
-    static JUDGE: OnceLock<SeccompFilter> = OnceLock::new();
-    let cell = match profile {
-        SeccompProfile::Unconfined => return Ok(None),
-        SeccompProfile::Default => &DEFAULT,
-        SeccompProfile::Judge => &JUDGE,
+    compile_for(profile, Purpose::Run)
+}
+
+/// [`compile`] for `purpose`.
+///
+/// Results are cached per profile and purpose for the life of the process:
+/// the policy is static and compiling it costs far more than cloning it
+/// (figures in `docs/seccomp.md`).
+pub fn compile_for(
+    profile: SeccompProfile,
+    purpose: Purpose,
+) -> Result<Option<SeccompFilter>, SeccompError> {
+    static CELLS: [OnceLock<SeccompFilter>; 4] = [const { OnceLock::new() }; 4];
+    let cell = match (profile, purpose) {
+        (SeccompProfile::Unconfined, _) => return Ok(None),
+        (SeccompProfile::Default, Purpose::Run) => &CELLS[0],
+        (SeccompProfile::Judge, Purpose::Run) => &CELLS[1],
+        (SeccompProfile::Default, Purpose::BuildStep) => &CELLS[2],
+        (SeccompProfile::Judge, Purpose::BuildStep) => &CELLS[3],
     };
     if let Some(filter) = cell.get() {
         return Ok(Some(filter.clone()));
     }
     // Two threads may race to compile; both get equal filters and one wins
     // the cell (OnceLock::get_or_try_init is not stable yet).
-    let filter = compile_uncached(profile)?;
+    let filter = compile_uncached(profile, purpose)?;
     Ok(Some(cell.get_or_init(|| filter).clone()))
 }
 
-/// The actual compilation behind [`compile`]'s cache.
-fn compile_uncached(profile: SeccompProfile) -> Result<SeccompFilter, SeccompError> {
-    let policy = policy(profile)?;
+/// The actual compilation behind [`compile_for`]'s cache.
+fn compile_uncached(
+    profile: SeccompProfile,
+    purpose: Purpose,
+) -> Result<SeccompFilter, SeccompError> {
+    let policy = policy(profile, purpose)?;
     let program = bpf::compile(&policy).map_err(|source| SeccompError::Build {
         profile,
         stage: "filter",
@@ -191,6 +235,7 @@ fn compile_uncached(profile: SeccompProfile) -> Result<SeccompFilter, SeccompErr
     })?;
     Ok(SeccompFilter {
         profile,
+        purpose,
         stages: vec![Stage {
             name: "filter",
             program,
@@ -281,7 +326,7 @@ const JUDGE_IOCTLS: [libc::Ioctl; 22] = [
 /// syscalls newer than this table and the x32 ABI's numbers) fails with
 /// EPERM, like Docker's `defaultAction: SCMP_ACT_ERRNO`; a call from another
 /// architecture (i386 `int 0x80`) kills the process.
-fn policy(profile: SeccompProfile) -> Result<bpf::Policy, SeccompError> {
+fn policy(profile: SeccompProfile, purpose: Purpose) -> Result<bpf::Policy, SeccompError> {
     use bpf::{ArgRule, Special};
     let (audit_arch, nr_limit) = target_arch()?;
     let judge = profile == SeccompProfile::Judge;
@@ -383,6 +428,16 @@ fn policy(profile: SeccompProfile) -> Result<bpf::Policy, SeccompError> {
     if !judge {
         allowed.insert(nr(libc::SYS_socketpair));
     }
+    special.extend(core_limit_rules());
+    if purpose == Purpose::Run {
+        // Only for calls this profile allows at all (judge denies mknod
+        // outright: a rule here would let mode-clean calls through).
+        special.extend(
+            setid_mode_rules()
+                .into_iter()
+                .filter(|(n, rule)| matches!(rule, Special::Errno(_)) || allowed.contains(n)),
+        );
+    }
     // The highest number this table knows; anything above is newer.
     let newest = allowed
         .iter()
@@ -400,6 +455,107 @@ fn policy(profile: SeccompProfile) -> Result<bpf::Policy, SeccompError> {
     })
 }
 
+/// `S_ISUID | S_ISGID`: the mode bits no sandbox may set (see [`Purpose`]).
+const SETID_BITS: u32 = libc::S_ISUID | libc::S_ISGID;
+
+/// The `open` flags that make a file and so use the mode argument:
+/// `O_CREAT`, and `O_TMPFILE` without its `O_DIRECTORY` part (an
+/// `O_DIRECTORY` open alone ignores the mode).
+const CREATING_OPEN_FLAGS: u32 = (libc::O_CREAT | (libc::O_TMPFILE & !libc::O_DIRECTORY)) as u32;
+
+/// Argument rules that keep `S_ISUID`/`S_ISGID` out of every mode a
+/// sandbox can give a file: chmod and its variants, open/openat/creat when
+/// they create, mknod (a regular file made by mknod takes the mode as
+/// given). Each fails with EPERM, what the kernel answers a chmod by
+/// someone who may not. `mkdir` needs no rule: the kernel drops both bits
+/// from a new directory's mode (vfs_mkdir; setgid is only inherited from a
+/// setgid parent). `openat2` passes its mode inside `struct open_how`, which
+/// BPF cannot read: it gets ENOSYS, on which callers fall back to `openat`
+/// as on kernels before 5.6.
+fn setid_mode_rules() -> Vec<(u32, bpf::Special)> {
+    use bpf::{ArgCond, ArgRule, Special};
+    let nr = |n: libc::c_long| n as u32;
+    let eperm = libc::EPERM;
+    let mode_clear = |arg: u8| Special::Rule {
+        rule: ArgRule::MaskClear {
+            arg,
+            mask: SETID_BITS,
+        },
+        errno: eperm,
+    };
+    let creating = |flags: u8, mode: u8| Special::Rule {
+        rule: ArgRule::DenyWhenAll(vec![
+            ArgCond::AnyBit {
+                arg: flags,
+                mask: CREATING_OPEN_FLAGS,
+            },
+            ArgCond::AnyBit {
+                arg: mode,
+                mask: SETID_BITS,
+            },
+        ]),
+        errno: eperm,
+    };
+    let mut rules = vec![
+        (nr(libc::SYS_fchmod), mode_clear(1)),
+        (nr(libc::SYS_fchmodat), mode_clear(2)),
+        (nr(table::NR_FCHMODAT2), mode_clear(2)),
+        (nr(libc::SYS_mknodat), mode_clear(2)),
+        (nr(libc::SYS_openat), creating(2, 3)),
+        (nr(libc::SYS_openat2), Special::Errno(libc::ENOSYS)),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    rules.extend([
+        (nr(libc::SYS_chmod), mode_clear(1)),
+        (nr(libc::SYS_creat), mode_clear(1)),
+        (nr(libc::SYS_mknod), mode_clear(1)),
+        (nr(libc::SYS_open), creating(1, 2)),
+    ]);
+    rules
+}
+
+/// Rules that keep RLIMIT_CORE where the sandbox set it (1 byte, hard and
+/// soft): with a pipe `core_pattern` the kernel ignores a limit of 0 and
+/// starts the host's handler, but aborts the dump at exactly 1 (its guard
+/// against recursive dumps, fs/coredump.c), and for a file pattern 1 byte
+/// is below the smallest dump. The hard limit cannot be raised without
+/// CAP_SYS_RESOURCE in the initial namespace; lowering the soft limit to 0
+/// is what these refuse: `prlimit64` and `setrlimit` on RLIMIT_CORE with a
+/// new value fail with EPERM. Reading the limit (`prlimit64` with a NULL
+/// new value, `getrlimit`) keeps working.
+fn core_limit_rules() -> Vec<(u32, bpf::Special)> {
+    use bpf::{ArgCond, ArgRule, Special};
+    // `c_uint` on glibc, `c_int` on musl.
+    #[allow(clippy::unnecessary_cast)]
+    let core = libc::RLIMIT_CORE as u32;
+    #[allow(unused_mut)]
+    let mut rules = vec![(
+        libc::SYS_prlimit64 as u32,
+        Special::Rule {
+            rule: ArgRule::DenyWhenAll(vec![
+                ArgCond::Equals {
+                    arg: 1,
+                    value: core,
+                },
+                ArgCond::NonZero { arg: 2 },
+            ]),
+            errno: libc::EPERM,
+        },
+    )];
+    #[cfg(target_arch = "x86_64")]
+    rules.push((
+        libc::SYS_setrlimit as u32,
+        Special::Rule {
+            rule: ArgRule::NoneOf {
+                arg: 0,
+                values: vec![core],
+            },
+            errno: libc::EPERM,
+        },
+    ));
+    rules
+}
+
 /// Syscall numbers. Docker's allow-list (moby/profiles
 /// `seccomp/default.json`) restricted to names that exist on the target,
 /// minus our deviations (docs/seccomp.md). Calls with argument rules
@@ -413,7 +569,7 @@ mod table {
     // all architectures (arch/x86/entry/syscalls/syscall_64.tbl,
     // include/uapi/asm-generic/unistd.h).
     const NR_CACHESTAT: c_long = 451;
-    const NR_FCHMODAT2: c_long = 452;
+    pub(super) const NR_FCHMODAT2: c_long = 452;
     const NR_MAP_SHADOW_STACK: c_long = 453;
     const NR_FUTEX_WAKE: c_long = 454;
     const NR_FUTEX_WAIT: c_long = 455;
@@ -806,6 +962,7 @@ mod table {
 mod table {
     pub(super) const ALLOWED: &[libc::c_long] = &[];
     pub(super) const JUDGE_DENIED: &[libc::c_long] = &[];
+    pub(super) const NR_FCHMODAT2: libc::c_long = 452;
 }
 
 #[cfg(test)]
@@ -958,8 +1115,12 @@ mod kernel_tests {
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::path::{Path, PathBuf};
 
+    use std::os::unix::ffi::OsStrExt;
+
     use libc::{ENOTTY, EPERM};
     use nix::errno::Errno;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
     use nix::sys::wait::{waitpid, WaitStatus};
     use nix::unistd::Pid;
 
@@ -1490,6 +1651,278 @@ mod kernel_tests {
         assert_eq!(probe(Some(&filter), thread_join), 0, "threads");
         assert_eq!(probe(Some(&filter), fork_and_wait), 0, "fork");
         assert_eq!(probe(Some(&filter), pipe_round_trip), 0, "pipe");
+    }
+
+    /// One way of giving a file a mode, tried on `path` (a file that
+    /// exists for chmod-like calls, a free name for creating ones) in a
+    /// forked child; the errno, 0 on success.
+    type ModeWay = (&'static str, fn(&CString, u32) -> i32);
+
+    fn c(p: &Path) -> CString {
+        CString::new(p.as_os_str().as_encoded_bytes()).expect("no NUL in temp path")
+    }
+
+    /// Every call that can put a mode on an existing file.
+    fn chmod_ways() -> Vec<ModeWay> {
+        vec![
+            ("chmod", |p, m| {
+                raw(libc::SYS_chmod, p.as_ptr() as usize, m as usize, 0)
+            }),
+            ("fchmodat", |p, m| {
+                raw(
+                    libc::SYS_fchmodat,
+                    libc::AT_FDCWD as usize,
+                    p.as_ptr() as usize,
+                    m as usize,
+                )
+            }),
+            ("fchmodat2", |p, m| {
+                raw(
+                    table::NR_FCHMODAT2,
+                    libc::AT_FDCWD as usize,
+                    p.as_ptr() as usize,
+                    m as usize,
+                )
+            }),
+            ("fchmod", |p, m| {
+                match nix::fcntl::open(p.as_c_str(), OFlag::O_RDONLY, Mode::empty()) {
+                    Ok(fd) => errno_of(nix::sys::stat::fchmod(&fd, Mode::from_bits_retain(m))),
+                    Err(_) => SETUP_FAILED,
+                }
+            }),
+        ]
+    }
+
+    /// Every call that can create a file with a mode (`path` is free).
+    fn create_ways() -> Vec<ModeWay> {
+        vec![
+            ("open(O_CREAT)", |p, m| {
+                raw(
+                    libc::SYS_open,
+                    p.as_ptr() as usize,
+                    (libc::O_CREAT | libc::O_WRONLY) as usize,
+                    m as usize,
+                )
+            }),
+            ("openat(O_CREAT)", |p, m| {
+                errno_of(nix::fcntl::open(
+                    p.as_c_str(),
+                    OFlag::O_CREAT | OFlag::O_WRONLY,
+                    Mode::from_bits_retain(m),
+                ))
+            }),
+            ("creat", |p, m| {
+                raw(libc::SYS_creat, p.as_ptr() as usize, m as usize, 0)
+            }),
+            ("mknod(S_IFREG)", |p, m| {
+                raw(
+                    libc::SYS_mknod,
+                    p.as_ptr() as usize,
+                    (libc::S_IFREG | m) as usize,
+                    0,
+                )
+            }),
+            ("mknodat(S_IFREG)", |p, m| {
+                raw(
+                    libc::SYS_mknodat,
+                    libc::AT_FDCWD as usize,
+                    p.as_ptr() as usize,
+                    (libc::S_IFREG | m) as usize,
+                )
+            }),
+            ("openat(O_TMPFILE) in its directory", |p, m| {
+                let dir = Path::new(std::ffi::OsStr::from_bytes(p.to_bytes()))
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                errno_of(nix::fcntl::open(
+                    &dir,
+                    OFlag::O_TMPFILE | OFlag::O_RDWR,
+                    Mode::from_bits_retain(m),
+                ))
+            }),
+        ]
+    }
+
+    /// A fresh file in a fresh scratch dir (mode 0755).
+    fn scratch_file(dir: &Path, name: &str) -> CString {
+        let p = dir.join(name);
+        std::fs::write(&p, b"x").expect("write scratch file");
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod scratch file");
+        c(&p)
+    }
+
+    fn setid_bits(p: &CString) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(std::ffi::OsStr::from_bytes(p.to_bytes()))
+            .map_or(0, |m| m.mode() & SETID_BITS)
+    }
+
+    #[test]
+    fn confined_profiles_refuse_setuid_and_setgid_modes() {
+        let dir = scratch_dir("setid");
+        let mut failures = Vec::new();
+        for profile in [SeccompProfile::Default, SeccompProfile::Judge] {
+            let f = filter(profile);
+            for bits in [libc::S_ISUID, libc::S_ISGID] {
+                for (i, (name, way)) in chmod_ways().into_iter().enumerate() {
+                    let file = scratch_file(&dir, &format!("{profile}-{bits:o}-{i}"));
+                    let got = probe(Some(&f), || way(&file, bits | 0o755));
+                    if got != EPERM || setid_bits(&file) != 0 {
+                        failures.push(format!("{profile} {name} {bits:o}: {got}"));
+                    }
+                    // Plain modes and the sticky bit still work.
+                    let plain = probe(Some(&f), || way(&file, 0o1755));
+                    if plain != 0 {
+                        failures.push(format!("{profile} {name} 1755: {plain}"));
+                    }
+                }
+                for (i, (name, way)) in create_ways().into_iter().enumerate() {
+                    let file = c(&dir.join(format!("{profile}-new-{bits:o}-{i}")));
+                    let got = probe(Some(&f), || way(&file, bits | 0o755));
+                    if got != EPERM || setid_bits(&file) != 0 {
+                        failures.push(format!("{profile} {name} {bits:o}: {got}"));
+                    }
+                    let plain = c(&dir.join(format!("{profile}-plain-{bits:o}-{i}")));
+                    // judge denies mknod outright.
+                    let want = if profile == SeccompProfile::Judge && name.starts_with("mknod") {
+                        EPERM
+                    } else {
+                        0
+                    };
+                    let got = probe(Some(&f), || way(&plain, 0o755));
+                    if got != want {
+                        failures.push(format!("{profile} {name} 755: {got}, want {want}"));
+                    }
+                }
+            }
+            // Without O_CREAT the mode is ignored: a set bit there is fine.
+            let existing = scratch_file(&dir, &format!("{profile}-existing"));
+            let got = probe(Some(&f), || {
+                raw(
+                    libc::SYS_open,
+                    existing.as_ptr() as usize,
+                    libc::O_RDONLY as usize,
+                    0o4755,
+                )
+            });
+            if got != 0 {
+                failures.push(format!("{profile} open(O_RDONLY, 04755): {got}"));
+            }
+            // openat2 hides its mode in a struct: ENOSYS, libc falls back.
+            let got = probe(Some(&f), || raw(libc::SYS_openat2, 0, 0, 0));
+            if got != libc::ENOSYS {
+                failures.push(format!("{profile} openat2: {got}"));
+            }
+            // mkdir needs no rule: the kernel drops both bits itself.
+            let sub = c(&dir.join(format!("{profile}-dir")));
+            let got = probe(Some(&f), || {
+                raw(libc::SYS_mkdir, sub.as_ptr() as usize, 0o6755, 0)
+            });
+            if got != 0 || setid_bits(&sub) != 0 {
+                failures.push(format!(
+                    "{profile} mkdir 6755: {got}, {:o}",
+                    setid_bits(&sub)
+                ));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    /// Unfiltered, as root, every way sets the bits: the test above can fail.
+    #[test]
+    fn setid_ways_work_without_filter() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: the control needs root");
+            return;
+        }
+        let dir = scratch_dir("setid-control");
+        let mut failures = Vec::new();
+        for (i, (name, way)) in chmod_ways().into_iter().enumerate() {
+            let file = scratch_file(&dir, &format!("c{i}"));
+            let got = probe(None, || way(&file, 0o6755));
+            if got != 0 || setid_bits(&file) != SETID_BITS {
+                failures.push(format!("{name}: {got}"));
+            }
+        }
+        for (i, (name, way)) in create_ways().into_iter().enumerate() {
+            let file = c(&dir.join(format!("n{i}")));
+            let got = probe(None, || way(&file, 0o4755));
+            // O_TMPFILE leaves no name to look at; its success is enough.
+            let made = name.contains("O_TMPFILE") || setid_bits(&file) == libc::S_ISUID;
+            if got != 0 || !made {
+                failures.push(format!("{name}: {got}"));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn build_steps_may_set_setuid_modes() {
+        let f = compile_for(SeccompProfile::Default, Purpose::BuildStep)
+            .expect("compiles")
+            .expect("confined");
+        assert_eq!(f.purpose(), Purpose::BuildStep);
+        let dir = scratch_dir("setid-build");
+        let file = scratch_file(&dir, "dpkg");
+        let (chmod, _) = chmod_ways()[0];
+        assert_eq!(chmod, "chmod");
+        let got = probe(Some(&f), || chmod_ways()[0].1(&file, 0o4755));
+        let bits = setid_bits(&file);
+        // openat2 is a plain call again (EFAULT for the NULL path).
+        let openat2 = probe(Some(&f), || raw(libc::SYS_openat2, 0, 0, 0));
+        // The core limit stays guarded.
+        let lowered = probe(Some(&f), lower_core_limit);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!((got, bits), (0, libc::S_ISUID));
+        assert_ne!(openat2, libc::ENOSYS);
+        assert_eq!(lowered, EPERM);
+    }
+
+    /// setrlimit(RLIMIT_CORE, 0/0) through glibc (prlimit64).
+    fn lower_core_limit() -> i32 {
+        use nix::sys::resource::{setrlimit, Resource};
+        errno_of(setrlimit(Resource::RLIMIT_CORE, 0, 0))
+    }
+
+    #[test]
+    fn confined_profiles_keep_the_core_limit() {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        let legacy_setrlimit = || {
+            let lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            raw(
+                libc::SYS_setrlimit,
+                libc::RLIMIT_CORE as usize,
+                std::ptr::addr_of!(lim) as usize,
+                0,
+            )
+        };
+        let read = || errno_of(getrlimit(Resource::RLIMIT_CORE));
+        let other = || errno_of(setrlimit(Resource::RLIMIT_NOFILE, 512, 512));
+        for profile in [SeccompProfile::Default, SeccompProfile::Judge] {
+            let f = filter(profile);
+            assert_eq!(
+                probe(Some(&f), lower_core_limit),
+                EPERM,
+                "{profile} prlimit64"
+            );
+            assert_eq!(
+                probe(Some(&f), legacy_setrlimit),
+                EPERM,
+                "{profile} setrlimit"
+            );
+            assert_eq!(probe(Some(&f), read), 0, "{profile} getrlimit");
+            assert_eq!(probe(Some(&f), other), 0, "{profile} RLIMIT_NOFILE");
+        }
+        // Control: unfiltered, lowering works.
+        assert_eq!(probe(None, lower_core_limit), 0);
+        assert_eq!(probe(None, legacy_setrlimit), 0);
     }
 
     #[test]

@@ -220,6 +220,17 @@ pub const DEFAULT_READONLY_PATHS: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// RLIMIT_CORE of every sandboxed process, soft and hard: 1 byte. With a
+/// file `core_pattern` nothing is written below a page (the smallest
+/// dump); with a pipe pattern (`|/usr/lib/systemd/systemd-coredump ...`,
+/// apport) the kernel ignores RLIMIT_CORE, so 0 would still start the
+/// host's handler, as root, on the sandbox's memory, but it aborts the dump
+/// at exactly 1, its own guard against a crashing handler (fs/coredump.c:
+/// "RLIMIT_CORE is set to 1, aborting core"). The seccomp profiles keep the
+/// sandbox from lowering it to 0 (`seccomp::core_limit_rules`); raising it
+/// needs CAP_SYS_RESOURCE in the initial user namespace.
+pub const CORE_LIMIT: u64 = 1;
+
 fn rlimit_resource(t: PosixRlimitType) -> i32 {
     (match t {
         PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
@@ -351,6 +362,10 @@ fn parse_mount(
                 }
             }
         }
+        if !plan.readonly {
+            use std::os::unix::fs::MetadataExt;
+            check_rw_bind_owner(&format!("{field}.source"), &source, meta.uid(), meta.gid())?;
+        }
         plan.kind = MountKind::Bind {
             source,
             recursive,
@@ -407,6 +422,70 @@ fn parse_mount(
         });
     }
     Ok(Some(plan))
+}
+
+/// Refuses a read-write bind of a source owned by host root (uid 0 or gid
+/// 0).
+///
+/// A read-write bind is idmapped so that the source's owner is the
+/// sandbox's user (`spawn::prepared_binds`): the sandbox gets the owner's
+/// rights over what is there, and what it makes belongs to the owner on the
+/// host. For a root-owned source that would make root's files writable and
+/// new files root's (and with a chmod, setuid root). Checked here for a
+/// clear error before any side effect, and again on the opened mount.
+pub(crate) fn check_rw_bind_owner(
+    field: &str,
+    source: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(), SpecError> {
+    if uid != 0 && gid != 0 {
+        return Ok(());
+    }
+    let who = match (uid, gid) {
+        (0, 0) => "owned by root".to_string(),
+        (0, g) => format!("owned by root (group {g})"),
+        (u, _) => format!("owned by group root (user {u})"),
+    };
+    Err(invalid(
+        field,
+        format!(
+            "{} is {who}: a read-write bind gives the sandbox its owner's rights on the host, \
+             so its owner and group must not be root; chown it to an unprivileged user and \
+             group, or bind it read-only",
+            source.display()
+        ),
+    ))
+}
+
+/// Whether no user but root can reach `dir`: it, or a directory above it,
+/// is owned by root and grants nothing to group or others. Symlinks are
+/// resolved first, so a link below a private directory to a public one
+/// does not count as private. An image root's host upper dir must be: it
+/// holds the image's files with the image's ids (root's, and setuid ones).
+pub(crate) fn private_to_root(dir: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let real = std::fs::canonicalize(dir)?;
+    for p in real.ancestors() {
+        let meta = std::fs::metadata(p)?;
+        if meta.is_dir() && meta.uid() == 0 && meta.mode() & 0o077 == 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The error for an upper dir others can reach (see [`private_to_root`]).
+pub(crate) fn upper_not_private(dir: &Path) -> SpecError {
+    invalid(
+        "root_layers.upper",
+        format!(
+            "{} can be reached by other users: an upper dir holds files with the image's \
+             ids (root's and setuid ones included), so it or a directory above it must be \
+             owned by root with mode 0700",
+            dir.display()
+        ),
+    )
 }
 
 /// Validates `spec` and computes the plan. Reads the host's layout (cached)
@@ -472,6 +551,13 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
             if layered.layers.len() > 128 {
                 return Err(invalid("root_layers.layers", "more than 128 layers"));
             }
+            // A missing upper dir is made 0700 by the parent (spawn), which
+            // checks again once it exists.
+            if let Some(d) = upper_dir.filter(|d| d.exists()) {
+                if !private_to_root(d).unwrap_or(false) {
+                    return Err(upper_not_private(d));
+                }
+            }
             RootPlan::Layers(layered.clone())
         }
         (None, None) => RootPlan::Host(HostLayout::get()),
@@ -507,6 +593,15 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
             continue;
         }
         if let Some(mp) = parse_mount(i, m, uid, gid)? {
+            // A build step may set setuid modes (dpkg; seccomp::Purpose):
+            // its writes must stay in its private upper dir.
+            if opts.build_capabilities && !mp.readonly && matches!(mp.kind, MountKind::Bind { .. })
+            {
+                return Err(invalid(
+                    format!("mounts[{i}]"),
+                    "an image build step writes only to its upper dir: bind read-only",
+                ));
+            }
             if mounts
                 .iter()
                 .any(|x: &MountPlan| x.destination == mp.destination)
@@ -596,12 +691,23 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
             hard: r.hard(),
         })
         .collect();
-    for r in &rlimits {
+    for r in &mut rlimits {
         if r.soft > r.hard {
             return Err(invalid(
                 "process.rlimits",
                 format!("soft limit {} above hard limit {}", r.soft, r.hard),
             ));
+        }
+        if r.resource == libc::RLIMIT_CORE as i32 {
+            // See CORE_LIMIT: 0 and 1 both mean "no core file".
+            if r.hard > CORE_LIMIT {
+                return Err(invalid(
+                    "process.rlimits",
+                    "RLIMIT_CORE above 1 byte: sandboxes never dump core (a crash would \
+                     reach the host's core_pattern handler); leave it out",
+                ));
+            }
+            (r.soft, r.hard) = (CORE_LIMIT, CORE_LIMIT);
         }
     }
     let mut add_default = |resource: i32, v: u64| {
@@ -614,7 +720,7 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         }
     };
     add_default(libc::RLIMIT_NOFILE as i32, defaults::OPEN_FILES);
-    add_default(libc::RLIMIT_CORE as i32, 0);
+    add_default(libc::RLIMIT_CORE as i32, CORE_LIMIT);
     if let Some(cpu) = opts.cpu_time {
         // Per-process backstop only; the whole tree is limited through the
         // cgroup's CPU counter by the supervisor, which fires first.
@@ -835,15 +941,51 @@ mod tests {
         assert!(plan(&s, &RunOptions::default()).is_err());
     }
 
+    /// A scratch directory owned by nobody when we are root (a read-write
+    /// bind of a root-owned one is refused), removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str, mode: u32) -> Scratch {
+            use std::os::unix::fs::PermissionsExt;
+            let p = std::env::temp_dir().join(format!(
+                "runtimed-plan-{}-{name}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            Scratch(p)
+        }
+
+        fn owned_by(self, id: u32) -> Scratch {
+            if nix::unistd::geteuid().is_root() {
+                std::os::unix::fs::chown(&self.0, Some(id), Some(id)).unwrap();
+            }
+            self
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn bind_mount(src: &Path, dest: &str, mode: &str) -> oci_spec::runtime::Mount {
+        MountBuilder::default()
+            .destination(dest)
+            .typ("bind")
+            .source(src)
+            .options(vec!["rbind".to_string(), mode.to_string()])
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn mounts_are_parsed_and_checked() {
-        let bind = MountBuilder::default()
-            .destination("/data")
-            .typ("bind")
-            .source("/usr/share")
-            .options(vec!["rbind".to_string(), "rw".to_string()])
-            .build()
-            .unwrap();
+        let src = Scratch::new("bind-src", 0o755).owned_by(65534);
+        let bind = bind_mount(&src.0, "/data", "rw");
         let tmp = MountBuilder::default()
             .destination("/scratch")
             .typ("tmpfs")
@@ -1014,5 +1156,129 @@ mod tests {
             plan(&s, &layered).unwrap().root,
             RootPlan::Layers(_)
         ));
+    }
+
+    #[test]
+    fn rw_binds_of_root_owned_sources_are_refused() {
+        // The check itself, for every way an owner can be root's.
+        let src = Path::new("/srv/ws");
+        for (uid, gid) in [(0, 0), (0, 1000), (1000, 0)] {
+            let e = check_rw_bind_owner("mounts[0].source", src, uid, gid)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("mounts[0].source"), "{e}");
+            assert!(e.contains("/srv/ws") && e.contains("root"), "{e}");
+            assert!(e.contains("chown") && e.contains("read-only"), "{e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        assert!(check_rw_bind_owner("f", src, 1000, 1000).is_ok());
+        // Through plan: /usr (root's) read-write is refused, read-only fine.
+        let e = plan(
+            &spec_with_mounts(vec![bind_mount(Path::new("/usr"), "/data", "rw")]),
+            &RunOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("mounts[0].source") && e.contains("root"),
+            "{e}"
+        );
+        assert!(plan(
+            &spec_with_mounts(vec![bind_mount(Path::new("/usr"), "/data", "ro")]),
+            &RunOptions::default(),
+        )
+        .is_ok());
+        // Group root alone is refused too (root only: chown needs it).
+        if nix::unistd::geteuid().is_root() {
+            let src = Scratch::new("group-root", 0o755);
+            std::os::unix::fs::chown(&src.0, Some(65534), Some(0)).unwrap();
+            let e = plan(
+                &spec_with_mounts(vec![bind_mount(&src.0, "/data", "rw")]),
+                &RunOptions::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("group root"), "{e}");
+        }
+    }
+
+    #[test]
+    fn build_steps_get_no_read_write_binds() {
+        let src = Scratch::new("build-bind", 0o755).owned_by(65534);
+        let build = RunOptions {
+            build_capabilities: true,
+            ..RunOptions::default()
+        };
+        let rw = spec_with_mounts(vec![bind_mount(&src.0, "/data", "rw")]);
+        let e = plan(&rw, &build).unwrap_err().to_string();
+        assert!(e.starts_with("mounts[0]") && e.contains("upper dir"), "{e}");
+        assert!(plan(&rw, &RunOptions::default()).is_ok());
+        let ro = spec_with_mounts(vec![bind_mount(&src.0, "/data", "ro")]);
+        assert!(plan(&ro, &build).is_ok());
+    }
+
+    fn core_limit(p: &Plan) -> Vec<(u64, u64)> {
+        p.rlimits
+            .iter()
+            .filter(|r| r.resource == libc::RLIMIT_CORE as i32)
+            .map(|r| (r.soft, r.hard))
+            .collect()
+    }
+
+    #[test]
+    fn core_dumps_are_limited_to_one_byte() {
+        use oci_spec::runtime::PosixRlimitBuilder;
+        let p = plan(&base_spec(vec!["true".into()]), &RunOptions::default()).unwrap();
+        assert_eq!(core_limit(&p), [(1, 1)]);
+        let with_core = |soft: u64, hard: u64| {
+            let mut s = base_spec(vec!["true".into()]);
+            let r = PosixRlimitBuilder::default()
+                .typ(PosixRlimitType::RlimitCore)
+                .soft(soft)
+                .hard(hard)
+                .build()
+                .unwrap();
+            s.process_mut().as_mut().unwrap().set_rlimits(Some(vec![r]));
+            plan(&s, &RunOptions::default())
+        };
+        // 0 means "no core file" as 1 does, and becomes 1.
+        assert_eq!(core_limit(&with_core(0, 0).unwrap()), [(1, 1)]);
+        assert_eq!(core_limit(&with_core(0, 1).unwrap()), [(1, 1)]);
+        for (soft, hard) in [(0, u64::MAX), (4096, 4096)] {
+            let e = with_core(soft, hard).unwrap_err().to_string();
+            assert!(e.contains("RLIMIT_CORE"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_host_upper_dir_must_be_private_to_root() {
+        let layered = |upper: &Path| RunOptions {
+            root_layers: Some(crate::options::LayeredRoot {
+                layers: vec![],
+                upper: crate::options::Upper::Dir(upper.to_path_buf()),
+                readonly: false,
+            }),
+            ..RunOptions::default()
+        };
+        let mut s = base_spec(vec!["true".into()]);
+        s.set_root(None);
+        let public = Scratch::new("upper-public", 0o755);
+        let e = plan(&s, &layered(&public.0)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("root_layers.upper") && e.contains("0700"),
+            "{e}"
+        );
+        // Missing: made 0700 by spawn, fine here.
+        assert!(plan(&s, &layered(&public.0.join("new"))).is_ok());
+        if nix::unistd::geteuid().is_root() {
+            let private = Scratch::new("upper-private", 0o700);
+            std::fs::create_dir(private.0.join("below")).unwrap();
+            assert!(plan(&s, &layered(&private.0)).is_ok());
+            // Below a private directory: private however open it is.
+            assert!(plan(&s, &layered(&private.0.join("below"))).is_ok());
+            // A link from a private place to a public one is not private.
+            std::os::unix::fs::symlink(&public.0, private.0.join("link")).unwrap();
+            assert!(plan(&s, &layered(&private.0.join("link"))).is_err());
+        }
     }
 }

@@ -364,15 +364,17 @@ pub fn landlock_abi() -> i32 {
     }
 }
 
-/// Executes a raw system call with up to three integer arguments and returns
-/// its raw result and errno. Used by tests and the probe-like self checks to
+/// Executes a raw system call with up to three integer arguments (the
+/// fourth to sixth are 0, not whatever the registers held) and returns its
+/// raw result and errno. Used by tests and the probe-like self checks to
 /// call syscalls that libc lacks (e.g. `io_uring_setup`) with harmless
 /// arguments.
 pub fn raw_syscall3(nr: libc::c_long, a: usize, b: usize, c: usize) -> (libc::c_long, Errno) {
     // SAFETY: callers pass argument values that are either integers or
     // pointers to valid memory for the syscall in question (checked at each
-    // call site); a failing call only sets errno.
-    let ret = unsafe { libc::syscall(nr, a, b, c) };
+    // call site); the rest are 0 (no flags, NULL); a failing call only
+    // sets errno.
+    let ret = unsafe { libc::syscall(nr, a, b, c, 0usize, 0usize, 0usize) };
     (
         ret,
         if ret < 0 {

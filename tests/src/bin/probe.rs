@@ -35,7 +35,9 @@ const USAGE: &str = "usage: probe SUBCOMMAND [ARGS...]
   read PATH | write PATH [CONTENT] | fill PATH MIB | stat PATH | ls PATH
   connect HOST:PORT | kill PID SIG | open-files [MAX]
   membomb MIB | forkbomb [MAX_FAILURES] [TAG] | cpuburn CHILDREN SECS [TAG]
-  flood [stdout|stderr] | daemonize SECS [FILE] | sleep SECS [TAG]";
+  flood [stdout|stderr] | daemonize SECS [FILE] | sleep SECS [TAG]
+  chmod PATH OCTAL | create PATH OCTAL | mknod PATH fifo|char|block|file [OCTAL]
+  link SRC DST | rename SRC DST | socket-file PATH | rlimit-core [CMD...]";
 
 /// Errno name (`"EPERM"`) as the tests compare it.
 fn errno_name(e: Errno) -> String {
@@ -138,6 +140,13 @@ fn main() -> ExitCode {
             std::thread::sleep(Duration::from_secs_f64(secs));
             json!({"check": "sleep", "ok": true, "secs": secs})
         }),
+        "chmod" => octal(rest, 1).and_then(|m| Ok(check_chmod(arg(rest, 0, "PATH")?, m))),
+        "create" => octal(rest, 1).and_then(|m| Ok(check_create(arg(rest, 0, "PATH")?, m))),
+        "mknod" => check_mknod(rest),
+        "link" | "rename" => arg(rest, 1, "DST")
+            .and_then(|dst| Ok(check_link(cmd == "link", arg(rest, 0, "SRC")?, dst))),
+        "socket-file" => arg(rest, 0, "PATH").map(check_socket_file),
+        "rlimit-core" => Ok(check_rlimit_core(rest)),
         other => Err(format!("unknown subcommand {other:?}")),
     };
     match result {
@@ -663,6 +672,139 @@ fn check_open_files(max: u64) -> Value {
         }
     }
     outcome("open-files", res, json!({"opened": files.len()}))
+}
+
+// ---- special files and modes on the host's files ---------------------------
+//
+// `ok` is true when the call did what was asked (an attack subcommand: the
+// attack worked); `mode` is what the file has afterwards, in octal.
+
+fn octal(args: &[String], i: usize) -> Result<u32, String> {
+    let s = arg(args, i, "OCTAL")?;
+    u32::from_str_radix(s, 8).map_err(|_| format!("bad OCTAL: {s:?}"))
+}
+
+fn mode_of(path: &str) -> Value {
+    fs::symlink_metadata(path).map_or(Value::Null, |m| json!(format!("{:o}", m.mode() & 0o7777)))
+}
+
+fn check_chmod(path: &str, mode: u32) -> Value {
+    use std::os::unix::fs::PermissionsExt;
+    let res = fs::set_permissions(path, fs::Permissions::from_mode(mode));
+    outcome(
+        "chmod",
+        res.map_err(|e| io_errno(&e)),
+        json!({"path": path, "mode": mode_of(path)}),
+    )
+}
+
+/// open(O_CREAT | O_EXCL) with `mode` (umask 0, so the mode is the one asked).
+fn check_create(path: &str, mode: u32) -> Value {
+    use std::os::unix::fs::OpenOptionsExt;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let res = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path);
+    nix::sys::stat::umask(old);
+    outcome(
+        "create",
+        res.map(drop).map_err(|e| io_errno(&e)),
+        json!({"path": path, "mode": mode_of(path)}),
+    )
+}
+
+fn check_mknod(args: &[String]) -> Result<Value, String> {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let path = arg(args, 0, "PATH")?;
+    let kind = arg(args, 1, "KIND")?;
+    let perm = if args.len() > 2 {
+        octal(args, 2)?
+    } else {
+        0o644
+    };
+    // 1:3 is /dev/null's number: a device that would be harmless on the host.
+    let (flag, dev) = match kind {
+        "fifo" => (SFlag::S_IFIFO, 0),
+        "char" => (SFlag::S_IFCHR, makedev(1, 3)),
+        "block" => (SFlag::S_IFBLK, makedev(7, 0)),
+        "file" => (SFlag::S_IFREG, 0),
+        other => return Err(format!("bad KIND {other:?}")),
+    };
+    let old = nix::sys::stat::umask(Mode::empty());
+    let res = mknod(path, flag, Mode::from_bits_retain(perm), dev);
+    nix::sys::stat::umask(old);
+    Ok(outcome(
+        "mknod",
+        res.map_err(errno_name),
+        json!({"path": path, "kind": kind, "mode": mode_of(path)}),
+    ))
+}
+
+fn check_link(hard_link: bool, src: &str, dst: &str) -> Value {
+    let (check, res) = if hard_link {
+        ("link", fs::hard_link(src, dst))
+    } else {
+        ("rename", fs::rename(src, dst))
+    };
+    outcome(
+        check,
+        res.map_err(|e| io_errno(&e)),
+        json!({"src": src, "dst": dst, "mode": mode_of(dst)}),
+    )
+}
+
+fn check_socket_file(path: &str) -> Value {
+    let res = std::os::unix::net::UnixListener::bind(path);
+    outcome(
+        "socket-file",
+        res.map(drop).map_err(|e| io_errno(&e)),
+        json!({"path": path, "type": fs::symlink_metadata(path)
+            .map_or(Value::Null, |m| json!(file_type_name(m.file_type())))}),
+    )
+}
+
+/// Tries to lower RLIMIT_CORE to 0 (what a pipe core_pattern ignores) with
+/// both calls (glibc's setrlimit is prlimit64; x86_64 also has the old
+/// setrlimit), prints the outcome, then execs CMD, if given, with the
+/// limit it got (rlimits survive exec).
+fn check_rlimit_core(cmd: &[String]) -> Value {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let get = || getrlimit(Resource::RLIMIT_CORE).map_or(Value::Null, |(s, h)| json!([s, h]));
+    let before = get();
+    let prlimit = setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(errno_name);
+    #[cfg(target_arch = "x86_64")]
+    let legacy = {
+        let lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let (ret, errno) = raw_syscall3(
+            libc::SYS_setrlimit,
+            libc::RLIMIT_CORE as usize,
+            std::ptr::addr_of!(lim) as usize,
+            0,
+        );
+        sys_result(ret, errno)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let legacy: Result<(), String> = Err("ENOSYS".into());
+    let lowered = prlimit.is_ok() || legacy.is_ok();
+    let v = json!({
+        "check": "rlimit-core", "ok": lowered, "errno": null,
+        "before": before, "after": get(),
+        "prlimit64": prlimit.err(), "setrlimit": legacy.err(),
+    });
+    if let Some((prog, args)) = cmd.split_first() {
+        use std::os::unix::process::CommandExt;
+        println!("{v}");
+        let _ = io::stdout().flush();
+        let err = std::process::Command::new(prog).args(args).exec();
+        return json!({"check": "rlimit-core", "ok": false, "errno": io_errno(&err),
+                      "step": "exec"});
+    }
+    v
 }
 
 // ---- network --------------------------------------------------------------
