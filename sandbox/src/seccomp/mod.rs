@@ -520,11 +520,18 @@ fn setid_mode_rules() -> Vec<(u32, bpf::Special)> {
 /// against recursive dumps, fs/coredump.c), and for a file pattern 1 byte
 /// is below the smallest dump. The hard limit cannot be raised without
 /// CAP_SYS_RESOURCE in the initial namespace; lowering the soft limit to 0
-/// is what these refuse: `prlimit64` and `setrlimit` on RLIMIT_CORE with a
-/// new value fail with EPERM. Reading the limit (`prlimit64` with a NULL
-/// new value, `getrlimit`) keeps working.
+/// is what these stop: `prlimit64` and `setrlimit` on RLIMIT_CORE with a
+/// new value succeed without doing anything (`SECCOMP_RET_ERRNO` with 0).
+/// Programs that lower the limit to keep their secrets out of core files
+/// (ssh-agent, gpg-agent, test suites) would stop on EPERM, and what they
+/// ask for (no core dump) holds anyway; asking for more cannot give a dump
+/// in a sandbox either. Reading the limit (`prlimit64` with a NULL new
+/// value, `getrlimit`) keeps working; a `prlimit64` that sets and reads at
+/// once gets no old value written.
 fn core_limit_rules() -> Vec<(u32, bpf::Special)> {
     use bpf::{ArgCond, ArgRule, Special};
+    // SECCOMP_RET_ERRNO with 0: the call returns 0 and is not made.
+    const IGNORED: i32 = 0;
     // `c_uint` on glibc, `c_int` on musl.
     #[allow(clippy::unnecessary_cast)]
     let core = libc::RLIMIT_CORE as u32;
@@ -539,7 +546,7 @@ fn core_limit_rules() -> Vec<(u32, bpf::Special)> {
                 },
                 ArgCond::NonZero { arg: 2 },
             ]),
-            errno: libc::EPERM,
+            errno: IGNORED,
         },
     )];
     #[cfg(target_arch = "x86_64")]
@@ -550,7 +557,7 @@ fn core_limit_rules() -> Vec<(u32, bpf::Special)> {
                 arg: 0,
                 values: vec![core],
             },
-            errno: libc::EPERM,
+            errno: IGNORED,
         },
     ));
     rules
@@ -1875,17 +1882,42 @@ mod kernel_tests {
         // openat2 is a plain call again (EFAULT for the NULL path).
         let openat2 = probe(Some(&f), || raw(libc::SYS_openat2, 0, 0, 0));
         // The core limit stays guarded.
-        let lowered = probe(Some(&f), lower_core_limit);
+        let lowered = core_limit_after(Some(&f), lower_core_limit);
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!((got, bits), (0, libc::S_ISUID));
         assert_ne!(openat2, libc::ENOSYS);
-        assert_eq!(lowered, EPERM);
+        assert_eq!(lowered, (0, true));
     }
 
     /// setrlimit(RLIMIT_CORE, 0/0) through glibc (prlimit64).
     fn lower_core_limit() -> i32 {
         use nix::sys::resource::{setrlimit, Resource};
         errno_of(setrlimit(Resource::RLIMIT_CORE, 0, 0))
+    }
+
+    /// In a forked child with RLIMIT_CORE 1/1 (as in a sandbox), under
+    /// `filter`: `lower`'s errno, and whether the limit is still 1 after it.
+    fn core_limit_after(filter: Option<&SeccompFilter>, lower: fn() -> i32) -> (i32, bool) {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        const KEPT: i32 = 100;
+        let code = exit_code(fork_run(|| {
+            if setrlimit(Resource::RLIMIT_CORE, 1, 1).is_err() {
+                return APPLY_FAILED;
+            }
+            if let Some(filter) = filter {
+                if filter.apply().is_err() {
+                    return APPLY_FAILED;
+                }
+            }
+            let errno = lower();
+            match getrlimit(Resource::RLIMIT_CORE) {
+                Ok((1, 1)) => KEPT + errno,
+                Ok(_) => errno,
+                Err(_) => APPLY_FAILED,
+            }
+        }));
+        assert_ne!(code, APPLY_FAILED, "core limit probe could not be set up");
+        (code % KEPT, code >= KEPT)
     }
 
     #[test]
@@ -1905,24 +1937,26 @@ mod kernel_tests {
         };
         let read = || errno_of(getrlimit(Resource::RLIMIT_CORE));
         let other = || errno_of(setrlimit(Resource::RLIMIT_NOFILE, 512, 512));
+        // Setting it succeeds and changes nothing (programs that lower it
+        // to keep secrets out of core files must not stop).
         for profile in [SeccompProfile::Default, SeccompProfile::Judge] {
             let f = filter(profile);
             assert_eq!(
-                probe(Some(&f), lower_core_limit),
-                EPERM,
+                core_limit_after(Some(&f), lower_core_limit),
+                (0, true),
                 "{profile} prlimit64"
             );
             assert_eq!(
-                probe(Some(&f), legacy_setrlimit),
-                EPERM,
+                core_limit_after(Some(&f), legacy_setrlimit),
+                (0, true),
                 "{profile} setrlimit"
             );
             assert_eq!(probe(Some(&f), read), 0, "{profile} getrlimit");
             assert_eq!(probe(Some(&f), other), 0, "{profile} RLIMIT_NOFILE");
         }
         // Control: unfiltered, lowering works.
-        assert_eq!(probe(None, lower_core_limit), 0);
-        assert_eq!(probe(None, legacy_setrlimit), 0);
+        assert_eq!(core_limit_after(None, lower_core_limit), (0, false));
+        assert_eq!(core_limit_after(None, legacy_setrlimit), (0, false));
     }
 
     #[test]
