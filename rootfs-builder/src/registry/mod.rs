@@ -16,6 +16,7 @@
 
 mod auth;
 mod client;
+pub mod destination;
 pub mod reference;
 
 use std::fmt;
@@ -43,6 +44,35 @@ const DOCKER_SCHEMA1: [&str; 2] = [
 
 /// Progress events are sent at most once per this many bytes of a blob.
 const PROGRESS_STEP: u64 = 1 << 20;
+/// Layers an image may have: overlayfs stacks at most 500 lower layers
+/// (`OVL_MAX_STACK`), so more could never be mounted; refused before any
+/// blob is asked for.
+pub const MAX_LAYERS: usize = 500;
+
+/// What a pull may store, whatever the manifest claims. A descriptor's
+/// size is the registry's word: it caps what is read of that blob (a body
+/// longer than it is cut off and refused), but it never raises these caps,
+/// and a claim above them is refused before the blob is requested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PullLimits {
+    /// One blob (a compressed layer). Default 16 GiB, what `UnpackLimits`
+    /// lets one layer unpack to: a larger compressed layer could not be
+    /// used.
+    pub max_blob_bytes: u64,
+    /// Config and layers together, as the manifest declares them (blobs
+    /// already in the store included). Default 64 GiB, the largest archive
+    /// an import takes (`import::MAX_ARCHIVE_BYTES`).
+    pub max_image_bytes: u64,
+}
+
+impl Default for PullLimits {
+    fn default() -> Self {
+        PullLimits {
+            max_blob_bytes: crate::unpack::UnpackLimits::default().max_bytes,
+            max_image_bytes: crate::import::MAX_ARCHIVE_BYTES,
+        }
+    }
+}
 
 /// The platform to pick out of a manifest list (`linux/amd64`,
 /// `linux/arm64/v8`).
@@ -163,6 +193,13 @@ pub struct PullOptions<'a> {
     pub username: Option<String>,
     pub password: Option<String>,
     pub progress: Option<&'a dyn Fn(&PullEvent)>,
+    /// Hosts (`host` or `host:port`) the registry may redirect to, or name
+    /// as its token realm, even on loopback, link-local or private
+    /// addresses: the operator vouches for them (a local token server or
+    /// object store). The registry's credentials still go only to the
+    /// registry (and basic credentials to its token realm).
+    pub trusted_hosts: Vec<String>,
+    pub limits: PullLimits,
 }
 
 impl fmt::Debug for PullOptions<'_> {
@@ -173,6 +210,8 @@ impl fmt::Debug for PullOptions<'_> {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("progress", &self.progress.is_some())
+            .field("trusted_hosts", &self.trusted_hosts)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -195,6 +234,22 @@ pub enum PullError {
     InsecureRefused { registry: String },
     #[error("cannot reach {host}: {reason}")]
     Connect { host: String, reason: String },
+    /// A redirect or token realm the registry chose leads somewhere a pull
+    /// does not go (`destination`); nothing was sent there.
+    #[error("{what}: refused to connect to {url}: {reason}")]
+    DestinationRefused {
+        what: String,
+        url: String,
+        reason: String,
+    },
+    /// A blob the manifest declares is larger than the store takes.
+    #[error("{what}: {size} bytes declared, more than the limit of {limit} ({limit_name})")]
+    TooLarge {
+        what: String,
+        size: u64,
+        limit: u64,
+        limit_name: &'static str,
+    },
     #[error("{reference}: not found in registry {registry} ({detail})")]
     NotFound {
         reference: String,
@@ -334,11 +389,12 @@ pub fn pull(store: &Store, reference: &str, opts: &PullOptions) -> Result<Image,
             "config of {config_size} bytes (more than {MAX_JSON_BLOB})"
         )));
     }
+    let total = check_sizes(&what, config_size, &layers, &opts.limits)?;
     opts.emit(PullEvent::Manifest {
         reference: r.to_string(),
         digest: m.digest.clone(),
         layers: layers.len(),
-        size: config_size + layers.iter().map(|l| l.1).sum::<u64>(),
+        size: total,
     });
 
     fetch_blob(
@@ -374,6 +430,47 @@ pub fn pull(store: &Store, reference: &str, opts: &PullOptions) -> Result<Image,
     Ok(image)
 }
 
+/// Refuses, before anything is downloaded, a manifest whose declared
+/// sizes the store would not take; returns the declared total.
+fn check_sizes(
+    what: &str,
+    config_size: u64,
+    layers: &[(Digest, u64)],
+    limits: &PullLimits,
+) -> Result<u64, PullError> {
+    if layers.len() > MAX_LAYERS {
+        return Err(PullError::Unsupported {
+            what: what.to_string(),
+            reason: format!(
+                "{} layers (overlayfs mounts at most {MAX_LAYERS})",
+                layers.len()
+            ),
+        });
+    }
+    let mut total = config_size;
+    for (d, size) in layers {
+        if *size > limits.max_blob_bytes {
+            return Err(PullError::TooLarge {
+                what: format!("layer {d} of {what}"),
+                size: *size,
+                limit: limits.max_blob_bytes,
+                limit_name: "max_blob_bytes",
+            });
+        }
+        // Sizes are the registry's numbers: saturate rather than wrap.
+        total = total.saturating_add(*size);
+    }
+    if total > limits.max_image_bytes {
+        return Err(PullError::TooLarge {
+            what: what.to_string(),
+            size: total,
+            limit: limits.max_image_bytes,
+            limit_name: "max_image_bytes",
+        });
+    }
+    Ok(total)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Manifest,
@@ -398,7 +495,7 @@ fn fetch_manifest(c: &mut Client, r: &Reference, wanted: &str) -> Result<Fetched
     .join(", ");
     let path = format!("/v2/{}/manifests/{wanted}", r.repository);
     let what = format!("manifest {wanted} of {}/{}", r.registry, r.repository);
-    let resp = c.get(&path, Some(&accept))?;
+    let resp = c.get(&path, Some(&accept))?.resp;
     match resp.status() {
         200 => {}
         404 => {
@@ -612,7 +709,9 @@ fn fetch_blob(
         digest: digest.clone(),
         size,
     });
-    let resp = c.get(&format!("/v2/{}/blobs/{digest}", r.repository), None)?;
+    let resp = c
+        .get(&format!("/v2/{}/blobs/{digest}", r.repository), None)?
+        .resp;
     match resp.status() {
         200 => {}
         404 => {
