@@ -82,10 +82,7 @@ pub struct Members(pub Vec<(Vec<u8>, Vec<u8>)>);
 impl Members {
     pub fn parse(mut data: &[u8]) -> Members {
         let mut raw = Vec::new();
-        loop {
-            let Some((&n, rest)) = data.split_first() else {
-                break;
-            };
+        while let Some((&n, rest)) = data.split_first() {
             let n = usize::from(n);
             if rest.len() < n + 2 {
                 break;
