@@ -105,6 +105,12 @@ impl FromStr for ImageName {
                 "the repository is lower-case letters, digits and . _ - / (a registry host may carry :port)",
             ));
         }
+        // The written form (`repository:tag`, the tag perhaps implied) is
+        // what the index keeps and what must parse back: 255 at most
+        // (found by fuzzing: a 250-character name without a tag).
+        if repository.len() + 1 + tag.len() > 255 {
+            return Err(bad("use 1-255 characters, `:tag` included"));
+        }
         if tag.is_empty()
             || tag.len() > 128
             || tag.starts_with(['.', '-'])
@@ -691,6 +697,17 @@ mod tests {
         ] {
             assert!(bad.parse::<ImageName>().is_err(), "{bad:?}");
         }
+    }
+
+    /// Found by fuzz/ (target `reference`): a 250-character name without
+    /// a tag parsed, but its written form (`:latest` added) did not.
+    #[test]
+    fn a_name_is_measured_with_its_tag() {
+        assert!("a".repeat(250).parse::<ImageName>().is_err());
+        let longest = "a".repeat(248);
+        let n: ImageName = longest.parse().unwrap();
+        assert_eq!(n.to_string().len(), 255);
+        assert_eq!(n.to_string().parse::<ImageName>().unwrap(), n);
     }
 
     #[test]

@@ -474,6 +474,35 @@ fn bearer_token_auth_with_a_real_registry() {
     let reference = format!("{}/team/private:v1", reg.addr);
     let (_d, store) = store();
 
+    // The realm is the registry's choice and on loopback: refused before
+    // the token server is asked (the credentials go nowhere) ...
+    let e = pull(
+        &store,
+        &reference,
+        &PullOptions {
+            insecure: true,
+            username: Some("alice".into()),
+            password: Some("s3cret".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, PullError::DestinationRefused { .. }), "{msg}");
+    assert!(
+        msg.contains(&format!("{}/token", tokens.base())) && msg.contains("loopback"),
+        "{msg}"
+    );
+    assert!(tokens.requests().is_empty(), "{:?}", tokens.requests());
+    assert_nothing_tagged(&store);
+    // ... unless the operator trusts the token server's host.
+    let trusted = vec![tokens.addr.to_string()];
+    let insecure = || PullOptions {
+        insecure: true,
+        trusted_hosts: trusted.clone(),
+        ..Default::default()
+    };
+
     // No credentials: the token server refuses, the pull fails cleanly.
     let e = pull(&store, &reference, &insecure()).unwrap_err();
     let msg = e.to_string();
@@ -484,6 +513,7 @@ fn bearer_token_auth_with_a_real_registry() {
         insecure: true,
         username: Some(user.into()),
         password: Some(pw.into()),
+        trusted_hosts: trusted.clone(),
         ..Default::default()
     };
     let e = pull(&store, &reference, &opts("alice", "nope")).unwrap_err();

@@ -14,20 +14,23 @@
 //! Docker schema 2 manifests are stored as they are: their digest is the
 //! registry's, and oci-spec reads Docker media types as `MediaType::Other`.
 
-mod auth;
+pub mod auth;
 mod client;
+pub mod destination;
+pub mod manifest;
 pub mod reference;
 
 use std::fmt;
 use std::io::{self, Read};
 use std::str::FromStr;
 
-use oci_spec::image::{ImageConfiguration, ImageManifest};
+use oci_spec::image::ImageConfiguration;
 
 use crate::digest::Digest;
 use crate::store::{Image, Store, StoreError, MAX_JSON_BLOB};
 
 use client::Client;
+use manifest::{choose_platform, manifest_kind, Kind};
 pub use reference::Reference;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -36,13 +39,42 @@ pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-const DOCKER_SCHEMA1: [&str; 2] = [
+pub(crate) const DOCKER_SCHEMA1: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 ];
 
 /// Progress events are sent at most once per this many bytes of a blob.
 const PROGRESS_STEP: u64 = 1 << 20;
+/// Layers an image may have: overlayfs stacks at most 500 lower layers
+/// (`OVL_MAX_STACK`), so more could never be mounted; refused before any
+/// blob is asked for.
+pub const MAX_LAYERS: usize = 500;
+
+/// What a pull may store, whatever the manifest claims. A descriptor's
+/// size is the registry's word: it caps what is read of that blob (a body
+/// longer than it is cut off and refused), but it never raises these caps,
+/// and a claim above them is refused before the blob is requested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PullLimits {
+    /// One blob (a compressed layer). Default 16 GiB, what `UnpackLimits`
+    /// lets one layer unpack to: a larger compressed layer could not be
+    /// used.
+    pub max_blob_bytes: u64,
+    /// Config and layers together, as the manifest declares them (blobs
+    /// already in the store included). Default 64 GiB, the largest archive
+    /// an import takes (`import::MAX_ARCHIVE_BYTES`).
+    pub max_image_bytes: u64,
+}
+
+impl Default for PullLimits {
+    fn default() -> Self {
+        PullLimits {
+            max_blob_bytes: crate::unpack::UnpackLimits::default().max_bytes,
+            max_image_bytes: crate::import::MAX_ARCHIVE_BYTES,
+        }
+    }
+}
 
 /// The platform to pick out of a manifest list (`linux/amd64`,
 /// `linux/arm64/v8`).
@@ -163,6 +195,13 @@ pub struct PullOptions<'a> {
     pub username: Option<String>,
     pub password: Option<String>,
     pub progress: Option<&'a dyn Fn(&PullEvent)>,
+    /// Hosts (`host` or `host:port`) the registry may redirect to, or name
+    /// as its token realm, even on loopback, link-local or private
+    /// addresses: the operator vouches for them (a local token server or
+    /// object store). The registry's credentials still go only to the
+    /// registry (and basic credentials to its token realm).
+    pub trusted_hosts: Vec<String>,
+    pub limits: PullLimits,
 }
 
 impl fmt::Debug for PullOptions<'_> {
@@ -173,6 +212,8 @@ impl fmt::Debug for PullOptions<'_> {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("progress", &self.progress.is_some())
+            .field("trusted_hosts", &self.trusted_hosts)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -195,6 +236,22 @@ pub enum PullError {
     InsecureRefused { registry: String },
     #[error("cannot reach {host}: {reason}")]
     Connect { host: String, reason: String },
+    /// A redirect or token realm the registry chose leads somewhere a pull
+    /// does not go (`destination`); nothing was sent there.
+    #[error("{what}: refused to connect to {url}: {reason}")]
+    DestinationRefused {
+        what: String,
+        url: String,
+        reason: String,
+    },
+    /// A blob the manifest declares is larger than the store takes.
+    #[error("{what}: {size} bytes declared, more than the limit of {limit} ({limit_name})")]
+    TooLarge {
+        what: String,
+        size: u64,
+        limit: u64,
+        limit_name: &'static str,
+    },
     #[error("{reference}: not found in registry {registry} ({detail})")]
     NotFound {
         reference: String,
@@ -295,50 +352,15 @@ pub fn pull(store: &Store, reference: &str, opts: &PullOptions) -> Result<Image,
         }
     };
     let what = format!("manifest {} of {r}", m.digest);
-    let manifest: ImageManifest =
-        serde_json::from_slice(&m.bytes).map_err(|e| PullError::BadManifest {
-            what: what.clone(),
-            reason: e.to_string(),
-        })?;
-    let config_type = manifest.config().media_type().to_string();
-    if config_type != OCI_CONFIG && config_type != DOCKER_CONFIG {
-        return Err(PullError::Unsupported {
-            what,
-            reason: format!("config media type {config_type}: not a container image"),
-        });
-    }
-    let bad = |reason: String| PullError::BadManifest {
-        what: what.clone(),
-        reason,
-    };
-    let config_digest: Digest = manifest
-        .config()
-        .digest()
-        .to_string()
-        .parse()
-        .map_err(|e: crate::digest::DigestError| bad(e.to_string()))?;
-    let layers: Vec<(Digest, u64)> = manifest
-        .layers()
-        .iter()
-        .map(|l| {
-            l.digest()
-                .to_string()
-                .parse::<Digest>()
-                .map(|d| (d, l.size()))
-                .map_err(|e| bad(e.to_string()))
-        })
-        .collect::<Result<_, _>>()?;
-    let config_size = manifest.config().size();
-    if config_size > MAX_JSON_BLOB {
-        return Err(bad(format!(
-            "config of {config_size} bytes (more than {MAX_JSON_BLOB})"
-        )));
-    }
+    let plan = manifest::image_plan(&what, &m.bytes, &opts.limits)?;
+    let (config_digest, config_size) = plan.config.clone();
+    let layers = plan.layers;
+    let total = plan.total;
     opts.emit(PullEvent::Manifest {
         reference: r.to_string(),
         digest: m.digest.clone(),
         layers: layers.len(),
-        size: config_size + layers.iter().map(|l| l.1).sum::<u64>(),
+        size: total,
     });
 
     fetch_blob(
@@ -374,12 +396,6 @@ pub fn pull(store: &Store, reference: &str, opts: &PullOptions) -> Result<Image,
     Ok(image)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Manifest,
-    Index,
-}
-
 struct Fetched {
     bytes: Vec<u8>,
     digest: Digest,
@@ -398,7 +414,7 @@ fn fetch_manifest(c: &mut Client, r: &Reference, wanted: &str) -> Result<Fetched
     .join(", ");
     let path = format!("/v2/{}/manifests/{wanted}", r.repository);
     let what = format!("manifest {wanted} of {}/{}", r.registry, r.repository);
-    let resp = c.get(&path, Some(&accept))?;
+    let resp = c.get(&path, Some(&accept))?.resp;
     match resp.status() {
         200 => {}
         404 => {
@@ -456,126 +472,6 @@ fn fetch_manifest(c: &mut Client, r: &Reference, wanted: &str) -> Result<Fetched
     })
 }
 
-/// The manifest's kind from its `mediaType` field, else from the
-/// Content-Type, else from its shape.
-fn manifest_kind(what: &str, content_type: &str, bytes: &[u8]) -> Result<Kind, PullError> {
-    #[derive(serde::Deserialize)]
-    struct Peek {
-        #[serde(rename = "mediaType", default)]
-        media_type: Option<String>,
-        #[serde(rename = "schemaVersion", default)]
-        schema_version: Option<u32>,
-        #[serde(default)]
-        manifests: Option<serde_json::Value>,
-        #[serde(default)]
-        layers: Option<serde_json::Value>,
-    }
-    let peek: Peek = serde_json::from_slice(bytes).map_err(|e| PullError::BadManifest {
-        what: what.to_string(),
-        reason: format!("not JSON: {e}"),
-    })?;
-    let unsupported = |reason: String| PullError::Unsupported {
-        what: what.to_string(),
-        reason,
-    };
-    if peek.schema_version == Some(1) || DOCKER_SCHEMA1.contains(&content_type) {
-        return Err(unsupported(
-            "Docker schema 1 manifest (push the image again with a current client)".into(),
-        ));
-    }
-    let generic = matches!(content_type, "" | "application/json" | "text/plain");
-    let media_type = peek
-        .media_type
-        .as_deref()
-        .or((!generic).then_some(content_type));
-    match media_type {
-        Some(OCI_MANIFEST | DOCKER_MANIFEST) => Ok(Kind::Manifest),
-        Some(OCI_INDEX | DOCKER_MANIFEST_LIST) => Ok(Kind::Index),
-        Some(other) => Err(unsupported(format!("manifest media type {other}"))),
-        None if peek.manifests.is_some() => Ok(Kind::Index),
-        None if peek.layers.is_some() => Ok(Kind::Manifest),
-        None => Err(unsupported("a manifest of unknown type".into())),
-    }
-}
-
-struct Entry {
-    digest: Digest,
-    size: u64,
-}
-
-/// The manifest list's entry for `want` (the first one, if several match).
-fn choose_platform(r: &Reference, bytes: &[u8], want: &Platform) -> Result<Entry, PullError> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        manifests: Vec<IndexEntry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct IndexEntry {
-        #[serde(rename = "mediaType", default)]
-        media_type: String,
-        digest: String,
-        size: u64,
-        #[serde(default)]
-        platform: Option<PlatformJson>,
-    }
-    #[derive(serde::Deserialize)]
-    struct PlatformJson {
-        architecture: String,
-        os: String,
-        #[serde(default)]
-        variant: Option<String>,
-    }
-    let what = format!("manifest list of {r}");
-    let index: Index = serde_json::from_slice(bytes).map_err(|e| PullError::BadManifest {
-        what: what.clone(),
-        reason: e.to_string(),
-    })?;
-    let mut available = Vec::new();
-    for e in &index.manifests {
-        let Some(p) = &e.platform else { continue };
-        let is_manifest = matches!(e.media_type.as_str(), OCI_MANIFEST | DOCKER_MANIFEST | "");
-        let label = match &p.variant {
-            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-            None => format!("{}/{}", p.os, p.architecture),
-        };
-        if is_manifest
-            && p.os == want.os
-            && p.architecture == want.architecture
-            && (want.variant.is_none() || want.variant == p.variant)
-        {
-            let digest = e
-                .digest
-                .parse::<Digest>()
-                .map_err(|err| PullError::BadManifest {
-                    what: what.clone(),
-                    reason: format!("entry for {label}: {err}"),
-                })?;
-            if e.size > MAX_JSON_BLOB {
-                return Err(PullError::BadManifest {
-                    what,
-                    reason: format!("entry for {label} of {} bytes", e.size),
-                });
-            }
-            return Ok(Entry {
-                digest,
-                size: e.size,
-            });
-        }
-        if !available.contains(&label) {
-            available.push(label);
-        }
-    }
-    Err(PullError::NoPlatform {
-        reference: r.to_string(),
-        platform: want.to_string(),
-        available: if available.is_empty() {
-            "no platforms".into()
-        } else {
-            available.join(", ")
-        },
-    })
-}
-
 fn check_digest(what: &str, expected: &Digest, actual: &Digest) -> Result<(), PullError> {
     if expected == actual {
         Ok(())
@@ -612,7 +508,9 @@ fn fetch_blob(
         digest: digest.clone(),
         size,
     });
-    let resp = c.get(&format!("/v2/{}/blobs/{digest}", r.repository), None)?;
+    let resp = c
+        .get(&format!("/v2/{}/blobs/{digest}", r.repository), None)?
+        .resp;
     match resp.status() {
         200 => {}
         404 => {
@@ -731,67 +629,5 @@ mod tests {
         for bad in ["linux", "linux/", "Linux/amd64", "a/b/c/d"] {
             assert!(bad.parse::<Platform>().is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn manifest_kinds() {
-        let k = |ct: &str, body: &str| manifest_kind("m", ct, body.as_bytes());
-        assert_eq!(
-            k(
-                "",
-                r#"{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#
-            )
-            .unwrap(),
-            Kind::Index
-        );
-        assert_eq!(
-            k(DOCKER_MANIFEST_LIST, r#"{"manifests":[]}"#).unwrap(),
-            Kind::Index
-        );
-        assert_eq!(
-            k("application/json", r#"{"layers":[]}"#).unwrap(),
-            Kind::Manifest
-        );
-        let e = k("", r#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err();
-        assert!(e.to_string().contains("schema 1"), "{e}");
-        assert!(matches!(
-            k(
-                "",
-                r#"{"mediaType":"application/vnd.cncf.helm.config.v1+json"}"#
-            ),
-            Err(PullError::Unsupported { .. })
-        ));
-        assert!(matches!(k("", "nope"), Err(PullError::BadManifest { .. })));
-    }
-
-    #[test]
-    fn platform_choice_names_what_there_is() {
-        let r: Reference = "localhost:5000/x:1".parse().unwrap();
-        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [
-                {"mediaType": OCI_MANIFEST, "digest": d('a'), "size": 10,
-                 "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-                {"mediaType": OCI_MANIFEST, "digest": d('c'), "size": 11,
-                 "platform": {"os": "unknown", "architecture": "unknown"}},
-                {"mediaType": OCI_MANIFEST, "digest": d('b'), "size": 12,
-                 "platform": {"os": "linux", "architecture": "amd64"}},
-            ]
-        });
-        let bytes = serde_json::to_vec(&index).unwrap();
-        let e = choose_platform(&r, &bytes, &Platform::default()).unwrap();
-        assert_eq!((e.digest.to_string(), e.size), (d('b'), 12));
-        let arm = choose_platform(&r, &bytes, &"linux/arm64/v8".parse().unwrap()).unwrap();
-        assert_eq!(arm.digest.to_string(), d('a'));
-        let err = choose_platform(&r, &bytes, &"linux/s390x".parse().unwrap())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("no linux/s390x image")
-                && err.contains("linux/arm64/v8, unknown/unknown, linux/amd64"),
-            "{err}"
-        );
     }
 }

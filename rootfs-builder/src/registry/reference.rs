@@ -161,6 +161,25 @@ impl FromStr for Reference {
             "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
             _ => registry,
         };
+        // A host only the scheme marks as one (`https://myreg/x`) gets its
+        // port written out (`myreg:443`): without it the written-out form
+        // `myreg/x` would read as Docker Hub's `myreg/x`, and the store
+        // name would be the same as that image's (found by fuzzing).
+        let registry = match scheme {
+            Some(sc)
+                if registry != DOCKER_HUB
+                    && !registry.contains('.')
+                    && !registry.contains(':')
+                    && registry != "localhost" =>
+            {
+                let port = match sc {
+                    Scheme::Https => 443,
+                    Scheme::Http => 80,
+                };
+                format!("{registry}:{port}")
+            }
+            _ => registry,
+        };
         check_host(&registry).map_err(|r| bad(&r))?;
         if !valid_repository(&repository) {
             return Err(bad(
@@ -173,6 +192,11 @@ impl FromStr for Reference {
         } else {
             repository
         };
+        // Checked again with `library/` in front: the written-out form must
+        // parse too (found by fuzzing).
+        if repository.len() > 255 {
+            return Err(bad("the repository is longer than 255 characters"));
+        }
         if let Some(t) = tag {
             if !valid_tag(t) {
                 return Err(bad(
@@ -335,8 +359,52 @@ mod tests {
         let r = parse("http://127.0.0.1:5000/x:t");
         assert_eq!(r.scheme, Some(Scheme::Http));
         assert_eq!(r.store_name().unwrap().to_string(), "127.0.0.1:5000/x:t");
-        // After a scheme the first component is always the host.
-        assert_eq!(parse("https://myreg/x").registry, "myreg");
+        // After a scheme the first component is always the host; one that
+        // would not read as a host without it gets its port written.
+        assert_eq!(parse("https://myreg/x").registry, "myreg:443");
+        assert_eq!(parse("http://myreg/x").registry, "myreg:80");
+        assert_eq!(parse("https://myreg:5000/x").registry, "myreg:5000");
+        assert_eq!(parse("http://localhost/x").registry, "localhost");
+    }
+
+    /// Found by fuzz/ (target `reference`): `http://127/kwormy:z` was
+    /// written out as `127/kwormy:z`, which reads as Docker Hub's
+    /// `127/kwormy`, and stored under that image's name.
+    #[test]
+    fn a_scheme_only_host_stays_a_host_when_written_out() {
+        for (written, store) in [
+            ("http://127/kwormy:z", "127:80/kwormy:z"),
+            ("https://myreg/team/app:v1", "myreg:443/team/app:v1"),
+        ] {
+            let r = parse(written);
+            let again = parse(&r.to_string());
+            assert_eq!(
+                Reference {
+                    scheme: r.scheme,
+                    ..again
+                },
+                r,
+                "{written}"
+            );
+            assert_eq!(r.store_name().unwrap().to_string(), store);
+        }
+        assert_ne!(
+            parse("https://myreg/x").store_name().unwrap(),
+            parse("myreg/x").store_name().unwrap()
+        );
+    }
+
+    /// Found by fuzz/ (target `reference`): a one-component Docker Hub name
+    /// of 248 characters became `library/` + 248, over the 255 a
+    /// repository may have, so its written-out form did not parse.
+    #[test]
+    fn a_docker_hub_name_is_checked_with_its_library_prefix() {
+        let long = "a".repeat(250);
+        assert!(long.parse::<Reference>().is_err());
+        let ok = "a".repeat(247);
+        let r = parse(&ok);
+        assert_eq!(r.repository.len(), 255);
+        assert_eq!(parse(&r.to_string()), r);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -435,6 +435,9 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Sent without `Content-Length`, the end of the body being the end
+    /// of the connection (as a streaming server or proxy may).
+    pub until_close: bool,
 }
 
 impl HttpResponse {
@@ -443,10 +446,15 @@ impl HttpResponse {
             status,
             headers: Vec::new(),
             body: body.into(),
+            until_close: false,
         }
     }
     pub fn header(mut self, name: &str, value: &str) -> HttpResponse {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn until_close(mut self) -> HttpResponse {
+        self.until_close = true;
         self
     }
 }
@@ -458,6 +466,10 @@ type Handler = dyn Fn(&HttpRequest) -> HttpResponse + Send + Sync;
 pub struct TinyServer {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<HttpRequest>>>,
+    /// Connections accepted, requests or not.
+    pub connections: Arc<AtomicUsize>,
+    /// Body bytes the server managed to write, over all answers.
+    pub body_bytes_sent: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -466,25 +478,40 @@ impl TinyServer {
     pub fn start(
         handler: impl Fn(&HttpRequest) -> HttpResponse + Send + Sync + 'static,
     ) -> TinyServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        TinyServer::start_on("127.0.0.1", handler)
+    }
+
+    /// On another loopback address (`127.0.0.2`): another host, as far as
+    /// origins go.
+    pub fn start_on(
+        ip: &str,
+        handler: impl Fn(&HttpRequest) -> HttpResponse + Send + Sync + 'static,
+    ) -> TinyServer {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let body_bytes_sent = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Arc<Handler> = Arc::new(handler);
         let (reqs, stopped) = (requests.clone(), stop.clone());
+        let (conns, sent) = (connections.clone(), body_bytes_sent.clone());
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stopped.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (handler, reqs) = (handler.clone(), reqs.clone());
-                std::thread::spawn(move || serve_one(conn, &*handler, &reqs));
+                conns.fetch_add(1, Ordering::SeqCst);
+                let (handler, reqs, sent) = (handler.clone(), reqs.clone(), sent.clone());
+                std::thread::spawn(move || serve_one(conn, &*handler, &reqs, &sent));
             }
         });
         TinyServer {
             addr,
             requests,
+            connections,
+            body_bytes_sent,
             stop,
             thread: Some(thread),
         }
@@ -511,7 +538,7 @@ impl Drop for TinyServer {
     }
 }
 
-fn serve_one(conn: TcpStream, handler: &Handler, reqs: &Mutex<Vec<HttpRequest>>) {
+fn serve_one(conn: TcpStream, handler: &Handler, reqs: &Mutex<Vec<HttpRequest>>, sent: &AtomicU64) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut r = BufReader::new(conn.try_clone().unwrap());
     let mut line = String::new();
@@ -551,11 +578,10 @@ fn serve_one(conn: TcpStream, handler: &Handler, reqs: &Mutex<Vec<HttpRequest>>)
     };
     reqs.lock().unwrap().push(req.clone());
     let resp = handler(&req);
-    let mut out = format!(
-        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        resp.status,
-        resp.body.len()
-    );
+    let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", resp.status);
+    if !resp.until_close {
+        out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
     for (k, v) in &resp.headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -563,7 +589,13 @@ fn serve_one(conn: TcpStream, handler: &Handler, reqs: &Mutex<Vec<HttpRequest>>)
     let mut conn = conn;
     let _ = conn.write_all(out.as_bytes());
     if req.method != "HEAD" {
-        let _ = conn.write_all(&resp.body);
+        // In pieces, counting what got out before the client hung up.
+        for piece in resp.body.chunks(64 << 10) {
+            if conn.write_all(piece).is_err() {
+                break;
+            }
+            sent.fetch_add(piece.len() as u64, Ordering::SeqCst);
+        }
     }
     let _ = conn.flush();
 }

@@ -1,0 +1,5 @@
+//! libFuzzer entry point; the body and its invariants are
+//! `runtimed_fuzz::manifest::check`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| runtimed_fuzz::manifest::check(data));
