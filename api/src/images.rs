@@ -125,6 +125,11 @@ pub fn pull_error_status(e: &rootfs_builder::registry::PullError) -> (StatusCode
         P::NoPlatform { .. } | P::PlatformMismatch { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, "no_matching_platform")
         }
+        // The manifest declares more than the store takes (checked before
+        // any blob is fetched), or a blob came longer than declared.
+        P::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
+        // A redirect or token realm the registry chose leads to a refused
+        // address (loopback, link-local...): the registry misbehaves.
         _ => (StatusCode::BAD_GATEWAY, "registry_error"),
     }
 }

@@ -158,8 +158,9 @@ pub async fn delete(
         (status = 400, body = ErrorBody, description = "invalid_request: a bad reference, plain http not allowed"),
         (status = 403, body = ErrorBody, description = "forbidden: images are changed by operators only"),
         (status = 404, body = ErrorBody, description = "image_not_found: not in the registry"),
+        (status = 413, body = ErrorBody, description = "image_too_large: the manifest declares more than max_image_bytes, or a layer over the largest blob"),
         (status = 422, body = ErrorBody, description = "no_matching_platform"),
-        (status = 502, body = ErrorBody, description = "registry_error, registry_unauthorized"),
+        (status = 502, body = ErrorBody, description = "registry_error, registry_unauthorized: the registry failed, refused our credentials, or sent us (a redirect, a token realm) to a refused address"),
         (status = 503, body = ErrorBody, description = "images_unavailable")))]
 pub async fn pull(
     State(state): State<Arc<AppState>>,
@@ -168,9 +169,18 @@ pub async fn pull(
 ) -> Result<(StatusCode, axum::Json<ImageInfo>), ApiError> {
     operator_only(&parts)?;
     let store = store(&state)?;
+    // The largest image the daemon takes, pulled or imported.
+    let limits = rootfs_builder::registry::PullLimits {
+        max_image_bytes: state
+            .cfg
+            .max_image_bytes
+            .min(rootfs_builder::registry::PullLimits::default().max_image_bytes),
+        ..Default::default()
+    };
     let image = blocking(move || {
         let opts = rootfs_builder::registry::PullOptions {
             insecure: req.insecure,
+            limits,
             ..Default::default()
         };
         rootfs_builder::registry::pull(&store, &req.reference, &opts)
