@@ -37,17 +37,23 @@ esac
 # global kernel.core_pattern to a pipe: only ever here, in the throwaway VM.
 cargo build -q --workspace --bins
 e2e=$(cargo test -q -p runtimed-tests --no-run --message-format=json \
-	| grep -o '"executable":"[^"]*/\(limits\|lifecycle\|daemon\|judge_api\|hostile_coredump\)-[^"]*"' | cut -d'"' -f4)
-[ "$(echo "$e2e" | wc -l)" -eq 5 ] || { echo "cgroup-v2.sh: end-to-end test binaries not found" >&2; exit 2; }
+	| grep -o '"executable":"[^"]*/\(limits\|lifecycle\|daemon\|judge_api\|hostile_coredump\|hostile_files\|hostile_clients\)-[^"]*"' | cut -d'"' -f4)
+[ "$(echo "$e2e" | wc -l)" -eq 7 ] || { echo "cgroup-v2.sh: end-to-end test binaries not found" >&2; exit 2; }
 judge=$(echo "$e2e" | grep '/judge_api-')
 core=$(echo "$e2e" | grep '/hostile_coredump-')
-e2e=$(echo "$e2e" | grep -v '/judge_api-\|/hostile_coredump-')
+files=$(echo "$e2e" | grep '/hostile_files-')
+clients=$(echo "$e2e" | grep '/hostile_clients-')
+e2e=$(echo "$e2e" | grep -v '/judge_api-\|/hostile_coredump-\|/hostile_files-\|/hostile_clients-')
 runtimed_bin=$(dirname "$(echo "$e2e" | head -n 1)")/../runtimed
 script="set -e; timeout -k 5 180 $bin cgroup:: --test-threads=2"
 # First, while few network namespaces are being torn down: a few sandboxes
 # (the pipe handler, and raising a caller's hard core limit of 0, which
 # needs the CAP_SYS_RESOURCE the development container lacks).
 script="$script; timeout -k 5 120 $core --test-threads=1 crashes_inside a_caller_with"
+# Files written through the API are charged to the session's cgroup
+# (memory.current on v2), and a disconnected /v1/run removes its cgroup.
+script="$script; timeout -k 5 180 $files --test-threads=2"
+script="$script; timeout -k 5 180 $clients --test-threads=1 a_run_whose_client_disconnects"
 # The daemon's tests last: the network namespaces their many sandboxes
 # leave are torn down by a kernel worker, slowly under emulation, and a new
 # sandbox's clone3 waits for that (a 14 s start was seen right after them).
