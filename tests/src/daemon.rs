@@ -484,7 +484,8 @@ pub fn http<S: Read + Write>(
     })
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
+/// The payload of a chunked HTTP/1.1 body.
+pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
         let size =

@@ -806,3 +806,29 @@ fn cgroup_mounts() -> Vec<CgroupMount> {
     }
     out
 }
+
+/// What no response of the daemon may contain: the host's PID 1 command
+/// line (as a files API that followed a link to the host's /proc would
+/// serve it) and the host's hostname.
+pub fn host_secrets() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    if let Ok(c) = std::fs::read("/proc/1/cmdline") {
+        if c.len() > 4 {
+            out.push(c);
+        }
+    }
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        if h.trim().len() > 3 {
+            out.push(h.trim().as_bytes().to_vec());
+        }
+    }
+    out
+}
+
+/// The host's `/etc/hostname`, which a response must not be, byte for
+/// byte (it may be too short to search for inside a body).
+pub fn host_hostname() -> Option<Vec<u8>> {
+    std::fs::read("/etc/hostname")
+        .ok()
+        .filter(|h| !h.is_empty())
+}

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use runtimed_tests::daemon::{http, Daemon};
+use runtimed_tests::daemon::{dechunk, http, Daemon};
 use runtimed_tests::serde_json::{self, json, Value};
 use runtimed_tests::{daemon, Termination, EXIT_KILLED};
 use runtimed_tests::{harness, host_cgroup_dirs, host_procs_matching, unique, wait_for, MIB};
@@ -337,22 +337,6 @@ fn read_ndjson_slowly(mut s: UnixStream, path: &str, body: &str) -> (u64, Value)
         .position(|w| w == b"\r\n\r\n")
         .expect("header end");
     stream_bytes(&dechunk(&raw[split + 4..]))
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = eol + 2;
-        let end = (start + size).min(b.len());
-        out.extend_from_slice(&b[start..end]);
-        b = &b[(end + 2).min(b.len())..];
-    }
-    out
 }
 
 /// The capture budget of the test daemon: small, to show it binds.

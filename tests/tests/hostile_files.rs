@@ -11,32 +11,10 @@ use std::time::Duration;
 use runtimed_tests::daemon;
 use runtimed_tests::daemon::{Daemon, Resp};
 use runtimed_tests::serde_json::{json, Value};
-use runtimed_tests::{host_cgroup_dirs, host_procs_matching, pid_alive, unique, wait_for, TempDir};
-
-/// What no response may carry: the host's PID 1 command line and its
-/// hostname.
-fn host_secrets() -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    if let Ok(c) = std::fs::read("/proc/1/cmdline") {
-        if c.len() > 4 {
-            out.push(c);
-        }
-    }
-    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
-        if h.trim().len() > 3 {
-            out.push(h.trim().as_bytes().to_vec());
-        }
-    }
-    out
-}
-
-/// The host's `/etc/hostname`, which a response must not be, byte for
-/// byte (it may be too short to search for inside a body).
-fn host_hostname() -> Option<Vec<u8>> {
-    std::fs::read("/etc/hostname")
-        .ok()
-        .filter(|h| !h.is_empty())
-}
+use runtimed_tests::{
+    host_cgroup_dirs, host_hostname, host_procs_matching, host_secrets, pid_alive, unique,
+    wait_for, TempDir,
+};
 
 fn assert_no_secret(what: &str, r: &Resp, secrets: &[Vec<u8>]) {
     assert_ne!(

@@ -19,7 +19,9 @@ use runtimed_tests::daemon;
 use runtimed_tests::daemon::{Daemon, Resp};
 use runtimed_tests::images::{busybox_layout, tar_of};
 use runtimed_tests::serde_json::{json, Value};
-use runtimed_tests::{harness, host_cgroup_dirs, runtimed_bin, wait_for, TempDir};
+use runtimed_tests::{
+    harness, host_cgroup_dirs, host_hostname, host_secrets, runtimed_bin, wait_for, TempDir,
+};
 use runtimed_tests::{EXIT_RUNTIMED_FAILED, PROBE_IN_SANDBOX};
 use sha2::{Digest, Sha256};
 
@@ -142,31 +144,6 @@ fn hostile_layout(dest: &Path, name: &str, planted: Planted) {
 /// A name for the image of case `i`.
 fn image_name(i: usize) -> String {
     format!("hostile-{i}:1")
-}
-
-/// What no response may contain: the host's PID 1 command line (as the
-/// files API would serve `/proc/1/cmdline`) and the host's hostname.
-fn host_secrets() -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    if let Ok(c) = std::fs::read("/proc/1/cmdline") {
-        if c.len() > 4 {
-            out.push(c);
-        }
-    }
-    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
-        if h.trim().len() > 3 {
-            out.push(h.trim().as_bytes().to_vec());
-        }
-    }
-    out
-}
-
-/// The host's `/etc/hostname`, which a response must not be, byte for
-/// byte (it may be too short to search for inside a body).
-fn host_hostname() -> Option<Vec<u8>> {
-    std::fs::read("/etc/hostname")
-        .ok()
-        .filter(|h| !h.is_empty())
 }
 
 fn assert_no_host_secret(what: &str, body: &[u8], secrets: &[Vec<u8>]) {
