@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 
+use crate::budget::ByteBudget;
 use crate::config::Config;
-use crate::engine::output_budget::OutputBudget;
 use crate::engine::pty::Pty;
 use crate::engine::{EngineConfig, SessionSandbox, StartError};
 use crate::error::ApiError;
@@ -164,7 +164,10 @@ pub struct AppState {
     /// The judge (set by `serve` once it started).
     pub judge: std::sync::OnceLock<Arc<crate::judge::JudgeService>>,
     /// Captured exec output held at once (`exec_output_budget`).
-    pub output_budget: Arc<OutputBudget>,
+    pub output_budget: Arc<ByteBudget>,
+    /// Request bodies read or being handled at once
+    /// (`request_body_budget`, [`crate::request_body`]).
+    pub body_budget: Arc<ByteBudget>,
 }
 
 /// Releases a quota reservation.
@@ -193,9 +196,11 @@ impl AppState {
             }
         };
         let output_budget =
-            OutputBudget::new(cfg.exec_output_budget, cfg.exec_output_budget_per_tenant);
+            ByteBudget::new(cfg.exec_output_budget, cfg.exec_output_budget_per_tenant);
+        let (body_total, body_share) = cfg.request_body_budget();
         AppState {
             output_budget,
+            body_budget: ByteBudget::new(body_total, body_share),
             auth: crate::auth::Policy::from_config(&cfg),
             cfg,
             engine,
