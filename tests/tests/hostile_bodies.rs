@@ -471,9 +471,9 @@ fn json_is_counted_with_its_values_so_parsing_cannot_multiply_it() {
     let before = reset_peak(d.pid());
     let answers = std::thread::scope(|s| {
         let native: Vec<_> = (0..3)
-            .map(|_| s.spawn(|| d.req_json_raw("/v1/sessions/s-none/exec", argv.as_bytes())))
+            .map(|_| s.spawn(|| post_json(&d, "/v1/sessions/s-none/exec", argv.as_bytes())))
             .collect();
-        let judge0 = s.spawn(|| d.req_json_raw("/judge0/submissions", zeros.as_bytes()));
+        let judge0 = s.spawn(|| post_json(&d, "/judge0/submissions", zeros.as_bytes()));
         let mut all: Vec<Resp> = native.into_iter().map(|h| h.join().unwrap()).collect();
         all.push(judge0.join().unwrap());
         all
@@ -515,23 +515,16 @@ fn json_is_counted_with_its_values_so_parsing_cannot_multiply_it() {
     r.assert_error(404, "session_not_found");
 }
 
-/// `POST path` with a JSON body over the socket.
-trait RawJson {
-    fn req_json_raw(&self, path: &str, body: &[u8]) -> Resp;
-}
-
-impl RawJson for Daemon {
-    fn req_json_raw(&self, path: &str, body: &[u8]) -> Resp {
-        let s = unix(self);
-        runtimed_tests::daemon::http(
-            s,
-            "POST",
-            path,
-            Some(body),
-            &[("Content-Type", "application/json")],
-        )
-        .expect("an answer")
-    }
+/// `POST path` with a JSON body given as text, over the socket.
+fn post_json(d: &Daemon, path: &str, body: &[u8]) -> Resp {
+    runtimed_tests::daemon::http(
+        unix(d),
+        "POST",
+        path,
+        Some(body),
+        &[("Content-Type", "application/json")],
+    )
+    .expect("an answer")
 }
 
 // ---- tenants -----------------------------------------------------------------------
