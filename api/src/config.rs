@@ -108,6 +108,27 @@ pub struct Config {
     /// Judge: finished submissions kept per tenant, the most recently
     /// finished (0: no limit). Default 10000.
     pub judge_retention_per_tenant: usize,
+    // Request bodies and connections (docs/limits.md, "The daemon's
+    // memory"): one block.
+    /// Request bodies read or being handled at once, in all (bytes); a
+    /// body reserves its length (`max_body_bytes` when chunked) before it
+    /// is read, or gets 503 `body_budget_exhausted`. Default: 16 x
+    /// `max_body_bytes` (256 MiB).
+    pub request_body_budget: Option<u64>,
+    /// The same, per tenant (at least `max_body_bytes`, at most
+    /// `request_body_budget`). Default: 4 x `max_body_bytes` (64 MiB).
+    pub request_body_budget_per_tenant: Option<u64>,
+    /// A request body must have arrived whole this long after the daemon
+    /// started reading it, or 408 `body_timeout`.
+    pub request_body_timeout_seconds: u64,
+    /// A request's headers must have arrived whole this long after the
+    /// connection became ready for them (opened, or done with the
+    /// previous request: so also how long an idle connection is kept),
+    /// or the connection is closed.
+    pub header_read_timeout_seconds: u64,
+    /// Connections open at once on each listener, WebSockets included;
+    /// more wait in the kernel's listen queue until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -154,6 +175,11 @@ impl Default for Config {
             judge_compile_cache_bytes: 1 << 30,
             judge_retention_seconds: 7 * 24 * 3600,
             judge_retention_per_tenant: 10_000,
+            request_body_budget: None,
+            request_body_budget_per_tenant: None,
+            request_body_timeout_seconds: 60,
+            header_read_timeout_seconds: 30,
+            max_connections: 1024,
         }
     }
 }
@@ -213,6 +239,7 @@ impl Config {
             return Err("max_sessions and max_sessions_per_tenant must be positive".into());
         }
         self.validate_memory_bounds()?;
+        self.validate_request_limits()?;
         Ok(())
     }
 }
@@ -246,5 +273,117 @@ impl Config {
             return Err("ws_max_message_bytes must be 1K..64M".into());
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The request body budget in effect: (in all, per tenant).
+    pub fn request_body_budget(&self) -> (u64, u64) {
+        let max_body = self.max_body_bytes as u64;
+        let total = self
+            .request_body_budget
+            .unwrap_or(max_body.saturating_mul(16));
+        let share = self
+            .request_body_budget_per_tenant
+            .unwrap_or(max_body.saturating_mul(4))
+            .min(total);
+        (total, share)
+    }
+
+    /// The request body budget, its timeouts and the connection cap.
+    fn validate_request_limits(&self) -> Result<(), String> {
+        let max_body = self.max_body_bytes as u64;
+        if !(1024..=1 << 30).contains(&max_body) {
+            return Err("max_body_bytes must be 1K..1G".into());
+        }
+        let (total, share) = self.request_body_budget();
+        let asked_share = self.request_body_budget_per_tenant.unwrap_or(share);
+        if share < max_body || asked_share > total {
+            return Err(format!(
+                "request bodies: need max_body_bytes ({max_body}) <= \
+                 request_body_budget_per_tenant ({asked_share}) <= request_body_budget ({total}), \
+                 or a largest body could never be taken"
+            ));
+        }
+        for (key, v) in [
+            (
+                "request_body_timeout_seconds",
+                self.request_body_timeout_seconds,
+            ),
+            (
+                "header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+            ),
+        ] {
+            if !(1..=3600).contains(&v) {
+                return Err(format!("{key} must be 1..3600"));
+            }
+        }
+        if !(1..=1 << 20).contains(&self.max_connections) {
+            return Err("max_connections must be 1..1048576".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_budget_follows_max_body_bytes_unless_set() {
+        let cfg = Config::default();
+        assert_eq!(cfg.request_body_budget(), (256 << 20, 64 << 20));
+        assert!(cfg.validate().is_ok());
+        // A larger body cap takes its budget along.
+        let cfg = Config {
+            max_body_bytes: 192 << 20,
+            ..Config::default()
+        };
+        assert_eq!(cfg.request_body_budget(), (3 << 30, 768 << 20));
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn body_budgets_and_timeouts_are_checked() {
+        let bad = [
+            // A share that cannot take the largest body.
+            Config {
+                request_body_budget_per_tenant: Some((16 << 20) - 1),
+                ..Config::default()
+            },
+            // A share above the total.
+            Config {
+                request_body_budget: Some(32 << 20),
+                request_body_budget_per_tenant: Some(64 << 20),
+                ..Config::default()
+            },
+            Config {
+                request_body_timeout_seconds: 0,
+                ..Config::default()
+            },
+            Config {
+                header_read_timeout_seconds: 3601,
+                ..Config::default()
+            },
+            Config {
+                max_connections: 0,
+                ..Config::default()
+            },
+            Config {
+                max_body_bytes: 100,
+                ..Config::default()
+            },
+        ];
+        for cfg in bad {
+            assert!(cfg.validate().is_err(), "{cfg:?}");
+        }
+        let ok = Config {
+            request_body_budget: Some(16 << 20),
+            request_body_budget_per_tenant: Some(16 << 20),
+            ..Config::default()
+        };
+        assert_eq!(ok.request_body_budget(), (16 << 20, 16 << 20));
+        assert!(ok.validate().is_ok());
     }
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod judge;
 pub mod judge0;
 pub mod metrics;
 pub mod openapi;
+pub mod request_body;
 pub mod routes;
 pub mod serve;
 pub mod spec;

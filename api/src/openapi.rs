@@ -66,6 +66,7 @@ fn shared_response(status: &str) -> &'static str {
         "400" => "invalid_request: a malformed path, query or body",
         "401" => "unauthorized: no or a bad token (TCP), or a socket peer not allowed",
         "403" => "host_not_allowed, origin_not_allowed: a TCP request whose Host or Origin is not the listener's",
+        "408" => "body_timeout: the body was not whole within request_body_timeout_seconds",
         "413" => "body_too_large: the body is over max_body_bytes",
         "415" => "unsupported_media_type: a JSON body needs Content-Type: application/json",
         "500" => {
@@ -134,11 +135,17 @@ fn complete_operation(path: &str, op: &mut Value) {
     if has_params || body.is_some() {
         shared.push("400");
     }
+    // A body is read within a timeout, after a reservation from the
+    // daemon's body budget (the image import streams to disk instead).
+    let budgeted = body.is_some() && path != "/v1/images/import";
     if let Some(body) = body {
         shared.push("413");
         if body["content"].get("application/json").is_some() {
             shared.push("415");
         }
+    }
+    if budgeted {
+        shared.push("408");
     }
     binary_bodies(&mut op["requestBody"]);
     let responses = op["responses"].as_object_mut();
@@ -150,6 +157,18 @@ fn complete_operation(path: &str, op: &mut Value) {
         responses
             .entry(status)
             .or_insert_with(|| error_response(shared_response(status)));
+    }
+    if budgeted {
+        const BODY_BUDGET: &str = "body_budget_exhausted: request bodies fill the daemon's budget or this tenant's share now (Retry-After)";
+        let r = responses
+            .entry("503")
+            .or_insert_with(|| error_response(BODY_BUDGET));
+        if let Some(d) = r["description"]
+            .as_str()
+            .filter(|d| !d.contains("body_budget"))
+        {
+            r["description"] = json!(format!("{d}; {BODY_BUDGET}"));
+        }
     }
     // utoipa leaves descriptions empty where an annotation gave none; an
     // error response says which codes it carries.

@@ -1,14 +1,32 @@
 //! `runtimed serve`: state, listeners (Unix socket and TCP, the same
 //! router), the reaper, and shutdown. SIGTERM/SIGINT: stop accepting, end
 //! every sandbox (their cgroups are removed by their helpers), exit.
+//!
+//! Connections are served here rather than by `axum::serve`, which takes
+//! no settings: without a timer hyper has no header timeout, so a client
+//! could trickle headers (slowloris) or sit idle forever, each holding a
+//! task and a buffer. Each listener takes at most `max_connections` at
+//! once (more wait in the kernel's queue, as Go's `netutil.LimitListener`
+//! does), a request's headers must arrive within
+//! `header_read_timeout_seconds`, and hyper's buffer per connection is
+//! capped (docs/limits.md, "The daemon's memory").
 
-use std::future::IntoFuture;
+use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt;
 
 use crate::auth::{Peer, Shape};
 use crate::config::Config;
@@ -140,28 +158,22 @@ pub async fn serve(
         ))
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let limits = ConnectionLimits::of(&cfg);
     let mut servers = Vec::new();
-    servers.push(tokio::spawn(
-        axum::serve(
-            unix,
-            app.clone().into_make_service_with_connect_info::<Peer>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future(),
-    ));
+    servers.push(tokio::spawn(serve_listener(
+        unix,
+        app.clone(),
+        limits,
+        stop_rx.clone(),
+    )));
     if let Some(tcp) = tcp {
         let addr = tcp.local_addr().ok();
-        servers.push(tokio::spawn(
-            axum::serve(
-                tcp,
-                host_checked(app, Shape::Native).into_make_service_with_connect_info::<Peer>(),
-            )
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-        ));
+        servers.push(tokio::spawn(serve_listener(
+            tcp,
+            host_checked(app, Shape::Native),
+            limits,
+            stop_rx.clone(),
+        )));
         if let Some(a) = addr {
             announce(&cfg, a, operator_token.as_deref());
         }
@@ -169,11 +181,12 @@ pub async fn serve(
     if let Some(tcp) = judge0_tcp {
         let addr = tcp.local_addr().ok();
         let judge0 = host_checked(crate::routes::judge0_router(state.clone()), Shape::Judge0);
-        servers.push(tokio::spawn(
-            axum::serve(tcp, judge0.into_make_service_with_connect_info::<Peer>())
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
-        ));
+        servers.push(tokio::spawn(serve_listener(
+            tcp,
+            judge0,
+            limits,
+            stop_rx.clone(),
+        )));
         if let Some(a) = addr {
             eprintln!("runtimed: the Judge0-compatible API on http://{a} (X-Auth-Token: the operator token or a tenant's)");
         }
@@ -288,4 +301,198 @@ async fn bind_unix(cfg: &Config) -> Result<UnixListener, ServeError> {
             .map_err(|e| ServeError::Other(format!("chgrp {}: {e}", path.display())))?;
     }
     Ok(listener)
+}
+
+/// hyper's buffer of one connection, read side (and write side): the most
+/// a request's headers may take, and the largest piece of a body read at
+/// once. hyper's default (about 400 KiB) would let each idle connection
+/// that trickles headers hold that much; 64 KiB is above what proxies
+/// take (nginx: 4 x 8 KiB by default).
+const CONNECTION_BUFFER: usize = 64 << 10;
+
+/// How a listener serves its connections.
+#[derive(Clone, Copy, Debug)]
+struct ConnectionLimits {
+    max: usize,
+    header_read_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    fn of(cfg: &Config) -> ConnectionLimits {
+        ConnectionLimits {
+            max: cfg.max_connections,
+            header_read_timeout: Duration::from_secs(cfg.header_read_timeout_seconds),
+        }
+    }
+}
+
+/// A listener whose connections come with their [`Peer`].
+trait Accept: Send + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept_peer(&self) -> impl Future<Output = std::io::Result<(Self::Io, Peer)>> + Send;
+}
+
+impl Accept for UnixListener {
+    type Io = tokio::net::UnixStream;
+    async fn accept_peer(&self) -> std::io::Result<(Self::Io, Peer)> {
+        let (io, _) = self.accept().await?;
+        let peer = Peer::of_unix(&io);
+        Ok((io, peer))
+    }
+}
+
+impl Accept for TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn accept_peer(&self) -> std::io::Result<(Self::Io, Peer)> {
+        let (io, remote) = self.accept().await?;
+        let peer = Peer::of_tcp(&io, remote);
+        Ok((io, peer))
+    }
+}
+
+/// Serves `app` on `listener` until `stop`, then waits for its
+/// connections to end (each finishes the request it is in).
+async fn serve_listener<L: Accept>(
+    listener: L,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max));
+    loop {
+        // A slot first: with every slot taken, connections wait in the
+        // listen queue (and the kernel refuses them once it is full).
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept_peer() => accepted,
+            _ = stopped(&mut stop) => break,
+        };
+        match accepted {
+            Ok((io, peer)) => {
+                let io = Counted { io, _slot: slot };
+                tokio::spawn(serve_connection(
+                    io,
+                    peer,
+                    app.clone(),
+                    limits,
+                    stop.clone(),
+                ));
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+    drop(listener);
+    let all = u32::try_from(limits.max).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+}
+
+/// Resolves once the daemon is stopping.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error: the sender is gone, so the daemon is stopping too.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// A failed accept(2): a connection that went away before it was taken
+/// is nothing; anything else (EMFILE, ENOMEM) is logged, and accepting
+/// pauses a moment instead of spinning.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(error = %e, "accept failed; pausing for 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// One connection: HTTP/1.1 with upgrades (WebSockets), the header
+/// timeout and the buffer cap; the peer in every request's extensions.
+async fn serve_connection<I>(
+    io: I,
+    peer: Peer,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = app.map_request(move |mut req: axum::http::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer.clone()));
+        req
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(CONNECTION_BUFFER);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades();
+    tokio::pin!(conn);
+    let done = tokio::select! {
+        done = conn.as_mut() => done,
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = done {
+        // Timeouts, resets and malformed requests: the client's doing.
+        tracing::debug!(error = %e, "connection ended");
+    }
+}
+
+/// A connection's stream holding its listener slot: the slot is free when
+/// the stream is dropped, also after an upgrade (a WebSocket keeps it).
+struct Counted<I> {
+    io: I,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Counted<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }

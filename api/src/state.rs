@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 
+use crate::budget::ByteBudget;
 use crate::config::Config;
-use crate::engine::output_budget::OutputBudget;
 use crate::engine::pty::Pty;
 use crate::engine::{EngineConfig, SessionSandbox, StartError};
 use crate::error::ApiError;
@@ -164,7 +164,10 @@ pub struct AppState {
     /// The judge (set by `serve` once it started).
     pub judge: std::sync::OnceLock<Arc<crate::judge::JudgeService>>,
     /// Captured exec output held at once (`exec_output_budget`).
-    pub output_budget: Arc<OutputBudget>,
+    pub output_budget: Arc<ByteBudget>,
+    /// Request bodies read or being handled at once
+    /// (`request_body_budget`, [`crate::request_body`]).
+    pub body_budget: Arc<ByteBudget>,
     /// Directories no error message may show a client.
     pub host_paths: crate::error::HostPaths,
 }
@@ -195,9 +198,11 @@ impl AppState {
             }
         };
         let output_budget =
-            OutputBudget::new(cfg.exec_output_budget, cfg.exec_output_budget_per_tenant);
+            ByteBudget::new(cfg.exec_output_budget, cfg.exec_output_budget_per_tenant);
+        let (body_total, body_share) = cfg.request_body_budget();
         AppState {
             output_budget,
+            body_budget: ByteBudget::new(body_total, body_share),
             auth: crate::auth::Policy::from_config(&cfg),
             host_paths: crate::error::HostPaths::new(&cfg.data_dir, &engine.run_dir),
             cfg,

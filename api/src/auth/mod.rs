@@ -49,13 +49,9 @@ pub enum Peer {
     },
 }
 
-impl
-    axum::extract::connect_info::Connected<
-        axum::serve::IncomingStream<'_, tokio::net::UnixListener>,
-    > for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Peer {
-        let io = stream.io();
+impl Peer {
+    /// The peer of an accepted Unix-socket connection.
+    pub fn of_unix(io: &tokio::net::UnixStream) -> Peer {
         // Unknown credentials: treated as nobody, without groups.
         let (uid, gid) = io
             .peer_cred()
@@ -71,16 +67,12 @@ impl
             groups: groups.into(),
         }
     }
-}
 
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
+    /// The peer of an accepted TCP connection.
+    pub fn of_tcp(io: &tokio::net::TcpStream, remote: SocketAddr) -> Peer {
         Peer::Tcp {
-            remote: *stream.remote_addr(),
-            local: stream.io().local_addr().ok(),
+            remote,
+            local: io.local_addr().ok(),
         }
     }
 }

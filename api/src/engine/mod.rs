@@ -7,7 +7,6 @@
 
 pub mod host;
 pub mod oneshot;
-pub mod output_budget;
 pub mod process;
 pub mod pty;
 pub mod session;

@@ -1,8 +1,8 @@
 //! Exec in a session: a process with piped stdin/stdout/stderr, a wall
 //! clock limit and a byte cap per output stream. Its output goes to one
 //! of two places: a capture (the plain JSON answer), whose worst case (the
-//! cap of both streams) was reserved from the daemon's
-//! [`super::output_budget::OutputBudget`] before the exec started, or a
+//! cap of both streams) was reserved from the daemon's capture budget
+//! ([`crate::budget::ByteBudget`]) before the exec started, or a
 //! bounded channel (the streaming answer), which is never accumulated
 //! here: a chunk not yet delivered stops the reading of the pipes, so a
 //! slow consumer slows the program instead of growing the daemon. The wall
@@ -19,8 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
-use super::output_budget::Grant;
 use super::session::{ExitStatus, SessionSandbox, SpawnError, Spawned};
+use crate::budget::Grant;
 
 /// How long output is still read after the process ended (a background
 /// child may keep the pipe open forever). Time spent waiting for a slow

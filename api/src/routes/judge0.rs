@@ -41,6 +41,11 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/about", get(about))
         .route("/config_info", get(config_info))
         .route("/authenticate", post(authenticate))
+        // Bodies bounded by the body budget, after authentication.
+        .route_layer(axum::middleware::from_fn_with_state(
+            (state.clone(), crate::auth::Shape::Judge0),
+            crate::request_body::admit,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(state, require_token))
         .fallback(not_found)
 }

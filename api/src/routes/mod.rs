@@ -71,17 +71,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/images", get(images::list))
         .route("/v1/images/build", post(images::build))
         .route("/v1/images/pull", post(images::pull))
-        .route(
-            "/v1/images/import",
-            // Streamed to disk under its own cap (max_image_bytes).
-            post(images::import).layer(DefaultBodyLimit::disable()),
-        )
         .route("/v1/images/{*name}", axum::routing::delete(images::delete))
         .route("/v1/judge/submissions", post(judge::submit))
         .route("/v1/judge/submissions/{id}", get(judge::get))
         .route("/v1/judge/submissions/{id}/events", get(judge::events))
         .route("/v1/judge/languages", get(judge::languages))
         .route("/metrics", get(system::metrics))
+        // Every route above reads its body whole: bounded by the body
+        // budget (crate::request_body), after authentication.
+        .route_layer(axum::middleware::from_fn_with_state(
+            (state.clone(), crate::auth::Shape::Native),
+            crate::request_body::admit,
+        ))
+        .route(
+            "/v1/images/import",
+            // Streamed to disk under its own cap (max_image_bytes).
+            post(images::import).layer(DefaultBodyLimit::disable()),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_tenant,

@@ -1,14 +1,15 @@
-//! The daemon-wide budget of captured exec output. A captured exec (and
-//! `/v1/run`) keeps its program's output in the daemon's memory until its
-//! answer has been sent, so the sum of what all of them keep is what
-//! clients can make the daemon hold. Before a capture starts, its worst
-//! case (the output cap of both streams) is reserved here, against a total
-//! and a per-tenant share; the reservation is released when the answer
-//! has been sent or its client went away. A request the budget cannot take
-//! is refused before anything runs (503 `output_budget_exhausted`): an
-//! all-or-nothing reservation cannot deadlock, where captures that grew
-//! their reservations bit by bit could each hold part of the budget and
-//! wait for the rest (docs/limits.md gives the bound).
+//! Byte budgets: what clients can make the daemon hold, counted against a
+//! daemon-wide total and a per-tenant share. Two are kept (docs/limits.md,
+//! "The daemon's memory"): captured exec and `/v1/run` output (a capture
+//! reserves the output cap of both streams before it starts, and keeps it
+//! until its answer has been sent or its client went away; refused: 503
+//! `output_budget_exhausted`), and request bodies being read or handled
+//! ([`crate::request_body`]; refused: 503 `body_budget_exhausted`).
+//!
+//! A reservation is all or nothing and never waits: a request the budget
+//! cannot take is refused before anything is read or run. Holders that
+//! grew their reservations bit by bit could each hold part of the budget
+//! and wait for the rest (a deadlock); holders that never wait cannot.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,16 +21,17 @@ struct Used {
     tenants: HashMap<String, u64>,
 }
 
+/// A total and a per-tenant share of bytes; see the module comment.
 #[derive(Debug)]
-pub struct OutputBudget {
+pub struct ByteBudget {
     total: u64,
     per_tenant: u64,
     used: Mutex<Used>,
 }
 
-impl OutputBudget {
-    pub fn new(total: u64, per_tenant: u64) -> Arc<OutputBudget> {
-        Arc::new(OutputBudget {
+impl ByteBudget {
+    pub fn new(total: u64, per_tenant: u64) -> Arc<ByteBudget> {
+        Arc::new(ByteBudget {
             total,
             per_tenant: per_tenant.min(total),
             used: Mutex::new(Used::default()),
@@ -49,23 +51,27 @@ impl OutputBudget {
     /// `n` bytes for `tenant` if both the total and the tenant's share
     /// have room.
     pub fn try_reserve(self: &Arc<Self>, tenant: &str, n: u64) -> Option<Grant> {
-        let grant = |bytes| Grant {
+        self.take(tenant, n).then(|| Grant {
             budget: self.clone(),
             tenant: tenant.to_string(),
-            bytes,
-        };
+            bytes: n,
+        })
+    }
+
+    fn take(&self, tenant: &str, n: u64) -> bool {
         if n == 0 {
-            return Some(grant(0));
+            return true;
         }
-        let mut used = self.used.lock().ok()?;
+        let Ok(mut used) = self.used.lock() else {
+            return false;
+        };
         let mine = used.tenants.get(tenant).copied().unwrap_or(0);
-        if used.total + n > self.total || mine + n > self.per_tenant {
-            return None;
+        if used.total.saturating_add(n) > self.total || mine.saturating_add(n) > self.per_tenant {
+            return false;
         }
         used.total += n;
         *used.tenants.entry(tenant.to_string()).or_default() += n;
-        drop(used);
-        Some(grant(n))
+        true
     }
 
     fn release(&self, tenant: &str, n: u64) {
@@ -87,7 +93,7 @@ impl OutputBudget {
 /// Reserved bytes; released when dropped.
 #[derive(Debug)]
 pub struct Grant {
-    budget: Arc<OutputBudget>,
+    budget: Arc<ByteBudget>,
     tenant: String,
     bytes: u64,
 }
@@ -95,6 +101,16 @@ pub struct Grant {
 impl Grant {
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Adds `n` bytes to the reservation if the budget has room (all or
+    /// nothing, without waiting, like [`ByteBudget::try_reserve`]).
+    pub fn try_grow(&mut self, n: u64) -> bool {
+        let grown = self.budget.take(&self.tenant, n);
+        if grown {
+            self.bytes += n;
+        }
+        grown
     }
 }
 
@@ -110,7 +126,7 @@ mod tests {
 
     #[test]
     fn total_and_tenant_shares_hold() {
-        let b = OutputBudget::new(100, 60);
+        let b = ByteBudget::new(100, 60);
         let a1 = b.try_reserve("a", 50).unwrap();
         assert!(b.try_reserve("a", 20).is_none(), "tenant share of 60");
         let b1 = b.try_reserve("b", 50).unwrap();
@@ -125,5 +141,22 @@ mod tests {
         assert!(b.try_reserve("c", 0).is_some(), "nothing always fits");
         drop((b1, c1, c2));
         assert_eq!(b.in_use(), 0);
+    }
+
+    #[test]
+    fn a_grant_grows_within_the_shares_or_not_at_all() {
+        let b = ByteBudget::new(100, 60);
+        let mut a = b.try_reserve("a", 40).unwrap();
+        assert!(!a.try_grow(21), "tenant share of 60");
+        assert_eq!((a.bytes(), b.in_use()), (40, 40));
+        assert!(a.try_grow(20));
+        let _b1 = b.try_reserve("b", 30).unwrap();
+        let mut b2 = b.try_reserve("b", 0).unwrap();
+        assert!(!b2.try_grow(11), "total of 100");
+        assert!(b2.try_grow(10));
+        assert_eq!(b.in_use(), 100);
+        drop(a);
+        assert_eq!(b.in_use(), 40);
+        assert!(b.try_reserve("a", u64::MAX).is_none(), "no overflow");
     }
 }
