@@ -3,7 +3,8 @@
 //! "The daemon's memory"): captured exec and `/v1/run` output (a capture
 //! reserves the output cap of both streams before it starts, and keeps it
 //! until its answer has been sent or its client went away; refused: 503
-//! `output_budget_exhausted`), and request bodies being read or handled
+//! `output_budget_exhausted`; file, listing and archive reads of the files
+//! API take from it as they go), and request bodies being read or handled
 //! ([`crate::request_body`]; refused: 503 `body_budget_exhausted`).
 //!
 //! A reservation is all or nothing and never waits: a request the budget
@@ -12,7 +13,13 @@
 //! and wait for the rest (a deadlock); holders that never wait cannot.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use http_body::{Frame, SizeHint};
 
 /// Bytes reserved in all and per tenant.
 #[derive(Debug, Default)]
@@ -117,6 +124,71 @@ impl Grant {
 impl Drop for Grant {
     fn drop(&mut self) {
         self.budget.release(&self.tenant, self.bytes);
+    }
+}
+
+/// A grant is what the files API's reads may hold ([`crate::workspace`]).
+impl crate::workspace::Allowance for Grant {
+    fn take(&mut self, bytes: u64) -> bool {
+        self.try_grow(bytes)
+    }
+}
+
+/// `data` as a body's bytes that keep `grant` until the last reference to
+/// them is gone. hyper keeps a body's last frame in its write buffer after
+/// the body itself was dropped (until the client reads it), so a grant held
+/// by the body, as [`hold`] does, would go before the bytes do.
+pub fn paid_bytes(data: Vec<u8>, grant: Grant) -> Bytes {
+    struct Paid {
+        data: Vec<u8>,
+        _grant: Grant,
+    }
+    impl AsRef<[u8]> for Paid {
+        fn as_ref(&self) -> &[u8] {
+            &self.data
+        }
+    }
+    Bytes::from_owner(Paid {
+        data,
+        _grant: grant,
+    })
+}
+
+/// The answer, holding `grant` until it has been sent (or dropped, when
+/// its client went away).
+pub fn hold(resp: Response, grant: Grant) -> Response {
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(
+        parts,
+        Body::new(Held {
+            body,
+            _grant: grant,
+        }),
+    )
+}
+
+struct Held {
+    body: Body,
+    _grant: Grant,
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

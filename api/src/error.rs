@@ -28,6 +28,8 @@ pub struct ApiError {
     /// What the daemon's log gets and the client does not (host paths,
     /// errnos of a failure that is not the client's).
     pub detail: Option<String>,
+    /// Seconds for a `Retry-After` header (a budget that is full now).
+    pub retry_after: Option<u64>,
 }
 
 /// The error body.
@@ -50,7 +52,14 @@ impl ApiError {
             code,
             message: message.into(),
             detail: None,
+            retry_after: None,
         }
+    }
+
+    /// Asks the client to try again in `seconds` (`Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds what only the daemon's log gets.
@@ -112,13 +121,21 @@ impl IntoResponse for ApiError {
             code: self.code.to_string(),
             message: self.message,
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
     }
 }
 
 impl From<crate::workspace::WorkspaceError> for ApiError {
     fn from(e: crate::workspace::WorkspaceError) -> ApiError {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        if matches!(e, crate::workspace::WorkspaceError::Busy) {
+            return ApiError::new(status, e.code(), e.to_string()).with_retry_after(1);
+        }
         if status.is_server_error() {
             return ApiError::new(status, e.code(), "i/o error in the workspace").with_detail(e);
         }

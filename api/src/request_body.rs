@@ -24,9 +24,8 @@
 //! Image imports are not read here: they stream to a file in the data dir
 //! (`routes::images::import`), holding one chunk at a time.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -37,10 +36,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use http_body::{Frame, SizeHint};
+use http_body::SizeHint;
 
 use crate::auth::Shape;
-use crate::budget::Grant;
+use crate::budget::{hold, Grant};
 use crate::error::ApiError;
 use crate::state::{AppState, Tenant};
 
@@ -258,44 +257,6 @@ pub fn json_values(text: &[u8]) -> u64 {
         }
     }
     values
-}
-
-/// The answer, holding the body's reservation until it has been sent (or
-/// dropped, when its client went away).
-fn hold(resp: Response, grant: Grant) -> Response {
-    let (parts, body) = resp.into_parts();
-    Response::from_parts(
-        parts,
-        Body::new(Held {
-            body,
-            _grant: grant,
-        }),
-    )
-}
-
-struct Held {
-    body: Body,
-    _grant: Grant,
-}
-
-impl http_body::Body for Held {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
 }
 
 #[cfg(test)]

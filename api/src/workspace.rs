@@ -53,6 +53,32 @@ const O_WRITE: OFlag = OFlag::from_bits_retain(libc::O_WRONLY | libc::O_NONBLOCK
 type Res<T> = Result<T, WorkspaceError>;
 type Tar = tar::Builder<Vec<u8>>;
 
+/// What the daemon may still hold for the answer being built. Directory
+/// names, listings, file bytes and archives are asked for before they are
+/// held, so a sandbox that made a 60 MiB file or a million names cannot
+/// make the daemon hold that many times over for clients that do not read
+/// (the daemon's output budget, `crate::budget`). A refusal ends the
+/// operation with [`WorkspaceError::Busy`].
+pub trait Allowance {
+    fn take(&mut self, bytes: u64) -> bool;
+}
+
+/// No bound beyond the operation's own `max` (unit tests).
+pub struct Unbounded;
+
+impl Allowance for Unbounded {
+    fn take(&mut self, _bytes: u64) -> bool {
+        true
+    }
+}
+
+/// What a directory entry's name costs while held (the allocation and its
+/// header); a listed entry's struct and its JSON cost [`LISTED_ENTRY`] more.
+const NAME_OVERHEAD: u64 = 48;
+const LISTED_ENTRY: u64 = 160;
+/// File bytes are read and paid for in pieces of this size.
+const READ_PIECE: usize = 64 << 10;
+
 /// The workspace root (an `O_PATH` directory fd), the host ids that files
 /// created through the API are given, and who writes their bytes.
 #[derive(Debug)]
@@ -147,6 +173,10 @@ pub enum WorkspaceError {
     SessionGone,
     #[error("i/o error on {path}: {source}")]
     Io { path: String, source: Errno },
+    /// The daemon's output budget (or this tenant's share) has no room for
+    /// what the answer would hold.
+    #[error("the daemon holds as much output for clients as it may now: try again shortly")]
+    Busy,
 }
 
 impl WorkspaceError {
@@ -165,6 +195,7 @@ impl WorkspaceError {
             Self::NoSpace { .. } => "workspace_full",
             Self::SessionGone => "session_not_running",
             Self::Io { .. } => "io_error",
+            Self::Busy => "output_budget_exhausted",
         }
     }
 
@@ -176,6 +207,7 @@ impl WorkspaceError {
             Self::TooLarge { .. } | Self::NoSpace { .. } => 413,
             Self::PermissionDenied { .. } => 403,
             Self::Io { .. } => 500,
+            Self::Busy => 503,
             _ => 409,
         }
     }
@@ -328,23 +360,48 @@ fn entry_of(name: &OsStr, st: &FileStat) -> Entry {
 
 /// The names in directory `fd` (readable, not O_PATH), sorted bytewise, and
 /// the directory handle to use as their dirfd.
-fn read_names(fd: OwnedFd) -> Result<(Dir, Vec<OsString>), Errno> {
-    let mut dir = Dir::from_fd(fd)?;
+fn read_names(fd: OwnedFd, allow: &mut dyn Allowance, rel: &RelPath) -> Res<(Dir, Vec<OsString>)> {
+    let mut dir = Dir::from_fd(fd).at(rel)?;
     let mut names = Vec::new();
     for entry in dir.iter() {
-        names.push(OsString::from_vec(entry?.file_name().to_bytes().to_vec()));
+        let name = entry.at(rel)?.file_name().to_bytes().to_vec();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        if !allow.take(name.len() as u64 + NAME_OVERHEAD) {
+            return Err(WorkspaceError::Busy);
+        }
+        names.push(OsString::from_vec(name));
     }
-    names.retain(|name| name != "." && name != "..");
     names.sort();
     Ok((dir, names))
 }
 
 /// All of `fd` if it is at most `max` bytes, `None` if longer (the file may
-/// grow after fstat, so the read itself is bounded).
-fn read_bounded(fd: OwnedFd, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+/// grow after fstat, so the read itself is bounded); what is kept is paid
+/// for as it is read (the piece buffer is transient).
+fn read_bounded(
+    fd: OwnedFd,
+    max: u64,
+    allow: &mut dyn Allowance,
+    rel: &RelPath,
+) -> Res<Option<Vec<u8>>> {
     let mut data = Vec::new();
     let mut file = File::from(fd).take(max.saturating_add(1));
-    file.read_to_end(&mut data)?;
+    let mut piece = vec![0u8; READ_PIECE];
+    loop {
+        let n = match file.read(&mut piece) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => other.at(rel)?,
+        };
+        if n == 0 {
+            break;
+        }
+        if !allow.take(n as u64) {
+            return Err(WorkspaceError::Busy);
+        }
+        data.extend_from_slice(&piece[..n]);
+    }
     Ok((data.len() as u64 <= max).then_some(data))
 }
 
@@ -409,12 +466,17 @@ impl Workspace {
 
     /// A file's bytes (at most `max`) or a directory's listing, sorted by name.
     pub fn read(&self, rel: &str, max: u64) -> Res<Node> {
+        self.read_within(rel, max, &mut Unbounded)
+    }
+
+    /// [`Workspace::read`], holding only what `allow` grants.
+    pub fn read_within(&self, rel: &str, max: u64, allow: &mut dyn Allowance) -> Res<Node> {
         let rel = RelPath::parse(rel.as_bytes())?;
         let fd = self.resolve(&rel, O_READ)?;
         match kind_of(&fstat(&fd).at(&rel)?) {
-            EntryKind::Dir => list(fd, &rel).map(Node::Dir),
+            EntryKind::Dir => list(fd, &rel, allow).map(Node::Dir),
             EntryKind::File => {
-                let data = read_bounded(fd, max).at(&rel)?;
+                let data = read_bounded(fd, max, allow, &rel)?;
                 data.map(Node::File).ok_or(rel.too_large(max))
             }
             _ => Err(rel.not_regular()),
@@ -533,10 +595,16 @@ impl Workspace {
     /// Removes a file, a symlink itself, an empty directory, or with
     /// `recursive` a whole tree (links inside are unlinked, never followed).
     pub fn remove(&self, rel: &str, recursive: bool) -> Res<()> {
+        self.remove_within(rel, recursive, &mut Unbounded)
+    }
+
+    /// [`Workspace::remove`], holding the names of a tree's directories
+    /// only as far as `allow` grants.
+    pub fn remove_within(&self, rel: &str, recursive: bool, allow: &mut dyn Allowance) -> Res<()> {
         let rel = RelPath::parse(rel.as_bytes())?;
         let (dir, name) = self.parent(&rel, false)?;
         match kind_of(&fstatat(&dir, name, NOFOLLOW).at(&rel)?) {
-            EntryKind::Dir if recursive => remove_tree(&dir, name, &rel),
+            EntryKind::Dir if recursive => remove_tree(&dir, name, &rel, allow),
             EntryKind::Dir => unlinkat(&dir, name, UnlinkatFlags::RemoveDir).at(&rel),
             _ => unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir).at(&rel),
         }
@@ -546,10 +614,15 @@ impl Workspace {
     /// links, FIFOs and sockets skipped, owners recorded as 0 (host ids mean
     /// nothing to the client). `max` bounds the whole archive, headers included.
     pub fn tar(&self, rel: &str, max: u64) -> Res<Vec<u8>> {
+        self.tar_within(rel, max, &mut Unbounded)
+    }
+
+    /// [`Workspace::tar`], holding only what `allow` grants.
+    pub fn tar_within(&self, rel: &str, max: u64, allow: &mut dyn Allowance) -> Res<Vec<u8>> {
         let rel = RelPath::parse(rel.as_bytes())?;
         let fd = self.resolve(&rel, O_DIR_READ)?;
         let mut builder = tar::Builder::new(Vec::new());
-        tar_dir(&mut builder, fd, &rel, Path::new(""), max)?;
+        tar_dir(&mut builder, fd, &rel, Path::new(""), max, allow)?;
         let archive = builder.into_inner().at(&rel)?;
         let fits = archive.len() as u64 <= max;
         fits.then_some(archive).ok_or_else(|| rel.too_large(max))
@@ -644,8 +717,11 @@ impl Workspace {
     }
 }
 
-fn list(fd: OwnedFd, rel: &RelPath) -> Res<Vec<Entry>> {
-    let (dir, names) = read_names(fd).at(rel)?;
+fn list(fd: OwnedFd, rel: &RelPath, allow: &mut dyn Allowance) -> Res<Vec<Entry>> {
+    let (dir, names) = read_names(fd, allow, rel)?;
+    if !allow.take(names.len() as u64 * LISTED_ENTRY) {
+        return Err(WorkspaceError::Busy);
+    }
     let mut entries = Vec::with_capacity(names.len());
     for name in names {
         let st = fstatat(&dir, name.as_os_str(), NOFOLLOW);
@@ -656,15 +732,20 @@ fn list(fd: OwnedFd, rel: &RelPath) -> Res<Vec<Entry>> {
     Ok(entries)
 }
 
-fn remove_tree(parent: &impl AsFd, name: &OsStr, rel: &RelPath) -> Res<()> {
+fn remove_tree(
+    parent: &impl AsFd,
+    name: &OsStr,
+    rel: &RelPath,
+    allow: &mut dyn Allowance,
+) -> Res<()> {
     if rel.0.components().count() > MAX_DEPTH {
         return Err(rel.invalid("directory tree nested too deeply"));
     }
-    let (dir, names) = read_names(open_child(parent, name, O_DIR_READ).at(rel)?).at(rel)?;
+    let (dir, names) = read_names(open_child(parent, name, O_DIR_READ).at(rel)?, allow, rel)?;
     for child in names {
         let (path, child) = (rel.join(&child), child.as_os_str());
         match unless_raced(fstatat(&dir, child, NOFOLLOW), &path)? {
-            Some(st) if kind_of(&st) == EntryKind::Dir => remove_tree(&dir, child, &path)?,
+            Some(st) if kind_of(&st) == EntryKind::Dir => remove_tree(&dir, child, &path, allow)?,
             Some(_) => match unlinkat(&dir, child, UnlinkatFlags::NoRemoveDir) {
                 Err(Errno::ENOENT) => {}
                 other => other.at(&path)?,
@@ -675,16 +756,32 @@ fn remove_tree(parent: &impl AsFd, name: &OsStr, rel: &RelPath) -> Res<()> {
     unlinkat(parent, name, UnlinkatFlags::RemoveDir).at(rel)
 }
 
-fn tar_dir(out: &mut Tar, fd: OwnedFd, rel: &RelPath, prefix: &Path, max: u64) -> Res<()> {
+fn tar_dir(
+    out: &mut Tar,
+    fd: OwnedFd,
+    rel: &RelPath,
+    prefix: &Path,
+    max: u64,
+    allow: &mut dyn Allowance,
+) -> Res<()> {
     if rel.0.components().count() > MAX_DEPTH {
         return Err(rel.invalid("directory tree nested too deeply"));
     }
-    let (dir, names) = read_names(fd).at(rel)?;
+    let (dir, names) = read_names(fd, allow, rel)?;
+    // What the archive held when last paid for.
+    let mut paid = out.get_ref().len() as u64;
     for name in names {
         // Headers count too: a million empty files must not go unbounded.
-        if out.get_ref().len() as u64 > max {
+        let held = out.get_ref().len() as u64;
+        if held > max {
             return Err(rel.too_large(max));
         }
+        // The archive grows by what the last entry added (a file's bytes
+        // were paid for while read, and are held twice while appended).
+        if !allow.take(held.saturating_sub(paid)) {
+            return Err(WorkspaceError::Busy);
+        }
+        paid = held;
         let (arc, child, name) = (prefix.join(&name), rel.join(&name), name.as_os_str());
         let Some(st) = unless_raced(fstatat(&dir, name, NOFOLLOW), &child)? else {
             continue;
@@ -700,7 +797,8 @@ fn tar_dir(out: &mut Tar, fd: OwnedFd, rel: &RelPath, prefix: &Path, max: u64) -
                 };
                 header.set_entry_type(EntryType::Directory);
                 out.append_data(&mut header, &arc, &[][..]).at(&child)?;
-                tar_dir(out, sub, &child, &arc, max)?;
+                tar_dir(out, sub, &child, &arc, max, allow)?;
+                paid = out.get_ref().len() as u64;
             }
             EntryKind::File => {
                 let Some(file) = unless_raced(open_child(&dir, name, O_READ), &child)? else {
@@ -711,7 +809,7 @@ fn tar_dir(out: &mut Tar, fd: OwnedFd, rel: &RelPath, prefix: &Path, max: u64) -
                     continue;
                 }
                 let budget = max.saturating_sub(out.get_ref().len() as u64);
-                let Some(data) = read_bounded(file, budget).at(&child)? else {
+                let Some(data) = read_bounded(file, budget, allow, &child)? else {
                     return Err(rel.too_large(max));
                 };
                 header.set_size(data.len() as u64);
@@ -728,6 +826,10 @@ fn tar_dir(out: &mut Tar, fd: OwnedFd, rel: &RelPath, prefix: &Path, max: u64) -
             // FIFOs and sockets have no content worth archiving.
             EntryKind::Other => continue,
         }
+    }
+    let held = out.get_ref().len() as u64;
+    if !allow.take(held.saturating_sub(paid)) {
+        return Err(WorkspaceError::Busy);
     }
     Ok(())
 }
@@ -871,6 +973,80 @@ mod tests {
         fs::hard_link(ws.join("a.txt"), ws.join("hard")).unwrap();
         assert_eq!(code(w.write("hard", b"x", false)), "invalid_path");
         assert_eq!(fs::read(ws.join("a.txt")).unwrap(), b"short");
+    }
+
+    /// An allowance of `left` bytes in all.
+    struct Capped {
+        left: u64,
+    }
+
+    impl Allowance for Capped {
+        fn take(&mut self, bytes: u64) -> bool {
+            let ok = bytes <= self.left;
+            if ok {
+                self.left -= bytes;
+            }
+            ok
+        }
+    }
+
+    #[test]
+    fn reads_listings_archives_and_deletes_hold_only_what_they_are_allowed() {
+        let (_tmp, ws, _host, w) = setup();
+        fs::write(ws.join("big"), vec![7u8; 1 << 20]).unwrap();
+        fs::create_dir(ws.join("many")).unwrap();
+        for i in 0..2000 {
+            fs::write(ws.join(format!("many/file-with-a-longish-name-{i}")), "").unwrap();
+        }
+        let busy = |r: Result<(), WorkspaceError>| r.err().map(|e| e.code());
+        // Half of the file's size: refused before it is all held.
+        let mut half = Capped { left: 512 << 10 };
+        assert_eq!(
+            busy(w.read_within("big", MAX, &mut half).map(drop)),
+            Some("output_budget_exhausted")
+        );
+        // Enough: served whole, and paid for.
+        let mut enough = Capped { left: 2 << 20 };
+        assert_eq!(
+            w.read_within("big", MAX, &mut enough).unwrap(),
+            Node::File(vec![7u8; 1 << 20])
+        );
+        assert!(enough.left <= 1 << 20, "{}", enough.left);
+        // 2000 names: more than 64 KiB of names and listing.
+        for (what, r) in [
+            (
+                "list",
+                w.read_within("many", MAX, &mut Capped { left: 64 << 10 })
+                    .map(drop),
+            ),
+            (
+                "tar",
+                w.tar_within("many", MAX, &mut Capped { left: 64 << 10 })
+                    .map(drop),
+            ),
+            (
+                "remove",
+                w.remove_within("many", true, &mut Capped { left: 32 << 10 }),
+            ),
+        ] {
+            assert_eq!(busy(r), Some("output_budget_exhausted"), "{what}");
+        }
+        // Refused, nothing was removed; with room, all goes.
+        assert_eq!(fs::read_dir(ws.join("many")).unwrap().count(), 2000);
+        let Node::Dir(listed) = w
+            .read_within("many", MAX, &mut Capped { left: 4 << 20 })
+            .unwrap()
+        else {
+            panic!("not a listing");
+        };
+        assert_eq!(listed.len(), 2000);
+        let tar = w
+            .tar_within("", 4 << 20, &mut Capped { left: 8 << 20 })
+            .unwrap();
+        assert!(tar.len() > 1 << 20);
+        w.remove_within("many", true, &mut Capped { left: 1 << 20 })
+            .unwrap();
+        assert!(!ws.join("many").exists());
     }
 
     #[test]

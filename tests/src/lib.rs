@@ -832,3 +832,21 @@ pub fn host_hostname() -> Option<Vec<u8>> {
         .ok()
         .filter(|h| !h.is_empty())
 }
+
+/// A figure of `/proc/<pid>/status` in bytes (`"VmRSS:"`, `"VmHWM:"`).
+pub fn status_bytes(pid: i32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{key} of {pid}"))
+        * 1024
+}
+
+/// Resets `pid`'s peak RSS (`VmHWM`) to its current RSS (proc(5),
+/// `clear_refs`: 5); returns that.
+pub fn reset_peak_rss(pid: i32) -> u64 {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
+    status_bytes(pid, "VmHWM:")
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use runtimed_tests::daemon::{Daemon, Resp};
 use runtimed_tests::serde_json::json;
-use runtimed_tests::{daemon, MIB};
+use runtimed_tests::{daemon, reset_peak_rss as reset_peak, status_bytes, MIB};
 
 /// Generous: the machine is loaded.
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
@@ -130,24 +130,6 @@ fn tcp(d: &Daemon) -> TcpStream {
 }
 
 // ---- the daemon's memory -----------------------------------------------------------
-
-/// `VmHWM` or `VmRSS` of `pid`, bytes.
-fn status_bytes(pid: i32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("{key} of {pid}"))
-        * 1024
-}
-
-/// Resets `pid`'s peak RSS to its current RSS (proc(5), clear_refs: 5);
-/// returns that.
-fn reset_peak(pid: i32) -> u64 {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
-    status_bytes(pid, "VmHWM:")
-}
 
 /// What one holder saw.
 enum Held {

@@ -214,13 +214,7 @@ fn timeout_holds_for_a_streamed_exec_whose_client_reads_nothing() {
 
 /// `VmHWM` (peak resident set) of `pid` in bytes.
 fn peak_rss(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
-        * 1024
+    runtimed_tests::status_bytes(pid, "VmHWM:")
 }
 
 /// Runs `clients` at once, each with a fresh Unix-socket connection.

@@ -432,3 +432,104 @@ fn a_put_beyond_the_sessions_memory_fails_cleanly_and_spares_its_programs() {
     );
     assert!(pid_alive(pid), "the session's program was killed");
 }
+
+/// Sends a GET on a new connection to the daemon's socket and reads only
+/// the answer's head: (status, code if an error, Retry-After), and the
+/// connection, still open with the body unread.
+fn get_head(
+    d: &Daemon,
+    path: &str,
+) -> ((u16, Option<String>, bool), std::os::unix::net::UnixStream) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut conn = std::os::unix::net::UnixStream::connect(&d.socket).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let (mut status, mut retry, mut length) = (0u16, false, 0usize);
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("head");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(s) = line.strip_prefix("HTTP/1.1 ") {
+            status = s[..3].parse().expect("status");
+        } else if lower.starts_with("retry-after:") {
+            retry = true;
+        } else if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    // An error's small body is read; a file's is left in the pipe.
+    let code = (status >= 400).then(|| {
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).expect("error body");
+        let v: Value = runtimed_tests::serde_json::from_slice(&body).expect("JSON error");
+        v["code"].as_str().unwrap_or_default().to_string()
+    });
+    ((status, code, retry), conn)
+}
+
+/// A sandbox's big file read by clients that never read their answers:
+/// each answer held by the daemon is paid for from its output budget, so
+/// the daemon holds at most that (here 96 MiB) and the readers beyond it
+/// get 503 `output_budget_exhausted` with Retry-After; a reader that
+/// went away gives its share back. (Checked against: reads not charged,
+/// i.e. `Workspace::read` in the handler: 8 answers of 40 MiB held, the
+/// daemon's peak RSS +320 MiB and more.)
+#[test]
+fn file_reads_by_clients_that_do_not_read_are_bounded_by_the_output_budget() {
+    const BUDGET: u64 = 96 * MIB;
+    let d = daemon!(&format!(
+        "exec_output_budget = {BUDGET}\nexec_output_budget_per_tenant = {BUDGET}\n"
+    ));
+    let id = d.create_session(&json!({"limits": {"memory": "256M", "disk": "128M"}}));
+    let made = sh(
+        &d,
+        &id,
+        "dd if=/dev/zero of=big bs=1M count=40 2>/dev/null && wc -c < big",
+    );
+    assert_eq!(
+        made["stdout"].as_str().map(str::trim),
+        Some("41943040"),
+        "{made}"
+    );
+    let path = format!("/v1/sessions/{id}/files/big");
+    let pid = d.pid();
+    let before = runtimed_tests::reset_peak_rss(pid);
+    let mut held = Vec::new();
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        let (answer, conn) = get_head(&d, &path);
+        answers.push(answer);
+        held.push(conn);
+    }
+    let grew = runtimed_tests::status_bytes(pid, "VmHWM:").saturating_sub(before);
+    eprintln!(
+        "answers {answers:?}; the daemon's peak RSS grew by {} MiB",
+        grew / MIB
+    );
+    let admitted = answers.iter().filter(|a| a.0 == 200).count();
+    let refused = answers
+        .iter()
+        .filter(|a| a.0 == 503 && a.1.as_deref() == Some("output_budget_exhausted") && a.2)
+        .count();
+    assert!((1..=2).contains(&admitted), "{answers:?}");
+    assert_eq!(admitted + refused, 8, "{answers:?}");
+    assert!(
+        grew < BUDGET + 48 * MIB,
+        "the daemon's peak RSS grew by {} MiB for unread answers (budget {} MiB)",
+        grew / MIB,
+        BUDGET / MIB
+    );
+    // The readers go away: their answers, and what they held, go too.
+    drop(held);
+    let whole = wait_for(Duration::from_secs(30), || {
+        let r = d.req("GET", &path, None);
+        (r.status == 200).then_some(r.body.len())
+    });
+    assert_eq!(whole, Some(40 * MIB as usize));
+}

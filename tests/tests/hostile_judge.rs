@@ -60,23 +60,14 @@ const RSS_GROWTH_BOUND: u64 = 48 << 20;
 
 /// (VmRSS, VmHWM) of `pid`, bytes.
 fn rss(pid: i32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("{name} in {status}"))
-            * 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    use runtimed_tests::status_bytes;
+    (status_bytes(pid, "VmRSS:"), status_bytes(pid, "VmHWM:"))
 }
 
 /// Resets the peak (VmHWM) to the current RSS, so that the next peak is
 /// this test's (proc(5): clear_refs, 5).
 fn reset_peak(pid: i32) {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("clear_refs");
+    runtimed_tests::reset_peak_rss(pid);
 }
 
 fn mib(b: u64) -> f64 {

@@ -138,7 +138,9 @@ async fn blocking<T: Send + 'static>(
         (status = 403, body = ErrorBody, description = "permission_denied"),
         (status = 404, body = ErrorBody, description = "session_not_found, file_not_found"),
         (status = 409, body = ErrorBody, description = "session_not_running, not_a_directory, is_a_directory, not_a_regular_file, directory_not_empty"),
-        (status = 413, body = ErrorBody, description = "file_too_large")))]
+        (status = 413, body = ErrorBody, description = "file_too_large"),
+        (status = 503, body = ErrorBody, description = "output_budget_exhausted: what the answer would hold does not fit the daemon's output budget now",
+            headers(("Retry-After" = u64, description = "seconds to wait before trying again")))))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -154,7 +156,9 @@ pub async fn get(
         (status = 403, body = ErrorBody, description = "permission_denied"),
         (status = 404, body = ErrorBody, description = "session_not_found, file_not_found"),
         (status = 409, body = ErrorBody, description = "session_not_running, not_a_directory, is_a_directory, not_a_regular_file, directory_not_empty"),
-        (status = 413, body = ErrorBody, description = "file_too_large")))]
+        (status = 413, body = ErrorBody, description = "file_too_large"),
+        (status = 503, body = ErrorBody, description = "output_budget_exhausted: what the answer would hold does not fit the daemon's output budget now",
+            headers(("Retry-After" = u64, description = "seconds to wait before trying again")))))]
 pub async fn get_root(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -171,13 +175,36 @@ async fn read(
 ) -> Result<Response, ApiError> {
     let session = state.get(&tenant, &id)?;
     session.touch();
-    let node = with_workspace(session, move |ws| Ok(ws.read(&path, MAX_READ)?)).await?;
-    Ok(match node {
-        Node::File(bytes) => {
-            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
-        }
-        Node::Dir(entries) => axum::Json(DirListing { entries }).into_response(),
+    let mut grant = output_grant(&state, &tenant)?;
+    let (node, grant) = with_workspace(session, move |ws| {
+        let node = ws.read_within(&path, MAX_READ, &mut grant)?;
+        Ok((node, grant))
     })
+    .await?;
+    // The bytes keep their share of the budget until the client has them
+    // (or went away).
+    let (bytes, kind) = match node {
+        Node::File(bytes) => (bytes, "application/octet-stream"),
+        Node::Dir(entries) => {
+            let json = serde_json::to_vec(&DirListing { entries })
+                .map_err(|e| ApiError::internal(format!("listing: {e}")))?;
+            (json, "application/json")
+        }
+    };
+    let body = crate::budget::paid_bytes(bytes, grant);
+    Ok(([(header::CONTENT_TYPE, kind)], body).into_response())
+}
+
+/// An empty reservation from the daemon's output budget, which a read
+/// grows as it holds names, listings and bytes for its client
+/// (`workspace::Allowance`): a sandbox's big file or huge directory can
+/// then make the daemon hold at most the tenant's share for clients that
+/// do not read.
+fn output_grant(state: &AppState, tenant: &Tenant) -> Result<crate::budget::Grant, ApiError> {
+    state
+        .output_budget
+        .try_reserve(&tenant.0, 0)
+        .ok_or_else(|| ApiError::from(crate::workspace::WorkspaceError::Busy))
 }
 
 /// Write a file (`?parents=true` creates missing directories).
@@ -209,7 +236,9 @@ pub async fn put(
         (status = 400, body = ErrorBody, description = "invalid_path"),
         (status = 403, body = ErrorBody, description = "permission_denied"),
         (status = 404, body = ErrorBody, description = "session_not_found, file_not_found"),
-        (status = 409, body = ErrorBody, description = "session_not_running, not_a_directory, is_a_directory, not_a_regular_file, directory_not_empty")))]
+        (status = 409, body = ErrorBody, description = "session_not_running, not_a_directory, is_a_directory, not_a_regular_file, directory_not_empty"),
+        (status = 503, body = ErrorBody, description = "output_budget_exhausted: what the answer would hold does not fit the daemon's output budget now",
+            headers(("Retry-After" = u64, description = "seconds to wait before trying again")))))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -219,7 +248,11 @@ pub async fn delete(
     let session = state.get(&tenant, &id)?;
     session.touch();
     let recursive = flag(&q, "recursive")?;
-    with_workspace(session, move |ws| Ok(ws.remove(&path, recursive)?)).await?;
+    let mut grant = output_grant(&state, &tenant)?;
+    with_workspace(session, move |ws| {
+        Ok(ws.remove_within(&path, recursive, &mut grant)?)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -240,7 +273,9 @@ fn flag(q: &HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
         (status = 403, body = ErrorBody, description = "permission_denied"),
         (status = 404, body = ErrorBody, description = "session_not_found, file_not_found"),
         (status = 409, body = ErrorBody, description = "session_not_running, not_a_directory, is_a_directory, not_a_regular_file, directory_not_empty"),
-        (status = 413, body = ErrorBody, description = "file_too_large: the tar would be over 64 MiB")))]
+        (status = 413, body = ErrorBody, description = "file_too_large: the tar would be over 64 MiB"),
+        (status = 503, body = ErrorBody, description = "output_budget_exhausted: what the answer would hold does not fit the daemon's output budget now",
+            headers(("Retry-After" = u64, description = "seconds to wait before trying again")))))]
 pub async fn archive_get(
     State(state): State<Arc<AppState>>,
     Extension(tenant): Extension<Tenant>,
@@ -250,8 +285,14 @@ pub async fn archive_get(
     let session = state.get(&tenant, &id)?;
     session.touch();
     let path = q.get("path").cloned().unwrap_or_default();
-    let tar = with_workspace(session, move |ws| Ok(ws.tar(&path, MAX_READ)?)).await?;
-    Ok(([(header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
+    let mut grant = output_grant(&state, &tenant)?;
+    let (tar, grant) = with_workspace(session, move |ws| {
+        let tar = ws.tar_within(&path, MAX_READ, &mut grant)?;
+        Ok((tar, grant))
+    })
+    .await?;
+    let body = crate::budget::paid_bytes(tar, grant);
+    Ok(([(header::CONTENT_TYPE, "application/x-tar")], body).into_response())
 }
 
 /// Unpack a tar into a directory (`?path=`, created when missing).
