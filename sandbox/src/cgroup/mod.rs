@@ -7,7 +7,8 @@
 //! the controllers we use (a mkdir and a few writes), teardown is a kill and
 //! an rmdir, and on v2 we hand out the directory fd that
 //! `clone3(CLONE_INTO_CGROUP)` needs so the child starts inside its cgroup
-//! (a v1 move can cost 7-12 ms of RCU grace period, see DESIGN.md).
+//! (a v1 move by pid can cost 5-15 ms of RCU grace period when starts are
+//! sporadic: docs/process-model.md, step `join_cgroup`).
 //!
 //! Layout: every cgroup lives in `<own>/<parent>/<name>` (`parent` is
 //! `runtimed` by default), where `<own>` is this process's cgroup in each
