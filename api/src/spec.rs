@@ -2,7 +2,7 @@
 //! (or one-shot run's) resolved limits into the sandbox's input model.
 
 use oci_spec::runtime::Spec;
-use sandbox::spec::tmpfs_mount as tmpfs;
+use sandbox::request::{Request, MEMORY_MIN_BYTES};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -16,9 +16,10 @@ pub fn resolve_limits(req: Option<&LimitsRequest>, cfg: &Config) -> Result<Limit
         Some(v) => v.bytes("limits.memory")?,
         None => cfg.default_memory,
     };
-    if !(8 << 20..=cfg.max_memory).contains(&memory) {
+    // The floor is the sandbox's (`sandbox::request::MEMORY_MIN_BYTES`).
+    if !(MEMORY_MIN_BYTES..=cfg.max_memory).contains(&memory) {
         return Err(ApiError::limit(format!(
-            "limits.memory: {memory} bytes is outside 8M..{}",
+            "limits.memory: {memory} bytes is outside 4M..{}",
             cfg.max_memory
         )));
     }
@@ -58,20 +59,15 @@ pub fn resolve_limits(req: Option<&LimitsRequest>, cfg: &Config) -> Result<Limit
 /// The spec of a session sandbox on the `host` image. Its process is never
 /// started (session mode); processes come with exec and PTY requests.
 pub fn session_spec(limits: &Limits) -> Result<Spec, ApiError> {
-    let internal = |e: oci_spec::OciSpecError| ApiError::internal(e.to_string());
-    let mut spec = sandbox::spec::base_spec(vec!["runtimed-session".into()]);
-    spec.set_mounts(Some(vec![
-        tmpfs("/tmp", limits.disk_bytes, "1777").map_err(internal)?,
-        // The tmpfs root belongs to the session user (uid 1000 inside).
-        tmpfs("/workspace", limits.disk_bytes, "755").map_err(internal)?,
-    ]));
-    let memory = i64::try_from(limits.memory_bytes).map_err(|_| ApiError::limit("memory"))?;
-    sandbox::spec::set_resources(
-        &mut spec,
-        Some(memory),
-        Some(limits.pids as i64),
-        limits.cpus,
-    )
-    .map_err(internal)?;
-    Ok(spec)
+    let mut b = Request::builder(vec!["runtimed-session".into()])
+        .scratch_bytes(limits.disk_bytes)
+        .memory(limits.memory_bytes)
+        .pids(limits.pids);
+    if let Some(c) = limits.cpus {
+        b = b.cpus(c);
+    }
+    // Every value was checked by `resolve_limits`: a refusal here is ours.
+    b.build()
+        .map(|r| r.spec)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }

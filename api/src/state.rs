@@ -90,21 +90,19 @@ impl Session {
 
     /// The environment a process of this session starts with.
     pub fn process_env(&self, extra: &BTreeMap<String, String>, tty: bool) -> Vec<String> {
-        let mut env: BTreeMap<String, String> = BTreeMap::new();
-        env.insert("PATH".into(), sandbox::options::defaults::PATH.into());
-        env.insert("HOME".into(), "/workspace".into());
+        let mut env = sandbox::Env::sandbox_default();
         for kv in &self.image_env {
-            if let Some((k, v)) = kv.split_once('=') {
-                env.insert(k.into(), v.into());
-            }
+            // An image's malformed entry is skipped, as a shell would.
+            let _ = env.set_entry(kv);
         }
         if tty {
-            env.insert("TERM".into(), "xterm-256color".into());
+            let _ = env.set("TERM", "xterm-256color");
         }
         for (k, v) in self.env.iter().chain(extra) {
-            env.insert(k.clone(), v.clone());
+            // Checked by `check_env` when the session or exec was asked.
+            let _ = env.set(k, v);
         }
-        env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+        env.entries()
     }
 
     pub fn info(&self, with_usage: bool) -> SessionInfo {

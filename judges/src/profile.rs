@@ -2,9 +2,9 @@
 //! (`oci_spec::runtime::Spec` plus `RunOptions`). Runners add what depends
 //! on how they run: the image's layered root, stdio, the run dir.
 
-use oci_spec::runtime::{MountBuilder, PosixRlimitBuilder, PosixRlimitType, Spec};
+use oci_spec::runtime::{PosixRlimitType, Spec};
 use oci_spec::OciSpecError;
-use sandbox::options::defaults;
+use sandbox::request::{Bind, Env, Request, RequestError};
 use sandbox::{RunOptions, SeccompProfile};
 
 use crate::runner::{Job, RunLimits, OPEN_FILES};
@@ -12,9 +12,6 @@ use crate::runner::{Job, RunLimits, OPEN_FILES};
 /// Upper bound of the /tmp (and /workspace) tmpfs of a job; below it the
 /// size is the job's memory limit (tmpfs pages count against it anyway).
 pub const TMP_BYTES_MAX: u64 = 256 << 20;
-
-/// Smallest memory limit the sandbox accepts (`runtimed run --memory`).
-pub const MEMORY_BYTES_MIN: u64 = 4 << 20;
 
 #[derive(thiserror::Error, Debug)]
 pub enum ProfileError {
@@ -44,143 +41,55 @@ pub fn tmp_size(limits: &RunLimits) -> u64 {
     limits.memory_bytes.min(TMP_BYTES_MAX)
 }
 
-/// The one conversion Job -> Spec for the host rootfs (runners add the
-/// image's layered root and stdio): base spec, binds for `job.mounts`
-/// (read-only unless writable; rw binds are idmapped by the sandbox so the
-/// dir's host owner appears as uid 1000 inside), env, cwd, memory (swap 0)
-/// and pids, rlimits (FSIZE, STACK, NOFILE), tmpfs /tmp (and /workspace)
-/// capped at [`tmp_size`].
-pub fn job_spec(job: &Job) -> Result<Spec, ProfileError> {
-    if job.argv.is_empty() {
-        return Err(ProfileError::EmptyArgv);
-    }
-    if !job.cwd.starts_with('/') {
-        return Err(ProfileError::Cwd {
-            cwd: job.cwd.clone(),
-        });
-    }
+/// The one conversion of a job into the sandbox's typed request, for the
+/// host rootfs (runners add the image's layered root and stdio): binds for
+/// `job.mounts` (read-only unless writable; rw binds are idmapped by the
+/// sandbox so the dir's host owner appears as uid 1000 inside), exactly
+/// the job's env (PATH defaulted), cwd, memory (swap 0) and pids, rlimits
+/// (FSIZE, STACK, NOFILE), /tmp and /workspace capped at [`tmp_size`],
+/// the time and output limits, and the `judge` seccomp profile. Every
+/// default and floor is the request builder's (`sandbox::request`).
+pub fn job_request(job: &Job) -> Result<Request, ProfileError> {
     let l = &job.limits;
-    if l.memory_bytes < MEMORY_BYTES_MIN || i64::try_from(l.memory_bytes).is_err() {
-        return Err(ProfileError::Limit {
-            what: "memory limit",
-            value: l.memory_bytes,
-            range: "4 MiB to 2^63 bytes",
-        });
-    }
-    if l.pids == 0 || l.pids > 4_194_304 {
-        return Err(ProfileError::Limit {
-            what: "pids limit",
-            value: l.pids,
-            range: "1 to 4194304",
-        });
-    }
-    if l.output_bytes == 0 {
-        return Err(ProfileError::Limit {
-            what: "output limit",
-            value: 0,
-            range: "at least 1 byte",
-        });
-    }
-
-    let mut spec = sandbox::spec::base_spec(job.argv.clone());
-    let spec_err = |what| move |source| ProfileError::Spec { what, source };
-    let tmp = tmp_size(l);
-    let mut mounts = vec![
-        sandbox::spec::tmpfs_mount("/tmp", tmp, "1777").map_err(spec_err("/tmp mount"))?,
-        sandbox::spec::tmpfs_mount("/workspace", tmp, "755")
-            .map_err(spec_err("/workspace mount"))?,
-    ];
-    for m in &job.mounts {
-        if !m.dest.starts_with('/') || m.dest == "/" {
-            return Err(ProfileError::Mount {
-                dest: m.dest.clone(),
-                reason: "the destination must be an absolute path below /".into(),
-            });
-        }
-        if !m.host.is_absolute() {
-            return Err(ProfileError::Mount {
-                dest: m.dest.clone(),
-                reason: format!("the source {} is not absolute", m.host.display()),
-            });
-        }
-        if mounts
-            .iter()
-            .any(|x| x.destination().as_os_str() == m.dest.as_str())
-        {
-            return Err(ProfileError::Mount {
-                dest: m.dest.clone(),
-                reason: "mounted twice".into(),
-            });
-        }
-        let mode = if m.writable { "rw" } else { "ro" };
-        mounts.push(
-            MountBuilder::default()
-                .destination(&m.dest)
-                .typ("bind")
-                .source(&m.host)
-                .options(vec![
-                    "rbind".to_string(),
-                    mode.to_string(),
-                    "nosuid".to_string(),
-                    "nodev".to_string(),
-                ])
-                .build()
-                .map_err(spec_err("bind mount"))?,
-        );
-    }
-    spec.set_mounts(Some(mounts));
-
-    let mut env = Vec::with_capacity(job.env.len() + 1);
-    if !job.env.iter().any(|(k, _)| k == "PATH") {
-        env.push(format!("PATH={}", defaults::PATH));
-    }
+    let mut env = Env::empty();
     for (k, v) in &job.env {
-        if k.is_empty() || k.contains('=') {
-            return Err(ProfileError::Env {
-                name: k.clone(),
-                reason: "a name must be non-empty and hold no '='",
-            });
-        }
-        env.retain(|e: &String| e.split('=').next() != Some(k.as_str()));
-        env.push(format!("{k}={v}"));
+        env.set(k, v)?;
     }
-
-    let rlimit = |t, v: u64| {
-        PosixRlimitBuilder::default()
-            .typ(t)
-            .soft(v)
-            .hard(v)
-            .build()
-            .map_err(spec_err("rlimits"))
-    };
-    let rlimits = vec![
-        rlimit(PosixRlimitType::RlimitFsize, l.file_size_bytes)?,
+    let mut b = Request::builder(job.argv.clone())
+        .env(env.with_default_path())
+        .cwd(&job.cwd)
+        .scratch_bytes(tmp_size(l))
+        .memory(l.memory_bytes)
+        .pids(l.pids)
+        .rlimit(PosixRlimitType::RlimitFsize, l.file_size_bytes)
         // RLIM_INFINITY is all ones.
-        rlimit(
+        .rlimit(
             PosixRlimitType::RlimitStack,
             l.stack_bytes.unwrap_or(u64::MAX),
-        )?,
-        rlimit(PosixRlimitType::RlimitNofile, OPEN_FILES)?,
-    ];
-    if let Some(p) = spec.process_mut() {
-        p.set_env(Some(env));
-        p.set_cwd(job.cwd.clone().into());
-        p.set_rlimits(Some(rlimits));
+        )
+        .rlimit(PosixRlimitType::RlimitNofile, OPEN_FILES)
+        .wall_time(l.wall_time)
+        .cpu_time(l.cpu_time)
+        .output_limit(l.output_bytes)
+        .seccomp(SeccompProfile::Judge);
+    for m in &job.mounts {
+        b = b.bind(Bind {
+            source: m.host.clone(),
+            destination: m.dest.clone().into(),
+            writable: m.writable,
+        });
     }
-    // Both fit an i64: checked above (memory) and pids <= 4194304.
-    sandbox::spec::set_resources(
-        &mut spec,
-        Some(l.memory_bytes as i64),
-        Some(l.pids as i64),
-        None,
-    )
-    .map_err(spec_err("resources"))?;
-    Ok(spec)
+    Ok(b.build()?)
 }
 
-/// The RunOptions fields a runner must set from the job: wall_time,
-/// cpu_time, output_limit, seccomp = judge. stdio, root_layers and run_dir
-/// are the runner's.
+/// The spec of [`job_request`].
+pub fn job_spec(job: &Job) -> Result<Spec, ProfileError> {
+    Ok(job_request(job)?.spec)
+}
+
+/// The RunOptions fields a runner must set from the job (those of
+/// [`job_request`]): wall_time, cpu_time, output_limit, seccomp = judge.
+/// stdio, root_layers and run_dir are the runner's.
 pub fn job_run_options(job: &Job) -> RunOptions {
     RunOptions {
         wall_time: Some(job.limits.wall_time),
@@ -188,6 +97,30 @@ pub fn job_run_options(job: &Job) -> RunOptions {
         output_limit: Some(job.limits.output_bytes),
         seccomp: SeccompProfile::Judge,
         ..RunOptions::default()
+    }
+}
+
+impl From<RequestError> for ProfileError {
+    fn from(e: RequestError) -> ProfileError {
+        let limit = |what, value, range| ProfileError::Limit { what, value, range };
+        match e {
+            RequestError::EmptyArgv => ProfileError::EmptyArgv,
+            RequestError::Cwd(cwd) => ProfileError::Cwd {
+                cwd: cwd.display().to_string(),
+            },
+            RequestError::Env { name, reason } => ProfileError::Env { name, reason },
+            RequestError::MemoryTooSmall(v) | RequestError::MemoryTooLarge(v) => {
+                limit("memory limit", v, "4 MiB to 2^63 bytes")
+            }
+            RequestError::Pids(v) => limit("pids limit", v, "1 to 4194304"),
+            RequestError::OutputLimit => limit("output limit", 0, "at least 1 byte"),
+            RequestError::Cpus(_) => limit("cpus", 0, "0.01 to 1024"),
+            RequestError::Mount { dest, reason } => ProfileError::Mount {
+                dest: dest.display().to_string(),
+                reason,
+            },
+            RequestError::Spec { what, source } => ProfileError::Spec { what, source },
+        }
     }
 }
 

@@ -43,17 +43,6 @@ impl RunDefaults {
         }
         out
     }
-
-    /// The image's env with `overrides` (`KEY=VALUE`) applied on top.
-    pub fn env_with(&self, overrides: &[String]) -> Vec<String> {
-        let mut env = self.env.clone();
-        for kv in overrides {
-            let key = kv.split('=').next().unwrap_or_default();
-            env.retain(|e| e.split('=').next() != Some(key));
-            env.push(kv.clone());
-        }
-        env
-    }
 }
 
 /// Defaults of `image`, whose unpacked layers (bottom first) are `layers`.
@@ -226,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn argv_and_env_defaults() {
+    fn argv_defaults() {
         let d = RunDefaults {
             env: vec!["PATH=/usr/bin".into(), "LANG=C".into()],
             entrypoint: vec!["/bin/tini".into(), "--".into()],
@@ -235,9 +224,5 @@ mod tests {
         };
         assert_eq!(d.argv(&[]), ["/bin/tini", "--", "python3"]);
         assert_eq!(d.argv(&["sh".into()]), ["/bin/tini", "--", "sh"]);
-        assert_eq!(
-            d.env_with(&["LANG=C.UTF-8".into(), "X=1".into()]),
-            ["PATH=/usr/bin", "LANG=C.UTF-8", "X=1"]
-        );
     }
 }

@@ -13,6 +13,7 @@ pub mod netns;
 pub mod options;
 pub mod process;
 pub mod report;
+pub mod request;
 pub mod seccomp;
 pub mod spec;
 #[allow(unsafe_code)]
@@ -23,4 +24,5 @@ pub use options::{LayeredRoot, RunOptions, Stdio, UidPoolConfig, Upper};
 pub use process::spawn::{Sandbox, SandboxError};
 pub use process::supervise::Captured;
 pub use report::{ExitReport, StepFailure, Termination};
+pub use request::{Env, Request, RequestBuilder, RequestError};
 pub use seccomp::SeccompProfile;

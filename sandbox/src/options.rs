@@ -27,6 +27,9 @@ pub mod defaults {
     /// uid/gid the program runs as inside.
     pub const UID: u32 = 1000;
     pub const GID: u32 = 1000;
+    /// HOME and the working directory of a program when nobody sets them.
+    pub const HOME: &str = "/workspace";
+    pub const CWD: &str = "/workspace";
     /// PATH when the caller passes none.
     pub const PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
     /// First host uid of the pool, ids per sandbox, number of slots.
@@ -78,7 +81,7 @@ impl Default for UidPoolConfig {
 
 /// A root filesystem of image layers under an overlay, used instead of
 /// `spec.root`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LayeredRoot {
     /// Unpacked layer directories, bottom first. On-disk ids are the
     /// image's (uid 0 = root inside): each is idmapped onto the sandbox's id
@@ -90,7 +93,7 @@ pub struct LayeredRoot {
 }
 
 /// Where a layered root's writes go.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Upper {
     /// A tmpfs of this size inside the sandbox, gone with it.
     Tmpfs { bytes: u64 },

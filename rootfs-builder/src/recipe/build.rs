@@ -22,7 +22,6 @@ use oci_spec::image::{
     Config, ConfigBuilder, Descriptor, History, HistoryBuilder, ImageConfiguration,
     ImageConfigurationBuilder, ImageManifestBuilder, MediaType, RootFsBuilder,
 };
-use oci_spec::runtime::{LinuxCapabilities, MountBuilder, Spec};
 use serde::Serialize;
 
 use crate::digest::Digest;
@@ -38,8 +37,8 @@ use crate::unpack::{self, UnpackError, UnpackLimits};
 pub const STEP_WALL_TIME: Duration = Duration::from_secs(3600);
 /// Memory and task limits of one sandboxed step (compilers and apt need
 /// more than a program's defaults).
-pub const STEP_MEMORY_BYTES: i64 = 2 << 30;
-pub const STEP_PIDS: i64 = 1024;
+pub const STEP_MEMORY_BYTES: u64 = 2 << 30;
+pub const STEP_PIDS: u64 = 1024;
 /// Longest log line sent as one event (longer lines are split).
 const MAX_LOG_LINE: usize = 16 << 10;
 /// Version of the cache key's layout; bump to invalidate every entry.
@@ -300,13 +299,17 @@ pub fn build(
     }
 
     // The env of the image: the base's with the recipe's over it.
-    let mut image_env: Vec<String> = base_config
+    let mut image_env = sandbox::Env::empty();
+    for kv in base_config
         .as_ref()
-        .and_then(|c| c.env().clone())
-        .unwrap_or_default();
-    if !image_env.iter().any(|e| e.starts_with("PATH=")) {
-        image_env.insert(0, format!("PATH={}", sandbox::options::defaults::PATH));
+        .and_then(|c| c.env().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        // A base image's malformed entry is dropped, as a shell would.
+        let _ = image_env.set_entry(kv);
     }
+    let mut image_env = image_env.with_default_path();
     set_env(&mut image_env, &recipe.env);
 
     let mut cached_n = 0;
@@ -320,8 +323,11 @@ pub fn build(
             total,
             description: description.clone(),
         });
-        let mut env = vec!["HOME=/root".to_string()];
-        set_env_list(&mut env, &image_env);
+        let mut env = sandbox::Env::empty();
+        let _ = env.set("HOME", "/root"); // a well-formed name
+        for kv in image_env.entries() {
+            let _ = env.set_entry(&kv); // made by `set_env` above: well-formed
+        }
         let step_json = match kind {
             StepKind::Run {
                 argv,
@@ -335,7 +341,7 @@ pub fn build(
                 packages,
                 env: step_env,
             } => {
-                env.push("DEBIAN_FRONTEND=noninteractive".into());
+                let _ = env.set("DEBIAN_FRONTEND", "noninteractive"); // well-formed
                 set_env(&mut env, step_env);
                 serde_json::json!({ "packages": packages })
             }
@@ -356,6 +362,7 @@ pub fn build(
                 serde_json::json!({ "copy": { "from": from, "to": to, "owner": [owner.0, owner.1], "files": files } })
             }
         };
+        let env = env.entries();
         let key = cache_key(&layers.diff_ids, &step_json, &env);
         let hit = if opts.no_cache {
             None
@@ -412,7 +419,13 @@ pub fn build(
         });
     }
 
-    let config = image_config(recipe, base_config.as_ref(), image_env, &layers, history)?;
+    let config = image_config(
+        recipe,
+        base_config.as_ref(),
+        image_env.entries(),
+        &layers,
+        history,
+    )?;
     if let Some(u) = &recipe.user {
         if let UserSpec::Names(..) = crate::recipe::parse_user(u)? {
             // Checked now so that a typo fails the build, not every run.
@@ -556,21 +569,11 @@ fn shell_words(argv: &[String]) -> String {
     serde_json::to_string(argv).unwrap_or_default()
 }
 
-/// `KEY=VALUE` entries of `over` replace or join those of `env`.
-fn set_env(env: &mut Vec<String>, over: &BTreeMap<String, String>) {
+/// The recipe's `env` tables over `env` (names were checked when the
+/// recipe was parsed).
+fn set_env(env: &mut sandbox::Env, over: &BTreeMap<String, String>) {
     for (k, v) in over {
-        let prefix = format!("{k}=");
-        env.retain(|e| !e.starts_with(&prefix));
-        env.push(format!("{k}={v}"));
-    }
-}
-
-fn set_env_list(env: &mut Vec<String>, over: &[String]) {
-    for kv in over {
-        let key = kv.split('=').next().unwrap_or_default();
-        let prefix = format!("{key}=");
-        env.retain(|e| !e.starts_with(&prefix));
-        env.push(kv.clone());
+        let _ = env.set(k, v);
     }
 }
 
@@ -706,7 +709,12 @@ fn sandboxed(
         .join(format!("step-{}", crate::store::random_hex()));
     std::fs::create_dir(&scratch).map_err(io_err(format!("create {}", scratch.display())))?;
     let _cleanup = DirGuard(scratch.clone());
-    let spec = step_spec(argv, env, network).map_err(|reason| BuildError::StepFailed {
+    let root = sandbox::LayeredRoot {
+        layers: lowers.to_vec(),
+        upper: sandbox::Upper::Dir(scratch.clone()),
+        readonly: false,
+    };
+    let req = step_request(argv, env, network, root).map_err(|reason| BuildError::StepFailed {
         index,
         description: description.into(),
         reason,
@@ -726,23 +734,15 @@ fn sandboxed(
         .map_err(io_err("open /dev/null"))?
         .into();
     let opts = sandbox::RunOptions {
-        wall_time: Some(STEP_WALL_TIME),
-        seccomp: sandbox::SeccompProfile::Default,
         stdio: sandbox::Stdio::Forward {
             stdin,
             stdout: out_w,
             stderr: err_w,
         },
         run_dir: b.run_dir.clone(),
-        root_layers: Some(sandbox::LayeredRoot {
-            layers: lowers.to_vec(),
-            upper: sandbox::Upper::Dir(scratch.clone()),
-            readonly: false,
-        }),
-        host_network: network == Network::Mirror,
-        build_capabilities: true,
-        ..sandbox::RunOptions::default()
+        ..req.run_options()
     };
+    let spec = req.spec;
     // Created (forked) before any thread of ours exists.
     let sb = sandbox::Sandbox::create(&spec, opts).map_err(sandbox_err)?;
     let (tx, rx) = std::sync::mpsc::channel::<(LogStream, String)>();
@@ -821,51 +821,33 @@ fn read_lines(fd: OwnedFd, stream: LogStream, tx: &std::sync::mpsc::Sender<(LogS
     }
 }
 
-/// The spec of a build step: root (0:0 inside) in `/`, the step's env,
-/// [`sandbox::spec::BUILD_CAPABILITIES`] inside the user namespace; with
-/// the mirror network, the host's network and its resolv.conf bound
-/// read-only (never committed, see `diff`).
-fn step_spec(argv: Vec<String>, env: &[String], network: Network) -> Result<Spec, String> {
-    let mut spec = sandbox::spec::base_spec(argv);
-    spec.set_root(None);
-    if let Some(p) = spec.process_mut() {
-        p.set_env(Some(env.to_vec()));
-        p.set_cwd(PathBuf::from("/"));
-        p.user_mut().set_uid(0);
-        p.user_mut().set_gid(0);
-    }
-    sandbox::spec::set_resources(&mut spec, Some(STEP_MEMORY_BYTES), Some(STEP_PIDS), None)
-        .map_err(|e| e.to_string())?;
-    match network {
-        Network::Mirror => {
-            sandbox::spec::make_build_step(&mut spec);
-            if let Ok(resolv) = std::fs::canonicalize("/etc/resolv.conf") {
-                let m = MountBuilder::default()
-                    .destination("/etc/resolv.conf")
-                    .typ("bind")
-                    .source(resolv)
-                    .options(vec!["bind".to_string(), "ro".to_string()])
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                spec.set_mounts(Some(vec![m]));
-            }
-        }
-        Network::None => {
-            // make_build_step's capabilities, keeping the network namespace.
-            let set: std::collections::HashSet<_> =
-                sandbox::spec::BUILD_CAPABILITIES.into_iter().collect();
-            let mut caps = LinuxCapabilities::default();
-            caps.set_bounding(Some(set.clone()));
-            caps.set_effective(Some(set.clone()));
-            caps.set_permitted(Some(set));
-            caps.set_inheritable(None);
-            caps.set_ambient(None);
-            if let Some(p) = spec.process_mut() {
-                p.set_capabilities(Some(caps));
-            }
-        }
-    }
-    Ok(spec)
+/// The request of a build step: root (0:0 inside) in `/`, the step's env,
+/// [`sandbox::spec::BUILD_CAPABILITIES`] inside the user namespace, the
+/// image's layers under `upper`; with the mirror network, the host's
+/// network and its resolv.conf bound read-only (never committed, see
+/// `diff`).
+fn step_request(
+    argv: Vec<String>,
+    env: &[String],
+    network: Network,
+    root: sandbox::LayeredRoot,
+) -> Result<sandbox::Request, String> {
+    let mut step_env = sandbox::Env::empty();
+    step_env.extend_entries(env).map_err(|e| e.to_string())?;
+    sandbox::Request::builder(argv)
+        .env(step_env)
+        .cwd("/")
+        .user(0, 0)
+        .root_layers(root)
+        .memory(STEP_MEMORY_BYTES)
+        .pids(STEP_PIDS)
+        .wall_time(STEP_WALL_TIME)
+        .build_step(match network {
+            Network::Mirror => sandbox::request::StepNetwork::Host,
+            Network::None => sandbox::request::StepNetwork::None,
+        })
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// The image config: the base's with the recipe's env, workdir, user, cmd

@@ -1,8 +1,7 @@
 //! `runtimed run [OPTIONS] -- CMD [ARGS...]`: one sandboxed run from the
 //! command line, like bwrap or nsjail, with limits and an exit report.
-//! Converts its flags into an `oci_spec::runtime::Spec` (one function,
-//! [`spec_from_args`]) plus `RunOptions`, runs, and exits with the program's
-//! status.
+//! Converts its flags into the sandbox's typed request (one function,
+//! [`request_from_args`]), runs, and exits with the program's status.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -11,11 +10,10 @@ use std::time::Duration;
 use clap::Args;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use oci_spec::runtime::{
-    Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, RootBuilder, Spec,
-};
+use oci_spec::runtime::PosixRlimitType;
+use sandbox::request::{Bind, StepNetwork};
 use sandbox::spec::size::{parse_duration, parse_size};
-use sandbox::{RunOptions, Sandbox, SeccompProfile};
+use sandbox::{Env, Request, RequestError, RunOptions, Sandbox, SeccompProfile};
 
 use crate::EXIT_RUNTIME_FAILURE;
 
@@ -208,18 +206,17 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-fn bind_mount(src: &str, dst: &str, mode: &str) -> Result<Mount, String> {
-    let src = absolute(src)?;
-    if !matches!(mode, "ro" | "rw") {
-        return Err(format!("bind mode {mode:?}: use ro or rw"));
-    }
-    MountBuilder::default()
-        .destination(dst)
-        .typ("bind")
-        .source(src)
-        .options(vec!["rbind".to_string(), mode.to_string()])
-        .build()
-        .map_err(|e| e.to_string())
+fn bind(src: &str, dst: &str, mode: &str) -> Result<Bind, String> {
+    let writable = match mode {
+        "ro" => false,
+        "rw" => true,
+        _ => return Err(format!("bind mode {mode:?}: use ro or rw")),
+    };
+    Ok(Bind {
+        source: absolute(src)?,
+        destination: PathBuf::from(dst),
+        writable,
+    })
 }
 
 fn absolute(p: &str) -> Result<PathBuf, String> {
@@ -233,11 +230,12 @@ fn absolute(p: &str) -> Result<PathBuf, String> {
 }
 
 /// The one conversion from CLI flags (and the image's defaults) to the
-/// sandbox's input model.
-pub fn spec_from_args(
+/// sandbox's typed request; `output_limit` is the cap `main` settled on.
+pub fn request_from_args(
     a: &RunArgs,
     image: Option<&rootfs_builder::runtime::RunDefaults>,
-) -> Result<Spec, String> {
+    output_limit: Option<u64>,
+) -> Result<Request, String> {
     let argv = match image {
         Some(d) => d.argv(&a.command),
         None => a.command.clone(),
@@ -245,59 +243,45 @@ pub fn spec_from_args(
     if argv.is_empty() {
         return Err("the image has no command: give one after --".into());
     }
-    let mut spec = sandbox::spec::base_spec(argv);
-    if image.is_some() {
-        spec.set_root(None);
-    } else if !a.layers.is_empty() {
-        if a.rootfs != "host" {
-            return Err("--layer and --rootfs exclude each other".into());
-        }
-        spec.set_root(None);
+    let mut b = Request::builder(argv)
+        .hostname(a.hostname.clone())
+        .terminal(a.tty)
+        .seccomp(a.seccomp);
+    if let Some(root) = layered_root(a) {
+        b = b.root_layers(root);
     } else if a.rootfs != "host" {
-        let dir = absolute(&a.rootfs)?;
-        spec.set_root(Some(
-            RootBuilder::default()
-                .path(dir)
-                .readonly(true)
-                .build()
-                .map_err(|e| e.to_string())?,
-        ));
+        b = b.root_dir(absolute(&a.rootfs)?);
     }
-    let mut mounts = Vec::new();
-    let tmp_size = a
-        .tmp_size
-        .unwrap_or(sandbox::options::defaults::TMPFS_BYTES);
-    if tmp_size != sandbox::options::defaults::TMPFS_BYTES {
-        mounts.push(tmpfs_mount("/tmp", tmp_size, "1777")?);
-        if a.workspace.is_none() {
-            mounts.push(tmpfs_mount("/workspace", tmp_size, "755")?);
-        }
+    if !a.layers.is_empty() && a.image.is_none() && a.rootfs != "host" {
+        return Err("--layer and --rootfs exclude each other".into());
+    }
+    if let Some(size) = a.tmp_size {
+        b = b.scratch_bytes(size);
     }
     if let Some(ws) = &a.workspace {
-        let ws = ws.to_str().ok_or("--workspace: path is not UTF-8")?;
-        mounts.push(bind_mount(ws, "/workspace", "rw")?);
+        b = b.workspace_dir(absolute(
+            ws.to_str().ok_or("--workspace: path is not UTF-8")?,
+        )?);
     }
-    for b in &a.binds {
-        let parts: Vec<&str> = b.split(':').collect();
+    for spec in &a.binds {
+        let parts: Vec<&str> = spec.split(':').collect();
         let m = match parts.as_slice() {
-            [src, dst] => bind_mount(src, dst, "ro"),
-            [src, dst, mode] => bind_mount(src, dst, mode),
+            [src, dst] => bind(src, dst, "ro"),
+            [src, dst, mode] => bind(src, dst, mode),
             _ => Err("expected SRC:DST[:ro|rw]".to_string()),
         }
-        .map_err(|e| format!("--bind {b}: {e}"))?;
-        mounts.push(m);
+        .map_err(|e| format!("--bind {spec}: {e}"))?;
+        b = b.bind(m);
     }
     for t in &a.tmpfs {
         let (dst, size) = match t.split_once(':') {
             Some((d, s)) => (d, parse_size(s).map_err(|e| format!("--tmpfs {t}: {e}"))?),
             None => (t.as_str(), sandbox::options::defaults::TMPFS_BYTES),
         };
-        mounts.push(tmpfs_mount(dst, size, "1777")?);
+        b = b.tmpfs(dst, size);
     }
-    spec.set_mounts(Some(mounts));
-    spec.set_hostname(Some(a.hostname.clone()));
 
-    let (uid, gid) = match (&a.user, image.and_then(|d| d.user)) {
+    match (&a.user, image.and_then(|d| d.user)) {
         (Some(user), _) => {
             let (uid, gid) = match user.split_once(':') {
                 Some((u, g)) => (u.parse::<u32>(), g.parse::<u32>()),
@@ -306,86 +290,74 @@ pub fn spec_from_args(
             let (Ok(uid), Ok(gid)) = (uid, gid) else {
                 return Err(format!("--user {user}: expected UID[:GID] as numbers"));
             };
-            (uid, gid)
+            b = b.user(uid, gid);
         }
-        (None, Some(ids)) => ids,
-        (None, None) => (
-            sandbox::options::defaults::UID,
-            sandbox::options::defaults::GID,
-        ),
-    };
+        (None, Some((uid, gid))) => b = b.user(uid, gid),
+        (None, None) => {}
+    }
 
-    let mut env: Vec<String> = vec![
-        format!("PATH={}", sandbox::options::defaults::PATH),
-        "HOME=/workspace".to_string(),
-    ];
+    let mut env = Env::sandbox_default();
     if let Some(d) = image {
-        env = rootfs_builder::runtime::RunDefaults {
-            env,
-            ..Default::default()
+        for kv in &d.env {
+            // An image's malformed entry is skipped, as a shell would.
+            let _ = env.set_entry(kv);
         }
-        .env_with(&d.env);
     }
     if a.tty {
-        env.push(format!(
-            "TERM={}",
-            std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into())
-        ));
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into());
+        env.set("TERM", &term).map_err(|e| e.to_string())?;
     }
     for e in &a.env {
-        let kv = match e.split_once('=') {
+        let r = match e.split_once('=') {
             Some(("", _)) => return Err(format!("--env {e}: empty name")),
-            Some(_) => e.clone(),
+            Some(_) => env.set_entry(e),
             None => match std::env::var(e) {
-                Ok(v) => format!("{e}={v}"),
+                Ok(v) => env.set(e, &v),
                 Err(_) => continue,
             },
         };
-        let key = kv.split('=').next().unwrap_or_default().to_string();
-        env.retain(|x| x.split('=').next() != Some(key.as_str()));
-        env.push(kv);
+        r.map_err(|err| format!("--env {e}: {err}"))?;
     }
-
-    let mut rlimits = Vec::new();
+    b = b.env(env);
+    if let Some(cwd) = a
+        .workdir
+        .clone()
+        .or_else(|| image.and_then(|d| d.cwd.clone()).map(PathBuf::from))
+    {
+        b = b.cwd(cwd);
+    }
     if let Some(fs) = a.file_size {
-        rlimits.push(rlimit(PosixRlimitType::RlimitFsize, fs)?);
+        b = b.rlimit(PosixRlimitType::RlimitFsize, fs);
     }
     if let Some(n) = a.open_files {
-        rlimits.push(rlimit(PosixRlimitType::RlimitNofile, n)?);
+        b = b.rlimit(PosixRlimitType::RlimitNofile, n);
     }
-
-    if let Some(p) = spec.process_mut() {
-        p.set_env(Some(env));
-        let cwd = a
-            .workdir
-            .clone()
-            .or_else(|| image.and_then(|d| d.cwd.clone()).map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/workspace"));
-        p.set_cwd(cwd);
-        p.set_terminal(Some(a.tty));
-        p.user_mut().set_uid(uid);
-        p.user_mut().set_gid(gid);
-        if !rlimits.is_empty() {
-            p.set_rlimits(Some(rlimits));
-        }
+    if let Some(m) = a.memory {
+        b = b.memory(m);
     }
-
-    let memory = match a.memory {
-        Some(m) => {
-            let m = i64::try_from(m).map_err(|_| "--memory: too large".to_string())?;
-            if m < 4 << 20 {
-                return Err("--memory: at least 4M".into());
-            }
-            Some(m)
-        }
-        None => None,
-    };
-    sandbox::spec::set_resources(&mut spec, memory, a.pids.map(|p| p as i64), a.cpus)
-        .map_err(|e| e.to_string())?;
+    if let Some(p) = a.pids {
+        b = b.pids(p);
+    }
+    if let Some(c) = a.cpus {
+        b = b.cpus(c);
+    }
+    if let Some(t) = a.wall_time {
+        b = b.wall_time(t);
+    }
+    if let Some(t) = a.cpu_time {
+        b = b.cpu_time(t);
+    }
+    if let Some(o) = output_limit {
+        b = b.output_limit(o);
+    }
     if a.build_step {
-        sandbox::spec::make_build_step(&mut spec);
+        b = b.build_step(StepNetwork::Host);
     }
-    Ok(spec)
+    b.build().map_err(|e| match e {
+        RequestError::MemoryTooSmall(_) => "--memory: at least 4M".to_string(),
+        RequestError::MemoryTooLarge(_) => "--memory: too large".to_string(),
+        e => e.to_string(),
+    })
 }
 
 /// The writable default size of an image root's upper layer.
@@ -405,19 +377,6 @@ fn layered_root(a: &RunArgs) -> Option<sandbox::LayeredRoot> {
         },
         readonly: false,
     })
-}
-
-fn tmpfs_mount(dst: &str, size: u64, mode: &str) -> Result<Mount, String> {
-    sandbox::spec::tmpfs_mount(dst, size, mode).map_err(|e| e.to_string())
-}
-
-fn rlimit(t: PosixRlimitType, v: u64) -> Result<oci_spec::runtime::PosixRlimit, String> {
-    PosixRlimitBuilder::default()
-        .typ(t)
-        .soft(v)
-        .hard(v)
-        .build()
-        .map_err(|e| e.to_string())
 }
 
 fn fail(msg: impl std::fmt::Display) -> i32 {
@@ -473,8 +432,12 @@ pub fn main(mut args: RunArgs) -> i32 {
             Err(e) => return fail(e),
         }
     }
-    let spec = match spec_from_args(&args, defaults.as_ref()) {
-        Ok(s) => s,
+    let cap = output_limit(
+        args.output_limit,
+        std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
+    );
+    let req = match request_from_args(&args, defaults.as_ref(), cap) {
+        Ok(r) => r,
         Err(e) => return fail(e),
     };
     let tty_size = if args.tty {
@@ -484,24 +447,15 @@ pub fn main(mut args: RunArgs) -> i32 {
     };
     let opts = RunOptions {
         sandbox_id: args.id.clone(),
-        wall_time: args.wall_time,
-        cpu_time: args.cpu_time,
-        output_limit: output_limit(
-            args.output_limit,
-            std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
-        ),
-        seccomp: args.seccomp,
         landlock: !args.no_landlock,
         tty_size,
         uid_pool: args.uid_pool.clone().unwrap_or_default(),
         run_dir: std::env::var_os("RUNTIMED_RUN_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(sandbox::options::defaults::RUN_DIR)),
-        root_layers: layered_root(&args),
-        host_network: args.build_step,
-        build_capabilities: args.build_step,
-        ..RunOptions::default()
+        ..req.run_options()
     };
+    let spec = req.spec;
     // Signals for the supervisor: forwarded to the program (or resize).
     let mut set = SigSet::empty();
     for s in [
@@ -577,7 +531,7 @@ mod tests {
     }
 
     #[test]
-    fn flags_become_a_spec() {
+    fn flags_become_a_request() {
         // A read-write bind's source must not be root's: a directory of
         // our own, handed to nobody when we are root.
         let src = std::env::temp_dir().join(format!("runtimed-run-test-{}", std::process::id()));
@@ -609,8 +563,8 @@ mod tests {
             "true",
         ])
         .unwrap();
-        let s = spec_from_args(&a, None).unwrap();
-        let p = sandbox::spec::plan(&s, &RunOptions::default());
+        let r = request_from_args(&a, None, None).unwrap();
+        let p = sandbox::spec::plan(&r.spec, &r.run_options());
         let _ = std::fs::remove_dir(&src);
         let p = p.unwrap();
         assert_eq!(p.cgroup.memory_bytes, Some(64 << 20));
@@ -647,9 +601,9 @@ mod tests {
             Some((200_000_000, 2))
         );
         let a = parse(&["--bind", "a:b:c:d", "--", "true"]).unwrap();
-        assert!(spec_from_args(&a, None).is_err());
+        assert!(request_from_args(&a, None, None).is_err());
         let a = parse(&["--user", "x", "--", "true"]).unwrap();
-        assert!(spec_from_args(&a, None).is_err());
+        assert!(request_from_args(&a, None, None).is_err());
     }
 
     #[test]
