@@ -304,13 +304,8 @@ pub enum RunError {
         what: String,
         source: std::io::Error,
     },
-    #[error("{program} exited with status {status} without an exit report: {message}")]
-    NoReport {
-        program: PathBuf,
-        status: String,
-        /// The last lines of its stderr.
-        message: String,
-    },
+    #[error("{program} exited with status {status} without an exit report")]
+    NoReport { program: PathBuf, status: String },
     #[error("parse the exit report {path}: {source}")]
     Report {
         path: PathBuf,
@@ -334,15 +329,13 @@ pub trait Runner: Send + Sync {
 /// RLIMIT_NOFILE of judged programs and compilers.
 pub const OPEN_FILES: u64 = 256;
 
-/// A [`Runner`] that spawns `runtimed run` per job: the flags are mapped from
-/// the job, stdin is the job's file, stdout/stderr go into unlinked files
-/// of its private directory (the CLI enforces the output limit) and the
-/// exit report comes back through `--report FILE`.
-///
-/// The CLI has no flag for RLIMIT_STACK: when the job sets a stack limit
-/// (or wants it unlimited), `runtimed run` is started under
-/// `prlimit --stack=...` (util-linux) and the sandboxed program inherits
-/// the limit; without prlimit the stack stays the caller's.
+/// A [`Runner`] that spawns `runtimed run` per job: the job's typed
+/// request ([`profile::job_request`], the JSON of `sandbox::Request`) goes
+/// in a file (`--request`), stdin is the job's file, stdout/stderr go into
+/// unlinked files of its private directory (the CLI enforces the output
+/// limit) and the exit report comes back through `--report FILE`. Nothing
+/// is encoded as flags and nothing is read from stderr: a run that could
+/// not start is a `setup_failed` report too.
 ///
 /// Dropping a run's future kills its `runtimed run` (SIGKILL): the
 /// sandbox's PID 1 dies by its parent-death signal and the next sandbox
@@ -351,8 +344,7 @@ pub const OPEN_FILES: u64 = 256;
 pub struct CliRunner {
     bin: PathBuf,
     data_dir: Option<PathBuf>,
-    prlimit: Option<PathBuf>,
-    /// Private (0700) directory for the report files.
+    /// Private (0700) directory for the request and report files.
     scratch: tempfile::TempDir,
     next: AtomicU64,
 }
@@ -367,14 +359,9 @@ impl CliRunner {
                 what: "create the report directory".into(),
                 source,
             })?;
-        let prlimit = ["/usr/bin/prlimit", "/bin/prlimit"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file());
         Ok(CliRunner {
             bin: bin.into(),
             data_dir: None,
-            prlimit,
             scratch,
             next: AtomicU64::new(0),
         })
@@ -391,85 +378,41 @@ impl CliRunner {
         &self.bin
     }
 
-    /// Whether stack limits reach the program (prlimit was found).
-    pub fn sets_stack_limit(&self) -> bool {
-        self.prlimit.is_some()
-    }
-
-    /// The arguments of `runtimed` for `job`, writing its report to
-    /// `report` (after `run`; the program's argv follows `--`).
-    pub fn args(&self, job: &Job, report: &Path) -> Result<Vec<OsString>, RunError> {
-        let l = &job.limits;
-        let tmp = profile::tmp_size(l);
-        let mut a: Vec<OsString> = vec!["run".into(), "--seccomp".into(), "judge".into()];
-        let mut flag = |name: &str, value: String| {
-            a.push(name.into());
-            a.push(value.into());
-        };
-        flag("--memory", l.memory_bytes.to_string());
-        flag("--pids", l.pids.to_string());
-        flag("--cpu-time", format!("{}us", l.cpu_time.as_micros()));
-        flag("--wall-time", format!("{}us", l.wall_time.as_micros()));
-        flag("--output-limit", l.output_bytes.to_string());
-        flag("--file-size", l.file_size_bytes.to_string());
-        flag("--open-files", OPEN_FILES.to_string());
-        flag("--tmp-size", tmp.to_string());
-        flag("--workdir", job.cwd.clone());
-        for (k, v) in &job.env {
-            if k.is_empty() || k.contains('=') {
-                return Err(RunError::Unsupported {
-                    what: format!("environment variable name {k:?}"),
-                });
-            }
-            flag("-e", format!("{k}={v}"));
-        }
+    /// The arguments of `runtimed` for a job whose request is in `request`
+    /// and whose report goes to `report`.
+    pub fn args(&self, job: &Job, request: &Path, report: &Path) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec![
+            "run".into(),
+            "--request".into(),
+            request.into(),
+            "--report".into(),
+            report.into(),
+        ];
         if let Some(image) = &job.image {
-            flag("--image", image.clone());
+            a.extend(["--image".into(), image.into()]);
         }
-        for m in &job.mounts {
-            let host = m.host.to_str().ok_or_else(|| RunError::Unsupported {
-                what: format!("bind source {} is not UTF-8", m.host.display()),
-            })?;
-            if host.contains(':') || m.dest.contains(':') {
-                return Err(RunError::Unsupported {
-                    what: format!("bind {host} -> {} holds a ':'", m.dest),
-                });
-            }
-            let mode = if m.writable { "rw" } else { "ro" };
-            flag("--bind", format!("{host}:{}:{mode}", m.dest));
-        }
-        let report = report.to_str().ok_or_else(|| RunError::Unsupported {
-            what: format!("report path {} is not UTF-8", report.display()),
-        })?;
-        flag("--report", report.to_string());
         if let Some(d) = &self.data_dir {
-            a.push("--data-dir".into());
-            a.push(d.into());
+            a.extend(["--data-dir".into(), d.into()]);
         }
-        if job.argv.is_empty() {
-            return Err(RunError::Unsupported {
-                what: "an empty argv".into(),
-            });
-        }
-        a.push("--".into());
-        a.extend(job.argv.iter().map(OsString::from));
-        Ok(a)
+        a
     }
 
     async fn run_job(&self, job: Job) -> Result<RunOutput, RunError> {
+        let request = profile::job_request(&job)?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let request_path = self.scratch.path().join(format!("request-{n}.json"));
         let report_path = self.scratch.path().join(format!("report-{n}.json"));
-        let args = self.args(&job, &report_path)?;
-        let mut cmd = match (&self.prlimit, job.limits.stack_bytes) {
-            (Some(prlimit), stack) => {
-                let v = stack.map_or_else(|| "unlimited".to_string(), |s| s.to_string());
-                let mut c = tokio::process::Command::new(prlimit);
-                c.arg(format!("--stack={v}:{v}")).arg(&self.bin);
-                c
-            }
-            (None, _) => tokio::process::Command::new(&self.bin),
-        };
-        cmd.args(&args);
+        let json = serde_json::to_vec(&request).map_err(|e| RunError::Protocol {
+            what: "encode the request".into(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&request_path, json).map_err(|source| RunError::Io {
+            what: format!("write {}", request_path.display()),
+            source,
+        })?;
+        let _request_file = RemoveOnDrop(request_path.clone());
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(self.args(&job, &request_path, &report_path));
         let stdin = match &job.stdin {
             Some(p) => std::process::Stdio::from(std::fs::File::open(p).map_err(|source| {
                 RunError::Stdin {
@@ -514,18 +457,14 @@ impl CliRunner {
             move |source| RunError::Io { what, source }
         };
         let stdout = Output::from_file(out).map_err(io("measure the stdout file"))?;
-        let mut stderr = Output::from_file(err).map_err(io("measure the stderr file"))?;
+        let stderr = Output::from_file(err).map_err(io("measure the stderr file"))?;
         let text = match std::fs::read(&report_path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let tail = stderr
-                    .tail(NO_REPORT_TAIL)
-                    .map_err(io("read the stderr file"))?;
                 return Err(RunError::NoReport {
                     program: self.bin.clone(),
                     status: status.to_string(),
-                    message: last_lines(&tail, 3),
-                });
+                })
             }
             Err(source) => {
                 return Err(RunError::Io {
@@ -546,15 +485,6 @@ impl CliRunner {
         };
         let stdout_truncated = over(report.stdout_bytes, stdout.len());
         let stderr_truncated = over(report.stderr_bytes, stderr.len());
-        // runtimed's own message about a failed setup follows the program's
-        // stderr (the program never ran: there is little of it); it is part
-        // of the report already.
-        if report.termination == Termination::SetupFailed {
-            let head = stderr
-                .prefix(SETUP_FAILED_STDERR)
-                .map_err(io("read the stderr file"))?;
-            stderr = Output::from_bytes(&strip_runtimed_lines(&head));
-        }
         Ok(RunOutput {
             report,
             stdout,
@@ -565,12 +495,14 @@ impl CliRunner {
     }
 }
 
-/// Bytes at the end of stderr searched for `runtimed run`'s last words
-/// when it left no report.
-const NO_REPORT_TAIL: usize = 16 << 10;
+/// Removes a file when dropped (a request file, however the run ends).
+struct RemoveOnDrop(PathBuf);
 
-/// Bytes of stderr kept from a run whose sandbox could not be set up.
-const SETUP_FAILED_STDERR: usize = 64 << 10;
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
 
 impl Runner for CliRunner {
     fn run<'a>(
@@ -579,24 +511,6 @@ impl Runner for CliRunner {
     ) -> Pin<Box<dyn Future<Output = Result<RunOutput, RunError>> + Send + 'a>> {
         Box::pin(self.run_job(job))
     }
-}
-
-/// The last `n` non-empty lines of `bytes`, joined by "; ".
-fn last_lines(bytes: &[u8], n: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let start = lines.len().saturating_sub(n);
-    lines[start..].join("; ")
-}
-
-fn strip_runtimed_lines(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    for line in bytes.split_inclusive(|b| *b == b'\n') {
-        if !line.starts_with(b"runtimed: ") {
-            out.extend_from_slice(line);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -651,27 +565,25 @@ mod tests {
     }
 
     #[test]
-    fn job_becomes_cli_flags() {
+    fn a_job_goes_to_the_cli_as_its_typed_request() {
         let r = CliRunner::new("/x/runtimed").unwrap();
-        let a = strings(r.args(&job(), Path::new("/r/1.json")).unwrap());
-        assert_eq!(a[0], "run");
-        assert_eq!(value_of(&a, "--seccomp"), ["judge"]);
-        assert_eq!(value_of(&a, "--memory"), [(256u64 << 20).to_string()]);
-        assert_eq!(value_of(&a, "--pids"), ["16"]);
-        assert_eq!(value_of(&a, "--cpu-time"), ["1500000us"]);
-        assert_eq!(value_of(&a, "--wall-time"), ["4000000us"]);
-        assert_eq!(value_of(&a, "--output-limit"), [(1u64 << 20).to_string()]);
-        assert_eq!(value_of(&a, "--file-size"), [(2u64 << 20).to_string()]);
-        assert_eq!(value_of(&a, "--workdir"), ["/box"]);
-        assert_eq!(value_of(&a, "-e"), ["PATH=/usr/bin:/bin", "A=1=2"]);
-        assert_eq!(
-            value_of(&a, "--bind"),
-            ["/srv/j/box:/box:ro", "/srv/j/check:/check:rw"]
-        );
-        assert_eq!(value_of(&a, "--report"), ["/r/1.json"]);
-        assert!(value_of(&a, "--image").is_empty());
-        let dashes = a.iter().position(|s| s == "--").unwrap();
-        assert_eq!(&a[dashes + 1..], ["/box/main", "x y"]);
+        let a = strings(r.args(&job(), Path::new("/r/1.req"), Path::new("/r/1.json")));
+        assert_eq!(a, ["run", "--request", "/r/1.req", "--report", "/r/1.json"]);
+        // What the file holds: the request, limits as durations, the judge's
+        // profile, the binds, the env, unchanged across the wire.
+        let req = profile::job_request(&job()).unwrap();
+        let back: sandbox::Request =
+            serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
+        assert_eq!(back, req);
+        assert_eq!(back.limits.cpu_time, Some(Duration::from_millis(1500)));
+        assert_eq!(back.seccomp, sandbox::SeccompProfile::Judge);
+        let process = back.spec.process().clone().unwrap();
+        assert_eq!(process.args().clone().unwrap(), ["/box/main", "x y"]);
+        assert!(process
+            .env()
+            .clone()
+            .unwrap()
+            .contains(&"A=1=2".to_string()));
     }
 
     #[test]
@@ -681,26 +593,9 @@ mod tests {
             .with_data_dir("/var/lib/rt");
         let mut j = job();
         j.image = Some("python:3".into());
-        let a = strings(r.args(&j, Path::new("/r/1.json")).unwrap());
+        let a = strings(r.args(&j, Path::new("/r/1.req"), Path::new("/r/1.json")));
         assert_eq!(value_of(&a, "--image"), ["python:3"]);
         assert_eq!(value_of(&a, "--data-dir"), ["/var/lib/rt"]);
-    }
-
-    #[test]
-    fn jobs_the_cli_cannot_express_are_refused() {
-        let r = CliRunner::new("/x/runtimed").unwrap();
-        let mut j = job();
-        j.mounts[0].host = "/srv/a:b".into();
-        assert!(matches!(
-            r.args(&j, Path::new("/r")),
-            Err(RunError::Unsupported { .. })
-        ));
-        let mut j = job();
-        j.env.push(("A=B".into(), "c".into()));
-        assert!(r.args(&j, Path::new("/r")).is_err());
-        let mut j = job();
-        j.argv.clear();
-        assert!(r.args(&j, Path::new("/r")).is_err());
     }
 
     #[tokio::test]
@@ -748,12 +643,5 @@ mod tests {
         assert_eq!(Arc::strong_count(&lease), 2);
         drop(clone);
         assert_eq!(Arc::strong_count(&lease), 1);
-    }
-
-    #[test]
-    fn runtimed_lines_are_stripped_and_tails_kept() {
-        let s = strip_runtimed_lines(b"a\nruntimed: exec failed\nb\n");
-        assert_eq!(s, b"a\nb\n");
-        assert_eq!(last_lines(b"1\n\n2\n3\n4\n", 2), "3; 4");
     }
 }

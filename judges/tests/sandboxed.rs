@@ -456,11 +456,7 @@ const RECURSION: &str = "#include <stdio.h>\nstatic int f(int n){volatile char p
 
 #[tokio::test]
 async fn deep_recursion_gets_the_memory_limit_as_stack() {
-    let e = env_or_skip!();
-    if !e.runner.sets_stack_limit() {
-        eprintln!("no prlimit: the stack limit cannot be set through runtimed run");
-        return;
-    }
+    let _e = env_or_skip!();
     // 10^6 frames of ~130 bytes: far over an 8 MiB default stack, well
     // within 256 MiB. Then unbounded recursion: the stack meets the memory
     // limit, which is MEMORY_LIMIT_EXCEEDED (docs/judges.md, "Stack").

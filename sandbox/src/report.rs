@@ -100,6 +100,30 @@ pub struct ExitReport {
 }
 
 impl ExitReport {
+    /// The report of a run whose sandbox could not be made: nothing ran,
+    /// nothing was counted.
+    pub fn setup_failed(sandbox_id: String, error: StepFailure) -> ExitReport {
+        ExitReport {
+            sandbox_id,
+            termination: Termination::SetupFailed,
+            exit_code: None,
+            signal: None,
+            wall_time_us: 0,
+            cpu_user_us: 0,
+            cpu_system_us: 0,
+            cpu_total_us: 0,
+            memory_peak_bytes: 0,
+            oom_kills: 0,
+            pids_limit_hits: 0,
+            stdout_bytes: None,
+            stderr_bytes: None,
+            host_uid: 0,
+            host_gid: 0,
+            cgroup_paths: Vec::new(),
+            error: Some(error),
+        }
+    }
+
     /// The conventional shell status for this outcome: the exit code, 128+N
     /// for signal N, 127/126 for a program that could not be found/executed
     /// and 125 for any other failure of the sandbox.

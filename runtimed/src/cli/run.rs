@@ -104,6 +104,17 @@ pub struct RunArgs {
     /// are the defaults.
     #[arg(long, value_name = "NAME[:TAG]", conflicts_with_all = ["rootfs", "layers"])]
     image: Option<String>,
+    /// Run this typed request (the JSON of `sandbox::Request`, what the
+    /// judge's `CliRunner` writes) instead of one made from flags; only
+    /// `--image` (its root), `--data-dir`, `--report`, `--id`, `--uid-pool`
+    /// and `--no-landlock` combine with it. Failures go to the report, and
+    /// nothing of runtimed's own is written to stderr (the program's).
+    #[arg(long, hide = true, value_name = "FILE", conflicts_with_all = [
+        "rootfs", "layers", "binds", "tmpfs", "workspace", "workdir", "env", "user",
+        "memory", "pids", "cpus", "cpu_time", "wall_time", "output_limit", "file_size",
+        "open_files", "tmp_size", "tty", "build_step", "command",
+    ])]
+    request: Option<PathBuf>,
     /// Data directory holding the image store.
     #[arg(long, value_name = "DIR", env = "RUNTIMED_DATA_DIR", default_value = crate::cli::image::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
@@ -202,7 +213,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = size_arg, value_name = "SIZE")]
     root_size: Option<u64>,
     /// The command and its arguments (with `--image`: default the image's).
-    #[arg(last = true, required_unless_present = "image", value_name = "CMD")]
+    #[arg(last = true, required_unless_present_any = ["image", "request"], value_name = "CMD")]
     command: Vec<String>,
 }
 
@@ -417,28 +428,92 @@ impl Drop for RawMode {
     }
 }
 
+/// Largest `--request` file: a request holds argv, env and binds, far
+/// below this.
+const REQUEST_BYTES_MAX: u64 = 4 << 20;
+
+/// A run that could not start: one line on stderr (not with `--request`,
+/// whose callers read only the report, and whose stderr is the
+/// program's), and, with `--report`, a `setup_failed` report.
+fn setup_failed(args: &RunArgs, error: sandbox::StepFailure) -> i32 {
+    if args.request.is_none() {
+        eprintln!("runtimed: {error}");
+    }
+    if let Some(dest) = &args.report {
+        let id = args.id.clone().unwrap_or_default();
+        if let Err(e) = write_report(dest, &sandbox::ExitReport::setup_failed(id, error)) {
+            eprintln!("runtimed: {e}");
+        }
+    }
+    EXIT_RUNTIME_FAILURE
+}
+
+fn step_failure(step: &str, message: impl std::fmt::Display) -> sandbox::StepFailure {
+    sandbox::StepFailure {
+        step: step.into(),
+        errno: None,
+        message: message.to_string(),
+    }
+}
+
+fn read_request(path: &Path) -> Result<Request, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("--request {}: {e}", path.display()))?;
+    let mut text = Vec::new();
+    f.take(REQUEST_BYTES_MAX + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("--request {}: {e}", path.display()))?;
+    if text.len() as u64 > REQUEST_BYTES_MAX {
+        return Err(format!("--request: more than {REQUEST_BYTES_MAX} bytes"));
+    }
+    serde_json::from_slice(&text).map_err(|e| format!("--request: {e}"))
+}
+
+fn write_report(dest: &str, report: &sandbox::ExitReport) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(report).map_err(|e| format!("report: {e}"))?;
+    let r = if dest == "-" {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{json}")
+    } else {
+        std::fs::write(dest, json + "\n")
+    };
+    r.map_err(|e| format!("writing report {dest}: {e}"))
+}
+
 pub fn main(mut args: RunArgs) -> i32 {
     // An image: its layers unpacked (once per digest) and leased for the
     // run's life so that `image gc` leaves them alone.
     let mut lease = None;
     let mut defaults = None;
-    if let Some(name) = &args.image {
-        match crate::cli::image::prepare(&args.data_dir, name) {
+    if let Some(name) = args.image.clone() {
+        match crate::cli::image::prepare(&args.data_dir, &name) {
             Ok(p) => {
                 args.layers = p.layers;
                 defaults = Some(p.defaults);
                 lease = Some(p.lease);
             }
-            Err(e) => return fail(e),
+            Err(e) => return setup_failed(&args, step_failure("image", e)),
         }
     }
-    let cap = output_limit(
-        args.output_limit,
-        std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
-    );
-    let req = match request_from_args(&args, defaults.as_ref(), cap) {
+    let req = match &args.request {
+        // The request is whole; an image gives only its root.
+        Some(path) => read_request(path).map(|mut r| {
+            if let Some(root) = layered_root(&args) {
+                r.root_layers = Some(root);
+            }
+            r
+        }),
+        None => {
+            let cap = output_limit(
+                args.output_limit,
+                std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
+            );
+            request_from_args(&args, defaults.as_ref(), cap)
+        }
+    };
+    let req = match req {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => return setup_failed(&args, step_failure("validate", e)),
     };
     let tty_size = if args.tty {
         sandbox::sys::with_borrowed(0, sandbox::sys::get_winsize).ok()
@@ -477,10 +552,7 @@ pub fn main(mut args: RunArgs) -> i32 {
     };
     let sb = match Sandbox::create(&spec, opts) {
         Ok(sb) => sb,
-        Err(e) => {
-            let f = e.as_step_failure();
-            return fail(f);
-        }
+        Err(e) => return setup_failed(&args, e.as_step_failure()),
     };
     let raw = if args.tty {
         Some(RawMode::enter())
@@ -489,22 +561,12 @@ pub fn main(mut args: RunArgs) -> i32 {
     };
     let (report, _) = sb.supervise(Some(&mut sigfd));
     drop(raw);
-    if let Some(err) = &report.error {
+    if let (Some(err), None) = (&report.error, &args.request) {
         eprintln!("runtimed: {err}");
     }
     if let Some(dest) = &args.report {
-        let json = match serde_json::to_string_pretty(&report) {
-            Ok(j) => j,
-            Err(e) => return fail(format!("report: {e}")),
-        };
-        let r = if dest == "-" {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{json}")
-        } else {
-            std::fs::write(dest, json + "\n")
-        };
-        if let Err(e) = r {
-            return fail(format!("writing report {dest}: {e}"));
+        if let Err(e) = write_report(dest, &report) {
+            return fail(e);
         }
     }
     drop(lease);
