@@ -353,7 +353,8 @@ impl AppState {
         let (image, root) = if image == "host" {
             (image, None)
         } else {
-            let prepared = crate::images::prepare(self, &image, limits.disk_bytes).await?;
+            let prepared =
+                crate::images::prepare(self.images.as_ref(), &image, limits.disk_bytes).await?;
             (prepared.name.clone(), Some(prepared))
         };
         let mut spec = crate::spec::session_spec(&limits)?;

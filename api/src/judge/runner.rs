@@ -82,7 +82,7 @@ impl DaemonRunner {
             .parse()
             .map_err(|e: rootfs_builder::StoreError| protocol(e.to_string()))?;
         let prepared = crate::images::prepare_in(store, &parsed, name, upper_bytes)
-            .map_err(|e| protocol(e.message))?;
+            .map_err(|e| protocol(e.to_string()))?;
         Ok((prepared.root, prepared.lease))
     }
 
