@@ -30,7 +30,7 @@ pub const CONTROL_FD: i32 = 3;
 pub struct HostRequest {
     pub id: String,
     pub spec: Spec,
-    pub seccomp: String,
+    pub seccomp: SeccompProfile,
     pub landlock: bool,
     pub uid_pool: (u32, u32, u32),
     pub run_dir: String,
@@ -50,14 +50,14 @@ impl HostRequest {
         cfg: &super::EngineConfig,
         id: &str,
         spec: &Spec,
-        seccomp: &str,
+        seccomp: SeccompProfile,
         image: Option<&ImageRoot>,
         oneshot: Option<Oneshot>,
     ) -> HostRequest {
         HostRequest {
             id: id.to_string(),
             spec: spec.clone(),
-            seccomp: seccomp.to_string(),
+            seccomp,
             landlock: cfg.landlock,
             uid_pool: cfg.uid_pool,
             run_dir: cfg.run_dir.display().to_string(),
@@ -151,10 +151,7 @@ pub fn serve(control: Channel) -> i32 {
             return 2;
         }
     };
-    let seccomp = match req.seccomp.parse::<SeccompProfile>() {
-        Ok(p) => p,
-        Err(e) => return fail(&control, step_failure("validate", e.to_string()), true),
-    };
+    let seccomp = req.seccomp;
     // The lease lives as long as this helper (the kernel drops the locks
     // when it exits, however it exits).
     let mut root_layers = None;

@@ -66,7 +66,7 @@ pub async fn run(
     cfg: &EngineConfig,
     id: &str,
     spec: &Spec,
-    seccomp: &str,
+    seccomp: sandbox::SeccompProfile,
     image: Option<&ImageRoot>,
     mut limits: Oneshot,
     stdio: OneshotStdio,

@@ -119,7 +119,7 @@ impl SessionSandbox {
         cfg: &EngineConfig,
         id: &str,
         spec: &Spec,
-        seccomp: &str,
+        seccomp: sandbox::SeccompProfile,
         image: Option<&super::host::ImageRoot>,
     ) -> Result<Arc<SessionSandbox>, StartError> {
         let helper_err =
