@@ -43,11 +43,9 @@ pub use session::{SessionSandbox, StartError};
 pub struct EngineConfig {
     /// The runtimed binary (re-executed as `runtimed sandbox-host`).
     pub exe: PathBuf,
-    /// Lock files, the uid pool's slots, mount staging.
-    pub run_dir: PathBuf,
-    /// base, slot size, slots.
-    pub uid_pool: (u32, u32, u32),
-    pub landlock: bool,
+    /// What every helper is given once: the zygote's when there is one
+    /// (it was forked with them), sent to each re-executed helper.
+    pub settings: host::HostSettings,
     /// Forks helpers when present (`runtimed serve`); otherwise each helper
     /// is the binary re-executed.
     pub zygote: Option<std::sync::Arc<zygote::Zygote>>,
@@ -132,7 +130,7 @@ impl Engine for EngineConfig {
     }
 
     fn run_dir(&self) -> &Path {
-        &self.run_dir
+        &self.settings.run_dir
     }
 }
 
