@@ -30,6 +30,7 @@ use tower::ServiceExt;
 
 use crate::auth::{Peer, Shape};
 use crate::config::Config;
+use crate::engine::host::HostSettings;
 use crate::engine::EngineConfig;
 use crate::state::AppState;
 use crate::store::Store;
@@ -80,15 +81,14 @@ pub async fn serve(
     // helper exists (helpers are born there and create cgroups beside it).
     sandbox::process::spawn::cgroup_manager().map_err(|e| ServeError::Cgroup(e.to_string()))?;
     let store = Store::open(&cfg.data_dir.join("runtimed.db"))?;
+    // The zygote's helpers have the settings it was forked with; the
+    // re-executed ones get the same.
+    let settings = zygote
+        .as_ref()
+        .map_or_else(|| host_settings(&cfg), |z| z.settings().clone());
     let engine = EngineConfig {
         exe,
-        run_dir: PathBuf::from(sandbox::options::defaults::RUN_DIR),
-        uid_pool: (
-            cfg.uid_pool_base,
-            sandbox::options::defaults::UID_POOL_SLOT_SIZE,
-            cfg.uid_pool_slots,
-        ),
-        landlock: cfg.landlock,
+        settings,
         zygote: zygote.map(Arc::new),
         netns_pool: Some(Arc::new(crate::engine::oneshot::NetnsPool::default())),
     };
@@ -222,6 +222,20 @@ pub async fn serve(
 
 /// The operator token (read, or made at first start) when a TCP listener
 /// is on and `operator_token` is set.
+/// What every sandbox helper of a daemon with `cfg` is given once (the
+/// zygote when it is forked, a re-executed helper first thing).
+pub fn host_settings(cfg: &Config) -> HostSettings {
+    HostSettings {
+        landlock: cfg.landlock,
+        uid_pool: sandbox::UidPoolConfig {
+            base: cfg.uid_pool_base,
+            slot_size: sandbox::options::defaults::UID_POOL_SLOT_SIZE,
+            slots: cfg.uid_pool_slots,
+        },
+        run_dir: PathBuf::from(sandbox::options::defaults::RUN_DIR),
+    }
+}
+
 fn operator_token(cfg: &Config) -> Result<Option<String>, ServeError> {
     if !cfg.operator_token || (cfg.listen.is_none() && cfg.judge0_listen.is_none()) {
         return Ok(None);

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use crate::budget::ByteBudget;
 use crate::config::Config;
 use crate::engine::pty::Pty;
-use crate::engine::{EngineConfig, SessionSandbox, StartError};
+use crate::engine::{Engine, EngineConfig, SessionHandle, SessionSandbox, StartError};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::{SessionRow, Store};
@@ -29,8 +29,9 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// One session.
-pub struct Session {
+/// One session; `S` is what its sandbox is held as (the real helper's
+/// [`SessionSandbox`], or a test's fake).
+pub struct Session<S = SessionSandbox> {
     pub id: String,
     pub tenant: String,
     pub image: String,
@@ -44,7 +45,7 @@ pub struct Session {
     pub image_env: Vec<String>,
     pub image_cwd: Option<String>,
     /// `None` for a session lost in a crash of the daemon.
-    pub sandbox: Option<Arc<SessionSandbox>>,
+    pub sandbox: Option<Arc<S>>,
     last_activity: AtomicI64,
     last_activity_mono: Mutex<Instant>,
     pub ptys: Mutex<HashMap<String, Arc<Pty>>>,
@@ -53,7 +54,7 @@ pub struct Session {
     pub ephemeral: bool,
 }
 
-impl Session {
+impl<S: SessionHandle> Session<S> {
     pub fn touch(&self) {
         self.last_activity.store(now_unix(), Ordering::Relaxed);
         if let Ok(mut t) = self.last_activity_mono.lock() {
@@ -77,7 +78,7 @@ impl Session {
     }
 
     /// The running sandbox, or 409 for a lost session.
-    pub fn running(&self) -> Result<&Arc<SessionSandbox>, ApiError> {
+    pub fn running(&self) -> Result<&Arc<S>, ApiError> {
         match &self.sandbox {
             Some(sb) if !sb.is_gone() => Ok(sb),
             _ => Err(ApiError::new(
@@ -145,17 +146,19 @@ struct StoredRequest {
     labels: BTreeMap<String, String>,
 }
 
-pub struct AppState {
+/// The daemon's state over its process layer `E` (the real helpers, or a
+/// test's fake engine).
+pub struct AppState<E: Engine = EngineConfig> {
     pub cfg: Config,
     /// Who may call, from the config (and the operator token's file).
     pub auth: crate::auth::Policy,
-    pub engine: EngineConfig,
+    pub engine: E,
     pub store: Store,
     pub metrics: Metrics,
     /// The image store in the data dir (`None` if it could not be opened:
     /// only `host` sessions then).
     pub images: Option<rootfs_builder::Store>,
-    sessions: RwLock<HashMap<String, Arc<Session>>>,
+    sessions: RwLock<HashMap<String, Arc<Session<E::Sandbox>>>>,
     /// Sessions being created, per tenant (they count against quotas).
     starting: Mutex<HashMap<String, usize>>,
     pub shutting_down: AtomicBool,
@@ -171,12 +174,12 @@ pub struct AppState {
 }
 
 /// Releases a quota reservation.
-struct Reservation<'a> {
-    state: &'a AppState,
+struct Reservation<'a, E: Engine> {
+    state: &'a AppState<E>,
     tenant: String,
 }
 
-impl Drop for Reservation<'_> {
+impl<E: Engine> Drop for Reservation<'_, E> {
     fn drop(&mut self) {
         if let Ok(mut s) = self.state.starting.lock() {
             if let Some(n) = s.get_mut(&self.tenant) {
@@ -186,8 +189,8 @@ impl Drop for Reservation<'_> {
     }
 }
 
-impl AppState {
-    pub fn new(cfg: Config, engine: EngineConfig, store: Store) -> AppState {
+impl<E: Engine> AppState<E> {
+    pub fn new(cfg: Config, engine: E, store: Store) -> AppState<E> {
         let images = match rootfs_builder::Store::open(&cfg.data_dir) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -202,7 +205,7 @@ impl AppState {
             output_budget,
             body_budget: ByteBudget::new(body_total, body_share),
             auth: crate::auth::Policy::from_config(&cfg),
-            host_paths: crate::error::HostPaths::new(&cfg.data_dir, &engine.run_dir),
+            host_paths: crate::error::HostPaths::new(&cfg.data_dir, engine.run_dir()),
             cfg,
             engine,
             store,
@@ -240,7 +243,7 @@ impl AppState {
         Ok(lost.len())
     }
 
-    fn reserve(&self, tenant: &str) -> Result<Reservation<'_>, ApiError> {
+    fn reserve(&self, tenant: &str) -> Result<Reservation<'_, E>, ApiError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -288,7 +291,7 @@ impl AppState {
         &self,
         tenant: &Tenant,
         req: CreateSession,
-    ) -> Result<Arc<Session>, ApiError> {
+    ) -> Result<Arc<Session<E::Sandbox>>, ApiError> {
         self.create(tenant, req, true).await
     }
 
@@ -300,7 +303,7 @@ impl AppState {
         self: &Arc<Self>,
         tenant: &Tenant,
         req: CreateSession,
-    ) -> Result<EphemeralSession, ApiError> {
+    ) -> Result<EphemeralSession<E>, ApiError> {
         // No await between the session's insertion and the guard: a
         // dropped request future cannot leave it in the map.
         let session = self.create(tenant, req, false).await?;
@@ -315,7 +318,7 @@ impl AppState {
         tenant: &Tenant,
         req: CreateSession,
         persist: bool,
-    ) -> Result<Arc<Session>, ApiError> {
+    ) -> Result<Arc<Session<E::Sandbox>>, ApiError> {
         let image = req.image.clone().unwrap_or_else(|| "host".into());
         let limits = crate::spec::resolve_limits(req.limits.as_ref(), &self.cfg)?;
         let ttl = req.ttl_seconds.unwrap_or(self.cfg.default_ttl_seconds);
@@ -351,7 +354,8 @@ impl AppState {
         let (image, root) = if image == "host" {
             (image, None)
         } else {
-            let prepared = crate::images::prepare(self, &image, limits.disk_bytes).await?;
+            let prepared =
+                crate::images::prepare(self.images.as_ref(), &image, limits.disk_bytes).await?;
             (prepared.name.clone(), Some(prepared))
         };
         let mut spec = crate::spec::session_spec(&limits)?;
@@ -361,36 +365,39 @@ impl AppState {
         let _reservation = self.reserve(&tenant.0)?;
         let id = format!("s-{}", sandbox::process::spawn::new_id());
         let started = Instant::now();
-        let sb = SessionSandbox::start(
-            &self.engine,
-            &id,
-            &spec,
-            "default",
-            root.as_ref().map(|r| &r.root),
-        )
-        .await
-        .map_err(|e| match e {
-            StartError::Invalid(f) => ApiError::invalid(f.to_string()),
-            // The image's own mount points (/proc, /dev, /tmp, /workspace)
-            // are links or files: the image's fault, not the host's.
-            StartError::Setup(f) if f.step == sandbox::mounts::MOUNT_POINTS_STEP => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "image_invalid",
-                format!("the image cannot be used: {}", f.message),
-            ),
-            // Every host uid range is leased: a capacity limit of the
-            // host, not a failure.
-            StartError::Setup(f) if f.step == "uid_pool" => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "capacity_exhausted",
-                f.to_string(),
-            ),
-            other => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "sandbox_failed",
-                other.to_string(),
-            ),
-        });
+        let sb = self
+            .engine
+            .start_session(
+                &id,
+                &spec,
+                sandbox::SeccompProfile::Default,
+                root.as_ref().map(|r| &r.root),
+            )
+            .await
+            .map_err(|e| match e {
+                StartError::Invalid(f) => ApiError::invalid(f.to_string()),
+                // The image's own mount points (/proc, /dev, /tmp, /workspace)
+                // are links or files: the image's fault, not the host's.
+                StartError::Setup(f) if f.step == sandbox::mounts::MOUNT_POINTS_STEP => {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "image_invalid",
+                        format!("the image cannot be used: {}", f.message),
+                    )
+                }
+                // Every host uid range is leased: a capacity limit of the
+                // host, not a failure.
+                StartError::Setup(f) if f.step == "uid_pool" => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "capacity_exhausted",
+                    f.to_string(),
+                ),
+                other => ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "sandbox_failed",
+                    other.to_string(),
+                ),
+            });
         self.metrics.sandbox_started(started.elapsed(), sb.is_ok());
         let sb = sb?;
         let now = now_unix();
@@ -441,7 +448,7 @@ impl AppState {
     }
 
     /// The tenant's session `id` (another tenant's is "not found").
-    pub fn get(&self, tenant: &Tenant, id: &str) -> Result<Arc<Session>, ApiError> {
+    pub fn get(&self, tenant: &Tenant, id: &str) -> Result<Arc<Session<E::Sandbox>>, ApiError> {
         let map = self
             .sessions
             .read()
@@ -452,8 +459,12 @@ impl AppState {
         }
     }
 
-    pub fn list(&self, tenant: &Tenant, labels: &[(String, String)]) -> Vec<Arc<Session>> {
-        let mut out: Vec<Arc<Session>> = self
+    pub fn list(
+        &self,
+        tenant: &Tenant,
+        labels: &[(String, String)],
+    ) -> Vec<Arc<Session<E::Sandbox>>> {
+        let mut out: Vec<Arc<Session<E::Sandbox>>> = self
             .sessions
             .read()
             .map(|m| {
@@ -523,8 +534,13 @@ impl AppState {
 
     /// One pass of the reaper.
     pub async fn reap(&self) {
-        let now = now_unix();
-        let sessions: Vec<Arc<Session>> = self
+        self.reap_at(now_unix()).await
+    }
+
+    /// [`Self::reap`] at the wall-clock time `now` (TTLs are wall-clock
+    /// times, stored; idle time is measured on the monotonic clock).
+    async fn reap_at(&self, now: i64) {
+        let sessions: Vec<Arc<Session<E::Sandbox>>> = self
             .sessions
             .read()
             .map(|m| m.values().cloned().collect())
@@ -592,29 +608,25 @@ impl AppState {
 /// The sandbox of one `/v1/run`, removed (every process killed, its
 /// cgroup and helper gone) when this is dropped, however the request
 /// ends.
-pub struct EphemeralSession {
-    state: Arc<AppState>,
-    pub session: Arc<Session>,
+pub struct EphemeralSession<E: Engine = EngineConfig> {
+    state: Arc<AppState<E>>,
+    pub session: Arc<Session<E::Sandbox>>,
 }
 
-impl std::ops::Deref for EphemeralSession {
-    type Target = Session;
-    fn deref(&self) -> &Session {
+impl<E: Engine> std::ops::Deref for EphemeralSession<E> {
+    type Target = Session<E::Sandbox>;
+    fn deref(&self) -> &Session<E::Sandbox> {
         &self.session
     }
 }
 
-impl Drop for EphemeralSession {
+impl<E: Engine> Drop for EphemeralSession<E> {
     fn drop(&mut self) {
         self.state.remove_soon(&self.session.id, "run finished");
     }
 }
 
-fn session_of(
-    row: &SessionRow,
-    req: StoredRequest,
-    sandbox: Option<Arc<SessionSandbox>>,
-) -> Session {
+fn session_of<S>(row: &SessionRow, req: StoredRequest, sandbox: Option<Arc<S>>) -> Session<S> {
     Session {
         id: row.id.clone(),
         tenant: row.tenant.clone(),
@@ -651,4 +663,200 @@ pub fn check_env(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
         return Err(ApiError::invalid("env: more than 32 KiB in all"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! `AppState` over the fake engine: the rules it keeps about sessions
+    //! (quotas, the reaper, recovery, shutdown), without sandboxes.
+
+    use super::*;
+    use crate::engine::fake::{Call, FakeEngine};
+    use sandbox::StepFailure;
+
+    fn state_in(dir: &std::path::Path, per_tenant: usize, all: usize) -> AppState<FakeEngine> {
+        let cfg = Config {
+            data_dir: dir.to_path_buf(),
+            max_sessions_per_tenant: per_tenant,
+            max_sessions: all,
+            ..Config::default()
+        };
+        let store = Store::open(&dir.join("runtimed.db")).unwrap();
+        AppState::new(cfg, FakeEngine::new(&dir.join("run")), store)
+    }
+
+    fn tenant(name: &str) -> Tenant {
+        Tenant(name.into())
+    }
+
+    async fn create(state: &AppState<FakeEngine>, who: &str) -> Result<String, ApiError> {
+        let s = state
+            .create_session(&tenant(who), CreateSession::default())
+            .await?;
+        Ok(s.id.clone())
+    }
+
+    fn ids(state: &AppState<FakeEngine>, who: &str) -> Vec<String> {
+        let list = state.list(&tenant(who), &[]);
+        list.iter().map(|s| s.id.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_tenant_gets_its_quota_and_the_next_create_is_429() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_in(dir.path(), 2, 10);
+        let first = create(&state, "a").await.unwrap();
+        create(&state, "a").await.unwrap();
+        let refused = create(&state, "a").await.unwrap_err();
+        assert_eq!(
+            (refused.status, refused.code),
+            (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded")
+        );
+        // Refused before the engine was asked.
+        assert_eq!(state.engine.starts(), 2);
+        // Another tenant's quota is its own.
+        create(&state, "b").await.unwrap();
+        // A deleted session frees its slot; its sandbox was stopped.
+        state.delete(&tenant("a"), &first).await.unwrap();
+        assert_eq!(state.engine.sandbox(&first).stops(), 1);
+        create(&state, "a").await.unwrap();
+        assert_eq!(ids(&state, "a").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_daemon_wide_limit_counts_every_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_in(dir.path(), 5, 2);
+        create(&state, "a").await.unwrap();
+        create(&state, "b").await.unwrap();
+        let refused = create(&state, "c").await.unwrap_err();
+        assert_eq!(refused.code, "quota_exceeded");
+        assert_eq!(state.engine.starts(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_frees_its_slot_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_in(dir.path(), 1, 10);
+        state.engine.fail_next_start(StartError::Setup(StepFailure {
+            step: "uid_pool".into(),
+            errno: None,
+            message: "every range is leased".into(),
+        }));
+        let refused = create(&state, "a").await.unwrap_err();
+        assert_eq!(
+            (refused.status, refused.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "capacity_exhausted")
+        );
+        assert!(ids(&state, "a").is_empty());
+        assert!(state.store.all().unwrap().is_empty());
+        // The one slot is free again.
+        let id = create(&state, "a").await.unwrap();
+        assert_eq!(ids(&state, "a"), vec![id]);
+        assert_eq!(state.engine.starts(), 2);
+    }
+
+    #[tokio::test]
+    async fn sessions_start_with_the_default_seccomp_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_in(dir.path(), 1, 10);
+        let id = create(&state, "a").await.unwrap();
+        assert_eq!(
+            state.engine.calls(),
+            vec![Call::StartSession {
+                id,
+                seccomp: sandbox::SeccompProfile::Default,
+                image: false,
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_reaper_ends_sessions_past_their_ttl_idle_time_or_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_in(dir.path(), 10, 10);
+        let req = |ttl: u64, idle: Option<u64>| CreateSession {
+            ttl_seconds: Some(ttl),
+            idle_timeout_seconds: idle,
+            ..CreateSession::default()
+        };
+        let a = tenant("a");
+        let ttl = state.create_session(&a, req(60, None)).await.unwrap();
+        let idle = state.create_session(&a, req(3600, Some(30))).await.unwrap();
+        let ends = state.create_session(&a, req(3600, None)).await.unwrap();
+        let stays = state.create_session(&a, req(3600, None)).await.unwrap();
+        let expires = ttl.expires_at.unwrap();
+
+        // A second before the TTL: nothing is due.
+        state.reap_at(expires - 1).await;
+        assert_eq!(ids(&state, "a").len(), 4);
+
+        // The TTL is reached; the session idle past its timeout (moved back
+        // on the monotonic clock) and the one whose PID 1 ended go too.
+        *idle.last_activity_mono.lock().unwrap() = Instant::now() - Duration::from_secs(31);
+        state.engine.sandbox(&ends.id).end();
+        state.reap_at(expires).await;
+        assert_eq!(ids(&state, "a"), vec![stays.id.clone()]);
+        for gone in [&ttl.id, &idle.id, &ends.id] {
+            assert_eq!(state.engine.sandbox(gone).stops(), 1, "{gone}");
+            assert!(state.store.get(gone).unwrap().is_none(), "{gone}");
+        }
+        assert_eq!(state.engine.sandbox(&stays.id).stops(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_recent_session_is_not_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_in(dir.path(), 10, 10);
+        let req = CreateSession {
+            idle_timeout_seconds: Some(30),
+            ..CreateSession::default()
+        };
+        let s = state.create_session(&tenant("a"), req).await.unwrap();
+        *s.last_activity_mono.lock().unwrap() = Instant::now() - Duration::from_secs(29);
+        state.reap().await;
+        assert_eq!(ids(&state, "a"), vec![s.id.clone()]);
+        assert_eq!(state.engine.sandbox(&s.id).stops(), 0);
+    }
+
+    #[tokio::test]
+    async fn recovery_reports_a_dead_daemons_sessions_as_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = state_in(dir.path(), 1, 10);
+        let id = create(&before, "a").await.unwrap();
+        // The daemon dies: no shutdown, its store stays as it was.
+        drop(before);
+
+        let after = state_in(dir.path(), 1, 10);
+        assert_eq!(after.recover().unwrap(), 1);
+        let listed = after.list(&tenant("a"), &[]);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].id.as_str(), listed[0].state()),
+            (id.as_str(), "lost")
+        );
+        assert_eq!(after.store.get(&id).unwrap().unwrap().state, "lost");
+        // Nothing was started for it, and it holds no slot: the tenant's
+        // one session can be made.
+        assert_eq!(after.engine.starts(), 0);
+        create(&after, "a").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_every_session_and_refuses_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_in(dir.path(), 10, 10);
+        let a = create(&state, "a").await.unwrap();
+        let b = create(&state, "b").await.unwrap();
+        state.shutdown().await;
+        assert_eq!(state.engine.sandbox(&a).stops(), 1);
+        assert_eq!(state.engine.sandbox(&b).stops(), 1);
+        assert!(ids(&state, "a").is_empty() && ids(&state, "b").is_empty());
+        let refused = create(&state, "a").await.unwrap_err();
+        assert_eq!(
+            (refused.status, refused.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
+        );
+        assert_eq!(state.engine.starts(), 2);
+    }
 }

@@ -62,7 +62,7 @@ pub enum Stdio {
 }
 
 /// The uid/gid pool: each sandbox leases a disjoint range of host ids.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UidPoolConfig {
     pub base: u32,
     pub slot_size: u32,

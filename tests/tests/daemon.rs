@@ -951,11 +951,9 @@ fn a_sandbox_that_cannot_start_leaves_nothing() {
     assert_eq!(d.exec(&again, &["echo", "ok"])["stdout"], "ok\n");
 }
 
-#[test]
-fn sessions_start_when_the_zygote_was_killed() {
-    let d = daemon!();
-    let first = d.create_session(&json!({}));
-    // The zygote: the daemon's child named rtd-zygote.
+/// Kills `d`'s zygote (the daemon's child named rtd-zygote) and waits
+/// until it is gone: helpers are then the re-executed binary.
+fn kill_zygote(d: &runtimed_tests::daemon::Daemon) {
     let zygote = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -977,6 +975,13 @@ fn sessions_start_when_the_zygote_was_killed() {
     assert!(wait_for(Duration::from_secs(5), || (!pid_alive(zygote))
         .then_some(()))
     .is_some());
+}
+
+#[test]
+fn sessions_start_when_the_zygote_was_killed() {
+    let d = daemon!();
+    let first = d.create_session(&json!({}));
+    kill_zygote(&d);
     // Existing sessions are untouched, new ones start (re-executed helper).
     assert_eq!(d.exec(&first, &["echo", "still"])["stdout"], "still\n");
     let second = d.create_session(&json!({}));
@@ -994,4 +999,22 @@ fn sessions_start_when_the_zygote_was_killed() {
             .status,
         204
     );
+}
+
+#[test]
+fn a_reexecuted_helper_gets_the_daemons_uid_pool() {
+    // A pool of one slot at a base no other test uses: seen from inside
+    // as the session's uid map, and full after one session.
+    let d = daemon!("uid_pool_base = 3100000000\nuid_pool_slots = 1\n");
+    kill_zygote(&d);
+    let s = d.create_session(&json!({}));
+    let map = d.exec(&s, &["cat", "/proc/self/uid_map"]);
+    let first = map["stdout"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    assert_eq!(first.get(..2), Some(&["0", "3100000000"][..]), "{map}");
+    d.req_json("POST", "/v1/sessions", &json!({}))
+        .assert_error(503, "capacity_exhausted");
 }

@@ -4,7 +4,10 @@
 //! daemon (docs/process-model.md).
 //!
 //! The daemon passes a SOCK_SEQPACKET control socket as fd 3 and sends one
-//! [`HostRequest`]. The helper creates the session sandbox, answers
+//! [`HostRequest`]. The daemon-wide [`HostSettings`] come once per process
+//! that serves requests, not with each request: the zygote gets them when
+//! it is forked (its helpers inherit them), an exec'd helper as the first
+//! message on its control socket. The helper creates the session sandbox, answers
 //! [`HostReply::Ready`] with two fds (the channel to the sandbox's PID 1,
 //! which the daemon then speaks the session protocol on, and PID 1's
 //! pidfd), and waits. When the control socket closes (the daemon deleted
@@ -14,6 +17,7 @@
 //! outlives its daemon, and no cgroup is left behind on any of these paths.
 
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use oci_spec::runtime::Spec;
@@ -25,15 +29,23 @@ use serde::{Deserialize, Serialize};
 /// The fd number of the control socket in the helper.
 pub const CONTROL_FD: i32 = 3;
 
+/// What every sandbox of one daemon shares, from its configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSettings {
+    /// Landlock rules in every sandbox (where the kernel has Landlock).
+    pub landlock: bool,
+    /// The host uid/gid ranges sandboxes lease.
+    pub uid_pool: UidPoolConfig,
+    /// Lock files, the uid pool's slots, mount staging.
+    pub run_dir: PathBuf,
+}
+
 /// What the daemon asks of a helper.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct HostRequest {
     pub id: String,
     pub spec: Spec,
-    pub seccomp: String,
-    pub landlock: bool,
-    pub uid_pool: (u32, u32, u32),
-    pub run_dir: String,
+    pub seccomp: SeccompProfile,
     /// An image root: the helper leases the layers (shared flocks that
     /// `image gc` respects) for the sandbox's life.
     pub image: Option<ImageRoot>,
@@ -45,22 +57,17 @@ pub struct HostRequest {
 }
 
 impl HostRequest {
-    /// A request with the engine's settings (uid pool, run dir, Landlock).
     pub fn new(
-        cfg: &super::EngineConfig,
         id: &str,
         spec: &Spec,
-        seccomp: &str,
+        seccomp: SeccompProfile,
         image: Option<&ImageRoot>,
         oneshot: Option<Oneshot>,
     ) -> HostRequest {
         HostRequest {
             id: id.to_string(),
             spec: spec.clone(),
-            seccomp: seccomp.to_string(),
-            landlock: cfg.landlock,
-            uid_pool: cfg.uid_pool,
-            run_dir: cfg.run_dir.display().to_string(),
+            seccomp,
             image: image.cloned(),
             oneshot,
         }
@@ -128,21 +135,31 @@ pub enum HostCommand {
     Stop,
 }
 
-/// Entry point of `runtimed sandbox-host`; returns the exit status.
+/// Entry point of `runtimed sandbox-host`; returns the exit status. The
+/// first message on the control socket is the daemon's [`HostSettings`],
+/// then comes the request, as for a helper forked by the zygote.
 pub fn main() -> i32 {
     // The same name as a helper forked by the zygote.
     let _ = nix::sys::prctl::set_name(c"sandbox-host");
-    match sandbox::sys::take_inherited_fd(CONTROL_FD) {
-        Ok(fd) => serve(Channel::from_fd(fd)),
+    let control = match sandbox::sys::take_inherited_fd(CONTROL_FD) {
+        Ok(fd) => Channel::from_fd(fd),
         Err(e) => {
             eprintln!("runtimed: sandbox-host needs its control socket as fd {CONTROL_FD}: {e}");
+            return 2;
+        }
+    };
+    match control.recv_json::<HostSettings>() {
+        Ok(Some((settings, _))) => serve(control, &settings),
+        Ok(None) => 0,
+        Err(e) => {
+            eprintln!("runtimed: sandbox-host: bad settings: {e}");
             2
         }
     }
 }
 
 /// One session's life on `control` (exec'd helper or zygote child).
-pub fn serve(control: Channel) -> i32 {
+pub fn serve(control: Channel, settings: &HostSettings) -> i32 {
     let (req, fds) = match control.recv_json::<HostRequest>() {
         Ok(Some(r)) => r,
         Ok(None) => return 0,
@@ -151,10 +168,7 @@ pub fn serve(control: Channel) -> i32 {
             return 2;
         }
     };
-    let seccomp = match req.seccomp.parse::<SeccompProfile>() {
-        Ok(p) => p,
-        Err(e) => return fail(&control, step_failure("validate", e.to_string()), true),
-    };
+    let seccomp = req.seccomp;
     // The lease lives as long as this helper (the kernel drops the locks
     // when it exits, however it exits).
     let mut root_layers = None;
@@ -178,12 +192,12 @@ pub fn serve(control: Channel) -> i32 {
         });
     }
     if let Some(once) = &req.oneshot {
-        return run_once(&control, &req, once, fds, root_layers, seccomp);
+        return run_once(&control, &req, settings, once, fds, root_layers, seccomp);
     }
     drop(fds);
     let opts = RunOptions {
         session: true,
-        ..base_options(&req, root_layers, seccomp)
+        ..base_options(&req, settings, root_layers, seccomp)
     };
     let sb = match create(&control, &req.spec, opts) {
         Some(sb) => sb,
@@ -237,6 +251,7 @@ fn fail(control: &Channel, error: StepFailure, invalid_spec: bool) -> i32 {
 /// What both modes set from the request.
 fn base_options(
     req: &HostRequest,
+    settings: &HostSettings,
     root_layers: Option<sandbox::LayeredRoot>,
     seccomp: SeccompProfile,
 ) -> RunOptions {
@@ -244,13 +259,9 @@ fn base_options(
         sandbox_id: Some(req.id.clone()),
         root_layers,
         seccomp,
-        landlock: req.landlock,
-        uid_pool: UidPoolConfig {
-            base: req.uid_pool.0,
-            slot_size: req.uid_pool.1,
-            slots: req.uid_pool.2,
-        },
-        run_dir: req.run_dir.clone().into(),
+        landlock: settings.landlock,
+        uid_pool: settings.uid_pool.clone(),
+        run_dir: settings.run_dir.clone(),
         ..RunOptions::default()
     }
 }
@@ -279,6 +290,7 @@ fn create(control: &Channel, spec: &Spec, opts: RunOptions) -> Option<Sandbox> {
 fn run_once(
     control: &Channel,
     req: &HostRequest,
+    settings: &HostSettings,
     once: &Oneshot,
     fds: Vec<std::os::fd::OwnedFd>,
     root_layers: Option<sandbox::LayeredRoot>,
@@ -344,7 +356,7 @@ fn run_once(
             stderr,
         },
         network_namespace: netns,
-        ..base_options(req, root_layers, seccomp)
+        ..base_options(req, settings, root_layers, seccomp)
     };
     let sb = match create(control, &req.spec, opts) {
         Some(sb) => sb,
@@ -417,5 +429,51 @@ fn wait_for_end(control: &Channel, sb: &Sandbox) {
                 Err(_) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon's settings are not in a request (they reach a helper
+    /// once), and the profile is its enum on the wire: a name the helper
+    /// does not know is refused when the request is read.
+    #[test]
+    fn a_request_carries_no_settings_and_its_profile_as_the_enum() {
+        let spec = Spec::default();
+        let req = HostRequest::new("s-1", &spec, SeccompProfile::Judge, None, None);
+        let wire = serde_json::to_value(&req).unwrap();
+        let mut keys: Vec<&str> = wire
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["id", "image", "oneshot", "seccomp", "spec"]);
+        let back: HostRequest = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(back.seccomp, SeccompProfile::Judge);
+        let mut unknown = wire;
+        unknown["seccomp"] = serde_json::json!("none");
+        assert!(serde_json::from_value::<HostRequest>(unknown).is_err());
+    }
+
+    #[test]
+    fn settings_keep_every_field_across_the_wire() {
+        let settings = HostSettings {
+            landlock: false,
+            uid_pool: UidPoolConfig {
+                base: 3_100_000_000,
+                slot_size: 4096,
+                slots: 3,
+            },
+            run_dir: "/run/runtimed-test".into(),
+        };
+        let wire = serde_json::to_string(&settings).unwrap();
+        assert_eq!(
+            serde_json::from_str::<HostSettings>(&wire).unwrap(),
+            settings
+        );
     }
 }

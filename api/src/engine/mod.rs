@@ -4,7 +4,16 @@
 //! helper hands back ([`session`]): spawn a process with these fds, signal
 //! it, tell me when it ended. Nothing here sets up namespaces: that only
 //! happens in single-threaded helpers.
+//!
+//! What the rest of the daemon asks of this layer is the [`Engine`] trait
+//! (start a session's sandbox, run one program once) and the
+//! [`SessionHandle`] trait (is it gone, its usage, stop it, signal one of
+//! its processes). [`EngineConfig`] is the real engine; a fake stands in
+//! for it in `AppState`'s unit tests ([`fake`]), so quotas, the reaper,
+//! recovery and shutdown are tested without sandboxes.
 
+#[cfg(test)]
+pub mod fake;
 pub mod host;
 pub mod oneshot;
 pub mod process;
@@ -12,12 +21,17 @@ pub mod pty;
 pub mod session;
 pub mod zygote;
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::errno::Errno;
+use oci_spec::runtime::Spec;
+use sandbox::cgroup::CgroupStats;
 use sandbox::process::channel::Channel;
+use sandbox::{ExitReport, SeccompProfile};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
@@ -29,17 +43,113 @@ pub use session::{SessionSandbox, StartError};
 pub struct EngineConfig {
     /// The runtimed binary (re-executed as `runtimed sandbox-host`).
     pub exe: PathBuf,
-    /// Lock files, the uid pool's slots, mount staging.
-    pub run_dir: PathBuf,
-    /// base, slot size, slots.
-    pub uid_pool: (u32, u32, u32),
-    pub landlock: bool,
+    /// What every helper is given once: the zygote's when there is one
+    /// (it was forked with them), sent to each re-executed helper.
+    pub settings: host::HostSettings,
     /// Forks helpers when present (`runtimed serve`); otherwise each helper
     /// is the binary re-executed.
     pub zygote: Option<std::sync::Arc<zygote::Zygote>>,
     /// Empty network namespaces that one-shot runs reuse, when present
     /// (`runtimed serve`); otherwise each run gets a new one.
     pub netns_pool: Option<std::sync::Arc<oneshot::NetnsPool>>,
+}
+
+/// The daemon's process layer as `AppState` and the routes see it. The
+/// methods keep the shapes of the functions they stand for
+/// ([`SessionSandbox::start`], [`oneshot::run`]). Recovery after a restart
+/// needs nothing of it: a dead daemon's helpers tore their sandboxes down
+/// when its end of their control sockets closed (docs/process-model.md),
+/// so what is left to do is the store's.
+pub trait Engine: Send + Sync + 'static {
+    /// What a running session holds.
+    type Sandbox: SessionHandle;
+
+    /// Starts a session sandbox for `spec` (on `image`'s layers, when one
+    /// is given instead of the spec's root).
+    fn start_session(
+        &self,
+        id: &str,
+        spec: &Spec,
+        seccomp: SeccompProfile,
+        image: Option<&host::ImageRoot>,
+    ) -> impl Future<Output = Result<Arc<Self::Sandbox>, StartError>> + Send;
+
+    /// Runs `spec`'s process once ([`oneshot::run`]).
+    fn run_oneshot(
+        &self,
+        id: &str,
+        spec: &Spec,
+        seccomp: SeccompProfile,
+        image: Option<&host::ImageRoot>,
+        limits: host::Oneshot,
+        stdio: oneshot::OneshotStdio,
+    ) -> impl Future<Output = Result<ExitReport, StartError>> + Send;
+
+    /// Directories of the host that this engine works in, which no error
+    /// message may show a client.
+    fn run_dir(&self) -> &Path;
+}
+
+/// A running session's sandbox, as `AppState` uses it.
+pub trait SessionHandle: Send + Sync + 'static {
+    /// Whether the sandbox ended (PID 1 gone) or was stopped.
+    fn is_gone(&self) -> bool;
+    /// The cgroup's accounting right now.
+    fn stats(&self) -> Option<CgroupStats>;
+    /// Ends the session (every process, the cgroup); returns when done.
+    fn stop(&self) -> impl Future<Output = Option<CgroupStats>> + Send;
+    /// Sends `signal` to the process group of process `id`.
+    fn signal(&self, id: u64, signal: i32) -> impl Future<Output = ()> + Send;
+}
+
+/// The real engine: `sandbox-host` helpers, forked by the zygote or the
+/// binary re-executed.
+impl Engine for EngineConfig {
+    type Sandbox = SessionSandbox;
+
+    async fn start_session(
+        &self,
+        id: &str,
+        spec: &Spec,
+        seccomp: SeccompProfile,
+        image: Option<&host::ImageRoot>,
+    ) -> Result<Arc<SessionSandbox>, StartError> {
+        SessionSandbox::start(self, id, spec, seccomp, image).await
+    }
+
+    async fn run_oneshot(
+        &self,
+        id: &str,
+        spec: &Spec,
+        seccomp: SeccompProfile,
+        image: Option<&host::ImageRoot>,
+        limits: host::Oneshot,
+        stdio: oneshot::OneshotStdio,
+    ) -> Result<ExitReport, StartError> {
+        oneshot::run(self, id, spec, seccomp, image, limits, stdio).await
+    }
+
+    fn run_dir(&self) -> &Path {
+        &self.settings.run_dir
+    }
+}
+
+impl SessionHandle for SessionSandbox {
+    fn is_gone(&self) -> bool {
+        SessionSandbox::is_gone(self)
+    }
+
+    fn stats(&self) -> Option<CgroupStats> {
+        SessionSandbox::stats(self)
+    }
+
+    async fn stop(&self) -> Option<CgroupStats> {
+        SessionSandbox::stop(self).await
+    }
+
+    async fn signal(&self, id: u64, signal: i32) {
+        SessionSandbox::signal(self, id, signal).await
+    }
 }
 
 /// Registers an owned fd with tokio's reactor. `AsyncFd::new` is

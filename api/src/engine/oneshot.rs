@@ -66,7 +66,7 @@ pub async fn run(
     cfg: &EngineConfig,
     id: &str,
     spec: &Spec,
-    seccomp: &str,
+    seccomp: sandbox::SeccompProfile,
     image: Option<&ImageRoot>,
     mut limits: Oneshot,
     stdio: OneshotStdio,
@@ -79,7 +79,7 @@ pub async fn run(
         .wall_time_ms
         .map_or(Duration::from_secs(3600), Duration::from_millis)
         + GRACE;
-    let req = HostRequest::new(cfg, id, spec, seccomp, image, Some(limits));
+    let req = HostRequest::new(id, spec, seccomp, image, Some(limits));
     let exchange = async {
         let mut fds = vec![
             stdio.stdin.as_fd(),

@@ -15,7 +15,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{broadcast, watch};
 
 use super::register;
-use super::session::{SessionSandbox, Spawned};
+use super::session::Spawned;
 
 /// Bytes of output kept for a reconnecting client.
 pub const SCROLLBACK_BYTES: usize = 256 * 1024;
@@ -206,7 +206,7 @@ impl Pty {
     }
 
     /// Ends the terminal's process group.
-    pub async fn kill(&self, sb: &SessionSandbox) {
+    pub async fn kill<S: super::SessionHandle>(&self, sb: &Arc<S>) {
         sb.signal(self.proc_id, libc::SIGHUP).await;
         sb.signal(self.proc_id, libc::SIGKILL).await;
     }

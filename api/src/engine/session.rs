@@ -119,13 +119,13 @@ impl SessionSandbox {
         cfg: &EngineConfig,
         id: &str,
         spec: &Spec,
-        seccomp: &str,
+        seccomp: sandbox::SeccompProfile,
         image: Option<&super::host::ImageRoot>,
     ) -> Result<Arc<SessionSandbox>, StartError> {
         let helper_err =
             |what: &str, e: &dyn std::fmt::Display| StartError::Helper(format!("{what}: {e}"));
         let (control, mut child) = start_helper(cfg)?;
-        let req = HostRequest::new(cfg, id, spec, seccomp, image, None);
+        let req = HostRequest::new(id, spec, seccomp, image, None);
         let reply = async {
             control.send(&req, &[]).await?;
             control.recv::<HostReply>().await
@@ -447,7 +447,9 @@ impl SessionSandbox {
 
 /// Starts a `sandbox-host` helper and returns our end of its control
 /// socket (and the child, when it was re-executed rather than forked by
-/// the zygote, so that the caller reaps it).
+/// the zygote, so that the caller reaps it). A re-executed helper gets
+/// the daemon's settings as its first message; a forked one has them from
+/// the zygote.
 pub(super) fn start_helper(
     cfg: &EngineConfig,
 ) -> Result<(AsyncChannel, Option<tokio::process::Child>), StartError> {
@@ -482,6 +484,9 @@ pub(super) fn start_helper(
                 .spawn()
                 .map_err(|e| helper_err(&format!("start {}", cfg.exe.display()), &e))?,
         );
+        // Still blocking and empty: one small message goes out at once.
+        ours.send_json(&cfg.settings, &[])
+            .map_err(|e| helper_err("send the settings", &e))?;
     }
     drop(theirs);
     let control = AsyncChannel::new(ours.into_fd()).map_err(|e| helper_err("control", &e))?;

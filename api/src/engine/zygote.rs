@@ -8,6 +8,9 @@
 //! the host layout, the compiled seccomp programs) is done once in the
 //! zygote and inherited.
 //!
+//! The daemon-wide [`HostSettings`] are given once, when the zygote is
+//! forked; every helper it forks inherits them.
+//!
 //! Protocol: the daemon sends `Spawn` with one fd, the helper's end of its
 //! control socket; nothing comes back (the helper answers on that socket).
 //! The zygote exits when the daemon's end closes (and gets SIGKILL if the
@@ -18,6 +21,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use nix::sys::signal::{SigHandler, Signal};
 use sandbox::process::channel::Channel;
 use serde::{Deserialize, Serialize};
+
+use super::host::HostSettings;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ZygoteRequest {
@@ -30,6 +35,8 @@ pub enum ZygoteRequest {
 pub struct Zygote {
     chan: Channel,
     pub pid: i32,
+    /// What its helpers were given.
+    settings: HostSettings,
 }
 
 impl Zygote {
@@ -37,7 +44,7 @@ impl Zygote {
     /// any runtime or thread exists) and after cgroup discovery (on v2 the
     /// daemon has moved into its supervisor leaf, where the zygote and the
     /// helpers are then born).
-    pub fn start() -> Result<Zygote, nix::errno::Errno> {
+    pub fn start(settings: HostSettings) -> Result<Zygote, nix::errno::Errno> {
         let (ours, theirs) = Channel::pair()?;
         // Warm what every sandbox start needs; the helpers inherit it.
         let _ = sandbox::process::spawn::cgroup_manager();
@@ -48,13 +55,22 @@ impl Zygote {
         match sandbox::sys::fork()? {
             None => {
                 drop(ours);
-                serve(theirs)
+                serve(theirs, &settings)
             }
             Some(pid) => {
                 drop(theirs);
-                Ok(Zygote { chan: ours, pid })
+                Ok(Zygote {
+                    chan: ours,
+                    pid,
+                    settings,
+                })
             }
         }
+    }
+
+    /// The settings its helpers have.
+    pub fn settings(&self) -> &HostSettings {
+        &self.settings
     }
 
     /// Asks for a helper holding `control` (the helper's end).
@@ -63,7 +79,7 @@ impl Zygote {
     }
 }
 
-fn serve(chan: Channel) -> ! {
+fn serve(chan: Channel, settings: &HostSettings) -> ! {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::signal::{SigSet, SigmaskHow};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -102,7 +118,7 @@ fn serve(chan: Channel) -> ! {
                     Ok(None) => {
                         drop(chan);
                         drop(sfd);
-                        sandbox::sys::exit_now(helper(control))
+                        sandbox::sys::exit_now(helper(control, settings))
                     }
                     Ok(Some(_)) | Err(_) => drop(control),
                 }
@@ -129,7 +145,7 @@ fn signal_ignore_terminal() -> Result<(), nix::errno::Errno> {
 
 /// In the forked helper: signal defaults and an empty mask back, its own
 /// process group, a name.
-fn helper(control: OwnedFd) -> i32 {
+fn helper(control: OwnedFd, settings: &HostSettings) -> i32 {
     let dfl = nix::sys::signal::SigAction::new(
         SigHandler::SigDfl,
         nix::sys::signal::SaFlags::empty(),
@@ -144,5 +160,5 @@ fn helper(control: OwnedFd) -> i32 {
     );
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     let _ = nix::sys::prctl::set_name(c"sandbox-host");
-    super::host::serve(Channel::from_fd(control))
+    super::host::serve(Channel::from_fd(control), settings)
 }

@@ -27,8 +27,8 @@ use sandbox::Termination;
 use tokio::sync::Semaphore;
 
 use crate::engine::host::{ImageRoot, Oneshot};
-use crate::engine::oneshot::{self, OneshotStdio};
-use crate::engine::{EngineConfig, StartError};
+use crate::engine::oneshot::OneshotStdio;
+use crate::engine::{Engine, EngineConfig, StartError};
 
 pub struct DaemonRunner {
     engine: EngineConfig,
@@ -82,7 +82,7 @@ impl DaemonRunner {
             .parse()
             .map_err(|e: rootfs_builder::StoreError| protocol(e.to_string()))?;
         let prepared = crate::images::prepare_in(store, &parsed, name, upper_bytes)
-            .map_err(|e| protocol(e.message))?;
+            .map_err(|e| protocol(e.to_string()))?;
         Ok((prepared.root, prepared.lease))
     }
 
@@ -95,7 +95,6 @@ impl DaemonRunner {
             output_limit: opts.output_limit,
             ..Oneshot::default()
         };
-        let seccomp = opts.seccomp.to_string();
         let stdin: OwnedFd = match &job.stdin {
             Some(p) => File::open(p)
                 .map_err(|source| RunError::Stdin {
@@ -142,24 +141,18 @@ impl DaemonRunner {
             None => (None, None),
         };
         let id = format!("judge-{}", sandbox::process::spawn::new_id());
-        let report = oneshot::run(
-            &self.engine,
-            &id,
-            &spec,
-            &seccomp,
-            image.as_ref(),
-            limits,
-            stdio,
-        )
-        .await
-        .map_err(|e| RunError::Protocol {
-            what: match &e {
-                StartError::Invalid(_) => "the sandbox refused the job".into(),
-                StartError::Setup(_) => "sandbox setup".into(),
-                StartError::Helper(_) => "sandbox helper".into(),
-            },
-            reason: e.to_string(),
-        })?;
+        let report = self
+            .engine
+            .run_oneshot(&id, &spec, opts.seccomp, image.as_ref(), limits, stdio)
+            .await
+            .map_err(|e| RunError::Protocol {
+                what: match &e {
+                    StartError::Invalid(_) => "the sandbox refused the job".into(),
+                    StartError::Setup(_) => "sandbox setup".into(),
+                    StartError::Helper(_) => "sandbox helper".into(),
+                },
+                reason: e.to_string(),
+            })?;
         // The slot stays taken while the outputs live.
         let lease: Arc<dyn std::any::Any + Send + Sync> = Arc::new(slot);
         let stdout = Output::from_file(out)

@@ -525,9 +525,15 @@ mod routes {
         let engine = crate::engine::EngineConfig {
             // No sandbox is made here: the judge service is not started.
             exe: "/nonexistent/runtimed".into(),
-            run_dir: dir.path().join("run"),
-            uid_pool: (100_000_000, 65536, 16),
-            landlock: true,
+            settings: crate::engine::host::HostSettings {
+                landlock: true,
+                uid_pool: sandbox::UidPoolConfig {
+                    base: 100_000_000,
+                    slot_size: 65536,
+                    slots: 16,
+                },
+                run_dir: dir.path().join("run"),
+            },
             zygote: None,
             netns_pool: None,
         };

@@ -18,8 +18,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::auth::is_operator;
 use crate::error::{ApiError, ErrorBody, Json};
-use crate::images::store_error;
+use crate::images::ImageError;
 use crate::state::AppState;
+use rootfs_builder::StoreError;
 
 /// One image of the store.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -146,7 +147,7 @@ pub async fn delete(
         store
             .untag(&parsed)
             .map(drop)
-            .map_err(|e| store_error(&name, e))
+            .map_err(|e| ApiError::from(ImageError::of_store(&name, e)))
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -184,7 +185,7 @@ pub async fn pull(
             ..Default::default()
         };
         rootfs_builder::registry::pull(&store, &req.reference, &opts)
-            .map_err(|e| crate::images::pull_error(&req.reference, e))
+            .map_err(|e| pull_error(&req.reference, e))
     })
     .await?;
     Ok((StatusCode::CREATED, axum::Json(info(&image))))
@@ -248,7 +249,7 @@ pub async fn import(
             ..Default::default()
         };
         let r = rootfs_builder::import::import_with(&store, &guard.0, name.as_ref(), &limits)
-            .map_err(|e| crate::images::import_error(e, &guard.0));
+            .map_err(|e| import_error(e, &guard.0));
         drop(guard);
         r
     })
@@ -390,5 +391,126 @@ struct TmpDir(std::path::PathBuf);
 impl Drop for TmpDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The one mapping of an image failure to an answer.
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> ApiError {
+        match e {
+            ImageError::BadName(_) | ImageError::Config(_) => ApiError::invalid(e.to_string()),
+            ImageError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "image_not_found", e.to_string())
+            }
+            ImageError::StoreUnavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "images_unavailable",
+                e.to_string(),
+            ),
+            ImageError::Store(_) | ImageError::Unpack { .. } | ImageError::Task(_) => {
+                ApiError::internal(e)
+            }
+        }
+    }
+}
+
+/// A failed import of the archive spooled at `spooled`: the archive's
+/// fault (400 `invalid_archive`) unless the store itself failed. The
+/// spool file is in the data dir: its path is named "the archive".
+fn import_error(e: rootfs_builder::import::ImportError, spooled: &std::path::Path) -> ApiError {
+    use rootfs_builder::import::ImportError as I;
+    let message = format!("import: {e}").replace(&spooled.display().to_string(), "the archive");
+    match e {
+        I::Store(StoreError::Io { .. }) | I::Io { .. } => ApiError::internal(message),
+        I::NeedsName { .. } | I::DuplicateName(_) => ApiError::invalid(message),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_archive", message),
+    }
+}
+
+/// A failed pull of `reference`; the store's own failures (disk, in the
+/// data dir) are internal errors.
+fn pull_error(reference: &str, e: rootfs_builder::registry::PullError) -> ApiError {
+    use rootfs_builder::registry::PullError as P;
+    if matches!(e, P::Store(StoreError::Io { .. })) {
+        return ApiError::internal(format!("pull {reference}: {e}"));
+    }
+    let (status, code) = pull_error_status(&e);
+    ApiError::new(status, code, format!("pull {reference}: {e}"))
+}
+
+/// HTTP status and code of a failed pull.
+fn pull_error_status(e: &rootfs_builder::registry::PullError) -> (StatusCode, &'static str) {
+    use rootfs_builder::registry::PullError as P;
+    match e {
+        P::NotFound { .. } => (StatusCode::NOT_FOUND, "image_not_found"),
+        // The registry refused us: not the caller's credentials to us.
+        P::Unauthorized { .. } => (StatusCode::BAD_GATEWAY, "registry_unauthorized"),
+        P::BadReference { .. } | P::BadPlatform(_) | P::InsecureRefused { .. } => {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        }
+        P::NoPlatform { .. } | P::PlatformMismatch { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "no_matching_platform")
+        }
+        // The manifest declares more than the store takes (checked before
+        // any blob is fetched), or a blob came longer than declared.
+        P::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
+        // A redirect or token realm the registry chose leads to a refused
+        // address (loopback, link-local...): the registry misbehaves.
+        _ => (StatusCode::BAD_GATEWAY, "registry_error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each image failure keeps its answer: the caller's faults are 4xx
+    /// with their stable codes, the host's are 500 with the generic
+    /// message (the store's own error names data-dir paths).
+    #[test]
+    fn image_errors_map_to_their_answers() {
+        let not_found = ApiError::from(ImageError::of_store(
+            "python:3",
+            StoreError::NotFound("python:3".into()),
+        ));
+        assert_eq!(
+            (not_found.status, not_found.code),
+            (StatusCode::NOT_FOUND, "image_not_found")
+        );
+        assert!(
+            not_found.message.contains("builtin recipe"),
+            "{not_found:?}"
+        );
+        let bad = ApiError::from(ImageError::of_store(
+            "x",
+            StoreError::BadName {
+                name: "x".into(),
+                reason: "bad",
+            },
+        ));
+        assert_eq!(
+            (bad.status, bad.code),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        let io = ApiError::from(ImageError::of_store(
+            "x",
+            StoreError::Io {
+                what: "/var/lib/runtimed/store/index.json".into(),
+                source: std::io::Error::from_raw_os_error(libc::EIO),
+            },
+        ));
+        assert_eq!(
+            (io.status, io.code, io.message.as_str()),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                crate::error::INTERNAL_MESSAGE
+            )
+        );
+        let gone = ApiError::from(ImageError::StoreUnavailable);
+        assert_eq!(
+            (gone.status, gone.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "images_unavailable")
+        );
     }
 }

@@ -25,9 +25,15 @@ fn state(tokens: bool) -> (Arc<AppState>, tempfile::TempDir) {
         // Never started by these tests: every request fails validation
         // before a sandbox would be made.
         exe: "/nonexistent/runtimed".into(),
-        run_dir: dir.path().join("run"),
-        uid_pool: (100_000_000, 65536, 16),
-        landlock: true,
+        settings: crate::engine::host::HostSettings {
+            landlock: true,
+            uid_pool: sandbox::UidPoolConfig {
+                base: 100_000_000,
+                slot_size: 65536,
+                slots: 16,
+            },
+            run_dir: dir.path().join("run"),
+        },
         zygote: None,
         netns_pool: None,
     };

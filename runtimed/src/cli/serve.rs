@@ -91,7 +91,7 @@ pub fn main(a: ServeArgs) -> i32 {
     // The zygote is forked now, while this process has one thread (no
     // runtime yet): every session's helper is forked from it.
     let zygote = if nix::unistd::geteuid().is_root() {
-        match api::engine::zygote::Zygote::start() {
+        match api::engine::zygote::Zygote::start(api::serve::host_settings(&cfg)) {
             Ok(z) => Some(z),
             Err(e) => {
                 eprintln!("runtimed: cannot start the zygote: {e}");
