@@ -4,18 +4,16 @@
 //! directory under `layers/sha256/` is always complete and a concurrent
 //! caller (the CLI and the daemon) waits and finds it done.
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use nix::errno::Errno;
-use nix::fcntl::{renameat2, RenameFlags};
 use nix::sys::stat::{fchmod, Mode};
 use oci_spec::image::Descriptor;
 
 use super::stream::unpack_blob;
 use super::tar::O_DIR;
 use super::{errno, io_err, media_type_compression, UnpackError, UnpackLimits};
+use crate::atomic_write::{rename_durable, Replace};
 use crate::digest::Digest;
 use crate::layers::{self, LayerError, LayerLease, LockMode};
 use crate::store::{oci_digest, random_hex, Image, Store};
@@ -117,22 +115,9 @@ pub fn ensure_layer(
     match std::fs::metadata(&dir) {
         Ok(_) => {} // made meanwhile through a lock file gc had unlinked; ours goes
         Err(_) => {
-            let parent = layers::layers_dir(store);
-            let res = renameat2(
-                nix::fcntl::AT_FDCWD,
-                &tmp,
-                nix::fcntl::AT_FDCWD,
-                &dir,
-                RenameFlags::RENAME_NOREPLACE,
-            );
-            match res {
-                Ok(()) => {}
-                Err(Errno::EEXIST | Errno::ENOTEMPTY) => {}
-                Err(e) => return Err(io_err(format!("rename into {}", dir.display()))(errno(e))),
-            }
-            if let Ok(d) = File::open(&parent) {
-                let _ = d.sync_all();
-            }
+            // Existed: the same race; the layer in place is complete.
+            rename_durable(&tmp, &dir, Replace::No)
+                .map_err(io_err(format!("rename into {}", dir.display())))?;
         }
     }
     drop(guard);
