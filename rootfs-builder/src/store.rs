@@ -68,10 +68,28 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Store
 
 /// `repository:tag`. The repository may carry a registry host
 /// (`localhost:5000/team/app`); the tag defaults to `latest`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// On the wire (the daemon's build helper) it is its text, checked again
+/// when read.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct ImageName {
     pub repository: String,
     pub tag: String,
+}
+
+impl TryFrom<String> for ImageName {
+    type Error = StoreError;
+    fn try_from(s: String) -> Result<ImageName, StoreError> {
+        s.parse()
+    }
+}
+
+impl From<ImageName> for String {
+    fn from(n: ImageName) -> String {
+        n.to_string()
+    }
 }
 
 impl FromStr for ImageName {

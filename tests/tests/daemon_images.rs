@@ -275,3 +275,83 @@ run = ["/bin/sh", "-c", "echo step-output; echo made > /etc/built.txt"]
     d.req_json("POST", "/v1/images/build", &json!({}))
         .assert_error(400, "invalid_request");
 }
+
+/// Pids of `image-builder` helpers whose parent is `daemon`.
+fn image_builders(daemon: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "image-builder")
+        })
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(daemon)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_build_whose_client_goes_away_is_stopped_and_leaves_nothing() {
+    use std::io::Write;
+    use std::time::Duration;
+    let d = daemon!();
+    import_fixture(&d);
+    let marker = runtimed_tests::unique("hostile-build");
+    // A step that never ends, every process of it marked in its argv.
+    let recipe = format!(
+        "name = \"endless:1\"\nbase = \"fixture:1\"\n[[step]]\n\
+         run = [\"/bin/sh\", \"-c\", \"while :; do sleep 1; done\", \"{marker}\"]\n"
+    );
+    let body = json!({ "recipe_toml": recipe }).to_string();
+    let mut conn = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    write!(
+        conn,
+        "POST /v1/images/build HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let within = Duration::from_secs(60);
+    let marked = || runtimed_tests::host_procs_matching(&marker);
+    let step = runtimed_tests::wait_for(within, || marked().first().map(|p| p.pid))
+        .unwrap_or_else(|| panic!("the step never ran:\n{}", d.log_text()));
+    // The step's own cgroups (not the daemon's).
+    let daemon_cgroups = runtimed_tests::host_cgroup_dirs(d.pid());
+    let step_cgroups: Vec<_> = runtimed_tests::host_cgroup_dirs(step)
+        .into_iter()
+        .filter(|(k, p)| daemon_cgroups.get(k) != Some(p))
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        !step_cgroups.is_empty(),
+        "the step runs in a cgroup of its own"
+    );
+    assert_eq!(image_builders(d.pid()).len(), 1, "one build helper");
+    let scratch = d.dir.join("data/images/tmp");
+    drop(conn);
+    let gone = runtimed_tests::wait_for(within, || {
+        let left = !marked().is_empty()
+            || !image_builders(d.pid()).is_empty()
+            || step_cgroups.iter().any(|c| c.exists())
+            || std::fs::read_dir(&scratch).map_or(0, |r| r.count()) > 0;
+        (!left).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "left after the client went away: processes {:?}, helpers {:?}, cgroups {:?}, scratch {:?}\n{}",
+        marked(),
+        image_builders(d.pid()),
+        step_cgroups.iter().filter(|c| c.exists()).collect::<Vec<_>>(),
+        std::fs::read_dir(&scratch).map(|r| r.flatten().map(|e| e.file_name()).collect::<Vec<_>>()),
+        d.log_text()
+    );
+    let names = d.req("GET", "/v1/images", None).json()["images"].to_string();
+    assert!(!names.contains("endless:1"), "{names}");
+}

@@ -5,6 +5,7 @@
 //! it, tell me when it ended. Nothing here sets up namespaces: that only
 //! happens in single-threaded helpers.
 
+pub mod build;
 pub mod host;
 pub mod oneshot;
 pub mod process;

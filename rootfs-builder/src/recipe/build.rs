@@ -23,7 +23,7 @@ use oci_spec::image::{
     ImageConfigurationBuilder, MediaType, RootFsBuilder,
 };
 use oci_spec::runtime::{LinuxCapabilities, MountBuilder, Spec};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::layers::{self, LayerError, LayerLease};
@@ -117,7 +117,7 @@ fn config_err(e: impl std::fmt::Display) -> BuildError {
 }
 
 /// Which output stream a log line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     Stdout,
@@ -127,7 +127,7 @@ pub enum LogStream {
 /// Progress of a build. Step 0 is the base (only announced when it is
 /// made or reused from `debian:SUITE`); steps 1..=total are the recipe's,
 /// in `Recipe::step_kinds` order.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BuildEvent {
     StepStart {
