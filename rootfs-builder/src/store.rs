@@ -717,8 +717,8 @@ mod tests {
     use super::*;
     use oci_spec::image::{ImageConfigurationBuilder, ImageManifestBuilder, RootFsBuilder};
 
-    fn image_in(store: &Store, layer: &[u8]) -> Digest {
-        let l = store.put_blob_bytes(layer).unwrap();
+    /// The config bytes of a one-layer image whose layer is `l`.
+    fn config_of(l: &Digest) -> Vec<u8> {
         let config = ImageConfigurationBuilder::default()
             .architecture(oci_spec::image::Arch::Amd64)
             .os(oci_spec::image::Os::Linux)
@@ -731,7 +731,12 @@ mod tests {
             )
             .build()
             .unwrap();
-        let cbytes = serde_json::to_vec(&config).unwrap();
+        serde_json::to_vec(&config).unwrap()
+    }
+
+    fn image_in(store: &Store, layer: &[u8]) -> Digest {
+        let l = store.put_blob_bytes(layer).unwrap();
+        let cbytes = config_of(&l);
         let c = store.put_blob_bytes(&cbytes).unwrap();
         let m = ImageManifestBuilder::default()
             .schema_version(2u32)
@@ -867,19 +872,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let layer = b"the layer";
         let l = store.put_blob_bytes(layer).unwrap();
-        let config = ImageConfigurationBuilder::default()
-            .architecture(oci_spec::image::Arch::Amd64)
-            .os(oci_spec::image::Os::Linux)
-            .rootfs(
-                RootFsBuilder::default()
-                    .typ("layers")
-                    .diff_ids(vec![l.to_string()])
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap();
-        let cbytes = serde_json::to_vec(&config).unwrap();
+        let cbytes = config_of(&l);
         let layers = vec![Descriptor::new(
             MediaType::ImageLayer,
             layer.len() as u64,

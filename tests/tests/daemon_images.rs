@@ -276,27 +276,6 @@ run = ["/bin/sh", "-c", "echo step-output; echo made > /etc/built.txt"]
         .assert_error(400, "invalid_request");
 }
 
-/// Pids of `image-builder` helpers whose parent is `daemon`.
-fn image_builders(daemon: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "image-builder")
-        })
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                s.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
-                    == Some(daemon)
-            })
-        })
-        .collect()
-}
-
 #[test]
 fn a_build_whose_client_goes_away_is_stopped_and_leaves_nothing() {
     use std::io::Write;
@@ -333,12 +312,16 @@ fn a_build_whose_client_goes_away_is_stopped_and_leaves_nothing() {
         !step_cgroups.is_empty(),
         "the step runs in a cgroup of its own"
     );
-    assert_eq!(image_builders(d.pid()).len(), 1, "one build helper");
+    assert_eq!(
+        d.helpers_named("image-builder").len(),
+        1,
+        "one build helper"
+    );
     let scratch = d.dir.join("data/images/tmp");
     drop(conn);
     let gone = runtimed_tests::wait_for(within, || {
         let left = !marked().is_empty()
-            || !image_builders(d.pid()).is_empty()
+            || !d.helpers_named("image-builder").is_empty()
             || step_cgroups.iter().any(|c| c.exists())
             || std::fs::read_dir(&scratch).map_or(0, |r| r.count()) > 0;
         (!left).then_some(())
@@ -347,7 +330,7 @@ fn a_build_whose_client_goes_away_is_stopped_and_leaves_nothing() {
         gone.is_some(),
         "left after the client went away: processes {:?}, helpers {:?}, cgroups {:?}, scratch {:?}\n{}",
         marked(),
-        image_builders(d.pid()),
+        d.helpers_named("image-builder"),
         step_cgroups.iter().filter(|c| c.exists()).collect::<Vec<_>>(),
         std::fs::read_dir(&scratch).map(|r| r.flatten().map(|e| e.file_name()).collect::<Vec<_>>()),
         d.log_text()
