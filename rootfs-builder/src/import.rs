@@ -36,11 +36,11 @@ use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 
 use oci_spec::image::{
-    Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, ImageManifestBuilder,
-    MediaType, Os,
+    Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, Os,
 };
 
 use crate::digest::Digest;
+use crate::store::ImageContent;
 use crate::store::{
     oci_digest, ref_name, to_oci_digest, Image, ImageName, Store, StoreError, MAX_JSON_BLOB,
 };
@@ -597,9 +597,9 @@ fn import_oci(
         .map(|d| copy_manifest(store, src, d, 0))
         .collect::<Result<Vec<_>, _>>()?;
     let mut out = Vec::new();
-    for (m, names) in manifests.iter().zip(names) {
+    for ((digest, bytes), names) in manifests.iter().zip(names) {
         for n in names {
-            out.push(store.tag(&n, m)?);
+            out.push(store.put_image(&n, ImageContent::Manifest { bytes, digest })?);
         }
     }
     Ok(out)
@@ -629,13 +629,13 @@ fn read_json_blob(src: &Source, desc: &Descriptor) -> Result<(Digest, Vec<u8>), 
 }
 
 /// Copies manifest `desc` (resolving indexes to linux/amd64), its config
-/// and layers; returns the digest of the image manifest stored.
+/// and layers; returns the image manifest (digest and bytes) for `put_image`.
 fn copy_manifest(
     store: &Store,
     src: &Source,
     desc: &Descriptor,
     depth: u32,
-) -> Result<Digest, ImportError> {
+) -> Result<(Digest, Vec<u8>), ImportError> {
     let (d, bytes) = read_json_blob(src, desc)?;
     let what = format!("manifest {d}");
     let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| invalid(&what, e))?;
@@ -677,8 +677,7 @@ fn copy_manifest(
     for l in m.layers() {
         copy_blob(store, src, l, None)?;
     }
-    store.put_blob(&bytes[..], Some(&d), Some(MAX_JSON_BLOB))?;
-    Ok(d)
+    Ok((d, bytes))
 }
 
 fn check_config(c: &ImageConfiguration, layers: usize, what: &str) -> Result<(), ImportError> {
@@ -810,26 +809,31 @@ fn import_docker(
         .map(|i| i.repo_tags.clone().unwrap_or_default())
         .collect();
     let names = plan_names(&refs, name)?;
-    let mut manifests = Vec::new();
+    let mut parts = Vec::new();
     for img in &list {
-        manifests.push(convert_docker(store, src, img, limits)?);
+        parts.push(convert_docker(store, src, img, limits)?);
     }
     let mut out = Vec::new();
-    for (m, names) in manifests.iter().zip(names) {
+    for ((config, layers), names) in parts.into_iter().zip(names) {
         for n in names {
-            out.push(store.tag(&n, m)?);
+            let content = ImageContent::Parts {
+                config: &config,
+                layers: layers.clone(),
+            };
+            out.push(store.put_image(&n, content)?);
         }
     }
     Ok(out)
 }
 
-/// Stores one docker save image as an OCI manifest, config and layers.
+/// Stores one docker save image's layers; returns its config (bytes as in
+/// the archive) and layer descriptors for `put_image`.
 fn convert_docker(
     store: &Store,
     src: &Source,
     img: &DockerImage,
     limits: &ImportLimits,
-) -> Result<Digest, ImportError> {
+) -> Result<(Vec<u8>, Vec<Descriptor>), ImportError> {
     let config_name = member(&img.config)?;
     let raw = src.read_small(&config_name, MAX_JSON_BLOB)?;
     if let Some(d) = digest_in_name(&config_name) {
@@ -863,21 +867,7 @@ fn convert_docker(
     // Stored as it is: re-serialising would reorder its maps (oci-spec
     // keeps labels in a HashMap), so the same archive would get a new
     // config digest, and a new manifest, on every import.
-    let cbytes = raw;
-    let c = store.put_blob_bytes(&cbytes)?;
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(Descriptor::new(
-            MediaType::ImageConfig,
-            cbytes.len() as u64,
-            to_oci_digest(&c),
-        ))
-        .layers(layers)
-        .build()
-        .map_err(|e| invalid(&what, e))?;
-    let mbytes = serde_json::to_vec(&manifest).map_err(|e| invalid(&what, e))?;
-    Ok(store.put_blob_bytes(&mbytes)?)
+    Ok((raw, layers))
 }
 
 /// Stores a docker save layer as it is; a plain tar must have the diff_id

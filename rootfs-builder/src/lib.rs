@@ -4,6 +4,7 @@
 //! sandbox that runs the image.
 #![forbid(unsafe_code)]
 
+pub mod atomic_write;
 pub mod digest;
 pub mod export;
 pub mod gc;
@@ -16,4 +17,4 @@ pub mod store;
 pub mod unpack;
 
 pub use digest::Digest;
-pub use store::{Image, ImageName, Store, StoreError};
+pub use store::{Image, ImageContent, ImageName, Store, StoreError};

@@ -14,16 +14,18 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::{
-    Descriptor, ImageConfiguration, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType,
+    Descriptor, ImageConfiguration, ImageIndex, ImageIndexBuilder, ImageManifest,
+    ImageManifestBuilder, MediaType,
 };
 
+use crate::atomic_write::{write_atomic, AtomicFile, Replace};
 use crate::digest::{Digest, DigestError, HashingReader, HashingWriter};
 
 /// Annotation that names an image in `index.json`.
@@ -66,10 +68,28 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Store
 
 /// `repository:tag`. The repository may carry a registry host
 /// (`localhost:5000/team/app`); the tag defaults to `latest`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// On the wire (the daemon's build helper) it is its text, checked again
+/// when read.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct ImageName {
     pub repository: String,
     pub tag: String,
+}
+
+impl TryFrom<String> for ImageName {
+    type Error = StoreError;
+    fn try_from(s: String) -> Result<ImageName, StoreError> {
+        s.parse()
+    }
+}
+
+impl From<ImageName> for String {
+    fn from(n: ImageName) -> String {
+        n.to_string()
+    }
 }
 
 impl FromStr for ImageName {
@@ -223,6 +243,23 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// What [`Store::put_image`] records an image from.
+#[derive(Debug)]
+pub enum ImageContent<'a> {
+    /// A config, as the bytes to store, and the layers it names (already
+    /// stored): the manifest is made here (a build, a docker-archive
+    /// import).
+    Parts {
+        config: &'a [u8],
+        layers: Vec<Descriptor>,
+    },
+    /// A manifest as received (a registry, an OCI layout): stored only if
+    /// its bytes have `digest`.
+    Manifest { bytes: &'a [u8], digest: &'a Digest },
+    /// A manifest already in the store (another name for an image).
+    Stored(&'a Digest),
+}
+
 impl Store {
     /// Opens (creating if needed) the store under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
@@ -240,7 +277,8 @@ impl Store {
         let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
         let layout = root.join("oci-layout");
         if !layout.exists() {
-            write_atomic(&root, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#, 0o644)
+                .map_err(io_err(format!("write {}", layout.display())))?;
         }
         let store = Store {
             data_dir: data_dir.to_path_buf(),
@@ -305,9 +343,11 @@ impl Store {
         let what = expected
             .map(|d| d.to_string())
             .unwrap_or_else(|| "upload".into());
-        let (tmp_path, f) = self.tmp_file()?;
-        let guard = TmpGuard(tmp_path.clone());
-        let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 16, f));
+        let mut tmp = AtomicFile::create_in(&self.tmp_dir(), 0o644).map_err(io_err(format!(
+            "create a file in {}",
+            self.tmp_dir().display()
+        )))?;
+        let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 16, tmp.file()));
         let cap = limit.unwrap_or(u64::MAX);
         let copied = io::copy(&mut r.take(cap.saturating_add(1)), &mut w)
             .map_err(io_err(format!("write blob {what}")))?;
@@ -319,7 +359,7 @@ impl Store {
             });
         }
         let (digest, size, buf) = w.finish();
-        let f = buf.into_inner().map_err(|e| StoreError::Io {
+        buf.into_inner().map_err(|e| StoreError::Io {
             what: format!("write blob {what}"),
             source: e.into_error(),
         })?;
@@ -332,14 +372,10 @@ impl Store {
                 });
             }
         }
-        f.sync_all()
-            .map_err(io_err(format!("sync blob {digest}")))?;
-        drop(f);
-        let dst = self.blob_path(&digest);
-        if !dst.exists() {
-            std::fs::rename(&tmp_path, &dst).map_err(io_err(format!("store blob {digest}")))?;
-        }
-        drop(guard);
+        // Content-addressed: a blob already there has these bytes (reads
+        // verify it), so it stays.
+        tmp.publish(&self.blob_path(&digest), Replace::No)
+            .map_err(io_err(format!("store blob {digest}")))?;
         Ok((digest, size))
     }
 
@@ -422,23 +458,79 @@ impl Store {
             what: "index.json".into(),
             reason: e.to_string(),
         })?;
-        write_atomic(&self.root, "index.json", &bytes)
+        let p = self.root.join("index.json");
+        write_atomic(&p, &bytes, 0o644).map_err(io_err(format!("write {}", p.display())))
     }
 
-    /// Names `name` → the manifest blob `manifest` (already stored; its
-    /// config and layers must be stored too). Replaces an older image of
+    /// Records image `name`: its manifest blob (made from `content`) and its
+    /// entry in `index.json`. The one way an image enters the store: a
+    /// build, a pull, an import. Blobs go first and the index entry last
+    /// (one atomic rewrite under the store's lock), so a name never points
+    /// at a missing blob; the manifest's config and layers must be stored
+    /// and agree (as many layers as diff_ids). Replaces an older image of
     /// that name.
-    pub fn tag(&self, name: &ImageName, manifest: &Digest) -> Result<Image, StoreError> {
-        let image = self.load(name.clone(), manifest)?;
+    pub fn put_image(
+        &self,
+        name: &ImageName,
+        content: ImageContent<'_>,
+    ) -> Result<Image, StoreError> {
+        // Everything is checked before the first blob is written: a refused
+        // image leaves no new blob behind.
+        let manifest = match content {
+            ImageContent::Parts { config, layers } => {
+                self.require_blobs(&layers)?;
+                let c = self.put_blob_bytes(config)?;
+                let m = ImageManifestBuilder::default()
+                    .schema_version(2u32)
+                    .media_type(MediaType::ImageManifest)
+                    .config(Descriptor::new(
+                        MediaType::ImageConfig,
+                        config.len() as u64,
+                        to_oci_digest(&c),
+                    ))
+                    .layers(layers)
+                    .build()
+                    .map_err(|e| StoreError::Invalid {
+                        what: format!("image {name}"),
+                        reason: e.to_string(),
+                    })?;
+                let bytes = serde_json::to_vec(&m).map_err(|e| StoreError::Invalid {
+                    what: format!("image {name}"),
+                    reason: e.to_string(),
+                })?;
+                self.put_blob_bytes(&bytes)?
+            }
+            ImageContent::Manifest { bytes, digest } => {
+                let actual = Digest::of(bytes);
+                if actual != *digest {
+                    return Err(StoreError::DigestMismatch {
+                        what: format!("manifest of {name}"),
+                        expected: digest.clone(),
+                        actual,
+                    });
+                }
+                let m: ImageManifest =
+                    serde_json::from_slice(bytes).map_err(|e| StoreError::Invalid {
+                        what: format!("manifest {digest}"),
+                        reason: e.to_string(),
+                    })?;
+                self.require_blobs(m.layers())?;
+                self.require_blobs(std::slice::from_ref(m.config()))?;
+                self.put_blob(bytes, Some(digest), Some(MAX_JSON_BLOB))?;
+                digest.clone()
+            }
+            ImageContent::Stored(d) => d.clone(),
+        };
+        let image = self.load(name.clone(), &manifest)?;
         for l in image.layer_digests()? {
             if !self.has_blob(&l) {
                 return Err(StoreError::BlobMissing(l));
             }
         }
-        let size = self.blob_size(manifest)?;
+        let size = self.blob_size(&manifest)?;
         let mut annotations = std::collections::HashMap::new();
         annotations.insert(REF_NAME.to_string(), name.to_string());
-        let mut desc = Descriptor::new(MediaType::ImageManifest, size, to_oci_digest(manifest));
+        let mut desc = Descriptor::new(MediaType::ImageManifest, size, to_oci_digest(&manifest));
         desc.set_annotations(Some(annotations));
         let _lock = self.lock()?;
         let mut index = self.index()?;
@@ -452,6 +544,17 @@ impl Store {
         index.set_manifests(manifests);
         self.write_index(&index)?;
         Ok(image)
+    }
+
+    /// Fails with `BlobMissing` unless every blob `descs` names is stored.
+    fn require_blobs(&self, descs: &[Descriptor]) -> Result<(), StoreError> {
+        for d in descs {
+            let d = oci_digest(d)?;
+            if !self.has_blob(&d) {
+                return Err(StoreError::BlobMissing(d));
+            }
+        }
+        Ok(())
     }
 
     /// Removes the name (blobs stay until `gc`). Returns the manifest digest
@@ -591,25 +694,6 @@ fn empty_index() -> Result<ImageIndex, StoreError> {
         })
 }
 
-/// Writes `dir/name` through a temporary file and a rename.
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = dir.join(format!(".{name}.{}", random_hex()));
-    let guard = TmpGuard(tmp.clone());
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(io_err(format!("create {}", tmp.display())))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(format!("write {}", tmp.display())))?;
-    std::fs::rename(&tmp, dir.join(name))
-        .map_err(io_err(format!("rename to {}", dir.join(name).display())))?;
-    drop(guard);
-    Ok(())
-}
-
 /// Removes a temporary file unless it was renamed away.
 pub(crate) struct TmpGuard(pub PathBuf);
 
@@ -633,8 +717,8 @@ mod tests {
     use super::*;
     use oci_spec::image::{ImageConfigurationBuilder, ImageManifestBuilder, RootFsBuilder};
 
-    fn image_in(store: &Store, layer: &[u8]) -> Digest {
-        let l = store.put_blob_bytes(layer).unwrap();
+    /// The config bytes of a one-layer image whose layer is `l`.
+    fn config_of(l: &Digest) -> Vec<u8> {
         let config = ImageConfigurationBuilder::default()
             .architecture(oci_spec::image::Arch::Amd64)
             .os(oci_spec::image::Os::Linux)
@@ -647,7 +731,12 @@ mod tests {
             )
             .build()
             .unwrap();
-        let cbytes = serde_json::to_vec(&config).unwrap();
+        serde_json::to_vec(&config).unwrap()
+    }
+
+    fn image_in(store: &Store, layer: &[u8]) -> Digest {
+        let l = store.put_blob_bytes(layer).unwrap();
+        let cbytes = config_of(&l);
         let c = store.put_blob_bytes(&cbytes).unwrap();
         let m = ImageManifestBuilder::default()
             .schema_version(2u32)
@@ -748,10 +837,12 @@ mod tests {
         let m1 = image_in(&store, b"layer one");
         let m2 = image_in(&store, b"layer two");
         let a: ImageName = "a:1".parse().unwrap();
-        store.tag(&a, &m1).unwrap();
-        store.tag(&"b".parse().unwrap(), &m1).unwrap();
+        store.put_image(&a, ImageContent::Stored(&m1)).unwrap();
+        store
+            .put_image(&"b".parse().unwrap(), ImageContent::Stored(&m1))
+            .unwrap();
         assert_eq!(store.resolve(&a).unwrap().manifest_digest, m1);
-        store.tag(&a, &m2).unwrap();
+        store.put_image(&a, ImageContent::Stored(&m2)).unwrap();
         let img = store.resolve(&a).unwrap();
         assert_eq!(img.manifest_digest, m2);
         assert_eq!(img.diff_ids().unwrap(), vec![Digest::of(b"layer two")]);
@@ -766,12 +857,101 @@ mod tests {
         let m3 = image_in(&store, b"layer three");
         std::fs::remove_file(store.blob_path(&Digest::of(b"layer three"))).unwrap();
         assert!(matches!(
-            store.tag(&a, &m3),
+            store.put_image(&a, ImageContent::Stored(&m3)),
             Err(StoreError::BlobMissing(_))
         ));
         let layout: serde_json::Value =
             serde_json::from_slice(&std::fs::read(store.layout_dir().join("oci-layout")).unwrap())
                 .unwrap();
         assert_eq!(layout["imageLayoutVersion"], "1.0.0");
+    }
+
+    #[test]
+    fn put_image_records_an_image_once_or_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let layer = b"the layer";
+        let l = store.put_blob_bytes(layer).unwrap();
+        let cbytes = config_of(&l);
+        let layers = vec![Descriptor::new(
+            MediaType::ImageLayer,
+            layer.len() as u64,
+            to_oci_digest(&l),
+        )];
+        let a: ImageName = "a:1".parse().unwrap();
+        let img = store
+            .put_image(
+                &a,
+                ImageContent::Parts {
+                    config: &cbytes,
+                    layers: layers.clone(),
+                },
+            )
+            .unwrap();
+        // The manifest and config are blobs; the name resolves to them.
+        assert!(store.has_blob(&img.manifest_digest));
+        assert_eq!(img.config_digest, Digest::of(&cbytes));
+        assert_eq!(
+            store.resolve(&a).unwrap().manifest_digest,
+            img.manifest_digest
+        );
+        let mbytes = store.read_blob(&img.manifest_digest, 1 << 20).unwrap();
+        let index_before = std::fs::read(store.layout_dir().join("index.json")).unwrap();
+        let blobs = || {
+            std::fs::read_dir(store.layout_dir().join("blobs/sha256"))
+                .unwrap()
+                .count()
+        };
+        let blobs_before = blobs();
+
+        // A manifest whose bytes are not its digest: refused, nothing named
+        // or stored.
+        let b: ImageName = "b:1".parse().unwrap();
+        let mut forged = mbytes.clone();
+        forged.push(b' ');
+        let r = store.put_image(
+            &b,
+            ImageContent::Manifest {
+                bytes: &forged,
+                digest: &img.manifest_digest,
+            },
+        );
+        assert!(matches!(r, Err(StoreError::DigestMismatch { .. })), "{r:?}");
+        // Layers that are not stored: refused before the index is touched.
+        let missing = vec![Descriptor::new(
+            MediaType::ImageLayer,
+            3,
+            to_oci_digest(&Digest::of(b"not stored")),
+        )];
+        let r = store.put_image(
+            &b,
+            ImageContent::Parts {
+                config: &cbytes,
+                layers: missing,
+            },
+        );
+        assert!(matches!(r, Err(StoreError::BlobMissing(_))), "{r:?}");
+        assert_eq!(
+            std::fs::read(store.layout_dir().join("index.json")).unwrap(),
+            index_before
+        );
+        assert!(matches!(store.resolve(&b), Err(StoreError::NotFound(_))));
+        // Neither left a blob.
+        assert_eq!(blobs(), blobs_before);
+
+        // The same manifest as received names it again, with no new blob.
+        let again = store
+            .put_image(
+                &b,
+                ImageContent::Manifest {
+                    bytes: &mbytes,
+                    digest: &img.manifest_digest,
+                },
+            )
+            .unwrap();
+        assert_eq!(again.manifest_digest, img.manifest_digest);
+        assert_eq!(blobs(), blobs_before);
+        let names: Vec<String> = store.list().unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["a:1", "b:1"]);
     }
 }

@@ -542,7 +542,12 @@ fn digests_and_sizes_are_verified_and_failures_leave_nothing() {
     let m2 = store
         .put_blob_bytes(&serde_json::to_vec(&m).unwrap())
         .unwrap();
-    let img = store.tag(&"v:4".parse().unwrap(), &m2).unwrap();
+    let img = store
+        .put_image(
+            &"v:4".parse().unwrap(),
+            rootfs_builder::ImageContent::Stored(&m2),
+        )
+        .unwrap();
     assert!(matches!(
         ensure_layers(&store, &img),
         Err(UnpackError::SizeMismatch { .. })

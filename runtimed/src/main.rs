@@ -1,6 +1,6 @@
 //! `runtimed`: the binary. Thin wiring: parse the command line, dispatch.
-//! Helper modes that must stay single-threaded (`run` and `sandbox-host`,
-//! which clone sandboxes in-process) are dispatched before any runtime or
+//! Helper modes that must stay single-threaded (`run`, `sandbox-host` and
+//! `image-builder`, which clone sandboxes in-process) are dispatched before any runtime or
 //! thread exists; `serve` builds its tokio runtime itself.
 #![forbid(unsafe_code)]
 
@@ -66,6 +66,9 @@ Sizes: 4096, 64K, 256M, 1G. Durations: 500ms, 2s, 1.5s, 1m. Defaults: docs/limit
     /// (internal) The single-threaded helper that holds one session's sandbox.
     #[command(hide = true)]
     SandboxHost,
+    /// (internal) The single-threaded helper that runs one image build for the daemon.
+    #[command(hide = true)]
+    ImageBuilder,
 }
 
 fn main() {
@@ -107,6 +110,7 @@ fn main() {
         Command::Shell(args) => cli::client::shell::main(args),
         Command::Cp(args) => cli::client::cp::main(args),
         Command::SandboxHost => api::engine::host::main(),
+        Command::ImageBuilder => api::engine::build::main(),
     };
     std::process::exit(code);
 }

@@ -219,6 +219,12 @@ impl Daemon {
     /// Pids of this daemon's `sandbox-host` helpers (children of its
     /// zygote, or of the daemon itself), found by their name.
     pub fn helpers(&self) -> Vec<i32> {
+        self.helpers_named("sandbox-host")
+    }
+
+    /// Pids of this daemon's helpers named `comm` (children of its zygote,
+    /// or of the daemon itself).
+    pub fn helpers_named(&self, comm: &str) -> Vec<i32> {
         let ppid = |pid: i32| -> Option<i32> {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             stat.rsplit_once(')')?
@@ -235,8 +241,7 @@ impl Daemon {
         dir.flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
             .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|c| c.trim() == "sandbox-host")
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
             })
             .filter(|pid| {
                 let p = ppid(*pid);

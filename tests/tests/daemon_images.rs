@@ -275,3 +275,66 @@ run = ["/bin/sh", "-c", "echo step-output; echo made > /etc/built.txt"]
     d.req_json("POST", "/v1/images/build", &json!({}))
         .assert_error(400, "invalid_request");
 }
+
+#[test]
+fn a_build_whose_client_goes_away_is_stopped_and_leaves_nothing() {
+    use std::io::Write;
+    use std::time::Duration;
+    let d = daemon!();
+    import_fixture(&d);
+    let marker = runtimed_tests::unique("hostile-build");
+    // A step that never ends, every process of it marked in its argv.
+    let recipe = format!(
+        "name = \"endless:1\"\nbase = \"fixture:1\"\n[[step]]\n\
+         run = [\"/bin/sh\", \"-c\", \"while :; do sleep 1; done\", \"{marker}\"]\n"
+    );
+    let body = json!({ "recipe_toml": recipe }).to_string();
+    let mut conn = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    write!(
+        conn,
+        "POST /v1/images/build HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let within = Duration::from_secs(60);
+    let marked = || runtimed_tests::host_procs_matching(&marker);
+    let step = runtimed_tests::wait_for(within, || marked().first().map(|p| p.pid))
+        .unwrap_or_else(|| panic!("the step never ran:\n{}", d.log_text()));
+    // The step's own cgroups (not the daemon's).
+    let daemon_cgroups = runtimed_tests::host_cgroup_dirs(d.pid());
+    let step_cgroups: Vec<_> = runtimed_tests::host_cgroup_dirs(step)
+        .into_iter()
+        .filter(|(k, p)| daemon_cgroups.get(k) != Some(p))
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        !step_cgroups.is_empty(),
+        "the step runs in a cgroup of its own"
+    );
+    assert_eq!(
+        d.helpers_named("image-builder").len(),
+        1,
+        "one build helper"
+    );
+    let scratch = d.dir.join("data/images/tmp");
+    drop(conn);
+    let gone = runtimed_tests::wait_for(within, || {
+        let left = !marked().is_empty()
+            || !d.helpers_named("image-builder").is_empty()
+            || step_cgroups.iter().any(|c| c.exists())
+            || std::fs::read_dir(&scratch).map_or(0, |r| r.count()) > 0;
+        (!left).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "left after the client went away: processes {:?}, helpers {:?}, cgroups {:?}, scratch {:?}\n{}",
+        marked(),
+        d.helpers_named("image-builder"),
+        step_cgroups.iter().filter(|c| c.exists()).collect::<Vec<_>>(),
+        std::fs::read_dir(&scratch).map(|r| r.flatten().map(|e| e.file_name()).collect::<Vec<_>>()),
+        d.log_text()
+    );
+    let names = d.req("GET", "/v1/images", None).json()["images"].to_string();
+    assert!(!names.contains("endless:1"), "{names}");
+}

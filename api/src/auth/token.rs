@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use rootfs_builder::atomic_write::{AtomicFile, Published, Replace};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
@@ -165,8 +166,8 @@ fn load(path: &Path) -> Result<String, TokenFileError> {
 }
 
 /// Writes a new token to a temporary file (0600 from its creation), then
-/// links it into place: the token file appears whole or not at all, and
-/// one made meanwhile by someone else is kept.
+/// renames it into place without replacing: the token file appears whole
+/// or not at all, and one made meanwhile by someone else is kept.
 fn create(path: &Path) -> Result<String, TokenFileError> {
     let io = |source| TokenFileError::Io {
         path: path.to_owned(),
@@ -175,33 +176,18 @@ fn create(path: &Path) -> Result<String, TokenFileError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(TokenFileError::Random)?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = path.with_file_name(format!(".{TOKEN_FILE}.new"));
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = AtomicFile::create_in(dir, 0o600).map_err(io)?;
+    tmp.file()
+        .write_all(format!("{token}\n").as_bytes())
+        .map_err(io)?;
+    match tmp.publish(path, Replace::No).map_err(io)? {
+        Published::Written => Ok(token),
+        Published::Existed => load(path),
     }
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(format!("{token}\n").as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::hard_link(&tmp, path));
-    let _ = std::fs::remove_file(&tmp);
-    match written {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return load(path),
-        Err(e) => return Err(io(e)),
-    }
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(token)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! for it in `AppState`'s unit tests ([`fake`]), so quotas, the reaper,
 //! recovery and shutdown are tested without sandboxes.
 
+pub mod build;
 #[cfg(test)]
 pub mod fake;
 pub mod host;

@@ -2,9 +2,9 @@
 //!
 //! Images are shared by every tenant, so changing them (build, import,
 //! pull, delete) is for operators (socket peers, or anyone when no tokens
-//! are configured); listing is for everyone. Builds run in a child process
-//! (`runtimed image build --progress json`): sandboxes are made by a
-//! single-threaded process, never by the daemon's threads.
+//! are configured); listing is for everyone. Builds run in a helper job
+//! (`engine::build`, typed messages over a control socket): sandboxes are
+//! made by a single-threaded process, never by the daemon's threads.
 
 use std::sync::Arc;
 
@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::auth::is_operator;
+use crate::engine::build::{BuildHelper, BuildJob, BuildMessage, JobRecipe};
+use crate::engine::Engine;
 use crate::error::{ApiError, ErrorBody, Json};
 use crate::images::ImageError;
 use crate::state::AppState;
@@ -286,94 +288,76 @@ pub async fn build(
 ) -> Result<Response, ApiError> {
     operator_only(&parts)?;
     let store = store(&state)?;
-    let mut cmd = tokio::process::Command::new(&state.engine.exe);
-    cmd.arg("image")
-        .arg("--data-dir")
-        .arg(store.data_dir())
-        .arg("build")
-        .args(["--progress", "json"]);
-    let mut recipe_file = None;
-    match (&req.recipe, &req.recipe_toml) {
+    let recipe = match (req.recipe, req.recipe_toml) {
         (Some(name), None) => {
-            if rootfs_builder::recipe::builtin(name).is_none() {
+            if rootfs_builder::recipe::builtin(&name).is_none() {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "recipe_not_found",
                     format!("no builtin recipe {name:?} (python, gcc, node, java, rust)"),
                 ));
             }
-            cmd.arg(name);
+            JobRecipe::Builtin(name)
         }
         (None, Some(toml)) => {
-            rootfs_builder::recipe::Recipe::parse(toml)
+            rootfs_builder::recipe::Recipe::parse(&toml)
                 .map_err(|e| ApiError::invalid(format!("recipe_toml: {e}")))?;
-            let dir = store
-                .tmp_dir()
-                .join(format!("recipe-{}", rootfs_builder::store::random_hex()));
-            std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
-            let path = dir.join("recipe.toml");
-            std::fs::write(&path, toml).map_err(|e| ApiError::internal(e.to_string()))?;
-            cmd.arg(&path).arg("--context").arg(&dir);
-            recipe_file = Some(TmpDir(dir));
+            JobRecipe::Toml(toml)
         }
         _ => {
             return Err(ApiError::invalid(
                 "give exactly one of recipe (a builtin name) and recipe_toml",
             ))
         }
-    }
-    if let Some(t) = &req.tag {
-        t.parse::<rootfs_builder::ImageName>()
-            .map_err(|e| ApiError::invalid(format!("tag: {e}")))?;
-        cmd.arg("--tag").arg(t);
-    }
-    if req.no_cache {
-        cmd.arg("--no-cache");
-    }
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| ApiError::internal(format!("start the build: {e}")))?;
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(ApiError::internal("build: no pipes"));
     };
+    let tag = match &req.tag {
+        Some(t) => Some(
+            t.parse::<rootfs_builder::ImageName>()
+                .map_err(|e| ApiError::invalid(format!("tag: {e}")))?,
+        ),
+        None => None,
+    };
+    let job = BuildJob {
+        data_dir: store.data_dir().to_path_buf(),
+        run_dir: state.engine.run_dir().to_path_buf(),
+        recipe,
+        tag,
+        no_cache: req.no_cache,
+    };
+    let mut helper = BuildHelper::start(&state.engine, &job)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
-    // The build's last words name paths of the store (the data dir).
+    // A failure's message may name paths of the store (the data dir).
     let host_paths = state.host_paths.clone();
     tokio::spawn(async move {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-        let _recipe = recipe_file;
-        let err_task = tokio::spawn(async move {
-            let mut s = String::new();
-            let _ = BufReader::new(stderr)
-                .take(64 << 10)
-                .read_to_string(&mut s)
-                .await;
-            s
-        });
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send(Ok(format!("{line}\n"))).await.is_err() {
-                // The client went away: the build is killed (kill_on_drop).
+        loop {
+            let next = tokio::select! {
+                m = helper.next() => m,
+                // The client went away while the build was quiet: dropping
+                // `helper` stops it.
+                () = tx.closed() => return,
+            };
+            let (line, last) = match next {
+                Some(BuildMessage::Progress(ev)) => match serde_json::to_string(&ev) {
+                    Ok(l) => (l, false),
+                    Err(_) => continue,
+                },
+                // Its `done` event came as progress: the stream ends there.
+                Some(BuildMessage::Finished { .. }) => return,
+                Some(BuildMessage::Failed { message }) => {
+                    (build_failed(&host_paths.scrub(&message)), true)
+                }
+                None => (
+                    build_failed("the build helper ended without a result"),
+                    true,
+                ),
+            };
+            if tx.send(Ok(format!("{line}\n"))).await.is_err() || last {
+                // The client went away, or the build is over: dropping
+                // `helper` kills what is left of it.
                 return;
             }
-        }
-        let status = child.wait().await;
-        let err = err_task.await.unwrap_or_default();
-        if !matches!(&status, Ok(s) if s.success()) {
-            let message = err
-                .lines()
-                .last()
-                .unwrap_or("the build failed")
-                .trim_start_matches("runtimed: ")
-                .to_string();
-            let message = host_paths.scrub(&message);
-            let line =
-                serde_json::json!({"type": "error", "code": "build_failed", "message": message});
-            let _ = tx.send(Ok(format!("{line}\n"))).await;
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -386,12 +370,9 @@ pub async fn build(
         .map(IntoResponse::into_response)
 }
 
-struct TmpDir(std::path::PathBuf);
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The stream's last line when a build fails.
+fn build_failed(message: &str) -> String {
+    serde_json::json!({"type": "error", "code": "build_failed", "message": message}).to_string()
 }
 
 /// The one mapping of an image failure to an answer.

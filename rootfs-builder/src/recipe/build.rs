@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::{
     Config, ConfigBuilder, Descriptor, History, HistoryBuilder, ImageConfiguration,
-    ImageConfigurationBuilder, ImageManifestBuilder, MediaType, RootFsBuilder,
+    ImageConfigurationBuilder, MediaType, RootFsBuilder,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::layers::{self, LayerError, LayerLease};
@@ -30,6 +30,7 @@ use crate::recipe::debian::{self, DebianError, DirGuard};
 use crate::recipe::diff::{self, DiffError, LayerBlob};
 use crate::recipe::{Base, Network, Recipe, RecipeError, StepKind, UserSpec};
 use crate::runtime::RuntimeError;
+use crate::store::ImageContent;
 use crate::store::{to_oci_digest, Image, Store, StoreError};
 use crate::unpack::{self, UnpackError, UnpackLimits};
 
@@ -115,7 +116,7 @@ fn config_err(e: impl std::fmt::Display) -> BuildError {
 }
 
 /// Which output stream a log line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     Stdout,
@@ -125,7 +126,7 @@ pub enum LogStream {
 /// Progress of a build. Step 0 is the base (only announced when it is
 /// made or reused from `debian:SUITE`); steps 1..=total are the recipe's,
 /// in `Recipe::step_kinds` order.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BuildEvent {
     StepStart {
@@ -434,24 +435,16 @@ pub fn build(
         }
     }
     let cbytes = serde_json::to_vec(&config).map_err(config_err)?;
-    let cdigest = store.put_blob_bytes(&cbytes)?;
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(Descriptor::new(
-            MediaType::ImageConfig,
-            cbytes.len() as u64,
-            to_oci_digest(&cdigest),
-        ))
-        .layers(layers.descs.clone())
-        .build()
-        .map_err(config_err)?;
-    let mbytes = serde_json::to_vec(&manifest).map_err(config_err)?;
-    let mdigest = store.put_blob_bytes(&mbytes)?;
-    let image = store.tag(&name, &mdigest)?;
+    let image = store.put_image(
+        &name,
+        ImageContent::Parts {
+            config: &cbytes,
+            layers: layers.descs.clone(),
+        },
+    )?;
     b.emit(BuildEvent::Done {
         image: name.to_string(),
-        manifest: mdigest,
+        manifest: image.manifest_digest.clone(),
         size: image.size(),
     });
     Ok(BuildOutcome {
@@ -640,7 +633,11 @@ fn cache_put(dir: &Path, key: &Digest, e: &CacheEntry) -> Result<(), DiffError> 
         what: "encode a cache entry".into(),
         source: io::Error::other(e),
     })?;
-    diff::write_file_atomic(dir, &format!("{}.json", key.hex()), &bytes)
+    let p = dir.join(format!("{}.json", key.hex()));
+    crate::atomic_write::write_atomic(&p, &bytes, 0o600).map_err(|source| DiffError::Io {
+        what: format!("write {}", p.display()),
+        source,
+    })
 }
 
 /// Builds one step's layer.

@@ -12,12 +12,12 @@ use std::process::{Command, Stdio};
 
 use flate2::write::GzEncoder;
 use oci_spec::image::{
-    ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageManifestBuilder,
-    MediaType, RootFsBuilder,
+    ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, MediaType, RootFsBuilder,
 };
 
 use crate::digest::{Digest, HashingReader};
 use crate::recipe::diff::LayerBlob;
+use crate::store::ImageContent;
 use crate::store::{to_oci_digest, Image, ImageName, Store, StoreError, TmpGuard};
 
 /// Label of the base's key in its image config.
@@ -223,25 +223,18 @@ fn store_image(
         .build()
         .map_err(bad)?;
     let cbytes = serde_json::to_vec(&config).map_err(|e| DebianError::Build(e.to_string()))?;
-    let cdigest = store.put_blob_bytes(&cbytes)?;
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(Descriptor::new(
-            MediaType::ImageConfig,
-            cbytes.len() as u64,
-            to_oci_digest(&cdigest),
-        ))
-        .layers(vec![Descriptor::new(
-            MediaType::ImageLayerGzip,
-            layer.size,
-            to_oci_digest(&layer.digest),
-        )])
-        .build()
-        .map_err(bad)?;
-    let mbytes = serde_json::to_vec(&manifest).map_err(|e| DebianError::Build(e.to_string()))?;
-    let mdigest = store.put_blob_bytes(&mbytes)?;
-    Ok(store.tag(&image_name(suite)?, &mdigest)?)
+    let layers = vec![Descriptor::new(
+        MediaType::ImageLayerGzip,
+        layer.size,
+        to_oci_digest(&layer.digest),
+    )];
+    Ok(store.put_image(
+        &image_name(suite)?,
+        ImageContent::Parts {
+            config: &cbytes,
+            layers,
+        },
+    )?)
 }
 
 /// Removes a scratch directory tree on drop.

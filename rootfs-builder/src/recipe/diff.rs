@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -510,25 +510,6 @@ pub fn copy_layer(
         w.add(&name, &e, &abs)?;
     }
     w.finish(store)
-}
-
-/// Writes `bytes` as `dir/name` through a temporary file and a rename.
-pub fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), DiffError> {
-    let tmp = dir.join(format!(".{name}.{}", crate::store::random_hex()));
-    let guard = TmpGuard(tmp.clone());
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(format!("create {}", tmp.display())))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(format!("write {}", tmp.display())))?;
-    std::fs::rename(&tmp, dir.join(name))
-        .map_err(io_err(format!("rename to {}", dir.join(name).display())))?;
-    drop(guard);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use std::str::FromStr;
 use oci_spec::image::ImageConfiguration;
 
 use crate::digest::Digest;
+use crate::store::ImageContent;
 use crate::store::{Image, Store, StoreError, MAX_JSON_BLOB};
 
 use client::Client;
@@ -386,8 +387,13 @@ pub fn pull(store: &Store, reference: &str, opts: &PullOptions) -> Result<Image,
     for (d, size) in &layers {
         fetch_blob(store, &mut c, &r, BlobKind::Layer, d, *size, opts)?;
     }
-    store.put_blob(&m.bytes[..], Some(&m.digest), Some(MAX_JSON_BLOB))?;
-    let image = store.tag(&name, &m.digest)?;
+    let image = store.put_image(
+        &name,
+        ImageContent::Manifest {
+            bytes: &m.bytes,
+            digest: &m.digest,
+        },
+    )?;
     opts.emit(PullEvent::Tagged {
         name: name.to_string(),
         digest: m.digest.clone(),

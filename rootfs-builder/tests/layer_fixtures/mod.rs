@@ -189,7 +189,10 @@ pub fn zstded(tar: &[u8]) -> Layer {
 pub fn image(store: &Store, name: &str, layers: &[Layer]) -> Image {
     let manifest = manifest_of(store, layers);
     store
-        .tag(&name.parse::<ImageName>().unwrap(), &manifest)
+        .put_image(
+            &name.parse::<ImageName>().unwrap(),
+            rootfs_builder::ImageContent::Stored(&manifest),
+        )
         .unwrap()
 }
 

@@ -83,7 +83,7 @@ pub struct BuildArgs {
     /// Run every step again, ignoring the cache.
     #[arg(long)]
     no_cache: bool,
-    /// Progress as text lines or JSON lines (one event per line, for the daemon).
+    /// Progress as text lines or JSON lines (one event per line, as `POST /v1/images/build` streams them).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     progress: String,
 }

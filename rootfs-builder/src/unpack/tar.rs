@@ -1,567 +1,35 @@
-//! Layer unpacking: each layer blob becomes, once per diff_id, a directory
-//! that a sandbox uses directly as an overlayfs lower layer (mounted with
-//! `userxattr` in its user namespace, the directory idmapped so on-disk
-//! uid 0 is root inside).
-//!
-//! Layer tars come from anyone who can push or import an image and are
-//! unpacked here by host root, so the unpacker trusts nothing in them (the
-//! policy, one row per hostile case, is in docs/images.md):
-//!
-//! - every path is walked by openat2(2) beneath the layer root with
-//!   `RESOLVE_NO_SYMLINKS`: nothing is ever resolved through a symlink the
-//!   archive made, `..` is refused, a leading `/` dropped;
-//! - files are created `O_EXCL`, never opened for writing when they exist
-//!   (an existing name is unlinked first: no write through a hard link);
-//! - hard links must name an entry already in this layer;
-//! - device nodes are skipped, setuid/setgid bits stripped from files, and
-//!   only `user.*` xattrs (not `user.overlay.*`) kept;
-//! - bytes, entries and header sizes are capped, and the blob's digest,
-//!   size and diff_id are verified while it streams through.
-//!
-//! Whiteouts become what overlayfs reads: `.wh.NAME` → a 0/0 character
-//! device `NAME`; `.wh..wh..opq` → `user.overlay.opaque=y` on its directory.
-//!
-//! The layer is made in `layers/tmp/` (same filesystem), synced and renamed
-//! in with `RENAME_NOREPLACE` under the layer's exclusive lock, so the CLI
-//! and the daemon can unpack concurrently: a second caller waits for the
-//! lock and finds the layer done. On any error the scratch directory is
-//! removed; nothing half-made is ever visible in `layers/sha256/`.
+//! A tar stream, entry by entry, into a directory: paths, links,
+//! whiteouts, modes, ownership, and the device/fifo/setuid rules of the
+//! policy in docs/images.md. Everything is created beneath one directory
+//! fd with openat2(2) and never through a name the archive made.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufReader, Cursor, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Instant;
 
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{openat2, renameat2, AtFlags, OFlag, OpenHow, RenameFlags, ResolveFlag};
+use nix::fcntl::{openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{
     fchmod, fstatat, futimens, makedev, mkdirat, mknodat, utimensat, FileStat, Mode, SFlag,
     UtimensatFlags,
 };
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
-use oci_spec::image::Descriptor;
-use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 use xattr::FileExt;
 
-use crate::digest::Digest;
-use crate::layers::{self, LayerError, LayerLease, LockMode};
-use crate::store::{oci_digest, random_hex, Image, Store, StoreError};
+use super::stream::metered;
+use super::{errno, io_err, UnpackError, UnpackLimits, UnpackStats, OPAQUE_XATTR};
 
-/// Caps on what one layer may unpack to. Exceeding one stops the unpack at
-/// once, and the partial layer is removed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UnpackLimits {
-    /// Bytes of regular-file content (sparse files count at their full size).
-    pub max_bytes: u64,
-    /// Tar entries plus the parent directories the archive implies.
-    pub max_entries: u64,
-}
-
-impl Default for UnpackLimits {
-    fn default() -> Self {
-        UnpackLimits {
-            max_bytes: 16 << 30,
-            max_entries: 1_000_000,
-        }
-    }
-}
-
-/// Header bytes (GNU long names, PAX records) allowed before one entry: the
-/// tar crate reads them into memory.
-const MAX_HEADER_BYTES: u64 = 1 << 20;
 /// Path components allowed in an entry (each is an fd while a tree is
 /// removed, and real images stay far below).
 const MAX_DEPTH: usize = 256;
-/// What overlayfs (`userxattr`) reads as an opaque directory.
-pub const OPAQUE_XATTR: &str = "user.overlay.opaque";
-
-/// What an unpack did, for logs and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct UnpackStats {
-    pub entries: u64,
-    pub bytes: u64,
-    pub whiteouts: u64,
-    pub opaque_dirs: u64,
-    pub skipped_devices: u64,
-    pub stripped_setid: u64,
-    pub dropped_xattrs: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum UnpackError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Layer(#[from] LayerError),
-    #[error("image {image}: {layers} layers but {diff_ids} diff_ids in its config")]
-    LayerCount {
-        image: String,
-        layers: usize,
-        diff_ids: usize,
-    },
-    #[error("layer {layer}: media type {media_type:?} is not a layer (tar, tar+gzip or tar+zstd)")]
-    MediaType { layer: Digest, media_type: String },
-    #[error("layer {layer}: {found} compression is not supported (tar, gzip or zstd)")]
-    Compression { layer: Digest, found: &'static str },
-    #[error("layer {layer}: the blob does not match its digest: {source}")]
-    BlobCorrupt {
-        layer: Digest,
-        #[source]
-        source: io::Error,
-    },
-    #[error("layer {layer}: the blob is {actual} bytes, the manifest says {expected}")]
-    SizeMismatch {
-        layer: Digest,
-        expected: u64,
-        actual: u64,
-    },
-    #[error(
-        "layer {layer}: the uncompressed tar has digest {actual}, the image config says {expected}"
-    )]
-    DiffIdMismatch {
-        layer: Digest,
-        expected: Digest,
-        actual: Digest,
-    },
-    #[error("layer {layer}: {source}")]
-    InLayer {
-        layer: Digest,
-        #[source]
-        source: Box<UnpackError>,
-    },
-    #[error("entry {path:?}: refused: {reason}")]
-    Refused { path: String, reason: &'static str },
-    #[error("the layer exceeds the limit of {limit} {what}")]
-    Limit { what: &'static str, limit: u64 },
-    #[error("entry {path:?}: {op}: {source}")]
-    Entry {
-        path: String,
-        op: &'static str,
-        #[source]
-        source: io::Error,
-    },
-    #[error("reading the tar stream: {0}")]
-    Tar(#[source] io::Error),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
-}
-
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> UnpackError {
-    let what = what.into();
-    move |source| UnpackError::Io { what, source }
-}
-
-fn errno(e: Errno) -> io::Error {
-    io::Error::from_raw_os_error(e as i32)
-}
-
-/// How a layer blob is compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// The OCI layer media type for this compression.
-    pub fn oci_media_type(self) -> &'static str {
-        match self {
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        }
-    }
-}
-
-/// The compression a layer media type declares; `None` if it is not a
-/// layer media type we unpack (OCI, OCI non-distributable, Docker v2).
-pub fn media_type_compression(media_type: &str) -> Option<Compression> {
-    let oci = media_type
-        .strip_prefix("application/vnd.oci.image.layer.v1.")
-        .or_else(|| {
-            media_type.strip_prefix("application/vnd.oci.image.layer.nondistributable.v1.")
-        });
-    match oci {
-        Some("tar") => return Some(Compression::None),
-        Some("tar+gzip") => return Some(Compression::Gzip),
-        Some("tar+zstd") => return Some(Compression::Zstd),
-        Some(_) => return None,
-        None => {}
-    }
-    match media_type {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip"
-        | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
-        // Not in Docker's spec, but written by some tools for plain tars.
-        "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
-        _ => None,
-    }
-}
-
-/// The compression the first bytes of a blob show. A plain tar has no
-/// magic at offset 0; the tar parser judges it.
-pub fn sniff_compression(head: &[u8]) -> Result<Compression, &'static str> {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Compression::Gzip)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Ok(Compression::Zstd)
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Err("xz")
-    } else if head.starts_with(b"BZh") {
-        Err("bzip2")
-    } else {
-        Ok(Compression::None)
-    }
-}
-
-/// A reader whose first bytes were peeked at.
-pub(crate) type Peeked<R> = io::Chain<Cursor<Vec<u8>>, R>;
-
-/// Reads up to `n` bytes (fewer only at EOF) and returns a reader that
-/// yields them again followed by the rest.
-pub(crate) fn peek<R: Read>(mut r: R, n: usize) -> io::Result<(Vec<u8>, Peeked<R>)> {
-    let mut head = vec![0u8; n];
-    let mut got = 0;
-    while got < n {
-        match r.read(&mut head[got..]) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    head.truncate(got);
-    Ok((head.clone(), Cursor::new(head).chain(r)))
-}
-
-/// A streaming decompressor chosen from the blob's magic bytes.
-pub(crate) enum Decoder<R: Read> {
-    Plain(R),
-    Gzip(flate2::read::MultiGzDecoder<R>),
-    Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
-}
-
-impl<R: Read> Decoder<R> {
-    pub(crate) fn new(c: Compression, r: R) -> io::Result<Decoder<R>> {
-        Ok(match c {
-            Compression::None => Decoder::Plain(r),
-            // Multi-member: pigz and some registries concatenate members.
-            Compression::Gzip => Decoder::Gzip(flate2::read::MultiGzDecoder::new(r)),
-            Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::new(r)?),
-        })
-    }
-
-    /// The compressed reader (its buffered bytes are dropped: callers only
-    /// drain it to its end).
-    pub(crate) fn into_inner(self) -> R {
-        match self {
-            Decoder::Plain(r) => r,
-            Decoder::Gzip(d) => d.into_inner(),
-            Decoder::Zstd(d) => d.finish().into_inner(),
-        }
-    }
-}
-
-impl<R: Read> Read for Decoder<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Decoder::Plain(r) => r.read(buf),
-            Decoder::Gzip(d) => d.read(buf),
-            Decoder::Zstd(d) => d.read(buf),
-        }
-    }
-}
-
-/// Hashes and counts what is read through it, and gives the reader back.
-pub(crate) struct Hashed<R> {
-    inner: R,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<R: Read> Hashed<R> {
-    pub(crate) fn new(inner: R) -> Self {
-        Hashed {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-
-    pub(crate) fn finish(self) -> Result<(Digest, u64, R), StoreError> {
-        let d = format!("sha256:{:x}", self.hasher.finalize()).parse::<Digest>()?;
-        Ok((d, self.count, self.inner))
-    }
-}
-
-impl<R: Read> Read for Hashed<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-/// Shared between the unpacker and the reader under the tar parser.
-#[derive(Default)]
-struct Meter {
-    /// Header bytes still allowed, while the parser looks for the next entry.
-    header_left: Cell<Option<u64>>,
-    /// Which cap a failed read hit.
-    exceeded: Cell<Option<(&'static str, u64)>>,
-}
-
-/// The uncompressed stream under the tar parser: capped in total, and in
-/// header bytes between two entries.
-struct Metered<R> {
-    inner: R,
-    left: u64,
-    cap: u64,
-    meter: Rc<Meter>,
-}
-
-impl<R: Read> Read for Metered<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let over = |meter: &Meter, what, limit| {
-            meter.exceeded.set(Some((what, limit)));
-            io::Error::other(format!("more than {limit} {what}"))
-        };
-        if n as u64 > self.left {
-            return Err(over(
-                &self.meter,
-                "bytes of uncompressed tar stream",
-                self.cap,
-            ));
-        }
-        self.left -= n as u64;
-        if let Some(h) = self.meter.header_left.get() {
-            if n as u64 > h {
-                return Err(over(
-                    &self.meter,
-                    "header bytes before one entry",
-                    MAX_HEADER_BYTES,
-                ));
-            }
-            self.meter.header_left.set(Some(h - n as u64));
-        }
-        Ok(n)
-    }
-}
-
-/// Counts what passes.
-pub(crate) struct Counted<R> {
-    pub(crate) inner: R,
-    pub(crate) count: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-/// Unpacks the layers of `image` that are not unpacked yet; returns each
-/// layer's directory, bottom first.
-pub fn ensure_layers(store: &Store, image: &Image) -> Result<Vec<PathBuf>, UnpackError> {
-    ensure_layers_with(store, image, &UnpackLimits::default())
-}
-
-/// `ensure_layers` with explicit limits.
-pub fn ensure_layers_with(
-    store: &Store,
-    image: &Image,
-    limits: &UnpackLimits,
-) -> Result<Vec<PathBuf>, UnpackError> {
-    layer_pairs(image)?
-        .into_iter()
-        .map(|(desc, diff_id)| ensure_layer(store, desc, &diff_id, limits))
-        .collect()
-}
-
-/// `ensure_layers`, and a lease on the layers taken so that gc cannot
-/// remove one between the unpack and the lease.
-pub fn ensure_leased(
-    store: &Store,
-    image: &Image,
-    limits: &UnpackLimits,
-) -> Result<(Vec<PathBuf>, LayerLease), UnpackError> {
-    let pairs = layer_pairs(image)?;
-    let ids: Vec<Digest> = pairs.iter().map(|(_, d)| d.clone()).collect();
-    // gc removes a layer only while holding its lock exclusively, and only
-    // when no image names it; if that happened in between, unpack again.
-    let mut tries = 0;
-    loop {
-        let dirs = pairs
-            .iter()
-            .map(|(desc, diff_id)| ensure_layer(store, desc, diff_id, limits))
-            .collect::<Result<Vec<_>, _>>()?;
-        match layers::lease_diff_ids(store, &ids) {
-            Ok(lease) => return Ok((dirs, lease)),
-            Err(LayerError::Missing(_)) if tries < 3 => tries += 1,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn layer_pairs(image: &Image) -> Result<Vec<(&Descriptor, Digest)>, UnpackError> {
-    let descs = image.manifest.layers();
-    let diff_ids = image.diff_ids()?;
-    if descs.len() != diff_ids.len() {
-        return Err(UnpackError::LayerCount {
-            image: image.name.to_string(),
-            layers: descs.len(),
-            diff_ids: diff_ids.len(),
-        });
-    }
-    Ok(descs.iter().zip(diff_ids).collect())
-}
-
-/// Makes sure layer `desc` (whose uncompressed digest must be `diff_id`) is
-/// unpacked; returns its directory.
-pub fn ensure_layer(
-    store: &Store,
-    desc: &Descriptor,
-    diff_id: &Digest,
-    limits: &UnpackLimits,
-) -> Result<PathBuf, UnpackError> {
-    let dir = layers::layer_dir(store, diff_id);
-    if dir.is_dir() {
-        return Ok(dir);
-    }
-    layers::ensure_layout(store)?;
-    let _lock = layers::lock_layer(store, diff_id, LockMode::Exclusive, true)?;
-    if dir.is_dir() {
-        return Ok(dir);
-    }
-    let started = Instant::now();
-    let blob = oci_digest(desc)?;
-    let media_type = desc.media_type().to_string();
-    let declared = media_type_compression(&media_type).ok_or_else(|| UnpackError::MediaType {
-        layer: blob.clone(),
-        media_type: media_type.clone(),
-    })?;
-    let tmp = layers::layers_tmp(store).join(format!("{}.{}", diff_id.hex(), random_hex()));
-    std::fs::create_dir(&tmp).map_err(io_err(format!("create {}", tmp.display())))?;
-    let guard = TmpDir(Some(tmp.clone()));
-    let root = nix::fcntl::open(&tmp, O_DIR, Mode::empty())
-        .map_err(|e| io_err(format!("open {}", tmp.display()))(errno(e)))?;
-    // The archive's own "./" entry, if any, overrides this.
-    fchmod(&root, Mode::from_bits_truncate(0o755))
-        .map_err(|e| io_err(format!("chmod {}", tmp.display()))(errno(e)))?;
-    let root_for_sync = root.try_clone().map_err(io_err("dup layer root"))?;
-    let stats = unpack_blob(store, &blob, desc.size(), declared, diff_id, root, limits)?;
-    // Data first, then the name: a crash must not leave a complete-looking
-    // layer with empty files.
-    nix::unistd::syncfs(&root_for_sync)
-        .map_err(|e| io_err(format!("sync {}", tmp.display()))(errno(e)))?;
-    match std::fs::metadata(&dir) {
-        Ok(_) => {} // made meanwhile through a lock file gc had unlinked; ours goes
-        Err(_) => {
-            let parent = layers::layers_dir(store);
-            let res = renameat2(
-                nix::fcntl::AT_FDCWD,
-                &tmp,
-                nix::fcntl::AT_FDCWD,
-                &dir,
-                RenameFlags::RENAME_NOREPLACE,
-            );
-            match res {
-                Ok(()) => {}
-                Err(Errno::EEXIST | Errno::ENOTEMPTY) => {}
-                Err(e) => return Err(io_err(format!("rename into {}", dir.display()))(errno(e))),
-            }
-            if let Ok(d) = File::open(&parent) {
-                let _ = d.sync_all();
-            }
-        }
-    }
-    drop(guard);
-    tracing::info!(
-        layer = %diff_id,
-        entries = stats.entries,
-        bytes = stats.bytes,
-        whiteouts = stats.whiteouts,
-        skipped_devices = stats.skipped_devices,
-        ms = started.elapsed().as_millis() as u64,
-        "layer unpacked"
-    );
-    Ok(dir)
-}
-
-/// Streams blob `blob` through its decompressor into the directory `root`,
-/// verifying its digest, size and diff_id.
-fn unpack_blob(
-    store: &Store,
-    blob: &Digest,
-    size: u64,
-    declared: Compression,
-    diff_id: &Digest,
-    root: OwnedFd,
-    limits: &UnpackLimits,
-) -> Result<UnpackStats, UnpackError> {
-    let in_layer = |e: UnpackError| UnpackError::InLayer {
-        layer: diff_id.clone(),
-        source: Box::new(e),
-    };
-    let corrupt = |source| UnpackError::BlobCorrupt {
-        layer: blob.clone(),
-        source,
-    };
-    let counted = Counted {
-        inner: store.open_blob(blob)?,
-        count: 0,
-    };
-    let (head, src) = peek(counted, 6).map_err(corrupt)?;
-    let found = sniff_compression(&head).map_err(|found| UnpackError::Compression {
-        layer: blob.clone(),
-        found,
-    })?;
-    if found != declared {
-        // The diff_id check below holds whatever the media type claimed.
-        tracing::warn!(layer = %blob, ?declared, ?found, "layer media type and content disagree on compression; using the content's");
-    }
-    let mut hashed = Hashed::new(Decoder::new(found, src).map_err(corrupt)?);
-    let stats = unpack_fd(&mut hashed, root, limits).map_err(|e| match e {
-        // A decoder or digest failure surfaces as a tar read error.
-        UnpackError::Tar(source) if source.kind() == io::ErrorKind::InvalidData => corrupt(source),
-        e => in_layer(e),
-    })?;
-    let (actual, _, decoder) = hashed.finish()?;
-    let (_, mut counted) = decoder.into_inner().into_inner();
-    io::copy(&mut counted, &mut io::sink()).map_err(corrupt)?;
-    if counted.count != size {
-        return Err(UnpackError::SizeMismatch {
-            layer: blob.clone(),
-            expected: size,
-            actual: counted.count,
-        });
-    }
-    if actual != *diff_id {
-        return Err(UnpackError::DiffIdMismatch {
-            layer: blob.clone(),
-            expected: diff_id.clone(),
-            actual,
-        });
-    }
-    Ok(stats)
-}
 
 /// Unpacks the tar stream `r` into the existing directory `dir` with the
 /// policy above, and reads `r` to its end. On error `dir` holds a partial
@@ -576,58 +44,41 @@ pub fn unpack_tar(
     unpack_fd(r, root, limits)
 }
 
-fn unpack_fd(
+pub(super) fn unpack_fd(
     r: impl Read,
     root: OwnedFd,
     limits: &UnpackLimits,
 ) -> Result<UnpackStats, UnpackError> {
-    let meter = Rc::new(Meter::default());
-    // Headers are at most 512 bytes plus padding per entry in real layers;
-    // the cap only stops a stream that would never end.
-    let cap = limits
-        .max_bytes
-        .saturating_add(limits.max_entries.saturating_mul(4096))
-        .saturating_add(MAX_HEADER_BYTES);
-    let metered = Metered {
-        inner: r,
-        left: cap,
-        cap,
-        meter: meter.clone(),
-    };
-    let tar_err = |meter: &Meter, e: io::Error| match meter.exceeded.get() {
-        Some((what, limit)) => UnpackError::Limit { what, limit },
-        None => UnpackError::Tar(e),
-    };
-    let mut archive = tar::Archive::new(metered);
+    let (stream, meter) = metered(r, limits);
+    let tar_err = |e: io::Error| meter.exceeded().unwrap_or(UnpackError::Tar(e));
+    let mut archive = tar::Archive::new(stream);
     let mut u = Unpacker::new(root, *limits);
     {
-        let mut entries = archive.entries().map_err(|e| tar_err(&meter, e))?;
+        let mut entries = archive.entries().map_err(tar_err)?;
         loop {
-            meter.header_left.set(Some(MAX_HEADER_BYTES));
+            meter.open_header();
             let next = entries.next();
-            meter.header_left.set(None);
+            meter.close_header();
             let Some(entry) = next else { break };
-            let mut entry = entry.map_err(|e| tar_err(&meter, e))?;
+            let mut entry = entry.map_err(tar_err)?;
             u.entry(&mut entry)
-                .map_err(|e| match (&e, meter.exceeded.get()) {
-                    (UnpackError::Entry { .. }, Some((what, limit))) => {
-                        UnpackError::Limit { what, limit }
-                    }
+                .map_err(|e| match (&e, meter.exceeded()) {
+                    (UnpackError::Entry { .. }, Some(limit)) => limit,
                     _ => e,
                 })?;
             // Whatever the handler did not read (a skipped device's data).
-            io::copy(&mut entry, &mut io::sink()).map_err(|e| tar_err(&meter, e))?;
+            io::copy(&mut entry, &mut io::sink()).map_err(tar_err)?;
         }
     }
     u.finish()?;
     // The rest of the stream (end blocks, record padding) is part of the
     // diff_id.
     let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| tar_err(&meter, e))?;
+    io::copy(&mut rest, &mut io::sink()).map_err(tar_err)?;
     Ok(u.stats)
 }
 
-const O_DIR: OFlag = OFlag::O_RDONLY
+pub(super) const O_DIR: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)
     .union(OFlag::O_NOFOLLOW)
     .union(OFlag::O_CLOEXEC);
@@ -729,19 +180,6 @@ fn remove_tree(parent: impl AsFd, name: &OsStr) -> Result<(), Errno> {
     }
     drop(dir);
     unlinkat(&parent, name, UnlinkatFlags::RemoveDir)
-}
-
-/// A scratch directory removed on drop unless renamed away (then removing
-/// the old name fails harmlessly).
-struct TmpDir(Option<PathBuf>);
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            // std's remove_dir_all does not follow symlinks (CVE-2022-21658 fix).
-            let _ = std::fs::remove_dir_all(p);
-        }
-    }
 }
 
 /// What a tar header says about an entry's inode.
