@@ -395,6 +395,14 @@ impl SessionSandbox {
             .unwrap_or(0)
     }
 
+    /// Forks the session's pids limit refused so far (0 when unknown).
+    pub fn pids_limit_hits(&self) -> u64 {
+        sandbox::process::spawn::cgroup_manager()
+            .ok()
+            .and_then(|m| m.pids_limit_hits_of(&self.id).ok().flatten())
+            .unwrap_or(0)
+    }
+
     /// The cgroup's accounting right now.
     pub fn stats(&self) -> Option<CgroupStats> {
         let mgr = sandbox::process::spawn::cgroup_manager().ok()?;
@@ -594,8 +602,7 @@ async fn read_pid1(
                 id,
                 ProcEvent::Failed(StepFailure {
                     step,
-                    errno: errno
-                        .map(|e| sandbox::process::errno_name(nix::errno::Errno::from_raw(e))),
+                    errno,
                     message,
                 }),
                 true,

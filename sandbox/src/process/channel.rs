@@ -22,14 +22,17 @@ use nix::sys::socket::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::report::{errno_name, Step};
+
 /// Messages from the sandbox's PID 1 (or the program before exec) to the
 /// supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChildMessage {
     /// A setup step failed; the child exits after sending this.
     StepFailed {
-        step: String,
-        errno: Option<i32>,
+        step: Step,
+        #[serde(with = "errno_name")]
+        errno: Option<Errno>,
         message: String,
     },
     /// The PTY master travels with this message (SCM_RIGHTS).
@@ -52,8 +55,9 @@ pub enum ChildMessage {
     /// steps; `exec` with ENOENT: not found).
     SpawnFailed {
         id: u64,
-        step: String,
-        errno: Option<i32>,
+        step: Step,
+        #[serde(with = "errno_name")]
+        errno: Option<Errno>,
         message: String,
     },
     /// A [`ParentMessage::WriteFiles`] request is over.

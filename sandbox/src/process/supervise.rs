@@ -15,8 +15,7 @@ use nix::unistd::Pid;
 
 use super::channel::ChildMessage;
 use super::spawn::{Sandbox, Sink};
-use crate::cgroup::CgroupStats;
-use crate::report::{ExitReport, StepFailure, Termination};
+use crate::report::{classify, Ending, ExitReport, LimitKill, Step, StepFailure, Termination};
 use crate::sys;
 
 /// Output captured in capture mode.
@@ -24,13 +23,6 @@ use crate::sys;
 pub struct Captured {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kill {
-    Wall,
-    Cpu,
-    Output,
 }
 
 fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
@@ -69,7 +61,7 @@ impl Sandbox {
     /// terminal.
     pub fn supervise(mut self, mut signals: Option<&mut SignalFd>) -> (ExitReport, Captured) {
         let mut counts = [0u64; 2];
-        let mut killed: Option<Kill> = None;
+        let mut killed: Option<LimitKill> = None;
         let mut program_status: Option<(Option<i32>, Option<i32>)> = None;
         let mut failure: Option<StepFailure> = self.exec_failure.take();
         let mut init_exited = false;
@@ -104,7 +96,7 @@ impl Sandbox {
             if killed.is_none() && !init_exited {
                 if let Some(d) = wall_deadline {
                     if now >= d {
-                        killed = Some(Kill::Wall);
+                        killed = Some(LimitKill::Wall);
                         self.kill();
                     } else {
                         timeout = timeout.min(d - now);
@@ -113,7 +105,7 @@ impl Sandbox {
                 if let (Some(limit), Some(cg)) = (cpu_limit_ns, self.cgroup.as_ref()) {
                     let used = cg.cpu_usage_ns().unwrap_or(0);
                     if used >= limit {
-                        killed = Some(Kill::Cpu);
+                        killed = Some(LimitKill::Cpu);
                         self.kill();
                     } else {
                         // Check again before the tree can have used the rest,
@@ -203,7 +195,7 @@ impl Sandbox {
                         ))) => {
                             failure = Some(StepFailure {
                                 step,
-                                errno: errno.map(|e| super::errno_name(Errno::from_raw(e))),
+                                errno,
                                 message,
                             })
                         }
@@ -231,7 +223,7 @@ impl Sandbox {
                                 counts[stream] += take as u64;
                                 self.emit(stream, &buf[..take]);
                                 if (n as u64) > room && killed.is_none() {
-                                    killed = Some(Kill::Output);
+                                    killed = Some(LimitKill::Output);
                                     self.kill();
                                 }
                             }
@@ -312,7 +304,13 @@ impl Sandbox {
             .unwrap_or_default();
         let teardown = self.teardown();
         let (code, signal) = program_status.unwrap_or((None, Some(libc::SIGKILL)));
-        let mut termination = classify(killed, code, signal, &stats);
+        let mut termination = classify(Ending {
+            killed,
+            exit_code: code,
+            signal,
+            oom_kills: stats.oom_kills,
+            pids_limit_hits: stats.pids_limit_hits,
+        });
         if let Some(f) = &failure {
             if killed.is_none() {
                 termination = Termination::SetupFailed;
@@ -321,7 +319,7 @@ impl Sandbox {
         }
         if let (Err(e), None) = (&teardown, &failure) {
             failure = Some(StepFailure {
-                step: "teardown".into(),
+                step: Step::Teardown,
                 errno: None,
                 message: e.to_string(),
             });
@@ -384,74 +382,5 @@ impl Sandbox {
             Some(Sink::Buffer(b)) => b.extend_from_slice(bytes),
             None => {}
         }
-    }
-}
-
-/// Pure classification of how a run ended.
-fn classify(
-    killed: Option<Kill>,
-    code: Option<i32>,
-    signal: Option<i32>,
-    stats: &CgroupStats,
-) -> Termination {
-    match killed {
-        Some(Kill::Wall) => return Termination::WallTimeout,
-        Some(Kill::Cpu) => return Termination::CpuTimeout,
-        Some(Kill::Output) => return Termination::OutputLimit,
-        None => {}
-    }
-    if stats.oom_kills > 0 && (signal == Some(libc::SIGKILL) || code.is_some_and(|c| c != 0)) {
-        return Termination::OomKilled;
-    }
-    if signal == Some(libc::SIGSYS) {
-        return Termination::SeccompKill;
-    }
-    if stats.pids_limit_hits > 0 && (signal.is_some() || code.is_some_and(|c| c != 0)) {
-        return Termination::PidsLimit;
-    }
-    match (code, signal) {
-        (Some(_), _) => Termination::Exited,
-        _ => Termination::Signaled,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classification() {
-        let none = CgroupStats::default();
-        let oom = CgroupStats {
-            oom_kills: 1,
-            ..Default::default()
-        };
-        let pids = CgroupStats {
-            pids_limit_hits: 3,
-            ..Default::default()
-        };
-        assert_eq!(classify(None, Some(0), None, &none), Termination::Exited);
-        assert_eq!(classify(None, Some(3), None, &none), Termination::Exited);
-        assert_eq!(classify(None, None, Some(15), &none), Termination::Signaled);
-        assert_eq!(
-            classify(Some(Kill::Wall), None, Some(9), &oom),
-            Termination::WallTimeout
-        );
-        assert_eq!(
-            classify(Some(Kill::Cpu), None, Some(9), &none),
-            Termination::CpuTimeout
-        );
-        assert_eq!(
-            classify(Some(Kill::Output), None, Some(9), &none),
-            Termination::OutputLimit
-        );
-        assert_eq!(classify(None, None, Some(9), &oom), Termination::OomKilled);
-        assert_eq!(classify(None, Some(0), None, &oom), Termination::Exited);
-        assert_eq!(classify(None, Some(1), None, &pids), Termination::PidsLimit);
-        assert_eq!(classify(None, Some(0), None, &pids), Termination::Exited);
-        assert_eq!(
-            classify(None, None, Some(31), &none),
-            Termination::SeccompKill
-        );
     }
 }
