@@ -130,10 +130,13 @@ pub struct Channel {
 type Received = (Vec<u8>, Vec<OwnedFd>);
 
 /// Largest message: a spawn request's argv and environment (the daemon
-/// refuses larger ones before they get here).
+/// refuses larger ones before they get here). Nothing larger is ever sent:
+/// a failure's text is shortened to fit ([`Channel::send_child`]), any
+/// other message is refused with EMSGSIZE; a larger datagram that arrives
+/// anyway (from a peer not built from this code) is received as EMSGSIZE,
+/// never cut into JSON that fails to parse.
 pub const MAX_MSG: usize = 128 * 1024;
 
-/// Most fds one message carries (a spawned process's stdio).
 /// Fds per message: a layered root's trees travel in one (the kernel's
 /// SCM_MAX_FD is 253).
 const MAX_FDS: usize = 253;
@@ -174,7 +177,8 @@ impl Channel {
         self.fd
     }
 
-    /// Sends any serde message with up to four fds.
+    /// Sends any serde message with up to [`MAX_FDS`] fds; EMSGSIZE when
+    /// it is larger than [`MAX_MSG`] (nothing is sent).
     pub fn send_json<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> Result<(), Errno> {
         let bytes = serde_json::to_vec(msg).map_err(|_| Errno::EINVAL)?;
         if bytes.len() > MAX_MSG || fds.len() > MAX_FDS {
@@ -185,7 +189,9 @@ impl Channel {
     }
 
     /// Receives one serde message and its fds; `Ok(None)` on EOF. EAGAIN
-    /// on a non-blocking socket with nothing to read.
+    /// on a non-blocking socket with nothing to read; EMSGSIZE for a message
+    /// larger than [`MAX_MSG`] and EBADMSG for one that is not a `T`: both
+    /// consumed whole (its fds closed), so the next message reads cleanly.
     pub fn recv_json<T: DeserializeOwned>(&self) -> Result<Option<(T, Vec<OwnedFd>)>, Errno> {
         match self.recv_bytes()? {
             None => Ok(None),
@@ -222,9 +228,12 @@ impl Channel {
         }
     }
 
+    /// Sends a child message. A failure whose text would not fit goes
+    /// with its text shortened (its id, step and errno intact: the waiter
+    /// still learns how its request ended); any other message over
+    /// [`MAX_MSG`] is refused with EMSGSIZE.
     pub fn send_child(&self, msg: &ChildMessage, fd: Option<BorrowedFd<'_>>) -> Result<(), Errno> {
-        let mut bytes = serde_json::to_vec(msg).map_err(|_| Errno::EINVAL)?;
-        bytes.truncate(MAX_MSG);
+        let bytes = encode_child(msg)?;
         self.send_bytes(&bytes, fd.map(|f| f.as_raw_fd()))
     }
 
@@ -265,12 +274,20 @@ impl Channel {
                 Err(e) => return Err(e),
                 Ok(msg) => {
                     let n = msg.bytes;
+                    // The kernel cut a datagram longer than the buffer (or
+                    // its fds): its fds, if any, are closed as they drop.
+                    let cut = msg
+                        .flags
+                        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
                     let mut fds = Vec::new();
                     for c in msg.cmsgs()? {
                         if let ControlMessageOwned::ScmRights(raw) = c {
                             // Ownership of a received raw fd is taken in sys.
                             fds.extend(raw.into_iter().map(crate::sys::own_received_fd));
                         }
+                    }
+                    if cut {
+                        return Err(Errno::EMSGSIZE);
                     }
                     if n == 0 && fds.is_empty() {
                         return Ok(None);
@@ -297,6 +314,52 @@ impl Channel {
     }
 }
 
+/// A child message's bytes, at most [`MAX_MSG`]: a failure's text is cut
+/// (at a character boundary, marked with `…`) until the whole fits.
+fn encode_child(msg: &ChildMessage) -> Result<Vec<u8>, Errno> {
+    let encode = |m: &ChildMessage| serde_json::to_vec(m).map_err(|_| Errno::EINVAL);
+    let bytes = encode(msg)?;
+    if bytes.len() <= MAX_MSG {
+        return Ok(bytes);
+    }
+    let mut msg = msg.clone();
+    let Some(text) = failure_text(&mut msg) else {
+        return Err(Errno::EMSGSIZE);
+    };
+    let full = std::mem::take(text);
+    // The room the text has beside the rest of the message; JSON escapes
+    // can make it longer than its bytes, so halve until it fits.
+    let mut keep = MAX_MSG
+        .saturating_sub(encode(&msg)?.len() + 8)
+        .min(full.len());
+    loop {
+        while !full.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        if let Some(text) = failure_text(&mut msg) {
+            *text = format!("{}…", &full[..keep]);
+        }
+        let bytes = encode(&msg)?;
+        if bytes.len() <= MAX_MSG {
+            return Ok(bytes);
+        }
+        if keep == 0 {
+            return Err(Errno::EMSGSIZE);
+        }
+        keep /= 2;
+    }
+}
+
+/// The free text of a failure message (the only part that can be cut).
+fn failure_text(msg: &mut ChildMessage) -> Option<&mut String> {
+    match msg {
+        ChildMessage::StepFailed { message, .. } | ChildMessage::SpawnFailed { message, .. } => {
+            Some(message)
+        }
+        _ => None,
+    }
+}
+
 impl AsRawFd for Channel {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -306,5 +369,77 @@ impl AsRawFd for Channel {
 impl AsFd for Channel {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Step;
+
+    /// A failure whose text is larger than a message arrives whole and
+    /// parseable (id, step, errno intact, text cut); before, its JSON was
+    /// cut at MAX_MSG and the receiver dropped it (the waiter hung).
+    #[test]
+    fn an_oversized_failure_arrives_shortened() {
+        let (a, b) = Channel::pair().unwrap();
+        let long = "é\"".repeat(MAX_MSG);
+        let msg = ChildMessage::SpawnFailed {
+            id: 7,
+            step: Step::Exec,
+            errno: Some(Errno::E2BIG),
+            message: long.clone(),
+        };
+        a.send_child(&msg, None).unwrap();
+        let (got, _) = b.recv_child().unwrap().unwrap();
+        let ChildMessage::SpawnFailed {
+            id,
+            step,
+            errno,
+            message,
+        } = got
+        else {
+            panic!("{got:?}");
+        };
+        assert_eq!((id, step, errno), (7, Step::Exec, Some(Errno::E2BIG)));
+        assert!(message.ends_with('…') && message.len() < long.len());
+        assert!(long.starts_with(message.trim_end_matches('…')));
+    }
+
+    /// Any other message over the limit is refused by the sender, never
+    /// sent cut.
+    #[test]
+    fn an_oversized_message_is_refused_by_the_sender() {
+        let (a, _b) = Channel::pair().unwrap();
+        let req = ParentMessage::Spawn(SpawnRequest {
+            id: 1,
+            args: vec!["x".repeat(MAX_MSG)],
+            env: vec![],
+            cwd: "/".into(),
+            terminal: None,
+        });
+        assert_eq!(a.send_json(&req, &[]), Err(Errno::EMSGSIZE));
+    }
+
+    /// A datagram over the limit (a peer not built from this code) is
+    /// received as EMSGSIZE, not as cut JSON, and the channel goes on: the
+    /// next message reads cleanly.
+    #[test]
+    fn an_oversized_datagram_is_a_typed_error_and_the_next_message_reads() {
+        let (a, b) = Channel::pair().unwrap();
+        let big = serde_json::to_vec(&ChildMessage::Ready)
+            .unwrap()
+            .into_iter()
+            .chain(std::iter::repeat_n(b' ', MAX_MSG))
+            .collect::<Vec<u8>>();
+        a.send_raw(&big, &[]).unwrap();
+        a.send_child(&ChildMessage::Spawned { id: 3, pid: 9 }, None)
+            .unwrap();
+        assert_eq!(b.recv_child().unwrap_err(), Errno::EMSGSIZE);
+        let (next, _) = b.recv_child().unwrap().unwrap();
+        assert_eq!(next, ChildMessage::Spawned { id: 3, pid: 9 });
+        // Malformed (but whole) messages are EBADMSG, also consumed.
+        a.send_raw(b"{not json", &[]).unwrap();
+        assert_eq!(b.recv_child().unwrap_err(), Errno::EBADMSG);
     }
 }
