@@ -14,6 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
+use sandbox::process::channel::SpawnStdio;
 use sandbox::report::{classify, failure_status, Ending, LimitKill, Termination};
 use sandbox::StepFailure;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -115,7 +116,11 @@ pub async fn exec(
             spec.env,
             spec.cwd,
             None,
-            &[in_r.as_fd(), out_w.as_fd(), err_w.as_fd()],
+            Some(SpawnStdio {
+                stdin: in_r.as_fd(),
+                stdout: out_w.as_fd(),
+                stderr: err_w.as_fd(),
+            }),
         )
         .await;
     drop((in_r, out_w, err_w));

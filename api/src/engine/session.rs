@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use oci_spec::runtime::Spec;
 use sandbox::cgroup::CgroupStats;
-use sandbox::process::channel::{Channel, ChildMessage, ParentMessage, SpawnRequest, WriteOutcome};
+use sandbox::process::channel::{
+    Channel, ChildMessage, ParentMessage, SpawnRequest, SpawnStdio, WriteFilesFds, WriteOutcome,
+};
 use sandbox::StepFailure;
 use tokio::sync::{mpsc, watch};
 
@@ -220,7 +222,7 @@ impl SessionSandbox {
         env: Vec<String>,
         cwd: String,
         terminal: Option<(u16, u16)>,
-        stdio: &[BorrowedFd<'_>],
+        stdio: Option<SpawnStdio<BorrowedFd<'_>>>,
     ) -> Result<Spawned, SpawnError> {
         if self.is_gone() {
             return Err(SpawnError::SessionGone);
@@ -245,7 +247,13 @@ impl SessionSandbox {
             id,
             armed: true,
         };
-        if self.pid1.send(&req, stdio).await.is_err() {
+        let fds = stdio.as_ref().map(SpawnStdio::fds);
+        if self
+            .pid1
+            .send(&req, fds.as_ref().map_or(&[][..], |f| &f[..]))
+            .await
+            .is_err()
+        {
             guard.armed = false;
             self.forget(id);
             return Err(SpawnError::SessionGone);
@@ -336,11 +344,13 @@ impl SessionSandbox {
         let (pipe_r, pipe_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(pipe_err)?;
         let lengths = files.iter().map(|(_, d)| d.len() as u64).collect();
-        let mut fds = vec![pipe_r.as_fd()];
-        fds.extend(files.iter().map(|(f, _)| *f));
+        let fds = WriteFilesFds {
+            source: pipe_r.as_fd(),
+            files: files.iter().map(|(f, _)| *f).collect(),
+        };
         let sent = self
             .pid1
-            .send(&ParentMessage::WriteFiles { id, lengths }, &fds)
+            .send(&ParentMessage::WriteFiles { id, lengths }, &fds.fds())
             .await;
         drop(fds);
         // Only the writer may hold the read end: when it stops, our writes

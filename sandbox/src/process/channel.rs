@@ -87,7 +87,7 @@ pub enum WriteOutcome {
 }
 
 /// A process to start inside a session sandbox. Without `terminal`, the
-/// message carries three fds: its stdin, stdout and stderr.
+/// message carries its stdin, stdout and stderr ([`SpawnStdio`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpawnRequest {
     /// Chosen by the caller; names the process in later messages.
@@ -102,6 +102,69 @@ pub struct SpawnRequest {
     pub terminal: Option<(u16, u16)>,
 }
 
+/// The fds of a [`ParentMessage::Spawn`] without a terminal, by name:
+/// built by the sender, taken apart by the receiver, and laid out in the
+/// message only here.
+#[derive(Debug)]
+pub struct SpawnStdio<F> {
+    pub stdin: F,
+    pub stdout: F,
+    pub stderr: F,
+}
+
+impl<F: AsFd> SpawnStdio<F> {
+    /// The fds in the order the message carries them.
+    pub fn fds(&self) -> [BorrowedFd<'_>; 3] {
+        [self.stdin.as_fd(), self.stdout.as_fd(), self.stderr.as_fd()]
+    }
+}
+
+impl SpawnStdio<OwnedFd> {
+    /// The fds that came with a `Spawn`; EBADMSG (all closed) unless they
+    /// are exactly stdin, stdout and stderr.
+    pub fn from_received(fds: Vec<OwnedFd>) -> Result<SpawnStdio<OwnedFd>, Errno> {
+        let [stdin, stdout, stderr]: [OwnedFd; 3] = fds.try_into().map_err(|_| Errno::EBADMSG)?;
+        Ok(SpawnStdio {
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// The fds of a [`ParentMessage::WriteFiles`], by name: the pipe the bytes
+/// come through, and the files, in the order of `lengths`.
+#[derive(Debug)]
+pub struct WriteFilesFds<F> {
+    pub source: F,
+    pub files: Vec<F>,
+}
+
+impl<F: AsFd> WriteFilesFds<F> {
+    /// The fds in the order the message carries them.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        std::iter::once(self.source.as_fd())
+            .chain(self.files.iter().map(AsFd::as_fd))
+            .collect()
+    }
+}
+
+impl WriteFilesFds<OwnedFd> {
+    /// The fds that came with a `WriteFiles` of `files` lengths; EBADMSG
+    /// (all closed) unless they are the pipe and one per length.
+    pub fn from_received(fds: Vec<OwnedFd>, files: usize) -> Result<WriteFilesFds<OwnedFd>, Errno> {
+        if fds.len() != files + 1 {
+            return Err(Errno::EBADMSG);
+        }
+        let mut fds = fds.into_iter();
+        let source = fds.next().ok_or(Errno::EBADMSG)?;
+        Ok(WriteFilesFds {
+            source,
+            files: fds.collect(),
+        })
+    }
+}
+
 /// Messages from the supervisor to the child.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ParentMessage {
@@ -114,9 +177,10 @@ pub enum ParentMessage {
     /// Session mode: copy bytes into files the daemon opened, from a
     /// process of the session, so the pages they take in the session's
     /// tmpfs are charged to the session's memory cgroup, not the
-    /// daemon's. The message carries a pipe's read end, then one fd per
-    /// length: `lengths[i]` bytes from the pipe go to the i-th file, in
-    /// order. Answered by [`ChildMessage::Written`] with the same `id`.
+    /// daemon's. The message carries a pipe's read end and one file per
+    /// length ([`WriteFilesFds`]): `lengths[i]` bytes from the pipe go to
+    /// the i-th file, in order. Answered by [`ChildMessage::Written`] with
+    /// the same `id`.
     WriteFiles { id: u64, lengths: Vec<u64> },
 }
 
@@ -419,6 +483,64 @@ mod tests {
             terminal: None,
         });
         assert_eq!(a.send_json(&req, &[]), Err(Errno::EMSGSIZE));
+    }
+
+    /// The stdio of a spawn arrives by name: what is written to the
+    /// received `stdout` comes out of the pipe the sender named `stdout`;
+    /// a message with the wrong number of fds is refused.
+    #[test]
+    fn spawn_stdio_and_write_files_fds_keep_their_names() {
+        use std::io::Write;
+        let (a, b) = Channel::pair().unwrap();
+        // Non-blocking: a byte in the wrong pipe fails the test, never
+        // hangs it.
+        let flags = nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC;
+        let pipes: Vec<(OwnedFd, OwnedFd)> =
+            (0..3).map(|_| nix::unistd::pipe2(flags).unwrap()).collect();
+        let read3 = |fd: &OwnedFd| {
+            let mut buf = [0u8; 3];
+            let n = nix::unistd::read(fd.as_fd(), &mut buf).unwrap_or(0);
+            buf[..n].to_vec()
+        };
+        let sent = SpawnStdio {
+            stdin: pipes[0].0.as_fd(),
+            stdout: pipes[1].1.as_fd(),
+            stderr: pipes[2].1.as_fd(),
+        };
+        let req = ParentMessage::Signal { id: 1, signal: 0 };
+        a.send_json(&req, &sent.fds()).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        let got = SpawnStdio::from_received(fds).unwrap();
+        for (fd, text, read_end) in [
+            (&got.stdout, b"out", &pipes[1].0),
+            (&got.stderr, b"err", &pipes[2].0),
+        ] {
+            std::fs::File::from(fd.try_clone().unwrap())
+                .write_all(text)
+                .unwrap();
+            assert_eq!(read3(read_end), text);
+        }
+        a.send_json(&req, &sent.fds()[..2]).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        assert_eq!(SpawnStdio::from_received(fds).unwrap_err(), Errno::EBADMSG);
+
+        let files = WriteFilesFds {
+            source: pipes[0].0.as_fd(),
+            files: vec![pipes[1].1.as_fd(), pipes[2].1.as_fd()],
+        };
+        a.send_json(&req, &files.fds()).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        assert_eq!(
+            WriteFilesFds::from_received(fds, 3).unwrap_err(),
+            Errno::EBADMSG
+        );
+        a.send_json(&req, &files.fds()).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        let got = WriteFilesFds::from_received(fds, 2).unwrap();
+        std::fs::File::from(got.files[1].try_clone().unwrap())
+            .write_all(b"two")
+            .unwrap();
+        assert_eq!(read3(&pipes[2].0), b"two");
     }
 
     /// A datagram over the limit (a peer not built from this code) is

@@ -670,7 +670,7 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
             match ctx.channel.recv_parent_fds() {
                 Ok(None) => return 0,
                 Err(Errno::EINTR | Errno::EAGAIN) => {}
-                Err(Errno::EBADMSG) => {}
+                Err(Errno::EBADMSG | Errno::EMSGSIZE) => {}
                 Err(_) => return 1,
                 Ok(Some((ParentMessage::Spawn(req), stdio))) => {
                     if let Some(pid) = spawn_one(ctx, &req, stdio) {
