@@ -443,7 +443,9 @@ mod tests {
     #[test]
     fn exit_statuses() {
         use Termination as T;
-        let cases: &[(T, Option<i32>, Option<i32>, Option<StepFailure>, i32)] = &[
+        /// (termination, exit code, signal, failure, status)
+        type Case = (T, Option<i32>, Option<i32>, Option<StepFailure>, i32);
+        let cases: &[Case] = &[
             (T::Exited, Some(0), None, None, 0),
             (T::Exited, Some(7), None, None, 7),
             (T::Signaled, None, Some(15), None, 143),
