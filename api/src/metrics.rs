@@ -6,6 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use sandbox::report::Termination;
+
+use crate::types::ExecTermination;
+
 /// Upper bounds (seconds) of the start latency histogram.
 const BUCKETS: [f64; 11] = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
 
@@ -41,11 +45,11 @@ impl Metrics {
     }
 
     /// A finished exec or run, by termination reason.
-    pub fn result(&self, termination: &str, one_shot: bool) {
+    pub fn result(&self, termination: ExecTermination, one_shot: bool) {
         if let Ok(mut r) = self.results.lock() {
-            *r.entry(termination.to_string()).or_default() += 1;
+            *r.entry(termination.as_str().to_string()).or_default() += 1;
         }
-        if termination == "oom_killed" {
+        if termination == ExecTermination::Ran(Termination::OomKilled) {
             self.oom_kills.fetch_add(1, Ordering::Relaxed);
         }
         if one_shot {

@@ -378,16 +378,24 @@ impl<E: Engine> AppState<E> {
                 StartError::Invalid(f) => ApiError::invalid(f.to_string()),
                 // The image's own mount points (/proc, /dev, /tmp, /workspace)
                 // are links or files: the image's fault, not the host's.
-                StartError::Setup(f) if f.step == sandbox::mounts::MOUNT_POINTS_STEP => {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "image_invalid",
-                        format!("the image cannot be used: {}", f.message),
-                    )
-                }
+                StartError::Setup(
+                    f @ sandbox::StepFailure {
+                        step: sandbox::report::Step::MountPoints,
+                        ..
+                    },
+                ) => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "image_invalid",
+                    format!("the image cannot be used: {}", f.message),
+                ),
                 // Every host uid range is leased: a capacity limit of the
                 // host, not a failure.
-                StartError::Setup(f) if f.step == "uid_pool" => ApiError::new(
+                StartError::Setup(
+                    f @ sandbox::StepFailure {
+                        step: sandbox::report::Step::UidPool,
+                        ..
+                    },
+                ) => ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "capacity_exhausted",
                     f.to_string(),
@@ -739,7 +747,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = state_in(dir.path(), 1, 10);
         state.engine.fail_next_start(StartError::Setup(StepFailure {
-            step: "uid_pool".into(),
+            step: sandbox::report::Step::UidPool,
             errno: None,
             message: "every range is leased".into(),
         }));

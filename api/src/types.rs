@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use nix::errno::Errno;
+use sandbox::report::{Step, StepFailure, Termination};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -143,11 +145,84 @@ pub struct ExecUsage {
 }
 
 /// A failed setup step (e.g. exec of a missing program).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StepError {
-    pub step: String,
-    pub errno: Option<String>,
+    /// The step's name (docs/process-model.md), e.g. `exec`.
+    #[schema(value_type = String, example = "exec")]
+    pub step: Step,
+    /// The errno's name, e.g. `ENOENT`.
+    #[serde(default, with = "sandbox::report::errno_name")]
+    #[schema(value_type = Option<String>, example = "ENOENT")]
+    pub errno: Option<Errno>,
     pub message: String,
+}
+
+impl From<&StepFailure> for StepError {
+    fn from(f: &StepFailure) -> StepError {
+        StepError {
+            step: f.step,
+            errno: f.errno,
+            message: f.message.clone(),
+        }
+    }
+}
+
+/// How an exec or a run ended: a sandbox [`Termination`], or one of the
+/// two ends only an exec in a session has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExecTermination {
+    Ran(Termination),
+    /// The session went away before the process ended (no status).
+    #[default]
+    SessionEnded,
+    /// A streaming consumer went away; nobody sees this answer (metrics
+    /// only).
+    ClientGone,
+}
+
+impl ExecTermination {
+    /// The snake_case name used in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecTermination::Ran(t) => t.as_str(),
+            ExecTermination::SessionEnded => "session_ended",
+            ExecTermination::ClientGone => "client_gone",
+        }
+    }
+
+    /// The termination of that name (`None`: a name this build does not
+    /// know, e.g. from a newer daemon).
+    pub fn parse(name: &str) -> Option<ExecTermination> {
+        match name {
+            "session_ended" => Some(ExecTermination::SessionEnded),
+            "client_gone" => Some(ExecTermination::ClientGone),
+            other => {
+                serde_json::from_value::<Termination>(serde_json::Value::String(other.to_owned()))
+                    .ok()
+                    .map(ExecTermination::Ran)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ExecTermination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ExecTermination {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ExecTermination {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ExecTermination, D::Error> {
+        let name = String::deserialize(d)?;
+        ExecTermination::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown termination {name:?}")))
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -155,8 +230,9 @@ pub struct ExecResult {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     /// exited, signaled, wall_timeout, output_limit, oom_killed,
-    /// seccomp_kill, setup_failed, session_ended.
-    pub termination: String,
+    /// pids_limit, seccomp_kill, setup_failed, session_ended.
+    #[schema(value_type = String, example = "exited")]
+    pub termination: ExecTermination,
     pub stdout: String,
     /// `utf8`, or `base64` when the bytes are not UTF-8.
     pub stdout_encoding: String,

@@ -827,8 +827,8 @@ version = ["lua5.4", "-v"]
             }
         );
         let missing = StepFailure {
-            step: "exec".into(),
-            errno: Some("ENOENT".into()),
+            step: sandbox::report::Step::Exec,
+            errno: Some(sandbox::report::Errno::ENOENT),
             message: "go: No such file or directory".into(),
         };
         assert!(matches!(

@@ -452,8 +452,8 @@ mod tests {
     fn sandbox_failures_are_internal_errors_never_the_programs() {
         let mut r = report(T::SetupFailed, None, None);
         r.error = Some(StepFailure {
-            step: "exec".into(),
-            errno: Some("ENOENT".into()),
+            step: sandbox::report::Step::Exec,
+            errno: Some(sandbox::report::Errno::ENOENT),
             message: "/box/main: No such file or directory".into(),
         });
         let (v, _, detail) = verdict(&r, "");
@@ -462,7 +462,7 @@ mod tests {
         // Even when the report also looks like a crash.
         let mut r = report(T::Signaled, None, Some(11));
         r.error = Some(StepFailure {
-            step: "mount_extra".into(),
+            step: sandbox::report::Step::MountExtra,
             errno: None,
             message: "x".into(),
         });
@@ -554,8 +554,8 @@ mod tests {
         ));
         let mut r = report(T::SetupFailed, None, None);
         r.error = Some(StepFailure {
-            step: "exec".into(),
-            errno: Some("ENOENT".into()),
+            step: sandbox::report::Step::Exec,
+            errno: Some(sandbox::report::Errno::ENOENT),
             message: "gcc: not found".into(),
         });
         assert!(matches!(

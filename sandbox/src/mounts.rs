@@ -13,10 +13,11 @@ use nix::mount::MsFlags;
 use nix::sys::statvfs::{statvfs, FsFlags};
 
 use crate::process::StepError;
+use crate::report::Step;
 use crate::spec::plan::{EtcEntry, HostLayout, MountKind, MountPlan, Plan, RootPlan};
 use crate::sys::ops::{MountOps, PointKind};
 
-fn err(step: &'static str, e: Errno, what: impl std::fmt::Display) -> StepError {
+fn err(step: Step, e: Errno, what: impl std::fmt::Display) -> StepError {
     StepError::new(step, Some(e), what.to_string())
 }
 
@@ -50,7 +51,7 @@ pub fn locked_flags(path: &Path) -> MsFlags {
 /// the flags to keep are read from the new mount.
 pub fn bind(
     ops: &mut dyn MountOps,
-    step: &'static str,
+    step: Step,
     src: &Path,
     dst: &Path,
     recursive: bool,
@@ -62,7 +63,7 @@ pub fn bind(
 /// [`bind`] with the source mount's locked flags known in advance.
 pub fn bind_keeping(
     ops: &mut dyn MountOps,
-    step: &'static str,
+    step: Step,
     src: &Path,
     dst: &Path,
     recursive: bool,
@@ -91,7 +92,7 @@ pub fn bind_keeping(
 
 fn tmpfs(
     ops: &mut dyn MountOps,
-    step: &'static str,
+    step: Step,
     dst: &Path,
     flags: MsFlags,
     data: &str,
@@ -112,20 +113,20 @@ fn tmpfs(
     })
 }
 
-fn mkdir(ops: &mut dyn MountOps, step: &'static str, p: &Path, mode: u32) -> Result<(), StepError> {
+fn mkdir(ops: &mut dyn MountOps, step: Step, p: &Path, mode: u32) -> Result<(), StepError> {
     ops.mkdir_all(p, mode)
         .map_err(|e| err(step, e, format!("mkdir {}", p.display())))
 }
 
 /// Creates an empty file as a mount point (its directory exists).
-fn touch(ops: &mut dyn MountOps, step: &'static str, p: &Path) -> Result<(), StepError> {
+fn touch(ops: &mut dyn MountOps, step: Step, p: &Path) -> Result<(), StepError> {
     ops.touch(p)
         .map_err(|e| err(step, e, format!("create {}", p.display())))
 }
 
 fn symlink(
     ops: &mut dyn MountOps,
-    step: &'static str,
+    step: Step,
     target: &Path,
     link: &Path,
 ) -> Result<(), StepError> {
@@ -137,10 +138,6 @@ fn symlink(
 fn inside(root: &Path, p: &Path) -> PathBuf {
     root.join(p.strip_prefix("/").unwrap_or(p))
 }
-
-/// The name of the failure when a mount point of the root is refused (see
-/// [`check_point`]); the daemon answers it as an invalid image.
-pub const MOUNT_POINTS_STEP: &str = "mount_points";
 
 /// The mount points every sandbox has, whatever is mounted there (a tmpfs
 /// of ours, or a caller's bind on /workspace): checked by [`check_point`].
@@ -179,7 +176,7 @@ fn check_point(
         };
         // The errno's text would only repeat the reason.
         StepError {
-            step: MOUNT_POINTS_STEP,
+            step: Step::MountPoints,
             errno: Some(errno),
             message: format!(
                 "mount point {} {what}; it must be {want} of the root or absent",
@@ -189,7 +186,7 @@ fn check_point(
     };
     let kind = ops.point_kind(staging, dest).map_err(|e| {
         err(
-            MOUNT_POINTS_STEP,
+            Step::MountPoints,
             e,
             format!("inspect mount point {}", dest.display()),
         )
@@ -222,7 +219,7 @@ fn check_point(
 /// [`check_point`]), then made when absent if `create`.
 fn root_points(
     ops: &mut dyn MountOps,
-    step: &'static str,
+    step: Step,
     staging: &Path,
     create: bool,
 ) -> Result<(), StepError> {
@@ -251,7 +248,7 @@ pub fn make_private(ops: &mut dyn MountOps) -> Result<(), StepError> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None,
     )
-    .map_err(|e| err("mount_propagation", e, "make / private"))
+    .map_err(|e| err(Step::MountPropagation, e, "make / private"))
 }
 
 /// Detached mount trees of a layered root, made by the parent (idmapped
@@ -276,7 +273,7 @@ pub fn mount_root(
         // is remounted read-only after setup.
         RootPlan::Host(_) => tmpfs(
             ops,
-            "mount_root",
+            Step::MountRoot,
             staging,
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             "mode=0755,size=4m,nr_inodes=4096",
@@ -292,13 +289,13 @@ pub fn mount_root(
             let upper = staging.with_file_name("root-upper");
             tmpfs(
                 ops,
-                "mount_root",
+                Step::MountRoot,
                 &upper,
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 "mode=0755,size=1m,nr_inodes=1024",
             )?;
-            mkdir(ops, "mount_root", &upper.join("up"), 0o755)?;
-            mkdir(ops, "mount_root", &upper.join("work"), 0o755)?;
+            mkdir(ops, Step::MountRoot, &upper.join("up"), 0o755)?;
+            mkdir(ops, Step::MountRoot, &upper.join("work"), 0o755)?;
             let data = format!(
                 "lowerdir={},upperdir={},workdir={},userxattr",
                 dir.display(),
@@ -316,10 +313,10 @@ pub fn mount_root(
             // the root. The bind cannot get new ones (it is the caller's
             // directory itself).
             if overlay.is_ok() {
-                return root_points(ops, "mount_root", staging, true);
+                return root_points(ops, Step::MountRoot, staging, true);
             }
-            bind(ops, "mount_root", dir, staging, true, MsFlags::empty())?;
-            root_points(ops, "mount_root", staging, false)
+            bind(ops, Step::MountRoot, dir, staging, true, MsFlags::empty())?;
+            root_points(ops, Step::MountRoot, staging, false)
         }
     }
 }
@@ -335,7 +332,7 @@ fn mount_layers(
     staging: &Path,
     trees: LayerTrees<'_>,
 ) -> Result<(), StepError> {
-    const STEP: &str = "mount_root";
+    const STEP: Step = Step::MountRoot;
     use crate::options::Upper;
     let base = staging.with_file_name("root-upper");
     let data = match l.upper {
@@ -451,7 +448,7 @@ pub fn mount_host_layout(
     layout: &HostLayout,
     staging: &Path,
 ) -> Result<(), StepError> {
-    const STEP: &str = "mount_host_layout";
+    const STEP: Step = Step::MountHostLayout;
     let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     for (dir, locked) in layout.ro_dirs.iter().zip(&layout.ro_dir_flags) {
         let dst = inside(staging, dir);
@@ -506,7 +503,7 @@ pub fn mount_host_layout(
 /// bound from the host (mknod is not possible in a user namespace), a fresh
 /// devpts instance, a size-capped /dev/shm, the usual symlinks.
 pub fn mount_dev(ops: &mut dyn MountOps, plan: &Plan, staging: &Path) -> Result<(), StepError> {
-    const STEP: &str = "mount_dev";
+    const STEP: Step = Step::MountDev;
     let dev = staging.join("dev");
     tmpfs(
         ops,
@@ -580,7 +577,7 @@ pub fn mount_proc(ops: &mut dyn MountOps, staging: &Path) -> Result<(), StepErro
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None,
     )
-    .map_err(|e| err("mount_proc", e, format!("mount proc on {}", p.display())))
+    .map_err(|e| err(Step::MountProc, e, format!("mount proc on {}", p.display())))
 }
 
 /// Step `mount_extra`: /tmp, /workspace and the spec's binds and tmpfs.
@@ -593,7 +590,7 @@ pub fn mount_extra(
     staging: &Path,
     bind_trees: &[(PathBuf, RawFd)],
 ) -> Result<(), StepError> {
-    const STEP: &str = "mount_extra";
+    const STEP: Step = Step::MountExtra;
     for m in &plan.mounts {
         let tree = bind_trees
             .iter()
@@ -606,7 +603,7 @@ pub fn mount_extra(
 
 fn mount_one(
     ops: &mut dyn MountOps,
-    step: &'static str,
+    step: Step,
     m: &MountPlan,
     staging: &Path,
     tree: Option<RawFd>,
@@ -703,7 +700,7 @@ fn mount_one(
 /// Step `pivot_root`: switch to the new root and detach the old one
 /// (pivot_root(".", ".") as in pivot_root(2) NOTES; runc does the same).
 pub fn pivot(ops: &mut dyn MountOps, staging: &Path) -> Result<(), StepError> {
-    const STEP: &str = "pivot_root";
+    const STEP: Step = Step::PivotRoot;
     ops.pivot_root_into(staging)
         .map_err(|e| err(STEP, e, format!("pivot_root into {}", staging.display())))?;
     ops.detach(Path::new("."))
@@ -716,7 +713,7 @@ pub fn pivot(ops: &mut dyn MountOps, staging: &Path) -> Result<(), StepError> {
 /// read-only tmpfs (directories); read-only paths a read-only bind of
 /// themselves. Missing paths are skipped (not every kernel has them).
 pub fn mask_paths(ops: &mut dyn MountOps, plan: &Plan) -> Result<(), StepError> {
-    const STEP: &str = "mask_paths";
+    const STEP: Step = Step::MaskPaths;
     // No stat first: a missing path (ENOENT) is skipped, a directory
     // (ENOTDIR for a file bind) gets the empty tmpfs instead.
     for p in &plan.masked_paths {
@@ -773,7 +770,7 @@ pub fn readonly_root(ops: &mut dyn MountOps, plan: &Plan) -> Result<(), StepErro
     };
     let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep;
     ops.mount(None, root, None, f, None)
-        .map_err(|e| err("readonly_root", e, "remount / read-only"))
+        .map_err(|e| err(Step::ReadonlyRoot, e, "remount / read-only"))
 }
 
 #[cfg(test)]
@@ -919,7 +916,7 @@ mod tests {
             ..Default::default()
         };
         let err = run_all(&mut ops, &plan).unwrap_err();
-        assert_eq!(err.step, "mount_dev");
+        assert_eq!(err.step, Step::MountDev);
         assert_eq!(err.errno, Some(Errno::EPERM));
         assert!(
             err.message.contains("devpts") && err.message.contains("/dev/pts"),
@@ -1009,7 +1006,7 @@ mod tests {
                 ops.files.insert(at(name));
             }
             let err = run_layered(&mut ops).unwrap_err();
-            assert_eq!(err.step, MOUNT_POINTS_STEP, "{name}: {err:?}");
+            assert_eq!(err.step, Step::MountPoints, "{name}: {err:?}");
             assert_eq!(err.errno, Some(errno), "{name}: {err:?}");
             assert!(
                 err.message.contains(&format!("mount point /{name} ")),
@@ -1037,7 +1034,7 @@ mod tests {
             check_point(&mut ops, Path::new(STAGING), Path::new("/etc/motd"), false).unwrap_err();
         assert_eq!(
             (err.step, err.errno),
-            (MOUNT_POINTS_STEP, Some(Errno::EISDIR))
+            (Step::MountPoints, Some(Errno::EISDIR))
         );
     }
 
@@ -1109,7 +1106,7 @@ mod tests {
             upper: None,
         };
         let err = mount_root(&mut ops, &p, Path::new(STAGING), short).unwrap_err();
-        assert_eq!(err.step, "mount_root");
+        assert_eq!(err.step, Step::MountRoot);
         assert!(!ops.calls.iter().any(|l| l.contains("type=overlay")));
     }
 }

@@ -23,6 +23,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use oci_spec::runtime::Spec;
 use sandbox::cgroup::CgroupStats;
 use sandbox::process::channel::Channel;
+use sandbox::report::Step;
 use sandbox::{RunOptions, Sandbox, SeccompProfile, StepFailure, UidPoolConfig};
 use serde::{Deserialize, Serialize};
 
@@ -181,7 +182,7 @@ pub fn serve(control: Channel, settings: &HostSettings) -> i32 {
                 rootfs_builder::layers::lease_layers(&store, &layers).map_err(|e| e.to_string())
             }) {
             Ok(l) => _lease = Some(l),
-            Err(message) => return fail(&control, step_failure("image", message), false),
+            Err(message) => return fail(&control, step_failure(Step::Image, message), false),
         }
         root_layers = Some(sandbox::LayeredRoot {
             layers,
@@ -228,9 +229,9 @@ pub fn serve(control: Channel, settings: &HostSettings) -> i32 {
     0
 }
 
-fn step_failure(step: &str, message: String) -> StepFailure {
+fn step_failure(step: Step, message: String) -> StepFailure {
     StepFailure {
-        step: step.into(),
+        step,
         errno: None,
         message,
     }
@@ -307,7 +308,7 @@ fn run_once(
         return fail(
             control,
             step_failure(
-                "validate",
+                Step::Validate,
                 "a one-shot run needs three fds (stdin, stdout, stderr), and a network \
                  namespace's as a fourth only with reuse_network"
                     .into(),
@@ -324,8 +325,8 @@ fn run_once(
                 return fail(
                     control,
                     StepFailure {
-                        step: "network_namespace".into(),
-                        errno: Some(sandbox::process::errno_name(e)),
+                        step: Step::NetworkNamespace,
+                        errno: Some(e),
                         message: format!("make a network namespace: {e}"),
                     },
                     false,
@@ -339,7 +340,7 @@ fn run_once(
         Some(Err(e)) => {
             return fail(
                 control,
-                step_failure("network_namespace", format!("dup its fd: {e}")),
+                step_failure(Step::NetworkNamespace, format!("dup its fd: {e}")),
                 false,
             )
         }

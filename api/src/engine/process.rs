@@ -14,6 +14,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
+use sandbox::process::channel::SpawnStdio;
+use sandbox::report::{classify, failure_status, Ending, LimitKill, Termination};
 use sandbox::StepFailure;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -21,6 +23,7 @@ use tokio::sync::mpsc;
 
 use super::session::{ExitStatus, SessionSandbox, SpawnError, Spawned};
 use crate::budget::Grant;
+use crate::types::ExecTermination;
 
 /// How long output is still read after the process ended (a background
 /// child may keep the pipe open forever). Time spent waiting for a slow
@@ -69,10 +72,10 @@ pub enum Output {
 #[derive(Debug, Default)]
 pub struct ExecOutcome {
     pub status: Option<ExitStatus>,
-    /// exited, signaled, wall_timeout, output_limit, oom_killed,
-    /// setup_failed, session_ended; `client_gone` when a streaming
-    /// consumer went away (nobody sees that answer).
-    pub termination: &'static str,
+    /// How it ended (`sandbox::report::classify`, as for a one-shot run),
+    /// `session_ended`, or `client_gone` when a streaming consumer went
+    /// away (nobody sees that answer).
+    pub termination: ExecTermination,
     /// Captured output (empty when streamed).
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
@@ -103,38 +106,40 @@ pub async fn exec(
     let (out_r, out_w) = pipe_pair()?;
     let (err_r, err_w) = pipe_pair()?;
     let started = Instant::now();
+    // The session's counters are shared by all its processes: what they
+    // rose by while this one ran is what classifies it.
     let oom_before = sb.oom_kills();
+    let pids_before = sb.pids_limit_hits();
     let spawned = sb
         .spawn(
             spec.args,
             spec.env,
             spec.cwd,
             None,
-            &[in_r.as_fd(), out_w.as_fd(), err_w.as_fd()],
+            Some(SpawnStdio {
+                stdin: in_r.as_fd(),
+                stdout: out_w.as_fd(),
+                stderr: err_w.as_fd(),
+            }),
         )
         .await;
     drop((in_r, out_w, err_w));
     let proc = match spawned {
         Ok(p) => p,
         Err(SpawnError::Failed(f)) => {
-            let code = match (f.step.as_str(), f.errno.as_deref()) {
-                ("exec", Some("ENOENT")) => 127,
-                ("exec", _) => 126,
-                _ => 125,
-            };
             return Ok(ExecOutcome {
                 status: Some(ExitStatus {
-                    code: Some(code),
+                    code: Some(failure_status(f.step, f.errno)),
                     ..Default::default()
                 }),
-                termination: "setup_failed",
+                termination: ExecTermination::Ran(Termination::SetupFailed),
                 error: Some(f),
                 ..Default::default()
             });
         }
         Err(SpawnError::SessionGone) => {
             return Ok(ExecOutcome {
-                termination: "session_ended",
+                termination: ExecTermination::SessionEnded,
                 ..Default::default()
             })
         }
@@ -163,6 +168,7 @@ pub async fn exec(
             ..Default::default()
         },
         killed: None,
+        client_gone: false,
     };
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
     let status = run.pump(out, err, deadline, started).await;
@@ -170,23 +176,23 @@ pub async fn exec(
     let Run {
         mut outcome,
         killed,
+        client_gone,
         ..
     } = run;
-    outcome.termination = match (killed, status) {
-        (Some(k), _) => k,
-        (None, None) => "session_ended",
-        (None, Some(s)) => {
-            let oom_after = sb.oom_kills();
-            if s.signal == Some(libc::SIGKILL) && oom_after > oom_before {
-                "oom_killed"
-            } else if s.signal == Some(libc::SIGSYS) {
-                "seccomp_kill"
-            } else if s.signal.is_some() {
-                "signaled"
-            } else {
-                "exited"
-            }
-        }
+    outcome.termination = match (client_gone, killed, status) {
+        (true, _, _) => ExecTermination::ClientGone,
+        (false, Some(k), _) => ExecTermination::Ran(classify(Ending {
+            killed: Some(k),
+            ..Default::default()
+        })),
+        (false, None, None) => ExecTermination::SessionEnded,
+        (false, None, Some(s)) => ExecTermination::Ran(classify(Ending {
+            killed: None,
+            exit_code: s.code,
+            signal: s.signal,
+            oom_kills: sb.oom_kills().saturating_sub(oom_before),
+            pids_limit_hits: sb.pids_limit_hits().saturating_sub(pids_before),
+        })),
     };
     outcome.status = status;
     Ok(outcome)
@@ -208,7 +214,10 @@ struct Run<'a> {
     sink: Option<mpsc::Sender<Chunk>>,
     limit: u64,
     outcome: ExecOutcome,
-    killed: Option<&'static str>,
+    /// The limit this loop killed the process for (the first one).
+    killed: Option<LimitKill>,
+    /// A streaming consumer went away (and the process was killed).
+    client_gone: bool,
 }
 
 impl Run<'_> {
@@ -269,7 +278,7 @@ impl Run<'_> {
                         (None, _) => {
                             // Nobody will read the answer: end the program
                             // now and stop.
-                            self.killed = Some("client_gone");
+                            self.client_gone = true;
                             self.sb.signal(self.proc.id, libc::SIGKILL).await;
                             return None;
                         }
@@ -280,7 +289,7 @@ impl Run<'_> {
                     }
                 },
                 () = consumer_gone(self.sink.as_ref()), if pending.is_none() => {
-                    self.killed = Some("client_gone");
+                    self.client_gone = true;
                     self.sb.signal(self.proc.id, libc::SIGKILL).await;
                     return None;
                 },
@@ -293,7 +302,7 @@ impl Run<'_> {
                     if wall.is_some_and(|w| tokio::time::Instant::now() >= w) {
                         wall_fired = true;
                         if status.is_none() {
-                            self.killed.get_or_insert("wall_timeout");
+                            self.killed.get_or_insert(LimitKill::Wall);
                             self.sb.signal(self.proc.id, libc::SIGKILL).await;
                         }
                     } else if status.is_some() {
@@ -345,7 +354,7 @@ impl Run<'_> {
             None
         };
         if data.len() > n && self.killed.is_none() {
-            self.killed = Some("output_limit");
+            self.killed = Some(LimitKill::Output);
             self.sb.signal(self.proc.id, libc::SIGKILL).await;
         }
         chunk

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use oci_spec::runtime::Spec;
 use sandbox::cgroup::CgroupStats;
-use sandbox::process::channel::{Channel, ChildMessage, ParentMessage, SpawnRequest, WriteOutcome};
+use sandbox::process::channel::{
+    Channel, ChildMessage, ParentMessage, SpawnRequest, SpawnStdio, WriteFilesFds, WriteOutcome,
+};
 use sandbox::StepFailure;
 use tokio::sync::{mpsc, watch};
 
@@ -220,7 +222,7 @@ impl SessionSandbox {
         env: Vec<String>,
         cwd: String,
         terminal: Option<(u16, u16)>,
-        stdio: &[BorrowedFd<'_>],
+        stdio: Option<SpawnStdio<BorrowedFd<'_>>>,
     ) -> Result<Spawned, SpawnError> {
         if self.is_gone() {
             return Err(SpawnError::SessionGone);
@@ -245,7 +247,13 @@ impl SessionSandbox {
             id,
             armed: true,
         };
-        if self.pid1.send(&req, stdio).await.is_err() {
+        let fds = stdio.as_ref().map(SpawnStdio::fds);
+        if self
+            .pid1
+            .send(&req, fds.as_ref().map_or(&[][..], |f| &f[..]))
+            .await
+            .is_err()
+        {
             guard.armed = false;
             self.forget(id);
             return Err(SpawnError::SessionGone);
@@ -336,11 +344,13 @@ impl SessionSandbox {
         let (pipe_r, pipe_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(pipe_err)?;
         let lengths = files.iter().map(|(_, d)| d.len() as u64).collect();
-        let mut fds = vec![pipe_r.as_fd()];
-        fds.extend(files.iter().map(|(f, _)| *f));
+        let fds = WriteFilesFds {
+            source: pipe_r.as_fd(),
+            files: files.iter().map(|(f, _)| *f).collect(),
+        };
         let sent = self
             .pid1
-            .send(&ParentMessage::WriteFiles { id, lengths }, &fds)
+            .send(&ParentMessage::WriteFiles { id, lengths }, &fds.fds())
             .await;
         drop(fds);
         // Only the writer may hold the read end: when it stops, our writes
@@ -392,6 +402,14 @@ impl SessionSandbox {
         sandbox::process::spawn::cgroup_manager()
             .ok()
             .and_then(|m| m.oom_kills_of(&self.id).ok().flatten())
+            .unwrap_or(0)
+    }
+
+    /// Forks the session's pids limit refused so far (0 when unknown).
+    pub fn pids_limit_hits(&self) -> u64 {
+        sandbox::process::spawn::cgroup_manager()
+            .ok()
+            .and_then(|m| m.pids_limit_hits_of(&self.id).ok().flatten())
             .unwrap_or(0)
     }
 
@@ -571,11 +589,26 @@ async fn read_pid1(
     waiters: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<ProcEvent>>>>,
     gone: watch::Sender<bool>,
 ) {
+    // A message over the channel's size limit (EMSGSIZE) or not one of
+    // ours (EBADMSG) was consumed whole by the receive: the next one reads
+    // cleanly. PID 1 never sends either (it shortens its failures to fit),
+    // so one is logged, once per session, and the session goes on.
+    let mut logged_bad_message = false;
     loop {
         let msg = match chan.recv::<ChildMessage>().await {
             Ok(Some(m)) => m,
             Ok(None) => break,
-            Err(e) if e.raw_os_error() == Some(libc::EBADMSG) => continue,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMSGSIZE | libc::EBADMSG)) => {
+                if !logged_bad_message {
+                    logged_bad_message = true;
+                    tracing::warn!(
+                        error = %e,
+                        max_bytes = sandbox::process::channel::MAX_MSG,
+                        "dropped a message from the session's PID 1 that was too large or malformed"
+                    );
+                }
+                continue;
+            }
             Err(_) => break,
         };
         let (id, event, done) = match msg {
@@ -599,8 +632,7 @@ async fn read_pid1(
                 id,
                 ProcEvent::Failed(StepFailure {
                     step,
-                    errno: errno
-                        .map(|e| sandbox::process::errno_name(nix::errno::Errno::from_raw(e))),
+                    errno,
                     message,
                 }),
                 true,
@@ -643,5 +675,52 @@ async fn read_pid1(
         for (_, tx) in w.drain() {
             let _ = tx.send(ProcEvent::SessionGone);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandbox::report::{Errno, Step};
+
+    /// A datagram over the channel's limit is dropped (logged once) and the
+    /// session goes on: the next message still reaches its waiter. Before,
+    /// PID 1's oversized failure was cut into invalid JSON and its waiter
+    /// never heard back.
+    #[tokio::test]
+    async fn an_oversized_message_does_not_confuse_the_session() {
+        let (pid1, daemon) = Channel::pair().unwrap();
+        let chan = Arc::new(AsyncChannel::new(daemon.into_fd()).unwrap());
+        let waiters = Arc::new(Mutex::new(HashMap::new()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        waiters.lock().unwrap().insert(5, tx);
+        let (gone_tx, gone_rx) = watch::channel(false);
+        let reader = tokio::spawn(read_pid1(chan, waiters.clone(), gone_tx));
+        let big = vec![b'{'; sandbox::process::channel::MAX_MSG + 1];
+        nix::sys::socket::send(pid1.raw_fd(), &big, nix::sys::socket::MsgFlags::empty()).unwrap();
+        // A failure too long for a message: shortened by the sender.
+        let failed = ChildMessage::SpawnFailed {
+            id: 5,
+            step: Step::Exec,
+            errno: Some(Errno::ENOENT),
+            message: "x".repeat(sandbox::process::channel::MAX_MSG),
+        };
+        pid1.send_child(&failed, None).unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("the waiter heard back");
+        match event {
+            Some(ProcEvent::Failed(f)) => {
+                assert_eq!((f.step, f.errno), (Step::Exec, Some(Errno::ENOENT)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!*gone_rx.borrow(), "the session is still there");
+        drop(pid1);
+        tokio::time::timeout(Duration::from_secs(30), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(*gone_rx.borrow());
     }
 }

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::engine::process::{self, Chunk, ExecOutcome, ExecSpec, Output, Stream, STREAM_CHUNKS};
 use crate::error::{ApiError, ErrorBody, Json};
 use crate::state::{check_env, AppState, Session, Tenant};
-use crate::types::{decode_input, ExecRequest, ExecResult, ExecUsage, StepError};
+use crate::types::{decode_input, ExecRequest, ExecResult, ExecTermination, ExecUsage, StepError};
 
 #[derive(Deserialize)]
 pub struct ExecQuery {
@@ -129,7 +129,7 @@ fn result_fields(o: &ExecOutcome, stdout_encoding: &str, stderr_encoding: &str) 
     ExecResult {
         exit_code: st.code,
         signal: st.signal,
-        termination: o.termination.to_string(),
+        termination: o.termination,
         stdout: String::new(),
         stdout_encoding: stdout_encoding.into(),
         stderr: String::new(),
@@ -142,11 +142,7 @@ fn result_fields(o: &ExecOutcome, stdout_encoding: &str, stderr_encoding: &str) 
             cpu_system_us: st.cpu_system_us,
             max_rss_kb: st.max_rss_kb,
         },
-        error: o.error.as_ref().map(|f| StepError {
-            step: f.step.clone(),
-            errno: f.errno.clone(),
-            message: f.message.clone(),
-        }),
+        error: o.error.as_ref().map(StepError::from),
     }
 }
 
@@ -319,7 +315,7 @@ pub async fn exec(
         let outcome = process::exec(&sb, spec, Output::Streamed(tx)).await;
         session.touch();
         if let Ok(o) = &outcome {
-            if o.termination != "client_gone" {
+            if o.termination != ExecTermination::ClientGone {
                 metrics_state.metrics.result(o.termination, false);
             }
         }
@@ -365,6 +361,7 @@ fn chunk_line((stream, data): Chunk) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sandbox::report::Termination;
 
     async fn body_of(outcome: ExecOutcome) -> serde_json::Value {
         let resp = captured_response(outcome).unwrap();
@@ -385,7 +382,7 @@ mod tests {
             .collect();
         let binary: Vec<u8> = (0..200_001u32).map(|i| (i * 7 % 256) as u8).collect();
         let o = ExecOutcome {
-            termination: "exited",
+            termination: ExecTermination::Ran(Termination::Exited),
             stdout: text.clone().into_bytes(),
             stderr: binary.clone(),
             ..Default::default()
@@ -404,7 +401,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_answer_is_json_too() {
         let v = body_of(ExecOutcome {
-            termination: "wall_timeout",
+            termination: ExecTermination::Ran(Termination::WallTimeout),
             ..Default::default()
         })
         .await;

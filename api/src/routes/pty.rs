@@ -125,7 +125,7 @@ pub async fn open(
             env,
             "/workspace".into(),
             Some((rows, cols)),
-            &[],
+            None,
         )
         .await
         .map_err(spawn_error)?;

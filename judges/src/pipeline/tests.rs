@@ -350,8 +350,8 @@ async fn a_compiler_that_cannot_start_is_an_internal_error_not_the_programs() {
     let fake = Fake::new(|_| {
         let mut r = report(Termination::SetupFailed, None, None);
         r.error = Some(StepFailure {
-            step: "exec".into(),
-            errno: Some("ENOENT".into()),
+            step: sandbox::report::Step::Exec,
+            errno: Some(sandbox::report::Errno::ENOENT),
             message: "gcc: No such file or directory".into(),
         });
         (Duration::ZERO, output(r, "", ""))

@@ -11,6 +11,7 @@ use clap::Args;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use oci_spec::runtime::PosixRlimitType;
+use sandbox::report::Step;
 use sandbox::request::{Bind, StepNetwork};
 use sandbox::spec::size::{parse_duration, parse_size};
 use sandbox::{Env, Request, RequestError, RunOptions, Sandbox, SeccompProfile};
@@ -448,9 +449,9 @@ fn setup_failed(args: &RunArgs, error: sandbox::StepFailure) -> i32 {
     EXIT_RUNTIME_FAILURE
 }
 
-fn step_failure(step: &str, message: impl std::fmt::Display) -> sandbox::StepFailure {
+fn step_failure(step: Step, message: impl std::fmt::Display) -> sandbox::StepFailure {
     sandbox::StepFailure {
-        step: step.into(),
+        step,
         errno: None,
         message: message.to_string(),
     }
@@ -492,7 +493,7 @@ pub fn main(mut args: RunArgs) -> i32 {
                 defaults = Some(p.defaults);
                 lease = Some(p.lease);
             }
-            Err(e) => return setup_failed(&args, step_failure("image", e)),
+            Err(e) => return setup_failed(&args, step_failure(Step::Image, e)),
         }
     }
     let req = match &args.request {
@@ -513,7 +514,7 @@ pub fn main(mut args: RunArgs) -> i32 {
     };
     let req = match req {
         Ok(r) => r,
-        Err(e) => return setup_failed(&args, step_failure("validate", e)),
+        Err(e) => return setup_failed(&args, step_failure(Step::Validate, e)),
     };
     let tty_size = if args.tty {
         sandbox::sys::with_borrowed(0, sandbox::sys::get_winsize).ok()

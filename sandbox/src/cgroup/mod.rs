@@ -397,21 +397,41 @@ impl CgroupManager {
     /// checks before and after to tell an OOM kill from a plain SIGKILL).
     /// `None` when the cgroup or its memory controller is missing.
     pub fn oom_kills_of(&self, name: &str) -> Result<Option<u64>, CgroupError> {
+        let file = match self.version() {
+            CgroupVersion::V1 => "memory.oom_control",
+            CgroupVersion::V2 => "memory.events",
+        };
+        self.event_of(name, Controller::Memory, file, "oom_kill")
+    }
+
+    /// Forks the pids limit of cgroup `name` refused so far (one file
+    /// read, `pids.events` on both versions; what an exec checks before
+    /// and after). `None` when the cgroup or its pids controller is
+    /// missing.
+    pub fn pids_limit_hits_of(&self, name: &str) -> Result<Option<u64>, CgroupError> {
+        self.event_of(name, Controller::Pids, "pids.events", "max")
+    }
+
+    /// The counter `key` of the keyed file `file` of cgroup `name` in the
+    /// hierarchy of `controller`.
+    fn event_of(
+        &self,
+        name: &str,
+        controller: Controller,
+        file: &str,
+        key: &str,
+    ) -> Result<Option<u64>, CgroupError> {
         validate_name(name)?;
         let Some(h) = self
             .layout
             .hierarchies
             .iter()
-            .find(|h| h.controllers.has(Controller::Memory))
+            .find(|h| h.controllers.has(controller))
         else {
             return Ok(None);
         };
-        let file = match self.version() {
-            CgroupVersion::V1 => "memory.oom_control",
-            CgroupVersion::V2 => "memory.events",
-        };
         let path = h.parent.join(name).join(file);
-        match read_keyed(&path, ["oom_kill"]) {
+        match read_keyed(&path, [key]) {
             Ok([n]) => Ok(Some(n)),
             Err(CgroupError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 Ok(None)

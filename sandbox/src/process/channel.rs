@@ -22,14 +22,17 @@ use nix::sys::socket::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::report::{errno_name, Step};
+
 /// Messages from the sandbox's PID 1 (or the program before exec) to the
 /// supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChildMessage {
     /// A setup step failed; the child exits after sending this.
     StepFailed {
-        step: String,
-        errno: Option<i32>,
+        step: Step,
+        #[serde(with = "errno_name")]
+        errno: Option<Errno>,
         message: String,
     },
     /// The PTY master travels with this message (SCM_RIGHTS).
@@ -52,8 +55,9 @@ pub enum ChildMessage {
     /// steps; `exec` with ENOENT: not found).
     SpawnFailed {
         id: u64,
-        step: String,
-        errno: Option<i32>,
+        step: Step,
+        #[serde(with = "errno_name")]
+        errno: Option<Errno>,
         message: String,
     },
     /// A [`ParentMessage::WriteFiles`] request is over.
@@ -83,7 +87,7 @@ pub enum WriteOutcome {
 }
 
 /// A process to start inside a session sandbox. Without `terminal`, the
-/// message carries three fds: its stdin, stdout and stderr.
+/// message carries its stdin, stdout and stderr ([`SpawnStdio`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpawnRequest {
     /// Chosen by the caller; names the process in later messages.
@@ -98,6 +102,69 @@ pub struct SpawnRequest {
     pub terminal: Option<(u16, u16)>,
 }
 
+/// The fds of a [`ParentMessage::Spawn`] without a terminal, by name:
+/// built by the sender, taken apart by the receiver, and laid out in the
+/// message only here.
+#[derive(Debug)]
+pub struct SpawnStdio<F> {
+    pub stdin: F,
+    pub stdout: F,
+    pub stderr: F,
+}
+
+impl<F: AsFd> SpawnStdio<F> {
+    /// The fds in the order the message carries them.
+    pub fn fds(&self) -> [BorrowedFd<'_>; 3] {
+        [self.stdin.as_fd(), self.stdout.as_fd(), self.stderr.as_fd()]
+    }
+}
+
+impl SpawnStdio<OwnedFd> {
+    /// The fds that came with a `Spawn`; EBADMSG (all closed) unless they
+    /// are exactly stdin, stdout and stderr.
+    pub fn from_received(fds: Vec<OwnedFd>) -> Result<SpawnStdio<OwnedFd>, Errno> {
+        let [stdin, stdout, stderr]: [OwnedFd; 3] = fds.try_into().map_err(|_| Errno::EBADMSG)?;
+        Ok(SpawnStdio {
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// The fds of a [`ParentMessage::WriteFiles`], by name: the pipe the bytes
+/// come through, and the files, in the order of `lengths`.
+#[derive(Debug)]
+pub struct WriteFilesFds<F> {
+    pub source: F,
+    pub files: Vec<F>,
+}
+
+impl<F: AsFd> WriteFilesFds<F> {
+    /// The fds in the order the message carries them.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        std::iter::once(self.source.as_fd())
+            .chain(self.files.iter().map(AsFd::as_fd))
+            .collect()
+    }
+}
+
+impl WriteFilesFds<OwnedFd> {
+    /// The fds that came with a `WriteFiles` of `files` lengths; EBADMSG
+    /// (all closed) unless they are the pipe and one per length.
+    pub fn from_received(fds: Vec<OwnedFd>, files: usize) -> Result<WriteFilesFds<OwnedFd>, Errno> {
+        if fds.len() != files + 1 {
+            return Err(Errno::EBADMSG);
+        }
+        let mut fds = fds.into_iter();
+        let source = fds.next().ok_or(Errno::EBADMSG)?;
+        Ok(WriteFilesFds {
+            source,
+            files: fds.collect(),
+        })
+    }
+}
+
 /// Messages from the supervisor to the child.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ParentMessage {
@@ -110,9 +177,10 @@ pub enum ParentMessage {
     /// Session mode: copy bytes into files the daemon opened, from a
     /// process of the session, so the pages they take in the session's
     /// tmpfs are charged to the session's memory cgroup, not the
-    /// daemon's. The message carries a pipe's read end, then one fd per
-    /// length: `lengths[i]` bytes from the pipe go to the i-th file, in
-    /// order. Answered by [`ChildMessage::Written`] with the same `id`.
+    /// daemon's. The message carries a pipe's read end and one file per
+    /// length ([`WriteFilesFds`]): `lengths[i]` bytes from the pipe go to
+    /// the i-th file, in order. Answered by [`ChildMessage::Written`] with
+    /// the same `id`.
     WriteFiles { id: u64, lengths: Vec<u64> },
 }
 
@@ -126,10 +194,13 @@ pub struct Channel {
 type Received = (Vec<u8>, Vec<OwnedFd>);
 
 /// Largest message: a spawn request's argv and environment (the daemon
-/// refuses larger ones before they get here).
+/// refuses larger ones before they get here). Nothing larger is ever sent:
+/// a failure's text is shortened to fit ([`Channel::send_child`]), any
+/// other message is refused with EMSGSIZE; a larger datagram that arrives
+/// anyway (from a peer not built from this code) is received as EMSGSIZE,
+/// never cut into JSON that fails to parse.
 pub const MAX_MSG: usize = 128 * 1024;
 
-/// Most fds one message carries (a spawned process's stdio).
 /// Fds per message: a layered root's trees travel in one (the kernel's
 /// SCM_MAX_FD is 253).
 const MAX_FDS: usize = 253;
@@ -170,7 +241,8 @@ impl Channel {
         self.fd
     }
 
-    /// Sends any serde message with up to four fds.
+    /// Sends any serde message with up to [`MAX_FDS`] fds; EMSGSIZE when
+    /// it is larger than [`MAX_MSG`] (nothing is sent).
     pub fn send_json<T: Serialize>(&self, msg: &T, fds: &[BorrowedFd<'_>]) -> Result<(), Errno> {
         let bytes = serde_json::to_vec(msg).map_err(|_| Errno::EINVAL)?;
         if bytes.len() > MAX_MSG || fds.len() > MAX_FDS {
@@ -181,7 +253,9 @@ impl Channel {
     }
 
     /// Receives one serde message and its fds; `Ok(None)` on EOF. EAGAIN
-    /// on a non-blocking socket with nothing to read.
+    /// on a non-blocking socket with nothing to read; EMSGSIZE for a message
+    /// larger than [`MAX_MSG`] and EBADMSG for one that is not a `T`: both
+    /// consumed whole (its fds closed), so the next message reads cleanly.
     pub fn recv_json<T: DeserializeOwned>(&self) -> Result<Option<(T, Vec<OwnedFd>)>, Errno> {
         match self.recv_bytes()? {
             None => Ok(None),
@@ -218,9 +292,12 @@ impl Channel {
         }
     }
 
+    /// Sends a child message. A failure whose text would not fit goes
+    /// with its text shortened (its id, step and errno intact: the waiter
+    /// still learns how its request ended); any other message over
+    /// [`MAX_MSG`] is refused with EMSGSIZE.
     pub fn send_child(&self, msg: &ChildMessage, fd: Option<BorrowedFd<'_>>) -> Result<(), Errno> {
-        let mut bytes = serde_json::to_vec(msg).map_err(|_| Errno::EINVAL)?;
-        bytes.truncate(MAX_MSG);
+        let bytes = encode_child(msg)?;
         self.send_bytes(&bytes, fd.map(|f| f.as_raw_fd()))
     }
 
@@ -261,12 +338,20 @@ impl Channel {
                 Err(e) => return Err(e),
                 Ok(msg) => {
                     let n = msg.bytes;
+                    // The kernel cut a datagram longer than the buffer (or
+                    // its fds): its fds, if any, are closed as they drop.
+                    let cut = msg
+                        .flags
+                        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
                     let mut fds = Vec::new();
                     for c in msg.cmsgs()? {
                         if let ControlMessageOwned::ScmRights(raw) = c {
                             // Ownership of a received raw fd is taken in sys.
                             fds.extend(raw.into_iter().map(crate::sys::own_received_fd));
                         }
+                    }
+                    if cut {
+                        return Err(Errno::EMSGSIZE);
                     }
                     if n == 0 && fds.is_empty() {
                         return Ok(None);
@@ -293,6 +378,52 @@ impl Channel {
     }
 }
 
+/// A child message's bytes, at most [`MAX_MSG`]: a failure's text is cut
+/// (at a character boundary, marked with `…`) until the whole fits.
+fn encode_child(msg: &ChildMessage) -> Result<Vec<u8>, Errno> {
+    let encode = |m: &ChildMessage| serde_json::to_vec(m).map_err(|_| Errno::EINVAL);
+    let bytes = encode(msg)?;
+    if bytes.len() <= MAX_MSG {
+        return Ok(bytes);
+    }
+    let mut msg = msg.clone();
+    let Some(text) = failure_text(&mut msg) else {
+        return Err(Errno::EMSGSIZE);
+    };
+    let full = std::mem::take(text);
+    // The room the text has beside the rest of the message; JSON escapes
+    // can make it longer than its bytes, so halve until it fits.
+    let mut keep = MAX_MSG
+        .saturating_sub(encode(&msg)?.len() + 8)
+        .min(full.len());
+    loop {
+        while !full.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        if let Some(text) = failure_text(&mut msg) {
+            *text = format!("{}…", &full[..keep]);
+        }
+        let bytes = encode(&msg)?;
+        if bytes.len() <= MAX_MSG {
+            return Ok(bytes);
+        }
+        if keep == 0 {
+            return Err(Errno::EMSGSIZE);
+        }
+        keep /= 2;
+    }
+}
+
+/// The free text of a failure message (the only part that can be cut).
+fn failure_text(msg: &mut ChildMessage) -> Option<&mut String> {
+    match msg {
+        ChildMessage::StepFailed { message, .. } | ChildMessage::SpawnFailed { message, .. } => {
+            Some(message)
+        }
+        _ => None,
+    }
+}
+
 impl AsRawFd for Channel {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -302,5 +433,135 @@ impl AsRawFd for Channel {
 impl AsFd for Channel {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Step;
+
+    /// A failure whose text is larger than a message arrives whole and
+    /// parseable (id, step, errno intact, text cut); before, its JSON was
+    /// cut at MAX_MSG and the receiver dropped it (the waiter hung).
+    #[test]
+    fn an_oversized_failure_arrives_shortened() {
+        let (a, b) = Channel::pair().unwrap();
+        let long = "é\"".repeat(MAX_MSG);
+        let msg = ChildMessage::SpawnFailed {
+            id: 7,
+            step: Step::Exec,
+            errno: Some(Errno::E2BIG),
+            message: long.clone(),
+        };
+        a.send_child(&msg, None).unwrap();
+        let (got, _) = b.recv_child().unwrap().unwrap();
+        let ChildMessage::SpawnFailed {
+            id,
+            step,
+            errno,
+            message,
+        } = got
+        else {
+            panic!("{got:?}");
+        };
+        assert_eq!((id, step, errno), (7, Step::Exec, Some(Errno::E2BIG)));
+        assert!(message.ends_with('…') && message.len() < long.len());
+        assert!(long.starts_with(message.trim_end_matches('…')));
+    }
+
+    /// Any other message over the limit is refused by the sender, never
+    /// sent cut.
+    #[test]
+    fn an_oversized_message_is_refused_by_the_sender() {
+        let (a, _b) = Channel::pair().unwrap();
+        let req = ParentMessage::Spawn(SpawnRequest {
+            id: 1,
+            args: vec!["x".repeat(MAX_MSG)],
+            env: vec![],
+            cwd: "/".into(),
+            terminal: None,
+        });
+        assert_eq!(a.send_json(&req, &[]), Err(Errno::EMSGSIZE));
+    }
+
+    /// The stdio of a spawn arrives by name: what is written to the
+    /// received `stdout` comes out of the pipe the sender named `stdout`;
+    /// a message with the wrong number of fds is refused.
+    #[test]
+    fn spawn_stdio_and_write_files_fds_keep_their_names() {
+        use std::io::Write;
+        let (a, b) = Channel::pair().unwrap();
+        // Non-blocking: a byte in the wrong pipe fails the test, never
+        // hangs it.
+        let flags = nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC;
+        let pipes: Vec<(OwnedFd, OwnedFd)> =
+            (0..3).map(|_| nix::unistd::pipe2(flags).unwrap()).collect();
+        let read3 = |fd: &OwnedFd| {
+            let mut buf = [0u8; 3];
+            let n = nix::unistd::read(fd.as_fd(), &mut buf).unwrap_or(0);
+            buf[..n].to_vec()
+        };
+        let sent = SpawnStdio {
+            stdin: pipes[0].0.as_fd(),
+            stdout: pipes[1].1.as_fd(),
+            stderr: pipes[2].1.as_fd(),
+        };
+        let req = ParentMessage::Signal { id: 1, signal: 0 };
+        a.send_json(&req, &sent.fds()).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        let got = SpawnStdio::from_received(fds).unwrap();
+        for (fd, text, read_end) in [
+            (&got.stdout, b"out", &pipes[1].0),
+            (&got.stderr, b"err", &pipes[2].0),
+        ] {
+            std::fs::File::from(fd.try_clone().unwrap())
+                .write_all(text)
+                .unwrap();
+            assert_eq!(read3(read_end), text);
+        }
+        a.send_json(&req, &sent.fds()[..2]).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        assert_eq!(SpawnStdio::from_received(fds).unwrap_err(), Errno::EBADMSG);
+
+        let files = WriteFilesFds {
+            source: pipes[0].0.as_fd(),
+            files: vec![pipes[1].1.as_fd(), pipes[2].1.as_fd()],
+        };
+        a.send_json(&req, &files.fds()).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        assert_eq!(
+            WriteFilesFds::from_received(fds, 3).unwrap_err(),
+            Errno::EBADMSG
+        );
+        a.send_json(&req, &files.fds()).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        let got = WriteFilesFds::from_received(fds, 2).unwrap();
+        std::fs::File::from(got.files[1].try_clone().unwrap())
+            .write_all(b"two")
+            .unwrap();
+        assert_eq!(read3(&pipes[2].0), b"two");
+    }
+
+    /// A datagram over the limit (a peer not built from this code) is
+    /// received as EMSGSIZE, not as cut JSON, and the channel goes on: the
+    /// next message reads cleanly.
+    #[test]
+    fn an_oversized_datagram_is_a_typed_error_and_the_next_message_reads() {
+        let (a, b) = Channel::pair().unwrap();
+        let big = serde_json::to_vec(&ChildMessage::Ready)
+            .unwrap()
+            .into_iter()
+            .chain(std::iter::repeat_n(b' ', MAX_MSG))
+            .collect::<Vec<u8>>();
+        a.send_raw(&big, &[]).unwrap();
+        a.send_child(&ChildMessage::Spawned { id: 3, pid: 9 }, None)
+            .unwrap();
+        assert_eq!(b.recv_child().unwrap_err(), Errno::EMSGSIZE);
+        let (next, _) = b.recv_child().unwrap().unwrap();
+        assert_eq!(next, ChildMessage::Spawned { id: 3, pid: 9 });
+        // Malformed (but whole) messages are EBADMSG, also consumed.
+        a.send_raw(b"{not json", &[]).unwrap();
+        assert_eq!(b.recv_child().unwrap_err(), Errno::EBADMSG);
     }
 }

@@ -21,6 +21,7 @@ use nix::unistd::{
 
 use super::channel::{Channel, ChildMessage, ParentMessage, WriteOutcome};
 use super::StepError;
+use crate::report::Step;
 use crate::seccomp::SeccompFilter;
 use crate::spec::plan::{MountKind, Plan, RootPlan};
 use crate::sys::ops::MountOps;
@@ -52,7 +53,7 @@ pub struct ChildContext<'a> {
     pub session: bool,
 }
 
-fn e(step: &'static str, errno: Errno, msg: impl Into<String>) -> StepError {
+fn e(step: Step, errno: Errno, msg: impl Into<String>) -> StepError {
     StepError::new(step, Some(errno), msg.into())
 }
 
@@ -66,8 +67,8 @@ fn report(ctx: &ChildContext<'_>, err: &StepError) {
         .replace(staging.as_ref(), "/");
     let _ = ctx.channel.send_child(
         &ChildMessage::StepFailed {
-            step: err.step.to_string(),
-            errno: err.errno.map(|e| e as i32),
+            step: err.step,
+            errno: err.errno,
             message,
         },
         None,
@@ -115,11 +116,7 @@ struct Launch<'a> {
 
 /// The exit status of a program child that failed before exec.
 fn failed_status(err: &StepError) -> i32 {
-    match (err.step, err.errno) {
-        ("exec", Some(Errno::ENOENT)) => 127,
-        ("exec", _) => 126,
-        _ => 125,
-    }
+    crate::report::failure_status(err.step, err.errno)
 }
 
 /// The setup steps, in order. Each line names the step and why it is here.
@@ -143,7 +140,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
         .copied()
         .collect();
     sys::close_fds_except(3, &keep_while_joining)
-        .map_err(|er| e("close_fds", er, "close inherited fds"))?;
+        .map_err(|er| e(Step::CloseFds, er, "close inherited fds"))?;
     // join_cgroup (v1): before any other work, so all of it is accounted and
     // limited, and while our euid is still global root (the kernel's
     // permission check for the move). Then the cgroup namespace, rooted at
@@ -151,12 +148,12 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     if !ctx.join_cgroup.is_empty() {
         for fd in ctx.join_cgroup {
             sys::with_borrowed(*fd, |f| nix::unistd::write(f, b"0"))
-                .map_err(|er| e("join_cgroup", er, "move into the sandbox's cgroup"))?;
+                .map_err(|er| e(Step::JoinCgroup, er, "move into the sandbox's cgroup"))?;
         }
         sys::close_fds_except(3, &keep_while_mounting)
-            .map_err(|er| e("join_cgroup", er, "close the tasks files"))?;
+            .map_err(|er| e(Step::JoinCgroup, er, "close the tasks files"))?;
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|er| e("cgroup_namespace", er, "unshare cgroup namespace"))?;
+            .map_err(|er| e(Step::CgroupNamespace, er, "unshare cgroup namespace"))?;
     }
     // scrub_caller: PID 1 is a copy of the caller; its argv and environment
     // (host paths, the caller's secrets) would show in /proc/1/cmdline and
@@ -164,7 +161,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // nothing inside can read or trace PID 1's memory.
     scrub_caller().map_err(|er| {
         e(
-            "scrub_caller",
+            Step::ScrubCaller,
             er,
             "overwrite the caller's argv and environment",
         )
@@ -178,35 +175,35 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
         Ok(Some((ParentMessage::Go, fds))) => fds,
         Ok(None | Some(_)) => {
             return Err(StepError::new(
-                "wait_for_parent",
+                Step::WaitForParent,
                 None,
                 "the parent went away or sent no go".into(),
             ))
         }
-        Err(er) => return Err(e("wait_for_parent", er, "read from parent")),
+        Err(er) => return Err(e(Step::WaitForParent, er, "read from parent")),
     };
     // become_root: after the maps exist, become uid/gid 0 of the namespace,
     // or files we create would have an unmapped owner (EOVERFLOW).
     setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-        .map_err(|er| e("become_root", er, "setresgid 0"))?;
+        .map_err(|er| e(Step::BecomeRoot, er, "setresgid 0"))?;
     setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-        .map_err(|er| e("become_root", er, "setresuid 0"))?;
+        .map_err(|er| e(Step::BecomeRoot, er, "setresuid 0"))?;
     // parent_death: if the supervisor dies (even by SIGKILL), PID 1 gets
     // SIGKILL and the kernel kills the whole pid namespace. After
     // become_root: changing credentials clears the setting (prctl(2)). A
     // supervisor that died before this line shows as a hung-up channel.
     nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL))
-        .map_err(|er| e("parent_death", er, "prctl(PR_SET_PDEATHSIG)"))?;
+        .map_err(|er| e(Step::ParentDeath, er, "prctl(PR_SET_PDEATHSIG)"))?;
     if ctx.channel.hung_up() {
         return Err(StepError::new(
-            "parent_death",
+            Step::ParentDeath,
             None,
             "the supervisor is gone".into(),
         ));
     }
     // hostname: in the new UTS namespace.
     sethostname(&plan.hostname)
-        .map_err(|er| e("hostname", er, format!("sethostname {}", plan.hostname)))?;
+        .map_err(|er| e(Step::Hostname, er, format!("sethostname {}", plan.hostname)))?;
     // mount_propagation, mount_root, layout, dev, proc, extra mounts: build
     // the root below the staging dir; proc before the old root goes away.
     let ops: &mut dyn MountOps = &mut sys::ops::Linux;
@@ -229,7 +226,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     mounts::mount_extra(ops, plan, ctx.staging, ctx.bind_trees)?;
     if keep_while_mounting.len() > keep.len() {
         sys::close_fds_except(3, &keep)
-            .map_err(|er| e("mount_extra", er, "close the mount fds"))?;
+            .map_err(|er| e(Step::MountExtra, er, "close the mount fds"))?;
     }
     // pivot_root: the old root is detached; only what we mounted is left.
     mounts::pivot(ops, ctx.staging)?;
@@ -247,7 +244,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // blocked by seccomp; this covers the unconfined profile).
     if ctx.new_keyring {
         sys::join_new_session_keyring()
-            .map_err(|er| e("session_keyring", er, "join a new session keyring"))?;
+            .map_err(|er| e(Step::SessionKeyring, er, "join a new session keyring"))?;
     }
     // open_pty: the pty comes from the sandbox's own devpts instance so that
     // ttyname() works inside; the master goes to the parent (as crun's
@@ -263,7 +260,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     set.remove(Signal::SIGKILL);
     set.remove(Signal::SIGSTOP);
     sys::set_sigmask(SigmaskHow::SIG_BLOCK, &set)
-        .map_err(|er| e("block_signals", er, "sigprocmask"))?;
+        .map_err(|er| e(Step::BlockSignals, er, "sigprocmask"))?;
     Ok(pty)
 }
 
@@ -291,7 +288,7 @@ fn start_program(
         failed_status(&err)
     };
     let pid = sys::spawn_shared_vm(&mut stack, &mut child)
-        .map_err(|er| e("spawn_program", er, "clone"))?;
+        .map_err(|er| e(Step::SpawnProgram, er, "clone"))?;
     // We resume when the program has exec'd (vfork): its start.
     let start_ns = sys::monotonic_ns();
     Ok((Pid::from_raw(pid), pty.map(|(m, _)| m), start_ns))
@@ -348,8 +345,8 @@ fn loopback_up() -> Result<(), StepError> {
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(|er| e("loopback", er, "socket"))?;
-    sys::interface_up(sock.as_fd(), c"lo").map_err(|er| e("loopback", er, "bring lo up"))
+    .map_err(|er| e(Step::Loopback, er, "socket"))?;
+    sys::interface_up(sock.as_fd(), c"lo").map_err(|er| e(Step::Loopback, er, "bring lo up"))
 }
 
 /// A new pty pair from the sandbox's devpts (`/dev/ptmx` inside).
@@ -360,14 +357,14 @@ fn new_pty(size: Option<sys::WinSize>) -> Result<(OwnedFd, OwnedFd), StepError> 
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|er| e("open_pty", er, "open /dev/ptmx"))?;
-    sys::unlock_pty(master.as_fd()).map_err(|er| e("open_pty", er, "unlockpt"))?;
+    .map_err(|er| e(Step::OpenPty, er, "open /dev/ptmx"))?;
+    sys::unlock_pty(master.as_fd()).map_err(|er| e(Step::OpenPty, er, "unlockpt"))?;
     if let Some(size) = size {
         sys::set_winsize(master.as_fd(), size)
-            .map_err(|er| e("open_pty", er, "set window size"))?;
+            .map_err(|er| e(Step::OpenPty, er, "set window size"))?;
     }
     let slave =
-        sys::open_pty_peer(master.as_fd()).map_err(|er| e("open_pty", er, "open pty peer"))?;
+        sys::open_pty_peer(master.as_fd()).map_err(|er| e(Step::OpenPty, er, "open pty peer"))?;
     Ok((master, slave))
 }
 
@@ -375,7 +372,7 @@ fn open_pty(ctx: &ChildContext<'_>) -> Result<(OwnedFd, OwnedFd), StepError> {
     let (master, slave) = new_pty(ctx.plan.tty_size)?;
     ctx.channel
         .send_child(&ChildMessage::PtyMaster, Some(master.as_fd()))
-        .map_err(|er| e("open_pty", er, "send pty master"))?;
+        .map_err(|er| e(Step::OpenPty, er, "send pty master"))?;
     Ok((master, slave))
 }
 
@@ -459,7 +456,7 @@ fn program_steps(
         }
     }
     sys::set_sigmask(SigmaskHow::SIG_SETMASK, &SigSet::empty())
-        .map_err(|er| e("reset_signals", er, "sigprocmask"))?;
+        .map_err(|er| e(Step::ResetSignals, er, "sigprocmask"))?;
     // oom_score_adj: back to the default for a session's process, written
     // by this vfork child itself so it is in place before exec (the
     // program never runs unkillable). The kernel gives a vfork child its
@@ -472,20 +469,20 @@ fn program_steps(
     if launch.reset_oom_score {
         let io = |er: std::io::Error| Errno::from_raw(er.raw_os_error().unwrap_or(libc::EIO));
         nix::sys::prctl::set_dumpable(true)
-            .map_err(|er| e("oom_score_adj", er, "prctl(PR_SET_DUMPABLE)"))?;
+            .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
         let written = std::fs::write("/proc/self/oom_score_adj", b"0");
         nix::sys::prctl::set_dumpable(false)
-            .map_err(|er| e("oom_score_adj", er, "prctl(PR_SET_DUMPABLE)"))?;
-        written.map_err(|er| e("oom_score_adj", io(er), "reset oom_score_adj"))?;
+            .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
+        written.map_err(|er| e(Step::OomScoreAdj, io(er), "reset oom_score_adj"))?;
     }
     // new_session: the program never shares the caller's session, so it
     // cannot push input into the caller's terminal (TIOCSTI, CVE-2017-5226).
-    setsid().map_err(|er| e("new_session", er, "setsid"))?;
+    setsid().map_err(|er| e(Step::NewSession, er, "setsid"))?;
     // stdio: the pty slave as controlling terminal, or the planned fds.
     match slave {
         Some(s) => {
             sys::with_borrowed(s, sys::set_controlling_tty)
-                .map_err(|er| e("stdio", er, "TIOCSCTTY"))?;
+                .map_err(|er| e(Step::Stdio, er, "TIOCSCTTY"))?;
             for target in 0..3 {
                 dup_to(s, target)?;
             }
@@ -500,13 +497,14 @@ fn program_steps(
     }
     // chdir: before dropping ids, so a cwd only root may enter still fails
     // later for the program (as it would outside).
-    chdir(launch.cwd).map_err(|er| e("chdir", er, format!("chdir {}", launch.cwd.display())))?;
+    chdir(launch.cwd)
+        .map_err(|er| e(Step::Chdir, er, format!("chdir {}", launch.cwd.display())))?;
     // rlimits: while still privileged in the namespace (raising hard limits
     // needs CAP_SYS_RESOURCE).
     for r in &plan.rlimits {
         sys::set_rlimit(r.resource, r.soft, r.hard).map_err(|er| {
             e(
-                "rlimits",
+                Step::Rlimits,
                 er,
                 format!("setrlimit {} to {}", r.resource, r.soft),
             )
@@ -518,7 +516,7 @@ fn program_steps(
     // drop_bounding_set: needs CAP_SETPCAP, so before changing uid. A build
     // step keeps its planned capabilities (in the user namespace only).
     sys::drop_bounding_set_except(plan.capabilities)
-        .map_err(|er| e("capabilities", er, "drop the bounding set"))?;
+        .map_err(|er| e(Step::Capabilities, er, "drop the bounding set"))?;
     // identity: groups, gid, uid (setgroups before setresgid before setresuid,
     // each needs the privilege the next one drops).
     let groups: Vec<Gid> = plan
@@ -526,45 +524,48 @@ fn program_steps(
         .iter()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    setgroups(&groups).map_err(|er| e("identity", er, "setgroups"))?;
+    setgroups(&groups).map_err(|er| e(Step::Identity, er, "setgroups"))?;
     let (gid, uid) = (Gid::from_raw(plan.gid), Uid::from_raw(plan.uid));
-    setresgid(gid, gid, gid).map_err(|er| e("identity", er, format!("setresgid {}", plan.gid)))?;
-    setresuid(uid, uid, uid).map_err(|er| e("identity", er, format!("setresuid {}", plan.uid)))?;
+    setresgid(gid, gid, gid)
+        .map_err(|er| e(Step::Identity, er, format!("setresgid {}", plan.gid)))?;
+    setresuid(uid, uid, uid)
+        .map_err(|er| e(Step::Identity, er, format!("setresuid {}", plan.uid)))?;
     // capabilities: empty every set (a uid 0 program keeps them otherwise),
     // or exactly the planned ones for a build step.
     let keep = if plan.uid == 0 { plan.capabilities } else { 0 };
-    sys::set_capabilities(keep).map_err(|er| e("capabilities", er, "set the capability sets"))?;
+    sys::set_capabilities(keep)
+        .map_err(|er| e(Step::Capabilities, er, "set the capability sets"))?;
     // no_new_privs: required by Landlock and seccomp for unprivileged use.
-    nix::sys::prctl::set_no_new_privs().map_err(|er| e("no_new_privs", er, "prctl"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(|er| e(Step::NoNewPrivs, er, "prctl"))?;
     // landlock: an extra layer; best effort where the kernel lacks it.
     if ctx.landlock {
         landlock_layer(plan)?;
     }
     // fds: everything above 2 closes on exec (the channel stays usable to
     // report an exec failure).
-    sys::cloexec_from(3).map_err(|er| e("fds", er, "close_range"))?;
+    sys::cloexec_from(3).map_err(|er| e(Step::Fds, er, "close_range"))?;
     // seccomp: last before exec, so the steps above are not filtered.
     if let Some(f) = ctx.seccomp {
         f.apply()
-            .map_err(|er| StepError::new("seccomp", None, er.to_string()))?;
+            .map_err(|er| StepError::new(Step::Seccomp, None, er.to_string()))?;
     }
     Err(exec(launch))
 }
 
 fn dup_to(fd: RawFd, target: RawFd) -> Result<(), StepError> {
-    sys::dup2_raw_fd(fd, target).map_err(|er| e("stdio", er, format!("dup2 {fd} to {target}")))
+    sys::dup2_raw_fd(fd, target).map_err(|er| e(Step::Stdio, er, format!("dup2 {fd} to {target}")))
 }
 
 fn exec(launch: &Launch<'_>) -> StepError {
     let Some(prog) = launch.args.first() else {
-        return StepError::new("exec", Some(Errno::ENOENT), "empty argv".into());
+        return StepError::new(Step::Exec, Some(Errno::ENOENT), "empty argv".into());
     };
     let name = prog.to_string_lossy().into_owned();
     if prog.as_bytes().contains(&b'/') {
         let er = execve(prog, launch.args, launch.env)
             .err()
             .unwrap_or(Errno::UnknownErrno);
-        return e("exec", er, name);
+        return e(Step::Exec, er, name);
     }
     let mut seen = Errno::ENOENT;
     for dir in launch.path_dirs {
@@ -574,11 +575,11 @@ fn exec(launch: &Launch<'_>) -> StepError {
         match execve(&candidate, launch.args, launch.env) {
             Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
             Err(Errno::EACCES) => seen = Errno::EACCES,
-            Err(er) => return e("exec", er, candidate.to_string_lossy().into_owned()),
+            Err(er) => return e(Step::Exec, er, candidate.to_string_lossy().into_owned()),
             Ok(never) => match never {},
         }
     }
-    e("exec", seen, name)
+    e(Step::Exec, seen, name)
 }
 
 fn landlock_layer(plan: &Plan) -> Result<(), StepError> {
@@ -586,7 +587,7 @@ fn landlock_layer(plan: &Plan) -> Result<(), StepError> {
         path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
     };
     let abi = ABI::V5;
-    let fail = |er: landlock::RulesetError| StepError::new("landlock", None, er.to_string());
+    let fail = |er: landlock::RulesetError| StepError::new(Step::Landlock, None, er.to_string());
     // One rule per distinct writable tree (each rule costs an open, an
     // add_rule and a close).
     let mut writable: std::collections::BTreeSet<&Path> = [
@@ -669,7 +670,7 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
             match ctx.channel.recv_parent_fds() {
                 Ok(None) => return 0,
                 Err(Errno::EINTR | Errno::EAGAIN) => {}
-                Err(Errno::EBADMSG) => {}
+                Err(Errno::EBADMSG | Errno::EMSGSIZE) => {}
                 Err(_) => return 1,
                 Ok(Some((ParentMessage::Spawn(req), stdio))) => {
                     if let Some(pid) = spawn_one(ctx, &req, stdio) {
@@ -825,8 +826,8 @@ fn spawn_one(
         let _ = ctx.channel.send_child(
             &ChildMessage::SpawnFailed {
                 id: req.id,
-                step: err.step.to_string(),
-                errno: err.errno.map(|e| e as i32),
+                step: err.step,
+                errno: err.errno,
                 message: err.message,
             },
             None,
@@ -838,12 +839,12 @@ fn spawn_one(
             .iter()
             .map(|a| CString::new(a.as_bytes()))
             .collect::<Result<_, _>>()
-            .map_err(|_| StepError::new("validate", None, format!("{what} holds a NUL byte")))
+            .map_err(|_| StepError::new(Step::Validate, None, format!("{what} holds a NUL byte")))
     };
     let (args, env) = match (cstrings(&req.args, "argv"), cstrings(&req.env, "env")) {
         (Ok(a), Ok(e)) if !a.is_empty() => (a, e),
         (Err(er), _) | (_, Err(er)) => return fail(er),
-        _ => return fail(StepError::new("validate", None, "empty argv".into())),
+        _ => return fail(StepError::new(Step::Validate, None, "empty argv".into())),
     };
     let path = req
         .env
@@ -866,7 +867,7 @@ fn spawn_one(
     if pty.is_none() {
         if stdio.len() != 3 {
             return fail(StepError::new(
-                "stdio",
+                Step::Stdio,
                 None,
                 format!("expected 3 stdio fds, got {}", stdio.len()),
             ));
@@ -899,7 +900,7 @@ fn spawn_one(
     drop(stdio);
     let pid = match spawned {
         Ok(pid) => pid,
-        Err(er) => return fail(e("spawn_program", er, "clone")),
+        Err(er) => return fail(e(Step::SpawnProgram, er, "clone")),
     };
     if let Some(err) = failure {
         // The child has exited; SIGCHLD reaps it (it is not in `procs`).

@@ -10,17 +10,19 @@ pub mod supervise;
 
 use nix::errno::Errno;
 
+use crate::report::Step;
+
 /// A failed step of the child, sent to the parent as data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepError {
-    pub step: &'static str,
+    pub step: Step,
     pub errno: Option<Errno>,
     pub message: String,
 }
 
 impl StepError {
     /// `message` says what failed on what; the errno's text is appended.
-    pub fn new(step: &'static str, errno: Option<Errno>, message: String) -> StepError {
+    pub fn new(step: Step, errno: Option<Errno>, message: String) -> StepError {
         let message = match errno {
             Some(e) if !message.ends_with(e.desc()) => format!("{message}: {}", e.desc()),
             _ => message,
@@ -31,9 +33,4 @@ impl StepError {
             message,
         }
     }
-}
-
-/// errno as its symbolic name (`ENOENT`).
-pub fn errno_name(e: Errno) -> String {
-    format!("{e:?}")
 }

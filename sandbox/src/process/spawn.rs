@@ -18,7 +18,7 @@ use super::channel::{Channel, ChildMessage, ParentMessage};
 use super::init::{self, ChildContext};
 use crate::cgroup::{Cgroup, CgroupError, CgroupManager, CgroupVersion};
 use crate::options::{RunOptions, Stdio};
-use crate::report::StepFailure;
+use crate::report::{Step, StepFailure};
 use crate::seccomp::{self, SeccompError};
 use crate::spec::{plan, SpecError};
 use crate::sys::{self, CloneResult};
@@ -52,19 +52,18 @@ impl SandboxError {
         match self {
             SandboxError::Setup(f) => f.clone(),
             SandboxError::Sys { what, source } => StepFailure {
-                step: "create".into(),
-                errno: Some(super::errno_name(*source)),
+                step: Step::Create,
+                errno: Some(*source),
                 message: what.clone(),
             },
             other => StepFailure {
                 step: match other {
-                    SandboxError::Spec(_) | SandboxError::Options(_) => "validate",
-                    SandboxError::Cgroup(_) => "cgroup",
-                    SandboxError::Seccomp(_) => "seccomp_compile",
-                    SandboxError::Userns(_) => "uid_pool",
-                    _ => "create",
-                }
-                .into(),
+                    SandboxError::Spec(_) | SandboxError::Options(_) => Step::Validate,
+                    SandboxError::Cgroup(_) => Step::Cgroup,
+                    SandboxError::Seccomp(_) => Step::SeccompCompile,
+                    SandboxError::Userns(_) => Step::UidPool,
+                    _ => Step::Create,
+                },
                 errno: None,
                 message: with_sources(other),
             },
@@ -477,8 +476,8 @@ impl Sandbox {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(SandboxError::Setup(StepFailure {
-                    step: "setup".into(),
-                    errno: Some("ETIMEDOUT".into()),
+                    step: Step::Setup,
+                    errno: Some(Errno::ETIMEDOUT),
                     message: format!("the sandbox did not finish setup within {SETUP_TIMEOUT:?}"),
                 }));
             }
@@ -516,10 +515,10 @@ impl Sandbox {
                 )) => {
                     let failure = StepFailure {
                         step,
-                        errno: errno.map(|e| super::errno_name(Errno::from_raw(e))),
+                        errno,
                         message,
                     };
-                    if failure.step != "exec" {
+                    if failure.step != Step::Exec {
                         return Err(SandboxError::Setup(failure));
                     }
                     // The program child runs before PID 1 reports the start
@@ -529,14 +528,14 @@ impl Sandbox {
                 }
                 Some((other, _)) => {
                     return Err(SandboxError::Setup(StepFailure {
-                        step: "setup".into(),
+                        step: Step::Setup,
                         errno: None,
                         message: format!("unexpected message from the child: {other:?}"),
                     }))
                 }
                 None => {
                     return Err(SandboxError::Setup(StepFailure {
-                        step: "setup".into(),
+                        step: Step::Setup,
                         errno: None,
                         message: "the sandbox's init exited during setup".into(),
                     }))

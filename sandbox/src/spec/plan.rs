@@ -458,46 +458,15 @@ pub(crate) fn check_rw_bind_owner(
     ))
 }
 
-/// Whether no user but root can reach `dir`: it, or a directory above it,
-/// is owned by root and grants nothing to group or others. Symlinks are
-/// resolved first, so a link below a private directory to a public one
-/// does not count as private. An image root's host upper dir must be: it
-/// holds the image's files with the image's ids (root's, and setuid ones).
-pub(crate) fn private_to_root(dir: &Path) -> std::io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let real = std::fs::canonicalize(dir)?;
-    for p in real.ancestors() {
-        let meta = std::fs::metadata(p)?;
-        if meta.is_dir() && meta.uid() == 0 && meta.mode() & 0o077 == 0 {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
+pub(crate) use super::validate::{private_to_root, upper_not_private};
 
-/// The error for an upper dir others can reach (see [`private_to_root`]).
-pub(crate) fn upper_not_private(dir: &Path) -> SpecError {
-    invalid(
-        "root_layers.upper",
-        format!(
-            "{} can be reached by other users: an upper dir holds files with the image's \
-             ids (root's and setuid ones included), so it or a directory above it must be \
-             owned by root with mode 0700",
-            dir.display()
-        ),
-    )
-}
-
-/// Validates `spec` and computes the plan. Reads the host's layout (cached)
+/// Validates `spec` ([`super::validate::validate_run`]: everything that can
+/// be refused, before anything is computed) and computes the plan, phase by
+/// phase: root, mounts, process, limits. Reads the host's layout (cached)
 /// and checks that bind sources exist; makes no change anywhere.
 pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
-    let allow = super::validate::Allowances {
-        host_network: opts.host_network,
-        build_capabilities: opts.build_capabilities,
-        layered_root: opts.root_layers.is_some(),
-    };
-    super::validate::validate_allowing(spec, allow)?;
-    // validate() checked both are present.
+    super::validate::validate_run(spec, opts)?;
+    // validate_run checked both are present.
     let (Some(process), Some(linux)) = (spec.process().as_ref(), spec.linux().as_ref()) else {
         return Err(SpecError::Missing {
             field: "process/linux".into(),
@@ -505,82 +474,85 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
     };
     let user = process.user();
     let (uid, gid) = (user.uid(), user.gid());
-    let max_id = opts.uid_pool.slot_size;
-    for (f, id) in [("process.user.uid", uid), ("process.user.gid", gid)]
-        .into_iter()
-        .chain(
-            user.additional_gids()
-                .iter()
-                .flatten()
-                .map(|g| ("process.user.additionalGids", *g)),
-        )
-    {
-        if id >= max_id {
-            return Err(invalid(
-                f,
-                format!("{id} is outside the sandbox's id range 0..{max_id}"),
-            ));
-        }
-    }
+    let hostname = spec
+        .hostname()
+        .clone()
+        .unwrap_or_else(|| defaults::HOSTNAME.to_string());
 
-    let root = match (spec.root(), &opts.root_layers) {
-        (_, Some(layered)) => {
-            let upper_dir = match &layered.upper {
-                crate::options::Upper::Dir(d) => Some(d),
-                crate::options::Upper::Tmpfs { bytes: 0 } => {
-                    return Err(invalid("root_layers.upper", "a tmpfs upper needs a size"));
-                }
-                crate::options::Upper::Tmpfs { .. } => None,
-            };
-            for (f, p) in layered
-                .layers
-                .iter()
-                .map(|p| ("root_layers.layers", p))
-                .chain(upper_dir.map(|p| ("root_layers.upper", p)))
-            {
-                if !p.is_absolute() || p.to_string_lossy().contains([',', ':', '\\']) {
-                    return Err(invalid(
-                        f,
-                        format!("{} must be absolute without ',', ':' or '\\'", p.display()),
-                    ));
-                }
-                if f == "root_layers.layers" && !p.is_dir() {
-                    return Err(invalid(f, format!("{} is not a directory", p.display())));
-                }
-            }
-            if layered.layers.len() > 128 {
-                return Err(invalid("root_layers.layers", "more than 128 layers"));
-            }
-            // A missing upper dir is made 0700 by the parent (spawn), which
-            // checks again once it exists.
-            if let Some(d) = upper_dir.filter(|d| d.exists()) {
-                if !private_to_root(d).unwrap_or(false) {
-                    return Err(upper_not_private(d));
-                }
-            }
-            RootPlan::Layers(layered.clone())
-        }
+    let root = plan_root(spec, opts);
+    let etc_files = plan_etc(&root, &hostname, uid, gid);
+    let (mounts, shm_bytes) = plan_mounts(spec, opts, uid, gid)?;
+    let (masked_paths, readonly_paths) = plan_masks(linux);
+    let program = plan_process(process, opts)?;
+    let (rlimits, cgroup) = plan_limits(process, linux, opts);
+    let host_network = opts.host_network
+        && !linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network);
+
+    Ok(Plan {
+        hostname,
+        root,
+        mounts,
+        shm_bytes,
+        masked_paths,
+        readonly_paths,
+        etc_files,
+        args: program.args,
+        env: program.env,
+        path_dirs: program.path_dirs,
+        cwd: process.cwd().clone(),
+        uid,
+        gid,
+        additional_gids: user.additional_gids().clone().unwrap_or_default(),
+        umask: user.umask(),
+        rlimits,
+        terminal: process.terminal().unwrap_or(false),
+        tty_size: program.tty_size,
+        cgroup,
+        capabilities: program.capabilities,
+        host_network,
+        joined_network: !host_network && opts.network_namespace.is_some(),
+    })
+}
+
+/// Root: the host's layout, the caller's directory, or an image's layers
+/// (all checked by `validate_run`).
+fn plan_root(spec: &Spec, opts: &RunOptions) -> RootPlan {
+    match (spec.root(), &opts.root_layers) {
+        (_, Some(layered)) => RootPlan::Layers(layered.clone()),
         (None, None) => RootPlan::Host(HostLayout::get()),
-        (Some(r), None) => {
-            let p = r.path().clone();
-            // The path goes into overlay mount options, where these separate
-            // fields and layers.
-            if p.to_string_lossy().contains([',', ':', '\\']) {
-                return Err(invalid(
-                    "root.path",
-                    format!("{} contains ',', ':' or '\\'", p.display()),
-                ));
-            }
-            if !p.is_dir() {
-                return Err(invalid(
-                    "root.path",
-                    format!("{} is not a directory", p.display()),
-                ));
-            }
-            RootPlan::Dir(p)
-        }
-    };
+        (Some(r), None) => RootPlan::Dir(r.path().clone()),
+    }
+}
 
+/// The generated `/etc` files the root needs.
+fn plan_etc(root: &RootPlan, hostname: &str, uid: u32, gid: u32) -> Vec<(String, String)> {
+    match root {
+        RootPlan::Host(_) => etc_files(hostname, uid, gid),
+        // An image brings its own /etc; a sandbox with a throwaway upper
+        // gets its hostname and hosts written over the image's.
+        RootPlan::Layers(l) if matches!(l.upper, crate::options::Upper::Tmpfs { .. }) => {
+            etc_files(hostname, uid, gid)
+                .into_iter()
+                .filter(|(n, _)| n == "hostname" || n == "hosts")
+                .collect()
+        }
+        RootPlan::Dir(_) | RootPlan::Layers(_) => Vec::new(),
+    }
+}
+
+/// Mounts: the spec's (parsed and checked one by one), `/tmp` and
+/// `/workspace` unless the spec mounts them, parents before children;
+/// and the size of `/dev/shm`.
+fn plan_mounts(
+    spec: &Spec,
+    opts: &RunOptions,
+    uid: u32,
+    gid: u32,
+) -> Result<(Vec<MountPlan>, u64), SpecError> {
     let mut shm_bytes = defaults::SHM_BYTES;
     let mut mounts = Vec::new();
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
@@ -654,11 +626,37 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
     defaults_first.append(&mut mounts);
     let mut mounts = defaults_first;
     mounts.sort_by_key(|m| m.destination.components().count());
+    Ok((mounts, shm_bytes))
+}
 
-    let hostname = spec
-        .hostname()
-        .clone()
-        .unwrap_or_else(|| defaults::HOSTNAME.to_string());
+/// Masked and read-only paths: the spec's, or the OCI/moby defaults.
+fn plan_masks(linux: &oci_spec::runtime::Linux) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let masked_paths = match linux.masked_paths() {
+        Some(v) => v.iter().map(PathBuf::from).collect(),
+        None => DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
+    };
+    let readonly_paths = match linux.readonly_paths() {
+        Some(v) => v.iter().map(PathBuf::from).collect(),
+        None => DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),
+    };
+    (masked_paths, readonly_paths)
+}
+
+/// The process phase's part of the plan.
+struct ProgramPlan {
+    args: Vec<CString>,
+    env: Vec<CString>,
+    path_dirs: Vec<String>,
+    tty_size: Option<WinSize>,
+    capabilities: u64,
+}
+
+/// Process: argv and environment as `CString`s, the `PATH` search list,
+/// the terminal's size and the capabilities kept (build steps only).
+fn plan_process(
+    process: &oci_spec::runtime::Process,
+    opts: &RunOptions,
+) -> Result<ProgramPlan, SpecError> {
     let args = process
         .args()
         .iter()
@@ -680,7 +678,42 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         .filter(|d| d.starts_with('/'))
         .map(str::to_string)
         .collect();
+    let tty_size = opts.tty_size.or_else(|| {
+        process.console_size().as_ref().map(|b| WinSize {
+            rows: b.height().min(u16::MAX as u64) as u16,
+            cols: b.width().min(u16::MAX as u64) as u16,
+        })
+    });
+    let mut capabilities = 0u64;
+    if opts.build_capabilities {
+        if let Some(c) = process.capabilities() {
+            // validate() allowed only BUILD_CAPABILITIES; a capability
+            // missing from any of the three sets is not held.
+            let all = |set: &Option<oci_spec::runtime::Capabilities>| -> u64 {
+                set.iter()
+                    .flatten()
+                    .filter_map(|c| super::capability_bit(*c))
+                    .fold(0, |m, b| m | (1 << b))
+            };
+            capabilities = all(c.bounding()) & all(c.effective()) & all(c.permitted());
+        }
+    }
+    Ok(ProgramPlan {
+        args,
+        env,
+        path_dirs,
+        tty_size,
+        capabilities,
+    })
+}
 
+/// Limits: the rlimits (the spec's, RLIMIT_CORE pinned to 1 byte, the
+/// defaults for what it leaves out) and the cgroup's limits.
+fn plan_limits(
+    process: &oci_spec::runtime::Process,
+    linux: &oci_spec::runtime::Linux,
+    opts: &RunOptions,
+) -> (Vec<Rlimit>, CgroupLimits) {
     let mut rlimits: Vec<Rlimit> = process
         .rlimits()
         .iter()
@@ -692,21 +725,9 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         })
         .collect();
     for r in &mut rlimits {
-        if r.soft > r.hard {
-            return Err(invalid(
-                "process.rlimits",
-                format!("soft limit {} above hard limit {}", r.soft, r.hard),
-            ));
-        }
         if r.resource == libc::RLIMIT_CORE as i32 {
-            // See CORE_LIMIT: 0 and 1 both mean "no core file".
-            if r.hard > CORE_LIMIT {
-                return Err(invalid(
-                    "process.rlimits",
-                    "RLIMIT_CORE above 1 byte: sandboxes never dump core (a crash would \
-                     reach the host's core_pattern handler); leave it out",
-                ));
-            }
+            // See CORE_LIMIT: 0 and 1 both mean "no core file" (validate_run
+            // refused more).
             (r.soft, r.hard) = (CORE_LIMIT, CORE_LIMIT);
         }
     }
@@ -744,80 +765,7 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         cpu_quota_us: cpu.and_then(|c| c.quota()).map(|q| q as u64),
         cpu_period_us: cpu.and_then(|c| c.period()),
     };
-
-    let masked_paths = match linux.masked_paths() {
-        Some(v) => v.iter().map(PathBuf::from).collect(),
-        None => DEFAULT_MASKED_PATHS.iter().map(PathBuf::from).collect(),
-    };
-    let readonly_paths = match linux.readonly_paths() {
-        Some(v) => v.iter().map(PathBuf::from).collect(),
-        None => DEFAULT_READONLY_PATHS.iter().map(PathBuf::from).collect(),
-    };
-
-    let tty_size = opts.tty_size.or_else(|| {
-        process.console_size().as_ref().map(|b| WinSize {
-            rows: b.height().min(u16::MAX as u64) as u16,
-            cols: b.width().min(u16::MAX as u64) as u16,
-        })
-    });
-
-    let etc_files = match &root {
-        RootPlan::Host(_) => etc_files(&hostname, uid, gid),
-        // An image brings its own /etc; a sandbox with a throwaway upper
-        // gets its hostname and hosts written over the image's.
-        RootPlan::Layers(l) if matches!(l.upper, crate::options::Upper::Tmpfs { .. }) => {
-            etc_files(&hostname, uid, gid)
-                .into_iter()
-                .filter(|(n, _)| n == "hostname" || n == "hosts")
-                .collect()
-        }
-        RootPlan::Dir(_) | RootPlan::Layers(_) => Vec::new(),
-    };
-    let mut capabilities = 0u64;
-    if opts.build_capabilities {
-        if let Some(c) = process.capabilities() {
-            // validate() allowed only BUILD_CAPABILITIES; a capability
-            // missing from any of the three sets is not held.
-            let all = |set: &Option<oci_spec::runtime::Capabilities>| -> u64 {
-                set.iter()
-                    .flatten()
-                    .filter_map(|c| super::capability_bit(*c))
-                    .fold(0, |m, b| m | (1 << b))
-            };
-            capabilities = all(c.bounding()) & all(c.effective()) & all(c.permitted());
-        }
-    }
-    let host_network = opts.host_network
-        && !linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network);
-
-    Ok(Plan {
-        hostname,
-        root,
-        mounts,
-        shm_bytes,
-        masked_paths,
-        readonly_paths,
-        etc_files,
-        args,
-        env,
-        path_dirs,
-        cwd: process.cwd().clone(),
-        uid,
-        gid,
-        additional_gids: user.additional_gids().clone().unwrap_or_default(),
-        umask: user.umask(),
-        rlimits,
-        terminal: process.terminal().unwrap_or(false),
-        tty_size,
-        cgroup,
-        capabilities,
-        host_network,
-        joined_network: !host_network && opts.network_namespace.is_some(),
-    })
+    (rlimits, cgroup)
 }
 
 /// passwd, group, hostname and hosts for the generated /etc.

@@ -6,6 +6,8 @@ use std::path::{Component, Path};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use crate::options::RunOptions;
+
 use super::NAMESPACES;
 
 /// A spec we cannot run, with the field at fault.
@@ -62,6 +64,164 @@ pub struct Allowances {
     pub build_capabilities: bool,
     /// The root comes from `RunOptions::root_layers`: `root` must be unset.
     pub layered_root: bool,
+}
+
+/// Everything about a run that can be refused, checked before `plan`
+/// computes anything: the spec with what the options allow, the ids against
+/// the uid pool's slot, the root, and the rlimits. Mount options are
+/// parsed (and their errors reported) by `plan`'s mount phase.
+pub fn validate_run(spec: &Spec, opts: &RunOptions) -> Result<(), SpecError> {
+    let allow = Allowances {
+        host_network: opts.host_network,
+        build_capabilities: opts.build_capabilities,
+        layered_root: opts.root_layers.is_some(),
+    };
+    validate_allowing(spec, allow)?;
+    // validate_allowing checked it is present.
+    let Some(process) = spec.process().as_ref() else {
+        return Err(SpecError::Missing {
+            field: "process".into(),
+        });
+    };
+    validate_ids(process.user(), opts.uid_pool.slot_size)?;
+    validate_root(spec, opts)?;
+    validate_rlimits(process)
+}
+
+/// Every id the program runs with lies in the sandbox's id range.
+fn validate_ids(user: &oci_spec::runtime::User, max_id: u32) -> Result<(), SpecError> {
+    for (f, id) in [
+        ("process.user.uid", user.uid()),
+        ("process.user.gid", user.gid()),
+    ]
+    .into_iter()
+    .chain(
+        user.additional_gids()
+            .iter()
+            .flatten()
+            .map(|g| ("process.user.additionalGids", *g)),
+    ) {
+        if id >= max_id {
+            return Err(invalid(
+                f,
+                format!("{id} is outside the sandbox's id range 0..{max_id}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The root: an image's layers and upper dir, or the caller's directory.
+fn validate_root(spec: &Spec, opts: &RunOptions) -> Result<(), SpecError> {
+    match (spec.root(), &opts.root_layers) {
+        (_, Some(layered)) => {
+            let upper_dir = match &layered.upper {
+                crate::options::Upper::Dir(d) => Some(d),
+                crate::options::Upper::Tmpfs { bytes: 0 } => {
+                    return Err(invalid("root_layers.upper", "a tmpfs upper needs a size"));
+                }
+                crate::options::Upper::Tmpfs { .. } => None,
+            };
+            for (f, p) in layered
+                .layers
+                .iter()
+                .map(|p| ("root_layers.layers", p))
+                .chain(upper_dir.map(|p| ("root_layers.upper", p)))
+            {
+                if !p.is_absolute() || p.to_string_lossy().contains([',', ':', '\\']) {
+                    return Err(invalid(
+                        f,
+                        format!("{} must be absolute without ',', ':' or '\\'", p.display()),
+                    ));
+                }
+                if f == "root_layers.layers" && !p.is_dir() {
+                    return Err(invalid(f, format!("{} is not a directory", p.display())));
+                }
+            }
+            if layered.layers.len() > 128 {
+                return Err(invalid("root_layers.layers", "more than 128 layers"));
+            }
+            // A missing upper dir is made 0700 by the parent (spawn), which
+            // checks again once it exists.
+            if let Some(d) = upper_dir.filter(|d| d.exists()) {
+                if !private_to_root(d).unwrap_or(false) {
+                    return Err(upper_not_private(d));
+                }
+            }
+            Ok(())
+        }
+        (None, None) => Ok(()),
+        (Some(r), None) => {
+            let p = r.path();
+            // The path goes into overlay mount options, where these separate
+            // fields and layers.
+            if p.to_string_lossy().contains([',', ':', '\\']) {
+                return Err(invalid(
+                    "root.path",
+                    format!("{} contains ',', ':' or '\\'", p.display()),
+                ));
+            }
+            if !p.is_dir() {
+                return Err(invalid(
+                    "root.path",
+                    format!("{} is not a directory", p.display()),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Soft limits within hard ones; no core files (see `plan::CORE_LIMIT`).
+fn validate_rlimits(process: &oci_spec::runtime::Process) -> Result<(), SpecError> {
+    for r in process.rlimits().iter().flatten() {
+        if r.soft() > r.hard() {
+            return Err(invalid(
+                "process.rlimits",
+                format!("soft limit {} above hard limit {}", r.soft(), r.hard()),
+            ));
+        }
+        if r.typ() == oci_spec::runtime::PosixRlimitType::RlimitCore
+            && r.hard() > super::plan::CORE_LIMIT
+        {
+            return Err(invalid(
+                "process.rlimits",
+                "RLIMIT_CORE above 1 byte: sandboxes never dump core (a crash would \
+                 reach the host's core_pattern handler); leave it out",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether no user but root can reach `dir`: it, or a directory above it,
+/// is owned by root and grants nothing to group or others. Symlinks are
+/// resolved first, so a link below a private directory to a public one
+/// does not count as private. An image root's host upper dir must be: it
+/// holds the image's files with the image's ids (root's, and setuid ones).
+pub(crate) fn private_to_root(dir: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let real = std::fs::canonicalize(dir)?;
+    for p in real.ancestors() {
+        let meta = std::fs::metadata(p)?;
+        if meta.is_dir() && meta.uid() == 0 && meta.mode() & 0o077 == 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The error for an upper dir others can reach (see [`private_to_root`]).
+pub(crate) fn upper_not_private(dir: &Path) -> SpecError {
+    invalid(
+        "root_layers.upper",
+        format!(
+            "{} can be reached by other users: an upper dir holds files with the image's \
+             ids (root's and setuid ones included), so it or a directory above it must be \
+             owned by root with mode 0700",
+            dir.display()
+        ),
+    )
 }
 
 /// Validates the whole spec. Mount options and limits are parsed (and their
@@ -411,4 +571,76 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::base_spec;
+    use oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType, RootBuilder};
+
+    fn field_of(r: Result<(), SpecError>) -> String {
+        match r {
+            Err(SpecError::Invalid { field, .. }) => field,
+            other => panic!("not refused as invalid: {other:?}"),
+        }
+    }
+
+    fn with_rlimit(typ: PosixRlimitType, soft: u64, hard: u64) -> Spec {
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        let mut p = s.process().clone().unwrap();
+        let r = PosixRlimitBuilder::default()
+            .typ(typ)
+            .soft(soft)
+            .hard(hard)
+            .build()
+            .unwrap();
+        p.set_rlimits(Some(vec![r]));
+        s.set_process(Some(p));
+        s
+    }
+
+    /// What `plan` used to check as it went is refused by `validate_run`
+    /// alone, before anything is computed; `plan` gives the same error.
+    #[test]
+    fn a_run_is_refused_before_planning() {
+        let opts = RunOptions::default();
+        let mut uid = base_spec(vec!["/bin/true".into()]);
+        let mut p = uid.process().clone().unwrap();
+        let mut user = p.user().clone();
+        user.set_uid(opts.uid_pool.slot_size);
+        p.set_user(user);
+        uid.set_process(Some(p));
+        let mut not_dir = base_spec(vec!["/bin/true".into()]);
+        not_dir.set_root(Some(
+            RootBuilder::default()
+                .path("/proc/self/status")
+                .build()
+                .unwrap(),
+        ));
+        let mut comma = base_spec(vec!["/bin/true".into()]);
+        comma.set_root(Some(
+            RootBuilder::default().path("/tmp/a,b").build().unwrap(),
+        ));
+        let cases = [
+            (uid, "process.user.uid"),
+            (not_dir, "root.path"),
+            (comma, "root.path"),
+            (
+                with_rlimit(PosixRlimitType::RlimitNofile, 10, 5),
+                "process.rlimits",
+            ),
+            (
+                with_rlimit(PosixRlimitType::RlimitCore, 0, 2),
+                "process.rlimits",
+            ),
+        ];
+        for (spec, field) in cases {
+            assert_eq!(field_of(validate_run(&spec, &opts)), field);
+            let planned = crate::spec::plan::plan(&spec, &opts).map(|_| ());
+            assert_eq!(field_of(planned), field);
+        }
+        // The limits that are allowed pass.
+        validate_run(&with_rlimit(PosixRlimitType::RlimitCore, 1, 1), &opts).unwrap();
+    }
 }

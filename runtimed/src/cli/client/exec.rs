@@ -6,18 +6,18 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
-use api::types::{ExecRequest, ExecResult};
+use api::types::{ExecRequest, ExecResult, ExecTermination};
 use base64::Engine;
 use bytes::BytesMut;
 use clap::Args;
 use http_body_util::BodyExt;
 use hyper::Method;
+use sandbox::report::{exit_status, failure_status, Termination};
 use sandbox::spec::size::{parse_duration, parse_size};
 use tokio::io::AsyncWriteExt;
 
 use super::http::{HttpError, Payload};
 use super::{key_value_arg, output_error, session_path, ClientError, ConnectArgs};
-use crate::EXIT_RUNTIME_FAILURE;
 
 /// Longest NDJSON line accepted: an output line holds at most 32 KiB
 /// (base64), and the final `exit` line does not repeat the output.
@@ -234,47 +234,39 @@ fn outcome(r: &ExecResult) -> Result<i32, ClientError> {
     }
 }
 
-/// (exit status, message); `None` status: nothing ran to an end.
+/// (exit status, message); `None` status: nothing ran to an end. The
+/// status is the one mapping of every front end
+/// ([`sandbox::report::exit_status`]).
 fn classify(r: &ExecResult) -> (Option<i32>, Option<String>) {
+    let ExecTermination::Ran(termination) = r.termination else {
+        // session_ended (client_gone is never answered).
+        return (None, None);
+    };
     if let Some(e) = &r.error {
-        let code = match (e.step.as_str(), e.errno.as_deref()) {
-            ("exec", Some("ENOENT")) => 127,
-            ("exec", _) => 126,
-            _ => EXIT_RUNTIME_FAILURE,
-        };
-        let errno = e
-            .errno
-            .as_deref()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default();
+        let errno = e.errno.map(|e| format!(" ({e:?})")).unwrap_or_default();
         return (
-            Some(code),
+            Some(failure_status(e.step, e.errno)),
             Some(format!("{} failed: {}{errno}", e.step, e.message)),
         );
     }
-    let limit = matches!(
-        r.termination.as_str(),
-        "wall_timeout" | "output_limit" | "oom_killed"
-    );
     let status = match (r.exit_code, r.signal) {
-        (_, Some(sig)) => Some(128 + sig),
-        // A limit was hit as the program ended on its own: still the
-        // limit's status (limits kill with SIGKILL), so a script cannot
-        // take cut-off output for a success.
-        (Some(_), None) if limit => Some(128 + libc::SIGKILL),
-        (Some(code), None) => Some(code),
         (None, None) => None,
+        (code, signal) => Some(exit_status(termination, code, signal, None)),
     };
-    let why = match r.termination.as_str() {
-        "wall_timeout" => Some(format!(
+    let why = match termination {
+        Termination::WallTimeout => Some(format!(
             "wall_timeout: killed after {:.1}s",
             r.usage.wall_time_us as f64 / 1e6
         )),
-        "output_limit" => {
+        Termination::OutputLimit => {
             Some("output_limit: the output went over the limit and was cut off".to_string())
         }
-        "oom_killed" => Some("oom_killed: killed by the session's memory limit".to_string()),
-        "seccomp_kill" => Some("seccomp_kill: killed for a forbidden system call".to_string()),
+        Termination::OomKilled => {
+            Some("oom_killed: killed by the session's memory limit".to_string())
+        }
+        Termination::SeccompKill => {
+            Some("seccomp_kill: killed for a forbidden system call".to_string())
+        }
         _ => None,
     };
     (status, why)
@@ -285,6 +277,8 @@ mod tests {
     use super::*;
     use api::types::StepError;
     use clap::Parser;
+    use nix::errno::Errno;
+    use sandbox::report::Step;
 
     #[derive(Parser)]
     struct Cli {
@@ -333,7 +327,7 @@ mod tests {
 
     fn result(term: &str, code: Option<i32>, signal: Option<i32>) -> ExecResult {
         ExecResult {
-            termination: term.into(),
+            termination: ExecTermination::parse(term).unwrap(),
             exit_code: code,
             signal,
             ..Default::default()
@@ -354,8 +348,8 @@ mod tests {
         assert_eq!(classify(&result("session_ended", None, None)).0, None);
         let mut r = result("setup_failed", Some(127), None);
         r.error = Some(StepError {
-            step: "exec".into(),
-            errno: Some("ENOENT".into()),
+            step: Step::Exec,
+            errno: Some(Errno::ENOENT),
             message: "/nope: not found".into(),
         });
         assert_eq!(
@@ -365,9 +359,9 @@ mod tests {
                 Some("exec failed: /nope: not found (ENOENT)".into())
             )
         );
-        r.error.as_mut().unwrap().errno = Some("EACCES".into());
+        r.error.as_mut().unwrap().errno = Some(Errno::EACCES);
         assert_eq!(classify(&r).0, Some(126));
-        r.error.as_mut().unwrap().step = "chdir".into();
+        r.error.as_mut().unwrap().step = Step::Chdir;
         assert_eq!(classify(&r).0, Some(125));
     }
 
