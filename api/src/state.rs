@@ -361,7 +361,7 @@ impl AppState {
             spec.set_root(None);
         }
         let _reservation = self.reserve(&tenant.0)?;
-        let id = format!("s-{}", sandbox::process::spawn::new_id());
+        let id = format!("s-{}", sandbox::id::generate());
         let started = Instant::now();
         let sb = SessionSandbox::start(
             &self.engine,

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod cgroup;
+pub mod id;
 pub mod mounts;
 pub mod netns;
 pub mod options;

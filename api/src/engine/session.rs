@@ -389,7 +389,7 @@ impl SessionSandbox {
 
     /// OOM kills in the session's cgroup so far (0 when unknown).
     pub fn oom_kills(&self) -> u64 {
-        sandbox::process::spawn::cgroup_manager()
+        sandbox::cgroup::manager()
             .ok()
             .and_then(|m| m.oom_kills_of(&self.id).ok().flatten())
             .unwrap_or(0)
@@ -397,7 +397,7 @@ impl SessionSandbox {
 
     /// The cgroup's accounting right now.
     pub fn stats(&self) -> Option<CgroupStats> {
-        let mgr = sandbox::process::spawn::cgroup_manager().ok()?;
+        let mgr = sandbox::cgroup::manager().ok()?;
         mgr.stats_of(&self.id).ok()?
     }
 
@@ -431,7 +431,7 @@ impl SessionSandbox {
             // for the next start's sweep.
             let id = self.id.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                if let Ok(mgr) = sandbox::process::spawn::cgroup_manager() {
+                if let Ok(mgr) = sandbox::cgroup::manager() {
                     if let Ok(Some(cg)) = mgr.open_existing(&id) {
                         if let Err(e) = cg.remove() {
                             tracing::warn!(session_id = %id, error = %e, "cgroup of a dead helper not removed");

@@ -40,7 +40,7 @@ impl Zygote {
     pub fn start() -> Result<Zygote, nix::errno::Errno> {
         let (ours, theirs) = Channel::pair()?;
         // Warm what every sandbox start needs; the helpers inherit it.
-        let _ = sandbox::process::spawn::cgroup_manager();
+        let _ = sandbox::cgroup::manager();
         let _ = sandbox::spec::plan::HostLayout::get();
         let _ = sandbox::process::supervise::cpu_count();
         let _ = sandbox::seccomp::compile(sandbox::SeccompProfile::Default);

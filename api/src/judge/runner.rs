@@ -141,7 +141,7 @@ impl DaemonRunner {
             }
             None => (None, None),
         };
-        let id = format!("judge-{}", sandbox::process::spawn::new_id());
+        let id = format!("judge-{}", sandbox::id::generate());
         let report = oneshot::run(
             &self.engine,
             &id,

@@ -5,7 +5,6 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -95,13 +94,9 @@ fn sys_err(what: impl Into<String>) -> impl FnOnce(Errno) -> SandboxError {
 /// How long the child may take to set up before it is considered hung.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The cgroup manager of this process, detected once.
-pub fn cgroup_manager() -> Result<&'static CgroupManager, SandboxError> {
-    static MGR: OnceLock<Result<CgroupManager, String>> = OnceLock::new();
-    match MGR.get_or_init(|| CgroupManager::detect().map_err(|e| e.to_string())) {
-        Ok(m) => Ok(m),
-        Err(e) => Err(SandboxError::Options(format!("cgroups unusable: {e}"))),
-    }
+/// The cgroup manager of this process (see [`crate::cgroup::manager`]).
+fn cgroup_manager() -> Result<&'static CgroupManager, SandboxError> {
+    crate::cgroup::manager().map_err(|e| SandboxError::Options(e.to_string()))
 }
 
 /// The output side of the supervisor.
@@ -207,20 +202,10 @@ impl Sandbox {
         }
         let mut plan = plan(spec, &opts)?;
         let id = match opts.sandbox_id.take() {
-            Some(id) => {
-                if id.is_empty()
-                    || id.len() > 64
-                    || !id
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    return Err(SandboxError::Options(format!(
-                        "sandbox id {id:?}: use 1-64 of [A-Za-z0-9_-]"
-                    )));
-                }
-                id
-            }
-            None => new_id(),
+            Some(id) => crate::id::check(&id)
+                .map(|()| id)
+                .map_err(SandboxError::Options)?,
+            None => crate::id::generate(),
         };
         if opts.output_limit == Some(0) {
             return Err(SandboxError::Options(
@@ -930,20 +915,4 @@ fn prepare_upper_dir(plan: &crate::spec::Plan) -> Result<(), SandboxError> {
         }
     }
     Ok(())
-}
-
-/// A short random id (hex) for sandboxes the caller did not name.
-pub fn new_id() -> String {
-    let mut buf = [0u8; 6];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut buf);
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    buf[0] ^= t as u8;
-    buf[1] ^= (t >> 8) as u8;
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
