@@ -287,7 +287,7 @@ impl SessionSandbox {
             Mode::empty(),
         )
         .map_err(io)?;
-        sandbox::sys::pidfd_send_signal(self.pidfd.as_fd(), 0).map_err(io)?;
+        sandbox::process::signals::pidfd_send_signal(self.pidfd.as_fd(), 0).map_err(io)?;
         openat(&proc, "root", flags, Mode::empty()).map_err(io)
     }
 
@@ -476,7 +476,12 @@ pub(super) fn start_helper(
         // Its own process group: a Ctrl-C meant for the daemon must not
         // kill helpers before they tear down their sandboxes.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        sandbox::sys::pass_fd_to_command(&mut cmd, theirs.raw_fd(), CONTROL_FD);
+        // A copy the command owns until it is dropped (after the spawn).
+        let fd = theirs
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| helper_err("dup the control socket", &e))?;
+        sandbox::helper::pass_fd_to_command(&mut cmd, fd, CONTROL_FD);
         child = Some(
             tokio::process::Command::from(cmd)
                 .spawn()

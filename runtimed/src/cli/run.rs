@@ -15,7 +15,7 @@ use oci_spec::runtime::{
     Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, RootBuilder, Spec,
 };
 use sandbox::spec::size::{parse_duration, parse_size};
-use sandbox::{RunOptions, Sandbox, SeccompProfile};
+use sandbox::{RunOptions, Sandbox, SeccompProfile, SingleThreaded};
 
 use crate::EXIT_RUNTIME_FAILURE;
 
@@ -458,7 +458,7 @@ impl Drop for RawMode {
     }
 }
 
-pub fn main(mut args: RunArgs) -> i32 {
+pub fn main(mut args: RunArgs, single: &SingleThreaded) -> i32 {
     // An image: its layers unpacked (once per digest) and leased for the
     // run's life so that `image gc` leaves them alone.
     let mut lease = None;
@@ -478,7 +478,7 @@ pub fn main(mut args: RunArgs) -> i32 {
         Err(e) => return fail(e),
     };
     let tty_size = if args.tty {
-        sandbox::sys::with_borrowed(0, sandbox::sys::get_winsize).ok()
+        sandbox::pty::stdin_winsize().ok()
     } else {
         None
     };
@@ -513,7 +513,7 @@ pub fn main(mut args: RunArgs) -> i32 {
     ] {
         set.add(s);
     }
-    if let Err(e) = sandbox::sys::set_sigmask(SigmaskHow::SIG_BLOCK, &set) {
+    if let Err(e) = sandbox::process::signals::set_sigmask(SigmaskHow::SIG_BLOCK, &set) {
         return fail(format!("sigprocmask: {e}"));
     }
     let mut sigfd = match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
@@ -521,7 +521,7 @@ pub fn main(mut args: RunArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(format!("signalfd: {e}")),
     };
-    let sb = match Sandbox::create(&spec, opts) {
+    let sb = match Sandbox::create(&spec, opts, single) {
         Ok(sb) => sb,
         Err(e) => {
             let f = e.as_step_failure();

@@ -7,7 +7,7 @@
 //! logs: failures go to the parent as `{step, errno, message}`.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -21,6 +21,7 @@ use nix::unistd::{
 
 use super::channel::{Channel, ChildMessage, ParentMessage, WriteOutcome};
 use super::StepError;
+use crate::helper::SingleThreaded;
 use crate::seccomp::SeccompFilter;
 use crate::spec::plan::{MountKind, Plan, RootPlan};
 use crate::sys::ops::MountOps;
@@ -28,17 +29,20 @@ use crate::{mounts, sys};
 
 /// What the child gets from the parent (all computed before clone).
 pub struct ChildContext<'a> {
+    /// PID 1 is a clone of a single-threaded caller: the proof its own
+    /// children (the program, a writer) are forked under.
+    pub single: SingleThreaded,
     pub plan: &'a Plan,
     pub channel: &'a Channel,
     pub staging: &'a Path,
     pub seccomp: Option<&'a SeccompFilter>,
     pub landlock: bool,
     /// fds the program gets as 0, 1, 2 (unused in terminal mode).
-    pub stdio: [RawFd; 3],
+    pub stdio: [BorrowedFd<'a>; 3],
     /// cgroup v1: open `tasks` files of the sandbox's cgroups; the child
     /// moves itself in, then makes its cgroup namespace (on v2 it was born
     /// in its cgroup and in a new cgroup namespace).
-    pub join_cgroup: &'a [RawFd],
+    pub join_cgroup: &'a [BorrowedFd<'a>],
     /// The binds of caller paths as detached mount trees (destination, fd),
     /// prepared by the parent.
     pub bind_trees: &'a [(std::path::PathBuf, RawFd)],
@@ -105,7 +109,7 @@ struct Launch<'a> {
     path_dirs: &'a [String],
     cwd: &'a Path,
     /// fds the program gets as 0, 1, 2 (unused in terminal mode).
-    stdio: [RawFd; 3],
+    stdio: [BorrowedFd<'a>; 3],
     /// Session mode: the OOM score the program starts with. PID 1 is
     /// unkillable by the OOM killer (-1000, set by the supervisor after
     /// start-up) and its children inherit that; a memcg whose tasks are
@@ -129,7 +133,12 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // close_fds: first, so no caller fd (a directory fd would lead out of
     // the new root) survives into the sandbox.
     let mut keep = vec![ctx.channel.raw_fd()];
-    keep.extend(ctx.stdio.iter().copied().filter(|fd| *fd >= 3));
+    keep.extend(
+        ctx.stdio
+            .iter()
+            .map(|fd| fd.as_raw_fd())
+            .filter(|fd| *fd >= 3),
+    );
     let keep_while_mounting: Vec<RawFd> = keep
         .iter()
         .copied()
@@ -139,8 +148,8 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
         .collect();
     let keep_while_joining: Vec<RawFd> = keep_while_mounting
         .iter()
-        .chain(ctx.join_cgroup)
         .copied()
+        .chain(ctx.join_cgroup.iter().map(|fd| fd.as_raw_fd()))
         .collect();
     sys::close_fds_except(3, &keep_while_joining)
         .map_err(|er| e("close_fds", er, "close inherited fds"))?;
@@ -150,7 +159,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // the sandbox's own cgroup.
     if !ctx.join_cgroup.is_empty() {
         for fd in ctx.join_cgroup {
-            sys::with_borrowed(*fd, |f| nix::unistd::write(f, b"0"))
+            nix::unistd::write(fd, b"0")
                 .map_err(|er| e("join_cgroup", er, "move into the sandbox's cgroup"))?;
         }
         sys::close_fds_except(3, &keep_while_mounting)
@@ -283,14 +292,15 @@ fn start_program(
         stdio: ctx.stdio,
         reset_oom_score: false,
     };
-    let slave = pty.as_ref().map(|(_, s)| s.as_raw_fd());
-    let mut stack = vec![0u8; PROGRAM_STACK];
+    let slave = pty.as_ref().map(|(_, s)| s.as_fd());
+    let mut stack = sys::ChildStack::new(PROGRAM_STACK)
+        .map_err(|er| e("spawn_program", er, "map the program's stack"))?;
     let mut child = || {
         let err = program(ctx, slave, &launch);
         report(ctx, &err);
         failed_status(&err)
     };
-    let pid = sys::spawn_shared_vm(&mut stack, &mut child)
+    let pid = sys::spawn_shared_vm(&ctx.single, &mut stack, &mut child)
         .map_err(|er| e("spawn_program", er, "clone"))?;
     // We resume when the program has exec'd (vfork): its start.
     let start_ns = sys::monotonic_ns();
@@ -434,7 +444,11 @@ fn init_loop(ctx: &ChildContext<'_>, program: Pid, start_ns: u64) -> i32 {
 }
 
 /// The program's steps after fork, ending in execve. Returns only on failure.
-fn program(ctx: &ChildContext<'_>, slave: Option<RawFd>, launch: &Launch<'_>) -> StepError {
+fn program(
+    ctx: &ChildContext<'_>,
+    slave: Option<BorrowedFd<'_>>,
+    launch: &Launch<'_>,
+) -> StepError {
     match program_steps(ctx, slave, launch) {
         Ok(never) => match never {},
         Err(err) => err,
@@ -445,7 +459,7 @@ enum Never {}
 
 fn program_steps(
     ctx: &ChildContext<'_>,
-    slave: Option<RawFd>,
+    slave: Option<BorrowedFd<'_>>,
     launch: &Launch<'_>,
 ) -> Result<Never, StepError> {
     let plan = ctx.plan;
@@ -484,15 +498,14 @@ fn program_steps(
     // stdio: the pty slave as controlling terminal, or the planned fds.
     match slave {
         Some(s) => {
-            sys::with_borrowed(s, sys::set_controlling_tty)
-                .map_err(|er| e("stdio", er, "TIOCSCTTY"))?;
+            sys::set_controlling_tty(s).map_err(|er| e("stdio", er, "TIOCSCTTY"))?;
             for target in 0..3 {
                 dup_to(s, target)?;
             }
         }
         None => {
             for (target, fd) in launch.stdio.iter().enumerate() {
-                if *fd != target as RawFd {
+                if fd.as_raw_fd() != target as RawFd {
                     dup_to(*fd, target as RawFd)?;
                 }
             }
@@ -551,8 +564,11 @@ fn program_steps(
     Err(exec(launch))
 }
 
-fn dup_to(fd: RawFd, target: RawFd) -> Result<(), StepError> {
-    sys::dup2_raw_fd(fd, target).map_err(|er| e("stdio", er, format!("dup2 {fd} to {target}")))
+fn dup_to(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), StepError> {
+    sys::dup_onto_std(fd, target).map_err(|er| {
+        let fd = fd.as_raw_fd();
+        e("stdio", er, format!("dup2 {fd} to {target}"))
+    })
 }
 
 fn exec(launch: &Launch<'_>) -> StepError {
@@ -688,7 +704,7 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
                     }
                 }
                 Ok(Some((ParentMessage::WriteFiles { id, lengths }, fds))) => {
-                    match start_writer(&lengths, &fds) {
+                    match start_writer(&ctx.single, &lengths, &fds) {
                         Ok(pid) => writers.push((pid, id)),
                         Err(er) => {
                             let outcome = WriteOutcome::Failed { errno: er as i32 };
@@ -746,16 +762,21 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
 /// than this loop, which must never wait on a write. It only copies bytes
 /// into files the daemon opened, and reports by its exit status: 0, or
 /// the errno that stopped it.
-fn start_writer(lengths: &[u64], fds: &[OwnedFd]) -> Result<i32, Errno> {
-    // The pipe, then one file per length.
+fn start_writer(single: &SingleThreaded, lengths: &[u64], fds: &[OwnedFd]) -> Result<i32, Errno> {
+    check_writer_request(lengths, fds)?;
+    // PID 1 is single-threaded (the token): the child may allocate.
+    match sys::fork_single(single)? {
+        crate::helper::Forked::Parent(pid) => Ok(pid),
+        crate::helper::Forked::Child(_) => sys::exit_now(write_files(lengths, fds)),
+    }
+}
+
+/// A `WriteFiles` request carries the pipe, then one file per length.
+fn check_writer_request(lengths: &[u64], fds: &[OwnedFd]) -> Result<(), Errno> {
     if fds.len() != lengths.len() + 1 {
         return Err(Errno::EINVAL);
     }
-    // PID 1 is single-threaded: the child may allocate.
-    match sys::fork()? {
-        Some(pid) => Ok(pid),
-        None => sys::exit_now(write_files(lengths, fds)),
-    }
+    Ok(())
 }
 
 /// The writer child: returns its exit status.
@@ -862,7 +883,8 @@ fn spawn_one(
         },
         None => None,
     };
-    let mut raw = [0 as RawFd; 3];
+    // Unused in terminal mode (the pty slave is the program's stdio).
+    let mut raw = sys::std_fds();
     if pty.is_none() {
         if stdio.len() != 3 {
             return fail(StepError::new(
@@ -872,7 +894,7 @@ fn spawn_one(
             ));
         }
         for (slot, fd) in raw.iter_mut().zip(&stdio) {
-            *slot = fd.as_raw_fd();
+            *slot = fd.as_fd();
         }
     }
     let cwd = Path::new(&req.cwd);
@@ -884,8 +906,11 @@ fn spawn_one(
         stdio: raw,
         reset_oom_score: true,
     };
-    let slave = pty.as_ref().map(|(_, s)| s.as_raw_fd());
-    let mut stack = vec![0u8; PROGRAM_STACK];
+    let slave = pty.as_ref().map(|(_, s)| s.as_fd());
+    let mut stack = match sys::ChildStack::new(PROGRAM_STACK) {
+        Ok(s) => s,
+        Err(er) => return fail(e("spawn_program", er, "map the program's stack")),
+    };
     // Written by the child (it shares our memory and we are suspended until
     // it execs or exits, as posix_spawn reports its errors).
     let mut failure: Option<StepError> = None;
@@ -895,7 +920,7 @@ fn spawn_one(
         failure = Some(err);
         status
     };
-    let spawned = sys::spawn_shared_vm(&mut stack, &mut child);
+    let spawned = sys::spawn_shared_vm(&ctx.single, &mut stack, &mut child);
     drop(stdio);
     let pid = match spawned {
         Ok(pid) => pid,
@@ -950,7 +975,7 @@ mod tests {
     fn a_request_whose_fds_do_not_match_its_lengths_starts_nothing() {
         let (r, _w) = nix::unistd::pipe().unwrap();
         let fds = vec![r, memfd(c"a")];
-        assert_eq!(start_writer(&[1, 2], &fds), Err(Errno::EINVAL));
-        assert_eq!(start_writer(&[], &[]), Err(Errno::EINVAL));
+        assert_eq!(check_writer_request(&[1, 2], &fds), Err(Errno::EINVAL));
+        assert_eq!(check_writer_request(&[], &[]), Err(Errno::EINVAL));
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod channel;
 pub mod init;
+pub mod signals;
 pub mod spawn;
 pub mod supervise;
 

@@ -2,6 +2,7 @@
 //! [`Linux`] makes them, [`Recorder`] records them (and can fail one) so the
 //! order and error reporting of the steps are unit-tested without root.
 
+#[cfg(test)]
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
@@ -243,11 +244,17 @@ impl MountOps for Linux {
 
     fn attach_tree(&mut self, tree: RawFd, point: &MountPoint) -> Result<(), Errno> {
         use std::os::fd::AsFd;
-        match &point._fd {
-            Some(target) => {
-                super::with_borrowed(tree, |t| super::move_mount_onto(t, target.as_fd()))
+        // SAFETY: `tree` is one of the detached trees the parent prepared
+        // (`ChildContext::bind_trees`, `LayerTrees`), whose OwnedFds the
+        // child's copy of the parent's memory holds open until it execs;
+        // the mount steps are this trait's only callers (crate-private).
+        unsafe {
+            match &point._fd {
+                Some(target) => {
+                    super::with_borrowed(tree, |t| super::move_mount_onto(t, target.as_fd()))
+                }
+                None => super::with_borrowed(tree, |t| super::move_mount_to(t, &point.target)),
             }
-            None => super::with_borrowed(tree, |t| super::move_mount_to(t, &point.target)),
         }
     }
 }
@@ -255,6 +262,7 @@ impl MountOps for Linux {
 /// Records every call as one line (`mount tmpfs /x ...`), answers like a
 /// fresh, empty file system, and fails the first call whose line contains
 /// `fail_on` with `fail_errno`. For unit tests of the steps.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct Recorder {
     pub calls: Vec<String>,
@@ -270,6 +278,7 @@ pub struct Recorder {
     pub symlinks: BTreeMap<PathBuf, PathBuf>,
 }
 
+#[cfg(test)]
 impl Recorder {
     fn record(&mut self, line: String) -> Result<(), Errno> {
         let fail = self
@@ -288,6 +297,7 @@ impl Recorder {
     }
 }
 
+#[cfg(test)]
 impl MountOps for Recorder {
     fn point_kind(&mut self, root: &Path, dest: &Path) -> Result<PointKind, Errno> {
         let p = root.join(dest.strip_prefix("/").unwrap_or(dest));
