@@ -65,6 +65,13 @@ impl SingleThreaded {
             _not_send: PhantomData,
         }
     }
+
+    /// A token for the unit tests that run PID 1's steps against the
+    /// recording fake: they carry it in a `ChildContext` but fork nothing.
+    #[cfg(test)]
+    pub(crate) fn for_steps_that_fork_nothing() -> SingleThreaded {
+        SingleThreaded::in_new_child()
+    }
 }
 
 /// `num_threads` of `/proc/self/stat` (field 20; after the `)` that ends
@@ -181,6 +188,94 @@ mod tests {
             matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
             "{status:?}"
         );
+    }
+
+    /// `Sandbox::create` checks the token again: a thread started after
+    /// the token was made is refused before anything is made (no lock
+    /// file, no cgroup). (Removing the recheck from `create` fails this.)
+    #[test]
+    fn create_refuses_once_a_thread_was_started() {
+        let run_dir = std::env::temp_dir().join(format!("rtd-single-{}", std::process::id()));
+        let status = sys::test_support::run_in_child(|| {
+            let Ok(token) = SingleThreaded::check() else {
+                return 1;
+            };
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let t = std::thread::spawn(move || {
+                let _ = rx.recv();
+            });
+            let opts = crate::RunOptions {
+                run_dir: run_dir.clone(),
+                ..crate::RunOptions::default()
+            };
+            let spec = crate::spec::base_spec(vec!["/bin/true".into()]);
+            let res = crate::Sandbox::create(&spec, opts, &token);
+            drop(tx);
+            let _ = t.join();
+            match res {
+                Err(crate::SandboxError::NotSingleThreaded(NotSingleThreaded::Threads {
+                    threads: 2,
+                })) => {}
+                // Not root: refused even earlier, nothing to see here.
+                Err(crate::SandboxError::NotRoot) => return 0,
+                _ => return 2,
+            }
+            // Nothing was made in the run dir.
+            if run_dir.join("sandboxes").exists() || run_dir.join("uidpool").exists() {
+                return 3;
+            }
+            0
+        })
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&run_dir);
+        assert!(
+            matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+            "{status:?}"
+        );
+    }
+
+    /// The safe clone takes namespace flags only: CLONE_VM (a child on
+    /// our memory with no stack of its own) or CLONE_FILES is EINVAL.
+    #[test]
+    fn clone_refuses_flags_that_share_memory_or_fds() {
+        let status = sys::test_support::run_in_child(|| {
+            let Ok(token) = SingleThreaded::check() else {
+                return 1;
+            };
+            for flag in [
+                libc::CLONE_VM,
+                libc::CLONE_FILES,
+                libc::CLONE_THREAD,
+                libc::CLONE_SETTLS,
+            ] {
+                match sys::clone_namespaces(&token, flag as u64, false, None) {
+                    Err(Errno::EINVAL) => {}
+                    Ok(sys::CloneResult::Child(_)) => exit_now(9),
+                    _ => return 2,
+                }
+            }
+            0
+        })
+        .unwrap();
+        assert!(
+            matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+            "{status:?}"
+        );
+    }
+
+    /// Only a standard fd can be replaced by `dup_onto_std`: an fd another
+    /// owner holds is never closed under it.
+    #[test]
+    fn dup_onto_std_refuses_other_targets() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let target = std::os::fd::AsRawFd::as_raw_fd(&f);
+        let src = std::io::stdin();
+        assert_eq!(
+            sys::dup_onto_std(std::os::fd::AsFd::as_fd(&src), target),
+            Err(Errno::EBADF)
+        );
+        // `f` is still open and still /dev/null.
+        assert!(nix::sys::stat::fstat(&f).is_ok());
     }
 
     #[test]

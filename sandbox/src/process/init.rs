@@ -11,20 +11,17 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-use nix::sys::stat::{umask, Mode};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{
-    chdir, execve, setgroups, sethostname, setresgid, setresuid, setsid, Gid, Pid, Uid,
-};
+use nix::unistd::Pid;
 
 use super::channel::{Channel, ChildMessage, ParentMessage, WriteOutcome};
 use super::StepError;
 use crate::helper::SingleThreaded;
 use crate::seccomp::SeccompFilter;
 use crate::spec::plan::{MountKind, Plan, RootPlan};
-use crate::sys::ops::MountOps;
+use crate::sys::ops::{Linux, Syscalls};
 use crate::{mounts, sys};
 
 /// What the child gets from the parent (all computed before clone).
@@ -80,7 +77,7 @@ fn report(ctx: &ChildContext<'_>, err: &StepError) {
 
 /// Entry point of the cloned child (PID 1 of the new pid namespace).
 pub fn run(ctx: ChildContext<'_>) -> ! {
-    let started = setup(&ctx).and_then(|pty| {
+    let started = setup(&mut Linux, &ctx).and_then(|pty| {
         if ctx.session {
             return Ok(None);
         }
@@ -127,8 +124,12 @@ fn failed_status(err: &StepError) -> i32 {
 }
 
 /// The setup steps, in order. Each line names the step and why it is here.
-/// Returns the pty (master, slave) in terminal mode.
-fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError> {
+/// Returns the pty (master, slave) in terminal mode. Every system call
+/// goes through `ops` (the real ones, or a recording fake in the tests).
+fn setup(
+    ops: &mut dyn Syscalls,
+    ctx: &ChildContext<'_>,
+) -> Result<Option<(OwnedFd, OwnedFd)>, StepError> {
     let plan = ctx.plan;
     // close_fds: first, so no caller fd (a directory fd would lead out of
     // the new root) survives into the sandbox.
@@ -151,7 +152,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
         .copied()
         .chain(ctx.join_cgroup.iter().map(|fd| fd.as_raw_fd()))
         .collect();
-    sys::close_fds_except(3, &keep_while_joining)
+    ops.close_fds_except(3, &keep_while_joining)
         .map_err(|er| e("close_fds", er, "close inherited fds"))?;
     // join_cgroup (v1): before any other work, so all of it is accounted and
     // limited, and while our euid is still global root (the kernel's
@@ -159,19 +160,19 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // the sandbox's own cgroup.
     if !ctx.join_cgroup.is_empty() {
         for fd in ctx.join_cgroup {
-            nix::unistd::write(fd, b"0")
+            ops.join_cgroup(*fd)
                 .map_err(|er| e("join_cgroup", er, "move into the sandbox's cgroup"))?;
         }
-        sys::close_fds_except(3, &keep_while_mounting)
+        ops.close_fds_except(3, &keep_while_mounting)
             .map_err(|er| e("join_cgroup", er, "close the tasks files"))?;
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        ops.unshare_cgroup_namespace()
             .map_err(|er| e("cgroup_namespace", er, "unshare cgroup namespace"))?;
     }
     // scrub_caller: PID 1 is a copy of the caller; its argv and environment
     // (host paths, the caller's secrets) would show in /proc/1/cmdline and
     // /proc/1/environ inside. Overwrite them, then turn off dumpability so
     // nothing inside can read or trace PID 1's memory.
-    scrub_caller().map_err(|er| {
+    ops.scrub_caller().map_err(|er| {
         e(
             "scrub_caller",
             er,
@@ -196,15 +197,15 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     };
     // become_root: after the maps exist, become uid/gid 0 of the namespace,
     // or files we create would have an unmapped owner (EOVERFLOW).
-    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+    ops.setresgid(0)
         .map_err(|er| e("become_root", er, "setresgid 0"))?;
-    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+    ops.setresuid(0)
         .map_err(|er| e("become_root", er, "setresuid 0"))?;
     // parent_death: if the supervisor dies (even by SIGKILL), PID 1 gets
     // SIGKILL and the kernel kills the whole pid namespace. After
     // become_root: changing credentials clears the setting (prctl(2)). A
     // supervisor that died before this line shows as a hung-up channel.
-    nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL))
+    ops.set_parent_death_signal()
         .map_err(|er| e("parent_death", er, "prctl(PR_SET_PDEATHSIG)"))?;
     if ctx.channel.hung_up() {
         return Err(StepError::new(
@@ -214,11 +215,10 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
         ));
     }
     // hostname: in the new UTS namespace.
-    sethostname(&plan.hostname)
+    ops.sethostname(&plan.hostname)
         .map_err(|er| e("hostname", er, format!("sethostname {}", plan.hostname)))?;
     // mount_propagation, mount_root, layout, dev, proc, extra mounts: build
     // the root below the staging dir; proc before the old root goes away.
-    let ops: &mut dyn MountOps = &mut sys::ops::Linux;
     mounts::make_private(ops)?;
     let layer_raw: Vec<RawFd> = layer_fds.iter().map(|f| f.as_raw_fd()).collect();
     let trees = match &plan.root {
@@ -237,7 +237,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     mounts::mount_proc(ops, ctx.staging)?;
     mounts::mount_extra(ops, plan, ctx.staging, ctx.bind_trees)?;
     if keep_while_mounting.len() > keep.len() {
-        sys::close_fds_except(3, &keep)
+        ops.close_fds_except(3, &keep)
             .map_err(|er| e("mount_extra", er, "close the mount fds"))?;
     }
     // pivot_root: the old root is detached; only what we mounted is left.
@@ -250,12 +250,13 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // (none with the host's network: a build step fetching packages; none
     // in a namespace made ahead, whose `lo` its maker brought up).
     if !plan.host_network && !plan.joined_network {
-        loopback_up()?;
+        ops.loopback_up()
+            .map_err(|er| e("loopback", er, "bring lo up"))?;
     }
     // session_keyring: a fresh anonymous session keyring (keyctl is also
     // blocked by seccomp; this covers the unconfined profile).
     if ctx.new_keyring {
-        sys::join_new_session_keyring()
+        ops.join_new_session_keyring()
             .map_err(|er| e("session_keyring", er, "join a new session keyring"))?;
     }
     // open_pty: the pty comes from the sandbox's own devpts instance so that
@@ -268,10 +269,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     };
     // block_signals: before fork, so no SIGCHLD/forwarded signal is lost
     // between fork and the init loop.
-    let mut set = SigSet::all();
-    set.remove(Signal::SIGKILL);
-    set.remove(Signal::SIGSTOP);
-    sys::set_sigmask(SigmaskHow::SIG_BLOCK, &set)
+    ops.block_signals()
         .map_err(|er| e("block_signals", er, "sigprocmask"))?;
     Ok(pty)
 }
@@ -296,7 +294,7 @@ fn start_program(
     let mut stack = sys::ChildStack::new(PROGRAM_STACK)
         .map_err(|er| e("spawn_program", er, "map the program's stack"))?;
     let mut child = || {
-        let err = program(ctx, slave, &launch);
+        let err = program(&mut Linux, ctx, slave, &launch);
         report(ctx, &err);
         failed_status(&err)
     };
@@ -310,57 +308,6 @@ fn start_program(
 /// Stack of the program's pre-exec steps (they run on their own stack
 /// while sharing PID 1's memory); far more than they use.
 const PROGRAM_STACK: usize = 256 * 1024;
-
-/// Overwrites the argv and environment areas of this process (fields 48–51
-/// of /proc/self/stat: arg_start, arg_end, env_start, env_end) through
-/// /proc/self/mem: the command line then reads `runtimed-init`, the
-/// environment reads empty. Nothing in this process reads either afterwards
-/// (the program's argv/env are separate `CString`s from the plan).
-fn scrub_caller() -> Result<(), Errno> {
-    use std::io::{Seek, SeekFrom, Write};
-    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|_| Errno::EIO)?;
-    // Fields after the `)` of comm, which may itself hold spaces.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or(Errno::EIO)?;
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // `rest` starts at field 3 (state), so field N is fields[N - 3].
-    let field = |n: usize| fields.get(n - 3).copied().ok_or(Errno::EIO);
-    let (arg_start, arg_end) = (field(48)?, field(49)?);
-    let (env_start, env_end) = (field(50)?, field(51)?);
-    let mut mem = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/proc/self/mem")
-        .map_err(|er| Errno::from_raw(er.raw_os_error().unwrap_or(libc::EIO)))?;
-    let mut wipe = |start: u64, end: u64, text: &[u8]| -> std::io::Result<()> {
-        if end <= start || end - start > (1 << 20) {
-            return Ok(());
-        }
-        let mut bytes = vec![0u8; (end - start) as usize];
-        let n = text.len().min(bytes.len().saturating_sub(1));
-        bytes[..n].copy_from_slice(&text[..n]);
-        mem.seek(SeekFrom::Start(start))?;
-        mem.write_all(&bytes)
-    };
-    wipe(arg_start, arg_end, b"runtimed-init")
-        .and_then(|()| wipe(env_start, env_end, b""))
-        .map_err(|er| Errno::from_raw(er.raw_os_error().unwrap_or(libc::EIO)))?;
-    // And the name (comm), which would be the supervisor's otherwise.
-    let _ = nix::sys::prctl::set_name(c"runtimed-init");
-    nix::sys::prctl::set_dumpable(false)
-}
-
-fn loopback_up() -> Result<(), StepError> {
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|er| e("loopback", er, "socket"))?;
-    sys::interface_up(sock.as_fd(), c"lo").map_err(|er| e("loopback", er, "bring lo up"))
-}
 
 /// A new pty pair from the sandbox's devpts (`/dev/ptmx` inside).
 fn new_pty(size: Option<sys::WinSize>) -> Result<(OwnedFd, OwnedFd), StepError> {
@@ -445,11 +392,12 @@ fn init_loop(ctx: &ChildContext<'_>, program: Pid, start_ns: u64) -> i32 {
 
 /// The program's steps after fork, ending in execve. Returns only on failure.
 fn program(
+    ops: &mut dyn Syscalls,
     ctx: &ChildContext<'_>,
     slave: Option<BorrowedFd<'_>>,
     launch: &Launch<'_>,
 ) -> StepError {
-    match program_steps(ctx, slave, launch) {
+    match program_steps(ops, ctx, slave, launch) {
         Ok(never) => match never {},
         Err(err) => err,
     }
@@ -458,6 +406,7 @@ fn program(
 enum Never {}
 
 fn program_steps(
+    ops: &mut dyn Syscalls,
     ctx: &ChildContext<'_>,
     slave: Option<BorrowedFd<'_>>,
     launch: &Launch<'_>,
@@ -465,14 +414,7 @@ fn program_steps(
     let plan = ctx.plan;
     // reset_signals: default dispositions (the Rust runtime ignores SIGPIPE,
     // and ignored signals survive exec) and an empty mask.
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
-            // EINVAL for signals the kernel reserves is fine to ignore.
-            let _ = sys::set_default_signal(sig, &dfl);
-        }
-    }
-    sys::set_sigmask(SigmaskHow::SIG_SETMASK, &SigSet::empty())
+    ops.reset_signals()
         .map_err(|er| e("reset_signals", er, "sigprocmask"))?;
     // oom_score_adj: back to the default for a session's process, written
     // by this vfork child itself so it is in place before exec (the
@@ -484,40 +426,41 @@ fn program_steps(
     // suspended meanwhile (vfork), and nothing in the sandbox (uid 1000, no
     // capabilities) could attach to a uid 0 process anyway.
     if launch.reset_oom_score {
-        let io = |er: std::io::Error| Errno::from_raw(er.raw_os_error().unwrap_or(libc::EIO));
-        nix::sys::prctl::set_dumpable(true)
+        ops.set_dumpable(true)
             .map_err(|er| e("oom_score_adj", er, "prctl(PR_SET_DUMPABLE)"))?;
-        let written = std::fs::write("/proc/self/oom_score_adj", b"0");
-        nix::sys::prctl::set_dumpable(false)
+        let written = ops.write_proc_self("oom_score_adj", b"0");
+        ops.set_dumpable(false)
             .map_err(|er| e("oom_score_adj", er, "prctl(PR_SET_DUMPABLE)"))?;
-        written.map_err(|er| e("oom_score_adj", io(er), "reset oom_score_adj"))?;
+        written.map_err(|er| e("oom_score_adj", er, "reset oom_score_adj"))?;
     }
     // new_session: the program never shares the caller's session, so it
     // cannot push input into the caller's terminal (TIOCSTI, CVE-2017-5226).
-    setsid().map_err(|er| e("new_session", er, "setsid"))?;
+    ops.setsid().map_err(|er| e("new_session", er, "setsid"))?;
     // stdio: the pty slave as controlling terminal, or the planned fds.
     match slave {
         Some(s) => {
-            sys::set_controlling_tty(s).map_err(|er| e("stdio", er, "TIOCSCTTY"))?;
+            ops.set_controlling_tty(s)
+                .map_err(|er| e("stdio", er, "TIOCSCTTY"))?;
             for target in 0..3 {
-                dup_to(s, target)?;
+                dup_to(ops, s, target)?;
             }
         }
         None => {
             for (target, fd) in launch.stdio.iter().enumerate() {
                 if fd.as_raw_fd() != target as RawFd {
-                    dup_to(*fd, target as RawFd)?;
+                    dup_to(ops, *fd, target as RawFd)?;
                 }
             }
         }
     }
     // chdir: before dropping ids, so a cwd only root may enter still fails
     // later for the program (as it would outside).
-    chdir(launch.cwd).map_err(|er| e("chdir", er, format!("chdir {}", launch.cwd.display())))?;
+    ops.chdir(launch.cwd)
+        .map_err(|er| e("chdir", er, format!("chdir {}", launch.cwd.display())))?;
     // rlimits: while still privileged in the namespace (raising hard limits
     // needs CAP_SYS_RESOURCE).
     for r in &plan.rlimits {
-        sys::set_rlimit(r.resource, r.soft, r.hard).map_err(|er| {
+        ops.set_rlimit(r.resource, r.soft, r.hard).map_err(|er| {
             e(
                 "rlimits",
                 er,
@@ -526,60 +469,58 @@ fn program_steps(
         })?;
     }
     if let Some(m) = plan.umask {
-        umask(Mode::from_bits_truncate(m));
+        ops.umask(m);
     }
     // drop_bounding_set: needs CAP_SETPCAP, so before changing uid. A build
     // step keeps its planned capabilities (in the user namespace only).
-    sys::drop_bounding_set_except(plan.capabilities)
+    ops.drop_bounding_set_except(plan.capabilities)
         .map_err(|er| e("capabilities", er, "drop the bounding set"))?;
     // identity: groups, gid, uid (setgroups before setresgid before setresuid,
     // each needs the privilege the next one drops).
-    let groups: Vec<Gid> = plan
-        .additional_gids
-        .iter()
-        .map(|g| Gid::from_raw(*g))
-        .collect();
-    setgroups(&groups).map_err(|er| e("identity", er, "setgroups"))?;
-    let (gid, uid) = (Gid::from_raw(plan.gid), Uid::from_raw(plan.uid));
-    setresgid(gid, gid, gid).map_err(|er| e("identity", er, format!("setresgid {}", plan.gid)))?;
-    setresuid(uid, uid, uid).map_err(|er| e("identity", er, format!("setresuid {}", plan.uid)))?;
+    ops.setgroups(&plan.additional_gids)
+        .map_err(|er| e("identity", er, "setgroups"))?;
+    ops.setresgid(plan.gid)
+        .map_err(|er| e("identity", er, format!("setresgid {}", plan.gid)))?;
+    ops.setresuid(plan.uid)
+        .map_err(|er| e("identity", er, format!("setresuid {}", plan.uid)))?;
     // capabilities: empty every set (a uid 0 program keeps them otherwise),
     // or exactly the planned ones for a build step.
     let keep = if plan.uid == 0 { plan.capabilities } else { 0 };
-    sys::set_capabilities(keep).map_err(|er| e("capabilities", er, "set the capability sets"))?;
+    ops.set_capabilities(keep)
+        .map_err(|er| e("capabilities", er, "set the capability sets"))?;
     // no_new_privs: required by Landlock and seccomp for unprivileged use.
-    nix::sys::prctl::set_no_new_privs().map_err(|er| e("no_new_privs", er, "prctl"))?;
+    ops.set_no_new_privs()
+        .map_err(|er| e("no_new_privs", er, "prctl"))?;
     // landlock: an extra layer; best effort where the kernel lacks it.
     if ctx.landlock {
-        landlock_layer(plan)?;
+        landlock_layer(ops, plan)?;
     }
     // fds: everything above 2 closes on exec (the channel stays usable to
     // report an exec failure).
-    sys::cloexec_from(3).map_err(|er| e("fds", er, "close_range"))?;
+    ops.cloexec_from(3)
+        .map_err(|er| e("fds", er, "close_range"))?;
     // seccomp: last before exec, so the steps above are not filtered.
     if let Some(f) = ctx.seccomp {
-        f.apply()
-            .map_err(|er| StepError::new("seccomp", None, er.to_string()))?;
+        ops.apply_seccomp(f)
+            .map_err(|er| StepError::new("seccomp", None, er))?;
     }
-    Err(exec(launch))
+    Err(exec(ops, launch))
 }
 
-fn dup_to(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), StepError> {
-    sys::dup_onto_std(fd, target).map_err(|er| {
+fn dup_to(ops: &mut dyn Syscalls, fd: BorrowedFd<'_>, target: RawFd) -> Result<(), StepError> {
+    ops.dup_onto_std(fd, target).map_err(|er| {
         let fd = fd.as_raw_fd();
         e("stdio", er, format!("dup2 {fd} to {target}"))
     })
 }
 
-fn exec(launch: &Launch<'_>) -> StepError {
+fn exec(ops: &mut dyn Syscalls, launch: &Launch<'_>) -> StepError {
     let Some(prog) = launch.args.first() else {
         return StepError::new("exec", Some(Errno::ENOENT), "empty argv".into());
     };
     let name = prog.to_string_lossy().into_owned();
     if prog.as_bytes().contains(&b'/') {
-        let er = execve(prog, launch.args, launch.env)
-            .err()
-            .unwrap_or(Errno::UnknownErrno);
+        let er = ops.execve(prog, launch.args, launch.env);
         return e("exec", er, name);
     }
     let mut seen = Errno::ENOENT;
@@ -587,22 +528,16 @@ fn exec(launch: &Launch<'_>) -> StepError {
         let Ok(candidate) = CString::new(format!("{dir}/{name}")) else {
             continue;
         };
-        match execve(&candidate, launch.args, launch.env) {
-            Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
-            Err(Errno::EACCES) => seen = Errno::EACCES,
-            Err(er) => return e("exec", er, candidate.to_string_lossy().into_owned()),
-            Ok(never) => match never {},
+        match ops.execve(&candidate, launch.args, launch.env) {
+            Errno::ENOENT | Errno::ENOTDIR => continue,
+            Errno::EACCES => seen = Errno::EACCES,
+            er => return e("exec", er, candidate.to_string_lossy().into_owned()),
         }
     }
     e("exec", seen, name)
 }
 
-fn landlock_layer(plan: &Plan) -> Result<(), StepError> {
-    use landlock::{
-        path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
-    };
-    let abi = ABI::V5;
-    let fail = |er: landlock::RulesetError| StepError::new("landlock", None, er.to_string());
+fn landlock_layer(ops: &mut dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
     // One rule per distinct writable tree (each rule costs an open, an
     // add_rule and a close).
     let mut writable: std::collections::BTreeSet<&Path> = [
@@ -620,18 +555,9 @@ fn landlock_layer(plan: &Plan) -> Result<(), StepError> {
     if matches!(&plan.root, RootPlan::Layers(l) if !l.readonly) {
         writable.insert(Path::new("/"));
     }
-    Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))
-        .map_err(fail)?
-        .create()
-        .map_err(fail)?
-        .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))
-        .map_err(fail)?
-        .add_rules(path_beneath_rules(writable, AccessFs::from_all(abi)))
-        .map_err(fail)?
-        .restrict_self()
-        .map_err(fail)?;
-    Ok(())
+    let writable: Vec<&Path> = writable.into_iter().collect();
+    ops.restrict_landlock(&writable)
+        .map_err(|er| StepError::new("landlock", None, er))
 }
 
 /// Session mode: PID 1 reports `Ready`, then serves the channel: each
@@ -915,7 +841,7 @@ fn spawn_one(
     // it execs or exits, as posix_spawn reports its errors).
     let mut failure: Option<StepError> = None;
     let mut child = || {
-        let err = program(ctx, slave, &launch);
+        let err = program(&mut Linux, ctx, slave, &launch);
         let status = failed_status(&err);
         failure = Some(err);
         status
@@ -954,6 +880,138 @@ mod tests {
         let mut out = Vec::new();
         f.read_to_end(&mut out).unwrap();
         out
+    }
+
+    /// PID 1's setup steps and the program's steps against the recording
+    /// fake, with a confined profile, Landlock and a new keyring: the calls
+    /// in the order they were made (the step strings a failure reports are
+    /// checked by the end-to-end tests).
+    fn recorded_steps(fail_on: Option<(&str, Errno)>) -> (Vec<String>, StepError) {
+        use crate::helper::SingleThreaded;
+        use crate::options::RunOptions;
+        use crate::spec::{base_spec, plan};
+        use crate::sys::ops::Recorder;
+        let plan = plan(&base_spec(vec!["/bin/true".into()]), &RunOptions::default()).unwrap();
+        let filter = crate::seccomp::compile(crate::SeccompProfile::Default)
+            .unwrap()
+            .unwrap();
+        let (parent, child) = Channel::pair().unwrap();
+        // The go PID 1 waits for (wait_for_parent).
+        parent.send_json(&ParentMessage::Go, &[]).unwrap();
+        let ctx = ChildContext {
+            single: SingleThreaded::for_steps_that_fork_nothing(),
+            plan: &plan,
+            channel: &child,
+            staging: Path::new("/run/runtimed/root"),
+            seccomp: Some(&filter),
+            landlock: true,
+            stdio: sys::std_fds(),
+            join_cgroup: &[],
+            bind_trees: &[],
+            layer_trees: mounts::LayerTrees::default(),
+            new_keyring: true,
+            session: false,
+        };
+        let mut ops = Recorder {
+            fail_on: fail_on.map(|(n, e)| (n.to_string(), e)),
+            ..Recorder::default()
+        };
+        let pty = setup(&mut ops, &ctx).unwrap();
+        assert!(pty.is_none());
+        let setup_calls = ops.calls.len();
+        let launch = Launch {
+            args: &plan.args,
+            env: &plan.env,
+            path_dirs: &plan.path_dirs,
+            cwd: &plan.cwd,
+            stdio: ctx.stdio,
+            reset_oom_score: false,
+        };
+        let err = program(&mut ops, &ctx, None, &launch);
+        // The setup ends with the signals blocked; the program's steps
+        // follow.
+        assert_eq!(ops.calls[setup_calls - 1], "sigprocmask SIG_BLOCK all");
+        drop(parent);
+        (ops.calls, err)
+    }
+
+    fn at(calls: &[String], needle: &str) -> usize {
+        calls
+            .iter()
+            .position(|c| c.starts_with(needle))
+            .unwrap_or_else(|| panic!("no call {needle:?} in {calls:#?}"))
+    }
+
+    /// Each pair: the first call must come before the second (the reason
+    /// is the comment on the step in `setup`/`program_steps`). Moving a
+    /// step (seccomp before capset, say) fails this test.
+    #[test]
+    fn pid1_and_program_steps_run_in_their_documented_order() {
+        let (c, err) = recorded_steps(None);
+        // The fake exec fails with ENOENT: the steps ran to their end.
+        assert_eq!((err.step, err.errno), ("exec", Some(Errno::ENOENT)));
+        assert!(c[0].starts_with("close_fds_except 3 "), "{}", c[0]);
+        let pivot = at(&c, "pivot_root");
+        let order = [
+            ("close_fds_except", "scrub_caller"),
+            ("scrub_caller", "setresgid 0"),
+            ("setresgid 0", "setresuid 0"),
+            ("setresuid 0", "prctl PR_SET_PDEATHSIG"),
+            ("prctl PR_SET_PDEATHSIG", "sethostname"),
+            ("sethostname", "mount"),
+            ("pivot_root", "loopback_up"),
+            ("loopback_up", "keyctl JOIN_SESSION_KEYRING"),
+            ("keyctl JOIN_SESSION_KEYRING", "sigprocmask SIG_BLOCK"),
+            ("sigprocmask SIG_BLOCK", "reset_signals"),
+            ("reset_signals", "setsid"),
+            ("setsid", "chdir /workspace"),
+            ("chdir /workspace", "setrlimit"),
+            ("setrlimit", "drop_bounding_set"),
+            ("drop_bounding_set", "setgroups"),
+            ("setgroups", "setresgid 1000"),
+            ("setresgid 1000", "setresuid 1000"),
+            ("setresuid 1000", "capset 0x0"),
+            ("capset 0x0", "prctl PR_SET_NO_NEW_PRIVS"),
+            ("prctl PR_SET_NO_NEW_PRIVS", "landlock"),
+            ("landlock", "close_range 3 CLOEXEC"),
+            ("close_range 3 CLOEXEC", "seccomp"),
+        ];
+        for (first, then) in order {
+            assert!(
+                at(&c, first) < at(&c, then),
+                "{first:?} must come before {then:?}: {c:#?}"
+            );
+        }
+        // Every mount of the new root happens before pivot_root.
+        let staging_calls: Vec<usize> = c
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.contains("/run/runtimed/root") && !l.starts_with("pivot_root"))
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!staging_calls.is_empty());
+        assert!(staging_calls.iter().all(|i| *i < pivot), "{c:#?}");
+        // seccomp is the last step: the very next call is execve, and
+        // nothing but execve follows.
+        let seccomp = at(&c, "seccomp");
+        assert!(
+            c[seccomp + 1..].iter().all(|l| l.starts_with("execve ")),
+            "{c:#?}"
+        );
+        assert_eq!(c.len(), seccomp + 2, "{c:#?}");
+    }
+
+    /// A failing step stops the sequence there: a seccomp filter that
+    /// cannot be applied never falls through to exec, and a failed
+    /// identity change never reaches capabilities or seccomp.
+    #[test]
+    fn a_failing_step_runs_nothing_after_it() {
+        let (c, err) = recorded_steps(Some(("seccomp", Errno::EINVAL)));
+        assert_eq!(err.step, "seccomp");
+        assert!(c.last().is_some_and(|l| l == "seccomp"), "{c:#?}");
+        let (c, err) = recorded_steps(Some(("setresuid 1000", Errno::EPERM)));
+        assert_eq!((err.step, err.errno), ("identity", Some(Errno::EPERM)));
+        assert!(c.last().is_some_and(|l| l == "setresuid 1000"), "{c:#?}");
     }
 
     #[test]
