@@ -471,6 +471,9 @@ pub fn set_sigmask(
 /// `recvmsg(2)` of one datagram into `buf`, with the fds it carried
 /// (SCM_RIGHTS, installed close-on-exec) as owned fds. `cmsg` is the
 /// control buffer (`nix::cmsg_space!`). Returns the byte count.
+// A `Vec`, not a slice: nix's recvmsg sizes the control buffer by its
+// capacity.
+#[allow(clippy::ptr_arg)]
 pub fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
