@@ -114,6 +114,22 @@ struct Launch<'a> {
     reset_oom_score: bool,
 }
 
+impl<'a> Launch<'a> {
+    /// The one program of a run: the plan's argv, environment, cwd and
+    /// stdio.
+    fn of_run(ctx: &'a ChildContext<'a>) -> Launch<'a> {
+        let plan = ctx.plan;
+        Launch {
+            args: &plan.args,
+            env: &plan.env,
+            path_dirs: &plan.path_dirs,
+            cwd: &plan.cwd,
+            stdio: ctx.stdio,
+            reset_oom_score: false,
+        }
+    }
+}
+
 /// The exit status of a program child that failed before exec.
 fn failed_status(err: &StepError) -> i32 {
     match (err.step, err.errno) {
@@ -281,15 +297,7 @@ fn start_program(
     ctx: &ChildContext<'_>,
     pty: Option<(OwnedFd, OwnedFd)>,
 ) -> Result<(Pid, Option<OwnedFd>, u64), StepError> {
-    let plan = ctx.plan;
-    let launch = Launch {
-        args: &plan.args,
-        env: &plan.env,
-        path_dirs: &plan.path_dirs,
-        cwd: &plan.cwd,
-        stdio: ctx.stdio,
-        reset_oom_score: false,
-    };
+    let launch = Launch::of_run(ctx);
     let slave = pty.as_ref().map(|(_, s)| s.as_fd());
     let mut stack = sys::ChildStack::new(PROGRAM_STACK)
         .map_err(|er| e("spawn_program", er, "map the program's stack"))?;
@@ -919,14 +927,7 @@ mod tests {
         let pty = setup(&mut ops, &ctx).unwrap();
         assert!(pty.is_none());
         let setup_calls = ops.calls.len();
-        let launch = Launch {
-            args: &plan.args,
-            env: &plan.env,
-            path_dirs: &plan.path_dirs,
-            cwd: &plan.cwd,
-            stdio: ctx.stdio,
-            reset_oom_score: false,
-        };
+        let launch = Launch::of_run(&ctx);
         let err = program(&mut ops, &ctx, None, &launch);
         // The setup ends with the signals blocked; the program's steps
         // follow.

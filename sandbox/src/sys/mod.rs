@@ -391,6 +391,19 @@ pub fn interface_up(sock: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
     Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
 }
 
+/// Brings `lo` up in the current network namespace (through a datagram
+/// socket of its own, closed on return).
+pub fn loopback_up() -> Result<(), Errno> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    interface_up(std::os::fd::AsFd::as_fd(&sock), c"lo")
+}
+
 /// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`: a fresh anonymous session
 /// keyring, so nothing of the caller's keys is reachable.
 pub fn join_new_session_keyring() -> Result<(), Errno> {

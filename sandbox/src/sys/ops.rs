@@ -501,15 +501,7 @@ impl Syscalls for Linux {
     }
 
     fn loopback_up(&mut self) -> Result<(), Errno> {
-        use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-        use std::os::fd::AsFd;
-        let sock = socket(
-            AddressFamily::Inet,
-            SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )?;
-        super::interface_up(sock.as_fd(), c"lo")
+        super::loopback_up()
     }
 
     fn join_new_session_keyring(&mut self) -> Result<(), Errno> {
