@@ -115,6 +115,7 @@ pub fn is_pristine(ns: BorrowedFd<'_>) -> Result<bool, Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
     use std::os::unix::fs::MetadataExt;
 
     fn root_or_skip() -> bool {
