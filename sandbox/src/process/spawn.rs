@@ -203,10 +203,10 @@ impl Sandbox {
     /// on a copy of this process, see `helper`); it is checked again here,
     /// as a thread started after the token was made would break it.
     ///
-    /// The phases, each a function: [`claim`] (checks, the id's lock, the
-    /// uid slot, the cgroup), [`prepare`] (what the child is handed: mount
-    /// trees, cgroup v1 files, the channel), [`wire_stdio`], [`clone_child`]
-    /// and [`hand_over`] (maps, the go, start-up). Until `hand_over` builds
+    /// The phases, each a function: `claim` (checks, the id's lock, the
+    /// uid slot, the cgroup), `prepare` (what the child is handed: mount
+    /// trees, cgroup v1 files, the channel), `wire_stdio`, `clone_child`
+    /// and `hand_over` (maps, the go, start-up). Until `hand_over` builds
     /// the `Sandbox`, what a phase made is owned by its return value, whose
     /// drop on an error releases it (the lock file, the slot, the cgroup,
     /// every fd); from then on, `Sandbox`'s drop does.
