@@ -79,7 +79,7 @@ pub async fn serve(
     let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700));
     // On cgroup v2 this moves the daemon into its supervisor leaf before any
     // helper exists (helpers are born there and create cgroups beside it).
-    sandbox::process::spawn::cgroup_manager().map_err(|e| ServeError::Cgroup(e.to_string()))?;
+    sandbox::cgroup::manager().map_err(|e| ServeError::Cgroup(e.to_string()))?;
     let store = Store::open(&cfg.data_dir.join("runtimed.db"))?;
     // The zygote's helpers have the settings it was forked with; the
     // re-executed ones get the same.

@@ -363,7 +363,7 @@ impl<E: Engine> AppState<E> {
             spec.set_root(None);
         }
         let _reservation = self.reserve(&tenant.0)?;
-        let id = format!("s-{}", sandbox::process::spawn::new_id());
+        let id = format!("s-{}", sandbox::id::generate());
         let started = Instant::now();
         let sb = self
             .engine

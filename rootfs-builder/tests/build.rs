@@ -33,6 +33,8 @@ struct Env {
     _dir: tempfile::TempDir,
     store: Store,
     ctx: PathBuf,
+    /// This harness-less test binary runs on its main thread only.
+    single: sandbox::SingleThreaded,
 }
 
 /// Builds `text` with `ctx` as the context, collecting the events.
@@ -47,6 +49,7 @@ fn build(env: &Env, text: &str) -> (Result<BuildOutcome, BuildError>, Vec<BuildE
             progress: Some(Box::new(|e: &BuildEvent| events.push(e.clone()))),
             ..BuildOptions::default()
         },
+        &env.single,
     );
     (r, events)
 }
@@ -216,6 +219,7 @@ fn a_rebuild_is_cached_and_a_changed_file_rebuilds_from_its_step(env: &Env) {
             no_cache: true,
             ..BuildOptions::default()
         },
+        &env.single,
     )
     .unwrap();
     assert_eq!(out.steps_built, 4);
@@ -269,7 +273,7 @@ run = ["/bin/busybox", "sh", "-c", "echo about to fail; exit 3"]
         "name = \"x\"\nbase = \"scratch\"\n[[step]]\ncopy = { from = \"a\", to = \"/a\" }\n",
     )
     .unwrap();
-    let e = recipe::build(&env.store, &recipe, BuildOptions::default()).unwrap_err();
+    let e = recipe::build(&env.store, &recipe, BuildOptions::default(), &env.single).unwrap_err();
     assert!(matches!(e, BuildError::NoContext { index: 1, .. }), "{e:?}");
     // A user name the image does not have fails the build, not every run.
     let (r, _) = build(
@@ -470,6 +474,7 @@ fn the_python_builtin_builds_from_debian_and_runs(env: &Env) {
                 })),
                 ..BuildOptions::default()
             },
+            &env.single,
         )
         .unwrap_or_else(|e| panic!("build python: {e}"));
         (out, events, started.elapsed())
@@ -517,7 +522,7 @@ fn the_python_builtin_builds_from_debian_and_runs(env: &Env) {
         }),
         ..sandbox::RunOptions::default()
     };
-    let (report, captured) = sandbox::Sandbox::create(&spec, opts)
+    let (report, captured) = sandbox::Sandbox::create(&spec, opts, &env.single)
         .unwrap()
         .supervise(None);
     assert_eq!(
@@ -536,7 +541,7 @@ fn the_python_builtin_builds_from_debian_and_runs(env: &Env) {
 
 /// Runs `script` with /bin/sh in a sandbox on `layers` as uid 1000;
 /// returns (stdout, the report and stderr for messages).
-fn run_on(layers: &[std::path::PathBuf], script: &str) -> (String, String) {
+fn run_on(env: &Env, layers: &[std::path::PathBuf], script: &str) -> (String, String) {
     let mut spec = sandbox::spec::base_spec(vec!["/bin/sh".into(), "-c".into(), script.into()]);
     spec.set_root(None);
     let opts = sandbox::RunOptions {
@@ -549,7 +554,7 @@ fn run_on(layers: &[std::path::PathBuf], script: &str) -> (String, String) {
         }),
         ..sandbox::RunOptions::default()
     };
-    let (report, captured) = sandbox::Sandbox::create(&spec, opts)
+    let (report, captured) = sandbox::Sandbox::create(&spec, opts, &env.single)
         .unwrap()
         .supervise(None);
     (
@@ -587,7 +592,7 @@ fn the_other_builtins_build_and_their_toolchains_work(env: &Env) {
     ];
     for (name, script, want) in cases {
         let started = Instant::now();
-        let out = recipe::build_builtin(&env.store, name, BuildOptions::default())
+        let out = recipe::build_builtin(&env.store, name, BuildOptions::default(), &env.single)
             .unwrap_or_else(|e| panic!("build {name}: {e}"));
         println!(
             "  {name}: built in {:.1}s ({} steps built, {} cached)",
@@ -596,7 +601,7 @@ fn the_other_builtins_build_and_their_toolchains_work(env: &Env) {
             out.steps_cached
         );
         let layers = ensure_layers(&env.store, &out.image).unwrap();
-        let (stdout, context) = run_on(&layers, script);
+        let (stdout, context) = run_on(env, &layers, script);
         assert_eq!(stdout, want, "{name}: {context}");
     }
 }
@@ -621,6 +626,7 @@ fn main() {
         _dir: dir,
         store,
         ctx,
+        single: sandbox::SingleThreaded::check().expect("the test binary is single-threaded"),
     };
     let tests: [(&str, Test); 7] = [
         (

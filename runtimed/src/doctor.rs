@@ -3,6 +3,7 @@
 //! started) and comes with a fix hint. Exit status is non-zero when
 //! sandboxes cannot be isolated.
 
+use sandbox::SingleThreaded;
 use serde::Serialize;
 
 use sandbox::cgroup::{CgroupManager, CgroupVersion};
@@ -94,7 +95,7 @@ fn check_kernel() -> Finding {
     }
 }
 
-fn check_userns() -> Vec<Finding> {
+fn check_userns(single: &SingleThreaded) -> Vec<Finding> {
     let mut out = Vec::new();
     let max = read_trim("/proc/sys/user/max_user_namespaces").and_then(|s| s.parse::<u64>().ok());
     let flags = nix::sched::CloneFlags::CLONE_NEWUSER
@@ -104,7 +105,7 @@ fn check_userns() -> Vec<Finding> {
         | nix::sched::CloneFlags::CLONE_NEWIPC
         | nix::sched::CloneFlags::CLONE_NEWUTS
         | nix::sched::CloneFlags::CLONE_NEWCGROUP;
-    let status = sandbox::sys::run_in_child(|| match nix::sched::unshare(flags) {
+    let status = sandbox::helper::run_in_child(single, || match nix::sched::unshare(flags) {
         Ok(()) => 0,
         Err(e) => e as i32,
     });
@@ -188,7 +189,7 @@ fn check_cgroups() -> Finding {
     }
 }
 
-fn check_seccomp() -> Finding {
+fn check_seccomp(single: &SingleThreaded) -> Finding {
     let filter = match sandbox::seccomp::compile(sandbox::SeccompProfile::Default) {
         Ok(Some(f)) => f,
         Ok(None) => {
@@ -209,7 +210,7 @@ fn check_seccomp() -> Finding {
         }
     };
     // Load it in a child and check that mount(2) is now refused.
-    let status = sandbox::sys::run_in_child(|| {
+    let status = sandbox::helper::run_in_child(single, || {
         if filter.apply().is_err() {
             return 2;
         }
@@ -257,7 +258,7 @@ fn check_overlay() -> Finding {
 }
 
 fn check_landlock() -> Finding {
-    match sandbox::sys::landlock_abi() {
+    match sandbox::landlock::abi() {
         0 => finding(
             "landlock",
             Level::Warn,
@@ -268,14 +269,14 @@ fn check_landlock() -> Finding {
     }
 }
 
-fn check_sandbox() -> Finding {
+fn check_sandbox(single: &SingleThreaded) -> Finding {
     let spec = sandbox::spec::base_spec(vec!["/bin/true".into()]);
     let opts = sandbox::RunOptions {
         sandbox_id: Some(format!("doctor-{}", std::process::id())),
         wall_time: Some(std::time::Duration::from_secs(10)),
         ..Default::default()
     };
-    match sandbox::Sandbox::create(&spec, opts) {
+    match sandbox::Sandbox::create(&spec, opts, single) {
         Ok(sb) => {
             let (report, _) = sb.supervise(None);
             match (&report.error, report.exit_code) {
@@ -306,15 +307,15 @@ fn check_sandbox() -> Finding {
     }
 }
 
-pub fn main(args: DoctorArgs) -> i32 {
+pub fn main(args: DoctorArgs, single: &SingleThreaded) -> i32 {
     let mut findings = vec![check_root(), check_kernel()];
-    findings.extend(check_userns());
+    findings.extend(check_userns(single));
     findings.push(check_cgroups());
-    findings.push(check_seccomp());
+    findings.push(check_seccomp(single));
     findings.push(check_overlay());
     findings.push(check_landlock());
     if findings.iter().all(|f| f.level != Level::Fail) {
-        findings.push(check_sandbox());
+        findings.push(check_sandbox(single));
     }
     let failed = findings.iter().any(|f| f.level == Level::Fail);
     if args.json {

@@ -100,17 +100,32 @@ fn main() {
             }
         }
     };
+    // The modes that fork sandboxes or helpers get the proof that this
+    // process is single-threaded, taken here before any of them can start
+    // a runtime or a thread (sandbox::helper).
     let code = match cli.command {
-        Command::Run(args) => cli::run::main(*args),
-        Command::Image(args) => cli::image::main(args),
-        Command::Doctor(args) => doctor::main(args),
-        Command::Serve(args) => cli::serve::main(args),
+        Command::Run(args) => single_threaded(|s| cli::run::main(*args, s)),
+        Command::Image(args) => single_threaded(|s| cli::image::main(args, s)),
+        Command::Doctor(args) => single_threaded(|s| doctor::main(args, s)),
+        Command::Serve(args) => single_threaded(|s| cli::serve::main(args, s)),
         Command::Session(args) => cli::client::session::main(args),
         Command::Exec(args) => cli::client::exec::main(*args),
         Command::Shell(args) => cli::client::shell::main(args),
         Command::Cp(args) => cli::client::cp::main(args),
-        Command::SandboxHost => api::engine::host::main(),
-        Command::ImageBuilder => api::engine::build::main(),
+        Command::SandboxHost => single_threaded(api::engine::host::main),
+        Command::ImageBuilder => single_threaded(api::engine::build::main),
     };
     std::process::exit(code);
+}
+
+/// Runs `mode` with the proof that this process is single-threaded, or
+/// says in one line why there is none.
+fn single_threaded(mode: impl FnOnce(&sandbox::SingleThreaded) -> i32) -> i32 {
+    match sandbox::SingleThreaded::check() {
+        Ok(single) => mode(&single),
+        Err(e) => {
+            eprintln!("runtimed: {e}");
+            EXIT_RUNTIME_FAILURE
+        }
+    }
 }

@@ -21,7 +21,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, unshare, CloneFlags};
-use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use nix::sys::stat::Mode;
 
 use crate::sys;
@@ -69,13 +68,7 @@ pub fn create() -> Result<OwnedFd, Errno> {
     let home = current()?;
     unshare(CloneFlags::CLONE_NEWNET)?;
     let made = (|| {
-        let sock = socket(
-            AddressFamily::Inet,
-            SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )?;
-        sys::interface_up(sock.as_fd(), c"lo")?;
+        sys::loopback_up()?;
         current()
     })();
     setns(home.as_fd(), CloneFlags::CLONE_NEWNET)?;
@@ -122,6 +115,7 @@ pub fn is_pristine(ns: BorrowedFd<'_>) -> Result<bool, Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
     use std::os::unix::fs::MetadataExt;
 
     fn root_or_skip() -> bool {

@@ -137,15 +137,20 @@ pub fn write_id_maps(pid: i32, lease: &UidLease) -> Result<(), UsernsError> {
 /// short-lived child is born in it (clone3 CLONE_NEWUSER), we write its maps,
 /// keep a reference to the namespace and let the child exit.
 ///
-/// Like sandbox creation, this forks: call it from a single-threaded process.
-pub fn mapping_userns(uid_line: &str, gid_line: &str) -> Result<std::os::fd::OwnedFd, UsernsError> {
+/// Like sandbox creation, this clones: the token proves the process is
+/// single-threaded.
+pub fn mapping_userns(
+    single: &crate::helper::SingleThreaded,
+    uid_line: &str,
+    gid_line: &str,
+) -> Result<std::os::fd::OwnedFd, UsernsError> {
     use nix::fcntl::OFlag;
     let helper = |what| move |source| UsernsError::Helper { what, source };
     let (done_r, done_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(helper("pipe"))?;
-    let pid = match crate::sys::clone3(libc::CLONE_NEWUSER as u64, false, None)
+    let pid = match crate::sys::clone_namespaces(single, libc::CLONE_NEWUSER as u64, false, None)
         .map_err(helper("clone3"))?
     {
-        crate::sys::CloneResult::Child => {
+        crate::sys::CloneResult::Child(_) => {
             drop(done_w);
             let mut b = [0u8; 1];
             let _ = nix::unistd::read(&done_r, &mut b);

@@ -387,9 +387,9 @@ fn tty_follows_window_size_changes() {
     });
     assert!(up.is_some(), "the sandboxed shell did not start");
     std::thread::sleep(Duration::from_millis(200));
-    sandbox::sys::set_winsize(
+    sandbox::pty::set_winsize(
         std::os::fd::AsFd::as_fd(&pty.slave),
-        sandbox::sys::WinSize {
+        sandbox::pty::WinSize {
             rows: 50,
             cols: 132,
         },

@@ -805,9 +805,9 @@ fn shell_runs_a_terminal_with_our_size_and_exit_code() {
     t.type_in(b"stty size\r");
     t.expect("50 132");
     // ...and again on SIGWINCH.
-    sandbox::sys::set_winsize(
+    sandbox::pty::set_winsize(
         t.master.as_fd(),
-        sandbox::sys::WinSize {
+        sandbox::pty::WinSize {
             rows: 40,
             cols: 100,
         },

@@ -228,3 +228,43 @@ fn exhausted_uid_pool_refuses_a_second_sandbox_instead_of_sharing_ids() {
         .run();
     assert_eq!(third.code(), 0, "{}", third.context());
 }
+
+#[test]
+fn a_failure_after_the_claim_releases_the_lock_the_uid_slot_and_the_cgroup() {
+    let h = harness!();
+    // A private run dir whose staging path `root` is a file: the start
+    // fails in its prepare phase, after the id's lock, the uid slot and the
+    // cgroup were claimed. Everything claimed must go with the error.
+    let run_dir = runtimed_tests::TempDir::new("run-dir");
+    let rd = run_dir.path().to_str().expect("utf-8 temp path").to_owned();
+    fs::write(run_dir.path().join("root"), b"not a directory").expect("write root");
+    // A private one-slot pool: a slot left taken would refuse the rerun.
+    let base = 3_500_000_000u32 + (std::process::id() % 1000) * 65_536 * 2;
+    let pool = format!("{base}:1");
+    let id = unique("err-prepare");
+    let out = h
+        .sandbox()
+        .caller_env("RUNTIMED_RUN_DIR", &rd)
+        .opts(["--id", &id, "--uid-pool", &pool])
+        .cmd(["/bin/true"])
+        .no_report()
+        .run();
+    assert_eq!(out.code(), EXIT_RUNTIMED_FAILED, "{}", out.context());
+    let line = out.one_error_line();
+    assert!(line.contains("/root"), "{line}");
+    assert_nothing_left(&id);
+    assert!(
+        !run_dir.path().join("sandboxes").join(&id).exists(),
+        "the lock file of {id} was left"
+    );
+    // The slot was released: the same one-slot pool starts a sandbox now.
+    fs::remove_file(run_dir.path().join("root")).expect("remove root");
+    let again = h
+        .sandbox()
+        .caller_env("RUNTIMED_RUN_DIR", &rd)
+        .opts(["--uid-pool", &pool])
+        .cmd(["/bin/true"])
+        .no_report()
+        .run();
+    assert_eq!(again.code(), 0, "{}", again.context());
+}

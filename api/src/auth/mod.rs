@@ -57,7 +57,7 @@ impl Peer {
             .peer_cred()
             .map(|c| (c.uid(), c.gid()))
             .unwrap_or((u32::MAX, u32::MAX));
-        let groups = sandbox::sys::peer_groups(io.as_fd()).unwrap_or_else(|e| {
+        let groups = sandbox::peer::peer_groups(io.as_fd()).unwrap_or_else(|e| {
             tracing::warn!(error = %e, uid, "socket peer: SO_PEERGROUPS failed; no supplementary groups");
             Vec::new()
         });
@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn peer_groups_are_the_connecting_process_groups() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let mut got = sandbox::sys::peer_groups(a.as_fd()).unwrap();
+        let mut got = sandbox::peer::peer_groups(a.as_fd()).unwrap();
         let mut ours: Vec<u32> = nix::unistd::getgroups()
             .unwrap()
             .into_iter()

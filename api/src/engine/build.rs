@@ -75,6 +75,8 @@ pub enum BuildMessage {
 pub enum BuildStartError {
     #[error("control socket: {0}")]
     Socket(#[source] nix::errno::Errno),
+    #[error("dup the control socket: {0}")]
+    Dup(#[source] std::io::Error),
     #[error("start the build helper: {0}")]
     Spawn(#[source] std::io::Error),
     #[error("send the build job: {0}")]
@@ -153,7 +155,7 @@ fn children(pid: u32) -> Vec<i32> {
 /// first and the parent checked after: if the pid was reaped and reused in
 /// between, the pidfd names the dead process and the signal goes nowhere.
 fn kill_child(parent: u32, child: i32) {
-    let Ok(pidfd) = sandbox::sys::pidfd_open(child) else {
+    let Ok(pidfd) = sandbox::process::signals::pidfd_open(child) else {
         return;
     };
     let ppid = std::fs::read_to_string(format!("/proc/{child}/stat"))
@@ -167,7 +169,7 @@ fn kill_child(parent: u32, child: i32) {
                 .ok()
         });
     if ppid == Some(parent) {
-        let _ = sandbox::sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        let _ = sandbox::process::signals::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
     }
 }
 
@@ -183,7 +185,12 @@ impl BuildHelper {
         // Its own process group: a Ctrl-C meant for the daemon goes to the
         // daemon, which ends the build by dropping its end.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        sandbox::sys::pass_fd_to_command(&mut cmd, theirs.raw_fd(), CONTROL_FD);
+        // A copy the command owns until it is dropped (after the spawn).
+        let fd = theirs
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(BuildStartError::Dup)?;
+        sandbox::helper::pass_fd_to_command(&mut cmd, fd, CONTROL_FD);
         let child = tokio::process::Command::from(cmd)
             .kill_on_drop(true)
             .spawn()
@@ -217,10 +224,10 @@ impl BuildHelper {
 /// Entry point of `runtimed image-builder`; returns the exit status. Runs
 /// single-threaded from `main`, before any runtime exists: the build's
 /// sandboxes are forked from here.
-pub fn main() -> i32 {
+pub fn main(single: &sandbox::SingleThreaded) -> i32 {
     let _ = nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL));
     let _ = nix::sys::prctl::set_name(c"image-builder");
-    let control = match sandbox::sys::take_inherited_fd(CONTROL_FD) {
+    let control = match sandbox::helper::take_inherited_fd(single, CONTROL_FD) {
         Ok(fd) => Channel::from_fd(fd),
         Err(e) => {
             eprintln!("runtimed: image-builder needs its control socket as fd {CONTROL_FD}: {e}");
@@ -235,7 +242,7 @@ pub fn main() -> i32 {
             return 2;
         }
     };
-    let end = match run(&control, job) {
+    let end = match run(&control, job, single) {
         Ok(done) => done,
         Err(message) => BuildMessage::Failed { message },
     };
@@ -248,7 +255,11 @@ pub fn main() -> i32 {
 }
 
 /// Runs `job`, sending its progress on `control`.
-fn run(control: &Channel, job: BuildJob) -> Result<BuildMessage, String> {
+fn run(
+    control: &Channel,
+    job: BuildJob,
+    single: &sandbox::SingleThreaded,
+) -> Result<BuildMessage, String> {
     let store = Store::open(&job.data_dir).map_err(|e| format!("image store: {e}"))?;
     let mut recipe = match &job.recipe {
         JobRecipe::Builtin(name) => {
@@ -273,8 +284,8 @@ fn run(control: &Channel, job: BuildJob) -> Result<BuildMessage, String> {
         progress: Some(Box::new(progress)),
         run_dir: Some(job.run_dir.clone()),
     };
-    let outcome =
-        recipe::build(&store, &recipe, opts).map_err(|e| format!("build {}: {e}", recipe.name))?;
+    let outcome = recipe::build(&store, &recipe, opts, single)
+        .map_err(|e| format!("build {}: {e}", recipe.name))?;
     Ok(BuildMessage::Finished {
         image: outcome.image.name.clone(),
         manifest: outcome.image.manifest_digest.clone(),

@@ -24,7 +24,7 @@ use oci_spec::runtime::Spec;
 use sandbox::cgroup::CgroupStats;
 use sandbox::process::channel::Channel;
 use sandbox::report::Step;
-use sandbox::{RunOptions, Sandbox, SeccompProfile, StepFailure, UidPoolConfig};
+use sandbox::{RunOptions, Sandbox, SeccompProfile, SingleThreaded, StepFailure, UidPoolConfig};
 use serde::{Deserialize, Serialize};
 
 /// The fd number of the control socket in the helper.
@@ -139,10 +139,10 @@ pub enum HostCommand {
 /// Entry point of `runtimed sandbox-host`; returns the exit status. The
 /// first message on the control socket is the daemon's [`HostSettings`],
 /// then comes the request, as for a helper forked by the zygote.
-pub fn main() -> i32 {
+pub fn main(single: &SingleThreaded) -> i32 {
     // The same name as a helper forked by the zygote.
     let _ = nix::sys::prctl::set_name(c"sandbox-host");
-    let control = match sandbox::sys::take_inherited_fd(CONTROL_FD) {
+    let control = match sandbox::helper::take_inherited_fd(single, CONTROL_FD) {
         Ok(fd) => Channel::from_fd(fd),
         Err(e) => {
             eprintln!("runtimed: sandbox-host needs its control socket as fd {CONTROL_FD}: {e}");
@@ -150,7 +150,7 @@ pub fn main() -> i32 {
         }
     };
     match control.recv_json::<HostSettings>() {
-        Ok(Some((settings, _))) => serve(control, &settings),
+        Ok(Some((settings, _))) => serve(control, &settings, single),
         Ok(None) => 0,
         Err(e) => {
             eprintln!("runtimed: sandbox-host: bad settings: {e}");
@@ -160,7 +160,7 @@ pub fn main() -> i32 {
 }
 
 /// One session's life on `control` (exec'd helper or zygote child).
-pub fn serve(control: Channel, settings: &HostSettings) -> i32 {
+pub fn serve(control: Channel, settings: &HostSettings, single: &SingleThreaded) -> i32 {
     let (req, fds) = match control.recv_json::<HostRequest>() {
         Ok(Some(r)) => r,
         Ok(None) => return 0,
@@ -193,14 +193,14 @@ pub fn serve(control: Channel, settings: &HostSettings) -> i32 {
         });
     }
     if let Some(once) = &req.oneshot {
-        return run_once(&control, &req, settings, once, fds, root_layers, seccomp);
+        return run_once(&control, &req, settings, once, fds, root_layers, single);
     }
     drop(fds);
     let opts = RunOptions {
         session: true,
         ..base_options(&req, settings, root_layers, seccomp)
     };
-    let sb = match create(&control, &req.spec, opts) {
+    let sb = match create(&control, &req.spec, opts, single) {
         Some(sb) => sb,
         None => return 1,
     };
@@ -269,8 +269,13 @@ fn base_options(
 
 /// Creates the sandbox, or reports why not (`invalid_spec`: the request
 /// was at fault) and returns `None`.
-fn create(control: &Channel, spec: &Spec, opts: RunOptions) -> Option<Sandbox> {
-    match Sandbox::create(spec, opts) {
+fn create(
+    control: &Channel,
+    spec: &Spec,
+    opts: RunOptions,
+    single: &SingleThreaded,
+) -> Option<Sandbox> {
+    match Sandbox::create(spec, opts, single) {
         Ok(sb) => Some(sb),
         Err(e) => {
             let invalid_spec = matches!(
@@ -295,7 +300,7 @@ fn run_once(
     once: &Oneshot,
     fds: Vec<std::os::fd::OwnedFd>,
     root_layers: Option<sandbox::LayeredRoot>,
-    seccomp: SeccompProfile,
+    single: &SingleThreaded,
 ) -> i32 {
     let mut fds = fds.into_iter();
     let (Some(stdin), Some(stdout), Some(stderr), netns, None) = (
@@ -357,9 +362,9 @@ fn run_once(
             stderr,
         },
         network_namespace: netns,
-        ..base_options(req, settings, root_layers, seccomp)
+        ..base_options(req, settings, root_layers, req.seccomp)
     };
-    let sb = match create(control, &req.spec, opts) {
+    let sb = match create(control, &req.spec, opts, single) {
         Some(sb) => sb,
         None => return 1,
     };
@@ -399,7 +404,7 @@ fn kill_when_closed(control: std::os::fd::OwnedFd, pidfd: std::os::fd::OwnedFd) 
                     .revents()
                     .is_some_and(|r| r.contains(PollFlags::POLLHUP)) =>
             {
-                let _ = sandbox::sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                let _ = sandbox::process::signals::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
                 return;
             }
             Ok(_) => continue,

@@ -199,9 +199,9 @@ impl Pty {
         if let Ok(mut s) = self.size.lock() {
             *s = (rows, cols);
         }
-        sandbox::sys::set_winsize(
+        sandbox::pty::set_winsize(
             self.master.get_ref().as_fd(),
-            sandbox::sys::WinSize { rows, cols },
+            sandbox::pty::WinSize { rows, cols },
         )
     }
 

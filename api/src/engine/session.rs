@@ -295,7 +295,7 @@ impl SessionSandbox {
             Mode::empty(),
         )
         .map_err(io)?;
-        sandbox::sys::pidfd_send_signal(self.pidfd.as_fd(), 0).map_err(io)?;
+        sandbox::process::signals::pidfd_send_signal(self.pidfd.as_fd(), 0).map_err(io)?;
         openat(&proc, "root", flags, Mode::empty()).map_err(io)
     }
 
@@ -399,7 +399,7 @@ impl SessionSandbox {
 
     /// OOM kills in the session's cgroup so far (0 when unknown).
     pub fn oom_kills(&self) -> u64 {
-        sandbox::process::spawn::cgroup_manager()
+        sandbox::cgroup::manager()
             .ok()
             .and_then(|m| m.oom_kills_of(&self.id).ok().flatten())
             .unwrap_or(0)
@@ -407,7 +407,7 @@ impl SessionSandbox {
 
     /// Forks the session's pids limit refused so far (0 when unknown).
     pub fn pids_limit_hits(&self) -> u64 {
-        sandbox::process::spawn::cgroup_manager()
+        sandbox::cgroup::manager()
             .ok()
             .and_then(|m| m.pids_limit_hits_of(&self.id).ok().flatten())
             .unwrap_or(0)
@@ -415,7 +415,7 @@ impl SessionSandbox {
 
     /// The cgroup's accounting right now.
     pub fn stats(&self) -> Option<CgroupStats> {
-        let mgr = sandbox::process::spawn::cgroup_manager().ok()?;
+        let mgr = sandbox::cgroup::manager().ok()?;
         mgr.stats_of(&self.id).ok()?
     }
 
@@ -449,7 +449,7 @@ impl SessionSandbox {
             // for the next start's sweep.
             let id = self.id.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                if let Ok(mgr) = sandbox::process::spawn::cgroup_manager() {
+                if let Ok(mgr) = sandbox::cgroup::manager() {
                     if let Ok(Some(cg)) = mgr.open_existing(&id) {
                         if let Err(e) = cg.remove() {
                             tracing::warn!(session_id = %id, error = %e, "cgroup of a dead helper not removed");
@@ -496,7 +496,12 @@ pub(super) fn start_helper(
         // Its own process group: a Ctrl-C meant for the daemon must not
         // kill helpers before they tear down their sandboxes.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        sandbox::sys::pass_fd_to_command(&mut cmd, theirs.raw_fd(), CONTROL_FD);
+        // A copy the command owns until it is dropped (after the spawn).
+        let fd = theirs
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| helper_err("dup the control socket", &e))?;
+        sandbox::helper::pass_fd_to_command(&mut cmd, fd, CONTROL_FD);
         child = Some(
             tokio::process::Command::from(cmd)
                 .spawn()

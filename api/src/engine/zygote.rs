@@ -19,7 +19,10 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::sys::signal::{SigHandler, Signal};
+use sandbox::helper::{self, Forked};
 use sandbox::process::channel::Channel;
+use sandbox::process::signals;
+use sandbox::SingleThreaded;
 use serde::{Deserialize, Serialize};
 
 use super::host::HostSettings;
@@ -44,20 +47,23 @@ impl Zygote {
     /// any runtime or thread exists) and after cgroup discovery (on v2 the
     /// daemon has moved into its supervisor leaf, where the zygote and the
     /// helpers are then born).
-    pub fn start(settings: HostSettings) -> Result<Zygote, nix::errno::Errno> {
+    pub fn start(
+        settings: HostSettings,
+        single: &SingleThreaded,
+    ) -> Result<Zygote, nix::errno::Errno> {
         let (ours, theirs) = Channel::pair()?;
         // Warm what every sandbox start needs; the helpers inherit it.
-        let _ = sandbox::process::spawn::cgroup_manager();
+        let _ = sandbox::cgroup::manager();
         let _ = sandbox::spec::plan::HostLayout::get();
         let _ = sandbox::process::supervise::cpu_count();
         let _ = sandbox::seccomp::compile(sandbox::SeccompProfile::Default);
         let _ = sandbox::seccomp::compile(sandbox::SeccompProfile::Judge);
-        match sandbox::sys::fork()? {
-            None => {
+        match helper::fork(single)? {
+            Forked::Child(single) => {
                 drop(ours);
-                serve(theirs, &settings)
+                serve(theirs, &settings, &single)
             }
-            Some(pid) => {
+            Forked::Parent(pid) => {
                 drop(theirs);
                 Ok(Zygote {
                     chan: ours,
@@ -79,7 +85,7 @@ impl Zygote {
     }
 }
 
-fn serve(chan: Channel, settings: &HostSettings) -> ! {
+fn serve(chan: Channel, settings: &HostSettings, single: &SingleThreaded) -> ! {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use nix::sys::signal::{SigSet, SigmaskHow};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -90,10 +96,10 @@ fn serve(chan: Channel, settings: &HostSettings) -> ! {
     // then adds up in our cutime, where accounting can see it).
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
-    let _ = sandbox::sys::set_sigmask(SigmaskHow::SIG_BLOCK, &chld);
+    let _ = signals::set_sigmask(SigmaskHow::SIG_BLOCK, &chld);
     let Ok(sfd) = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
     else {
-        sandbox::sys::exit_now(1)
+        helper::exit_now(1)
     };
     loop {
         let mut fds = [
@@ -102,11 +108,11 @@ fn serve(chan: Channel, settings: &HostSettings) -> ! {
         ];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => sandbox::sys::exit_now(1),
+            Err(_) => helper::exit_now(1),
         }
         if fds[1].revents().is_some_and(|r| !r.is_empty()) {
             while let Ok(Some(_)) = sfd.read_signal() {}
-            while let Ok(Some(_)) = sandbox::sys::reap_any() {}
+            while let Ok(Some(_)) = signals::reap_any() {}
         }
         if fds[0].revents().is_none_or(|r| r.is_empty()) {
             continue;
@@ -114,19 +120,19 @@ fn serve(chan: Channel, settings: &HostSettings) -> ! {
         match chan.recv_json::<ZygoteRequest>() {
             Ok(Some((ZygoteRequest::Spawn, mut fds))) if fds.len() == 1 => {
                 let Some(control) = fds.pop() else { continue };
-                match sandbox::sys::fork() {
-                    Ok(None) => {
+                match helper::fork(single) {
+                    Ok(Forked::Child(single)) => {
                         drop(chan);
                         drop(sfd);
-                        sandbox::sys::exit_now(helper(control, settings))
+                        helper::exit_now(host_helper(control, settings, &single))
                     }
-                    Ok(Some(_)) | Err(_) => drop(control),
+                    Ok(Forked::Parent(_)) | Err(_) => drop(control),
                 }
             }
             Ok(Some(_)) => {}
-            Ok(None) => sandbox::sys::exit_now(0),
+            Ok(None) => helper::exit_now(0),
             Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
-            Err(_) => sandbox::sys::exit_now(1),
+            Err(_) => helper::exit_now(1),
         }
     }
 }
@@ -139,26 +145,26 @@ fn signal_ignore_terminal() -> Result<(), nix::errno::Errno> {
         nix::sys::signal::SaFlags::empty(),
         nix::sys::signal::SigSet::empty(),
     );
-    sandbox::sys::set_default_signal(Signal::SIGINT, &ign)?;
-    sandbox::sys::set_default_signal(Signal::SIGTERM, &ign)
+    signals::set_default_signal(Signal::SIGINT, &ign)?;
+    signals::set_default_signal(Signal::SIGTERM, &ign)
 }
 
 /// In the forked helper: signal defaults and an empty mask back, its own
 /// process group, a name.
-fn helper(control: OwnedFd, settings: &HostSettings) -> i32 {
+fn host_helper(control: OwnedFd, settings: &HostSettings, single: &SingleThreaded) -> i32 {
     let dfl = nix::sys::signal::SigAction::new(
         SigHandler::SigDfl,
         nix::sys::signal::SaFlags::empty(),
         nix::sys::signal::SigSet::empty(),
     );
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        let _ = sandbox::sys::set_default_signal(sig, &dfl);
+        let _ = signals::set_default_signal(sig, &dfl);
     }
-    let _ = sandbox::sys::set_sigmask(
+    let _ = signals::set_sigmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         &nix::sys::signal::SigSet::empty(),
     );
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     let _ = nix::sys::prctl::set_name(c"sandbox-host");
-    super::host::serve(Channel::from_fd(control), settings)
+    super::host::serve(Channel::from_fd(control), settings, single)
 }

@@ -351,7 +351,7 @@ impl JudgeService {
 
     /// Validates, persists and queues a submission; returns its id.
     pub fn submit(&self, tenant: &str, sub: &Submission) -> Result<String, JudgeServiceError> {
-        let id = format!("sub-{}", sandbox::process::spawn::new_id());
+        let id = format!("sub-{}", sandbox::id::generate());
         self.submit_with_id(tenant, id, sub)
     }
 

@@ -140,7 +140,7 @@ impl DaemonRunner {
             }
             None => (None, None),
         };
-        let id = format!("judge-{}", sandbox::process::spawn::new_id());
+        let id = format!("judge-{}", sandbox::id::generate());
         let report = self
             .engine
             .run_oneshot(&id, &spec, opts.seccomp, image.as_ref(), limits, stdio)

@@ -182,10 +182,11 @@ pub fn build_builtin(
     store: &Store,
     name: &str,
     opts: BuildOptions<'_>,
+    single: &sandbox::SingleThreaded,
 ) -> Result<BuildOutcome, BuildError> {
     let recipe =
         crate::recipe::builtin(name).ok_or_else(|| BuildError::NoBuiltin { name: name.into() })?;
-    build(store, &recipe, opts)
+    build(store, &recipe, opts, single)
 }
 
 /// One cache entry.
@@ -235,6 +236,8 @@ struct Builder<'s, 'a> {
     store: &'s Store,
     progress: Option<Progress<'a>>,
     run_dir: PathBuf,
+    /// Run steps are sandboxes, forked from this single-threaded process.
+    single: &'s sandbox::SingleThreaded,
 }
 
 impl Builder<'_, '_> {
@@ -250,6 +253,7 @@ pub fn build(
     store: &Store,
     recipe: &Recipe,
     opts: BuildOptions<'_>,
+    single: &sandbox::SingleThreaded,
 ) -> Result<BuildOutcome, BuildError> {
     recipe.validate()?;
     let name = recipe.image_name()?;
@@ -261,6 +265,7 @@ pub fn build(
         run_dir: opts
             .run_dir
             .unwrap_or_else(|| PathBuf::from(sandbox::options::defaults::RUN_DIR)),
+        single,
     };
     let cache_dir = store.data_dir().join("build-cache");
     std::fs::create_dir_all(&cache_dir)
@@ -741,7 +746,7 @@ fn sandboxed(
     };
     let spec = req.spec;
     // Created (forked) before any thread of ours exists.
-    let sb = sandbox::Sandbox::create(&spec, opts).map_err(sandbox_err)?;
+    let sb = sandbox::Sandbox::create(&spec, opts, b.single).map_err(sandbox_err)?;
     let (tx, rx) = std::sync::mpsc::channel::<(LogStream, String)>();
     let report = std::thread::scope(|s| {
         let sup = s.spawn(move || sb.supervise(None));

@@ -150,14 +150,14 @@ fn human(bytes: u64) -> String {
     }
 }
 
-pub fn main(a: ImageArgs) -> i32 {
-    match run(a) {
+pub fn main(a: ImageArgs, single: &sandbox::SingleThreaded) -> i32 {
+    match run(a, single) {
         Ok(code) => code,
         Err(e) => fail(e),
     }
 }
 
-fn run(a: ImageArgs) -> Result<i32, String> {
+fn run(a: ImageArgs, single: &sandbox::SingleThreaded) -> Result<i32, String> {
     let store = open(&a.data_dir)?;
     let mut out = std::io::stdout().lock();
     match a.verb {
@@ -241,12 +241,12 @@ fn run(a: ImageArgs) -> Result<i32, String> {
         }
         Verb::Build(b) => {
             drop(out);
-            build(&store, b)
+            build(&store, b, single)
         }
     }
 }
 
-fn build(store: &Store, b: BuildArgs) -> Result<i32, String> {
+fn build(store: &Store, b: BuildArgs, single: &sandbox::SingleThreaded) -> Result<i32, String> {
     use rootfs_builder::recipe::{self, BuildEvent, BuildOptions, Recipe};
     // A path (or anything with a '/' or ".toml") is a recipe file; a bare
     // word is a builtin recipe.
@@ -291,8 +291,8 @@ fn build(store: &Store, b: BuildArgs) -> Result<i32, String> {
         progress: Some(Box::new(progress)),
         run_dir: None,
     };
-    let outcome =
-        recipe::build(store, &recipe, opts).map_err(|e| format!("build {}: {e}", recipe.name))?;
+    let outcome = recipe::build(store, &recipe, opts, single)
+        .map_err(|e| format!("build {}: {e}", recipe.name))?;
     if !json {
         println!(
             "built {} ({}): {} steps built, {} cached",

@@ -14,7 +14,7 @@ use oci_spec::runtime::PosixRlimitType;
 use sandbox::report::Step;
 use sandbox::request::{Bind, StepNetwork};
 use sandbox::spec::size::{parse_duration, parse_size};
-use sandbox::{Env, Request, RequestError, RunOptions, Sandbox, SeccompProfile};
+use sandbox::{Env, Request, RequestError, RunOptions, Sandbox, SeccompProfile, SingleThreaded};
 
 use crate::EXIT_RUNTIME_FAILURE;
 
@@ -481,7 +481,7 @@ fn write_report(dest: &str, report: &sandbox::ExitReport) -> Result<(), String> 
     r.map_err(|e| format!("writing report {dest}: {e}"))
 }
 
-pub fn main(mut args: RunArgs) -> i32 {
+pub fn main(mut args: RunArgs, single: &SingleThreaded) -> i32 {
     // An image: its layers unpacked (once per digest) and leased for the
     // run's life so that `image gc` leaves them alone.
     let mut lease = None;
@@ -517,7 +517,7 @@ pub fn main(mut args: RunArgs) -> i32 {
         Err(e) => return setup_failed(&args, step_failure(Step::Validate, e)),
     };
     let tty_size = if args.tty {
-        sandbox::sys::with_borrowed(0, sandbox::sys::get_winsize).ok()
+        sandbox::pty::stdin_winsize().ok()
     } else {
         None
     };
@@ -543,7 +543,7 @@ pub fn main(mut args: RunArgs) -> i32 {
     ] {
         set.add(s);
     }
-    if let Err(e) = sandbox::sys::set_sigmask(SigmaskHow::SIG_BLOCK, &set) {
+    if let Err(e) = sandbox::process::signals::set_sigmask(SigmaskHow::SIG_BLOCK, &set) {
         return fail(format!("sigprocmask: {e}"));
     }
     let mut sigfd = match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
@@ -551,7 +551,7 @@ pub fn main(mut args: RunArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(format!("signalfd: {e}")),
     };
-    let sb = match Sandbox::create(&spec, opts) {
+    let sb = match Sandbox::create(&spec, opts, single) {
         Ok(sb) => sb,
         Err(e) => return setup_failed(&args, e.as_step_failure()),
     };

@@ -33,7 +33,7 @@ pub struct ServeArgs {
     console_assets: Option<PathBuf>,
 }
 
-pub fn main(a: ServeArgs) -> i32 {
+pub fn main(a: ServeArgs, single: &sandbox::SingleThreaded) -> i32 {
     let mut cfg = match &a.config {
         Some(path) => match std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
@@ -91,7 +91,7 @@ pub fn main(a: ServeArgs) -> i32 {
     // The zygote is forked now, while this process has one thread (no
     // runtime yet): every session's helper is forked from it.
     let zygote = if nix::unistd::geteuid().is_root() {
-        match api::engine::zygote::Zygote::start(api::serve::host_settings(&cfg)) {
+        match api::engine::zygote::Zygote::start(api::serve::host_settings(&cfg), single) {
             Ok(z) => Some(z),
             Err(e) => {
                 eprintln!("runtimed: cannot start the zygote: {e}");

@@ -266,6 +266,26 @@ pub struct CgroupManager {
     layout: Arc<Layout>,
 }
 
+/// Why [`manager`] has none: detection failed once, for the life of the
+/// process (the text of the [`CgroupError`] it failed with).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cgroups unusable: {0}")]
+pub struct CgroupsUnusable(String);
+
+/// The cgroup manager of this process, detected on first use and kept for
+/// the process's life. A lazy global on purpose, owned here: detection may
+/// move the whole process into the supervisor leaf (v2, see the module
+/// doc), a one-time change of process state, and the daemon warms it before
+/// forking its zygote so that every helper inherits the result instead of
+/// detecting again per sandbox.
+pub fn manager() -> Result<&'static CgroupManager, CgroupsUnusable> {
+    static MGR: std::sync::OnceLock<Result<CgroupManager, CgroupsUnusable>> =
+        std::sync::OnceLock::new();
+    MGR.get_or_init(|| CgroupManager::detect().map_err(|e| CgroupsUnusable(e.to_string())))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 impl CgroupManager {
     /// Detects the host's cgroups with the default parent directory `runtimed`.
     pub fn detect() -> Result<Self, CgroupError> {

@@ -72,7 +72,7 @@ fn unique(tag: &str) -> String {
 /// `work` and exits with its result.
 fn spawn_in(cg: &Cgroup, work: impl FnOnce() -> i32) -> Pid {
     let (rx, tx) = pipe2(OFlag::O_CLOEXEC).unwrap();
-    match sys::fork().unwrap() {
+    match sys::test_support::fork().unwrap() {
         None => {
             drop(tx);
             let mut byte = [0u8; 1];
@@ -348,7 +348,7 @@ fn fork_bomb_hits_pids_limit() {
     let child = spawn_in(&cg, || {
         let mut refused = 0;
         for _ in 0..32 {
-            match sys::fork() {
+            match sys::test_support::fork() {
                 Ok(None) => sys::exit_now(sleep_then_exit()),
                 Ok(Some(_)) => {}
                 Err(_) => refused += 1,
@@ -422,7 +422,7 @@ fn kill_all_reaches_double_forked_grandchild() {
         .create(&unique("dblfork"), &CgroupLimits::default())
         .unwrap();
     let (rx, tx): (OwnedFd, OwnedFd) = pipe2(OFlag::O_CLOEXEC).unwrap();
-    let child = spawn_in(&cg, move || match sys::fork() {
+    let child = spawn_in(&cg, move || match sys::test_support::fork() {
         Ok(None) => sys::exit_now(sleep_then_exit()),
         Ok(Some(grandchild)) => i32::from(write(&tx, &grandchild.to_le_bytes()) != Ok(4)),
         Err(_) => 2,
@@ -506,8 +506,8 @@ fn clone3_into_cgroup_starts_child_inside() {
         .to_string_lossy()
         .into_owned();
     let suffix = format!("/{parent_name}/{name}\n");
-    match sys::clone3(0, false, Some(dir_fd)).unwrap() {
-        sys::CloneResult::Child => sys::exit_now(own_cgroup_ends_with(suffix.as_bytes())),
+    match sys::test_support::clone3(0, Some(dir_fd)).unwrap() {
+        sys::CloneResult::Child(_) => sys::exit_now(own_cgroup_ends_with(suffix.as_bytes())),
         sys::CloneResult::Parent { pid, .. } => {
             let pid = Pid::from_raw(pid);
             assert_eq!(

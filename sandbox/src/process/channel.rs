@@ -11,13 +11,12 @@
 //! framing serves the daemon's control socket to its `sandbox-host`
 //! helpers ([`Channel::send_json`]).
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
+    sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -326,38 +325,12 @@ impl Channel {
     fn recv_into(&self, buf: &mut [u8]) -> Result<Option<Received>, Errno> {
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         loop {
-            let mut iov = [IoSliceMut::new(&mut *buf)];
-            let r = recvmsg::<()>(
-                self.fd.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            );
-            match r {
+            // The fds that came along are owned from the receive on (sys).
+            match crate::sys::recv_with_fds(self.fd.as_fd(), buf, &mut cmsg) {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e),
-                Ok(msg) => {
-                    let n = msg.bytes;
-                    // The kernel cut a datagram longer than the buffer (or
-                    // its fds): its fds, if any, are closed as they drop.
-                    let cut = msg
-                        .flags
-                        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
-                    let mut fds = Vec::new();
-                    for c in msg.cmsgs()? {
-                        if let ControlMessageOwned::ScmRights(raw) = c {
-                            // Ownership of a received raw fd is taken in sys.
-                            fds.extend(raw.into_iter().map(crate::sys::own_received_fd));
-                        }
-                    }
-                    if cut {
-                        return Err(Errno::EMSGSIZE);
-                    }
-                    if n == 0 && fds.is_empty() {
-                        return Ok(None);
-                    }
-                    return Ok(Some((buf[..n].to_vec(), fds)));
-                }
+                Ok((0, fds)) if fds.is_empty() => return Ok(None),
+                Ok((n, fds)) => return Ok(Some((buf[..n].to_vec(), fds))),
             }
         }
     }

@@ -7,39 +7,40 @@
 //! logs: failures go to the parent as `{step, errno, message}`.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-use nix::sys::stat::{umask, Mode};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{
-    chdir, execve, setgroups, sethostname, setresgid, setresuid, setsid, Gid, Pid, Uid,
-};
+use nix::unistd::Pid;
 
 use super::channel::{Channel, ChildMessage, ParentMessage, WriteOutcome};
 use super::StepError;
+use crate::helper::SingleThreaded;
 use crate::report::Step;
 use crate::seccomp::SeccompFilter;
 use crate::spec::plan::{MountKind, Plan, RootPlan};
-use crate::sys::ops::MountOps;
+use crate::sys::ops::{Linux, Syscalls};
 use crate::{mounts, sys};
 
 /// What the child gets from the parent (all computed before clone).
 pub struct ChildContext<'a> {
+    /// PID 1 is a clone of a single-threaded caller: the proof its own
+    /// children (the program, a writer) are forked under.
+    pub single: SingleThreaded,
     pub plan: &'a Plan,
     pub channel: &'a Channel,
     pub staging: &'a Path,
     pub seccomp: Option<&'a SeccompFilter>,
     pub landlock: bool,
     /// fds the program gets as 0, 1, 2 (unused in terminal mode).
-    pub stdio: [RawFd; 3],
+    pub stdio: [BorrowedFd<'a>; 3],
     /// cgroup v1: open `tasks` files of the sandbox's cgroups; the child
     /// moves itself in, then makes its cgroup namespace (on v2 it was born
     /// in its cgroup and in a new cgroup namespace).
-    pub join_cgroup: &'a [RawFd],
+    pub join_cgroup: &'a [BorrowedFd<'a>],
     /// The binds of caller paths as detached mount trees (destination, fd),
     /// prepared by the parent.
     pub bind_trees: &'a [(std::path::PathBuf, RawFd)],
@@ -77,7 +78,7 @@ fn report(ctx: &ChildContext<'_>, err: &StepError) {
 
 /// Entry point of the cloned child (PID 1 of the new pid namespace).
 pub fn run(ctx: ChildContext<'_>) -> ! {
-    let started = setup(&ctx).and_then(|pty| {
+    let started = setup(&mut Linux, &ctx).and_then(|pty| {
         if ctx.session {
             return Ok(None);
         }
@@ -106,12 +107,28 @@ struct Launch<'a> {
     path_dirs: &'a [String],
     cwd: &'a Path,
     /// fds the program gets as 0, 1, 2 (unused in terminal mode).
-    stdio: [RawFd; 3],
+    stdio: [BorrowedFd<'a>; 3],
     /// Session mode: the OOM score the program starts with. PID 1 is
     /// unkillable by the OOM killer (-1000, set by the supervisor after
     /// start-up) and its children inherit that; a memcg whose tasks are
     /// all unkillable loops in OOM instead of killing the program.
     reset_oom_score: bool,
+}
+
+impl<'a> Launch<'a> {
+    /// The one program of a run: the plan's argv, environment, cwd and
+    /// stdio.
+    fn of_run(ctx: &'a ChildContext<'a>) -> Launch<'a> {
+        let plan = ctx.plan;
+        Launch {
+            args: &plan.args,
+            env: &plan.env,
+            path_dirs: &plan.path_dirs,
+            cwd: &plan.cwd,
+            stdio: ctx.stdio,
+            reset_oom_score: false,
+        }
+    }
 }
 
 /// The exit status of a program child that failed before exec.
@@ -120,13 +137,22 @@ fn failed_status(err: &StepError) -> i32 {
 }
 
 /// The setup steps, in order. Each line names the step and why it is here.
-/// Returns the pty (master, slave) in terminal mode.
-fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError> {
+/// Returns the pty (master, slave) in terminal mode. Every system call
+/// goes through `ops` (the real ones, or a recording fake in the tests).
+fn setup(
+    ops: &mut dyn Syscalls,
+    ctx: &ChildContext<'_>,
+) -> Result<Option<(OwnedFd, OwnedFd)>, StepError> {
     let plan = ctx.plan;
     // close_fds: first, so no caller fd (a directory fd would lead out of
     // the new root) survives into the sandbox.
     let mut keep = vec![ctx.channel.raw_fd()];
-    keep.extend(ctx.stdio.iter().copied().filter(|fd| *fd >= 3));
+    keep.extend(
+        ctx.stdio
+            .iter()
+            .map(|fd| fd.as_raw_fd())
+            .filter(|fd| *fd >= 3),
+    );
     let keep_while_mounting: Vec<RawFd> = keep
         .iter()
         .copied()
@@ -136,10 +162,10 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
         .collect();
     let keep_while_joining: Vec<RawFd> = keep_while_mounting
         .iter()
-        .chain(ctx.join_cgroup)
         .copied()
+        .chain(ctx.join_cgroup.iter().map(|fd| fd.as_raw_fd()))
         .collect();
-    sys::close_fds_except(3, &keep_while_joining)
+    ops.close_fds_except(3, &keep_while_joining)
         .map_err(|er| e(Step::CloseFds, er, "close inherited fds"))?;
     // join_cgroup (v1): before any other work, so all of it is accounted and
     // limited, and while our euid is still global root (the kernel's
@@ -147,19 +173,19 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // the sandbox's own cgroup.
     if !ctx.join_cgroup.is_empty() {
         for fd in ctx.join_cgroup {
-            sys::with_borrowed(*fd, |f| nix::unistd::write(f, b"0"))
+            ops.join_cgroup(*fd)
                 .map_err(|er| e(Step::JoinCgroup, er, "move into the sandbox's cgroup"))?;
         }
-        sys::close_fds_except(3, &keep_while_mounting)
+        ops.close_fds_except(3, &keep_while_mounting)
             .map_err(|er| e(Step::JoinCgroup, er, "close the tasks files"))?;
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        ops.unshare_cgroup_namespace()
             .map_err(|er| e(Step::CgroupNamespace, er, "unshare cgroup namespace"))?;
     }
     // scrub_caller: PID 1 is a copy of the caller; its argv and environment
     // (host paths, the caller's secrets) would show in /proc/1/cmdline and
     // /proc/1/environ inside. Overwrite them, then turn off dumpability so
     // nothing inside can read or trace PID 1's memory.
-    scrub_caller().map_err(|er| {
+    ops.scrub_caller().map_err(|er| {
         e(
             Step::ScrubCaller,
             er,
@@ -184,15 +210,15 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     };
     // become_root: after the maps exist, become uid/gid 0 of the namespace,
     // or files we create would have an unmapped owner (EOVERFLOW).
-    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+    ops.setresgid(0)
         .map_err(|er| e(Step::BecomeRoot, er, "setresgid 0"))?;
-    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+    ops.setresuid(0)
         .map_err(|er| e(Step::BecomeRoot, er, "setresuid 0"))?;
     // parent_death: if the supervisor dies (even by SIGKILL), PID 1 gets
     // SIGKILL and the kernel kills the whole pid namespace. After
     // become_root: changing credentials clears the setting (prctl(2)). A
     // supervisor that died before this line shows as a hung-up channel.
-    nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL))
+    ops.set_parent_death_signal()
         .map_err(|er| e(Step::ParentDeath, er, "prctl(PR_SET_PDEATHSIG)"))?;
     if ctx.channel.hung_up() {
         return Err(StepError::new(
@@ -202,11 +228,10 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
         ));
     }
     // hostname: in the new UTS namespace.
-    sethostname(&plan.hostname)
+    ops.sethostname(&plan.hostname)
         .map_err(|er| e(Step::Hostname, er, format!("sethostname {}", plan.hostname)))?;
     // mount_propagation, mount_root, layout, dev, proc, extra mounts: build
     // the root below the staging dir; proc before the old root goes away.
-    let ops: &mut dyn MountOps = &mut sys::ops::Linux;
     mounts::make_private(ops)?;
     let layer_raw: Vec<RawFd> = layer_fds.iter().map(|f| f.as_raw_fd()).collect();
     let trees = match &plan.root {
@@ -225,7 +250,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     mounts::mount_proc(ops, ctx.staging)?;
     mounts::mount_extra(ops, plan, ctx.staging, ctx.bind_trees)?;
     if keep_while_mounting.len() > keep.len() {
-        sys::close_fds_except(3, &keep)
+        ops.close_fds_except(3, &keep)
             .map_err(|er| e(Step::MountExtra, er, "close the mount fds"))?;
     }
     // pivot_root: the old root is detached; only what we mounted is left.
@@ -238,12 +263,13 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // (none with the host's network: a build step fetching packages; none
     // in a namespace made ahead, whose `lo` its maker brought up).
     if !plan.host_network && !plan.joined_network {
-        loopback_up()?;
+        ops.loopback_up()
+            .map_err(|er| e(Step::Loopback, er, "bring lo up"))?;
     }
     // session_keyring: a fresh anonymous session keyring (keyctl is also
     // blocked by seccomp; this covers the unconfined profile).
     if ctx.new_keyring {
-        sys::join_new_session_keyring()
+        ops.join_new_session_keyring()
             .map_err(|er| e(Step::SessionKeyring, er, "join a new session keyring"))?;
     }
     // open_pty: the pty comes from the sandbox's own devpts instance so that
@@ -256,10 +282,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     };
     // block_signals: before fork, so no SIGCHLD/forwarded signal is lost
     // between fork and the init loop.
-    let mut set = SigSet::all();
-    set.remove(Signal::SIGKILL);
-    set.remove(Signal::SIGSTOP);
-    sys::set_sigmask(SigmaskHow::SIG_BLOCK, &set)
+    ops.block_signals()
         .map_err(|er| e(Step::BlockSignals, er, "sigprocmask"))?;
     Ok(pty)
 }
@@ -271,23 +294,16 @@ fn start_program(
     ctx: &ChildContext<'_>,
     pty: Option<(OwnedFd, OwnedFd)>,
 ) -> Result<(Pid, Option<OwnedFd>, u64), StepError> {
-    let plan = ctx.plan;
-    let launch = Launch {
-        args: &plan.args,
-        env: &plan.env,
-        path_dirs: &plan.path_dirs,
-        cwd: &plan.cwd,
-        stdio: ctx.stdio,
-        reset_oom_score: false,
-    };
-    let slave = pty.as_ref().map(|(_, s)| s.as_raw_fd());
-    let mut stack = vec![0u8; PROGRAM_STACK];
+    let launch = Launch::of_run(ctx);
+    let slave = pty.as_ref().map(|(_, s)| s.as_fd());
+    let mut stack = sys::ChildStack::new(PROGRAM_STACK)
+        .map_err(|er| e(Step::SpawnProgram, er, "map the program's stack"))?;
     let mut child = || {
-        let err = program(ctx, slave, &launch);
+        let err = program(&mut Linux, ctx, slave, &launch);
         report(ctx, &err);
         failed_status(&err)
     };
-    let pid = sys::spawn_shared_vm(&mut stack, &mut child)
+    let pid = sys::spawn_shared_vm(&ctx.single, &mut stack, &mut child)
         .map_err(|er| e(Step::SpawnProgram, er, "clone"))?;
     // We resume when the program has exec'd (vfork): its start.
     let start_ns = sys::monotonic_ns();
@@ -297,57 +313,6 @@ fn start_program(
 /// Stack of the program's pre-exec steps (they run on their own stack
 /// while sharing PID 1's memory); far more than they use.
 const PROGRAM_STACK: usize = 256 * 1024;
-
-/// Overwrites the argv and environment areas of this process (fields 48–51
-/// of /proc/self/stat: arg_start, arg_end, env_start, env_end) through
-/// /proc/self/mem: the command line then reads `runtimed-init`, the
-/// environment reads empty. Nothing in this process reads either afterwards
-/// (the program's argv/env are separate `CString`s from the plan).
-fn scrub_caller() -> Result<(), Errno> {
-    use std::io::{Seek, SeekFrom, Write};
-    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|_| Errno::EIO)?;
-    // Fields after the `)` of comm, which may itself hold spaces.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or(Errno::EIO)?;
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // `rest` starts at field 3 (state), so field N is fields[N - 3].
-    let field = |n: usize| fields.get(n - 3).copied().ok_or(Errno::EIO);
-    let (arg_start, arg_end) = (field(48)?, field(49)?);
-    let (env_start, env_end) = (field(50)?, field(51)?);
-    let mut mem = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/proc/self/mem")
-        .map_err(|er| Errno::from_raw(er.raw_os_error().unwrap_or(libc::EIO)))?;
-    let mut wipe = |start: u64, end: u64, text: &[u8]| -> std::io::Result<()> {
-        if end <= start || end - start > (1 << 20) {
-            return Ok(());
-        }
-        let mut bytes = vec![0u8; (end - start) as usize];
-        let n = text.len().min(bytes.len().saturating_sub(1));
-        bytes[..n].copy_from_slice(&text[..n]);
-        mem.seek(SeekFrom::Start(start))?;
-        mem.write_all(&bytes)
-    };
-    wipe(arg_start, arg_end, b"runtimed-init")
-        .and_then(|()| wipe(env_start, env_end, b""))
-        .map_err(|er| Errno::from_raw(er.raw_os_error().unwrap_or(libc::EIO)))?;
-    // And the name (comm), which would be the supervisor's otherwise.
-    let _ = nix::sys::prctl::set_name(c"runtimed-init");
-    nix::sys::prctl::set_dumpable(false)
-}
-
-fn loopback_up() -> Result<(), StepError> {
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|er| e(Step::Loopback, er, "socket"))?;
-    sys::interface_up(sock.as_fd(), c"lo").map_err(|er| e(Step::Loopback, er, "bring lo up"))
-}
 
 /// A new pty pair from the sandbox's devpts (`/dev/ptmx` inside).
 fn new_pty(size: Option<sys::WinSize>) -> Result<(OwnedFd, OwnedFd), StepError> {
@@ -431,8 +396,13 @@ fn init_loop(ctx: &ChildContext<'_>, program: Pid, start_ns: u64) -> i32 {
 }
 
 /// The program's steps after fork, ending in execve. Returns only on failure.
-fn program(ctx: &ChildContext<'_>, slave: Option<RawFd>, launch: &Launch<'_>) -> StepError {
-    match program_steps(ctx, slave, launch) {
+fn program(
+    ops: &mut dyn Syscalls,
+    ctx: &ChildContext<'_>,
+    slave: Option<BorrowedFd<'_>>,
+    launch: &Launch<'_>,
+) -> StepError {
+    match program_steps(ops, ctx, slave, launch) {
         Ok(never) => match never {},
         Err(err) => err,
     }
@@ -441,21 +411,15 @@ fn program(ctx: &ChildContext<'_>, slave: Option<RawFd>, launch: &Launch<'_>) ->
 enum Never {}
 
 fn program_steps(
+    ops: &mut dyn Syscalls,
     ctx: &ChildContext<'_>,
-    slave: Option<RawFd>,
+    slave: Option<BorrowedFd<'_>>,
     launch: &Launch<'_>,
 ) -> Result<Never, StepError> {
     let plan = ctx.plan;
     // reset_signals: default dispositions (the Rust runtime ignores SIGPIPE,
     // and ignored signals survive exec) and an empty mask.
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
-            // EINVAL for signals the kernel reserves is fine to ignore.
-            let _ = sys::set_default_signal(sig, &dfl);
-        }
-    }
-    sys::set_sigmask(SigmaskHow::SIG_SETMASK, &SigSet::empty())
+    ops.reset_signals()
         .map_err(|er| e(Step::ResetSignals, er, "sigprocmask"))?;
     // oom_score_adj: back to the default for a session's process, written
     // by this vfork child itself so it is in place before exec (the
@@ -467,42 +431,42 @@ fn program_steps(
     // suspended meanwhile (vfork), and nothing in the sandbox (uid 1000, no
     // capabilities) could attach to a uid 0 process anyway.
     if launch.reset_oom_score {
-        let io = |er: std::io::Error| Errno::from_raw(er.raw_os_error().unwrap_or(libc::EIO));
-        nix::sys::prctl::set_dumpable(true)
+        ops.set_dumpable(true)
             .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
-        let written = std::fs::write("/proc/self/oom_score_adj", b"0");
-        nix::sys::prctl::set_dumpable(false)
+        let written = ops.write_proc_self("oom_score_adj", b"0");
+        ops.set_dumpable(false)
             .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
-        written.map_err(|er| e(Step::OomScoreAdj, io(er), "reset oom_score_adj"))?;
+        written.map_err(|er| e(Step::OomScoreAdj, er, "reset oom_score_adj"))?;
     }
     // new_session: the program never shares the caller's session, so it
     // cannot push input into the caller's terminal (TIOCSTI, CVE-2017-5226).
-    setsid().map_err(|er| e(Step::NewSession, er, "setsid"))?;
+    ops.setsid()
+        .map_err(|er| e(Step::NewSession, er, "setsid"))?;
     // stdio: the pty slave as controlling terminal, or the planned fds.
     match slave {
         Some(s) => {
-            sys::with_borrowed(s, sys::set_controlling_tty)
+            ops.set_controlling_tty(s)
                 .map_err(|er| e(Step::Stdio, er, "TIOCSCTTY"))?;
             for target in 0..3 {
-                dup_to(s, target)?;
+                dup_to(ops, s, target)?;
             }
         }
         None => {
             for (target, fd) in launch.stdio.iter().enumerate() {
-                if *fd != target as RawFd {
-                    dup_to(*fd, target as RawFd)?;
+                if fd.as_raw_fd() != target as RawFd {
+                    dup_to(ops, *fd, target as RawFd)?;
                 }
             }
         }
     }
     // chdir: before dropping ids, so a cwd only root may enter still fails
     // later for the program (as it would outside).
-    chdir(launch.cwd)
+    ops.chdir(launch.cwd)
         .map_err(|er| e(Step::Chdir, er, format!("chdir {}", launch.cwd.display())))?;
     // rlimits: while still privileged in the namespace (raising hard limits
     // needs CAP_SYS_RESOURCE).
     for r in &plan.rlimits {
-        sys::set_rlimit(r.resource, r.soft, r.hard).map_err(|er| {
+        ops.set_rlimit(r.resource, r.soft, r.hard).map_err(|er| {
             e(
                 Step::Rlimits,
                 er,
@@ -511,60 +475,58 @@ fn program_steps(
         })?;
     }
     if let Some(m) = plan.umask {
-        umask(Mode::from_bits_truncate(m));
+        ops.umask(m);
     }
     // drop_bounding_set: needs CAP_SETPCAP, so before changing uid. A build
     // step keeps its planned capabilities (in the user namespace only).
-    sys::drop_bounding_set_except(plan.capabilities)
+    ops.drop_bounding_set_except(plan.capabilities)
         .map_err(|er| e(Step::Capabilities, er, "drop the bounding set"))?;
     // identity: groups, gid, uid (setgroups before setresgid before setresuid,
     // each needs the privilege the next one drops).
-    let groups: Vec<Gid> = plan
-        .additional_gids
-        .iter()
-        .map(|g| Gid::from_raw(*g))
-        .collect();
-    setgroups(&groups).map_err(|er| e(Step::Identity, er, "setgroups"))?;
-    let (gid, uid) = (Gid::from_raw(plan.gid), Uid::from_raw(plan.uid));
-    setresgid(gid, gid, gid)
+    ops.setgroups(&plan.additional_gids)
+        .map_err(|er| e(Step::Identity, er, "setgroups"))?;
+    ops.setresgid(plan.gid)
         .map_err(|er| e(Step::Identity, er, format!("setresgid {}", plan.gid)))?;
-    setresuid(uid, uid, uid)
+    ops.setresuid(plan.uid)
         .map_err(|er| e(Step::Identity, er, format!("setresuid {}", plan.uid)))?;
     // capabilities: empty every set (a uid 0 program keeps them otherwise),
     // or exactly the planned ones for a build step.
     let keep = if plan.uid == 0 { plan.capabilities } else { 0 };
-    sys::set_capabilities(keep)
+    ops.set_capabilities(keep)
         .map_err(|er| e(Step::Capabilities, er, "set the capability sets"))?;
     // no_new_privs: required by Landlock and seccomp for unprivileged use.
-    nix::sys::prctl::set_no_new_privs().map_err(|er| e(Step::NoNewPrivs, er, "prctl"))?;
+    ops.set_no_new_privs()
+        .map_err(|er| e(Step::NoNewPrivs, er, "prctl"))?;
     // landlock: an extra layer; best effort where the kernel lacks it.
     if ctx.landlock {
-        landlock_layer(plan)?;
+        landlock_layer(ops, plan)?;
     }
     // fds: everything above 2 closes on exec (the channel stays usable to
     // report an exec failure).
-    sys::cloexec_from(3).map_err(|er| e(Step::Fds, er, "close_range"))?;
+    ops.cloexec_from(3)
+        .map_err(|er| e(Step::Fds, er, "close_range"))?;
     // seccomp: last before exec, so the steps above are not filtered.
     if let Some(f) = ctx.seccomp {
-        f.apply()
-            .map_err(|er| StepError::new(Step::Seccomp, None, er.to_string()))?;
+        ops.apply_seccomp(f)
+            .map_err(|er| StepError::new(Step::Seccomp, None, er))?;
     }
-    Err(exec(launch))
+    Err(exec(ops, launch))
 }
 
-fn dup_to(fd: RawFd, target: RawFd) -> Result<(), StepError> {
-    sys::dup2_raw_fd(fd, target).map_err(|er| e(Step::Stdio, er, format!("dup2 {fd} to {target}")))
+fn dup_to(ops: &mut dyn Syscalls, fd: BorrowedFd<'_>, target: RawFd) -> Result<(), StepError> {
+    ops.dup_onto_std(fd, target).map_err(|er| {
+        let fd = fd.as_raw_fd();
+        e(Step::Stdio, er, format!("dup2 {fd} to {target}"))
+    })
 }
 
-fn exec(launch: &Launch<'_>) -> StepError {
+fn exec(ops: &mut dyn Syscalls, launch: &Launch<'_>) -> StepError {
     let Some(prog) = launch.args.first() else {
         return StepError::new(Step::Exec, Some(Errno::ENOENT), "empty argv".into());
     };
     let name = prog.to_string_lossy().into_owned();
     if prog.as_bytes().contains(&b'/') {
-        let er = execve(prog, launch.args, launch.env)
-            .err()
-            .unwrap_or(Errno::UnknownErrno);
+        let er = ops.execve(prog, launch.args, launch.env);
         return e(Step::Exec, er, name);
     }
     let mut seen = Errno::ENOENT;
@@ -572,22 +534,16 @@ fn exec(launch: &Launch<'_>) -> StepError {
         let Ok(candidate) = CString::new(format!("{dir}/{name}")) else {
             continue;
         };
-        match execve(&candidate, launch.args, launch.env) {
-            Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
-            Err(Errno::EACCES) => seen = Errno::EACCES,
-            Err(er) => return e(Step::Exec, er, candidate.to_string_lossy().into_owned()),
-            Ok(never) => match never {},
+        match ops.execve(&candidate, launch.args, launch.env) {
+            Errno::ENOENT | Errno::ENOTDIR => continue,
+            Errno::EACCES => seen = Errno::EACCES,
+            er => return e(Step::Exec, er, candidate.to_string_lossy().into_owned()),
         }
     }
     e(Step::Exec, seen, name)
 }
 
-fn landlock_layer(plan: &Plan) -> Result<(), StepError> {
-    use landlock::{
-        path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
-    };
-    let abi = ABI::V5;
-    let fail = |er: landlock::RulesetError| StepError::new(Step::Landlock, None, er.to_string());
+fn landlock_layer(ops: &mut dyn Syscalls, plan: &Plan) -> Result<(), StepError> {
     // One rule per distinct writable tree (each rule costs an open, an
     // add_rule and a close).
     let mut writable: std::collections::BTreeSet<&Path> = [
@@ -605,18 +561,9 @@ fn landlock_layer(plan: &Plan) -> Result<(), StepError> {
     if matches!(&plan.root, RootPlan::Layers(l) if !l.readonly) {
         writable.insert(Path::new("/"));
     }
-    Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))
-        .map_err(fail)?
-        .create()
-        .map_err(fail)?
-        .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))
-        .map_err(fail)?
-        .add_rules(path_beneath_rules(writable, AccessFs::from_all(abi)))
-        .map_err(fail)?
-        .restrict_self()
-        .map_err(fail)?;
-    Ok(())
+    let writable: Vec<&Path> = writable.into_iter().collect();
+    ops.restrict_landlock(&writable)
+        .map_err(|er| StepError::new(Step::Landlock, None, er))
 }
 
 /// Session mode: PID 1 reports `Ready`, then serves the channel: each
@@ -689,7 +636,7 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
                     }
                 }
                 Ok(Some((ParentMessage::WriteFiles { id, lengths }, fds))) => {
-                    match start_writer(&lengths, &fds) {
+                    match start_writer(&ctx.single, &lengths, &fds) {
                         Ok(pid) => writers.push((pid, id)),
                         Err(er) => {
                             let outcome = WriteOutcome::Failed { errno: er as i32 };
@@ -747,16 +694,21 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
 /// than this loop, which must never wait on a write. It only copies bytes
 /// into files the daemon opened, and reports by its exit status: 0, or
 /// the errno that stopped it.
-fn start_writer(lengths: &[u64], fds: &[OwnedFd]) -> Result<i32, Errno> {
-    // The pipe, then one file per length.
+fn start_writer(single: &SingleThreaded, lengths: &[u64], fds: &[OwnedFd]) -> Result<i32, Errno> {
+    check_writer_request(lengths, fds)?;
+    // PID 1 is single-threaded (the token): the child may allocate.
+    match sys::fork_single(single)? {
+        crate::helper::Forked::Parent(pid) => Ok(pid),
+        crate::helper::Forked::Child(_) => sys::exit_now(write_files(lengths, fds)),
+    }
+}
+
+/// A `WriteFiles` request carries the pipe, then one file per length.
+fn check_writer_request(lengths: &[u64], fds: &[OwnedFd]) -> Result<(), Errno> {
     if fds.len() != lengths.len() + 1 {
         return Err(Errno::EINVAL);
     }
-    // PID 1 is single-threaded: the child may allocate.
-    match sys::fork()? {
-        Some(pid) => Ok(pid),
-        None => sys::exit_now(write_files(lengths, fds)),
-    }
+    Ok(())
 }
 
 /// The writer child: returns its exit status.
@@ -863,7 +815,8 @@ fn spawn_one(
         },
         None => None,
     };
-    let mut raw = [0 as RawFd; 3];
+    // Unused in terminal mode (the pty slave is the program's stdio).
+    let mut raw = sys::std_fds();
     if pty.is_none() {
         if stdio.len() != 3 {
             return fail(StepError::new(
@@ -873,7 +826,7 @@ fn spawn_one(
             ));
         }
         for (slot, fd) in raw.iter_mut().zip(&stdio) {
-            *slot = fd.as_raw_fd();
+            *slot = fd.as_fd();
         }
     }
     let cwd = Path::new(&req.cwd);
@@ -885,18 +838,21 @@ fn spawn_one(
         stdio: raw,
         reset_oom_score: true,
     };
-    let slave = pty.as_ref().map(|(_, s)| s.as_raw_fd());
-    let mut stack = vec![0u8; PROGRAM_STACK];
+    let slave = pty.as_ref().map(|(_, s)| s.as_fd());
+    let mut stack = match sys::ChildStack::new(PROGRAM_STACK) {
+        Ok(s) => s,
+        Err(er) => return fail(e(Step::SpawnProgram, er, "map the program's stack")),
+    };
     // Written by the child (it shares our memory and we are suspended until
     // it execs or exits, as posix_spawn reports its errors).
     let mut failure: Option<StepError> = None;
     let mut child = || {
-        let err = program(ctx, slave, &launch);
+        let err = program(&mut Linux, ctx, slave, &launch);
         let status = failed_status(&err);
         failure = Some(err);
         status
     };
-    let spawned = sys::spawn_shared_vm(&mut stack, &mut child);
+    let spawned = sys::spawn_shared_vm(&ctx.single, &mut stack, &mut child);
     drop(stdio);
     let pid = match spawned {
         Ok(pid) => pid,
@@ -932,6 +888,131 @@ mod tests {
         out
     }
 
+    /// PID 1's setup steps and the program's steps against the recording
+    /// fake, with a confined profile, Landlock and a new keyring: the calls
+    /// in the order they were made (the step strings a failure reports are
+    /// checked by the end-to-end tests).
+    fn recorded_steps(fail_on: Option<(&str, Errno)>) -> (Vec<String>, StepError) {
+        use crate::helper::SingleThreaded;
+        use crate::options::RunOptions;
+        use crate::spec::{base_spec, plan};
+        use crate::sys::ops::Recorder;
+        let plan = plan(&base_spec(vec!["/bin/true".into()]), &RunOptions::default()).unwrap();
+        let filter = crate::seccomp::compile(crate::SeccompProfile::Default)
+            .unwrap()
+            .unwrap();
+        let (parent, child) = Channel::pair().unwrap();
+        // The go PID 1 waits for (wait_for_parent).
+        parent.send_json(&ParentMessage::Go, &[]).unwrap();
+        let ctx = ChildContext {
+            single: SingleThreaded::for_steps_that_fork_nothing(),
+            plan: &plan,
+            channel: &child,
+            staging: Path::new("/run/runtimed/root"),
+            seccomp: Some(&filter),
+            landlock: true,
+            stdio: sys::std_fds(),
+            join_cgroup: &[],
+            bind_trees: &[],
+            layer_trees: mounts::LayerTrees::default(),
+            new_keyring: true,
+            session: false,
+        };
+        let mut ops = Recorder {
+            fail_on: fail_on.map(|(n, e)| (n.to_string(), e)),
+            ..Recorder::default()
+        };
+        let pty = setup(&mut ops, &ctx).unwrap();
+        assert!(pty.is_none());
+        let setup_calls = ops.calls.len();
+        let launch = Launch::of_run(&ctx);
+        let err = program(&mut ops, &ctx, None, &launch);
+        // The setup ends with the signals blocked; the program's steps
+        // follow.
+        assert_eq!(ops.calls[setup_calls - 1], "sigprocmask SIG_BLOCK all");
+        drop(parent);
+        (ops.calls, err)
+    }
+
+    fn at(calls: &[String], needle: &str) -> usize {
+        calls
+            .iter()
+            .position(|c| c.starts_with(needle))
+            .unwrap_or_else(|| panic!("no call {needle:?} in {calls:#?}"))
+    }
+
+    /// Each pair: the first call must come before the second (the reason
+    /// is the comment on the step in `setup`/`program_steps`). Moving a
+    /// step (seccomp before capset, say) fails this test.
+    #[test]
+    fn pid1_and_program_steps_run_in_their_documented_order() {
+        let (c, err) = recorded_steps(None);
+        // The fake exec fails with ENOENT: the steps ran to their end.
+        assert_eq!((err.step, err.errno), (Step::Exec, Some(Errno::ENOENT)));
+        assert!(c[0].starts_with("close_fds_except 3 "), "{}", c[0]);
+        let pivot = at(&c, "pivot_root");
+        let order = [
+            ("close_fds_except", "scrub_caller"),
+            ("scrub_caller", "setresgid 0"),
+            ("setresgid 0", "setresuid 0"),
+            ("setresuid 0", "prctl PR_SET_PDEATHSIG"),
+            ("prctl PR_SET_PDEATHSIG", "sethostname"),
+            ("sethostname", "mount"),
+            ("pivot_root", "loopback_up"),
+            ("loopback_up", "keyctl JOIN_SESSION_KEYRING"),
+            ("keyctl JOIN_SESSION_KEYRING", "sigprocmask SIG_BLOCK"),
+            ("sigprocmask SIG_BLOCK", "reset_signals"),
+            ("reset_signals", "setsid"),
+            ("setsid", "chdir /workspace"),
+            ("chdir /workspace", "setrlimit"),
+            ("setrlimit", "drop_bounding_set"),
+            ("drop_bounding_set", "setgroups"),
+            ("setgroups", "setresgid 1000"),
+            ("setresgid 1000", "setresuid 1000"),
+            ("setresuid 1000", "capset 0x0"),
+            ("capset 0x0", "prctl PR_SET_NO_NEW_PRIVS"),
+            ("prctl PR_SET_NO_NEW_PRIVS", "landlock"),
+            ("landlock", "close_range 3 CLOEXEC"),
+            ("close_range 3 CLOEXEC", "seccomp"),
+        ];
+        for (first, then) in order {
+            assert!(
+                at(&c, first) < at(&c, then),
+                "{first:?} must come before {then:?}: {c:#?}"
+            );
+        }
+        // Every mount of the new root happens before pivot_root.
+        let staging_calls: Vec<usize> = c
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.contains("/run/runtimed/root") && !l.starts_with("pivot_root"))
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!staging_calls.is_empty());
+        assert!(staging_calls.iter().all(|i| *i < pivot), "{c:#?}");
+        // seccomp is the last step: the very next call is execve, and
+        // nothing but execve follows.
+        let seccomp = at(&c, "seccomp");
+        assert!(
+            c[seccomp + 1..].iter().all(|l| l.starts_with("execve ")),
+            "{c:#?}"
+        );
+        assert_eq!(c.len(), seccomp + 2, "{c:#?}");
+    }
+
+    /// A failing step stops the sequence there: a seccomp filter that
+    /// cannot be applied never falls through to exec, and a failed
+    /// identity change never reaches capabilities or seccomp.
+    #[test]
+    fn a_failing_step_runs_nothing_after_it() {
+        let (c, err) = recorded_steps(Some(("seccomp", Errno::EINVAL)));
+        assert_eq!(err.step, Step::Seccomp);
+        assert!(c.last().is_some_and(|l| l == "seccomp"), "{c:#?}");
+        let (c, err) = recorded_steps(Some(("setresuid 1000", Errno::EPERM)));
+        assert_eq!((err.step, err.errno), (Step::Identity, Some(Errno::EPERM)));
+        assert!(c.last().is_some_and(|l| l == "setresuid 1000"), "{c:#?}");
+    }
+
     #[test]
     fn each_file_gets_exactly_its_length_from_the_pipe() {
         let (r, w) = nix::unistd::pipe().unwrap();
@@ -951,7 +1032,7 @@ mod tests {
     fn a_request_whose_fds_do_not_match_its_lengths_starts_nothing() {
         let (r, _w) = nix::unistd::pipe().unwrap();
         let fds = vec![r, memfd(c"a")];
-        assert_eq!(start_writer(&[1, 2], &fds), Err(Errno::EINVAL));
-        assert_eq!(start_writer(&[], &[]), Err(Errno::EINVAL));
+        assert_eq!(check_writer_request(&[1, 2], &fds), Err(Errno::EINVAL));
+        assert_eq!(check_writer_request(&[], &[]), Err(Errno::EINVAL));
     }
 }

@@ -1,10 +1,12 @@
 //! Process model: the parent side ([`spawn`]), the child's flat list of
-//! named steps ([`init`]), the channel between them ([`channel`]) and the
+//! named steps (`init`), the channel between them ([`channel`]) and the
 //! supervisor that enforces time/output limits and builds the exit report
 //! ([`supervise`]). See `docs/process-model.md` for the step table.
 
 pub mod channel;
-pub mod init;
+// PID 1's code: only the clone in `spawn` may run it.
+pub(crate) mod init;
+pub mod signals;
 pub mod spawn;
 pub mod supervise;
 

@@ -3,9 +3,8 @@
 //! the child, and wait until it reports the program started (or which step
 //! failed). Every error path tears down what was made (see `Drop`).
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -17,6 +16,7 @@ use oci_spec::runtime::Spec;
 use super::channel::{Channel, ChildMessage, ParentMessage};
 use super::init::{self, ChildContext};
 use crate::cgroup::{Cgroup, CgroupError, CgroupManager, CgroupVersion};
+use crate::helper::{NotSingleThreaded, SingleThreaded};
 use crate::options::{RunOptions, Stdio};
 use crate::report::{Step, StepFailure};
 use crate::seccomp::{self, SeccompError};
@@ -39,6 +39,8 @@ pub enum SandboxError {
     Seccomp(#[from] SeccompError),
     #[error(transparent)]
     Userns(#[from] UsernsError),
+    #[error(transparent)]
+    NotSingleThreaded(#[from] NotSingleThreaded),
     #[error("{what}: {source}")]
     Sys { what: String, source: Errno },
     /// A child step failed before the program started.
@@ -94,13 +96,9 @@ fn sys_err(what: impl Into<String>) -> impl FnOnce(Errno) -> SandboxError {
 /// How long the child may take to set up before it is considered hung.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The cgroup manager of this process, detected once.
-pub fn cgroup_manager() -> Result<&'static CgroupManager, SandboxError> {
-    static MGR: OnceLock<Result<CgroupManager, String>> = OnceLock::new();
-    match MGR.get_or_init(|| CgroupManager::detect().map_err(|e| e.to_string())) {
-        Ok(m) => Ok(m),
-        Err(e) => Err(SandboxError::Options(format!("cgroups unusable: {e}"))),
-    }
+/// The cgroup manager of this process (see [`crate::cgroup::manager`]).
+fn cgroup_manager() -> Result<&'static CgroupManager, SandboxError> {
+    crate::cgroup::manager().map_err(|e| SandboxError::Options(e.to_string()))
 }
 
 /// The output side of the supervisor.
@@ -199,275 +197,36 @@ impl Sandbox {
         }
     }
 
-    /// Creates and starts a sandbox running `spec` with `opts`.
-    pub fn create(spec: &Spec, mut opts: RunOptions) -> Result<Sandbox, SandboxError> {
+    /// Creates and starts a sandbox running `spec` with `opts`. `single`
+    /// proves the caller is single-threaded (the child runs Rust setup code
+    /// on a copy of this process, see `helper`); it is checked again here,
+    /// as a thread started after the token was made would break it.
+    ///
+    /// The phases, each a function: `claim` (checks, the id's lock, the
+    /// uid slot, the cgroup), `prepare` (what the child is handed: mount
+    /// trees, cgroup v1 files, the channel), `wire_stdio`, `clone_child`
+    /// and `hand_over` (maps, the go, start-up). Until `hand_over` builds
+    /// the `Sandbox`, what a phase made is owned by its return value, whose
+    /// drop on an error releases it (the lock file, the slot, the cgroup,
+    /// every fd); from then on, `Sandbox`'s drop does.
+    pub fn create(
+        spec: &Spec,
+        mut opts: RunOptions,
+        single: &SingleThreaded,
+    ) -> Result<Sandbox, SandboxError> {
         if !Uid::effective().is_root() {
             return Err(SandboxError::NotRoot);
         }
-        let mut plan = plan(spec, &opts)?;
-        let id = match opts.sandbox_id.take() {
-            Some(id) => {
-                if id.is_empty()
-                    || id.len() > 64
-                    || !id
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    return Err(SandboxError::Options(format!(
-                        "sandbox id {id:?}: use 1-64 of [A-Za-z0-9_-]"
-                    )));
-                }
-                id
-            }
-            None => new_id(),
-        };
-        if opts.output_limit == Some(0) {
-            return Err(SandboxError::Options(
-                "output limit must be positive".into(),
-            ));
-        }
-        let lock = lock_sandbox(&opts.run_dir, &id)?;
-        let purpose = if opts.build_capabilities {
-            seccomp::Purpose::BuildStep
-        } else {
-            seccomp::Purpose::Run
-        };
-        let seccomp = seccomp::compile_for(opts.seccomp, purpose)?;
-        settle_core_limit(&mut plan)?;
-        let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
-        let mgr = cgroup_manager()?;
-        sweep_stale(&opts.run_dir, mgr, &id);
-        // We hold the id's lock, so a cgroup of that name is a dead
-        // sandbox's (a runtimed killed, the lock file taken over, or gone
-        // with a failed start's): it goes. Were some of its processes
-        // still dying, the removal fails and the create below says so.
-        if let Ok(Some(cg)) = mgr.open_existing(&id) {
-            let _ = cg.remove();
-        }
-        let v2 = mgr.version() == CgroupVersion::V2;
-        // The cgroup exists before clone: on v2 the child is born in it
-        // (CLONE_INTO_CGROUP); on v1 the child moves itself in (below).
-        let cgroup = mgr.create(&id, &plan.cgroup)?;
-        // cgroup v1 has no CLONE_INTO_CGROUP, and moving a process by pid
-        // (`cgroup.procs`) takes a global lock whose first writer after a
-        // quiet period waits for an RCU grace period (5-15 ms measured
-        // here). A single thread writing "0" (itself) to `tasks` skips that
-        // lock (kernel/cgroup: cgroup_procs_write_start), so the child does
-        // the move itself through these fds, opened here while we are
-        // root (the kernel checks the writer's euid: still global root in
-        // the child until it changes ids).
-        let mut join_fds = Vec::new();
-        if !v2 {
-            for dir in cgroup.paths() {
-                let tasks = dir.join("tasks");
-                let fd = nix::fcntl::open(
-                    &tasks,
-                    OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                    nix::sys::stat::Mode::empty(),
-                )
-                .map_err(sys_err(format!("open {}", tasks.display())))?;
-                join_fds.push(fd);
-            }
-        }
-        let bind_trees = prepared_binds(&plan, &lease)?;
-        // A layered root's upper dir exists before the child needs it.
-        prepare_upper_dir(&plan)?;
-        let bind_trees_raw: Vec<(PathBuf, RawFd)> = bind_trees
-            .iter()
-            .map(|(d, fd)| (d.clone(), fd.as_raw_fd()))
-            .collect();
-        let staging: PathBuf = opts.run_dir.join("root");
-        // `root-upper` beside it holds a `--rootfs DIR` overlay's upper layer.
-        std::fs::create_dir_all(&staging)
-            .and_then(|()| std::fs::create_dir_all(opts.run_dir.join("root-upper")))
-            .map_err(|e| SandboxError::Sys {
-                what: format!("create {}", staging.display()),
-                source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            })?;
-        let (parent_ch, child_ch) = Channel::pair().map_err(sys_err("socketpair"))?;
-
-        // stdio wiring. `child_fds` are the program's 0/1/2 (kept open in the
-        // child); the parent drops its copies of them after clone.
-        let mut stdio = std::mem::take(&mut opts.stdio);
-        if matches!(stdio, Stdio::Inherit) && (opts.output_limit.is_some() || plan.terminal) {
-            stdio = Stdio::Forward {
-                stdin: sys::dup_std_fd(0).map_err(sys_err("dup stdin"))?,
-                stdout: sys::dup_std_fd(1).map_err(sys_err("dup stdout"))?,
-                stderr: sys::dup_std_fd(2).map_err(sys_err("dup stderr"))?,
-            };
-        }
-        let mut child_side: Vec<OwnedFd> = Vec::new();
-        let mut child_fds: [RawFd; 3] = [0, 1, 2];
-        let mut out_pipes = [None, None];
-        let mut sinks = [None, None];
-        let mut stdin_pipe = None;
-        let mut stdin_data = Vec::new();
-        let mut tty_input = None;
-        match stdio {
-            Stdio::Inherit => {}
-            Stdio::Forward {
-                stdin,
-                stdout,
-                stderr,
-            } => {
-                if plan.terminal {
-                    tty_input = Some(stdin);
-                } else {
-                    child_fds[0] = stdin.as_raw_fd();
-                    child_side.push(stdin);
-                }
-                sinks = [Some(Sink::Fd(stdout)), Some(Sink::Fd(stderr))];
-            }
-            Stdio::Capture { stdin } => {
-                stdin_data = stdin.unwrap_or_default();
-                if !plan.terminal {
-                    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
-                    child_fds[0] = r.as_raw_fd();
-                    child_side.push(r);
-                    nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-                        .map_err(sys_err("fcntl"))?;
-                    stdin_pipe = Some(w);
-                }
-                sinks = [
-                    Some(Sink::Buffer(Vec::new())),
-                    Some(Sink::Buffer(Vec::new())),
-                ];
-            }
-        }
-        if sinks[0].is_some() && !plan.terminal {
-            for (i, slot) in out_pipes.iter_mut().enumerate() {
-                let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
-                child_fds[i + 1] = w.as_raw_fd();
-                child_side.push(w);
-                *slot = Some(r);
-            }
-        }
-
-        let mut flags = (libc::CLONE_NEWUSER
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWNS
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWUTS) as u64;
-        // A namespace made ahead is entered for the clone only (the child
-        // is born in it); the caller's own is back right after.
-        let mut netns_home = None;
-        match &opts.network_namespace {
-            _ if plan.host_network => {}
-            Some(ns) => {
-                netns_home = Some(
-                    crate::netns::enter(ns.as_fd())
-                        .map_err(sys_err("enter the given network namespace"))?,
-                );
-            }
-            None => flags |= libc::CLONE_NEWNET as u64,
-        }
-        if v2 {
-            flags |= libc::CLONE_NEWCGROUP as u64;
-        }
-        let cg_fd = cgroup.v2_dir_fd();
-        let join_raw: Vec<RawFd> = join_fds.iter().map(|f| f.as_raw_fd()).collect();
-        let started = Instant::now();
-        // The clone: from here on the child runs init::run and never returns.
-        let return_home = |home: &Option<crate::netns::Home>| match home {
-            Some(home) => home
-                .back()
-                .map_err(sys_err("return to our network namespace")),
-            None => Ok(()),
-        };
-        let cloned = sys::clone3(flags, true, cg_fd).map_err(sys_err("clone3"));
-        if cloned.is_err() {
-            return_home(&netns_home)?;
-        }
-        let (pid, pidfd) = match cloned? {
-            CloneResult::Child => init::run(ChildContext {
-                plan: &plan,
-                channel: &child_ch,
-                staging: &staging,
-                seccomp: seccomp.as_ref(),
-                landlock: opts.landlock,
-                stdio: child_fds,
-                join_cgroup: &join_raw,
-                bind_trees: &bind_trees_raw,
-                // A layered root's trees come with the go (below).
-                layer_trees: crate::mounts::LayerTrees::default(),
-                new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
-                session: opts.session,
-            }),
-            CloneResult::Parent { pid, pidfd } => match pidfd {
-                Some(fd) => (pid, fd),
-                None => (pid, sys::pidfd_open(pid).map_err(sys_err("pidfd_open"))?),
-            },
-        };
-        drop(child_ch);
-        drop(join_fds);
-        drop(bind_trees);
-        drop(child_side);
-
-        let mut sb = Sandbox {
-            id,
-            init_pid: pid,
-            pidfd,
-            channel: parent_ch,
-            cgroup: Some(cgroup),
-            lease,
-            pty_master: None,
-            out_pipes,
-            stdin_pipe,
-            stdin_data,
-            sinks,
-            tty_input,
-            started,
-            wall_time: opts.wall_time,
-            cpu_time: opts.cpu_time,
-            output_limit: opts.output_limit,
-            finished: false,
-            exec_failure: None,
-            lock: Some(lock),
-            program_start_ns: None,
-        };
-        // From here, returning Err drops `sb`, which kills and cleans up.
-        return_home(&netns_home)?;
-        write_id_maps(pid, &sb.lease)?;
-        // A layered root's trees are idmapped with the child's own user
-        // namespace, now that its maps exist: the same mapping a separate
-        // namespace would need, without the extra process that made one
-        // (~0.5 ms a start).
-        let layer_trees = match &plan.root {
-            crate::spec::plan::RootPlan::Layers(_) => {
-                let ns = nix::fcntl::open(
-                    format!("/proc/{pid}/ns/user").as_str(),
-                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                    nix::sys::stat::Mode::empty(),
-                )
-                .map_err(sys_err("open the sandbox's user namespace"))?;
-                let (lowers, upper) = prepared_layers(&plan, ns.as_fd())?;
-                lowers.into_iter().chain(upper).collect()
-            }
-            _ => Vec::new(),
-        };
-        let layer_fds: Vec<std::os::fd::BorrowedFd<'_>> =
-            layer_trees.iter().map(|f| f.as_fd()).collect();
-        sb.channel
-            .send_json(&ParentMessage::Go, &layer_fds)
-            .map_err(sys_err("release the child"))?;
-        drop(layer_fds);
-        drop(layer_trees);
-        sb.wait_started()?;
-        // PID 1 must survive an OOM inside so it can report the program's
-        // end. Set only now: the program, forked before, keeps the
-        // caller's score instead of inheriting an unkillable one (a memcg
-        // whose only task is unkillable loops in OOM forever).
-        let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), b"-1000");
-        // The run's wall clock starts when the program exec'd (PID 1 took
-        // the time), not when we heard of it.
-        let now = Instant::now();
-        sb.started = match sb.program_start_ns {
-            Some(at) => now
-                .checked_sub(Duration::from_nanos(sys::monotonic_ns().saturating_sub(at)))
-                .unwrap_or(now),
-            None => now,
-        };
-        Ok(sb)
+        single.recheck()?;
+        let mut claimed = claim(spec, &mut opts, single)?;
+        let prepared = prepare(&claimed, &opts, single)?;
+        let stdio = wire_stdio(
+            std::mem::take(&mut opts.stdio),
+            claimed.plan.terminal,
+            opts.output_limit.is_some(),
+        )?;
+        let cloned = clone_child(&mut claimed, &prepared, &stdio, &opts, single)?;
+        hand_over(claimed, prepared, stdio, cloned, &opts)
     }
 
     fn wait_started(&mut self) -> Result<(), SandboxError> {
@@ -563,6 +322,428 @@ impl Sandbox {
         self.lock = None;
         removed
     }
+}
+
+/// What [`claim`] reserved for one sandbox: released by drop on any later
+/// error (the lock file is removed, the uid slot freed, the cgroup killed
+/// and removed).
+struct Claimed {
+    id: String,
+    plan: crate::spec::Plan,
+    lock: SandboxLock,
+    seccomp: Option<crate::seccomp::SeccompFilter>,
+    lease: UidLease,
+    cgroup: Cgroup,
+    v2: bool,
+}
+
+/// Phase 1, claim: the plan and every check that needs no resource, then
+/// the id's lock, the compiled seccomp program, the uid slot and the
+/// cgroup, in that order (each later one is named by or sized from an
+/// earlier one).
+fn claim(
+    spec: &Spec,
+    opts: &mut RunOptions,
+    _single: &SingleThreaded,
+) -> Result<Claimed, SandboxError> {
+    let mut plan = plan(spec, opts)?;
+    let id = match opts.sandbox_id.take() {
+        Some(id) => crate::id::check(&id)
+            .map(|()| id)
+            .map_err(SandboxError::Options)?,
+        None => crate::id::generate(),
+    };
+    if opts.output_limit == Some(0) {
+        return Err(SandboxError::Options(
+            "output limit must be positive".into(),
+        ));
+    }
+    let lock = lock_sandbox(&opts.run_dir, &id)?;
+    let purpose = if opts.build_capabilities {
+        seccomp::Purpose::BuildStep
+    } else {
+        seccomp::Purpose::Run
+    };
+    let seccomp = seccomp::compile_for(opts.seccomp, purpose)?;
+    settle_core_limit(&mut plan)?;
+    let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
+    let mgr = cgroup_manager()?;
+    sweep_stale(&opts.run_dir, mgr, &id);
+    // We hold the id's lock, so a cgroup of that name is a dead
+    // sandbox's (a runtimed killed, the lock file taken over, or gone
+    // with a failed start's): it goes. Were some of its processes
+    // still dying, the removal fails and the create below says so.
+    if let Ok(Some(cg)) = mgr.open_existing(&id) {
+        let _ = cg.remove();
+    }
+    let v2 = mgr.version() == CgroupVersion::V2;
+    // The cgroup exists before clone: on v2 the child is born in it
+    // (CLONE_INTO_CGROUP); on v1 the child moves itself in (prepare).
+    let cgroup = mgr.create(&id, &plan.cgroup)?;
+    Ok(Claimed {
+        id,
+        plan,
+        lock,
+        seccomp,
+        lease,
+        cgroup,
+        v2,
+    })
+}
+
+/// What the child is handed besides its plan; the parent drops its copies
+/// right after the clone.
+struct Prepared {
+    /// cgroup v1: the `tasks` files the child moves itself in through.
+    join_fds: Vec<OwnedFd>,
+    /// The caller's binds as detached mount trees (destination, tree).
+    bind_trees: Vec<(PathBuf, OwnedFd)>,
+    bind_trees_raw: Vec<(PathBuf, RawFd)>,
+    staging: PathBuf,
+    parent_ch: Channel,
+    child_ch: Channel,
+}
+
+/// Phase 2, prepare: everything the child needs that only root in the
+/// initial namespaces can make.
+fn prepare(
+    claimed: &Claimed,
+    opts: &RunOptions,
+    single: &SingleThreaded,
+) -> Result<Prepared, SandboxError> {
+    // cgroup v1 has no CLONE_INTO_CGROUP, and moving a process by pid
+    // (`cgroup.procs`) takes a global lock whose first writer after a
+    // quiet period waits for an RCU grace period (5-15 ms measured
+    // here). A single thread writing "0" (itself) to `tasks` skips that
+    // lock (kernel/cgroup: cgroup_procs_write_start), so the child does
+    // the move itself through these fds, opened here while we are
+    // root (the kernel checks the writer's euid: still global root in
+    // the child until it changes ids).
+    let mut join_fds = Vec::new();
+    if !claimed.v2 {
+        for dir in claimed.cgroup.paths() {
+            let tasks = dir.join("tasks");
+            let fd = nix::fcntl::open(
+                &tasks,
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(sys_err(format!("open {}", tasks.display())))?;
+            join_fds.push(fd);
+        }
+    }
+    let bind_trees = prepared_binds(&claimed.plan, &claimed.lease, single)?;
+    // A layered root's upper dir exists before the child needs it.
+    prepare_upper_dir(&claimed.plan)?;
+    let bind_trees_raw: Vec<(PathBuf, RawFd)> = bind_trees
+        .iter()
+        .map(|(d, fd)| (d.clone(), fd.as_raw_fd()))
+        .collect();
+    let staging: PathBuf = opts.run_dir.join("root");
+    // `root-upper` beside it holds a `--rootfs DIR` overlay's upper layer.
+    std::fs::create_dir_all(&staging)
+        .and_then(|()| std::fs::create_dir_all(opts.run_dir.join("root-upper")))
+        .map_err(|e| SandboxError::Sys {
+            what: format!("create {}", staging.display()),
+            source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+    let (parent_ch, child_ch) = Channel::pair().map_err(sys_err("socketpair"))?;
+    Ok(Prepared {
+        join_fds,
+        bind_trees,
+        bind_trees_raw,
+        staging,
+        parent_ch,
+        child_ch,
+    })
+}
+
+/// The program's stdio: the child's ends (kept open in the child as the
+/// program's 0/1/2; `None` leaves the caller's own fd there) and the
+/// supervisor's.
+struct Wired {
+    child_side: [Option<OwnedFd>; 3],
+    out_pipes: [Option<OwnedFd>; 2],
+    sinks: [Option<Sink>; 2],
+    stdin_pipe: Option<OwnedFd>,
+    stdin_data: Vec<u8>,
+    tty_input: Option<OwnedFd>,
+}
+
+impl Wired {
+    /// The fds the program gets as 0, 1 and 2.
+    fn child_fds(&self) -> [BorrowedFd<'_>; 3] {
+        let mut out = sys::std_fds();
+        for (slot, fd) in out.iter_mut().zip(&self.child_side) {
+            if let Some(fd) = fd {
+                *slot = fd.as_fd();
+            }
+        }
+        out
+    }
+}
+
+/// Phase 3, wire stdio: pipes for what the supervisor meters or captures,
+/// the caller's fds for what it forwards or leaves alone.
+fn wire_stdio(stdio: Stdio, terminal: bool, output_limited: bool) -> Result<Wired, SandboxError> {
+    let mut stdio = stdio;
+    if matches!(stdio, Stdio::Inherit) && (output_limited || terminal) {
+        stdio = Stdio::Forward {
+            stdin: sys::dup_std_fd(0).map_err(sys_err("dup stdin"))?,
+            stdout: sys::dup_std_fd(1).map_err(sys_err("dup stdout"))?,
+            stderr: sys::dup_std_fd(2).map_err(sys_err("dup stderr"))?,
+        };
+    }
+    let mut w = Wired {
+        child_side: [None, None, None],
+        out_pipes: [None, None],
+        sinks: [None, None],
+        stdin_pipe: None,
+        stdin_data: Vec::new(),
+        tty_input: None,
+    };
+    match stdio {
+        Stdio::Inherit => {}
+        Stdio::Forward {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            if terminal {
+                w.tty_input = Some(stdin);
+            } else {
+                w.child_side[0] = Some(stdin);
+            }
+            w.sinks = [Some(Sink::Fd(stdout)), Some(Sink::Fd(stderr))];
+        }
+        Stdio::Capture { stdin } => {
+            w.stdin_data = stdin.unwrap_or_default();
+            if !terminal {
+                let (r, wr) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+                w.child_side[0] = Some(r);
+                nix::fcntl::fcntl(&wr, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+                    .map_err(sys_err("fcntl"))?;
+                w.stdin_pipe = Some(wr);
+            }
+            w.sinks = [
+                Some(Sink::Buffer(Vec::new())),
+                Some(Sink::Buffer(Vec::new())),
+            ];
+        }
+    }
+    if w.sinks[0].is_some() && !terminal {
+        for i in 0..2 {
+            let (r, wr) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+            w.child_side[i + 1] = Some(wr);
+            w.out_pipes[i] = Some(r);
+        }
+    }
+    Ok(w)
+}
+
+/// The parent's side of a clone: PID 1's pid and pidfd, and the network
+/// namespace to return to (entered for the clone only).
+struct Cloned {
+    pid: i32,
+    pidfd: OwnedFd,
+    netns_home: Option<crate::netns::Home>,
+    started: Instant,
+}
+
+fn return_home(home: &Option<crate::netns::Home>) -> Result<(), SandboxError> {
+    match home {
+        Some(home) => home
+            .back()
+            .map_err(sys_err("return to our network namespace")),
+        None => Ok(()),
+    }
+}
+
+/// Phase 4, clone: PID 1 into new namespaces (and, on v2, its cgroup).
+/// The child runs `init::run` and never returns.
+fn clone_child(
+    claimed: &mut Claimed,
+    prepared: &Prepared,
+    stdio: &Wired,
+    opts: &RunOptions,
+    single: &SingleThreaded,
+) -> Result<Cloned, SandboxError> {
+    let plan = &claimed.plan;
+    let mut flags = (libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS) as u64;
+    // A namespace made ahead is entered for the clone only (the child
+    // is born in it); the caller's own is back right after (hand_over).
+    let mut netns_home = None;
+    match &opts.network_namespace {
+        _ if plan.host_network => {}
+        Some(ns) => {
+            netns_home = Some(
+                crate::netns::enter(ns.as_fd())
+                    .map_err(sys_err("enter the given network namespace"))?,
+            );
+        }
+        None => flags |= libc::CLONE_NEWNET as u64,
+    }
+    if claimed.v2 {
+        flags |= libc::CLONE_NEWCGROUP as u64;
+    }
+    let cg_fd = claimed.cgroup.v2_dir_fd();
+    let join: Vec<BorrowedFd<'_>> = prepared.join_fds.iter().map(|f| f.as_fd()).collect();
+    let started = Instant::now();
+    let cloned = sys::clone_namespaces(single, flags, true, cg_fd).map_err(sys_err("clone3"));
+    if cloned.is_err() {
+        return_home(&netns_home)?;
+    }
+    match cloned? {
+        CloneResult::Child(single) => init::run(ChildContext {
+            single,
+            plan,
+            channel: &prepared.child_ch,
+            staging: &prepared.staging,
+            seccomp: claimed.seccomp.as_ref(),
+            landlock: opts.landlock,
+            stdio: stdio.child_fds(),
+            join_cgroup: &join,
+            bind_trees: &prepared.bind_trees_raw,
+            // A layered root's trees come with the go (hand_over).
+            layer_trees: crate::mounts::LayerTrees::default(),
+            new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
+            session: opts.session,
+        }),
+        CloneResult::Parent { pid, pidfd } => {
+            let pidfd = match pidfd {
+                Some(fd) => fd,
+                None => match sys::pidfd_open(pid) {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        // No handle on the child: kill it by pid (it is
+                        // ours, not yet reaped, so the pid is its) and
+                        // reap it before the cgroup goes.
+                        let child = nix::unistd::Pid::from_raw(pid);
+                        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                        let _ = nix::sys::wait::waitpid(child, None);
+                        let _ = return_home(&netns_home);
+                        return Err(sys_err("pidfd_open")(e));
+                    }
+                },
+            };
+            Ok(Cloned {
+                pid,
+                pidfd,
+                netns_home,
+                started,
+            })
+        }
+    }
+}
+
+/// Phase 5, release and hand over: the parent's copies of the child's fds
+/// go, the `Sandbox` takes ownership of everything claimed (from here an
+/// error drops it, which kills and cleans up), the id maps are written,
+/// a layered root's trees go with the go, and the program's start is
+/// awaited.
+fn hand_over(
+    claimed: Claimed,
+    prepared: Prepared,
+    stdio: Wired,
+    cloned: Cloned,
+    opts: &RunOptions,
+) -> Result<Sandbox, SandboxError> {
+    let Prepared {
+        join_fds,
+        bind_trees,
+        parent_ch,
+        child_ch,
+        ..
+    } = prepared;
+    drop(child_ch);
+    drop(join_fds);
+    drop(bind_trees);
+    let Wired {
+        child_side,
+        out_pipes,
+        sinks,
+        stdin_pipe,
+        stdin_data,
+        tty_input,
+    } = stdio;
+    drop(child_side);
+    let Claimed {
+        id,
+        plan,
+        lock,
+        seccomp: _,
+        lease,
+        cgroup,
+        v2: _,
+    } = claimed;
+    let pid = cloned.pid;
+    let mut sb = Sandbox {
+        id,
+        init_pid: pid,
+        pidfd: cloned.pidfd,
+        channel: parent_ch,
+        cgroup: Some(cgroup),
+        lease,
+        pty_master: None,
+        out_pipes,
+        stdin_pipe,
+        stdin_data,
+        sinks,
+        tty_input,
+        started: cloned.started,
+        wall_time: opts.wall_time,
+        cpu_time: opts.cpu_time,
+        output_limit: opts.output_limit,
+        finished: false,
+        exec_failure: None,
+        lock: Some(lock),
+        program_start_ns: None,
+    };
+    return_home(&cloned.netns_home)?;
+    write_id_maps(pid, &sb.lease)?;
+    // A layered root's trees are idmapped with the child's own user
+    // namespace, now that its maps exist: the same mapping a separate
+    // namespace would need, without the extra process that made one
+    // (~0.5 ms a start).
+    let layer_trees = match &plan.root {
+        crate::spec::plan::RootPlan::Layers(_) => {
+            let ns = nix::fcntl::open(
+                format!("/proc/{pid}/ns/user").as_str(),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(sys_err("open the sandbox's user namespace"))?;
+            let (lowers, upper) = prepared_layers(&plan, ns.as_fd())?;
+            lowers.into_iter().chain(upper).collect()
+        }
+        _ => Vec::new(),
+    };
+    let layer_fds: Vec<BorrowedFd<'_>> = layer_trees.iter().map(|f| f.as_fd()).collect();
+    sb.channel
+        .send_json(&ParentMessage::Go, &layer_fds)
+        .map_err(sys_err("release the child"))?;
+    drop(layer_fds);
+    drop(layer_trees);
+    sb.wait_started()?;
+    // PID 1 must survive an OOM inside so it can report the program's
+    // end. Set only now: the program, forked before, keeps the
+    // caller's score instead of inheriting an unkillable one (a memcg
+    // whose only task is unkillable loops in OOM forever).
+    let _ = std::fs::write(format!("/proc/{pid}/oom_score_adj"), b"-1000");
+    // The run's wall clock starts when the program exec'd (PID 1 took
+    // the time), not when we heard of it.
+    let now = Instant::now();
+    sb.started = match sb.program_start_ns {
+        Some(at) => now
+            .checked_sub(Duration::from_nanos(sys::monotonic_ns().saturating_sub(at)))
+            .unwrap_or(now),
+        None => now,
+    };
+    Ok(sb)
 }
 
 impl Drop for Sandbox {
@@ -730,6 +911,7 @@ fn sweep_stale(run_dir: &std::path::Path, mgr: &CgroupManager, own: &str) {
 fn prepared_binds(
     plan: &crate::spec::Plan,
     lease: &UidLease,
+    single: &SingleThreaded,
 ) -> Result<Vec<(PathBuf, OwnedFd)>, SandboxError> {
     use crate::spec::MountKind;
     let mut out = Vec::new();
@@ -778,6 +960,7 @@ fn prepared_binds(
         )?;
         if !namespaces.iter().any(|(o, _)| *o == owner) {
             let ns = crate::userns::mapping_userns(
+                single,
                 &format!("{} {} 1\n", owner.0, lease.host_base + plan.uid),
                 &format!("{} {} 1\n", owner.1, lease.host_base + plan.gid),
             )?;
@@ -929,20 +1112,4 @@ fn prepare_upper_dir(plan: &crate::spec::Plan) -> Result<(), SandboxError> {
         }
     }
     Ok(())
-}
-
-/// A short random id (hex) for sandboxes the caller did not name.
-pub fn new_id() -> String {
-    let mut buf = [0u8; 6];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut buf);
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    buf[0] ^= t as u8;
-    buf[1] ^= (t >> 8) as u8;
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }

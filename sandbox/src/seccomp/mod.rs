@@ -20,6 +20,7 @@
 //! in a mode) and from lowering RLIMIT_CORE (whose value 1 keeps a crash
 //! away from the host's `core_pattern` pipe): see [`Purpose`].
 
+pub mod attempt;
 mod bpf;
 
 use std::fmt;
@@ -1151,8 +1152,10 @@ mod kernel_tests {
     /// Forks, runs `child` there (a panic becomes exit code PANICKED instead
     /// of unwinding into the test harness) and returns the wait status.
     fn fork_run(child: impl FnOnce() -> i32) -> WaitStatus {
-        sys::run_in_child(|| catch_unwind(AssertUnwindSafe(child)).unwrap_or(PANICKED))
-            .expect("fork")
+        sys::test_support::run_in_child(|| {
+            catch_unwind(AssertUnwindSafe(child)).unwrap_or(PANICKED)
+        })
+        .expect("fork")
     }
 
     fn exit_code(status: WaitStatus) -> i32 {
@@ -1182,7 +1185,7 @@ mod kernel_tests {
     /// A raw syscall's errno, 0 on success. Pointer arguments are NULL or
     /// point to live data, so a call only fails or does its harmless thing.
     fn raw(nr: libc::c_long, a: usize, b: usize, c: usize) -> i32 {
-        let (ret, errno) = sys::raw_syscall3(nr, a, b, c);
+        let (ret, errno) = sys::test_support::raw_syscall3(nr, a, b, c);
         if ret < 0 {
             errno as i32
         } else {
@@ -1226,7 +1229,7 @@ mod kernel_tests {
     /// process leaves at once and the caller reaps it.
     fn clone_newuser() -> i32 {
         let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as usize;
-        let (ret, errno) = sys::raw_syscall3(libc::SYS_clone, flags, 0, 0);
+        let (ret, errno) = sys::test_support::raw_syscall3(libc::SYS_clone, flags, 0, 0);
         match ret {
             0 => sys::exit_now(0),
             pid if pid > 0 => {
@@ -1577,7 +1580,7 @@ mod kernel_tests {
     }
 
     fn fork_and_wait() -> i32 {
-        match sys::fork() {
+        match sys::test_support::fork() {
             Ok(None) => sys::exit_now(7),
             Ok(Some(pid)) => match waitpid(Pid::from_raw(pid), None) {
                 Ok(WaitStatus::Exited(_, 7)) => 0,

@@ -2,20 +2,32 @@
 //! wrappers around the raw system calls that `nix` does not cover safely
 //! (clone3, pidfds, close_range, a few ioctls, keyctl). Everything above this
 //! module is safe Rust.
+//!
+//! The module is private to the crate: other crates get narrow, safe APIs
+//! named after their concept (`helper`, `pty`, `peer`,
+//! `process::signals`, `seccomp::attempt`). A function whose soundness
+//! depends on its caller is an `unsafe fn` with a `# Safety` section; its
+//! safe wrapper here takes the proof as a type: a [`SingleThreaded`] token,
+//! an owned or borrowed fd, a flag set checked at run time.
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
+use crate::helper::{Forked, SingleThreaded};
+
+pub mod attempt;
 pub mod ops;
+#[cfg(test)]
+pub mod test_support;
 
 /// Result of a `clone3` call as seen by the caller.
 pub enum CloneResult {
     /// We are the parent; the child has this pid and (when asked) pidfd.
     Parent { pid: i32, pidfd: Option<OwnedFd> },
-    /// We are the new child.
-    Child,
+    /// We are the new child: a copy of the single thread that cloned.
+    Child(SingleThreaded),
 }
 
 #[repr(C)]
@@ -37,12 +49,47 @@ struct CloneArgs {
 /// `CLONE_INTO_CGROUP` (linux/sched.h, 5.7+); not in every libc release.
 pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// The flags [`clone_namespaces`] accepts: new namespaces only. Anything
+/// that shares memory, files or the stack with the child (CLONE_VM,
+/// CLONE_FILES, CLONE_THREAD, CLONE_SETTLS, ...) would break the fork-like
+/// copy the child runs on, so it is refused rather than trusted.
+const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWCGROUP) as u64;
+
+/// A fork-like `clone3` into new namespaces (`flags`, a subset of the
+/// `CLONE_NEW*` flags; anything else is EINVAL), with an optional pidfd and
+/// target cgroup. Sound because the process is single-threaded (the token)
+/// and the flags keep the child on a private copy of memory.
+pub fn clone_namespaces(
+    _single: &SingleThreaded,
+    flags: u64,
+    want_pidfd: bool,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<CloneResult, Errno> {
+    if flags & !NAMESPACE_FLAGS != 0 {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: the caller is single-threaded (its token proves it) and the
+    // flags hold only CLONE_NEW* bits (checked above): no shared memory,
+    // stack or fd table.
+    unsafe { clone3(flags, want_pidfd, cgroup) }
+}
+
 /// fork-like `clone3`: no new stack, `SIGCHLD` as exit signal, optional
 /// pidfd (`CLONE_PIDFD`) and target cgroup (`CLONE_INTO_CGROUP`).
 ///
-/// Must only be called from a single-threaded process: the child continues
-/// on a copy of the caller's stack and heap with no atfork handlers run.
-pub fn clone3(
+/// # Safety
+/// The calling process must be single-threaded: the child continues on a
+/// copy of the caller's stack and heap with no atfork handlers run, so a
+/// lock held by another thread (malloc's) would stay held forever. `flags`
+/// must not ask for shared memory, stack or thread state (CLONE_VM,
+/// CLONE_THREAD, CLONE_SETTLS, CLONE_SIGHAND...): no stack is passed.
+pub unsafe fn clone3(
     flags: u64,
     want_pidfd: bool,
     cgroup: Option<BorrowedFd<'_>>,
@@ -64,7 +111,7 @@ pub fn clone3(
     // SAFETY: `args` is a valid, fully initialised clone_args of the size we
     // pass; no stack is given so the child runs fork-like on a private copy of
     // this address space. `pidfd` outlives the call. The caller guarantees the
-    // process is single-threaded (see the doc comment).
+    // process is single-threaded and the flags share nothing (# Safety).
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -74,7 +121,7 @@ pub fn clone3(
     };
     match ret {
         -1 => Err(Errno::last()),
-        0 => Ok(CloneResult::Child),
+        0 => Ok(CloneResult::Child(SingleThreaded::in_new_child())),
         pid => {
             let pidfd = if want_pidfd && pidfd >= 0 {
                 // SAFETY: the kernel just returned this fd to us via CLONE_PIDFD; we own it.
@@ -90,12 +137,27 @@ pub fn clone3(
     }
 }
 
+/// `fork(2)` of a single-threaded process; the child gets its own token
+/// (it is a copy of the one thread).
+pub fn fork_single(_single: &SingleThreaded) -> Result<Forked, Errno> {
+    // SAFETY: the process is single-threaded (the token), so no lock can be
+    // held by a thread that does not exist in the child.
+    Ok(match unsafe { fork() }? {
+        Some(pid) => Forked::Parent(pid),
+        None => Forked::Child(SingleThreaded::in_new_child()),
+    })
+}
+
 /// Plain `fork(2)` through libc (atfork handlers run, so the child may
-/// allocate). For tests and tools that fork from a process that may have
-/// threads: the child must only run simple code and then `_exit`.
-pub fn fork() -> Result<Option<i32>, Errno> {
-    // SAFETY: fork has no memory-safety preconditions of its own; callers
-    // restrict the child to code that is sound after fork (documented above).
+/// allocate).
+///
+/// # Safety
+/// When the process has other threads, the child may only run
+/// async-signal-safe code (then `_exit` or exec): locks those threads held
+/// stay held in the child. A single-threaded caller uses [`fork_single`].
+pub unsafe fn fork() -> Result<Option<i32>, Errno> {
+    // SAFETY: fork has no memory-safety preconditions of its own; the
+    // caller restricts the child to code that is sound after fork (# Safety).
     let ret = unsafe { libc::fork() };
     match ret {
         -1 => Err(Errno::last()),
@@ -105,15 +167,18 @@ pub fn fork() -> Result<Option<i32>, Errno> {
 }
 
 /// Runs `f` in a forked child and returns its exit status as `waitpid`
-/// reports it. Used by tests that must apply irreversible process state
-/// (seccomp, capabilities) without touching the test process.
-pub fn run_in_child(f: impl FnOnce() -> i32) -> Result<nix::sys::wait::WaitStatus, Errno> {
-    match fork()? {
-        None => {
+/// reports it: irreversible process state (seccomp, capabilities, a
+/// namespace) tried without touching the caller.
+pub fn run_in_child(
+    single: &SingleThreaded,
+    f: impl FnOnce() -> i32,
+) -> Result<nix::sys::wait::WaitStatus, Errno> {
+    match fork_single(single)? {
+        Forked::Child(_) => {
             let code = f();
             exit_now(code)
         }
-        Some(pid) => nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None),
+        Forked::Parent(pid) => nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None),
     }
 }
 
@@ -326,6 +391,19 @@ pub fn interface_up(sock: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
     Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
 }
 
+/// Brings `lo` up in the current network namespace (through a datagram
+/// socket of its own, closed on return).
+pub fn loopback_up() -> Result<(), Errno> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    interface_up(std::os::fd::AsFd::as_fd(&sock), c"lo")
+}
+
 /// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`: a fresh anonymous session
 /// keyring, so nothing of the caller's keys is reachable.
 pub fn join_new_session_keyring() -> Result<(), Errno> {
@@ -364,16 +442,25 @@ pub fn landlock_abi() -> i32 {
     }
 }
 
-/// Executes a raw system call with up to three integer arguments (the
-/// fourth to sixth are 0, not whatever the registers held) and returns its
-/// raw result and errno. Used by tests and the probe-like self checks to
-/// call syscalls that libc lacks (e.g. `io_uring_setup`) with harmless
-/// arguments.
-pub fn raw_syscall3(nr: libc::c_long, a: usize, b: usize, c: usize) -> (libc::c_long, Errno) {
-    // SAFETY: callers pass argument values that are either integers or
-    // pointers to valid memory for the syscall in question (checked at each
-    // call site); the rest are 0 (no flags, NULL); a failing call only
-    // sets errno.
+/// Executes a raw system call with up to three arguments (the fourth to
+/// sixth are 0, not whatever the registers held) and returns its raw
+/// result and errno: the seccomp tests' and `seccomp::attempt`'s way to
+/// reach system calls libc lacks.
+///
+/// # Safety
+/// The call must not change memory or state this process relies on:
+/// pointer arguments point to live memory of the size the system call
+/// reads or writes, and the system call is not one that unmaps, remaps,
+/// shares or frees memory, nor one that creates a thread or a process
+/// sharing this one's memory (clone with CLONE_VM).
+pub unsafe fn raw_syscall3(
+    nr: libc::c_long,
+    a: usize,
+    b: usize,
+    c: usize,
+) -> (libc::c_long, Errno) {
+    // SAFETY: the caller upholds the argument rules (# Safety); the rest
+    // are 0 (no flags, NULL); a failing call only sets errno.
     let ret = unsafe { libc::syscall(nr, a, b, c, 0usize, 0usize, 0usize) };
     (
         ret,
@@ -394,11 +481,45 @@ pub fn set_sigmask(
     nix::sys::signal::sigprocmask(how, Some(set), None)
 }
 
-/// Takes ownership of an fd that arrived with SCM_RIGHTS.
-pub fn own_received_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: the kernel installed this fd in our table for this message;
-    // nothing else refers to it, so we are its only owner.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+/// `recvmsg(2)` of one datagram into `buf`, with the fds it carried
+/// (SCM_RIGHTS, installed close-on-exec) as owned fds. `cmsg` is the
+/// control buffer (`nix::cmsg_space!`). Returns the byte count.
+// A `Vec`, not a slice: nix's recvmsg sizes the control buffer by its
+// capacity.
+#[allow(clippy::ptr_arg)]
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    cmsg: &mut Vec<u8>,
+) -> Result<(usize, Vec<OwnedFd>), Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    // The kernel cut a datagram longer than the buffer (or its fds): the
+    // fds that did arrive are owned below and closed as they drop.
+    let cut = msg
+        .flags
+        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel installed these fds in our table for this
+            // message, just now: nothing else refers to them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    if cut {
+        return Err(Errno::EMSGSIZE);
+    }
+    Ok((msg.bytes, fds))
 }
 
 /// Takes ownership of one of the standard fds (0, 1, 2) by duplicating it
@@ -413,11 +534,29 @@ pub fn dup_std_fd(fd: RawFd) -> Result<OwnedFd, Errno> {
     })
 }
 
-/// Borrows a raw fd number known to be open for the duration of `f`
-/// (the child's planned stdio fds, fds 0–2).
-pub fn with_borrowed<R>(fd: RawFd, f: impl FnOnce(BorrowedFd<'_>) -> R) -> R {
-    // SAFETY: callers pass fds that stay open while `f` runs (they own them
-    // through OwnedFd values elsewhere or they are the standard fds).
+/// The standard fds 0, 1 and 2, borrowed: what a program child gets as its
+/// stdio when the caller's own are passed on.
+pub fn std_fds() -> [BorrowedFd<'static>; 3] {
+    // SAFETY: fds 0-2 belong to the process, not to an OwnedFd, and stay
+    // open for its life (the Rust runtime reopens missing ones on
+    // /dev/null at start-up). This crate closes them only in PID 1's
+    // init and session loops, after the last use of these borrows.
+    unsafe {
+        [
+            BorrowedFd::borrow_raw(0),
+            BorrowedFd::borrow_raw(1),
+            BorrowedFd::borrow_raw(2),
+        ]
+    }
+}
+
+/// Borrows a raw fd number for the duration of `f`.
+///
+/// # Safety
+/// `fd` must be open, and stay open while `f` runs (owned by an `OwnedFd`
+/// that outlives the call, or a standard fd).
+pub unsafe fn with_borrowed<R>(fd: RawFd, f: impl FnOnce(BorrowedFd<'_>) -> R) -> R {
+    // SAFETY: the caller keeps `fd` open while `f` runs (# Safety).
     let b = unsafe { BorrowedFd::borrow_raw(fd) };
     f(b)
 }
@@ -449,26 +588,81 @@ pub fn set_rlimit(resource: i32, soft: u64, hard: u64) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
-/// `dup2(fd, target)` on raw fd numbers (the child's stdio wiring; the
-/// target's previous fd, if any, is closed by the kernel).
-pub fn dup2_raw_fd(fd: RawFd, target: RawFd) -> Result<(), Errno> {
-    // SAFETY: dup2 only manipulates the fd table; callers own both numbers
-    // (the target is one of 0..=2 about to be replaced for exec).
-    let ret = unsafe { libc::dup2(fd, target) };
+/// `dup2(fd, target)` onto a standard fd (0, 1 or 2; anything else is
+/// EBADF): the program child's stdio wiring. The standard fds belong to
+/// the process rather than to an `OwnedFd`, so replacing one closes
+/// nothing another owner still counts on. `fd == target` is left as is.
+pub fn dup_onto_std(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), Errno> {
+    if !(0..=2).contains(&target) {
+        return Err(Errno::EBADF);
+    }
+    if fd.as_raw_fd() == target {
+        return Ok(());
+    }
+    // SAFETY: dup2 only changes the fd table; `fd` is borrowed (open) and
+    // `target` is a standard fd (checked above), owned by no OwnedFd.
+    let ret = unsafe { libc::dup2(fd.as_raw_fd(), target) };
     Errno::result(ret).map(drop)
+}
+
+/// The stack of a [`spawn_shared_vm`] child: an anonymous mapping with an
+/// inaccessible guard page below it, so a child that outgrows it faults
+/// instead of writing over the caller's memory.
+pub struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    /// `size` bytes of stack (rounded up to pages) plus the guard page.
+    pub fn new(size: usize) -> Result<ChildStack, Errno> {
+        const PAGE: usize = 4096;
+        let len = size.div_ceil(PAGE).max(1) * PAGE + PAGE;
+        // SAFETY: a new private anonymous mapping; no existing memory is
+        // touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: the lowest page of the mapping we own and nobody uses yet.
+        Errno::result(unsafe { libc::mprotect(base, PAGE, libc::PROT_NONE) })?;
+        Ok(stack)
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unused by now (a child that ran on it
+        // had exec'd or exited before spawn_shared_vm returned).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
 }
 
 /// Runs `f` in a new child process that shares this process's memory
 /// (`CLONE_VM | CLONE_VFORK`) on `stack`, the way posix_spawn starts a
 /// program: the caller is suspended until the child execs or exits, so no
-/// page tables are copied. Returns the child's pid.
-///
-/// Preconditions, which the sandbox's PID 1 meets: the calling process is
-/// single-threaded (no lock can be held by another thread while the child
-/// runs), and `f` either execs or returns an exit code (the child then
-/// `_exit`s; it never returns into the caller's frames). Memory the child
+/// page tables are copied. Returns the child's pid. Memory the child
 /// allocates stays allocated in the caller.
-pub fn spawn_shared_vm(stack: &mut [u8], f: &mut dyn FnMut() -> i32) -> Result<i32, Errno> {
+///
+/// Sound because the caller is single-threaded (the token: no lock can be
+/// held by another thread while the child runs), `f` either execs or
+/// returns an exit code (the child then `_exit`s; it never returns into the
+/// caller's frames), and the stack is guarded ([`ChildStack`]).
+pub fn spawn_shared_vm(
+    _single: &SingleThreaded,
+    stack: &mut ChildStack,
+    f: &mut dyn FnMut() -> i32,
+) -> Result<i32, Errno> {
     extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `arg` points at the `&mut dyn FnMut` below, which lives on
         // the caller's stack; the caller is suspended (CLONE_VFORK) until we
@@ -478,10 +672,11 @@ pub fn spawn_shared_vm(stack: &mut [u8], f: &mut dyn FnMut() -> i32) -> Result<i
         exit_now(code)
     }
     let mut f: &mut dyn FnMut() -> i32 = f;
-    let top = stack.as_mut_ptr_range().end as usize & !0xf;
-    // SAFETY: `top` is the 16-byte aligned end of a writable buffer owned by
-    // the caller and alive until the child execs or exits (the caller is
-    // suspended until then); the trampoline never returns. Flags: shared
+    let top = (stack.base as usize + stack.len) & !0xf;
+    // SAFETY: `top` is the 16-byte aligned end of a writable mapping owned
+    // by the caller and alive until the child execs or exits (the caller is
+    // suspended until then, and single-threaded: the token); below it is a
+    // guard page; the trampoline never returns. Flags: shared
     // memory and vfork semantics, a separate signal table (no CLONE_SIGHAND),
     // SIGCHLD on exit like fork.
     let pid = unsafe {
@@ -500,14 +695,9 @@ pub fn spawn_shared_vm(stack: &mut [u8], f: &mut dyn FnMut() -> i32) -> Result<i
 }
 
 /// Drops every capability from the bounding set (`PR_CAPBSET_DROP` from 0
-/// up until the kernel says EINVAL: past its last capability). Needs
-/// CAP_SETPCAP in the current user namespace.
-pub fn drop_bounding_set() -> Result<(), Errno> {
-    drop_bounding_set_except(0)
-}
-
-/// Like [`drop_bounding_set`], keeping the capabilities whose bits are set
-/// in `keep`.
+/// up until the kernel says EINVAL: past its last capability) but those
+/// whose bits are set in `keep`. Needs CAP_SETPCAP in the current user
+/// namespace.
 pub fn drop_bounding_set_except(keep: u64) -> Result<(), Errno> {
     for cap in 0..=63 {
         if keep & (1 << cap) != 0 {
@@ -523,12 +713,6 @@ pub fn drop_bounding_set_except(keep: u64) -> Result<(), Errno> {
         }
     }
     Ok(())
-}
-
-/// Empties the effective, permitted, inheritable and ambient sets with one
-/// `capset` and one `prctl`.
-pub fn clear_capabilities() -> Result<(), Errno> {
-    set_capabilities(0)
 }
 
 /// Sets the effective and permitted sets to `caps` (bits), empties the
@@ -720,8 +904,23 @@ pub fn move_mount_to(fd: BorrowedFd<'_>, target: &std::path::Path) -> Result<(),
 
 /// Takes ownership of an fd this process inherited at a fixed number (a
 /// helper's control socket, passed by its parent as fd 3). Fails with EBADF
-/// when nothing is open there.
-pub fn take_inherited_fd(fd: RawFd) -> Result<OwnedFd, Errno> {
+/// when nothing is open there (or the number is not in 3..=63), EBUSY when
+/// that number was taken before.
+///
+/// Sound as far as an inherited fd can be: the token says we are still in
+/// the single-threaded start of `main` (nothing of ours opened that number
+/// yet, no other thread could), and each number is taken at most once, so
+/// no second `OwnedFd` of it is made here.
+pub fn take_inherited_fd(_single: &SingleThreaded, fd: RawFd) -> Result<OwnedFd, Errno> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static TAKEN: AtomicU64 = AtomicU64::new(0);
+    let bit = match u32::try_from(fd) {
+        Ok(n @ 3..=63) => 1u64 << n,
+        _ => return Err(Errno::EBADF),
+    };
+    if TAKEN.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
+        return Err(Errno::EBUSY);
+    }
     nix::fcntl::fcntl(
         // SAFETY: we only borrow `fd` for this F_GETFD probe; EBADF when closed.
         unsafe { BorrowedFd::borrow_raw(fd) },
@@ -777,14 +976,19 @@ pub fn reap_any() -> Result<Option<Reaped>, Errno> {
 }
 
 /// Makes `fd` appear as `target` (without close-on-exec) in the program a
-/// `Command` starts: how the daemon hands a helper its control socket.
-pub fn pass_fd_to_command(cmd: &mut std::process::Command, fd: RawFd, target: RawFd) {
+/// `Command` starts: how the daemon hands a helper its control socket. The
+/// command keeps `fd` open until it is dropped, so the number the child
+/// dup2s from is always this fd, never a later one that reused it.
+pub fn pass_fd_to_command(cmd: &mut std::process::Command, fd: OwnedFd, target: RawFd) {
     use std::os::unix::process::CommandExt;
+    let keep = fd;
     // SAFETY: the closure runs in the forked child before exec and only
     // makes async-signal-safe calls (dup2, fcntl) on fd numbers; it
-    // allocates nothing and touches no lock.
+    // allocates nothing and touches no lock. `keep`, moved in, holds the
+    // fd open for as long as the command exists.
     unsafe {
         cmd.pre_exec(move || {
+            let fd = keep.as_raw_fd();
             if fd == target {
                 if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
                     return Err(std::io::Error::last_os_error());

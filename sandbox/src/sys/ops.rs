@@ -1,9 +1,12 @@
-//! The file-system system calls of the child's mount steps behind a trait:
-//! [`Linux`] makes them, [`Recorder`] records them (and can fail one) so the
-//! order and error reporting of the steps are unit-tested without root.
+//! The system calls of the child's steps behind two traits: [`MountOps`]
+//! (the mount steps) and [`Syscalls`] (everything else PID 1 and the
+//! program's steps call before `execve`). [`Linux`] makes them,
+//! [`Recorder`] records them (and can fail one) so the order and error
+//! reporting of the steps are unit-tested without root.
 
+#[cfg(test)]
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -243,11 +246,17 @@ impl MountOps for Linux {
 
     fn attach_tree(&mut self, tree: RawFd, point: &MountPoint) -> Result<(), Errno> {
         use std::os::fd::AsFd;
-        match &point._fd {
-            Some(target) => {
-                super::with_borrowed(tree, |t| super::move_mount_onto(t, target.as_fd()))
+        // SAFETY: `tree` is one of the detached trees the parent prepared
+        // (`ChildContext::bind_trees`, `LayerTrees`), whose OwnedFds the
+        // child's copy of the parent's memory holds open until it execs;
+        // the mount steps are this trait's only callers (crate-private).
+        unsafe {
+            match &point._fd {
+                Some(target) => {
+                    super::with_borrowed(tree, |t| super::move_mount_onto(t, target.as_fd()))
+                }
+                None => super::with_borrowed(tree, |t| super::move_mount_to(t, &point.target)),
             }
-            None => super::with_borrowed(tree, |t| super::move_mount_to(t, &point.target)),
         }
     }
 }
@@ -255,6 +264,7 @@ impl MountOps for Linux {
 /// Records every call as one line (`mount tmpfs /x ...`), answers like a
 /// fresh, empty file system, and fails the first call whose line contains
 /// `fail_on` with `fail_errno`. For unit tests of the steps.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct Recorder {
     pub calls: Vec<String>,
@@ -270,6 +280,7 @@ pub struct Recorder {
     pub symlinks: BTreeMap<PathBuf, PathBuf>,
 }
 
+#[cfg(test)]
 impl Recorder {
     fn record(&mut self, line: String) -> Result<(), Errno> {
         let fail = self
@@ -288,6 +299,7 @@ impl Recorder {
     }
 }
 
+#[cfg(test)]
 impl MountOps for Recorder {
     fn point_kind(&mut self, root: &Path, dest: &Path) -> Result<PointKind, Errno> {
         let p = root.join(dest.strip_prefix("/").unwrap_or(dest));
@@ -385,5 +397,354 @@ impl MountOps for Recorder {
 
     fn attach_tree(&mut self, tree: RawFd, point: &MountPoint) -> Result<(), Errno> {
         self.record(format!("attach fd {tree} on {}", point.target.display()))
+    }
+}
+
+/// Every other system call of PID 1's setup steps and of the program's
+/// steps before `execve` (`process::init`), beside the mount steps': with
+/// [`Recorder`] their order is unit-tested without root (mounts before
+/// pivot_root, capabilities dropped before seccomp, no_new_privs before
+/// seccomp, seccomp last before execve). In the manner of youki's
+/// `Syscall` trait; the methods are named after the step's kernel call,
+/// not after a generic "syscall" layer.
+pub trait Syscalls: MountOps {
+    /// Closes every fd at or above `first` except those in `keep`.
+    fn close_fds_except(&mut self, first: RawFd, keep: &[RawFd]) -> Result<(), Errno>;
+    /// cgroup v1: moves the calling thread into a cgroup through its open
+    /// `tasks` file.
+    fn join_cgroup(&mut self, tasks: BorrowedFd<'_>) -> Result<(), Errno>;
+    /// `unshare(CLONE_NEWCGROUP)`.
+    fn unshare_cgroup_namespace(&mut self) -> Result<(), Errno>;
+    /// Overwrites this process's argv and environment, renames it and
+    /// turns dumpability off.
+    fn scrub_caller(&mut self) -> Result<(), Errno>;
+    fn setresgid(&mut self, gid: u32) -> Result<(), Errno>;
+    fn setresuid(&mut self, uid: u32) -> Result<(), Errno>;
+    fn setgroups(&mut self, gids: &[u32]) -> Result<(), Errno>;
+    /// `prctl(PR_SET_PDEATHSIG, SIGKILL)`.
+    fn set_parent_death_signal(&mut self) -> Result<(), Errno>;
+    fn sethostname(&mut self, name: &str) -> Result<(), Errno>;
+    /// Brings `lo` up.
+    fn loopback_up(&mut self) -> Result<(), Errno>;
+    fn join_new_session_keyring(&mut self) -> Result<(), Errno>;
+    /// Blocks every signal but SIGKILL and SIGSTOP.
+    fn block_signals(&mut self) -> Result<(), Errno>;
+    /// Default dispositions for every signal and an empty mask.
+    fn reset_signals(&mut self) -> Result<(), Errno>;
+    fn set_dumpable(&mut self, dumpable: bool) -> Result<(), Errno>;
+    /// Writes `/proc/self/<name>`.
+    fn write_proc_self(&mut self, name: &str, value: &[u8]) -> Result<(), Errno>;
+    fn setsid(&mut self) -> Result<(), Errno>;
+    fn set_controlling_tty(&mut self, fd: BorrowedFd<'_>) -> Result<(), Errno>;
+    /// `dup2(fd, target)`, `target` one of 0, 1, 2.
+    fn dup_onto_std(&mut self, fd: BorrowedFd<'_>, target: RawFd) -> Result<(), Errno>;
+    fn set_rlimit(&mut self, resource: i32, soft: u64, hard: u64) -> Result<(), Errno>;
+    fn umask(&mut self, mode: u32);
+    fn drop_bounding_set_except(&mut self, keep: u64) -> Result<(), Errno>;
+    fn set_capabilities(&mut self, caps: u64) -> Result<(), Errno>;
+    fn set_no_new_privs(&mut self) -> Result<(), Errno>;
+    /// Landlock: read everywhere, write below `writable`.
+    fn restrict_landlock(&mut self, writable: &[&Path]) -> Result<(), String>;
+    /// Marks every fd from `first` up close-on-exec.
+    fn cloexec_from(&mut self, first: u32) -> Result<(), Errno>;
+    fn apply_seccomp(&mut self, filter: &crate::seccomp::SeccompFilter) -> Result<(), String>;
+    /// `execve`; returns only on failure.
+    fn execve(
+        &mut self,
+        path: &std::ffi::CStr,
+        args: &[std::ffi::CString],
+        env: &[std::ffi::CString],
+    ) -> Errno;
+}
+
+impl Syscalls for Linux {
+    fn close_fds_except(&mut self, first: RawFd, keep: &[RawFd]) -> Result<(), Errno> {
+        super::close_fds_except(first, keep)
+    }
+
+    fn join_cgroup(&mut self, tasks: BorrowedFd<'_>) -> Result<(), Errno> {
+        nix::unistd::write(tasks, b"0").map(drop)
+    }
+
+    fn unshare_cgroup_namespace(&mut self) -> Result<(), Errno> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+    }
+
+    fn scrub_caller(&mut self) -> Result<(), Errno> {
+        scrub_caller()
+    }
+
+    fn setresgid(&mut self, gid: u32) -> Result<(), Errno> {
+        let g = nix::unistd::Gid::from_raw(gid);
+        nix::unistd::setresgid(g, g, g)
+    }
+
+    fn setresuid(&mut self, uid: u32) -> Result<(), Errno> {
+        let u = nix::unistd::Uid::from_raw(uid);
+        nix::unistd::setresuid(u, u, u)
+    }
+
+    fn setgroups(&mut self, gids: &[u32]) -> Result<(), Errno> {
+        let groups: Vec<nix::unistd::Gid> = gids
+            .iter()
+            .map(|g| nix::unistd::Gid::from_raw(*g))
+            .collect();
+        nix::unistd::setgroups(&groups)
+    }
+
+    fn set_parent_death_signal(&mut self) -> Result<(), Errno> {
+        nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL))
+    }
+
+    fn sethostname(&mut self, name: &str) -> Result<(), Errno> {
+        nix::unistd::sethostname(name)
+    }
+
+    fn loopback_up(&mut self) -> Result<(), Errno> {
+        super::loopback_up()
+    }
+
+    fn join_new_session_keyring(&mut self) -> Result<(), Errno> {
+        super::join_new_session_keyring()
+    }
+
+    fn block_signals(&mut self) -> Result<(), Errno> {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+        let mut set = SigSet::all();
+        set.remove(Signal::SIGKILL);
+        set.remove(Signal::SIGSTOP);
+        super::set_sigmask(SigmaskHow::SIG_BLOCK, &set)
+    }
+
+    fn reset_signals(&mut self) -> Result<(), Errno> {
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+        let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        for sig in Signal::iterator() {
+            if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+                // EINVAL for signals the kernel reserves is fine to ignore.
+                let _ = super::set_default_signal(sig, &dfl);
+            }
+        }
+        super::set_sigmask(SigmaskHow::SIG_SETMASK, &SigSet::empty())
+    }
+
+    fn set_dumpable(&mut self, dumpable: bool) -> Result<(), Errno> {
+        nix::sys::prctl::set_dumpable(dumpable)
+    }
+
+    fn write_proc_self(&mut self, name: &str, value: &[u8]) -> Result<(), Errno> {
+        std::fs::write(Path::new("/proc/self").join(name), value).map_err(io_errno)
+    }
+
+    fn setsid(&mut self) -> Result<(), Errno> {
+        nix::unistd::setsid().map(drop)
+    }
+
+    fn set_controlling_tty(&mut self, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        super::set_controlling_tty(fd)
+    }
+
+    fn dup_onto_std(&mut self, fd: BorrowedFd<'_>, target: RawFd) -> Result<(), Errno> {
+        super::dup_onto_std(fd, target)
+    }
+
+    fn set_rlimit(&mut self, resource: i32, soft: u64, hard: u64) -> Result<(), Errno> {
+        super::set_rlimit(resource, soft, hard)
+    }
+
+    fn umask(&mut self, mode: u32) {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mode));
+    }
+
+    fn drop_bounding_set_except(&mut self, keep: u64) -> Result<(), Errno> {
+        super::drop_bounding_set_except(keep)
+    }
+
+    fn set_capabilities(&mut self, caps: u64) -> Result<(), Errno> {
+        super::set_capabilities(caps)
+    }
+
+    fn set_no_new_privs(&mut self) -> Result<(), Errno> {
+        nix::sys::prctl::set_no_new_privs()
+    }
+
+    fn restrict_landlock(&mut self, writable: &[&Path]) -> Result<(), String> {
+        use landlock::{
+            path_beneath_rules, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
+        };
+        let abi = ABI::V5;
+        let fail = |er: landlock::RulesetError| er.to_string();
+        Ruleset::default()
+            .handle_access(AccessFs::from_all(abi))
+            .map_err(fail)?
+            .create()
+            .map_err(fail)?
+            .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))
+            .map_err(fail)?
+            .add_rules(path_beneath_rules(writable, AccessFs::from_all(abi)))
+            .map_err(fail)?
+            .restrict_self()
+            .map_err(fail)?;
+        Ok(())
+    }
+
+    fn cloexec_from(&mut self, first: u32) -> Result<(), Errno> {
+        super::cloexec_from(first)
+    }
+
+    fn apply_seccomp(&mut self, filter: &crate::seccomp::SeccompFilter) -> Result<(), String> {
+        filter.apply().map_err(|e| e.to_string())
+    }
+
+    fn execve(
+        &mut self,
+        path: &std::ffi::CStr,
+        args: &[std::ffi::CString],
+        env: &[std::ffi::CString],
+    ) -> Errno {
+        match nix::unistd::execve(path, args, env) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        }
+    }
+}
+
+/// Overwrites the argv and environment areas of this process (fields 48–51
+/// of /proc/self/stat: arg_start, arg_end, env_start, env_end) through
+/// /proc/self/mem: the command line then reads `runtimed-init`, the
+/// environment reads empty. Nothing in this process reads either afterwards
+/// (the program's argv/env are separate `CString`s from the plan).
+fn scrub_caller() -> Result<(), Errno> {
+    use std::io::{Seek, SeekFrom, Write};
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|_| Errno::EIO)?;
+    // Fields after the `)` of comm, which may itself hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or(Errno::EIO)?;
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // `rest` starts at field 3 (state), so field N is fields[N - 3].
+    let field = |n: usize| fields.get(n - 3).copied().ok_or(Errno::EIO);
+    let (arg_start, arg_end) = (field(48)?, field(49)?);
+    let (env_start, env_end) = (field(50)?, field(51)?);
+    let mut mem = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")
+        .map_err(io_errno)?;
+    let mut wipe = |start: u64, end: u64, text: &[u8]| -> std::io::Result<()> {
+        if end <= start || end - start > (1 << 20) {
+            return Ok(());
+        }
+        let mut bytes = vec![0u8; (end - start) as usize];
+        let n = text.len().min(bytes.len().saturating_sub(1));
+        bytes[..n].copy_from_slice(&text[..n]);
+        mem.seek(SeekFrom::Start(start))?;
+        mem.write_all(&bytes)
+    };
+    wipe(arg_start, arg_end, b"runtimed-init")
+        .and_then(|()| wipe(env_start, env_end, b""))
+        .map_err(io_errno)?;
+    // And the name (comm), which would be the supervisor's otherwise.
+    let _ = nix::sys::prctl::set_name(c"runtimed-init");
+    nix::sys::prctl::set_dumpable(false)
+}
+
+#[cfg(test)]
+impl Syscalls for Recorder {
+    fn close_fds_except(&mut self, first: RawFd, keep: &[RawFd]) -> Result<(), Errno> {
+        self.record(format!("close_fds_except {first} {keep:?}"))
+    }
+    fn join_cgroup(&mut self, tasks: BorrowedFd<'_>) -> Result<(), Errno> {
+        use std::os::fd::AsRawFd;
+        self.record(format!("join_cgroup fd {}", tasks.as_raw_fd()))
+    }
+    fn unshare_cgroup_namespace(&mut self) -> Result<(), Errno> {
+        self.record("unshare CLONE_NEWCGROUP".into())
+    }
+    fn scrub_caller(&mut self) -> Result<(), Errno> {
+        self.record("scrub_caller".into())
+    }
+    fn setresgid(&mut self, gid: u32) -> Result<(), Errno> {
+        self.record(format!("setresgid {gid}"))
+    }
+    fn setresuid(&mut self, uid: u32) -> Result<(), Errno> {
+        self.record(format!("setresuid {uid}"))
+    }
+    fn setgroups(&mut self, gids: &[u32]) -> Result<(), Errno> {
+        self.record(format!("setgroups {gids:?}"))
+    }
+    fn set_parent_death_signal(&mut self) -> Result<(), Errno> {
+        self.record("prctl PR_SET_PDEATHSIG SIGKILL".into())
+    }
+    fn sethostname(&mut self, name: &str) -> Result<(), Errno> {
+        self.record(format!("sethostname {name}"))
+    }
+    fn loopback_up(&mut self) -> Result<(), Errno> {
+        self.record("loopback_up".into())
+    }
+    fn join_new_session_keyring(&mut self) -> Result<(), Errno> {
+        self.record("keyctl JOIN_SESSION_KEYRING".into())
+    }
+    fn block_signals(&mut self) -> Result<(), Errno> {
+        self.record("sigprocmask SIG_BLOCK all".into())
+    }
+    fn reset_signals(&mut self) -> Result<(), Errno> {
+        self.record("reset_signals".into())
+    }
+    fn set_dumpable(&mut self, dumpable: bool) -> Result<(), Errno> {
+        self.record(format!("prctl PR_SET_DUMPABLE {dumpable}"))
+    }
+    fn write_proc_self(&mut self, name: &str, value: &[u8]) -> Result<(), Errno> {
+        let value = String::from_utf8_lossy(value).into_owned();
+        self.record(format!("write /proc/self/{name} {value}"))
+    }
+    fn setsid(&mut self) -> Result<(), Errno> {
+        self.record("setsid".into())
+    }
+    fn set_controlling_tty(&mut self, _fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        self.record("ioctl TIOCSCTTY".into())
+    }
+    fn dup_onto_std(&mut self, fd: BorrowedFd<'_>, target: RawFd) -> Result<(), Errno> {
+        use std::os::fd::AsRawFd;
+        self.record(format!("dup2 {} {target}", fd.as_raw_fd()))
+    }
+    fn set_rlimit(&mut self, resource: i32, soft: u64, hard: u64) -> Result<(), Errno> {
+        self.record(format!("setrlimit {resource} {soft} {hard}"))
+    }
+    fn umask(&mut self, mode: u32) {
+        let _ = self.record(format!("umask {mode:o}"));
+    }
+    fn drop_bounding_set_except(&mut self, keep: u64) -> Result<(), Errno> {
+        self.record(format!("drop_bounding_set except {keep:#x}"))
+    }
+    fn set_capabilities(&mut self, caps: u64) -> Result<(), Errno> {
+        self.record(format!("capset {caps:#x}"))
+    }
+    fn set_no_new_privs(&mut self) -> Result<(), Errno> {
+        self.record("prctl PR_SET_NO_NEW_PRIVS".into())
+    }
+    fn restrict_landlock(&mut self, writable: &[&Path]) -> Result<(), String> {
+        self.record(format!("landlock write {writable:?}"))
+            .map_err(|e| e.desc().to_string())
+    }
+    fn cloexec_from(&mut self, first: u32) -> Result<(), Errno> {
+        self.record(format!("close_range {first} CLOEXEC"))
+    }
+    fn apply_seccomp(&mut self, _filter: &crate::seccomp::SeccompFilter) -> Result<(), String> {
+        self.record("seccomp".into())
+            .map_err(|e| e.desc().to_string())
+    }
+    fn execve(
+        &mut self,
+        path: &std::ffi::CStr,
+        _args: &[std::ffi::CString],
+        _env: &[std::ffi::CString],
+    ) -> Errno {
+        // A fake exec "fails" so the steps return: ENOENT, or the errno
+        // `fail_on` names.
+        match self.record(format!("execve {}", path.to_string_lossy())) {
+            Ok(()) => Errno::ENOENT,
+            Err(e) => e,
+        }
     }
 }

@@ -7,8 +7,9 @@
 //! only if the attack worked; run on the host as root the same subcommands
 //! succeed, which is how the tests prove the probe can detect a hole.
 //!
-//! The probe is single-threaded, so forking from it is sound (the tests rely
-//! on `sandbox::sys::fork`/`clone3` for that reason).
+//! The probe is single-threaded, so forking from it is sound: it proves so
+//! with a `SingleThreaded` token where it forks (`single()`), and makes its
+//! forbidden system calls through `sandbox::seccomp::attempt`.
 #![forbid(unsafe_code)]
 
 use std::ffi::OsStr;
@@ -25,7 +26,8 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
-use sandbox::sys::{exit_now, fork, raw_syscall3};
+use sandbox::helper::{exit_now, Forked, SingleThreaded};
+use sandbox::seccomp::attempt;
 use serde_json::{json, Map, Value};
 
 const USAGE: &str = "usage: probe SUBCOMMAND [ARGS...]
@@ -65,14 +67,6 @@ fn outcome(check: &str, result: Result<(), String>, extra: Value) -> Value {
         map.extend(extra);
     }
     Value::Object(map)
-}
-
-fn sys_result(ret: libc::c_long, errno: Errno) -> Result<(), String> {
-    if ret < 0 {
-        Err(errno_name(errno))
-    } else {
-        Ok(())
-    }
 }
 
 fn arg<'a>(args: &'a [String], i: usize, what: &str) -> Result<&'a str, String> {
@@ -214,19 +208,21 @@ fn check_setns() -> Value {
     outcome("setns", res, json!({"ns": path, "open_errno": open_errno}))
 }
 
-fn ptrace_raw(request: libc::c_uint, pid: i32) -> (libc::c_long, Errno) {
-    // Only requests whose addr/data arguments are ignored (TRACEME, ATTACH)
-    // go through here, so passing three arguments is enough.
-    raw_syscall3(libc::SYS_ptrace, request as usize, pid as usize, 0)
+/// `fork(2)`, `Ok(None)` in the child. The probe never starts a thread
+/// before it forks; the token is checked at each fork all the same, as a
+/// forked child must not run Rust code after another thread's fork.
+fn fork() -> Result<Option<i32>, Errno> {
+    let single = SingleThreaded::check().map_err(|_| Errno::EDEADLK)?;
+    Ok(match sandbox::helper::fork(&single)? {
+        Forked::Parent(pid) => Some(pid),
+        Forked::Child(_) => None,
+    })
 }
 
 fn check_ptrace(args: &[String]) -> Result<Value, String> {
     // PTRACE_TRACEME in a throw-away child: it reports back via its exit code.
     let traceme = match fork() {
-        Ok(None) => {
-            let (ret, errno) = ptrace_raw(libc::PTRACE_TRACEME, 0);
-            exit_now(if ret < 0 { errno as i32 } else { 0 })
-        }
+        Ok(None) => exit_now(attempt::ptrace_traceme().map_or_else(|e| e as i32, |()| 0)),
         Ok(Some(child)) => match waitpid(Pid::from_raw(child), None) {
             Ok(WaitStatus::Exited(_, 0)) => Ok(()),
             Ok(WaitStatus::Exited(_, code)) => Err(errno_name(Errno::from_raw(code))),
@@ -250,8 +246,7 @@ fn check_ptrace(args: &[String]) -> Result<Value, String> {
             Err(e) => return Err(format!("fork: {}", errno_name(e))),
         },
     };
-    let (ret, errno) = ptrace_raw(libc::PTRACE_ATTACH, target);
-    let attach = sys_result(ret, errno);
+    let attach = attempt::ptrace_attach(target).map_err(errno_name);
     if own_child {
         // SIGKILL also ends a traced, stopped child; then reap it.
         let _ = nix::sys::signal::kill(Pid::from_raw(target), Signal::SIGKILL);
@@ -277,64 +272,24 @@ fn check_ptrace(args: &[String]) -> Result<Value, String> {
 
 fn check_bpf() -> Value {
     // BPF_MAP_CREATE of a one-entry array map: succeeds for root on the host.
-    const BPF_MAP_CREATE: usize = 0;
-    const BPF_MAP_TYPE_ARRAY: u32 = 2;
-    let mut attr = [0u32; 32];
-    attr[0] = BPF_MAP_TYPE_ARRAY;
-    attr[1] = 4; // key_size
-    attr[2] = 4; // value_size
-    attr[3] = 1; // max_entries
-                 // The pointer stays valid for the call; the kernel reads at most `size`.
-    let (ret, errno) = raw_syscall3(
-        libc::SYS_bpf,
-        BPF_MAP_CREATE,
-        attr.as_ptr() as usize,
-        std::mem::size_of_val(&attr),
-    );
-    outcome("bpf", sys_result(ret, errno), json!({}))
+    outcome(
+        "bpf",
+        attempt::bpf_map_create().map_err(errno_name),
+        json!({}),
+    )
 }
 
 fn check_perf_event_open() -> Value {
-    // A software CPU-clock counter on ourselves, user space only (allowed at
-    // perf_event_paranoid <= 2). Only three arguments can be passed through
-    // the safe wrapper, so group_fd and flags are whatever the registers
-    // hold: on the host this may fail with EINVAL/EBADF, but a seccomp filter
-    // decides on the syscall number before any argument is read, so inside
-    // the sandbox the errno is the filter's.
-    let mut attr = [0u64; 16];
-    attr[0] = 1 | ((std::mem::size_of_val(&attr) as u64) << 32); // type = PERF_TYPE_SOFTWARE, size
-    attr[1] = 0; // config = PERF_COUNT_SW_CPU_CLOCK
-    attr[5] = 1 | (1 << 5) | (1 << 6); // disabled, exclude_kernel, exclude_hv
-    let (ret, errno) = raw_syscall3(
-        libc::SYS_perf_event_open,
-        attr.as_ptr() as usize,
-        0,
-        usize::MAX,
-    );
-    outcome("perf-event-open", sys_result(ret, errno), json!({}))
+    // A software CPU-clock counter on ourselves (see attempt's doc for why
+    // the host may answer EBADF: a filter decides on the number first).
+    let res = attempt::perf_event_open_self().map_err(errno_name);
+    outcome("perf-event-open", res, json!({}))
 }
 
 fn check_keyctl() -> Value {
-    const KEYCTL_GET_KEYRING_ID: usize = 0;
-    const KEY_SPEC_SESSION_KEYRING: i32 = -3;
-    let (ret, errno) = raw_syscall3(
-        libc::SYS_keyctl,
-        KEYCTL_GET_KEYRING_ID,
-        KEY_SPEC_SESSION_KEYRING as isize as usize,
-        1,
-    );
-    let keyctl = sys_result(ret, errno);
-    // add_key takes five arguments; only type, description and payload are
-    // controlled here (see perf-event-open), enough to see a filter's errno.
-    let key_type = c"user";
-    let description = c"runtimed-probe";
-    let (ret, errno) = raw_syscall3(
-        libc::SYS_add_key,
-        key_type.as_ptr() as usize,
-        description.as_ptr() as usize,
-        0,
-    );
-    let add_key = sys_result(ret, errno);
+    let keyctl = attempt::keyctl_session_keyring().map_err(errno_name);
+    // add_key without a payload: enough to see a filter's errno.
+    let add_key = attempt::add_key().map_err(errno_name);
     outcome(
         "keyctl",
         keyctl,
@@ -343,27 +298,23 @@ fn check_keyctl() -> Value {
 }
 
 fn check_io_uring_setup() -> Value {
-    // struct io_uring_params is 120 bytes; all zero asks for defaults.
-    let mut params = [0u32; 30];
-    let (ret, errno) = raw_syscall3(libc::SYS_io_uring_setup, 4, params.as_mut_ptr() as usize, 0);
-    outcome("io-uring-setup", sys_result(ret, errno), json!({}))
+    let res = attempt::io_uring_setup().map_err(errno_name);
+    outcome("io-uring-setup", res, json!({}))
 }
 
 fn check_userfaultfd() -> Value {
-    let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as usize;
-    let (ret, errno) = raw_syscall3(libc::SYS_userfaultfd, flags, 0, 0);
-    outcome("userfaultfd", sys_result(ret, errno), json!({}))
+    outcome(
+        "userfaultfd",
+        attempt::userfaultfd().map_err(errno_name),
+        json!({}),
+    )
 }
 
 fn check_clone3() -> Value {
     // A fork-like clone3; the child leaves at once.
-    let res = match sandbox::sys::clone3(0, false, None) {
-        Ok(sandbox::sys::CloneResult::Child) => exit_now(0),
-        Ok(sandbox::sys::CloneResult::Parent { pid, .. }) => {
-            let _ = waitpid(Pid::from_raw(pid), None);
-            Ok(())
-        }
-        Err(e) => Err(errno_name(e)),
+    let res = match SingleThreaded::check() {
+        Ok(single) => attempt::clone3(&single).map_err(errno_name),
+        Err(e) => Err(e.to_string()),
     };
     outcome("clone3", res, json!({}))
 }
@@ -775,19 +726,7 @@ fn check_rlimit_core(cmd: &[String]) -> Value {
     let before = get();
     let prlimit = setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(errno_name);
     #[cfg(target_arch = "x86_64")]
-    let legacy = {
-        let lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        let (ret, errno) = raw_syscall3(
-            libc::SYS_setrlimit,
-            libc::RLIMIT_CORE as usize,
-            std::ptr::addr_of!(lim) as usize,
-            0,
-        );
-        sys_result(ret, errno)
-    };
+    let legacy = attempt::setrlimit_core_zero_legacy().map_err(errno_name);
     #[cfg(not(target_arch = "x86_64"))]
     let legacy: Result<(), String> = Err("ENOSYS".into());
     // What the calls did, not what they answered: a sandbox's seccomp

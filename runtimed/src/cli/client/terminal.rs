@@ -77,7 +77,7 @@ impl Drop for RawMode {
 /// (cols, rows) of the first standard stream that is a terminal.
 pub fn size() -> Option<(u16, u16)> {
     let probe = |fd: std::os::fd::BorrowedFd<'_>| {
-        sandbox::sys::get_winsize(fd)
+        sandbox::pty::get_winsize(fd)
             .ok()
             .filter(|w| w.cols > 0 && w.rows > 0)
             .map(|w| (w.cols, w.rows))
