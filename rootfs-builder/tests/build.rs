@@ -1,11 +1,12 @@
-//! Recipe builds with real sandboxes (root; `SANDBOX_MUST_WORK=1` turns
-//! every skip into a failure): a scratch image from busybox with copy and
+//! Recipe builds with real sandboxes (root): a scratch image from busybox with copy and
 //! run steps (whiteouts, opaque dirs, config), the step cache, failures,
 //! the network of a step, export read back by umoci and skopeo, and one
 //! real Debian build (the builtin `python`).
 //!
 //! No libtest harness: `Sandbox::create` forks, so the tests run one after
-//! another on the main thread.
+//! another on the main thread. Like libtest's privileged tests they are
+//! ignored (listed and counted) unless `--include-ignored` or `--ignored`
+//! is given; run, a missing prerequisite fails them (they never skip).
 
 use std::fs;
 use std::io::Read;
@@ -19,14 +20,12 @@ use rootfs_builder::recipe::{self, BuildError, BuildEvent, BuildOptions, BuildOu
 use rootfs_builder::unpack::ensure_layers;
 use rootfs_builder::{ImageName, Store, StoreError};
 
-fn must_work() -> bool {
-    std::env::var_os("SANDBOX_MUST_WORK").is_some_and(|v| v == "1")
-}
+/// Why every test here is ignored unless asked for (printed per test).
+const IGNORED: &str = "privileged: recipe builds in real sandboxes need root";
 
-/// Prints why a test is skipped, or fails it under `SANDBOX_MUST_WORK=1`.
-fn skip(test: &str, why: &str) {
-    assert!(!must_work(), "{test}: SANDBOX_MUST_WORK=1 but {why}");
-    println!("test {test} ... skipped: {why}");
+/// Fails the test: a prerequisite is missing (never a silent skip).
+fn missing(test: &str, why: &str) -> ! {
+    panic!("{test} did not run: {why} (run as root with `--include-ignored`)");
 }
 
 struct Env {
@@ -302,7 +301,7 @@ run = ["/bin/busybox", "sh", "-c", "echo about to fail; exit 3"]
             "mmdebstrap's output is streamed"
         );
     } else {
-        skip(
+        missing(
             "mmdebstrap_failure",
             "no mmdebstrap (apt-get install mmdebstrap)",
         );
@@ -379,7 +378,7 @@ fn export_is_read_by_umoci_and_skopeo(env: &Env) {
     assert!(names.contains(&"index.json".to_string()) && names.contains(&"oci-layout".to_string()));
 
     if !which("umoci") || !which("skopeo") {
-        return skip(
+        missing(
             "export_is_read_by_umoci_and_skopeo",
             "umoci or skopeo missing (apt-get install umoci skopeo)",
         );
@@ -456,7 +455,7 @@ fn mirror_reachable() -> bool {
 fn the_python_builtin_builds_from_debian_and_runs(env: &Env) {
     const NAME: &str = "the_python_builtin_builds_from_debian_and_runs";
     if !mirror_reachable() {
-        return skip(NAME, "deb.debian.org:80 is not reachable");
+        missing(NAME, "deb.debian.org:80 is not reachable");
     }
     let verbose = std::env::var_os("BUILD_TEST_VERBOSE").is_some();
     let build_python = || {
@@ -568,7 +567,7 @@ fn run_on(env: &Env, layers: &[std::path::PathBuf], script: &str) -> (String, St
 fn the_other_builtins_build_and_their_toolchains_work(env: &Env) {
     const NAME: &str = "the_other_builtins_build_and_their_toolchains_work";
     if !mirror_reachable() {
-        return skip(NAME, "deb.debian.org:80 is not reachable");
+        missing(NAME, "deb.debian.org:80 is not reachable");
     }
     let cases = [
         (
@@ -608,9 +607,117 @@ fn the_other_builtins_build_and_their_toolchains_work(env: &Env) {
 
 type Test = fn(&Env);
 
+/// The tests in order (later ones use the image of the first).
+const TESTS: [(&str, Test); 7] = [
+    (
+        "a_scratch_image_from_busybox_has_its_layers_and_config",
+        a_scratch_image_from_busybox_has_its_layers_and_config,
+    ),
+    (
+        "a_rebuild_is_cached_and_a_changed_file_rebuilds_from_its_step",
+        a_rebuild_is_cached_and_a_changed_file_rebuilds_from_its_step,
+    ),
+    (
+        "failures_name_the_step_and_tag_nothing",
+        failures_name_the_step_and_tag_nothing,
+    ),
+    (
+        "a_step_has_no_network_unless_it_asks_for_the_mirror",
+        a_step_has_no_network_unless_it_asks_for_the_mirror,
+    ),
+    (
+        "export_is_read_by_umoci_and_skopeo",
+        export_is_read_by_umoci_and_skopeo,
+    ),
+    (
+        "the_python_builtin_builds_from_debian_and_runs",
+        the_python_builtin_builds_from_debian_and_runs,
+    ),
+    (
+        "the_other_builtins_build_and_their_toolchains_work",
+        the_other_builtins_build_and_their_toolchains_work,
+    ),
+];
+
+/// The libtest arguments this harness understands: `--list`,
+/// `--include-ignored`/`--ignored`, `--exact`, `--skip S`, and name filters
+/// (each may be `a,b`: `cargo test --test build -- --include-ignored
+/// scratch,failures`). Others (`--test-threads=N`, `--nocapture`, ...) are
+/// accepted and have no effect here.
+struct Args {
+    list: bool,
+    run_ignored: bool,
+    exact: bool,
+    filters: Vec<String>,
+    skips: Vec<String>,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut a = Args {
+            list: false,
+            run_ignored: false,
+            exact: false,
+            filters: Vec::new(),
+            skips: Vec::new(),
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--list" => a.list = true,
+                "--include-ignored" | "--ignored" => a.run_ignored = true,
+                "--exact" => a.exact = true,
+                "--skip" => a.skips.extend(args.next()),
+                // libtest options that take a value as the next word.
+                "--color" | "--format" | "--logfile" | "--test-threads" | "-Z" => {
+                    args.next();
+                }
+                _ if arg.starts_with('-') => {}
+                _ => a.filters.extend(arg.split(',').map(str::to_owned)),
+            }
+        }
+        a
+    }
+
+    fn selects(&self, name: &str) -> bool {
+        let matches = |f: &String| {
+            if self.exact {
+                name == f
+            } else {
+                name.contains(f.as_str())
+            }
+        };
+        (self.filters.is_empty() || self.filters.iter().any(matches))
+            && !self.skips.iter().any(|s| name.contains(s.as_str()))
+    }
+}
+
 fn main() {
+    let args = Args::parse();
+    let selected: Vec<(&str, Test)> = TESTS.into_iter().filter(|(n, _)| args.selects(n)).collect();
+    let filtered = TESTS.len() - selected.len();
+    if args.list {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        println!("\n{} tests, 0 benchmarks", selected.len());
+        return;
+    }
+    println!("\nrunning {} tests", selected.len());
+    if !args.run_ignored {
+        // What a plain `cargo test` does with privileged tests: list them
+        // as ignored and count them, never run them and say "ok".
+        for (name, _) in &selected {
+            println!("test {name} ... ignored, {IGNORED}");
+        }
+        println!(
+            "\ntest result: ok. 0 passed; 0 failed; {} ignored; 0 measured; {filtered} filtered out\n",
+            selected.len()
+        );
+        return;
+    }
     if !nix::unistd::Uid::effective().is_root() {
-        return skip("build", "needs root (sandboxes)");
+        missing("build", "needs root (sandboxes)");
     }
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("data")).unwrap();
@@ -618,7 +725,7 @@ fn main() {
     fs::create_dir_all(ctx.join("notes")).unwrap();
     let busybox = Path::new("/bin/busybox");
     if !busybox.is_file() {
-        return skip("build", "no /bin/busybox (apt-get install busybox-static)");
+        missing("build", "no /bin/busybox (apt-get install busybox-static)");
     }
     fs::copy(busybox, ctx.join("busybox")).unwrap();
     fs::write(ctx.join("notes/a.txt"), b"note\n").unwrap();
@@ -628,48 +735,13 @@ fn main() {
         ctx,
         single: sandbox::SingleThreaded::check().expect("the test binary is single-threaded"),
     };
-    let tests: [(&str, Test); 7] = [
-        (
-            "a_scratch_image_from_busybox_has_its_layers_and_config",
-            a_scratch_image_from_busybox_has_its_layers_and_config,
-        ),
-        (
-            "a_rebuild_is_cached_and_a_changed_file_rebuilds_from_its_step",
-            a_rebuild_is_cached_and_a_changed_file_rebuilds_from_its_step,
-        ),
-        (
-            "failures_name_the_step_and_tag_nothing",
-            failures_name_the_step_and_tag_nothing,
-        ),
-        (
-            "a_step_has_no_network_unless_it_asks_for_the_mirror",
-            a_step_has_no_network_unless_it_asks_for_the_mirror,
-        ),
-        (
-            "export_is_read_by_umoci_and_skopeo",
-            export_is_read_by_umoci_and_skopeo,
-        ),
-        (
-            "the_python_builtin_builds_from_debian_and_runs",
-            the_python_builtin_builds_from_debian_and_runs,
-        ),
-        (
-            "the_other_builtins_build_and_their_toolchains_work",
-            the_other_builtins_build_and_their_toolchains_work,
-        ),
-    ];
-    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    for (name, f) in tests {
-        // `cargo test --test build -- scratch,failures`: later tests use the
-        // image of the first.
-        if only
-            .as_deref()
-            .is_some_and(|o| !o.split(',').any(|o| name.contains(o)))
-        {
-            continue;
-        }
+    for (name, f) in &selected {
         let t = Instant::now();
         f(&env);
         println!("test {name} ... ok ({:.1}s)", t.elapsed().as_secs_f64());
     }
+    println!(
+        "\ntest result: ok. {} passed; 0 failed; 0 ignored; 0 measured; {filtered} filtered out\n",
+        selected.len()
+    );
 }

@@ -59,6 +59,7 @@ fn layers_empty(store: &Store) {
 }
 
 #[test]
+#[ignore = "privileged: unpacking chowns to the layer owners"]
 fn files_owners_modes_links_and_xattrs_land_as_written() {
     let (_t, d, r) = unpack(&[
         Ent {
@@ -163,6 +164,7 @@ fn files_owners_modes_links_and_xattrs_land_as_written() {
 }
 
 #[test]
+#[ignore = "privileged: unpacking chowns to the layer owners"]
 fn absolute_paths_are_made_relative_to_the_layer() {
     let host = format!("/tmp/runtimed-abs-{}", std::process::id());
     let entry = format!("{host}/evil");
@@ -174,6 +176,7 @@ fn absolute_paths_are_made_relative_to_the_layer() {
 }
 
 #[test]
+#[ignore = "privileged: unpacking chowns to the layer owners"]
 fn dot_dot_components_are_refused() {
     for path in ["../escape", "a/../../escape", "a/b/../c", "./.."] {
         let (t, d, r) = unpack(&[dir("a"), file(path, b"x")]);
@@ -185,6 +188,7 @@ fn dot_dot_components_are_refused() {
 }
 
 #[test]
+#[ignore = "privileged: unpacking chowns to the layer owners"]
 fn nothing_is_written_through_a_symlink_of_the_layer() {
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().display().to_string();
@@ -218,6 +222,7 @@ fn nothing_is_written_through_a_symlink_of_the_layer() {
 }
 
 #[test]
+#[ignore = "privileged: unpacking chowns to the layer owners"]
 fn hard_links_must_name_an_entry_of_this_layer() {
     let before = fs::metadata("/etc/passwd").unwrap().nlink();
     let cases: &[(&[Ent], &str)] = &[
@@ -249,6 +254,7 @@ fn hard_links_must_name_an_entry_of_this_layer() {
 }
 
 #[test]
+#[ignore = "privileged: unpacking chowns to the layer owners"]
 fn duplicate_entries_later_wins() {
     let (_t, d, r) = unpack(&[
         file("f", b"first"),
@@ -281,6 +287,7 @@ fn duplicate_entries_later_wins() {
 }
 
 #[test]
+#[ignore = "privileged: unpacking chowns to the layer owners"]
 fn whiteouts_and_opaque_directories() {
     let (_t, d, r) = unpack(&[
         file("etc/.wh.motd", b""),
@@ -328,6 +335,7 @@ fn whiteouts_and_opaque_directories() {
 }
 
 #[test]
+#[ignore = "privileged: unpacking chowns to the layer owners"]
 fn limits_stop_the_unpack() {
     let limits = UnpackLimits {
         max_bytes: 1000,
@@ -445,6 +453,7 @@ fn a_gzip_bomb_stops_at_the_cap_and_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "privileged: unpacking chowns to the layer owners"]
 fn compressions_by_media_type_and_magic() {
     let (_t, store) = store();
     let t = tar(&[file("hello", b"world")]);
@@ -496,6 +505,7 @@ fn compressions_by_media_type_and_magic() {
 }
 
 #[test]
+#[ignore = "privileged: unpacking chowns to the layer owners"]
 fn digests_and_sizes_are_verified_and_failures_leave_nothing() {
     let (_t, store) = store();
     // diff_id in the config does not match the tar.
@@ -565,6 +575,7 @@ fn digests_and_sizes_are_verified_and_failures_leave_nothing() {
 }
 
 #[test]
+#[ignore = "privileged: unpacking chowns to the layer owners"]
 fn each_layer_is_unpacked_once_even_by_concurrent_callers() {
     let (_t, store) = store();
     let names: Vec<String> = (0..200).map(|i| format!("d/f{i}")).collect();
@@ -605,6 +616,7 @@ fn layers_empty_but(store: &Store, n: usize) {
 
 /// The real consumer: overlayfs with `userxattr`, our layers as lowers.
 #[test]
+#[ignore = "privileged: mounts overlayfs"]
 fn layers_work_as_overlayfs_lower_layers() {
     let (_t, store) = store();
     let lower = tar(&[
@@ -637,11 +649,8 @@ fn layers_work_as_overlayfs_lower_layers() {
         .arg(mnt.path())
         .status()
         .unwrap();
-    if !st.success() {
-        assert!(!must_work(), "overlayfs mount failed: {st}");
-        eprintln!("skipping: cannot mount overlayfs here");
-        return;
-    }
+    // Root only (the test is ignored unless asked for): fails, never skips.
+    assert!(st.success(), "did not run: overlayfs mount failed: {st}");
     let m = mnt.path();
     let seen = (
         m.join("etc/motd").exists(),

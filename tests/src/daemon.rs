@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{runtimed_bin, skip, wait_for, TempDir};
+use crate::{missing, require_root, runtimed_bin, wait_for, TempDir};
 
 /// A running daemon; dropped → SIGTERM, then SIGKILL after 20 s.
 pub struct Daemon {
@@ -82,44 +82,34 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// `let d = daemon!();` or `daemon!(config_toml)` at the top of a test: a
-/// started [`Daemon`], or a return from the test when it is skipped (not
-/// root, no binary; see [`Daemon::start`]).
+/// `let d = daemon!();` or `daemon!(config_toml)` at the top of a test
+/// (which is `#[ignore = "privileged: ..."]`): a started [`Daemon`]; fails
+/// the test when not root or runtimed is not built.
 #[macro_export]
 macro_rules! daemon {
     () => {
-        match $crate::daemon::Daemon::start() {
-            Some(d) => d,
-            None => return,
-        }
+        $crate::daemon::Daemon::start()
     };
     ($config:expr) => {
-        match $crate::daemon::Daemon::start_with(
+        $crate::daemon::Daemon::start_with(
             Some(::std::convert::AsRef::<str>::as_ref(&$config)),
             &[],
-        ) {
-            Some(d) => d,
-            None => return,
-        }
+        )
     };
 }
 
 impl Daemon {
-    /// `None` (test skipped) when not root or runtimed is not built.
-    pub fn start() -> Option<Daemon> {
+    /// Fails the test when not root or runtimed is not built.
+    pub fn start() -> Daemon {
         Daemon::start_with(None, &[])
     }
 
     /// With a TOML config file's contents and extra `serve` flags.
-    pub fn start_with(config: Option<&str>, args: &[&str]) -> Option<Daemon> {
-        if !nix::unistd::geteuid().is_root() {
-            skip("daemon tests need root");
-            return None;
-        }
+    pub fn start_with(config: Option<&str>, args: &[&str]) -> Daemon {
+        require_root();
         let bin = runtimed_bin();
         if !bin.is_file() {
-            skip(&format!("no runtimed binary at {}", bin.display()));
-            return None;
+            missing(&format!("no runtimed binary at {}", bin.display()));
         }
         let dir = TempDir::new("daemon");
         let mut d = Daemon {
@@ -133,7 +123,7 @@ impl Daemon {
             config: config.map(str::to_owned),
         };
         d.spawn();
-        Some(d)
+        d
     }
 
     /// Starts (again) on the same data dir, socket and port.

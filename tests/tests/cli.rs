@@ -9,11 +9,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runtimed_tests::{
-    harness, skip, unique, wait_for, TempDir, Termination, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND,
+    harness, missing, unique, wait_for, TempDir, Termination, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND,
     EXIT_RUNTIMED_FAILED,
 };
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn exit_code_passes_through() {
     let h = harness!();
     let out = h.sandbox().cmd(["/bin/sh", "-c", "exit 7"]).run();
@@ -25,6 +26,7 @@ fn exit_code_passes_through() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn death_by_signal_is_128_plus_n() {
     let h = harness!();
     let out = h.sandbox().cmd(["/bin/sh", "-c", "kill -TERM $$"]).run();
@@ -36,6 +38,7 @@ fn death_by_signal_is_128_plus_n() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn missing_program_is_127_with_one_error_line() {
     let h = harness!();
     let out = h.sandbox().cmd(["/nonexistent"]).run();
@@ -56,6 +59,7 @@ fn missing_program_is_127_with_one_error_line() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn non_executable_program_is_126() {
     let h = harness!();
     let ws = TempDir::world_writable("noexec");
@@ -79,6 +83,7 @@ fn non_executable_program_is_126() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn bad_size_is_125_with_one_error_line() {
     let h = harness!();
     let out = h
@@ -92,6 +97,7 @@ fn bad_size_is_125_with_one_error_line() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn bad_duration_is_125() {
     let h = harness!();
     let out = h
@@ -104,6 +110,7 @@ fn bad_duration_is_125() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn network_other_than_none_is_rejected() {
     let h = harness!();
     let out = h.sandbox().opts(["--net", "host"]).cmd(["/bin/true"]).run();
@@ -116,6 +123,7 @@ fn network_other_than_none_is_rejected() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn unknown_option_is_125() {
     let h = harness!();
     let out = h
@@ -128,6 +136,7 @@ fn unknown_option_is_125() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn stdio_passes_through() {
     let h = harness!();
     let input = format!("{}\nsecond line\n", unique("stdin"));
@@ -142,6 +151,7 @@ fn stdio_passes_through() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn working_directory_defaults_to_workspace() {
     let h = harness!();
     let out = h.sandbox().cmd(["/bin/pwd"]).run();
@@ -160,6 +170,7 @@ fn working_directory_defaults_to_workspace() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn without_tty_stdin_is_not_a_terminal() {
     let h = harness!();
     let out = h.sandbox().cmd(["/bin/sh", "-c", "tty"]).run();
@@ -172,6 +183,7 @@ fn without_tty_stdin_is_not_a_terminal() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn tty_gives_a_terminal_with_the_callers_size() {
     use nix::pty::{openpty, Winsize};
     let h = harness!();
@@ -244,11 +256,11 @@ fn static_busybox() -> Option<std::path::PathBuf> {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn rootfs_dir_runs_its_own_binaries() {
     let h = harness!();
     let Some(busybox) = static_busybox() else {
-        skip("no static /bin/busybox (apt-get install busybox-static)");
-        return;
+        missing("no static /bin/busybox (apt-get install busybox-static)");
     };
     let root = TempDir::new("rootfs");
     for dir in ["bin", "dev", "proc", "tmp", "etc", "workspace"] {
@@ -288,6 +300,7 @@ fn rootfs_dir_runs_its_own_binaries() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn doctor_passes_on_this_host_and_reports_each_check() {
     let h = harness!();
     let out = Command::new(&h.runtimed)
@@ -338,6 +351,7 @@ fn doctor_passes_on_this_host_and_reports_each_check() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn tty_follows_window_size_changes() {
     use nix::pty::{openpty, Winsize};
     use nix::sys::signal::{kill, Signal};
@@ -416,11 +430,11 @@ fn tty_follows_window_size_changes() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn rootfs_dir_needs_no_mount_points_and_is_never_written() {
     let h = harness!();
     let Some(busybox) = static_busybox() else {
-        skip("no static /bin/busybox (apt-get install busybox-static)");
-        return;
+        missing("no static /bin/busybox (apt-get install busybox-static)");
     };
     // Only /bin/busybox: no /proc, /dev, /tmp or /workspace to mount on.
     let root = TempDir::new("bare-rootfs");
@@ -458,11 +472,11 @@ fn rootfs_dir_needs_no_mount_points_and_is_never_written() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn symlinks_in_a_rootfs_cannot_lead_mounts_out_of_it() {
     let h = harness!();
     let Some(busybox) = static_busybox() else {
-        skip("no static /bin/busybox (apt-get install busybox-static)");
-        return;
+        missing("no static /bin/busybox (apt-get install busybox-static)");
     };
     // A host directory anyone may write to, named by absolute symlinks in
     // the rootfs: before pivot_root a path walk would have followed them.
@@ -512,6 +526,7 @@ fn symlinks_in_a_rootfs_cannot_lead_mounts_out_of_it() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn doctor_fails_with_a_fix_when_sandboxes_cannot_be_made() {
     // As an unprivileged user (setpriv from util-linux) runtimed cannot
     // isolate sandboxes: doctor must say so, give a fix and exit non-zero.

@@ -146,8 +146,9 @@ fn session(d: &Daemon) -> String {
 // ---- session ------------------------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn session_create_ls_rm_round_trip() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let out = cli(
         &d,
         &["session", "create"],
@@ -240,8 +241,9 @@ fn session_create_ls_rm_round_trip() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn session_create_json_and_refused_limits() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let out = cli(
         &d,
         &["session", "create"],
@@ -274,8 +276,9 @@ fn session_create_json_and_refused_limits() {
 // ---- exec ---------------------------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn exec_prints_output_and_exits_with_the_program_code() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let id = session(&d);
     let out = cli(
         &d,
@@ -294,8 +297,9 @@ fn exec_prints_output_and_exits_with_the_program_code() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn exec_streams_output_while_the_program_runs() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let id = session(&d);
     // The program prints, then waits for a file only the test creates once
     // it has seen that output: buffered output would deadlock into "late".
@@ -325,8 +329,9 @@ fn exec_streams_output_while_the_program_runs() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn exec_of_a_missing_program_is_127() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let id = session(&d);
     let out = cli(&d, &["exec"], &[&id, "--", "/nonexistent/prog", "x"], None);
     assert_eq!(out.code(), EXIT_NOT_FOUND, "{}", out.context());
@@ -338,8 +343,9 @@ fn exec_of_a_missing_program_is_127() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn exec_stdin_env_cwd_and_timeout() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let id = session(&d);
     // Not UTF-8, with a NUL: the bytes must arrive as they are.
     let data: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
@@ -395,8 +401,9 @@ fn exec_stdin_env_cwd_and_timeout() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn errors_are_one_line() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let out = cli(&d, &["exec"], &["no-such-session", "--", "true"], None);
     assert_eq!(out.code(), 1, "{}", out.context());
     let line = out.one_error_line();
@@ -450,8 +457,9 @@ fn errors_are_one_line() {
 // ---- cp -----------------------------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn cp_a_file_in_and_out() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let id = session(&d);
     let tmp = TempDir::new("cp-file");
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
@@ -551,8 +559,9 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Node> {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn cp_a_directory_in_and_out() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let id = session(&d);
     let tmp = TempDir::new("cp-dir");
     let src = tmp.join("proj");
@@ -626,8 +635,9 @@ fn cp_a_directory_in_and_out() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn cp_refuses_archives_that_lead_out_of_the_destination() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let id = session(&d);
     let tmp = TempDir::new("cp-hostile");
     let outside = tmp.join("outside");
@@ -775,8 +785,9 @@ impl Drop for Terminal {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn shell_runs_a_terminal_with_our_size_and_exit_code() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let id = session(&d);
     let socket = d.socket.to_string_lossy().into_owned();
     let cooked = {
@@ -832,8 +843,9 @@ fn shell_runs_a_terminal_with_our_size_and_exit_code() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn shell_detaches_and_reattaches() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let id = session(&d);
     let socket = d.socket.to_string_lossy().into_owned();
     let mut t = Terminal::spawn(&["shell", "--socket", &socket, &id], 24, 80);
@@ -884,8 +896,9 @@ fn shell_detaches_and_reattaches() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn shell_restores_the_terminal_when_told_to_stop() {
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let id = session(&d);
     let socket = d.socket.to_string_lossy().into_owned();
     let mut t = Terminal::spawn(

@@ -50,6 +50,7 @@ fn has_cap_sys_resource() -> bool {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn session_create_exec_delete_leaves_nothing() {
     let d = daemon!();
     let id = d.create_session(
@@ -117,6 +118,7 @@ fn session_create_exec_delete_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn exec_results_limits_and_streaming() {
     let d = daemon!();
     let id = d.create_session(&json!({"env": {"GREETING": "hello"}}));
@@ -201,6 +203,7 @@ fn exec_results_limits_and_streaming() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn memory_limit_kills_with_oom_in_the_session() {
     let d = daemon!();
     let id = d.create_session(&json!({"limits": {"memory": "64M"}}));
@@ -218,6 +221,7 @@ fn memory_limit_kills_with_oom_in_the_session() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn files_round_trip_and_archives() {
     let d = daemon!();
     let id = d.create_session(&json!({"limits": {"disk": "4M"}}));
@@ -291,6 +295,7 @@ fn files_round_trip_and_archives() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn hostile_symlinks_made_inside_never_reach_host_files() {
     let d = daemon!();
     let id = d.create_session(&json!({}));
@@ -379,6 +384,7 @@ fn hostile_symlinks_made_inside_never_reach_host_files() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn pty_echo_resize_reconnect_and_exit() {
     let d = daemon!();
     let id = d.create_session(&json!({}));
@@ -473,6 +479,7 @@ fn pty_echo_resize_reconnect_and_exit() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn ttl_and_idle_timeout_remove_sessions_and_their_processes() {
     let d = daemon!();
     let id = d.create_session(&json!({"ttl_seconds": 2}));
@@ -507,6 +514,7 @@ fn ttl_and_idle_timeout_remove_sessions_and_their_processes() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn errors_are_json_with_stable_codes_and_change_nothing() {
     let d = daemon!();
     let bad = |method: &str, path: &str, body: &[u8], status: u16, code: &str| {
@@ -649,6 +657,7 @@ tenant = "b"
 "#;
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn tokens_tenants_and_quotas() {
     let d = daemon!(TOKENS);
     let a = [
@@ -726,11 +735,9 @@ fn tokens_tenants_and_quotas() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn non_loopback_without_tokens_is_refused() {
-    if !nix::unistd::geteuid().is_root() {
-        runtimed_tests::skip("needs root");
-        return;
-    }
+    runtimed_tests::require_root();
     let dir = runtimed_tests::TempDir::new("listen");
     let out = std::process::Command::new(runtimed_tests::runtimed_bin())
         .args(["serve", "--listen", "0.0.0.0:17999", "--socket"])
@@ -746,6 +753,7 @@ fn non_loopback_without_tokens_is_refused() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn one_shot_run_with_files_and_stdin() {
     let d = daemon!();
     let r = d.req_json(
@@ -787,6 +795,7 @@ fn one_shot_run_with_files_and_stdin() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn sigterm_ends_every_session_and_exits_zero() {
     let mut d = daemon!();
     let id = d.create_session(&json!({}));
@@ -804,6 +813,7 @@ fn sigterm_ends_every_session_and_exits_zero() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn kill_9_of_the_daemon_leaves_nothing_and_restart_reports_lost() {
     let mut d = daemon!();
     let id = d.create_session(&json!({"labels": {"k": "v"}}));
@@ -847,6 +857,7 @@ fn kill_9_of_the_daemon_leaves_nothing_and_restart_reports_lost() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_killed_helper_ends_its_session_and_leaves_no_cgroup() {
     let d = daemon!();
     let id = d.create_session(&json!({}));
@@ -870,6 +881,7 @@ fn a_killed_helper_ends_its_session_and_leaves_no_cgroup() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn socket_group_members_may_use_the_socket() {
     let d = daemon!("socket_group = \"nogroup\"\n");
     // The socket is 0660 root:nogroup; nobody (primary group nogroup) may
@@ -912,6 +924,7 @@ fn socket_group_members_may_use_the_socket() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_sandbox_that_cannot_start_leaves_nothing() {
     // A uid pool of one slot (at a base no other test uses): the second
     // session cannot get a host uid range.
@@ -978,6 +991,7 @@ fn kill_zygote(d: &runtimed_tests::daemon::Daemon) {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn sessions_start_when_the_zygote_was_killed() {
     let d = daemon!();
     let first = d.create_session(&json!({}));
@@ -1002,6 +1016,7 @@ fn sessions_start_when_the_zygote_was_killed() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_reexecuted_helper_gets_the_daemons_uid_pool() {
     // A pool of one slot at a base no other test uses: seen from inside
     // as the session's uid map, and full after one session.

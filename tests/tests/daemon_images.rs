@@ -27,6 +27,7 @@ fn exec(d: &Daemon, id: &str, script: &str) -> Value {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn sessions_and_runs_use_the_image_with_its_defaults() {
     let d = daemon!();
     let digest = import_fixture(&d);
@@ -96,6 +97,7 @@ fn sessions_and_runs_use_the_image_with_its_defaults() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn fifty_sessions_of_one_image_store_its_layers_once() {
     let d = daemon!();
     import_fixture(&d);
@@ -145,6 +147,7 @@ fn fifty_sessions_of_one_image_store_its_layers_once() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn only_operators_change_images() {
     let d = daemon!(
         r#"
@@ -206,6 +209,7 @@ fn events(text: &str) -> Vec<Value> {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn builds_stream_their_progress_and_the_result_runs() {
     let d = daemon!();
     import_fixture(&d);
@@ -277,6 +281,7 @@ run = ["/bin/sh", "-c", "echo step-output; echo made > /etc/built.txt"]
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_build_whose_client_goes_away_is_stopped_and_leaves_nothing() {
     use std::io::Write;
     use std::time::Duration;

@@ -107,6 +107,7 @@ fn roots_session(d: &Daemon) -> String {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_local_user_without_a_token_gets_nothing() {
     let d = daemon!();
     let id = roots_session(&d);
@@ -227,6 +228,7 @@ fn a_local_user_without_a_token_gets_nothing() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn the_operator_token_is_kept_and_an_exposed_one_is_refused() {
     let mut d = daemon!();
     let first = d.token.clone().expect("operator token");
@@ -280,6 +282,7 @@ fn refused_start(mut serve: Command, err_file: &Path) -> (Option<i32>, String) {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn tenant_tokens_are_not_operators() {
     let d = daemon!("[[tokens]]\ntoken = \"tenant-a-token-0123456789\"\ntenant = \"a\"\n");
     let a = [("Authorization", "Bearer tenant-a-token-0123456789")];
@@ -297,6 +300,7 @@ fn tenant_tokens_are_not_operators() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_foreign_host_is_refused() {
     let d = daemon!("allowed_hosts = [\"lab.example\"]\n");
     let bearer = d.operator_bearer();
@@ -369,6 +373,7 @@ fn a_foreign_host_is_refused() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn browsers_on_other_origins_are_refused() {
     let d = daemon!("allowed_origins = [\"https://ide.example\"]\n");
     let bearer = d.operator_bearer();
@@ -428,6 +433,7 @@ fn browsers_on_other_origins_are_refused() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_query_token_counts_on_websocket_upgrades_only() {
     let d = daemon!();
     let token = d.token.clone().expect("operator token");
@@ -482,6 +488,7 @@ fn a_query_token_counts_on_websocket_upgrades_only() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn socket_peers_count_their_supplementary_groups() {
     let d = daemon!("socket_group = \"nogroup\"\n");
     // Past the socket file's mode (0660 root:nogroup), so that the daemon's
@@ -537,6 +544,7 @@ print while <$s>;
 "#;
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn socket_groups_are_taken_at_connect_not_from_the_pid() {
     let d = daemon!("socket_group = \"nogroup\"\n");
     let script = d.dir.join("leave.pl");
@@ -573,14 +581,14 @@ fn socket_groups_are_taken_at_connect_not_from_the_pid() {
 }
 
 /// A daemon with the Judge0 listener on a free port; its port.
-fn with_judge0(config: &str) -> Option<(Daemon, u16)> {
+fn with_judge0(config: &str) -> (Daemon, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
     let cfg = format!("judge0_listen = \"127.0.0.1:{port}\"\n{config}");
-    let d = Daemon::start_with(Some(&cfg), &[])?;
-    Some((d, port))
+    let d = Daemon::start_with(Some(&cfg), &[]);
+    (d, port)
 }
 
 fn judge0_seen(port: u16, user: Command, path: &str, extra: &[&str]) -> Seen {
@@ -591,12 +599,10 @@ fn judge0_seen(port: u16, user: Command, path: &str, extra: &[&str]) -> Seen {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn the_judge0_listener_keeps_the_same_rules() {
-    let Some((d, port)) =
-        with_judge0("[[tokens]]\ntoken = \"alice-token-0123456789\"\ntenant = \"alice\"\n")
-    else {
-        return;
-    };
+    let (d, port) =
+        with_judge0("[[tokens]]\ntoken = \"alice-token-0123456789\"\ntenant = \"alice\"\n");
     // Up once it says so.
     let said = format!("Judge0-compatible API on http://127.0.0.1:{port}");
     assert!(
@@ -666,12 +672,10 @@ fn the_judge0_listener_keeps_the_same_rules() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn tcp_needs_some_token() {
     // operator_token off and no tenant tokens: refused at start, one line.
-    if !nix::unistd::geteuid().is_root() {
-        runtimed_tests::skip("needs root");
-        return;
-    }
+    runtimed_tests::require_root();
     let dir = runtimed_tests::TempDir::new("notoken");
     std::fs::write(dir.join("c.toml"), "operator_token = false\n").unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

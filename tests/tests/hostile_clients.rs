@@ -84,6 +84,7 @@ fn marked_loop(marker: &str) -> Value {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_run_whose_client_disconnects_is_killed_and_frees_its_quota_slot() {
     let d = daemon!(QUOTA);
     // One more disconnect than the quota: each must give its slot back.
@@ -125,6 +126,7 @@ fn a_run_whose_client_disconnects_is_killed_and_frees_its_quota_slot() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_fork_bomb_run_whose_client_disconnects_is_killed_whole() {
     let d = daemon!(QUOTA);
     let marker = unique("hostile-bomb");
@@ -158,6 +160,7 @@ fn a_fork_bomb_run_whose_client_disconnects_is_killed_whole() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn an_exec_whose_client_disconnects_is_killed_captured_or_streamed() {
     let d = daemon!(QUOTA);
     let id = d.create_session(&json!({}));
@@ -180,6 +183,7 @@ fn an_exec_whose_client_disconnects_is_killed_captured_or_streamed() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn timeout_holds_for_a_streamed_exec_whose_client_reads_nothing() {
     let d = daemon!(QUOTA);
     let id = d.create_session(&json!({}));
@@ -230,6 +234,7 @@ fn in_parallel<T: Send>(n: usize, client: impl Fn(usize) -> T + Sync) -> Vec<T> 
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn streamed_output_floods_do_not_grow_the_daemon() {
     let d = daemon!();
     let id = d.create_session(&json!({}));
@@ -337,6 +342,7 @@ fn read_ndjson_slowly(mut s: UnixStream, path: &str, body: &str) -> (u64, Value)
 const BUDGET: &str = "exec_output_budget = 33554432\nexec_output_budget_per_tenant = 33554432\n";
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn captured_output_is_bounded_by_the_budget_and_sent_whole() {
     let d = daemon!(BUDGET);
     let id = d.create_session(&json!({"limits": {"memory": "256M"}}));
@@ -412,6 +418,7 @@ fn captured_output_is_bounded_by_the_budget_and_sent_whole() {
 // ---- terminals -----------------------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn terminals_per_session_and_websocket_messages_are_capped() {
     let d = daemon!("max_ptys_per_session = 3\nws_max_message_bytes = 65536\n");
     let id = d.create_session(&json!({}));
@@ -470,6 +477,7 @@ fn terminals_per_session_and_websocket_messages_are_capped() {
 // ---- the CLI --------------------------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn runtimed_run_caps_output_into_a_pipe_by_default() {
     let h = harness!();
     let out = h

@@ -44,6 +44,7 @@ fn assert_signaled(out: &RunOutput, signal: i32) {
 /// (Checked against: without the seccomp rule both calls succeed and the
 /// limit drops to 0; with CORE_LIMIT = 0 `before` is [0, 0].)
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn the_core_limit_is_one_byte_and_stays_so() {
     let h = harness!();
     for profile in ["default", "judge"] {
@@ -107,12 +108,14 @@ fn run_with_zero_hard_core_limit(h: &Harness, wrap: &[&str]) -> std::process::Ou
 /// without `spawn::settle_core_limit` the run fails at its `rlimits` step
 /// with EPERM.) The pipe case is refused: see the VM test below.
 #[test]
-fn a_caller_with_a_zero_hard_core_limit_still_runs_sandboxes() {
+#[ignore = "cgroup v2 VM: needs CAP_SYS_RESOURCE or a file core_pattern"]
+fn vm_only_a_caller_with_a_zero_hard_core_limit_still_runs_sandboxes() {
     let h = harness!();
     let pattern = fs::read_to_string(CORE_PATTERN).unwrap_or_default();
     if !has_sys_resource() && pattern.starts_with('|') {
-        eprintln!("not run: no CAP_SYS_RESOURCE and a pipe core_pattern (refused, by design)");
-        return;
+        runtimed_tests::missing(
+            "no CAP_SYS_RESOURCE and a pipe core_pattern (refused, by design; the VM has both)",
+        );
     }
     let out = run_with_zero_hard_core_limit(&h, &[]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -134,6 +137,7 @@ fn a_caller_with_a_zero_hard_core_limit_still_runs_sandboxes() {
 /// The daemon's paths (a session's exec, a one-shot `/v1/run`) give the same
 /// limit: 1 byte, not lowerable; a crash is reported as signaled.
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn daemon_sessions_and_runs_get_the_same_core_limit() {
     let d = runtimed_tests::daemon!();
     let script = "ulimit -c 0 2>/dev/null; echo lowered=$?; grep 'core file' /proc/self/limits";
@@ -197,14 +201,11 @@ fn handler_lines(log: &PathBuf) -> Vec<(String, u64, String)> {
 /// in spec::plan every sandboxed crash starts the handler; without the
 /// seccomp rule the crashes that lower the limit first do.)
 #[test]
-fn crashes_inside_never_reach_a_pipe_core_pattern() {
+#[ignore = "cgroup v2 VM: changes the global kernel.core_pattern"]
+fn vm_only_crashes_inside_never_reach_a_pipe_core_pattern() {
     let h = harness!();
-    if std::env::var_os("CGROUP2_VM").is_none_or(|v| v != "1") {
-        // Not a skip to fail on with SANDBOX_MUST_WORK: by design this
-        // runs only where the global sysctl may change (.ci/cgroup-v2.sh).
-        eprintln!("not run: changes kernel.core_pattern, runs only in the cgroup v2 VM");
-        return;
-    }
+    // By design this runs only where the global sysctl may change.
+    runtimed_tests::require_cgroup2_vm("changes the global kernel.core_pattern");
     let dir = TempDir::new("core-pattern");
     let log = dir.join("handler.log");
     let handler = dir.join("handler");

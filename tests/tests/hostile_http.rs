@@ -55,6 +55,7 @@ fn session_count(d: &Daemon) -> usize {
 /// axum answers a method a route does not serve with an empty 405; ours
 /// says which method in the JSON shape and keeps the Allow header.
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_method_not_served_is_405_json_with_allow() {
     let d = daemon!();
     for (method, path) in [
@@ -80,6 +81,7 @@ fn a_method_not_served_is_405_json_with_allow() {
 /// axum's extractor before any handler runs: plain text until the router
 /// shaped every error.
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn bad_utf8_in_a_path_is_json() {
     let d = daemon!();
     let id = d.create_session(&json!({}));
@@ -106,6 +108,7 @@ fn bad_utf8_in_a_path_is_json() {
 /// (plain text from axum) before the handler: JSON now, and nothing
 /// written.
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_file_over_the_body_cap_is_413_json() {
     let d = daemon!("max_body_bytes = 1048576\n");
     let id = d.create_session(&json!({}));
@@ -119,6 +122,7 @@ fn a_file_over_the_body_cap_is_413_json() {
 /// A body shorter than its Content-Length (the client went away) is the
 /// client's broken request, 400; 413 is for the size cap only.
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_truncated_body_is_400_not_413() {
     let d = daemon!();
     let body = br#"{"ttl_seconds": 6"#;
@@ -150,6 +154,7 @@ fn a_truncated_body_is_400_not_413() {
 /// Chunked bodies whose chunk size is not hex, or that end before the
 /// last chunk: 400 JSON.
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_bad_chunk_is_400_json() {
     let d = daemon!();
     let id = d.create_session(&json!({}));
@@ -183,6 +188,7 @@ fn a_bad_chunk_is_400_json() {
 /// SQLite and echoed back rounded, now 400 like `ttl_seconds`, and no
 /// session made.
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn an_idle_timeout_past_the_longest_lifetime_is_refused() {
     let d = daemon!();
     for body in [
@@ -209,6 +215,7 @@ fn an_idle_timeout_past_the_longest_lifetime_is_refused() {
 
 /// A PTY whose program cannot be started answers a documented code.
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_pty_that_cannot_be_spawned_is_spawn_failed() {
     let d = daemon!();
     let id = d.create_session(&json!({}));
@@ -239,6 +246,7 @@ fn a_pty_that_cannot_be_spawned_is_spawn_failed() {
 /// An image archive that is not one: the daemon's message named the
 /// spool file in its data dir ("/var/lib/runtimed/images/tmp/blob-...").
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn error_messages_do_not_name_the_data_dir() {
     let d = daemon!();
     let data_dir = d.dir.join("data");

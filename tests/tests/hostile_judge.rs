@@ -134,6 +134,7 @@ fn bomb(tests: &[&str]) -> Value {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn output_bombs_leave_the_daemons_memory_alone_and_the_verdicts_right() {
     let d = daemon!("judge_slots = 2\n");
     warm_up(&d);
@@ -212,6 +213,7 @@ fn output_bombs_leave_the_daemons_memory_alone_and_the_verdicts_right() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn judge0_output_bombs_leave_the_daemons_memory_alone() {
     let d = daemon!("judge_slots = 2\n");
     warm_up(&d);
@@ -347,6 +349,7 @@ fn wait_for_status(d: &Daemon, token: &str, id: &str, want: &str) -> Value {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn one_tenant_cannot_fill_the_queue_and_lock_the_others_out() {
     let d = daemon!(tokens(
         "judge_slots = 1\njudge_queue_max = 4\njudge_queue_max_per_tenant = 2\n"
@@ -419,6 +422,7 @@ fn quick() -> Value {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn finished_submissions_are_deleted_after_the_retention_and_unfinished_never() {
     // Swept every second (a quarter of the retention, at least 1 s).
     let d = daemon!("judge_slots = 1\njudge_retention_seconds = 3\n");
@@ -478,6 +482,7 @@ fn finished_submissions_are_deleted_after_the_retention_and_unfinished_never() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn each_tenant_keeps_its_newest_finished_submissions_from_the_start() {
     let mut d = daemon!(tokens("judge_retention_per_tenant = 2\n"));
     let judged = |token: &str| -> String {
@@ -520,6 +525,7 @@ fn du(path: &std::path::Path) -> u64 {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn the_compile_cache_stays_within_its_bytes_least_recently_used_out() {
     // A static C program is ~0.9 MB: room for two.
     let budget: u64 = 2 << 20;

@@ -217,6 +217,7 @@ fn probe_started_session(d: &Daemon, r: &Resp, secrets: &[Vec<u8>], case: &str) 
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn images_whose_mount_points_are_links_or_files_are_refused_by_the_api() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let d = daemon!();
@@ -300,6 +301,7 @@ fn image_cli(data: &Path, args: &[&str]) {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn images_whose_mount_points_are_links_or_files_are_refused_by_the_cli() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let h = harness!();
@@ -357,6 +359,7 @@ fn rootfs_dir(tmp: &TempDir, probe: &Path, name: &str, planted: Planted) -> Path
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn rootfs_dirs_whose_mount_points_are_links_or_files_are_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let h = harness!();
@@ -390,6 +393,7 @@ fn rootfs_dirs_whose_mount_points_are_links_or_files_are_refused() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn caller_binds_on_links_stay_inside_the_root_and_on_standard_points_are_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let h = harness!();

@@ -45,6 +45,7 @@ fn store_with_fixture(tmp: &TempDir) -> std::path::PathBuf {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn an_imported_image_runs_with_its_files_env_workdir_and_cmd() {
     let h = harness!();
     let tmp = TempDir::new("images");
@@ -103,6 +104,7 @@ fn an_imported_image_runs_with_its_files_env_workdir_and_cmd() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn unknown_images_and_names_fail_with_one_line() {
     let h = harness!();
     let tmp = TempDir::new("images");
@@ -133,6 +135,7 @@ fn unknown_images_and_names_fail_with_one_line() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn gc_never_removes_layers_a_running_sandbox_uses() {
     let h = harness!();
     let tmp = TempDir::new("images");
@@ -170,6 +173,7 @@ fn gc_never_removes_layers_a_running_sandbox_uses() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn export_writes_a_layout_that_imports_back_identically() {
     let _h = harness!();
     let tmp = TempDir::new("images");
@@ -198,6 +202,7 @@ fn export_writes_a_layout_that_imports_back_identically() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn build_from_a_recipe_file_with_a_context_then_run_it() {
     let h = harness!();
     let tmp = TempDir::new("images");

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use runtimed_tests::serde_json::Value;
 use runtimed_tests::{
-    harness, host_probe_procs, pid_alive, probe_on_host, proc_status_ids, skip, unique, wait_for,
+    harness, host_probe_procs, pid_alive, probe_on_host, proc_status_ids, unique, wait_for,
     Harness, ProbeLine, RunOutput, TempDir,
 };
 
@@ -55,6 +55,7 @@ fn spawn_host_sleep() -> std::process::Child {
 // ---- processes ----------------------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn host_processes_are_invisible() {
     let h = harness!();
     let mut sleeper = spawn_host_sleep();
@@ -95,6 +96,7 @@ fn host_processes_are_invisible() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn host_processes_cannot_be_killed() {
     let h = harness!();
     let mut sleeper = spawn_host_sleep();
@@ -113,6 +115,7 @@ fn host_processes_cannot_be_killed() {
 // ---- network ------------------------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn host_loopback_listener_is_unreachable() {
     let h = harness!();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a host listener");
@@ -136,6 +139,7 @@ fn host_loopback_listener_is_unreachable() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn no_route_out_of_the_sandbox() {
     let h = harness!();
     // An empty network namespace has no route at all.
@@ -143,6 +147,7 @@ fn no_route_out_of_the_sandbox() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn only_loopback_interface() {
     let h = harness!();
     let (_, v) = probe_ok_run(&h, &["ifaces"]);
@@ -156,6 +161,7 @@ fn only_loopback_interface() {
 // ---- files ----------------------------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn host_file_outside_binds_is_unreadable_but_a_bound_one_is_readable() {
     let h = harness!();
     let dir = TempDir::new("secret");
@@ -205,6 +211,7 @@ fn host_file_outside_binds_is_unreadable_but_a_bound_one_is_readable() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn etc_shadow_is_not_readable() {
     let h = harness!();
     assert_denied(&h, &["read", "/etc/shadow"], &["ENOENT", "EACCES"]);
@@ -217,6 +224,7 @@ fn etc_shadow_is_not_readable() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn root_filesystem_is_read_only() {
     let h = harness!();
     let name = unique("probe-write");
@@ -239,6 +247,7 @@ fn root_filesystem_is_read_only() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn scratch_directories_are_writable() {
     let h = harness!();
     for path in ["/tmp/x", "/workspace/x", "/dev/shm/x"] {
@@ -255,6 +264,7 @@ fn scratch_directories_are_writable() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn workspace_dir_is_shared_read_write() {
     let h = harness!();
     let ws = TempDir::world_writable("ws");
@@ -294,12 +304,11 @@ fn workspace_dir_is_shared_read_write() {
 // ---- forbidden system calls -----------------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn probe_detects_working_attacks_on_the_host() {
     // Without a sandbox (as root on the host) the same probe subcommands
     // succeed: an `ok: false` inside a sandbox is the sandbox's doing.
-    if !nix::unistd::geteuid().is_root() && skip("needs root") {
-        return;
-    }
+    runtimed_tests::require_root();
     let probe = std::path::Path::new(env!("CARGO_BIN_EXE_probe"));
     for check in [
         "mount",
@@ -320,30 +329,35 @@ fn probe_detects_working_attacks_on_the_host() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn mount_is_denied() {
     let h = harness!();
     assert_denied(&h, &["mount"], &["EPERM"]);
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn unshare_user_is_denied() {
     let h = harness!();
     assert_denied(&h, &["unshare-user"], &["EPERM"]);
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn unshare_mount_is_denied() {
     let h = harness!();
     assert_denied(&h, &["unshare-mount"], &["EPERM"]);
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn setns_is_denied() {
     let h = harness!();
     assert_denied(&h, &["setns"], &["EPERM"]);
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn ptrace_is_denied() {
     let h = harness!();
     let v = assert_denied(&h, &["ptrace"], &["EPERM"]);
@@ -356,18 +370,21 @@ fn ptrace_is_denied() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn bpf_is_denied() {
     let h = harness!();
     assert_denied(&h, &["bpf"], &["EPERM"]);
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn perf_event_open_is_denied() {
     let h = harness!();
     assert_denied(&h, &["perf-event-open"], &["EPERM"]);
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn keyctl_and_add_key_are_denied() {
     let h = harness!();
     let v = assert_denied(&h, &["keyctl"], &["EPERM"]);
@@ -376,18 +393,21 @@ fn keyctl_and_add_key_are_denied() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn io_uring_setup_is_denied() {
     let h = harness!();
     assert_denied(&h, &["io-uring-setup"], &["EPERM"]);
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn userfaultfd_is_denied() {
     let h = harness!();
     assert_denied(&h, &["userfaultfd"], &["EPERM"]);
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn clone3_is_enosys() {
     // ENOSYS (not EPERM) makes libc fall back to clone(2).
     let h = harness!();
@@ -395,6 +415,7 @@ fn clone3_is_enosys() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn seccomp_unconfined_really_removes_the_filter() {
     // The same probe that reports clone3 denied sees it work once the
     // filter is off, and /proc shows no filter.
@@ -429,6 +450,7 @@ fn seccomp_unconfined_really_removes_the_filter() {
 // ---- identity and privileges ---------------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn capabilities_are_empty_with_no_new_privs_and_seccomp() {
     let h = harness!();
     let (_, v) = probe_ok_run(&h, &["caps"]);
@@ -440,6 +462,7 @@ fn capabilities_are_empty_with_no_new_privs_and_seccomp() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn runs_as_unprivileged_user_mapped_away_from_host_root() {
     let h = harness!();
     let (_, v) = probe_ok_run(&h, &["ids"]);
@@ -467,6 +490,7 @@ fn runs_as_unprivileged_user_mapped_away_from_host_root() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn user_option_sets_ids() {
     let h = harness!();
     let out = h
@@ -480,6 +504,7 @@ fn user_option_sets_ids() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn host_uids_are_nonzero_and_distinct_between_concurrent_sandboxes() {
     let h = harness!();
     let (tag_a, tag_b) = (unique("uid-a"), unique("uid-b"));
@@ -529,6 +554,7 @@ fn host_uids_are_nonzero_and_distinct_between_concurrent_sandboxes() {
 // ---- uts, /proc, /sys, /dev -------------------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn hostname_is_sandbox_or_the_given_name() {
     let h = harness!();
     let (_, v) = probe_ok_run(&h, &["hostname"]);
@@ -548,6 +574,7 @@ fn hostname_is_sandbox_or_the_given_name() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn sys_is_absent_or_empty() {
     let h = harness!();
     let (_, v) = probe_ok_run(&h, &["ls", "/sys"]);
@@ -558,6 +585,7 @@ fn sys_is_absent_or_empty() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn sensitive_proc_files_are_masked() {
     let h = harness!();
     for path in [
@@ -586,6 +614,7 @@ fn sensitive_proc_files_are_masked() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn proc_system_paths_are_read_only() {
     let h = harness!();
     let mut checked = 0;
@@ -607,6 +636,7 @@ fn proc_system_paths_are_read_only() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn dev_is_minimal() {
     let h = harness!();
     let (_, v) = probe_ok_run(&h, &["ls", "/dev"]);
@@ -642,6 +672,7 @@ fn dev_is_minimal() {
 // ---- file descriptors and environment -----------------------------------------------------
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn inherited_fds_are_closed() {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
     let h = harness!();
@@ -681,6 +712,7 @@ fn inherited_fds_are_closed() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn environment_is_clean_unless_passed() {
     let h = harness!();
     let secret = unique("secret");
@@ -730,6 +762,7 @@ fn environment_is_clean_unless_passed() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn sandbox_processes_stay_alive_only_with_the_sandbox() {
     // Sanity for the host-view helpers the lifecycle tests rely on: a
     // running sandbox's probe is found on the host, and is gone afterwards.
@@ -749,6 +782,7 @@ fn sandbox_processes_stay_alive_only_with_the_sandbox() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn uid_zero_inside_has_no_capabilities_and_is_not_host_root() {
     let h = harness!();
     let out = h.sandbox().opts(["--user", "0:0"]).probe(&["caps"]).run();
@@ -768,6 +802,7 @@ fn uid_zero_inside_has_no_capabilities_and_is_not_host_root() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn judge_profile_refuses_network_sockets() {
     let h = harness!();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -794,6 +829,7 @@ fn judge_profile_refuses_network_sockets() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn pid1_shows_neither_the_callers_command_line_nor_environment() {
     let h = harness!();
     let secret = unique("caller-secret");
@@ -832,6 +868,7 @@ fn pid1_shows_neither_the_callers_command_line_nor_environment() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn rw_binds_are_idmapped_to_the_sandbox_user() {
     use std::os::unix::fs::MetadataExt;
     let h = harness!();
@@ -873,6 +910,7 @@ fn rw_binds_are_idmapped_to_the_sandbox_user() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn landlock_layer_denies_writes_the_mounts_allow() {
     // /proc is mounted read-write (the kernel needs that for some of its
     // files); only the Landlock ruleset (writes limited to /tmp, /workspace,

@@ -119,6 +119,7 @@ const C_AB: &str =
     "#include <stdio.h>\nint main(){long a,b;scanf(\"%ld %ld\",&a,&b);printf(\"%ld\\n\",a+b);}\n";
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_submission_is_judged_with_wait_and_by_polling_in_judge0s_attributes() {
     let d = daemon!();
     // wait=true: 201 with Judge0's 8 default attributes. Judge0 strips
@@ -250,6 +251,7 @@ fn a_submission_is_judged_with_wait_and_by_polling_in_judge0s_attributes() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn bad_submissions_get_judge0s_error_shapes() {
     let d = daemon!();
     let cases = [
@@ -296,6 +298,7 @@ fn bad_submissions_get_judge0s_error_shapes() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn base64_round_trips_and_output_that_is_not_utf8_needs_it() {
     let d = daemon!();
     let source = "import sys\ns = sys.stdin.read()\nprint(s[::-1])\nprint('\u{2713} on stderr', file=sys.stderr)\n";
@@ -404,6 +407,7 @@ fn case(
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn every_status_the_judge_produces_for_the_shipped_languages() {
     let d = daemon!();
     let signal = |mut c: Case, sig: i64| {
@@ -568,6 +572,7 @@ fn every_status_the_judge_produces_for_the_shipped_languages() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn batches_are_created_and_read_with_per_item_errors() {
     let d = daemon!();
     let available: Vec<u64> = languages(&d)
@@ -663,6 +668,7 @@ fn batches_are_created_and_read_with_per_item_errors() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn statuses_languages_about_and_config_info() {
     let d = daemon!();
     let statuses = get(&d, "/statuses").json();
@@ -762,6 +768,7 @@ fn statuses_languages_about_and_config_info() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn the_queue_shows_in_queue_and_processing_then_429() {
     let d = daemon!("judge_slots = 1\njudge_queue_max = 1\n");
     let slow = json!({"source_code": "read a b; sleep 2; echo $((a+b))", "language_id": 46,
@@ -844,6 +851,7 @@ const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789ab";
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn x_auth_token_and_the_judge0_port() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

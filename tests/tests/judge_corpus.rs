@@ -115,10 +115,11 @@ fn cases() -> Vec<Case> {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn every_corpus_solution_gets_its_labelled_verdict() {
     let cases = cases();
     assert!(cases.len() >= 50, "{} solutions", cases.len());
-    let Some(d) = Daemon::start() else { return };
+    let d = Daemon::start();
     let ids: Vec<String> = cases
         .iter()
         .map(|c| {

@@ -56,6 +56,7 @@ fn snapshot(dir: &Path) -> String {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn layers_show_image_ids_whiteouts_apply_and_writes_stay_out_of_layers() {
     let h = harness!();
     let tmp = TempDir::new("layers");
@@ -98,6 +99,7 @@ fn layers_show_image_ids_whiteouts_apply_and_writes_stay_out_of_layers() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn the_image_user_owns_its_files_but_not_roots() {
     let h = harness!();
     let tmp = TempDir::new("layers");
@@ -130,6 +132,7 @@ fn the_image_user_owns_its_files_but_not_roots() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn the_writable_layer_is_capped() {
     let h = harness!();
     let tmp = TempDir::new("layers");
@@ -157,6 +160,7 @@ fn the_writable_layer_is_capped() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_host_upper_dir_gets_the_writes_with_image_ids() {
     let h = harness!();
     let tmp = TempDir::new("layers");
@@ -195,6 +199,7 @@ fn a_host_upper_dir_gets_the_writes_with_image_ids() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn bad_layer_paths_are_refused_with_one_line() {
     let h = harness!();
     let tmp = TempDir::new("layers");
@@ -218,6 +223,7 @@ fn bad_layer_paths_are_refused_with_one_line() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_build_step_holds_build_capabilities_and_the_host_network_only_when_asked() {
     let h = harness!();
     let tmp = TempDir::new("layers");

@@ -11,6 +11,7 @@ use runtimed_tests::{
 };
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn double_forked_daemon_dies_with_the_sandbox() {
     let h = harness!();
     let tag = unique("daemon");
@@ -66,6 +67,7 @@ fn double_forked_daemon_dies_with_the_sandbox() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn cgroups_are_removed_after_the_run() {
     let h = harness!();
     let tag = unique("cgroup");
@@ -116,6 +118,7 @@ fn cgroups_are_removed_after_the_run() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn report_describes_an_ordinary_run() {
     let h = harness!();
     // No output cap asked for (the default one relays through pipes).
@@ -183,6 +186,7 @@ fn report_describes_an_ordinary_run() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn nothing_survives_a_killed_program() {
     // A wall-time kill takes the whole tree: children of the probe too.
     let h = harness!();
@@ -209,6 +213,7 @@ fn nothing_survives_a_killed_program() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn killing_runtimed_kills_the_sandbox() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
@@ -234,6 +239,7 @@ fn killing_runtimed_kills_the_sandbox() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn sigterm_to_runtimed_reaches_the_program() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
@@ -255,6 +261,7 @@ fn sigterm_to_runtimed_reaches_the_program() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_later_start_removes_what_a_killed_runtimed_left() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
@@ -295,6 +302,7 @@ fn a_later_start_removes_what_a_killed_runtimed_left() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn an_id_in_use_is_refused_and_free_again_afterwards() {
     let h = harness!();
     let id = unique("taken");
@@ -340,6 +348,7 @@ fn an_id_in_use_is_refused_and_free_again_afterwards() {
 /// starting sandbox's lock (it once did, for a moment, between the lock
 /// file's creation and its flock: "sandbox id ... is in use").
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn many_sandboxes_starting_at_once_all_start() {
     let h = harness!();
     let failures: Vec<String> = std::thread::scope(|s| {

@@ -13,6 +13,7 @@ use runtimed_tests::{
 };
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn memory_bomb_is_oom_killed() {
     let h = harness!();
     let out = h
@@ -45,6 +46,7 @@ fn memory_bomb_is_oom_killed() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn memory_below_the_limit_is_fine() {
     // Control for the bomb: the same probe finishes when it fits.
     let h = harness!();
@@ -67,6 +69,7 @@ fn memory_below_the_limit_is_fine() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn fork_bomb_is_held_by_the_pids_limit() {
     let h = harness!();
     let tag = unique("forkbomb");
@@ -124,6 +127,7 @@ fn fork_bomb_is_held_by_the_pids_limit() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn cpu_time_limit_counts_the_whole_tree() {
     let h = harness!();
     let out = h
@@ -156,6 +160,7 @@ fn cpu_time_limit_counts_the_whole_tree() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn wall_time_limit_ends_a_sleeper() {
     let h = harness!();
     let out = h
@@ -178,6 +183,7 @@ fn wall_time_limit_ends_a_sleeper() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn output_flood_stops_at_the_limit() {
     let h = harness!();
     let out = h
@@ -210,6 +216,7 @@ fn output_flood_stops_at_the_limit() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn stderr_flood_stops_at_the_limit() {
     let h = harness!();
     let out = h
@@ -236,6 +243,7 @@ fn stderr_flood_stops_at_the_limit() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn tmpfs_size_is_capped() {
     let h = harness!();
     let out = h
@@ -250,6 +258,7 @@ fn tmpfs_size_is_capped() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn file_size_limit_holds() {
     let h = harness!();
     let ws = TempDir::world_writable("fsize");
@@ -276,6 +285,7 @@ fn file_size_limit_holds() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn open_files_limit_holds() {
     let h = harness!();
     let out = h
@@ -290,6 +300,7 @@ fn open_files_limit_holds() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn cpu_quota_throttles() {
     // Two spinners for 2 s would use ~4 s of CPU on two cores; with half a
     // CPU they get about 1 s.

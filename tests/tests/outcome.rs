@@ -11,6 +11,7 @@ use runtimed_tests::serde_json::json;
 /// `pids_limit`; a later process that fails on its own is `exited`
 /// although the session's counter stays above zero.
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn an_exec_that_hits_the_pids_limit_is_pids_limit_and_the_next_is_not() {
     let d = daemon!();
     let id = d.create_session(&json!({"limits": {"pids": 8}}));
@@ -55,6 +56,7 @@ fn an_exec_that_hits_the_pids_limit_is_pids_limit_and_the_next_is_not() {
 /// non-zero* (a shell whose child was killed). Before, an exec counted
 /// only its own SIGKILL.
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn an_exec_whose_child_was_oom_killed_and_that_failed_is_oom_killed() {
     let d = daemon!();
     let id = d.create_session(&json!({"limits": {"memory": "64M"}}));

@@ -19,6 +19,7 @@ fn write_request(req: &[u8]) -> std::path::PathBuf {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_typed_request_runs_with_what_it_says() {
     let h = harness!();
     let mut env = Env::empty();
@@ -56,6 +57,7 @@ fn a_typed_request_runs_with_what_it_says() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_bad_request_is_a_setup_failed_report_and_nothing_on_stderr() {
     let h = harness!();
     for (what, bytes) in [
@@ -98,6 +100,7 @@ fn a_bad_request_is_a_setup_failed_report_and_nothing_on_stderr() {
 }
 
 #[test]
+#[ignore = "privileged: needs root and a built runtimed"]
 fn a_request_excludes_flags_that_would_change_it() {
     let h = harness!();
     let path = write_request(b"{}");

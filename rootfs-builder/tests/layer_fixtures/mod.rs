@@ -262,8 +262,3 @@ pub fn tree(dir: &std::path::Path) -> Vec<String> {
     out.sort();
     out
 }
-
-/// Whether tests must not skip for a missing tool or kernel feature.
-pub fn must_work() -> bool {
-    std::env::var("SANDBOX_MUST_WORK").is_ok_and(|v| v == "1")
-}
