@@ -14,6 +14,7 @@
 //! outlives its daemon, and no cgroup is left behind on any of these paths.
 
 use std::os::fd::AsFd;
+use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use oci_spec::runtime::Spec;
@@ -67,12 +68,14 @@ impl HostRequest {
     }
 }
 
-/// The limits of a one-shot run that a `Spec` has no field for.
+/// The limits of a one-shot run that a `Spec` has no field for. The
+/// durations cross the process boundary as they are (serde's
+/// `{secs, nanos}`), not rounded to milliseconds on the way.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Oneshot {
-    pub wall_time_ms: Option<u64>,
+    pub wall_time: Option<Duration>,
     /// CPU time of the whole process tree.
-    pub cpu_time_ms: Option<u64>,
+    pub cpu_time: Option<Duration>,
     /// Bytes per output stream; the run is killed past it.
     pub output_limit: Option<u64>,
     /// Run in an empty network namespace made ahead instead of a new one
@@ -333,10 +336,9 @@ fn run_once(
         }
         None => (None, None),
     };
-    let ms = |v: Option<u64>| v.map(std::time::Duration::from_millis);
     let opts = RunOptions {
-        wall_time: ms(once.wall_time_ms),
-        cpu_time: ms(once.cpu_time_ms),
+        wall_time: once.wall_time,
+        cpu_time: once.cpu_time,
         output_limit: once.output_limit,
         stdio: sandbox::Stdio::Forward {
             stdin,
@@ -417,5 +419,26 @@ fn wait_for_end(control: &Channel, sb: &Sandbox) {
                 Err(_) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oneshot_limits_cross_the_boundary_as_durations() {
+        // Sub-millisecond parts survive: no rounding through milliseconds
+        // (0.4 ms became 1 ms, 2.0004 s became 2 s).
+        let sent = Oneshot {
+            wall_time: Some(Duration::from_micros(2_000_400)),
+            cpu_time: Some(Duration::from_micros(400)),
+            output_limit: Some(7),
+            reuse_network: true,
+        };
+        let json = serde_json::to_string(&sent).unwrap();
+        let got: Oneshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(got.wall_time, sent.wall_time, "{json}");
+        assert_eq!(got.cpu_time, sent.cpu_time, "{json}");
     }
 }

@@ -75,10 +75,7 @@ pub async fn run(
     limits.reuse_network = pool.is_some();
     let netns = pool.and_then(NetnsPool::take);
     let (control, mut child) = start_helper(cfg)?;
-    let wait_at_most = limits
-        .wall_time_ms
-        .map_or(Duration::from_secs(3600), Duration::from_millis)
-        + GRACE;
+    let wait_at_most = limits.wall_time.unwrap_or(Duration::from_secs(3600)) + GRACE;
     let req = HostRequest::new(cfg, id, spec, seccomp, image, Some(limits));
     let exchange = async {
         let mut fds = vec![
