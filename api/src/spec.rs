@@ -75,3 +75,23 @@ pub fn session_spec(limits: &Limits) -> Result<Spec, ApiError> {
     .map_err(internal)?;
     Ok(spec)
 }
+
+/// The spec of a one-shot run (`/v1/run`): a session's sandbox whose
+/// process is the program itself.
+pub fn run_spec(
+    limits: &Limits,
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: &str,
+) -> Result<Spec, ApiError> {
+    let mut spec = session_spec(limits)?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| ApiError::internal("the base spec has no process"))?;
+    process.set_args(Some(args));
+    process.set_env(Some(env));
+    process.set_cwd(cwd.into());
+    spec.set_process(Some(process));
+    Ok(spec)
+}

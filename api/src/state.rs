@@ -49,8 +49,6 @@ pub struct Session {
     last_activity_mono: Mutex<Instant>,
     pub ptys: Mutex<HashMap<String, Arc<Pty>>>,
     pub next_pty: AtomicU64,
-    /// The sandbox of one `/v1/run`: not listed, not stored.
-    pub ephemeral: bool,
 }
 
 impl Session {
@@ -90,21 +88,7 @@ impl Session {
 
     /// The environment a process of this session starts with.
     pub fn process_env(&self, extra: &BTreeMap<String, String>, tty: bool) -> Vec<String> {
-        let mut env: BTreeMap<String, String> = BTreeMap::new();
-        env.insert("PATH".into(), sandbox::options::defaults::PATH.into());
-        env.insert("HOME".into(), "/workspace".into());
-        for kv in &self.image_env {
-            if let Some((k, v)) = kv.split_once('=') {
-                env.insert(k.into(), v.into());
-            }
-        }
-        if tty {
-            env.insert("TERM".into(), "xterm-256color".into());
-        }
-        for (k, v) in self.env.iter().chain(extra) {
-            env.insert(k.clone(), v.clone());
-        }
-        env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+        process_env(&self.image_env, &self.env, extra, tty)
     }
 
     pub fn info(&self, with_usage: bool) -> SessionInfo {
@@ -284,39 +268,20 @@ impl AppState {
         })
     }
 
+    /// A one-shot run's place in the quotas: while it runs it counts as
+    /// one of the tenant's sessions and the daemon's, as the ephemeral
+    /// session it once was did (429 `quota_exceeded`, 503 while shutting
+    /// down). Given back when dropped, however the run ends.
+    pub fn reserve_run(&self, tenant: &Tenant) -> Result<RunSlot<'_>, ApiError> {
+        self.reserve(&tenant.0).map(RunSlot)
+    }
+
     /// Validates the request, starts the sandbox, records the session.
     /// Nothing is left behind when any step fails.
     pub async fn create_session(
         &self,
         tenant: &Tenant,
         req: CreateSession,
-    ) -> Result<Arc<Session>, ApiError> {
-        self.create(tenant, req, true).await
-    }
-
-    /// A session for one `/v1/run`: not written to the store (it lives for
-    /// one request; after a crash there is nothing to report about it),
-    /// and owned by the returned guard, which removes it when dropped:
-    /// when the run ends, fails, or its request goes away mid-way.
-    pub async fn create_ephemeral(
-        self: &Arc<Self>,
-        tenant: &Tenant,
-        req: CreateSession,
-    ) -> Result<EphemeralSession, ApiError> {
-        // No await between the session's insertion and the guard: a
-        // dropped request future cannot leave it in the map.
-        let session = self.create(tenant, req, false).await?;
-        Ok(EphemeralSession {
-            state: self.clone(),
-            session,
-        })
-    }
-
-    async fn create(
-        &self,
-        tenant: &Tenant,
-        req: CreateSession,
-        persist: bool,
     ) -> Result<Arc<Session>, ApiError> {
         let image = req.image.clone().unwrap_or_else(|| "host".into());
         let limits = crate::spec::resolve_limits(req.limits.as_ref(), &self.cfg)?;
@@ -371,28 +336,7 @@ impl AppState {
             root.as_ref().map(|r| &r.root),
         )
         .await
-        .map_err(|e| match e {
-            StartError::Invalid(f) => ApiError::invalid(f.to_string()),
-            // The image's own mount points (/proc, /dev, /tmp, /workspace)
-            // are links or files: the image's fault, not the host's.
-            StartError::Setup(f) if f.step == sandbox::mounts::MOUNT_POINTS_STEP => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "image_invalid",
-                format!("the image cannot be used: {}", f.message),
-            ),
-            // Every host uid range is leased: a capacity limit of the
-            // host, not a failure.
-            StartError::Setup(f) if f.step == "uid_pool" => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "capacity_exhausted",
-                f.to_string(),
-            ),
-            other => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "sandbox_failed",
-                other.to_string(),
-            ),
-        });
+        .map_err(start_error);
         self.metrics.sandbox_started(started.elapsed(), sb.is_ok());
         let sb = sb?;
         let now = now_unix();
@@ -412,12 +356,7 @@ impl AppState {
             })
             .unwrap_or_default(),
         };
-        let stored = if persist {
-            self.store.insert(&row)
-        } else {
-            Ok(())
-        };
-        if let Err(e) = stored {
+        if let Err(e) = self.store.insert(&row) {
             sb.stop().await;
             return Err(ApiError::internal(e.to_string()));
         }
@@ -430,7 +369,6 @@ impl AppState {
             },
             Some(sb),
         );
-        session.ephemeral = !persist;
         if let Some(r) = root {
             session.image_env = r.defaults.env;
             session.image_cwd = r.defaults.cwd;
@@ -460,7 +398,7 @@ impl AppState {
             .read()
             .map(|m| {
                 m.values()
-                    .filter(|s| s.tenant == tenant.0 && !s.ephemeral)
+                    .filter(|s| s.tenant == tenant.0)
                     .filter(|s| {
                         labels
                             .iter()
@@ -485,26 +423,6 @@ impl AppState {
         tracing::info!(session_id = id, reason, "session removed");
     }
 
-    /// Like [`Self::remove`] for an ephemeral session (never stored) and a
-    /// caller that cannot wait (a `Drop`): the session leaves the map (and stops counting against quotas) now, its
-    /// sandbox is stopped on the runtime. Without a runtime the last
-    /// reference to the sandbox goes with the session, which closes its
-    /// helper's control socket: the helper then tears it down itself.
-    fn remove_soon(&self, id: &str, reason: &'static str) {
-        let session = self.sessions.write().ok().and_then(|mut m| m.remove(id));
-        let Some(session) = session else { return };
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let id = id.to_string();
-        rt.spawn(async move {
-            if let Some(sb) = &session.sandbox {
-                sb.stop().await;
-            }
-            tracing::info!(session_id = id, reason, "session removed");
-        });
-    }
-
     pub async fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), ApiError> {
         self.get(tenant, id)?;
         self.remove(id, "deleted").await;
@@ -515,11 +433,7 @@ impl AppState {
     pub fn active(&self) -> usize {
         self.sessions
             .read()
-            .map(|m| {
-                m.values()
-                    .filter(|s| !s.ephemeral && s.state() == "running")
-                    .count()
-            })
+            .map(|m| m.values().filter(|s| s.state() == "running").count())
             .unwrap_or(0)
     }
 
@@ -591,24 +505,32 @@ impl AppState {
     }
 }
 
-/// The sandbox of one `/v1/run`, removed (every process killed, its
-/// cgroup and helper gone) when this is dropped, however the request
-/// ends.
-pub struct EphemeralSession {
-    state: Arc<AppState>,
-    pub session: Arc<Session>,
-}
+/// A one-shot run's quota slot ([`AppState::reserve_run`]).
+pub struct RunSlot<'a>(#[allow(dead_code)] Reservation<'a>);
 
-impl std::ops::Deref for EphemeralSession {
-    type Target = Session;
-    fn deref(&self) -> &Session {
-        &self.session
-    }
-}
-
-impl Drop for EphemeralSession {
-    fn drop(&mut self) {
-        self.state.remove_soon(&self.session.id, "run finished");
+/// Why a sandbox did not start, as the client hears it.
+pub fn start_error(e: StartError) -> ApiError {
+    match e {
+        StartError::Invalid(f) => ApiError::invalid(f.to_string()),
+        // The image's own mount points (/proc, /dev, /tmp, /workspace)
+        // are links or files: the image's fault, not the host's.
+        StartError::Setup(f) if f.step == sandbox::mounts::MOUNT_POINTS_STEP => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "image_invalid",
+            format!("the image cannot be used: {}", f.message),
+        ),
+        // Every host uid range is leased: a capacity limit of the
+        // host, not a failure.
+        StartError::Setup(f) if f.step == "uid_pool" => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "capacity_exhausted",
+            f.to_string(),
+        ),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "sandbox_failed",
+            other.to_string(),
+        ),
     }
 }
 
@@ -632,10 +554,34 @@ fn session_of(
         last_activity_mono: Mutex::new(Instant::now()),
         ptys: Mutex::new(HashMap::new()),
         next_pty: AtomicU64::new(1),
-        ephemeral: false,
         image_env: Vec::new(),
         image_cwd: None,
     }
+}
+
+/// The environment of a process: the defaults (PATH, HOME), the image's,
+/// TERM for a terminal, the session's (or run's), then the request's.
+pub fn process_env(
+    image_env: &[String],
+    env: &BTreeMap<String, String>,
+    extra: &BTreeMap<String, String>,
+    tty: bool,
+) -> Vec<String> {
+    let mut all: BTreeMap<String, String> = BTreeMap::new();
+    all.insert("PATH".into(), sandbox::options::defaults::PATH.into());
+    all.insert("HOME".into(), "/workspace".into());
+    for kv in image_env {
+        if let Some((k, v)) = kv.split_once('=') {
+            all.insert(k.into(), v.into());
+        }
+    }
+    if tty {
+        all.insert("TERM".into(), "xterm-256color".into());
+    }
+    for (k, v) in env.iter().chain(extra) {
+        all.insert(k.clone(), v.clone());
+    }
+    all.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 /// Environment names: non-empty, no `=` or NUL; bounded in size.

@@ -14,6 +14,7 @@ pub mod options;
 pub mod process;
 pub mod report;
 pub mod seccomp;
+pub mod seed;
 pub mod spec;
 #[allow(unsafe_code)]
 pub mod sys;

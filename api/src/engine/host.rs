@@ -84,6 +84,10 @@ pub struct Oneshot {
     /// back for the next run.
     #[serde(default)]
     pub reuse_network: bool,
+    /// Files the sandbox's PID 1 writes before the program starts
+    /// (`sandbox::seed`); their bytes come in the fd after stderr.
+    #[serde(default)]
+    pub files: Option<sandbox::seed::Manifest>,
 }
 
 /// A session's image root, as the helper gets it.
@@ -287,25 +291,35 @@ fn run_once(
     root_layers: Option<sandbox::LayeredRoot>,
     seccomp: SeccompProfile,
 ) -> i32 {
+    // stdin, stdout, stderr, then the files' bytes (with `files`), then
+    // a network namespace (only with `reuse_network`, and optional).
     let mut fds = fds.into_iter();
-    let (Some(stdin), Some(stdout), Some(stderr), netns, None) = (
-        fds.next(),
-        fds.next(),
-        fds.next(),
-        fds.next().filter(|_| once.reuse_network),
+    let (stdin, stdout, stderr) = (fds.next(), fds.next(), fds.next());
+    let source = once.files.as_ref().and_then(|_| fds.next());
+    let netns = fds.next().filter(|_| once.reuse_network);
+    let (Some(stdin), Some(stdout), Some(stderr), true, None) = (
+        stdin,
+        stdout,
+        stderr,
+        once.files.is_none() || source.is_some(),
         fds.next(),
     ) else {
         return fail(
             control,
             step_failure(
                 "validate",
-                "a one-shot run needs three fds (stdin, stdout, stderr), and a network \
-                 namespace's as a fourth only with reuse_network"
+                "a one-shot run needs three fds (stdin, stdout, stderr), then the files' \
+                 bytes with files, then a network namespace's only with reuse_network"
                     .into(),
             ),
             true,
         );
     };
+    let seed = once
+        .files
+        .clone()
+        .zip(source)
+        .map(|(manifest, source)| sandbox::seed::Seed { manifest, source });
     // The namespace to run in, and our copy to check and hand back after.
     let netns = match netns {
         Some(ns) => Some(ns),
@@ -346,6 +360,7 @@ fn run_once(
             stderr,
         },
         network_namespace: netns,
+        seed,
         ..base_options(req, root_layers, seccomp)
     };
     let sb = match create(control, &req.spec, opts) {
@@ -435,6 +450,7 @@ mod tests {
             cpu_time: Some(Duration::from_micros(400)),
             output_limit: Some(7),
             reuse_network: true,
+            files: None,
         };
         let json = serde_json::to_string(&sent).unwrap();
         let got: Oneshot = serde_json::from_str(&json).unwrap();

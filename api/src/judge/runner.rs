@@ -123,6 +123,7 @@ impl DaemonRunner {
             stdin,
             stdout: out.try_clone().map_err(io_err("dup"))?.into(),
             stderr: err.try_clone().map_err(io_err("dup"))?.into(),
+            files: None,
         };
         // The lease keeps the layers from `image gc` while the run lasts.
         let (image, _lease) = match &job.image {

@@ -50,6 +50,9 @@ pub struct ChildContext<'a> {
     /// Session mode: no program of its own; PID 1 serves spawn requests
     /// over the channel until the supervisor goes away.
     pub session: bool,
+    /// Files to write before the program starts, and the fd of their
+    /// bytes ([`crate::seed`]).
+    pub seed: Option<(&'a crate::seed::Manifest, RawFd)>,
 }
 
 fn e(step: &'static str, errno: Errno, msg: impl Into<String>) -> StepError {
@@ -130,6 +133,7 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // the new root) survives into the sandbox.
     let mut keep = vec![ctx.channel.raw_fd()];
     keep.extend(ctx.stdio.iter().copied().filter(|fd| *fd >= 3));
+    keep.extend(ctx.seed.map(|(_, fd)| fd));
     let keep_while_mounting: Vec<RawFd> = keep
         .iter()
         .copied()
@@ -242,6 +246,19 @@ fn setup(ctx: &ChildContext<'_>) -> Result<Option<(OwnedFd, OwnedFd)>, StepError
     // in a namespace made ahead, whose `lo` its maker brought up).
     if !plan.host_network && !plan.joined_network {
         loopback_up()?;
+    }
+    // write_files: after every mount is final (the files land in the
+    // sandbox's own /workspace, looked up from inside its root, never
+    // from the host's) and before the program exists; as the program's
+    // user, so its permissions apply and it owns what is made; the pages
+    // are charged to the sandbox (we are in its cgroup). The source fd
+    // goes right after: the program must not inherit it.
+    if let Some((manifest, fd)) = ctx.seed {
+        let written = sys::with_borrowed(fd, |src| {
+            crate::seed::write(manifest, src, plan.uid, plan.gid)
+        });
+        let _ = nix::unistd::close(fd);
+        written?;
     }
     // session_keyring: a fresh anonymous session keyring (keyctl is also
     // blocked by seccomp; this covers the unconfined profile).

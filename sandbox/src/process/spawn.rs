@@ -222,6 +222,16 @@ impl Sandbox {
             }
             None => new_id(),
         };
+        if let Some(seed) = &opts.seed {
+            if opts.session {
+                return Err(SandboxError::Options(
+                    "files to write before the program are for one-shot runs".into(),
+                ));
+            }
+            seed.manifest
+                .validate()
+                .map_err(|e| SandboxError::Options(e.to_string()))?;
+        }
         if opts.output_limit == Some(0) {
             return Err(SandboxError::Options(
                 "output limit must be positive".into(),
@@ -393,6 +403,10 @@ impl Sandbox {
                 layer_trees: crate::mounts::LayerTrees::default(),
                 new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
                 session: opts.session,
+                seed: opts
+                    .seed
+                    .as_ref()
+                    .map(|s| (&s.manifest, s.source.as_raw_fd())),
             }),
             CloneResult::Parent { pid, pidfd } => match pidfd {
                 Some(fd) => (pid, fd),
