@@ -378,11 +378,14 @@ fn run_error(e: StartError, files: &[(PathBuf, Vec<u8>)]) -> ApiError {
                 .as_deref()
                 .and_then(errno_named)
                 .unwrap_or(Errno::EIO);
-            // PID 1 names the file first in its message.
+            // PID 1 names the file, or the directory on its way that
+            // failed, first in its message: the longest that fits.
             let path = files
                 .iter()
-                .map(|(p, _)| p)
-                .find(|p| f.message.starts_with(&format!("{}: ", p.display())));
+                .flat_map(|(p, _)| p.ancestors())
+                .filter(|p| !p.as_os_str().is_empty())
+                .filter(|p| f.message.starts_with(&format!("{}: ", p.display())))
+                .max_by_key(|p| p.as_os_str().len());
             if let Some(path) = path {
                 return crate::workspace::seed_error(path, errno).into();
             }
