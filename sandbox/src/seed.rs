@@ -389,6 +389,37 @@ mod tests {
     }
 
     #[test]
+    fn the_users_permissions_apply_and_it_owns_what_it_makes() {
+        if !Uid::effective().is_root() {
+            assert!(
+                std::env::var("SANDBOX_MUST_WORK").as_deref() != Ok("1"),
+                "acting as another user needs root (SANDBOX_MUST_WORK=1)"
+            );
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let user = 4242;
+        let t = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The directory is root's (0755); one below it is the user's.
+        let mine = t.path().join("mine");
+        std::fs::create_dir(&mine).unwrap();
+        std::os::unix::fs::chown(&mine, Some(user), Some(user)).unwrap();
+        let m = manifest(t.path(), &[("mine/sub/f", 1)]);
+        write(&m, source(b"x").as_fd(), user, user).unwrap();
+        for made in ["mine/sub", "mine/sub/f"] {
+            let meta = std::fs::metadata(t.path().join(made)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (user, user), "{made}");
+        }
+        let m = manifest(t.path(), &[("f", 1)]);
+        assert_eq!(errno_of(write(&m, source(b"x").as_fd(), user, user)), Some(Errno::EACCES));
+        assert!(!t.path().join("f").exists());
+        // And this thread is root again afterwards.
+        std::fs::write(t.path().join("root-again"), b"").unwrap();
+        assert_eq!(std::fs::metadata(t.path().join("root-again")).unwrap().uid(), 0);
+    }
+
+    #[test]
     fn manifests_name_files_below_an_absolute_directory_only() {
         let ok = manifest(Path::new("/workspace"), &[("a/b", 1)]);
         assert_eq!(ok.validate(), Ok(()));

@@ -53,7 +53,7 @@ const MAX_LIMIT: Duration = Duration::from_secs(24 * 3600);
         (status = 400, body = ErrorBody, description = "invalid_request, limit_out_of_range, invalid_path"),
         (status = 403, body = ErrorBody, description = "permission_denied: a file the sandbox user may not write"),
         (status = 404, body = ErrorBody, description = "image_not_found"),
-        (status = 409, body = ErrorBody, description = "not_a_directory, is_a_directory, not_a_regular_file: files that collide with each other or with the image's /workspace"),
+        (status = 409, body = ErrorBody, description = "not_a_directory, is_a_directory: files that collide (a and a/b)"),
         (status = 413, body = ErrorBody, description = "body_too_large, workspace_full"),
         (status = 422, body = ErrorBody, description = "image_invalid"),
         (status = 429, body = ErrorBody, description = "quota_exceeded"),
