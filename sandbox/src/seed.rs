@@ -412,11 +412,19 @@ mod tests {
             assert_eq!((meta.uid(), meta.gid()), (user, user), "{made}");
         }
         let m = manifest(t.path(), &[("f", 1)]);
-        assert_eq!(errno_of(write(&m, source(b"x").as_fd(), user, user)), Some(Errno::EACCES));
+        assert_eq!(
+            errno_of(write(&m, source(b"x").as_fd(), user, user)),
+            Some(Errno::EACCES)
+        );
         assert!(!t.path().join("f").exists());
         // And this thread is root again afterwards.
         std::fs::write(t.path().join("root-again"), b"").unwrap();
-        assert_eq!(std::fs::metadata(t.path().join("root-again")).unwrap().uid(), 0);
+        assert_eq!(
+            std::fs::metadata(t.path().join("root-again"))
+                .unwrap()
+                .uid(),
+            0
+        );
     }
 
     #[test]

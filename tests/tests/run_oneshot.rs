@@ -111,7 +111,7 @@ fn netns_free(d: &Daemon) -> u64 {
 
 fn netns_of(d: &Daemon, extra: &str) -> String {
     let script = format!("{extra}readlink /proc/self/ns/net");
-    let v = run(&d, &json!({"argv": ["sh", "-c", script]}));
+    let v = run(d, &json!({"argv": ["sh", "-c", script]}));
     assert_eq!(v["exit_code"], 0, "{v}");
     v["stdout"].as_str().unwrap().trim().to_string()
 }
