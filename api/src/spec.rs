@@ -2,7 +2,7 @@
 //! (or one-shot run's) resolved limits into the sandbox's input model.
 
 use oci_spec::runtime::Spec;
-use sandbox::request::{Request, MEMORY_MIN_BYTES};
+use sandbox::request::{Env, Request, RequestBuilder, RequestError, MEMORY_MIN_BYTES};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -56,18 +56,46 @@ pub fn resolve_limits(req: Option<&LimitsRequest>, cfg: &Config) -> Result<Limit
     })
 }
 
-/// The spec of a session sandbox on the `host` image. Its process is never
-/// started (session mode); processes come with exec and PTY requests.
-pub fn session_spec(limits: &Limits) -> Result<Spec, ApiError> {
-    let mut b = Request::builder(vec!["runtimed-session".into()])
+/// The request builder of a sandbox with these limits: /tmp and
+/// /workspace of `disk_bytes`, memory, pids, CPUs.
+fn builder(limits: &Limits, argv: Vec<String>) -> RequestBuilder {
+    let b = Request::builder(argv)
         .scratch_bytes(limits.disk_bytes)
         .memory(limits.memory_bytes)
         .pids(limits.pids);
-    if let Some(c) = limits.cpus {
-        b = b.cpus(c);
+    match limits.cpus {
+        Some(c) => b.cpus(c),
+        None => b,
     }
-    // Every value was checked by `resolve_limits`: a refusal here is ours.
-    b.build()
-        .map(|r| r.spec)
-        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The limits were checked by `resolve_limits` and the argv and env by
+/// the route: a refusal of those is ours. An image's working directory
+/// that is not absolute is the image's.
+fn built(b: RequestBuilder) -> Result<Spec, ApiError> {
+    b.build().map(|r| r.spec).map_err(|e| match e {
+        RequestError::Cwd(_) => ApiError::invalid(format!("the image's {e}")),
+        e => ApiError::internal(e.to_string()),
+    })
+}
+
+/// The spec of a session sandbox on the `host` image. Its process is never
+/// started (session mode); processes come with exec and PTY requests.
+pub fn session_spec(limits: &Limits) -> Result<Spec, ApiError> {
+    built(builder(limits, vec!["runtimed-session".into()]))
+}
+
+/// The spec of a one-shot run (`/v1/run`): a session's sandbox whose
+/// process is the program itself.
+pub fn run_spec(
+    limits: &Limits,
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: &str,
+) -> Result<Spec, ApiError> {
+    let mut all = Env::empty();
+    // Made by `state::process_env`: well-formed entries.
+    all.extend_entries(&env)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    built(builder(limits, args).env(all).cwd(cwd))
 }

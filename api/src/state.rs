@@ -50,8 +50,6 @@ pub struct Session<S = SessionSandbox> {
     last_activity_mono: Mutex<Instant>,
     pub ptys: Mutex<HashMap<String, Arc<Pty>>>,
     pub next_pty: AtomicU64,
-    /// The sandbox of one `/v1/run`: not listed, not stored.
-    pub ephemeral: bool,
 }
 
 impl<S: SessionHandle> Session<S> {
@@ -91,19 +89,7 @@ impl<S: SessionHandle> Session<S> {
 
     /// The environment a process of this session starts with.
     pub fn process_env(&self, extra: &BTreeMap<String, String>, tty: bool) -> Vec<String> {
-        let mut env = sandbox::Env::sandbox_default();
-        for kv in &self.image_env {
-            // An image's malformed entry is skipped, as a shell would.
-            let _ = env.set_entry(kv);
-        }
-        if tty {
-            let _ = env.set("TERM", "xterm-256color");
-        }
-        for (k, v) in self.env.iter().chain(extra) {
-            // Checked by `check_env` when the session or exec was asked.
-            let _ = env.set(k, v);
-        }
-        env.entries()
+        process_env(&self.image_env, &self.env, extra, tty)
     }
 
     pub fn info(&self, with_usage: bool) -> SessionInfo {
@@ -285,39 +271,20 @@ impl<E: Engine> AppState<E> {
         })
     }
 
+    /// A one-shot run's place in the quotas: while it runs it counts as
+    /// one of the tenant's sessions and the daemon's, as the ephemeral
+    /// session it once was did (429 `quota_exceeded`, 503 while shutting
+    /// down). Given back when dropped, however the run ends.
+    pub fn reserve_run(&self, tenant: &Tenant) -> Result<RunSlot<'_, E>, ApiError> {
+        self.reserve(&tenant.0).map(RunSlot)
+    }
+
     /// Validates the request, starts the sandbox, records the session.
     /// Nothing is left behind when any step fails.
     pub async fn create_session(
         &self,
         tenant: &Tenant,
         req: CreateSession,
-    ) -> Result<Arc<Session<E::Sandbox>>, ApiError> {
-        self.create(tenant, req, true).await
-    }
-
-    /// A session for one `/v1/run`: not written to the store (it lives for
-    /// one request; after a crash there is nothing to report about it),
-    /// and owned by the returned guard, which removes it when dropped:
-    /// when the run ends, fails, or its request goes away mid-way.
-    pub async fn create_ephemeral(
-        self: &Arc<Self>,
-        tenant: &Tenant,
-        req: CreateSession,
-    ) -> Result<EphemeralSession<E>, ApiError> {
-        // No await between the session's insertion and the guard: a
-        // dropped request future cannot leave it in the map.
-        let session = self.create(tenant, req, false).await?;
-        Ok(EphemeralSession {
-            state: self.clone(),
-            session,
-        })
-    }
-
-    async fn create(
-        &self,
-        tenant: &Tenant,
-        req: CreateSession,
-        persist: bool,
     ) -> Result<Arc<Session<E::Sandbox>>, ApiError> {
         let image = req.image.clone().unwrap_or_else(|| "host".into());
         let limits = crate::spec::resolve_limits(req.limits.as_ref(), &self.cfg)?;
@@ -374,38 +341,7 @@ impl<E: Engine> AppState<E> {
                 root.as_ref().map(|r| &r.root),
             )
             .await
-            .map_err(|e| match e {
-                StartError::Invalid(f) => ApiError::invalid(f.to_string()),
-                // The image's own mount points (/proc, /dev, /tmp, /workspace)
-                // are links or files: the image's fault, not the host's.
-                StartError::Setup(
-                    f @ sandbox::StepFailure {
-                        step: sandbox::report::Step::MountPoints,
-                        ..
-                    },
-                ) => ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "image_invalid",
-                    format!("the image cannot be used: {}", f.message),
-                ),
-                // Every host uid range is leased: a capacity limit of the
-                // host, not a failure.
-                StartError::Setup(
-                    f @ sandbox::StepFailure {
-                        step: sandbox::report::Step::UidPool,
-                        ..
-                    },
-                ) => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "capacity_exhausted",
-                    f.to_string(),
-                ),
-                other => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "sandbox_failed",
-                    other.to_string(),
-                ),
-            });
+            .map_err(start_error);
         self.metrics.sandbox_started(started.elapsed(), sb.is_ok());
         let sb = sb?;
         let now = now_unix();
@@ -425,12 +361,7 @@ impl<E: Engine> AppState<E> {
             })
             .unwrap_or_default(),
         };
-        let stored = if persist {
-            self.store.insert(&row)
-        } else {
-            Ok(())
-        };
-        if let Err(e) = stored {
+        if let Err(e) = self.store.insert(&row) {
             sb.stop().await;
             return Err(ApiError::internal(e.to_string()));
         }
@@ -443,7 +374,6 @@ impl<E: Engine> AppState<E> {
             },
             Some(sb),
         );
-        session.ephemeral = !persist;
         if let Some(r) = root {
             session.image_env = r.defaults.env;
             session.image_cwd = r.defaults.cwd;
@@ -477,7 +407,7 @@ impl<E: Engine> AppState<E> {
             .read()
             .map(|m| {
                 m.values()
-                    .filter(|s| s.tenant == tenant.0 && !s.ephemeral)
+                    .filter(|s| s.tenant == tenant.0)
                     .filter(|s| {
                         labels
                             .iter()
@@ -502,26 +432,6 @@ impl<E: Engine> AppState<E> {
         tracing::info!(session_id = id, reason, "session removed");
     }
 
-    /// Like [`Self::remove`] for an ephemeral session (never stored) and a
-    /// caller that cannot wait (a `Drop`): the session leaves the map (and stops counting against quotas) now, its
-    /// sandbox is stopped on the runtime. Without a runtime the last
-    /// reference to the sandbox goes with the session, which closes its
-    /// helper's control socket: the helper then tears it down itself.
-    fn remove_soon(&self, id: &str, reason: &'static str) {
-        let session = self.sessions.write().ok().and_then(|mut m| m.remove(id));
-        let Some(session) = session else { return };
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let id = id.to_string();
-        rt.spawn(async move {
-            if let Some(sb) = &session.sandbox {
-                sb.stop().await;
-            }
-            tracing::info!(session_id = id, reason, "session removed");
-        });
-    }
-
     pub async fn delete(&self, tenant: &Tenant, id: &str) -> Result<(), ApiError> {
         self.get(tenant, id)?;
         self.remove(id, "deleted").await;
@@ -532,11 +442,7 @@ impl<E: Engine> AppState<E> {
     pub fn active(&self) -> usize {
         self.sessions
             .read()
-            .map(|m| {
-                m.values()
-                    .filter(|s| !s.ephemeral && s.state() == "running")
-                    .count()
-            })
+            .map(|m| m.values().filter(|s| s.state() == "running").count())
             .unwrap_or(0)
     }
 
@@ -613,24 +519,42 @@ impl<E: Engine> AppState<E> {
     }
 }
 
-/// The sandbox of one `/v1/run`, removed (every process killed, its
-/// cgroup and helper gone) when this is dropped, however the request
-/// ends.
-pub struct EphemeralSession<E: Engine = EngineConfig> {
-    state: Arc<AppState<E>>,
-    pub session: Arc<Session<E::Sandbox>>,
-}
+/// A one-shot run's quota slot ([`AppState::reserve_run`]).
+pub struct RunSlot<'a, E: Engine = EngineConfig>(#[allow(dead_code)] Reservation<'a, E>);
 
-impl<E: Engine> std::ops::Deref for EphemeralSession<E> {
-    type Target = Session<E::Sandbox>;
-    fn deref(&self) -> &Session<E::Sandbox> {
-        &self.session
-    }
-}
-
-impl<E: Engine> Drop for EphemeralSession<E> {
-    fn drop(&mut self) {
-        self.state.remove_soon(&self.session.id, "run finished");
+/// Why a sandbox did not start, as the client hears it.
+pub fn start_error(e: StartError) -> ApiError {
+    match e {
+        StartError::Invalid(f) => ApiError::invalid(f.to_string()),
+        // The image's own mount points (/proc, /dev, /tmp, /workspace)
+        // are links or files: the image's fault, not the host's.
+        StartError::Setup(
+            f @ sandbox::StepFailure {
+                step: sandbox::report::Step::MountPoints,
+                ..
+            },
+        ) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "image_invalid",
+            format!("the image cannot be used: {}", f.message),
+        ),
+        // Every host uid range is leased: a capacity limit of the
+        // host, not a failure.
+        StartError::Setup(
+            f @ sandbox::StepFailure {
+                step: sandbox::report::Step::UidPool,
+                ..
+            },
+        ) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "capacity_exhausted",
+            f.to_string(),
+        ),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "sandbox_failed",
+            other.to_string(),
+        ),
     }
 }
 
@@ -650,10 +574,32 @@ fn session_of<S>(row: &SessionRow, req: StoredRequest, sandbox: Option<Arc<S>>) 
         last_activity_mono: Mutex::new(Instant::now()),
         ptys: Mutex::new(HashMap::new()),
         next_pty: AtomicU64::new(1),
-        ephemeral: false,
         image_env: Vec::new(),
         image_cwd: None,
     }
+}
+
+/// The environment of a process: the defaults (PATH, HOME), the image's,
+/// TERM for a terminal, the session's (or run's), then the request's.
+pub fn process_env(
+    image_env: &[String],
+    env: &BTreeMap<String, String>,
+    extra: &BTreeMap<String, String>,
+    tty: bool,
+) -> Vec<String> {
+    let mut all = sandbox::Env::sandbox_default();
+    for kv in image_env {
+        // An image's malformed entry is skipped, as a shell would.
+        let _ = all.set_entry(kv);
+    }
+    if tty {
+        let _ = all.set("TERM", "xterm-256color");
+    }
+    for (k, v) in env.iter().chain(extra) {
+        // Checked by `check_env` when the session, run or exec was asked.
+        let _ = all.set(k, v);
+    }
+    all.entries()
 }
 
 /// Environment names: non-empty, no `=` or NUL; bounded in size.

@@ -41,6 +41,12 @@ pub struct LimitsRequest {
     pub cpus: Option<f64>,
     /// Size of the writable /workspace (and of /tmp).
     pub disk: Option<SizeValue>,
+    /// `/v1/run` only (a session refuses it): CPU time of the whole
+    /// process tree, user and system, as the CLI's `--cpu-time` takes it
+    /// (`"500ms"`, `"2s"`, `"1.5s"`, `"1m"`; a bare number is seconds), at
+    /// most 24 h. Past it the run is killed: `termination: cpu_timeout`.
+    #[schema(example = "2s")]
+    pub cpu_time: Option<String>,
 }
 
 /// Limits in force, resolved to numbers.
@@ -230,7 +236,9 @@ pub struct ExecResult {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     /// exited, signaled, wall_timeout, output_limit, oom_killed,
-    /// pids_limit, seccomp_kill, setup_failed, session_ended.
+    /// pids_limit (the program failed after a fork was refused at the
+    /// pids limit), seccomp_kill, setup_failed, session_ended; from
+    /// `/v1/run` also cpu_timeout (its `limits.cpu_time` ran out).
     #[schema(value_type = String, example = "exited")]
     pub termination: ExecTermination,
     pub stdout: String,

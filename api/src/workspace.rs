@@ -240,6 +240,29 @@ fn errno_error(path: String, e: Errno) -> WorkspaceError {
     }
 }
 
+/// A file path of a one-shot run (`/v1/run`'s `files`), checked as the
+/// files API checks one and made relative: PID 1 of the run writes it
+/// (`sandbox::seed`), with the same rules as [`Workspace::write`].
+pub fn seed_path(raw: &str) -> Result<PathBuf, WorkspaceError> {
+    let rel = RelPath::parse(raw.as_bytes())?;
+    if rel.split().is_none() {
+        return Err(invalid(raw.into(), "names the workspace root itself"));
+    }
+    Ok(rel.0)
+}
+
+/// The error of a [`seed_path`] that PID 1 could not write, as the files
+/// API would have given it: `sandbox::seed` says ELOOP for a final
+/// symlink, ENXIO for a non-regular file and EMLINK for a hard link.
+pub fn seed_error(rel: &Path, e: Errno) -> WorkspaceError {
+    let rel = RelPath(rel.to_path_buf());
+    match e {
+        Errno::ELOOP => rel.not_regular(),
+        Errno::EMLINK => rel.invalid("refusing to write through a hard link"),
+        e => rel.err(e),
+    }
+}
+
 /// Attaches the workspace path to an errno.
 trait At<T> {
     fn at(self, rel: &RelPath) -> Res<T>;

@@ -23,6 +23,7 @@ pub mod pty;
 pub mod report;
 pub mod request;
 pub mod seccomp;
+pub mod seed;
 pub mod spec;
 #[allow(unsafe_code)]
 mod sys;

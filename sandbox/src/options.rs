@@ -142,6 +142,9 @@ pub struct RunOptions {
     /// [`crate::spec::BUILD_CAPABILITIES`] (held inside the sandbox's user
     /// namespace only). For image build steps (apt and dpkg as root).
     pub build_capabilities: bool,
+    /// Files PID 1 writes before the program starts (one-shot runs only;
+    /// [`crate::seed`]).
+    pub seed: Option<crate::seed::Seed>,
 }
 
 impl Default for RunOptions {
@@ -162,6 +165,7 @@ impl Default for RunOptions {
             host_network: false,
             network_namespace: None,
             build_capabilities: false,
+            seed: None,
         }
     }
 }

@@ -95,6 +95,8 @@ pub enum Step {
     PivotRoot,
     MaskPaths,
     ReadonlyRoot,
+    /// A one-shot run's files into /workspace (`crate::seed`).
+    WriteFiles,
     Loopback,
     SessionKeyring,
     OpenPty,
@@ -117,7 +119,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order of the enum.
-    pub const ALL: [Step; 45] = [
+    pub const ALL: [Step; 46] = [
         Step::Validate,
         Step::Image,
         Step::Create,
@@ -146,6 +148,7 @@ impl Step {
         Step::PivotRoot,
         Step::MaskPaths,
         Step::ReadonlyRoot,
+        Step::WriteFiles,
         Step::Loopback,
         Step::SessionKeyring,
         Step::OpenPty,
@@ -196,6 +199,7 @@ impl Step {
             Step::PivotRoot => "pivot_root",
             Step::MaskPaths => "mask_paths",
             Step::ReadonlyRoot => "readonly_root",
+            Step::WriteFiles => "write_files",
             Step::Loopback => "loopback",
             Step::SessionKeyring => "session_keyring",
             Step::OpenPty => "open_pty",

@@ -131,12 +131,16 @@ fn a_fork_bomb_run_whose_client_disconnects_is_killed_whole() {
     let d = daemon!(QUOTA);
     let marker = unique("hostile-bomb");
     // Every fork of the shell keeps its argv, so all of the bomb is marked.
+    // The bomb is set off again and again: once forks fail, its tree
+    // collapses within ~0.1 s, and a one-shot run ends (whole) when its
+    // program does, so a single bomb could be over before the client
+    // goes away.
     let conn = send_only(
         &d,
         "POST",
         "/v1/run",
         &json!({
-            "argv": ["sh", "-c", "f() { f | f & wait; }; f", &marker],
+            "argv": ["sh", "-c", "f() { f | f & wait; }; while :; do f; done", &marker],
             "limits": {"pids": 64},
             "timeout_ms": 600_000,
         }),

@@ -18,6 +18,7 @@
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use oci_spec::runtime::Spec;
@@ -75,12 +76,14 @@ impl HostRequest {
     }
 }
 
-/// The limits of a one-shot run that a `Spec` has no field for.
+/// The limits of a one-shot run that a `Spec` has no field for. The
+/// durations cross the process boundary as they are (serde's
+/// `{secs, nanos}`), not rounded to milliseconds on the way.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Oneshot {
-    pub wall_time_ms: Option<u64>,
+    pub wall_time: Option<Duration>,
     /// CPU time of the whole process tree.
-    pub cpu_time_ms: Option<u64>,
+    pub cpu_time: Option<Duration>,
     /// Bytes per output stream; the run is killed past it.
     pub output_limit: Option<u64>,
     /// Run in an empty network namespace made ahead instead of a new one
@@ -89,6 +92,10 @@ pub struct Oneshot {
     /// back for the next run.
     #[serde(default)]
     pub reuse_network: bool,
+    /// Files the sandbox's PID 1 writes before the program starts
+    /// (`sandbox::seed`); their bytes come in the fd after stderr.
+    #[serde(default)]
+    pub files: Option<sandbox::seed::Manifest>,
 }
 
 /// A session's image root, as the helper gets it.
@@ -302,25 +309,35 @@ fn run_once(
     root_layers: Option<sandbox::LayeredRoot>,
     single: &SingleThreaded,
 ) -> i32 {
+    // stdin, stdout, stderr, then the files' bytes (with `files`), then
+    // a network namespace (only with `reuse_network`, and optional).
     let mut fds = fds.into_iter();
-    let (Some(stdin), Some(stdout), Some(stderr), netns, None) = (
-        fds.next(),
-        fds.next(),
-        fds.next(),
-        fds.next().filter(|_| once.reuse_network),
+    let (stdin, stdout, stderr) = (fds.next(), fds.next(), fds.next());
+    let source = once.files.as_ref().and_then(|_| fds.next());
+    let netns = fds.next().filter(|_| once.reuse_network);
+    let (Some(stdin), Some(stdout), Some(stderr), true, None) = (
+        stdin,
+        stdout,
+        stderr,
+        once.files.is_none() || source.is_some(),
         fds.next(),
     ) else {
         return fail(
             control,
             step_failure(
                 Step::Validate,
-                "a one-shot run needs three fds (stdin, stdout, stderr), and a network \
-                 namespace's as a fourth only with reuse_network"
+                "a one-shot run needs three fds (stdin, stdout, stderr), then the files' \
+                 bytes with files, then a network namespace's only with reuse_network"
                     .into(),
             ),
             true,
         );
     };
+    let seed = once
+        .files
+        .clone()
+        .zip(source)
+        .map(|(manifest, source)| sandbox::seed::Seed { manifest, source });
     // The namespace to run in, and our copy to check and hand back after.
     let netns = match netns {
         Some(ns) => Some(ns),
@@ -351,10 +368,9 @@ fn run_once(
         }
         None => (None, None),
     };
-    let ms = |v: Option<u64>| v.map(std::time::Duration::from_millis);
     let opts = RunOptions {
-        wall_time: ms(once.wall_time_ms),
-        cpu_time: ms(once.cpu_time_ms),
+        wall_time: once.wall_time,
+        cpu_time: once.cpu_time,
         output_limit: once.output_limit,
         stdio: sandbox::Stdio::Forward {
             stdin,
@@ -362,6 +378,7 @@ fn run_once(
             stderr,
         },
         network_namespace: netns,
+        seed,
         ..base_options(req, settings, root_layers, req.seccomp)
     };
     let sb = match create(control, &req.spec, opts, single) {
@@ -481,5 +498,22 @@ mod tests {
             serde_json::from_str::<HostSettings>(&wire).unwrap(),
             settings
         );
+    }
+
+    #[test]
+    fn oneshot_limits_cross_the_boundary_as_durations() {
+        // Sub-millisecond parts survive: no rounding through milliseconds
+        // (0.4 ms became 1 ms, 2.0004 s became 2 s).
+        let sent = Oneshot {
+            wall_time: Some(Duration::from_micros(2_000_400)),
+            cpu_time: Some(Duration::from_micros(400)),
+            output_limit: Some(7),
+            reuse_network: true,
+            files: None,
+        };
+        let json = serde_json::to_string(&sent).unwrap();
+        let got: Oneshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(got.wall_time, sent.wall_time, "{json}");
+        assert_eq!(got.cpu_time, sent.cpu_time, "{json}");
     }
 }

@@ -1,6 +1,7 @@
 //! One-shot runs through a helper: the spec's process runs once with the
 //! caller's stdin/stdout/stderr fds under wall, CPU-time and output limits,
-//! and the sandbox's exit report comes back (the judge's test runs). Unlike
+//! and the sandbox's exit report comes back (the judge's test runs, and
+//! `POST /v1/run`, whose files PID 1 writes before the program). Unlike
 //! a session there is no PID 1 protocol: the helper supervises the run
 //! itself and tears everything down before it answers.
 
@@ -50,11 +51,13 @@ impl NetnsPool {
     }
 }
 
-/// The fds the program gets.
+/// The fds the program gets, and the bytes of the files its sandbox's
+/// PID 1 writes first (with [`Oneshot::files`]).
 pub struct OneshotStdio {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    pub files: Option<OwnedFd>,
 }
 
 /// Runs `spec` once. A sandbox that could not be set up comes back as
@@ -75,10 +78,7 @@ pub async fn run(
     limits.reuse_network = pool.is_some();
     let netns = pool.and_then(NetnsPool::take);
     let (control, mut child) = start_helper(cfg)?;
-    let wait_at_most = limits
-        .wall_time_ms
-        .map_or(Duration::from_secs(3600), Duration::from_millis)
-        + GRACE;
+    let wait_at_most = limits.wall_time.unwrap_or(Duration::from_secs(3600)) + GRACE;
     let req = HostRequest::new(id, spec, seccomp, image, Some(limits));
     let exchange = async {
         let mut fds = vec![
@@ -86,6 +86,7 @@ pub async fn run(
             stdio.stdout.as_fd(),
             stdio.stderr.as_fd(),
         ];
+        fds.extend(stdio.files.as_ref().map(|f| f.as_fd()));
         fds.extend(netns.as_ref().map(|ns| ns.as_fd()));
         control.send(&req, &fds).await?;
         // Ours are not needed any more (the helper holds its copies; the

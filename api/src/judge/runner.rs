@@ -90,8 +90,8 @@ impl DaemonRunner {
         let spec = judges::profile::job_spec(&job)?;
         let opts = judges::profile::job_run_options(&job);
         let limits = Oneshot {
-            wall_time_ms: opts.wall_time.map(|d| d.as_millis() as u64),
-            cpu_time_ms: opts.cpu_time.map(|d| d.as_millis().max(1) as u64),
+            wall_time: opts.wall_time,
+            cpu_time: opts.cpu_time,
             output_limit: opts.output_limit,
             ..Oneshot::default()
         };
@@ -122,6 +122,7 @@ impl DaemonRunner {
             stdin,
             stdout: out.try_clone().map_err(io_err("dup"))?.into(),
             stderr: err.try_clone().map_err(io_err("dup"))?.into(),
+            files: None,
         };
         // The lease keeps the layers from `image gc` while the run lasts.
         let (image, _lease) = match &job.image {

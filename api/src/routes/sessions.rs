@@ -24,6 +24,13 @@ pub async fn create(
     Extension(tenant): Extension<Tenant>,
     Json(req): Json<CreateSession>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // A session's processes come and go: there is no one program whose
+    // CPU time could be limited (an exec has its own `timeout_ms`).
+    if req.limits.as_ref().is_some_and(|l| l.cpu_time.is_some()) {
+        return Err(ApiError::invalid(
+            "limits.cpu_time: only a one-shot run (/v1/run) takes it",
+        ));
+    }
     let s = state.create_session(&tenant, req).await?;
     Ok((StatusCode::CREATED, axum::Json(s.info(false))))
 }

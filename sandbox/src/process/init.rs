@@ -52,6 +52,9 @@ pub struct ChildContext<'a> {
     /// Session mode: no program of its own; PID 1 serves spawn requests
     /// over the channel until the supervisor goes away.
     pub session: bool,
+    /// Files to write before the program starts, and the fd of their
+    /// bytes ([`crate::seed`]).
+    pub seed: Option<(&'a crate::seed::Manifest, BorrowedFd<'a>)>,
 }
 
 fn e(step: Step, errno: Errno, msg: impl Into<String>) -> StepError {
@@ -153,6 +156,7 @@ fn setup(
             .map(|fd| fd.as_raw_fd())
             .filter(|fd| *fd >= 3),
     );
+    keep.extend(ctx.seed.map(|(_, fd)| fd.as_raw_fd()));
     let keep_while_mounting: Vec<RawFd> = keep
         .iter()
         .copied()
@@ -265,6 +269,18 @@ fn setup(
     if !plan.host_network && !plan.joined_network {
         ops.loopback_up()
             .map_err(|er| e(Step::Loopback, er, "bring lo up"))?;
+    }
+    // write_files: after every mount is final (the files land in the
+    // sandbox's own /workspace, looked up from inside its root, never
+    // from the host's) and before the program exists; as the program's
+    // user, so its permissions apply and it owns what is made; the pages
+    // are charged to the sandbox (we are in its cgroup). The source fd
+    // goes right after: the program must not inherit it.
+    if let Some((manifest, fd)) = ctx.seed {
+        let written = crate::seed::write(manifest, fd, plan.uid, plan.gid);
+        // Nothing uses the borrow after this (the parent's copy is its own).
+        let _ = nix::unistd::close(fd.as_raw_fd());
+        written?;
     }
     // session_keyring: a fresh anonymous session keyring (keyctl is also
     // blocked by seccomp; this covers the unconfined profile).
@@ -917,6 +933,7 @@ mod tests {
             layer_trees: mounts::LayerTrees::default(),
             new_keyring: true,
             session: false,
+            seed: None,
         };
         let mut ops = Recorder {
             fail_on: fail_on.map(|(n, e)| (n.to_string(), e)),

@@ -353,6 +353,16 @@ fn claim(
             .map_err(SandboxError::Options)?,
         None => crate::id::generate(),
     };
+    if let Some(seed) = &opts.seed {
+        if opts.session {
+            return Err(SandboxError::Options(
+                "files to write before the program are for one-shot runs".into(),
+            ));
+        }
+        seed.manifest
+            .validate()
+            .map_err(|e| SandboxError::Options(e.to_string()))?;
+    }
     if opts.output_limit == Some(0) {
         return Err(SandboxError::Options(
             "output limit must be positive".into(),
@@ -612,6 +622,7 @@ fn clone_child(
             layer_trees: crate::mounts::LayerTrees::default(),
             new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
             session: opts.session,
+            seed: opts.seed.as_ref().map(|s| (&s.manifest, s.source.as_fd())),
         }),
         CloneResult::Parent { pid, pidfd } => {
             let pidfd = match pidfd {

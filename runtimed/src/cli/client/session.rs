@@ -145,6 +145,7 @@ fn create_request(a: CreateArgs) -> CreateSession {
         pids: a.pids,
         cpus: a.cpus,
         disk: a.disk.map(SizeValue::Bytes),
+        cpu_time: None,
     };
     let any_limit = limits.memory.is_some()
         || limits.pids.is_some()
