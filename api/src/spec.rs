@@ -1,7 +1,8 @@
 //! Requests → `oci_spec::runtime::Spec`: the one conversion of a session's
 //! (or one-shot run's) resolved limits into the sandbox's input model.
 
-use oci_spec::runtime::Spec;
+use std::time::Duration;
+
 use sandbox::request::{Env, Request, RequestBuilder, RequestError, MEMORY_MIN_BYTES};
 
 use crate::config::Config;
@@ -72,30 +73,44 @@ fn builder(limits: &Limits, argv: Vec<String>) -> RequestBuilder {
 /// The limits were checked by `resolve_limits` and the argv and env by
 /// the route: a refusal of those is ours. An image's working directory
 /// that is not absolute is the image's.
-fn built(b: RequestBuilder) -> Result<Spec, ApiError> {
-    b.build().map(|r| r.spec).map_err(|e| match e {
+fn built(b: RequestBuilder) -> Result<Request, ApiError> {
+    b.build().map_err(|e| match e {
         RequestError::Cwd(_) => ApiError::invalid(format!("the image's {e}")),
         e => ApiError::internal(e.to_string()),
     })
 }
 
-/// The spec of a session sandbox on the `host` image. Its process is never
-/// started (session mode); processes come with exec and PTY requests.
-pub fn session_spec(limits: &Limits) -> Result<Spec, ApiError> {
+/// The request of a session sandbox (its root is the host's, or the
+/// image's layers the helper gets). Its process is never started (session
+/// mode); processes come with exec and PTY requests.
+pub fn session_request(limits: &Limits) -> Result<Request, ApiError> {
     built(builder(limits, vec!["runtimed-session".into()]))
 }
 
-/// The spec of a one-shot run (`/v1/run`): a session's sandbox whose
-/// process is the program itself.
-pub fn run_spec(
-    limits: &Limits,
-    args: Vec<String>,
-    env: Vec<String>,
-    cwd: &str,
-) -> Result<Spec, ApiError> {
-    let mut all = Env::empty();
-    // Made by `state::process_env`: well-formed entries.
-    all.extend_entries(&env)
+/// What a one-shot run (`/v1/run`) asks beside a session's limits.
+pub struct RunProcess {
+    pub argv: Vec<String>,
+    /// Made by `state::process_env`: well-formed entries.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub wall_time: Duration,
+    pub cpu_time: Option<Duration>,
+    pub output_limit: u64,
+}
+
+/// The request of a one-shot run (`/v1/run`): a session's sandbox whose
+/// process is the program itself, with its time and output limits.
+pub fn run_request(limits: &Limits, p: RunProcess) -> Result<Request, ApiError> {
+    let mut env = Env::empty();
+    env.extend_entries(&p.env)
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    built(builder(limits, args).env(all).cwd(cwd))
+    let mut b = builder(limits, p.argv)
+        .env(env)
+        .cwd(p.cwd)
+        .wall_time(p.wall_time)
+        .output_limit(p.output_limit);
+    if let Some(t) = p.cpu_time {
+        b = b.cpu_time(t);
+    }
+    built(b)
 }

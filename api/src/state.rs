@@ -325,21 +325,13 @@ impl<E: Engine> AppState<E> {
                 crate::images::prepare(self.images.as_ref(), &image, limits.disk_bytes).await?;
             (prepared.name.clone(), Some(prepared))
         };
-        let mut spec = crate::spec::session_spec(&limits)?;
-        if root.is_some() {
-            spec.set_root(None);
-        }
+        let request = crate::spec::session_request(&limits)?;
         let _reservation = self.reserve(&tenant.0)?;
         let id = format!("s-{}", sandbox::id::generate());
         let started = Instant::now();
         let sb = self
             .engine
-            .start_session(
-                &id,
-                &spec,
-                sandbox::SeccompProfile::Default,
-                root.as_ref().map(|r| &r.root),
-            )
+            .start_session(&id, &request, root.as_ref().map(|r| &r.root))
             .await
             .map_err(start_error);
         self.metrics.sandbox_started(started.elapsed(), sb.is_ok());

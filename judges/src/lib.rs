@@ -29,6 +29,6 @@ pub use language::{Availability, Language, LanguageError, Languages};
 pub use pipeline::{
     judge, judge_cached, Event, Limits, Report, Submission, SubmissionError, TestCase, TestResult,
 };
-pub use profile::{job_run_options, job_spec, ProfileError};
+pub use profile::{job_request, ProfileError};
 pub use runner::{CliRunner, Job, Mount, RunError, RunLimits, RunOutput, Runner};
 pub use verdict::{TimeLimit, Verdict};

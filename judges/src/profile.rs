@@ -2,10 +2,10 @@
 //! (`oci_spec::runtime::Spec` plus `RunOptions`). Runners add what depends
 //! on how they run: the image's layered root, stdio, the run dir.
 
-use oci_spec::runtime::{PosixRlimitType, Spec};
+use oci_spec::runtime::PosixRlimitType;
 use oci_spec::OciSpecError;
 use sandbox::request::{Bind, Env, Request, RequestError};
-use sandbox::{RunOptions, SeccompProfile};
+use sandbox::SeccompProfile;
 
 use crate::runner::{Job, RunLimits, OPEN_FILES};
 
@@ -80,24 +80,6 @@ pub fn job_request(job: &Job) -> Result<Request, ProfileError> {
         });
     }
     Ok(b.build()?)
-}
-
-/// The spec of [`job_request`].
-pub fn job_spec(job: &Job) -> Result<Spec, ProfileError> {
-    Ok(job_request(job)?.spec)
-}
-
-/// The RunOptions fields a runner must set from the job (those of
-/// [`job_request`]): wall_time, cpu_time, output_limit, seccomp = judge.
-/// stdio, root_layers and run_dir are the runner's.
-pub fn job_run_options(job: &Job) -> RunOptions {
-    RunOptions {
-        wall_time: Some(job.limits.wall_time),
-        cpu_time: Some(job.limits.cpu_time),
-        output_limit: Some(job.limits.output_bytes),
-        seccomp: SeccompProfile::Judge,
-        ..RunOptions::default()
-    }
 }
 
 impl From<RequestError> for ProfileError {
@@ -183,9 +165,9 @@ mod tests {
     fn job_becomes_a_valid_spec_with_its_mounts_limits_and_env() {
         let d = box_dir();
         let j = job(d.path());
-        let spec = job_spec(&j).unwrap();
-        let opts = job_run_options(&j);
-        let p = sandbox::spec::plan(&spec, &opts).unwrap();
+        let req = job_request(&j).unwrap();
+        let opts = req.run_options();
+        let p = sandbox::spec::plan(&req.spec, &opts).unwrap();
         let bx = p
             .mounts
             .iter()
@@ -232,8 +214,8 @@ mod tests {
         j.limits.stack_bytes = None;
         j.limits.memory_bytes = 2 << 30;
         j.env.push(("PATH".into(), "/usr/bin".into()));
-        let spec = job_spec(&j).unwrap();
-        let p = sandbox::spec::plan(&spec, &job_run_options(&j)).unwrap();
+        let req = job_request(&j).unwrap();
+        let p = sandbox::spec::plan(&req.spec, &req.run_options()).unwrap();
         assert_eq!(rlimit(&p, libc_rlimit::STACK), Some((u64::MAX, u64::MAX)));
         let tmp = p
             .mounts
@@ -255,28 +237,28 @@ mod tests {
         let d = box_dir();
         let mut j = job(d.path());
         j.argv.clear();
-        assert!(matches!(job_spec(&j), Err(ProfileError::EmptyArgv)));
+        assert!(matches!(job_request(&j), Err(ProfileError::EmptyArgv)));
         let mut j = job(d.path());
         j.cwd = "box".into();
-        assert!(matches!(job_spec(&j), Err(ProfileError::Cwd { .. })));
+        assert!(matches!(job_request(&j), Err(ProfileError::Cwd { .. })));
         let mut j = job(d.path());
         j.mounts[1].dest = "/box".into();
-        assert!(job_spec(&j).unwrap_err().to_string().contains("twice"));
+        assert!(job_request(&j).unwrap_err().to_string().contains("twice"));
         let mut j = job(d.path());
         j.mounts[0].dest = "/".into();
-        assert!(matches!(job_spec(&j), Err(ProfileError::Mount { .. })));
+        assert!(matches!(job_request(&j), Err(ProfileError::Mount { .. })));
         let mut j = job(d.path());
         j.mounts[0].host = "rel".into();
-        assert!(matches!(job_spec(&j), Err(ProfileError::Mount { .. })));
+        assert!(matches!(job_request(&j), Err(ProfileError::Mount { .. })));
         let mut j = job(d.path());
         j.limits.memory_bytes = 1 << 20;
-        assert!(job_spec(&j).unwrap_err().to_string().contains("memory"));
+        assert!(job_request(&j).unwrap_err().to_string().contains("memory"));
         let mut j = job(d.path());
         j.limits.pids = 0;
-        assert!(matches!(job_spec(&j), Err(ProfileError::Limit { .. })));
+        assert!(matches!(job_request(&j), Err(ProfileError::Limit { .. })));
         let mut j = job(d.path());
         j.env.push(("".into(), "x".into()));
-        assert!(matches!(job_spec(&j), Err(ProfileError::Env { .. })));
+        assert!(matches!(job_request(&j), Err(ProfileError::Env { .. })));
     }
 
     /// RLIMIT_* numbers of Linux (asm-generic/resource.h).

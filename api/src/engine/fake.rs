@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use oci_spec::runtime::Spec;
 use sandbox::cgroup::CgroupStats;
+use sandbox::Request;
 use sandbox::{ExitReport, SeccompProfile};
 
 use super::host::{ImageRoot, Oneshot};
@@ -79,13 +79,12 @@ impl Engine for FakeEngine {
     async fn start_session(
         &self,
         id: &str,
-        _spec: &Spec,
-        seccomp: SeccompProfile,
+        request: &Request,
         image: Option<&ImageRoot>,
     ) -> Result<Arc<FakeSandbox>, StartError> {
         self.calls.lock().unwrap().push(Call::StartSession {
             id: id.to_string(),
-            seccomp,
+            seccomp: request.seccomp,
             image: image.is_some(),
         });
         if let Some(e) = self.failures.lock().unwrap().pop_front() {
@@ -102,15 +101,14 @@ impl Engine for FakeEngine {
     async fn run_oneshot(
         &self,
         id: &str,
-        _spec: &Spec,
-        seccomp: SeccompProfile,
+        request: &Request,
         _image: Option<&ImageRoot>,
         _limits: Oneshot,
         _stdio: OneshotStdio,
     ) -> Result<ExitReport, StartError> {
         self.calls.lock().unwrap().push(Call::RunOneshot {
             id: id.to_string(),
-            seccomp,
+            seccomp: request.seccomp,
         });
         Err(StartError::Helper("the fake engine runs nothing".into()))
     }

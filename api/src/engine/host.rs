@@ -18,14 +18,13 @@
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use oci_spec::runtime::Spec;
 use sandbox::cgroup::CgroupStats;
 use sandbox::process::channel::Channel;
 use sandbox::report::Step;
-use sandbox::{RunOptions, Sandbox, SeccompProfile, SingleThreaded, StepFailure, UidPoolConfig};
+use sandbox::{RunOptions, Sandbox, SingleThreaded, StepFailure, UidPoolConfig};
 use serde::{Deserialize, Serialize};
 
 /// The fd number of the control socket in the helper.
@@ -46,8 +45,9 @@ pub struct HostSettings {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct HostRequest {
     pub id: String,
-    pub spec: Spec,
-    pub seccomp: SeccompProfile,
+    /// The sandbox's typed request: its spec, time and output limits,
+    /// seccomp profile (`sandbox::request`), as the front end built it.
+    pub request: sandbox::Request,
     /// An image root: the helper leases the layers (shared flocks that
     /// `image gc` respects) for the sandbox's life.
     pub image: Option<ImageRoot>,
@@ -61,31 +61,23 @@ pub struct HostRequest {
 impl HostRequest {
     pub fn new(
         id: &str,
-        spec: &Spec,
-        seccomp: SeccompProfile,
+        request: &sandbox::Request,
         image: Option<&ImageRoot>,
         oneshot: Option<Oneshot>,
     ) -> HostRequest {
         HostRequest {
             id: id.to_string(),
-            spec: spec.clone(),
-            seccomp,
+            request: request.clone(),
             image: image.cloned(),
             oneshot,
         }
     }
 }
 
-/// The limits of a one-shot run that a `Spec` has no field for. The
-/// durations cross the process boundary as they are (serde's
-/// `{secs, nanos}`), not rounded to milliseconds on the way.
+/// How a one-shot run gets its fds and files (its limits are the
+/// request's, `sandbox::request::RunLimits`, durations as they are).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Oneshot {
-    pub wall_time: Option<Duration>,
-    /// CPU time of the whole process tree.
-    pub cpu_time: Option<Duration>,
-    /// Bytes per output stream; the run is killed past it.
-    pub output_limit: Option<u64>,
     /// Run in an empty network namespace made ahead instead of a new one
     /// (`sandbox::netns`): a fourth fd, or, without one, the helper makes
     /// it. When the run left it pristine, [`HostReply::Finished`] hands it
@@ -176,7 +168,6 @@ pub fn serve(control: Channel, settings: &HostSettings, single: &SingleThreaded)
             return 2;
         }
     };
-    let seccomp = req.seccomp;
     // The lease lives as long as this helper (the kernel drops the locks
     // when it exits, however it exits).
     let mut root_layers = None;
@@ -205,9 +196,9 @@ pub fn serve(control: Channel, settings: &HostSettings, single: &SingleThreaded)
     drop(fds);
     let opts = RunOptions {
         session: true,
-        ..base_options(&req, settings, root_layers, seccomp)
+        ..base_options(&req, settings, root_layers)
     };
-    let sb = match create(&control, &req.spec, opts, single) {
+    let sb = match create(&control, &req.request.spec, opts, single) {
         Some(sb) => sb,
         None => return 1,
     };
@@ -256,21 +247,20 @@ fn fail(control: &Channel, error: StepFailure, invalid_spec: bool) -> i32 {
     1
 }
 
-/// What both modes set from the request.
+/// What both modes set from the request (its limits and seccomp profile)
+/// and the daemon's settings.
 fn base_options(
     req: &HostRequest,
     settings: &HostSettings,
     root_layers: Option<sandbox::LayeredRoot>,
-    seccomp: SeccompProfile,
 ) -> RunOptions {
     RunOptions {
         sandbox_id: Some(req.id.clone()),
         root_layers,
-        seccomp,
         landlock: settings.landlock,
         uid_pool: settings.uid_pool.clone(),
         run_dir: settings.run_dir.clone(),
-        ..RunOptions::default()
+        ..req.request.run_options()
     }
 }
 
@@ -369,9 +359,6 @@ fn run_once(
         None => (None, None),
     };
     let opts = RunOptions {
-        wall_time: once.wall_time,
-        cpu_time: once.cpu_time,
-        output_limit: once.output_limit,
         stdio: sandbox::Stdio::Forward {
             stdin,
             stdout,
@@ -379,9 +366,9 @@ fn run_once(
         },
         network_namespace: netns,
         seed,
-        ..base_options(req, settings, root_layers, req.seccomp)
+        ..base_options(req, settings, root_layers)
     };
-    let sb = match create(control, &req.spec, opts, single) {
+    let sb = match create(control, &req.request.spec, opts, single) {
         Some(sb) => sb,
         None => return 1,
     };
@@ -457,15 +444,31 @@ fn wait_for_end(control: &Channel, sb: &Sandbox) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use sandbox::SeccompProfile;
+
     use super::*;
 
     /// The daemon's settings are not in a request (they reach a helper
-    /// once), and the profile is its enum on the wire: a name the helper
-    /// does not know is refused when the request is read.
+    /// once); the sandbox's typed request is, with its profile as the enum
+    /// (a name the helper does not know is refused when the request is
+    /// read) and its limits as durations (no rounding through
+    /// milliseconds: 0.4 ms once became 1 ms, 2.0004 s became 2 s).
     #[test]
-    fn a_request_carries_no_settings_and_its_profile_as_the_enum() {
-        let spec = Spec::default();
-        let req = HostRequest::new("s-1", &spec, SeccompProfile::Judge, None, None);
+    fn a_request_carries_the_typed_request_and_no_settings() {
+        let request = sandbox::Request::builder(vec!["/bin/true".into()])
+            .seccomp(SeccompProfile::Judge)
+            .wall_time(Duration::from_micros(2_000_400))
+            .cpu_time(Duration::from_micros(400))
+            .output_limit(7)
+            .build()
+            .unwrap();
+        let once = Oneshot {
+            reuse_network: true,
+            files: None,
+        };
+        let req = HostRequest::new("s-1", &request, None, Some(once));
         let wire = serde_json::to_value(&req).unwrap();
         let mut keys: Vec<&str> = wire
             .as_object()
@@ -474,11 +477,18 @@ mod tests {
             .map(String::as_str)
             .collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["id", "image", "oneshot", "seccomp", "spec"]);
+        assert_eq!(keys, ["id", "image", "oneshot", "request"]);
         let back: HostRequest = serde_json::from_value(wire.clone()).unwrap();
-        assert_eq!(back.seccomp, SeccompProfile::Judge);
+        assert_eq!(back.request, request);
+        assert_eq!(
+            back.request.limits.cpu_time,
+            Some(Duration::from_micros(400))
+        );
+        let opts = back.request.run_options();
+        assert_eq!(opts.seccomp, SeccompProfile::Judge);
+        assert_eq!(opts.wall_time, Some(Duration::from_micros(2_000_400)));
         let mut unknown = wire;
-        unknown["seccomp"] = serde_json::json!("none");
+        unknown["request"]["seccomp"] = serde_json::json!("none");
         assert!(serde_json::from_value::<HostRequest>(unknown).is_err());
     }
 
@@ -498,22 +508,5 @@ mod tests {
             serde_json::from_str::<HostSettings>(&wire).unwrap(),
             settings
         );
-    }
-
-    #[test]
-    fn oneshot_limits_cross_the_boundary_as_durations() {
-        // Sub-millisecond parts survive: no rounding through milliseconds
-        // (0.4 ms became 1 ms, 2.0004 s became 2 s).
-        let sent = Oneshot {
-            wall_time: Some(Duration::from_micros(2_000_400)),
-            cpu_time: Some(Duration::from_micros(400)),
-            output_limit: Some(7),
-            reuse_network: true,
-            files: None,
-        };
-        let json = serde_json::to_string(&sent).unwrap();
-        let got: Oneshot = serde_json::from_str(&json).unwrap();
-        assert_eq!(got.wall_time, sent.wall_time, "{json}");
-        assert_eq!(got.cpu_time, sent.cpu_time, "{json}");
     }
 }

@@ -29,10 +29,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nix::errno::Errno;
-use oci_spec::runtime::Spec;
 use sandbox::cgroup::CgroupStats;
 use sandbox::process::channel::Channel;
-use sandbox::{ExitReport, SeccompProfile};
+use sandbox::ExitReport;
+use sandbox::Request;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
@@ -65,22 +65,20 @@ pub trait Engine: Send + Sync + 'static {
     /// What a running session holds.
     type Sandbox: SessionHandle;
 
-    /// Starts a session sandbox for `spec` (on `image`'s layers, when one
-    /// is given instead of the spec's root).
+    /// Starts a session sandbox for `request` (on `image`'s layers, when
+    /// one is given instead of the spec's root).
     fn start_session(
         &self,
         id: &str,
-        spec: &Spec,
-        seccomp: SeccompProfile,
+        request: &Request,
         image: Option<&host::ImageRoot>,
     ) -> impl Future<Output = Result<Arc<Self::Sandbox>, StartError>> + Send;
 
-    /// Runs `spec`'s process once ([`oneshot::run`]).
+    /// Runs `request`'s process once ([`oneshot::run`]).
     fn run_oneshot(
         &self,
         id: &str,
-        spec: &Spec,
-        seccomp: SeccompProfile,
+        request: &Request,
         image: Option<&host::ImageRoot>,
         limits: host::Oneshot,
         stdio: oneshot::OneshotStdio,
@@ -111,23 +109,21 @@ impl Engine for EngineConfig {
     async fn start_session(
         &self,
         id: &str,
-        spec: &Spec,
-        seccomp: SeccompProfile,
+        request: &Request,
         image: Option<&host::ImageRoot>,
     ) -> Result<Arc<SessionSandbox>, StartError> {
-        SessionSandbox::start(self, id, spec, seccomp, image).await
+        SessionSandbox::start(self, id, request, image).await
     }
 
     async fn run_oneshot(
         &self,
         id: &str,
-        spec: &Spec,
-        seccomp: SeccompProfile,
+        request: &Request,
         image: Option<&host::ImageRoot>,
         limits: host::Oneshot,
         stdio: oneshot::OneshotStdio,
     ) -> Result<ExitReport, StartError> {
-        oneshot::run(self, id, spec, seccomp, image, limits, stdio).await
+        oneshot::run(self, id, request, image, limits, stdio).await
     }
 
     fn run_dir(&self) -> &Path {

@@ -8,7 +8,6 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use oci_spec::runtime::Spec;
 use sandbox::ExitReport;
 
 use super::host::{HostReply, HostRequest, ImageRoot, Oneshot};
@@ -60,7 +59,7 @@ pub struct OneshotStdio {
     pub files: Option<OwnedFd>,
 }
 
-/// Runs `spec` once. A sandbox that could not be set up comes back as
+/// Runs `request` once. A sandbox that could not be set up comes back as
 /// `Err(StartError::Invalid | Setup)`, a program that could not be
 /// executed as a report with `termination: setup_failed`, like the CLI.
 /// Dropping the future closes the control socket: the helper then kills
@@ -68,8 +67,7 @@ pub struct OneshotStdio {
 pub async fn run(
     cfg: &EngineConfig,
     id: &str,
-    spec: &Spec,
-    seccomp: sandbox::SeccompProfile,
+    request: &sandbox::Request,
     image: Option<&ImageRoot>,
     mut limits: Oneshot,
     stdio: OneshotStdio,
@@ -78,8 +76,12 @@ pub async fn run(
     limits.reuse_network = pool.is_some();
     let netns = pool.and_then(NetnsPool::take);
     let (control, mut child) = start_helper(cfg)?;
-    let wait_at_most = limits.wall_time.unwrap_or(Duration::from_secs(3600)) + GRACE;
-    let req = HostRequest::new(id, spec, seccomp, image, Some(limits));
+    let wait_at_most = request
+        .limits
+        .wall_time
+        .unwrap_or(Duration::from_secs(3600))
+        + GRACE;
+    let req = HostRequest::new(id, request, image, Some(limits));
     let exchange = async {
         let mut fds = vec![
             stdio.stdin.as_fd(),

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oci_spec::runtime::Spec;
 use sandbox::cgroup::CgroupStats;
 use sandbox::process::channel::{
     Channel, ChildMessage, ParentMessage, SpawnRequest, SpawnStdio, WriteFilesFds, WriteOutcome,
@@ -116,18 +115,17 @@ pub struct SessionSandbox {
 }
 
 impl SessionSandbox {
-    /// Starts a helper that creates a session sandbox for `spec`.
+    /// Starts a helper that creates a session sandbox for `request`.
     pub async fn start(
         cfg: &EngineConfig,
         id: &str,
-        spec: &Spec,
-        seccomp: sandbox::SeccompProfile,
+        request: &sandbox::Request,
         image: Option<&super::host::ImageRoot>,
     ) -> Result<Arc<SessionSandbox>, StartError> {
         let helper_err =
             |what: &str, e: &dyn std::fmt::Display| StartError::Helper(format!("{what}: {e}"));
         let (control, mut child) = start_helper(cfg)?;
-        let req = HostRequest::new(id, spec, seccomp, image, None);
+        let req = HostRequest::new(id, request, image, None);
         let reply = async {
             control.send(&req, &[]).await?;
             control.recv::<HostReply>().await

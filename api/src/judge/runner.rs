@@ -87,14 +87,7 @@ impl DaemonRunner {
     }
 
     async fn run_job(&self, job: Job) -> Result<RunOutput, RunError> {
-        let spec = judges::profile::job_spec(&job)?;
-        let opts = judges::profile::job_run_options(&job);
-        let limits = Oneshot {
-            wall_time: opts.wall_time,
-            cpu_time: opts.cpu_time,
-            output_limit: opts.output_limit,
-            ..Oneshot::default()
-        };
+        let request = judges::profile::job_request(&job)?;
         let stdin: OwnedFd = match &job.stdin {
             Some(p) => File::open(p)
                 .map_err(|source| RunError::Stdin {
@@ -144,7 +137,7 @@ impl DaemonRunner {
         let id = format!("judge-{}", sandbox::id::generate());
         let report = self
             .engine
-            .run_oneshot(&id, &spec, opts.seccomp, image.as_ref(), limits, stdio)
+            .run_oneshot(&id, &request, image.as_ref(), Oneshot::default(), stdio)
             .await
             .map_err(|e| RunError::Protocol {
                 what: match &e {

@@ -88,15 +88,19 @@ pub async fn run(
         .unwrap_or_default();
     let env = process_env(&image_env, &checked.env, &BTreeMap::new(), false);
     let cwd = image_cwd.unwrap_or_else(|| "/workspace".into());
-    let mut spec = crate::spec::run_spec(&checked.limits, checked.argv, env, &cwd)?;
-    if image.is_some() {
-        spec.set_root(None);
-    }
+    let request = crate::spec::run_request(
+        &checked.limits,
+        crate::spec::RunProcess {
+            argv: checked.argv,
+            env,
+            cwd,
+            wall_time: checked.timeout,
+            cpu_time: checked.cpu_time,
+            output_limit: checked.output_limit,
+        },
+    )?;
     let (files_fd, manifest) = files_source(&checked.files)?;
-    let limits = Oneshot {
-        wall_time: Some(checked.timeout),
-        cpu_time: checked.cpu_time,
-        output_limit: Some(checked.output_limit),
+    let once = Oneshot {
         files: manifest,
         ..Oneshot::default()
     };
@@ -111,14 +115,10 @@ pub async fn run(
     };
     let id = format!("s-{}", sandbox::id::generate());
     let started = Instant::now();
-    let finished = state.engine.run_oneshot(
-        &id,
-        &spec,
-        sandbox::SeccompProfile::Default,
-        image.as_ref().map(|i| &i.root),
-        limits,
-        stdio,
-    );
+    let finished =
+        state
+            .engine
+            .run_oneshot(&id, &request, image.as_ref().map(|i| &i.root), once, stdio);
     let limit = checked.output_limit;
     let outputs = async {
         tokio::join!(
