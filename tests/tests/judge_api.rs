@@ -184,13 +184,16 @@ fn submissions_get_exact_verdicts_and_per_test_figures() {
         "{v}"
     );
 
-    // Prints the answer, then sleeps: the wall clock decides.
+    // Prints the answer, then sleeps: the wall clock decides. The CPU
+    // limit is above the wall limit, so it cannot fire first even where
+    // Python's start costs a second of CPU (the emulated CPU of the v2 VM
+    // took 1,026 ms).
     let v = submit(
         &d,
         &json!({"language": "python",
                 "source": "import time\nprint(sum(map(int, input().split())), flush=True)\ntime.sleep(30)\n",
                 "tests": [{"stdin": "1 2\n", "expected_output": "3\n"}],
-                "limits": {"cpu_time_ms": 1000, "wall_time_ms": 1500}}),
+                "limits": {"cpu_time_ms": 3000, "wall_time_ms": 1500}}),
         true,
     );
     assert_eq!(v["verdict"], "TIME_LIMIT_EXCEEDED", "{v}");
