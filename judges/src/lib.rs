@@ -16,6 +16,7 @@
 pub mod cache;
 pub mod compare;
 pub mod error;
+pub mod job;
 pub mod language;
 pub mod pipeline;
 pub mod profile;

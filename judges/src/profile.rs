@@ -7,7 +7,7 @@ use oci_spec::OciSpecError;
 use sandbox::request::{Bind, Env, Request, RequestError};
 use sandbox::SeccompProfile;
 
-use crate::runner::{Job, RunLimits, OPEN_FILES};
+use crate::job::{Job, RunLimits, OPEN_FILES};
 
 /// Upper bound of the /tmp (and /workspace) tmpfs of a job; below it the
 /// size is the job's memory limit (tmpfs pages count against it anyway).
@@ -112,7 +112,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::runner::Mount;
+    use crate::job::Mount;
     use sandbox::spec::MountKind;
 
     fn job(dir: &Path) -> Job {
