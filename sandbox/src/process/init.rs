@@ -16,7 +16,9 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::channel::{Channel, ChildMessage, ParentMessage, WriteOutcome};
+use super::channel::{
+    Channel, ChildMessage, ParentMessage, SpawnStdio, WriteFilesFds, WriteOutcome,
+};
 use super::StepError;
 use crate::helper::SingleThreaded;
 use crate::report::Step;
@@ -652,7 +654,9 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
                     }
                 }
                 Ok(Some((ParentMessage::WriteFiles { id, lengths }, fds))) => {
-                    match start_writer(&ctx.single, &lengths, &fds) {
+                    // Our copies of the pipe and the files close when the
+                    // request is done: the writer holds its own.
+                    match start_writer(&ctx.single, &lengths, fds) {
                         Ok(pid) => writers.push((pid, id)),
                         Err(er) => {
                             let outcome = WriteOutcome::Failed { errno: er as i32 };
@@ -660,9 +664,6 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
                             let _ = ctx.channel.send_child(&msg, None);
                         }
                     }
-                    // Our copies of the pipe and the files close here: the
-                    // writer holds its own.
-                    drop(fds);
                 }
                 Ok(Some((ParentMessage::Go, _))) => {}
             }
@@ -710,12 +711,13 @@ fn session_loop(ctx: &ChildContext<'_>) -> i32 {
 /// than this loop, which must never wait on a write. It only copies bytes
 /// into files the daemon opened, and reports by its exit status: 0, or
 /// the errno that stopped it.
-fn start_writer(single: &SingleThreaded, lengths: &[u64], fds: &[OwnedFd]) -> Result<i32, Errno> {
-    check_writer_request(lengths, fds)?;
+fn start_writer(single: &SingleThreaded, lengths: &[u64], fds: Vec<OwnedFd>) -> Result<i32, Errno> {
+    check_writer_request(lengths, &fds)?;
+    let fds = WriteFilesFds::from_received(fds, lengths.len())?;
     // PID 1 is single-threaded (the token): the child may allocate.
     match sys::fork_single(single)? {
         crate::helper::Forked::Parent(pid) => Ok(pid),
-        crate::helper::Forked::Child(_) => sys::exit_now(write_files(lengths, fds)),
+        crate::helper::Forked::Child(_) => sys::exit_now(write_files(lengths, &fds)),
     }
 }
 
@@ -728,8 +730,8 @@ fn check_writer_request(lengths: &[u64], fds: &[OwnedFd]) -> Result<(), Errno> {
 }
 
 /// The writer child: returns its exit status.
-fn write_files(lengths: &[u64], fds: &[OwnedFd]) -> i32 {
-    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+fn write_files(lengths: &[u64], fds: &WriteFilesFds<OwnedFd>) -> i32 {
+    let raw: Vec<RawFd> = fds.fds().iter().map(|f| f.as_raw_fd()).collect();
     // Nothing but the pipe and the files: not the channel (the daemon sees
     // PID 1's end close only when every copy is closed), nor the fds of
     // other requests.
@@ -745,12 +747,9 @@ fn write_files(lengths: &[u64], fds: &[OwnedFd]) -> i32 {
         let _ = std::fs::write("/proc/self/oom_score_adj", b"1000");
         let _ = nix::sys::prctl::set_dumpable(false);
     }
-    let Some((pipe, files)) = fds.split_first() else {
-        return Errno::EINVAL as i32;
-    };
     let mut buf = vec![0u8; 64 * 1024];
-    for (file, len) in files.iter().zip(lengths) {
-        if let Err(er) = copy_exactly(pipe, file, *len, &mut buf) {
+    for (file, len) in fds.files.iter().zip(lengths) {
+        if let Err(er) = copy_exactly(&fds.source, file, *len, &mut buf) {
             return er as i32;
         }
     }
@@ -831,20 +830,25 @@ fn spawn_one(
         },
         None => None,
     };
-    // Unused in terminal mode (the pty slave is the program's stdio).
-    let mut raw = sys::std_fds();
-    if pty.is_none() {
-        if stdio.len() != 3 {
-            return fail(StepError::new(
-                Step::Stdio,
-                None,
-                format!("expected 3 stdio fds, got {}", stdio.len()),
-            ));
-        }
-        for (slot, fd) in raw.iter_mut().zip(&stdio) {
-            *slot = fd.as_fd();
-        }
-    }
+    // By name: stdin, stdout, stderr (none in terminal mode, where the pty
+    // slave is the program's stdio).
+    let stdio = match (&pty, stdio.len()) {
+        (Some(_), _) => None,
+        (None, n) => match SpawnStdio::from_received(stdio) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                return fail(StepError::new(
+                    Step::Stdio,
+                    None,
+                    format!("expected 3 stdio fds (stdin, stdout, stderr), got {n}"),
+                ))
+            }
+        },
+    };
+    let raw = match &stdio {
+        Some(s) => s.fds(),
+        None => sys::std_fds(),
+    };
     let cwd = Path::new(&req.cwd);
     let launch = Launch {
         args: &args,
