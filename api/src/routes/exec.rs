@@ -37,21 +37,28 @@ pub struct ExecQuery {
     pub stream: bool,
 }
 
+/// A program's argv as exec and `/v1/run` take it: a name, no NUL byte,
+/// at most 64 KiB in all.
+pub fn check_argv(argv: &[String]) -> Result<(), ApiError> {
+    if argv.is_empty() || argv[0].is_empty() {
+        return Err(ApiError::invalid("argv: must name a program"));
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(ApiError::invalid("argv: NUL byte"));
+    }
+    if argv.iter().map(|a| a.len() + 1).sum::<usize>() > 64 * 1024 {
+        return Err(ApiError::invalid("argv: more than 64 KiB"));
+    }
+    Ok(())
+}
+
 /// Checks an exec request and turns it into the engine's form.
 pub fn exec_spec(
     state: &AppState,
     session: &Session,
     req: ExecRequest,
 ) -> Result<ExecSpec, ApiError> {
-    if req.argv.is_empty() || req.argv[0].is_empty() {
-        return Err(ApiError::invalid("argv: must name a program"));
-    }
-    if req.argv.iter().any(|a| a.contains('\0')) {
-        return Err(ApiError::invalid("argv: NUL byte"));
-    }
-    if req.argv.iter().map(|a| a.len() + 1).sum::<usize>() > 64 * 1024 {
-        return Err(ApiError::invalid("argv: more than 64 KiB"));
-    }
+    check_argv(&req.argv)?;
     check_env(&req.env)?;
     let cwd = req
         .cwd

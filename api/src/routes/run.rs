@@ -37,7 +37,7 @@ use crate::engine::process::{ExecOutcome, Output, CHUNK_BYTES};
 use crate::engine::session::ExitStatus;
 use crate::engine::{Engine, StartError};
 use crate::error::{ApiError, ErrorBody, Json};
-use crate::routes::exec::{capture, captured_response};
+use crate::routes::exec::{capture, captured_response, check_argv};
 use crate::state::{check_env, process_env, start_error, AppState, Tenant};
 use crate::types::{decode_input, ExecResult, RunRequest};
 
@@ -187,15 +187,7 @@ impl Checked {
                 sandbox::seed::MAX_FILES
             )));
         }
-        if req.argv.is_empty() || req.argv[0].is_empty() {
-            return Err(ApiError::invalid("argv: must name a program"));
-        }
-        if req.argv.iter().any(|a| a.contains('\0')) {
-            return Err(ApiError::invalid("argv: NUL byte"));
-        }
-        if req.argv.iter().map(|a| a.len() + 1).sum::<usize>() > 64 * 1024 {
-            return Err(ApiError::invalid("argv: more than 64 KiB"));
-        }
+        check_argv(&req.argv)?;
         check_env(&req.env)?;
         let limits = crate::spec::resolve_limits(req.limits.as_ref(), &state.cfg)?;
         let cpu_time = match req.limits.as_ref().and_then(|l| l.cpu_time.as_deref()) {
