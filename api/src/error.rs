@@ -18,8 +18,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::state::AppState;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -210,7 +208,7 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 /// source, and the client sees a placeholder. Headers (`Allow`,
 /// `Retry-After`) are kept.
 pub async fn error_bodies(
-    State(state): State<Arc<AppState>>,
+    State(host_paths): State<Arc<HostPaths>>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -233,7 +231,7 @@ pub async fn error_bodies(
         // Ours: only its message may need a scrub.
         Some(Ok(body)) => {
             tracing::debug!(code = %body.code, "error answer");
-            let scrubbed = state.host_paths.scrub(&body.message);
+            let scrubbed = host_paths.scrub(&body.message);
             if scrubbed == body.message {
                 return Response::from_parts(parts, bytes.into());
             }
@@ -258,7 +256,7 @@ pub async fn error_bodies(
             parts.status = e.status;
             ErrorBody {
                 code: e.code.to_string(),
-                message: state.host_paths.scrub(&e.message),
+                message: host_paths.scrub(&e.message),
             }
         }
     };

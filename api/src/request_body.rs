@@ -38,10 +38,10 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use http_body::SizeHint;
 
-use crate::auth::Shape;
+use crate::auth::{Shape, Tenant};
 use crate::budget::{hold, Grant};
 use crate::error::ApiError;
-use crate::state::{AppState, Tenant};
+use crate::state::AppState;
 
 /// What one value of a JSON body is counted as, besides its text: the
 /// slot of a parsed value (a `serde_json::Value` is 32 bytes, a `String`

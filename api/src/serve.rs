@@ -95,7 +95,12 @@ pub async fn serve(
     let mut state = AppState::new(cfg.clone(), engine, store);
     let operator_token = operator_token(&cfg)?;
     if let Some(t) = &operator_token {
-        state.auth.set_operator_token(t);
+        // The state was made just above and is not shared yet.
+        if !state.set_operator_token(t) {
+            return Err(ServeError::Other(
+                "the auth policy was shared before the operator token was set".into(),
+            ));
+        }
     }
     let state = Arc::new(state);
     let lost = state
@@ -153,7 +158,7 @@ pub async fn serve(
     // foreign pages concern the TCP listeners alone.
     let host_checked = |router: axum::Router, shape| {
         router.layer(axum::middleware::from_fn_with_state(
-            (state.clone(), shape),
+            (state.auth.clone(), shape),
             crate::auth::check_host,
         ))
     };

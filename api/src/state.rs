@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 
+use crate::auth::Tenant;
 use crate::budget::ByteBudget;
 use crate::config::Config;
 use crate::engine::pty::Pty;
@@ -16,18 +17,7 @@ use crate::engine::{Engine, EngineConfig, SessionHandle, SessionSandbox, StartEr
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::{SessionRow, Store};
-use crate::types::{CreateSession, Limits, SessionInfo, Usage};
-
-/// Who is asking (from the socket's peer credentials or a bearer token).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tenant(pub String);
-
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::types::{now_unix, CreateSession, Limits, SessionInfo, Usage};
 
 /// One session; `S` is what its sandbox is held as (the real helper's
 /// [`SessionSandbox`], or a test's fake).
@@ -137,7 +127,7 @@ struct StoredRequest {
 pub struct AppState<E: Engine = EngineConfig> {
     pub cfg: Config,
     /// Who may call, from the config (and the operator token's file).
-    pub auth: crate::auth::Policy,
+    pub auth: Arc<crate::auth::Policy>,
     pub engine: E,
     pub store: Store,
     pub metrics: Metrics,
@@ -156,7 +146,7 @@ pub struct AppState<E: Engine = EngineConfig> {
     /// (`request_body_budget`, [`crate::request_body`]).
     pub body_budget: Arc<ByteBudget>,
     /// Directories no error message may show a client.
-    pub host_paths: crate::error::HostPaths,
+    pub host_paths: Arc<crate::error::HostPaths>,
 }
 
 /// Releases a quota reservation.
@@ -176,6 +166,18 @@ impl<E: Engine> Drop for Reservation<'_, E> {
 }
 
 impl<E: Engine> AppState<E> {
+    /// Adds the operator's token to the auth policy. Only before the state
+    /// is shared (the policy is still this state's alone); `false` after.
+    pub fn set_operator_token(&mut self, token: &str) -> bool {
+        match Arc::get_mut(&mut self.auth) {
+            Some(policy) => {
+                policy.set_operator_token(token);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn new(cfg: Config, engine: E, store: Store) -> AppState<E> {
         let images = match rootfs_builder::Store::open(&cfg.data_dir) {
             Ok(s) => Some(s),
@@ -190,8 +192,11 @@ impl<E: Engine> AppState<E> {
         AppState {
             output_budget,
             body_budget: ByteBudget::new(body_total, body_share),
-            auth: crate::auth::Policy::from_config(&cfg),
-            host_paths: crate::error::HostPaths::new(&cfg.data_dir, engine.run_dir()),
+            auth: Arc::new(crate::auth::Policy::from_config(&cfg)),
+            host_paths: Arc::new(crate::error::HostPaths::new(
+                &cfg.data_dir,
+                engine.run_dir(),
+            )),
             cfg,
             engine,
             store,

@@ -346,6 +346,14 @@ pub fn decode_input(text: &str, encoding: Option<&str>, field: &str) -> Result<V
 /// Last second RFC 3339 can write (9999-12-31T23:59:59Z).
 const RFC3339_MAX: i64 = 253_402_300_799;
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// RFC 3339 (UTC, seconds) of a unix time, clamped to what the format
 /// can say (no time of ours is near either end).
 pub fn rfc3339(unix: i64) -> String {

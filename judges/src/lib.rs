@@ -25,11 +25,9 @@ pub mod verdict;
 
 pub use cache::CompileCache;
 pub use compare::Checker;
-pub use error::JudgeError;
+pub use error::{JudgeError, SubmissionError};
 pub use language::{Availability, Language, LanguageError, Languages};
-pub use pipeline::{
-    judge, judge_cached, Event, Limits, Report, Submission, SubmissionError, TestCase, TestResult,
-};
+pub use pipeline::{judge, judge_cached, Event, Limits, Report, Submission, TestCase, TestResult};
 pub use profile::{job_request, ProfileError};
 pub use runner::{CliRunner, Job, Mount, RunError, RunLimits, RunOutput, Runner};
 pub use verdict::{TimeLimit, Verdict};

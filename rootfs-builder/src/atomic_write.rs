@@ -57,7 +57,7 @@ impl AtomicFile {
         // 64 random bits: a collision means someone plants names; give up
         // after a few rather than loop.
         for _ in 0..8 {
-            let tmp = dir.join(format!(".tmp-{}", crate::store::random_hex()));
+            let tmp = dir.join(format!(".tmp-{}", random_hex()));
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -129,6 +129,16 @@ fn parent_dir(p: &Path) -> &Path {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     }
+}
+
+/// 16 random hex digits: the unique part of temporary names in the store
+/// (a collision is harmless, creations are `O_EXCL`).
+pub fn random_hex() -> String {
+    let mut buf = [0u8; 8];
+    if let Ok(mut f) = File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut buf);
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -28,9 +28,10 @@ use std::time::{Duration, SystemTime};
 
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 
+use crate::atomic_write::random_hex;
 use crate::digest::Digest;
 use crate::layers::{self, LayerError, LockMode};
-use crate::store::{oci_digest, random_hex, ref_name, Store, StoreError};
+use crate::store::{oci_digest, ref_name, Store, StoreError};
 
 /// How gc treats young unreferenced files.
 #[derive(Clone, Copy, Debug)]

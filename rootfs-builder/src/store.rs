@@ -25,7 +25,7 @@ use oci_spec::image::{
     ImageManifestBuilder, MediaType,
 };
 
-use crate::atomic_write::{write_atomic, AtomicFile, Replace};
+use crate::atomic_write::{random_hex, write_atomic, AtomicFile, Replace};
 use crate::digest::{Digest, DigestError, HashingReader, HashingWriter};
 
 /// Annotation that names an image in `index.json`.
@@ -701,15 +701,6 @@ impl Drop for TmpGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-/// 16 random hex digits.
-pub fn random_hex() -> String {
-    let mut buf = [0u8; 8];
-    if let Ok(mut f) = File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut buf);
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

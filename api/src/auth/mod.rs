@@ -26,7 +26,6 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::state::{AppState, Tenant};
 use token::{Holder, TokenTable};
 
 /// The tenant of socket peers and of the operator token.
@@ -76,6 +75,11 @@ impl Peer {
         }
     }
 }
+
+/// Who is asking (from the socket's peer credentials or a bearer token):
+/// the tenant every quota, session and submission belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant(pub String);
 
 /// What the daemon needs to know about callers, made once from the config
 /// (and the operator token's file) before anything listens.
@@ -225,7 +229,7 @@ fn peer_of(req: &Request) -> Option<Peer> {
 /// Middleware of the native API: puts the [`Caller`] (and its [`Tenant`])
 /// into the request, or answers 401.
 pub async fn require_tenant(
-    State(state): State<Arc<AppState>>,
+    State(policy): State<Arc<Policy>>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -234,7 +238,7 @@ pub async fn require_tenant(
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    match authenticate(&state.auth, peer.as_ref(), token.as_deref()) {
+    match authenticate(&policy, peer.as_ref(), token.as_deref()) {
         Ok(caller) => {
             req.extensions_mut().insert(caller.tenant.clone());
             req.extensions_mut().insert(caller);
@@ -282,7 +286,7 @@ pub enum Shape {
 /// listener's and an `Origin` that is not allowed ([`origin`]) with 403,
 /// before routing and authentication.
 pub async fn check_host(
-    State((state, shape)): State<(Arc<AppState>, Shape)>,
+    State((policy, shape)): State<(Arc<Policy>, Shape)>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -290,7 +294,7 @@ pub async fn check_host(
         Some(Peer::Tcp { local, .. }) => local.map(|a| a.ip()),
         _ => None,
     };
-    match state.auth.hosts.check(local, req.headers(), req.uri()) {
+    match policy.hosts.check(local, req.headers(), req.uri()) {
         Ok(()) => next.run(req).await,
         Err(refusal) => {
             tracing::info!(code = refusal.code(), reason = refusal.message(), "refused");

@@ -25,8 +25,8 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::engine::EngineConfig;
-use crate::state::now_unix;
 use crate::store::{Store, StoreError, SubmissionRow};
+use crate::types::now_unix;
 use queue::FairQueue;
 
 /// What a client sees of a submission.

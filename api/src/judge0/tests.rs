@@ -539,7 +539,7 @@ mod routes {
         };
         let store = crate::store::Store::open(&dir.path().join("db")).unwrap();
         let mut state = AppState::new(cfg, engine, store);
-        state.auth.set_operator_token(OPERATOR);
+        assert!(state.set_operator_token(OPERATOR));
         (Arc::new(state), dir)
     }
 

@@ -26,9 +26,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::Tenant;
 use crate::engine::process::{self, Chunk, ExecOutcome, ExecSpec, Output, Stream, STREAM_CHUNKS};
 use crate::error::{ApiError, ErrorBody, Json};
-use crate::state::{check_env, AppState, Session, Tenant};
+use crate::state::{check_env, AppState, Session};
 use crate::types::{decode_input, ExecRequest, ExecResult, ExecTermination, ExecUsage, StepError};
 
 #[derive(Deserialize)]

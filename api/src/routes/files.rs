@@ -19,10 +19,11 @@ use std::os::fd::BorrowedFd;
 use axum::http::StatusCode as Status;
 use nix::errno::Errno;
 
+use crate::auth::Tenant;
 use crate::engine::session::WriteError;
 use crate::engine::SessionSandbox;
 use crate::error::{ApiError, ErrorBody};
-use crate::state::{AppState, Session, Tenant};
+use crate::state::{AppState, Session};
 use crate::types::{DirListing, Unpacked};
 use crate::workspace::{Node, Workspace, Writer};
 

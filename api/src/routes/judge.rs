@@ -14,9 +14,10 @@ use futures_util::stream::Stream;
 use judges::{Event, Submission};
 use serde::Serialize;
 
+use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody, Json};
 use crate::judge::{JudgeService, JudgeServiceError, SubmissionView};
-use crate::state::{AppState, Tenant};
+use crate::state::AppState;
 
 /// The judge service; its first use starts the toolchain probe.
 pub fn service(state: &AppState) -> Result<&Arc<JudgeService>, ApiError> {

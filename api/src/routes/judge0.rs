@@ -21,13 +21,13 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde_json::{json, Value};
 
-use crate::auth::Peer;
+use crate::auth::{Peer, Tenant};
 use crate::judge::{JudgeService, JudgeServiceError};
 use crate::judge0::request::{self, FieldErrors};
 use crate::judge0::response::{self, Fields, Source};
 use crate::judge0::{info, is_token, new_token, status, MAX_BATCH, NOT_UTF8_BATCH, NOT_UTF8_ONE};
 use crate::routes::judge::flag;
-use crate::state::{AppState, Tenant};
+use crate::state::AppState;
 
 /// The routes, relative to where they are served.
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {

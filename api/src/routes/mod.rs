@@ -89,7 +89,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(images::import).layer(DefaultBodyLimit::disable()),
         )
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.auth.clone(),
             crate::auth::require_tenant,
         ));
     // Every error of the native API is `{code, message}` JSON without host
@@ -97,14 +97,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Judge0 layer keeps Judge0's shapes, so it is nested outside.
     let native = Router::new()
         .route("/healthz", get(system::healthz))
-        .route("/v1/openapi.json", get(system::openapi))
+        .route("/v1/openapi.json", get(crate::openapi::serve))
         .route("/", get(system::console))
         .route("/console/{name}", get(system::console_asset))
         .merge(authed)
         .fallback(system::fallback)
         .method_not_allowed_fallback(crate::error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.host_paths.clone(),
             crate::error::error_bodies,
         ));
     native

@@ -16,9 +16,10 @@ use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 
+use crate::auth::Tenant;
 use crate::engine::pty::Pty;
 use crate::error::{ApiError, ErrorBody};
-use crate::state::{AppState, Session, Tenant};
+use crate::state::{AppState, Session};
 use crate::types::{rfc3339, PtyInfo, PtyList};
 
 #[derive(Deserialize)]
@@ -138,7 +139,7 @@ pub async fn open(
         argv,
         (rows, cols),
         spawned,
-        crate::state::now_unix(),
+        crate::types::now_unix(),
     )
     .map_err(|e| ApiError::internal(format!("pty: {e}")))?;
     let added = match session.ptys.lock() {

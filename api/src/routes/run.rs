@@ -30,6 +30,7 @@ use sandbox::{ExitReport, Termination};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 
+use crate::auth::Tenant;
 use crate::budget::Grant;
 use crate::engine::host::Oneshot;
 use crate::engine::oneshot::OneshotStdio;
@@ -38,7 +39,7 @@ use crate::engine::session::ExitStatus;
 use crate::engine::{Engine, StartError};
 use crate::error::{ApiError, ErrorBody, Json};
 use crate::routes::exec::{capture, captured_response, check_argv};
-use crate::state::{check_env, process_env, start_error, AppState, Tenant};
+use crate::state::{check_env, process_env, start_error, AppState};
 use crate::types::{decode_input, ExecResult, RunRequest};
 
 /// How often a running run looks whether the daemon shuts down.

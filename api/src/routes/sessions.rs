@@ -7,8 +7,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Extension;
 
+use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody, Json};
-use crate::state::{AppState, Tenant};
+use crate::state::AppState;
 use crate::types::{CreateSession, SessionInfo, SessionList};
 
 /// Create a session.

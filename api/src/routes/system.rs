@@ -1,4 +1,4 @@
-//! `/healthz`, `/metrics` (Prometheus), `/v1/openapi.json`, and the
+//! `/healthz`, `/metrics` (Prometheus) and the
 //! terminal page (`serve --console`).
 
 use std::sync::Arc;
@@ -53,12 +53,6 @@ pub async fn metrics(
          # TYPE runtimed_netns_pool_free gauge\nruntimed_netns_pool_free {free}\n"
     ));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
-}
-
-/// This document.
-#[utoipa::path(get, path = "/v1/openapi.json", responses((status = 200, description = "the OpenAPI 3.1 document", body = Object)))]
-pub async fn openapi() -> axum::Json<serde_json::Value> {
-    axum::Json(crate::openapi::document())
 }
 
 const CONSOLE_PAGE: &str = include_str!("../console.html");

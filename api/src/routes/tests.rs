@@ -39,7 +39,7 @@ fn state(tokens: bool) -> (Arc<AppState>, tempfile::TempDir) {
     };
     let store = Store::open(&dir.path().join("db")).unwrap();
     let mut state = AppState::new(cfg, engine, store);
-    state.auth.set_operator_token(OPERATOR);
+    assert!(state.set_operator_token(OPERATOR));
     (Arc::new(state), dir)
 }
 
@@ -408,7 +408,7 @@ async fn host_paths_are_scrubbed_from_every_error() {
             }),
         )
         .layer(axum::middleware::from_fn_with_state(
-            s.clone(),
+            s.host_paths.clone(),
             crate::error::error_bodies,
         ))
         .with_state(s);

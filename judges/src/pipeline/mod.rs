@@ -24,7 +24,7 @@ use sandbox::Termination;
 
 use crate::cache::CompileCache;
 use crate::compare::{self, Check, Checker, CustomStatus};
-use crate::error::JudgeError;
+use crate::error::{JudgeError, SubmissionError};
 use crate::language::{Availability, Language, Languages, Vars};
 use crate::runner::{Job, Mount, Output, RunLimits, RunOutput, Runner};
 use crate::verdict::{self, CompileClass, RunClass, TimeLimit, Verdict};

@@ -137,33 +137,6 @@ pub struct Submission {
     pub stop_on_first_failure: bool,
 }
 
-#[derive(thiserror::Error, Debug, PartialEq)]
-pub enum SubmissionError {
-    #[error("unknown language {name:?} (known: {known})")]
-    UnknownLanguage { name: String, known: String },
-    #[error("language {name:?} is unavailable here: {reason}")]
-    Unavailable { name: String, reason: String },
-    #[error("no tests: give at least one")]
-    NoTests,
-    #[error("{count} tests: at most {max}")]
-    TooManyTests { count: usize, max: usize },
-    #[error("{field} = {value} is out of range {min}..={max}")]
-    OutOfRange {
-        field: &'static str,
-        value: u64,
-        min: u64,
-        max: u64,
-    },
-    #[error("{what} is {len} bytes: at most {max}")]
-    TooLarge {
-        what: String,
-        len: usize,
-        max: usize,
-    },
-    #[error("checker.tolerance = {value} must be a number in 0..={max}")]
-    Tolerance { value: f64, max: f64 },
-}
-
 pub(super) fn check_range(
     field: &'static str,
     v: u64,

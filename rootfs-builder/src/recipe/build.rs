@@ -708,7 +708,7 @@ fn sandboxed(
     let scratch = b
         .store
         .tmp_dir()
-        .join(format!("step-{}", crate::store::random_hex()));
+        .join(format!("step-{}", crate::atomic_write::random_hex()));
     std::fs::create_dir(&scratch).map_err(io_err(format!("create {}", scratch.display())))?;
     let _cleanup = DirGuard(scratch.clone());
     let root = sandbox::LayeredRoot {

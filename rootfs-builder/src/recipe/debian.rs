@@ -93,7 +93,7 @@ pub fn make(
 ) -> Result<Image, DebianError> {
     let scratch = store
         .tmp_dir()
-        .join(format!("debian-{}", crate::store::random_hex()));
+        .join(format!("debian-{}", crate::atomic_write::random_hex()));
     std::fs::create_dir(&scratch).map_err(io_err(format!("create {}", scratch.display())))?;
     let _cleanup = DirGuard(scratch.clone());
     let tar_path = scratch.join("rootfs.tar");

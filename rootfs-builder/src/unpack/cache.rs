@@ -13,10 +13,11 @@ use oci_spec::image::Descriptor;
 use super::stream::unpack_blob;
 use super::tar::O_DIR;
 use super::{errno, io_err, media_type_compression, UnpackError, UnpackLimits};
+use crate::atomic_write::random_hex;
 use crate::atomic_write::{rename_durable, Replace};
 use crate::digest::Digest;
 use crate::layers::{self, LayerError, LayerLease, LockMode};
-use crate::store::{oci_digest, random_hex, Image, Store};
+use crate::store::{oci_digest, Image, Store};
 
 /// Unpacks the layers of `image` that are not unpacked yet; returns each
 /// layer's directory, bottom first.

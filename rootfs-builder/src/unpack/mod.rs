@@ -10,8 +10,8 @@
 //!
 //! - [`stream`]: the incoming bytes. The blob is decompressed by what its
 //!   magic says, its digest, size and diff_id are verified while it streams
-//!   through, and the uncompressed stream and each entry's header bytes are
-//!   capped.
+//!   through; [`meter`] caps the uncompressed stream and each entry's
+//!   header bytes under the tar parser.
 //! - [`cache`]: the unpacked-layer directories in the store. A layer is made
 //!   in `layers/tmp/` (same filesystem), synced and renamed in with
 //!   `RENAME_NOREPLACE` under the layer's exclusive lock, so the CLI and the
@@ -38,6 +38,7 @@ use crate::layers::LayerError;
 use crate::store::StoreError;
 
 mod cache;
+mod meter;
 mod stream;
 mod tar;
 

@@ -24,7 +24,7 @@ use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, Unlin
 use tar::EntryType;
 use xattr::FileExt;
 
-use super::stream::metered;
+use super::meter::metered;
 use super::{errno, io_err, UnpackError, UnpackLimits, UnpackStats, OPAQUE_XATTR};
 
 /// Path components allowed in an entry (each is an fd while a tree is

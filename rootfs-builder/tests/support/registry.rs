@@ -673,7 +673,7 @@ impl TokenIssuer {
             "exp": now + 300,
             "nbf": now - 10,
             "iat": now,
-            "jti": rootfs_builder::store::random_hex(),
+            "jti": rootfs_builder::atomic_write::random_hex(),
             "access": access,
         });
         let signing_input = format!(
