@@ -60,10 +60,15 @@ fn a_typed_request_runs_with_what_it_says() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn a_bad_request_is_a_setup_failed_report_and_nothing_on_stderr() {
     let h = harness!();
-    for (what, bytes) in [
-        ("not JSON", b"{not json".to_vec()),
-        ("not a request", br#"{"spec": 1}"#.to_vec()),
-        ("over 4 MiB", vec![b' '; (4 << 20) + 1]),
+    // Past the cap: a valid request padded with whitespace, so only the
+    // size can refuse it (and the message says so).
+    let mut oversized =
+        serde_json::to_vec(&Request::builder(vec!["/bin/true".into()]).build().unwrap()).unwrap();
+    oversized.resize((4 << 20) + 1, b' ');
+    for (what, bytes, says) in [
+        ("not JSON", b"{not json".to_vec(), "key must be a string"),
+        ("not a request", br#"{"spec": 1}"#.to_vec(), "invalid type"),
+        ("over 4 MiB", oversized, "more than 4194304 bytes"),
     ] {
         let path = write_request(&bytes);
         let out = h.sandbox().opt("--request").opt(&path).run();
@@ -79,6 +84,8 @@ fn a_bad_request_is_a_setup_failed_report_and_nothing_on_stderr() {
         let report: serde_json::Value = serde_json::from_str(&raw).unwrap();
         assert_eq!(report["termination"], "setup_failed", "{what}: {raw}");
         assert_eq!(report["error"]["step"], "validate", "{what}: {raw}");
+        let message = report["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{what}: {raw}");
     }
     // A request the sandbox refuses (a read-write bind of a root-owned
     // directory) fails in the sandbox's own validation, also as a report.
