@@ -915,9 +915,16 @@ mod tests {
     fn recorded_steps(fail_on: Option<(&str, Errno)>) -> (Vec<String>, StepError) {
         use crate::helper::SingleThreaded;
         use crate::options::RunOptions;
-        use crate::spec::{base_spec, plan};
+        use crate::spec::plan;
         use crate::sys::ops::Recorder;
-        let plan = plan(&base_spec(vec!["/bin/true".into()]), &RunOptions::default()).unwrap();
+        let plan = plan(
+            &crate::request::Request::builder(vec!["/bin/true".into()])
+                .build()
+                .unwrap()
+                .spec,
+            &RunOptions::default(),
+        )
+        .unwrap();
         let filter = crate::seccomp::compile(crate::SeccompProfile::Default)
             .unwrap()
             .unwrap();

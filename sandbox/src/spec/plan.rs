@@ -168,7 +168,7 @@ pub struct Rlimit {
 pub struct Plan {
     pub hostname: String,
     pub root: RootPlan,
-    /// /tmp, /workspace and the spec's extra mounts, in order.
+    /// The spec's mounts, parents first.
     pub mounts: Vec<MountPlan>,
     pub shm_bytes: u64,
     pub masked_paths: Vec<PathBuf>,
@@ -544,9 +544,8 @@ fn plan_etc(root: &RootPlan, hostname: &str, uid: u32, gid: u32) -> Vec<(String,
     }
 }
 
-/// Mounts: the spec's (parsed and checked one by one), `/tmp` and
-/// `/workspace` unless the spec mounts them, parents before children;
-/// and the size of `/dev/shm`.
+/// Mounts: the spec's (parsed and checked one by one), parents before
+/// children; and the size of `/dev/shm`.
 fn plan_mounts(
     spec: &Spec,
     opts: &RunOptions,
@@ -586,45 +585,9 @@ fn plan_mounts(
             mounts.push(mp);
         }
     }
-    // /tmp and /workspace exist in every sandbox unless the spec mounts them.
-    let mut defaults_first = Vec::new();
-    if !mounts.iter().any(|m| m.destination == Path::new("/tmp")) {
-        defaults_first.push(MountPlan {
-            destination: "/tmp".into(),
-            kind: MountKind::Tmpfs {
-                size: defaults::TMPFS_BYTES,
-                mode: 0o1777,
-                uid: 0,
-                gid: 0,
-            },
-            readonly: false,
-            nosuid: true,
-            nodev: true,
-            noexec: false,
-        });
-    }
-    if !mounts
-        .iter()
-        .any(|m| m.destination == Path::new("/workspace"))
-    {
-        defaults_first.push(MountPlan {
-            destination: "/workspace".into(),
-            kind: MountKind::Tmpfs {
-                size: defaults::TMPFS_BYTES,
-                mode: 0o755,
-                uid,
-                gid,
-            },
-            readonly: false,
-            nosuid: true,
-            nodev: true,
-            noexec: false,
-        });
-    }
     // Parents before children: sort by depth (stable, so equal depths keep
-    // the spec's order).
-    defaults_first.append(&mut mounts);
-    let mut mounts = defaults_first;
+    // the spec's order). A container gets exactly the mounts its spec lists:
+    // /tmp and /workspace are the RequestBuilder's, stated there once.
     mounts.sort_by_key(|m| m.destination.components().count());
     Ok((mounts, shm_bytes))
 }
@@ -814,18 +777,9 @@ mod tests {
             .rlimits
             .iter()
             .any(|r| r.resource == libc::RLIMIT_NOFILE as i32 && r.hard == 1024));
-        let dests: Vec<_> = p.mounts.iter().map(|m| m.destination.clone()).collect();
-        assert_eq!(
-            dests,
-            vec![PathBuf::from("/tmp"), PathBuf::from("/workspace")]
-        );
-        match &p.mounts[1].kind {
-            MountKind::Tmpfs { size, uid, .. } => {
-                assert_eq!(*size, defaults::TMPFS_BYTES);
-                assert_eq!(*uid, 1000);
-            }
-            k => panic!("workspace is {k:?}"),
-        }
+        // A raw spec gets exactly the mounts it lists (issue 13: /tmp and
+        // /workspace are the RequestBuilder's, not plan's).
+        assert!(p.mounts.is_empty(), "{:?}", p.mounts);
         assert!(p.path_dirs.contains(&"/usr/bin".to_string()));
         assert!(p.masked_paths.contains(&PathBuf::from("/proc/kcore")));
         assert!(p
@@ -1020,7 +974,8 @@ mod tests {
             .unwrap();
         let p = plan(&spec_with_mounts(vec![proc_m, shm]), &RunOptions::default()).unwrap();
         assert_eq!(p.shm_bytes, 1 << 20);
-        assert_eq!(p.mounts.len(), 2);
+        // proc and /dev/shm are the sandbox's own: no extra mount planned.
+        assert!(p.mounts.is_empty(), "{:?}", p.mounts);
     }
 
     #[test]
