@@ -374,7 +374,11 @@ fn claim(
     } else {
         seccomp::Purpose::Run
     };
-    let seccomp = seccomp::compile_for(opts.seccomp, purpose)?;
+    // An engine's `linux.seccomp` replaces the named profile.
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(seccomp::compile_config(profile, purpose)?),
+        None => seccomp::compile_for(opts.seccomp, purpose)?,
+    };
     settle_core_limit(&mut plan)?;
     let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
     let mgr = cgroup_manager()?;
@@ -620,7 +624,12 @@ fn clone_child(
             bind_trees: &prepared.bind_trees_raw,
             // A layered root's trees come with the go (hand_over).
             layer_trees: crate::mounts::LayerTrees::default(),
-            new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
+            // An engine's profile may let keyctl through (ours do not).
+            new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined
+                || claimed
+                    .seccomp
+                    .as_ref()
+                    .is_some_and(|f| f.profile().is_none()),
             session: opts.session,
             seed: opts.seed.as_ref().map(|s| (&s.manifest, s.source.as_fd())),
         }),

@@ -19,6 +19,9 @@ pub enum SpecError {
     Invalid { field: String, why: String },
     #[error("{field}: required")]
     Missing { field: String },
+    /// `linux.seccomp` cannot be translated ([`crate::seccomp::oci`]).
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::oci::OciSeccompError),
 }
 
 fn unsupported(field: impl Into<String>, why: &'static str) -> SpecError {
@@ -414,7 +417,7 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
             ));
         }
     }
-    let checks: [(&str, bool, &'static str); 10] = [
+    let checks: [(&str, bool, &'static str); 9] = [
         (
             "linux.netDevices",
             l.net_devices().is_some(),
@@ -434,11 +437,6 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
             "linux.devices",
             l.devices().as_ref().is_some_and(|d| !d.is_empty()),
             "the device set is fixed (null, zero, full, random, urandom, tty)",
-        ),
-        (
-            "linux.seccomp",
-            l.seccomp().is_some(),
-            "seccomp profiles are chosen by name in the run options",
         ),
         (
             "linux.mountLabel",
@@ -466,6 +464,11 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
         if bad {
             return Err(unsupported(field, why));
         }
+    }
+    // An engine's profile replaces the named one of the run options; what
+    // cannot be translated is refused here, before any side effect.
+    if let Some(profile) = l.seccomp() {
+        crate::seccomp::oci::check(profile)?;
     }
     if let Some(p) = l.rootfs_propagation() {
         if !matches!(p.as_str(), "private" | "rprivate" | "slave" | "rslave") {
