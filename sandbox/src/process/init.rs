@@ -261,6 +261,14 @@ fn setup(
     }
     // pivot_root: the old root is detached; only what we mounted is left.
     mounts::pivot(ops, ctx.staging)?;
+    // sysctl: after pivot_root, through the sandbox's own /proc (so only
+    // its namespaces' copies are reached), before mask_paths makes
+    // /proc/sys read-only. As root of the user namespace: the parameters
+    // of namespaces it owns are its to set.
+    for (key, value) in &plan.sysctl {
+        ops.write_sysctl(key, value.as_bytes())
+            .map_err(|er| e(Step::Sysctl, er, format!("set {key}")))?;
+    }
     // mask_paths: after pivot_root, on the sandbox's own /proc.
     mounts::mask_paths(ops, plan)?;
     // readonly_root: last change to the root mount.

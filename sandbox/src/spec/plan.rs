@@ -171,6 +171,8 @@ pub struct Plan {
     /// The spec's mounts, parents first.
     pub mounts: Vec<MountPlan>,
     pub shm_bytes: u64,
+    /// `linux.sysctl`, sorted by key (validated: namespaced ones only).
+    pub sysctl: Vec<(String, String)>,
     pub masked_paths: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
     /// Generated files of /etc (host root only): name, contents.
@@ -497,6 +499,16 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         root,
         mounts,
         shm_bytes,
+        sysctl: {
+            let mut v: Vec<(String, String)> = linux
+                .sysctl()
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            v.sort();
+            v
+        },
         masked_paths,
         readonly_paths,
         etc_files,
@@ -814,7 +826,8 @@ mod tests {
 
         let mut s = base_spec(vec!["true".into()]);
         s.linux_mut().as_mut().unwrap().set_sysctl(Some(
-            [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+            // Not namespaced (issue 14 lets namespaced ones through).
+            [("vm.swappiness".to_string(), "1".to_string())].into(),
         ));
         assert!(plan(&s, &RunOptions::default())
             .unwrap_err()

@@ -417,16 +417,11 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
             ));
         }
     }
-    let checks: [(&str, bool, &'static str); 9] = [
+    let checks: [(&str, bool, &'static str); 8] = [
         (
             "linux.netDevices",
             l.net_devices().is_some(),
             "no network devices are moved into sandboxes",
-        ),
-        (
-            "linux.sysctl",
-            l.sysctl().as_ref().is_some_and(|s| !s.is_empty()),
-            "not implemented",
         ),
         (
             "linux.cgroupsPath",
@@ -464,6 +459,9 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
         if bad {
             return Err(unsupported(field, why));
         }
+    }
+    for (key, value) in l.sysctl().iter().flatten() {
+        check_sysctl(key, value, ns, allow)?;
     }
     // An engine's profile replaces the named one of the run options; what
     // cannot be translated is refused here, before any side effect.
@@ -576,6 +574,78 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
     Ok(())
 }
 
+/// IPC parameters a new IPC namespace has its own copy of (ipc/ipc_sysctl.c;
+/// the `fs.mqueue.*` ones are checked by prefix).
+const IPC_SYSCTLS: [&str; 8] = [
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
+/// The namespace a kernel parameter belongs to, `None` for one shared with
+/// the host (runc's list of namespaced sysctls, the same kernel facts).
+pub(crate) fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    if IPC_SYSCTLS.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(LinuxNamespaceType::Ipc)
+    } else if key.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(LinuxNamespaceType::Uts)
+    } else {
+        None
+    }
+}
+
+/// One `linux.sysctl` entry: a well-formed name (it becomes a path under
+/// /proc/sys), a parameter of a namespace the sandbox has, a value without
+/// NUL. Anything else would change the host, and is refused by name.
+fn check_sysctl(
+    key: &str,
+    value: &str,
+    ns: &[oci_spec::runtime::LinuxNamespace],
+    allow: Allowances,
+) -> Result<(), SpecError> {
+    let field = format!("linux.sysctl.{key}");
+    let well_formed = !key.is_empty()
+        && key.len() <= 256
+        && key.split(['.', '/']).all(|c| {
+            !c.is_empty()
+                && c != ".."
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    if !well_formed {
+        return Err(invalid(field, "not a kernel parameter name"));
+    }
+    let Some(typ) = sysctl_namespace(key) else {
+        return Err(SpecError::Unsupported {
+            field,
+            why: "not a namespaced parameter: it would change the host",
+        });
+    };
+    let have = ns.iter().any(|n| n.typ() == typ)
+        && !(typ == LinuxNamespaceType::Network && allow.host_network);
+    if !have {
+        return Err(SpecError::Unsupported {
+            field,
+            why: "the config asks for no namespace of its kind (net.* needs network, \
+                  kernel.shm*/msg*/sem and fs.mqueue.* need ipc, kernel.hostname needs uts)",
+        });
+    }
+    if value.contains('\0') || value.len() > 4096 {
+        return Err(invalid(
+            field,
+            "the value has a NUL byte or is over 4096 bytes",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,5 +715,82 @@ mod tests {
         }
         // The limits that are allowed pass.
         validate_run(&with_rlimit(PosixRlimitType::RlimitCore, 1, 1), &opts).unwrap();
+    }
+
+    fn with_sysctl(spec: &mut Spec, key: &str, value: &str) {
+        let linux = spec.linux_mut().as_mut().unwrap();
+        linux.set_sysctl(Some([(key.to_string(), value.to_string())].into()));
+    }
+
+    fn without_namespace(spec: &mut Spec, typ: LinuxNamespaceType) {
+        let linux = spec.linux_mut().as_mut().unwrap();
+        let ns = linux.namespaces().clone().unwrap();
+        linux.set_namespaces(Some(ns.into_iter().filter(|n| n.typ() != typ).collect()));
+    }
+
+    /// Namespaced parameters pass when their namespace is asked for; the
+    /// host's are refused by name, as are names that would leave /proc/sys.
+    #[test]
+    fn sysctls_must_be_namespaced_and_their_namespace_asked_for() {
+        let opts = RunOptions::default();
+        for key in [
+            "net.ipv4.ping_group_range",
+            "net.ipv4.ip_unprivileged_port_start",
+            "kernel.shmmax",
+            "fs.mqueue.msg_max",
+            "kernel.hostname",
+        ] {
+            let mut s = base_spec(vec!["/bin/true".into()]);
+            with_sysctl(&mut s, key, "0");
+            validate_run(&s, &opts).unwrap_or_else(|e| panic!("{key}: {e}"));
+            let p = crate::spec::plan::plan(&s, &opts).unwrap();
+            assert_eq!(p.sysctl, [(key.to_string(), "0".to_string())]);
+        }
+        for key in [
+            "vm.swappiness",
+            "kernel.core_pattern",
+            "kernel.pid_max",
+            "fs.file-max",
+        ] {
+            let mut s = base_spec(vec!["/bin/true".into()]);
+            with_sysctl(&mut s, key, "1");
+            let e = validate_run(&s, &opts).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("linux.sysctl.{key}: not supported")),
+                "{e}"
+            );
+        }
+        for key in [
+            "net/../../kernel/core_pattern",
+            "net..ipv4",
+            "net.ipv4.a b",
+            "",
+        ] {
+            let mut s = base_spec(vec!["/bin/true".into()]);
+            with_sysctl(&mut s, key, "1");
+            let e = validate_run(&s, &opts).unwrap_err().to_string();
+            assert!(e.contains("not a kernel parameter name"), "{key:?}: {e}");
+        }
+        // The namespace must be there: net.* in the host's network, ipc
+        // ones without an IPC namespace.
+        let host = RunOptions {
+            host_network: true,
+            ..RunOptions::default()
+        };
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        with_sysctl(&mut s, "net.ipv4.ping_group_range", "0 0");
+        without_namespace(&mut s, LinuxNamespaceType::Network);
+        let e = validate_run(&s, &host).unwrap_err().to_string();
+        assert!(e.contains("no namespace of its kind"), "{e}");
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        with_sysctl(&mut s, "kernel.msgmax", "1");
+        without_namespace(&mut s, LinuxNamespaceType::Ipc);
+        let e = validate_allowing(&s, Allowances::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("linux.sysctl.kernel.msgmax") || e.contains("ipc"),
+            "{e}"
+        );
     }
 }
