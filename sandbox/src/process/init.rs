@@ -233,9 +233,11 @@ fn setup(
             "the supervisor is gone".into(),
         ));
     }
-    // hostname: in the new UTS namespace.
-    ops.sethostname(&plan.hostname)
-        .map_err(|er| e(Step::Hostname, er, format!("sethostname {}", plan.hostname)))?;
+    // hostname: in the new UTS namespace (a joined one keeps its own).
+    if plan.set_hostname {
+        ops.sethostname(&plan.hostname)
+            .map_err(|er| e(Step::Hostname, er, format!("sethostname {}", plan.hostname)))?;
+    }
     // mount_propagation, mount_root, layout, dev, proc, extra mounts: build
     // the root below the staging dir; proc before the old root goes away.
     mounts::make_private(ops)?;

@@ -171,6 +171,11 @@ pub struct Plan {
     /// The spec's mounts, parents first.
     pub mounts: Vec<MountPlan>,
     pub shm_bytes: u64,
+    /// Namespaces joined by path (network, ipc, uts; validated), entered
+    /// by the parent for the clone.
+    pub joins: Vec<(oci_spec::runtime::LinuxNamespaceType, PathBuf)>,
+    /// Set the hostname: false in a joined uts namespace.
+    pub set_hostname: bool,
     /// `linux.sysctl`, sorted by key (validated: namespaced ones only).
     pub sysctl: Vec<(String, String)>,
     pub masked_paths: Vec<PathBuf>,
@@ -481,6 +486,12 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         .clone()
         .unwrap_or_else(|| defaults::HOSTNAME.to_string());
 
+    let joins: Vec<_> = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .filter_map(|n| n.path().clone().map(|p| (n.typ(), p)))
+        .collect();
     let root = plan_root(spec, opts);
     let etc_files = plan_etc(&root, &hostname, uid, gid);
     let (mounts, shm_bytes) = plan_mounts(spec, opts, uid, gid)?;
@@ -499,6 +510,10 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         root,
         mounts,
         shm_bytes,
+        joins: joins.clone(),
+        set_hostname: !joins
+            .iter()
+            .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Uts),
         sysctl: {
             let mut v: Vec<(String, String)> = linux
                 .sysctl()
@@ -526,7 +541,11 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         cgroup,
         capabilities: program.capabilities,
         host_network,
-        joined_network: !host_network && opts.network_namespace.is_some(),
+        joined_network: !host_network
+            && (opts.network_namespace.is_some()
+                || joins
+                    .iter()
+                    .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Network)),
     })
 }
 

@@ -257,6 +257,18 @@ pub fn validate_allowing(spec: &Spec, allow: Allowances) -> Result<(), SpecError
             "ids come from the uid pool",
         ));
     }
+    let joins_uts = spec.linux().as_ref().is_some_and(|l| {
+        l.namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::Uts && n.path().is_some())
+    });
+    if joins_uts && spec.hostname().is_some() {
+        return Err(unsupported(
+            "hostname",
+            "a joined uts namespace keeps its own hostname (runc refuses the same)",
+        ));
+    }
     if let Some(h) = spec.hostname() {
         if h.is_empty()
             || h.len() > 64
@@ -387,10 +399,23 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
         field: "linux.namespaces".into(),
     })?;
     for n in ns {
-        if n.path().is_some() {
-            return Err(unsupported(
-                format!("linux.namespaces[{}].path", n.typ()),
-                "joining existing namespaces is not supported",
+        if let Some(path) = n.path() {
+            let field = format!("linux.namespaces[{}].path", n.typ());
+            if !crate::namespaces::JOINABLE.contains(&n.typ()) {
+                return Err(unsupported(
+                    field,
+                    "only network, ipc and uts namespaces are joined by path \
+                     (ids come from the uid pool; pid, mount and cgroup are always new)",
+                ));
+            }
+            check_abs_path(&field, path)?;
+            crate::namespaces::open_checked(n.typ(), path)
+                .map_err(|e| invalid(field.clone(), e.to_string()))?;
+        }
+        if ns.iter().filter(|m| m.typ() == n.typ()).count() > 1 {
+            return Err(invalid(
+                format!("linux.namespaces[{}]", n.typ()),
+                "listed twice",
             ));
         }
         if !NAMESPACES.contains(&n.typ()) {
@@ -637,6 +662,13 @@ fn check_sysctl(
                   kernel.shm*/msg*/sem and fs.mqueue.* need ipc, kernel.hostname needs uts)",
         });
     }
+    if ns.iter().any(|n| n.typ() == typ && n.path().is_some()) {
+        return Err(SpecError::Unsupported {
+            field,
+            why: "the namespace is joined by path: the sandbox's user namespace does not \
+                  own it, so set the parameter where the namespace was made",
+        });
+    }
     if value.contains('\0') || value.len() > 4096 {
         return Err(invalid(
             field,
@@ -792,5 +824,70 @@ mod tests {
             e.contains("linux.sysctl.kernel.msgmax") || e.contains("ipc"),
             "{e}"
         );
+    }
+
+    fn joining(spec: &mut Spec, typ: LinuxNamespaceType, path: &str) {
+        let linux = spec.linux_mut().as_mut().unwrap();
+        let mut ns = linux.namespaces().clone().unwrap();
+        for n in ns.iter_mut().filter(|n| n.typ() == typ) {
+            n.set_path(Some(path.into()));
+        }
+        linux.set_namespaces(Some(ns));
+    }
+
+    /// Network, IPC and UTS namespaces may be joined by a path that names
+    /// one of that type; other types, wrong files and sysctls of a joined
+    /// namespace are refused by name.
+    #[test]
+    fn namespaces_are_joined_by_checked_paths() {
+        let opts = RunOptions::default();
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        joining(&mut s, LinuxNamespaceType::Network, "/proc/self/ns/net");
+        joining(&mut s, LinuxNamespaceType::Ipc, "/proc/self/ns/ipc");
+        let p = crate::spec::plan::plan(&s, &opts).unwrap();
+        assert_eq!(p.joins.len(), 2);
+        assert!(p.joined_network && p.set_hostname);
+
+        let refused = |typ, path: &str| {
+            let mut s = base_spec(vec!["/bin/true".into()]);
+            joining(&mut s, typ, path);
+            validate_run(&s, &opts).unwrap_err().to_string()
+        };
+        let e = refused(LinuxNamespaceType::Network, "/proc/self/ns/ipc");
+        assert!(
+            e.starts_with("linux.namespaces[net].path: invalid value"),
+            "{e}"
+        );
+        assert!(e.contains("not a net namespace"), "{e}");
+        let e = refused(LinuxNamespaceType::Ipc, "/etc/passwd");
+        assert!(e.contains("not a ipc namespace"), "{e}");
+        let e = refused(LinuxNamespaceType::User, "/proc/self/ns/user");
+        assert!(
+            e.starts_with("linux.namespaces[user].path: not supported"),
+            "{e}"
+        );
+        let e = refused(LinuxNamespaceType::Pid, "/proc/self/ns/pid");
+        assert!(
+            e.starts_with("linux.namespaces[pid].path: not supported"),
+            "{e}"
+        );
+        let e = refused(LinuxNamespaceType::Network, "relative/net");
+        assert!(e.contains("not an absolute path"), "{e}");
+
+        // A joined uts namespace keeps its hostname: asking for one is
+        // refused; without one the plan does not set it.
+        let e = refused(LinuxNamespaceType::Uts, "/proc/self/ns/uts");
+        assert!(e.starts_with("hostname: not supported"), "{e}");
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        joining(&mut s, LinuxNamespaceType::Uts, "/proc/self/ns/uts");
+        s.set_hostname(None);
+        assert!(!crate::spec::plan::plan(&s, &opts).unwrap().set_hostname);
+
+        // A sysctl of a joined namespace cannot be set from inside.
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        joining(&mut s, LinuxNamespaceType::Network, "/proc/self/ns/net");
+        with_sysctl(&mut s, "net.ipv4.ping_group_range", "0 0");
+        let e = validate_run(&s, &opts).unwrap_err().to_string();
+        assert!(e.contains("joined by path"), "{e}");
     }
 }
