@@ -142,6 +142,17 @@ fn action(field: &str, a: LinuxSeccompAction, errno: Option<u32>) -> Result<u32,
     })
 }
 
+/// The syscall names this architecture's table knows (what a profile may
+/// name and have translated; others are skipped). For `features`-style
+/// reports and for tests that write profiles.
+pub fn known_syscalls() -> impl Iterator<Item = &'static str> {
+    #[cfg(target_arch = "x86_64")]
+    let table: &[(&str, u32)] = super::names::X86_64;
+    #[cfg(not(target_arch = "x86_64"))]
+    let table: &[(&str, u32)] = &[];
+    table.iter().map(|(n, _)| *n)
+}
+
 /// The number of `name` on this architecture, if it has that call.
 fn syscall_number(name: &str) -> Option<u32> {
     #[cfg(target_arch = "x86_64")]

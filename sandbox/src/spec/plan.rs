@@ -514,16 +514,7 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         set_hostname: !joins
             .iter()
             .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Uts),
-        sysctl: {
-            let mut v: Vec<(String, String)> = linux
-                .sysctl()
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            v.sort();
-            v
-        },
+        sysctl: plan_sysctl(linux, opts.uid_pool.slot_size),
         masked_paths,
         readonly_paths,
         etc_files,
@@ -621,6 +612,36 @@ fn plan_mounts(
     // /tmp and /workspace are the RequestBuilder's, stated there once.
     mounts.sort_by_key(|m| m.destination.components().count());
     Ok((mounts, shm_bytes))
+}
+
+/// `linux.sysctl` sorted by key, with `net.ipv4.ping_group_range` fitted
+/// to the sandbox's gids: the kernel takes only gids mapped in the user
+/// namespace that owns the network namespace (EINVAL otherwise,
+/// net/ipv4/sysctl_net_ipv4.c), and dockerd asks for `0 2147483647`,
+/// "every group", which inside the sandbox is `0 <last mapped gid>`.
+fn plan_sysctl(linux: &oci_spec::runtime::Linux, ids: u32) -> Vec<(String, String)> {
+    let last_gid = u64::from(ids.saturating_sub(1));
+    let mut v: Vec<(String, String)> = linux
+        .sysctl()
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            let fitted = (k == "net.ipv4.ping_group_range")
+                .then(|| {
+                    let mut parts = v.split_whitespace().map(str::parse::<u64>);
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some(Ok(lo)), Some(Ok(hi)), None) if hi > last_gid => {
+                            Some(format!("{lo}\t{last_gid}"))
+                        }
+                        _ => None,
+                    }
+                })
+                .flatten();
+            (k.clone(), fitted.unwrap_or_else(|| v.clone()))
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Masked and read-only paths: the spec's, or the OCI/moby defaults.

@@ -778,6 +778,15 @@ mod tests {
             let p = crate::spec::plan::plan(&s, &opts).unwrap();
             assert_eq!(p.sysctl, [(key.to_string(), "0".to_string())]);
         }
+        // Docker's "every group" fitted to the sandbox's gids.
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        with_sysctl(&mut s, "net.ipv4.ping_group_range", "0 2147483647");
+        let p = crate::spec::plan::plan(&s, &opts).unwrap();
+        let last = opts.uid_pool.slot_size - 1;
+        assert_eq!(p.sysctl[0].1, format!("0\t{last}"));
+        with_sysctl(&mut s, "net.ipv4.ping_group_range", "100 200");
+        let p = crate::spec::plan::plan(&s, &opts).unwrap();
+        assert_eq!(p.sysctl[0].1, "100 200");
         for key in [
             "vm.swappiness",
             "kernel.core_pattern",
