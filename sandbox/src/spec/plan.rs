@@ -195,8 +195,9 @@ pub struct Plan {
     pub terminal: bool,
     pub tty_size: Option<WinSize>,
     pub cgroup: CgroupLimits,
-    /// Capability bits the program keeps (build steps only; else 0).
-    pub capabilities: u64,
+    /// The program's capability sets (the spec's, in the sandbox's user
+    /// namespace; empty unless it lists some).
+    pub capabilities: crate::capabilities::CapabilitySets,
     /// No network namespace: the host's network (build steps only).
     pub host_network: bool,
     /// A network namespace made ahead (`RunOptions::network_namespace`):
@@ -663,7 +664,7 @@ struct ProgramPlan {
     env: Vec<CString>,
     path_dirs: Vec<String>,
     tty_size: Option<WinSize>,
-    capabilities: u64,
+    capabilities: crate::capabilities::CapabilitySets,
 }
 
 /// Process: argv and environment as `CString`s, the `PATH` search list,
@@ -699,20 +700,23 @@ fn plan_process(
             cols: b.width().min(u16::MAX as u64) as u16,
         })
     });
-    let mut capabilities = 0u64;
-    if opts.build_capabilities {
-        if let Some(c) = process.capabilities() {
-            // validate() allowed only BUILD_CAPABILITIES; a capability
-            // missing from any of the three sets is not held.
-            let all = |set: &Option<oci_spec::runtime::Capabilities>| -> u64 {
-                set.iter()
-                    .flatten()
-                    .filter_map(|c| super::capability_bit(*c))
-                    .fold(0, |m, b| m | (1 << b))
-            };
-            capabilities = all(c.bounding()) & all(c.effective()) & all(c.permitted());
+    let capabilities = match process.capabilities() {
+        // validate() allowed only BUILD_CAPABILITIES; a capability missing
+        // from any of the three sets is not held, and nothing passes on
+        // across an exec by inheritance.
+        Some(c) if opts.build_capabilities => {
+            let sets = crate::capabilities::CapabilitySets::of(c);
+            let held = sets.bounding & sets.effective & sets.permitted;
+            crate::capabilities::CapabilitySets {
+                bounding: held,
+                effective: held,
+                permitted: held,
+                ..Default::default()
+            }
         }
-    }
+        Some(c) => crate::capabilities::CapabilitySets::of(c),
+        None => crate::capabilities::CapabilitySets::default(),
+    };
     Ok(ProgramPlan {
         args,
         env,
@@ -1040,6 +1044,8 @@ mod tests {
                 .bounding(set.clone())
                 .effective(set.clone())
                 .permitted(set)
+                .inheritable(std::collections::HashSet::new())
+                .ambient(std::collections::HashSet::new())
                 .build()
                 .unwrap()
         };
@@ -1048,13 +1054,21 @@ mod tests {
             .as_mut()
             .unwrap()
             .set_capabilities(Some(caps(vec![Capability::Chown, Capability::Setuid])));
-        let err = plan(&s, &RunOptions::default()).unwrap_err().to_string();
-        assert!(err.contains("process.capabilities.bounding"), "{err}");
+        // Issue 14: a spec's capabilities are held as listed (in the
+        // sandbox's user namespace) by any run; a build step's are
+        // checked against BUILD_CAPABILITIES below.
+        let listed = plan(&s, &RunOptions::default()).unwrap().capabilities;
+        assert_eq!(listed.effective, 1 | (1 << 7));
         let build = RunOptions {
             build_capabilities: true,
             ..RunOptions::default()
         };
-        assert_eq!(plan(&s, &build).unwrap().capabilities, 1 | (1 << 7));
+        let held = plan(&s, &build).unwrap().capabilities;
+        assert_eq!(
+            (held.bounding, held.effective, held.permitted),
+            (1 | (1 << 7), 1 | (1 << 7), 1 | (1 << 7))
+        );
+        assert_eq!((held.inheritable, held.ambient), (0, 0));
         s.process_mut()
             .as_mut()
             .unwrap()
