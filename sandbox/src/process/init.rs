@@ -461,7 +461,8 @@ fn program_steps(
     if launch.reset_oom_score {
         ops.set_dumpable(true)
             .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
-        let written = ops.write_proc_self("oom_score_adj", b"0");
+        let score = ctx.plan.oom_score_adj.unwrap_or(0).to_string();
+        let written = ops.write_proc_self("oom_score_adj", score.as_bytes());
         ops.set_dumpable(false)
             .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
         written.map_err(|er| e(Step::OomScoreAdj, er, "reset oom_score_adj"))?;

@@ -191,6 +191,10 @@ pub struct Plan {
     pub gid: u32,
     pub additional_gids: Vec<u32>,
     pub umask: Option<u32>,
+    /// `process.oomScoreAdj`: written by the parent for PID 1 before it
+    /// forks the program (which inherits it); a session's programs take it
+    /// instead of 0.
+    pub oom_score_adj: Option<i32>,
     pub rlimits: Vec<Rlimit>,
     pub terminal: bool,
     pub tty_size: Option<WinSize>,
@@ -527,6 +531,7 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         gid,
         additional_gids: user.additional_gids().clone().unwrap_or_default(),
         umask: user.umask(),
+        oom_score_adj: process.oom_score_adj(),
         rlimits,
         terminal: process.terminal().unwrap_or(false),
         tty_size: program.tty_size,
@@ -768,14 +773,23 @@ fn plan_limits(
     }
 
     let res = linux.resources().as_ref();
-    let memory_bytes = res
-        .and_then(|r| r.memory().as_ref())
+    let memory = res.and_then(|r| r.memory().as_ref());
+    let memory_bytes = memory
         .and_then(|m| m.limit())
         .map(|l| l as u64)
         .unwrap_or(defaults::MEMORY_BYTES);
+    // OCI's swap counts memory plus swap; equal to the limit (or absent) is
+    // no swap, -1 unlimited (validate checked it is not below the limit).
+    let memory_swap_bytes = match memory.and_then(|m| m.swap()) {
+        Some(-1) => Some(u64::MAX),
+        Some(s) if s as u64 > memory_bytes => Some(s as u64),
+        _ => None,
+    };
     let pids = res
         .and_then(|r| r.pids().as_ref())
-        .map(|p| p.limit() as u64)
+        .map(|p| p.limit())
+        .filter(|l| *l > 0)
+        .map(|l| l as u64)
         .unwrap_or(defaults::PIDS);
     let cpu = res.and_then(|r| r.cpu().as_ref());
     let cgroup = CgroupLimits {
@@ -783,6 +797,12 @@ fn plan_limits(
         pids: Some(pids),
         cpu_quota_us: cpu.and_then(|c| c.quota()).map(|q| q as u64),
         cpu_period_us: cpu.and_then(|c| c.period()),
+        memory_swap_bytes,
+        memory_reservation_bytes: memory
+            .and_then(|m| m.reservation())
+            .filter(|r| *r > 0)
+            .map(|r| r as u64),
+        cpu_shares: cpu.and_then(|c| c.shares()).filter(|s| *s != 0),
     };
     (rlimits, cgroup)
 }
@@ -882,8 +902,9 @@ mod tests {
         let res = LinuxResourcesBuilder::default()
             .memory(
                 LinuxMemoryBuilder::default()
-                    .limit(1 << 20)
-                    .swap(2 << 20)
+                    // Issue 14 takes swap above the limit; below is invalid.
+                    .limit(2 << 20)
+                    .swap(1 << 20)
                     .build()
                     .unwrap(),
             )
