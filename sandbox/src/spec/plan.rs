@@ -40,6 +40,18 @@ pub enum MountKind {
         uid: u32,
         gid: u32,
     },
+    /// A sysfs of the sandbox's own network namespace (an engine's /sys;
+    /// with a joined one the host's /sys is bound read-only instead, as
+    /// runc and crun do: the kernel refuses a sysfs whose network
+    /// namespace the mounter's user namespace does not own).
+    Sysfs,
+    /// The cgroup2 filesystem seen from the sandbox's cgroup namespace
+    /// (an engine's /sys/fs/cgroup; cgroup v2 hosts).
+    Cgroup2,
+    /// cgroup v1 hosts: a tmpfs holding each of the host's v1 hierarchies
+    /// (directory name, mount options), mounted read-only from the
+    /// sandbox's cgroup namespace, as runc lays out /sys/fs/cgroup.
+    CgroupV1 { hierarchies: Vec<(String, String)> },
 }
 
 /// The root filesystem.
@@ -155,6 +167,102 @@ impl HostLayout {
     }
 }
 
+/// The devpts instance's options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DevptsOptions {
+    pub gid: Option<u32>,
+    pub mode: u32,
+    pub ptmxmode: u32,
+}
+
+impl Default for DevptsOptions {
+    fn default() -> Self {
+        DevptsOptions {
+            gid: None,
+            mode: 0o620,
+            ptmxmode: 0o666,
+        }
+    }
+}
+
+impl DevptsOptions {
+    /// The mount data: always a new instance (devpts(5)).
+    pub fn data(&self) -> String {
+        let mut s = format!(
+            "newinstance,ptmxmode={:04o},mode={:04o}",
+            self.ptmxmode, self.mode
+        );
+        if let Some(g) = self.gid {
+            s.push_str(&format!(",gid={g}"));
+        }
+        s
+    }
+}
+
+/// Whether the host runs the unified cgroup hierarchy at /sys/fs/cgroup
+/// (statfs magic CGROUP2_SUPER_MAGIC), read once.
+fn host_cgroup2() -> bool {
+    static V2: OnceLock<bool> = OnceLock::new();
+    *V2.get_or_init(|| {
+        nix::sys::statfs::statfs("/sys/fs/cgroup")
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+    })
+}
+
+/// The host's cgroup v1 hierarchies below /sys/fs/cgroup: (directory
+/// name, the options that mount the same hierarchy again), from
+/// /proc/self/mountinfo, read once. A hierarchy is named by its
+/// controllers (`cpu,cpuacct`) or its `name=` (`name=systemd`, mounted
+/// with `none`).
+fn host_cgroup1_hierarchies() -> &'static [(String, String)] {
+    static H: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    H.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut out = Vec::new();
+        for line in info.lines() {
+            // ID PARENT MAJ:MIN ROOT POINT OPTS [TAGS] - FSTYPE SOURCE SUPER
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut r = right.split(' ');
+            let (Some("cgroup"), Some(_), Some(sup)) = (r.next(), r.next(), r.next()) else {
+                continue;
+            };
+            let Some(point) = left.split(' ').nth(4) else {
+                continue;
+            };
+            let Some(dir) = point.strip_prefix("/sys/fs/cgroup/") else {
+                continue;
+            };
+            if dir.is_empty() || dir.contains('/') {
+                continue;
+            }
+            let keep: Vec<&str> = sup
+                .split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro" | "xattr" | "noprefix" | "clone_children"))
+                .filter(|o| !o.starts_with("release_agent="))
+                .collect();
+            if keep.is_empty() {
+                continue;
+            }
+            let opts = if keep.iter().all(|o| o.starts_with("name=")) {
+                format!("none,{}", keep.join(","))
+            } else {
+                keep.join(",")
+            };
+            out.push((dir.to_string(), opts));
+        }
+        out
+    })
+}
+
+/// Which namespaces a spec joins by path (a sysfs needs the sandbox's own
+/// network namespace).
+#[derive(Clone, Copy, Debug, Default)]
+struct Joined {
+    net: bool,
+}
+
 /// One resource limit to set with setrlimit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rlimit {
@@ -171,6 +279,12 @@ pub struct Plan {
     /// The spec's mounts, parents first.
     pub mounts: Vec<MountPlan>,
     pub shm_bytes: u64,
+    /// An mqueue filesystem at /dev/mqueue (an engine asks for one; it
+    /// shows the sandbox's own IPC namespace's queues).
+    pub mqueue: bool,
+    /// devpts options an engine asked for (`gid`, `mode`, `ptmxmode`),
+    /// checked numbers; our defaults otherwise.
+    pub devpts: DevptsOptions,
     /// Namespaces joined by path (network, ipc, uts; validated), entered
     /// by the parent for the clone.
     pub joins: Vec<(oci_spec::runtime::LinuxNamespaceType, PathBuf)>,
@@ -297,6 +411,7 @@ fn parse_mount(
     m: &oci_spec::runtime::Mount,
     uid: u32,
     gid: u32,
+    joined: Joined,
 ) -> Result<Option<MountPlan>, SpecError> {
     let field = format!("mounts[{i}]");
     let dest = m.destination();
@@ -306,19 +421,17 @@ fn parse_mount(
     let is_bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
     // The standard mounts of an OCI default spec are always provided.
     match (typ, dest.to_str()) {
-        ("proc", Some("/proc")) | ("tmpfs", Some("/dev")) | ("devpts", Some("/dev/pts")) => {
-            return Ok(None)
+        ("proc", Some("/proc"))
+        | ("tmpfs", Some("/dev"))
+        | ("devpts", Some("/dev/pts"))
+        | ("mqueue", Some("/dev/mqueue")) => return Ok(None),
+        ("sysfs" | "cgroup" | "cgroup2", _) => {
+            return special_mount(&field, typ, dest, &opts, joined).map(Some)
         }
-        ("sysfs", _) => {
+        ("mqueue" | "devpts" | "proc", _) => {
             return Err(SpecError::Unsupported {
                 field,
-                why: "no /sys in sandboxes",
-            })
-        }
-        ("cgroup" | "cgroup2", _) => {
-            return Err(SpecError::Unsupported {
-                field,
-                why: "no cgroupfs in sandboxes",
+                why: "proc, devpts and mqueue are mounted at /proc, /dev/pts and /dev/mqueue only",
             })
         }
         _ => {}
@@ -436,6 +549,64 @@ fn parse_mount(
     Ok(Some(plan))
 }
 
+/// sysfs and cgroup mounts: always nosuid, nodev, noexec; read-only
+/// unless the config says `rw` (inside the sandbox's user namespace a
+/// sysfs is read-only for it anyway).
+fn special_mount(
+    field: &str,
+    typ: &str,
+    dest: &Path,
+    opts: &[String],
+    joined: Joined,
+) -> Result<MountPlan, SpecError> {
+    let mut plan = MountPlan {
+        destination: dest.to_path_buf(),
+        kind: MountKind::Sysfs,
+        readonly: true,
+        nosuid: true,
+        nodev: true,
+        noexec: true,
+    };
+    for o in opts {
+        if mount_flag_option(&mut plan, o) {
+            continue;
+        }
+        match o.as_str() {
+            // Propagation and time flags change nothing for a filesystem
+            // seen by this sandbox only.
+            "private" | "rprivate" | "slave" | "rslave" | "relatime" | "norelatime" | "noatime"
+            | "strictatime" => {}
+            other => {
+                return Err(invalid(
+                    format!("{field}.options"),
+                    format!("{other:?} is not supported for {typ}"),
+                ))
+            }
+        }
+    }
+    // No exec and no devices on either, whatever was asked.
+    (plan.nosuid, plan.nodev, plan.noexec) = (true, true, true);
+    plan.kind = match typ {
+        "sysfs" if joined.net => {
+            plan.readonly = true;
+            MountKind::Bind {
+                source: PathBuf::from("/sys"),
+                recursive: true,
+                is_dir: true,
+            }
+        }
+        "sysfs" => MountKind::Sysfs,
+        _ if host_cgroup2() => MountKind::Cgroup2,
+        _ => {
+            plan.readonly = true;
+            MountKind::CgroupV1 {
+                hierarchies: host_cgroup1_hierarchies().to_vec(),
+            }
+        }
+    };
+    Ok(plan)
+}
+
 /// Refuses a read-write bind of a source owned by host root (uid 0 or gid
 /// 0).
 ///
@@ -500,6 +671,7 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
     let root = plan_root(spec, opts);
     let etc_files = plan_etc(&root, &hostname, uid, gid);
     let (mounts, shm_bytes) = plan_mounts(spec, opts, uid, gid)?;
+    let (mqueue, devpts) = plan_dev(spec, opts.uid_pool.slot_size)?;
     let (masked_paths, readonly_paths) = plan_masks(linux);
     let program = plan_process(process, opts)?;
     let (rlimits, cgroup) = plan_limits(process, linux, opts);
@@ -515,6 +687,8 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         root,
         mounts,
         shm_bytes,
+        mqueue,
+        devpts,
         joins: joins.clone(),
         set_hostname: !joins
             .iter()
@@ -582,6 +756,15 @@ fn plan_mounts(
 ) -> Result<(Vec<MountPlan>, u64), SpecError> {
     let mut shm_bytes = defaults::SHM_BYTES;
     let mut mounts = Vec::new();
+    let joins = |t| {
+        spec.linux()
+            .iter()
+            .flat_map(|l| l.namespaces().iter().flatten())
+            .any(|n| n.typ() == t && n.path().is_some())
+    };
+    let joined = Joined {
+        net: joins(oci_spec::runtime::LinuxNamespaceType::Network),
+    };
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if m.destination() == Path::new("/dev/shm") {
             for o in m.options().iter().flatten() {
@@ -591,7 +774,7 @@ fn plan_mounts(
             }
             continue;
         }
-        if let Some(mp) = parse_mount(i, m, uid, gid)? {
+        if let Some(mp) = parse_mount(i, m, uid, gid, joined)? {
             // A build step may set setuid modes (dpkg; seccomp::Purpose):
             // its writes must stay in its private upper dir.
             if opts.build_capabilities && !mp.readonly && matches!(mp.kind, MountKind::Bind { .. })
@@ -648,6 +831,64 @@ fn plan_sysctl(linux: &oci_spec::runtime::Linux, ids: u32) -> Vec<(String, Strin
         .collect();
     v.sort();
     v
+}
+
+/// The standard mounts of /dev an engine lists: an mqueue at /dev/mqueue
+/// (the sandbox's own IPC namespace: a joined one is not the sandbox's to
+/// mount), and the devpts options (checked numbers; a new instance
+/// always).
+fn plan_dev(spec: &Spec, ids: u32) -> Result<(bool, DevptsOptions), SpecError> {
+    let mut mqueue = false;
+    let mut devpts = DevptsOptions::default();
+    let ipc_joined = spec
+        .linux()
+        .iter()
+        .flat_map(|l| l.namespaces().iter().flatten())
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Ipc && n.path().is_some());
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let field = format!("mounts[{i}].options");
+        match (m.typ().as_deref(), m.destination().to_str()) {
+            (Some("mqueue"), Some("/dev/mqueue")) => {
+                if ipc_joined {
+                    return Err(SpecError::Unsupported {
+                        field: format!("mounts[{i}]"),
+                        why: "an mqueue belongs to an IPC namespace the sandbox owns; this one is joined",
+                    });
+                }
+                mqueue = true;
+            }
+            (Some("devpts"), Some("/dev/pts")) => {
+                for o in m.options().iter().flatten() {
+                    let (k, v) = o.split_once('=').unwrap_or((o.as_str(), ""));
+                    let octal = |v: &str| {
+                        u32::from_str_radix(v, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o777)
+                            .ok_or_else(|| invalid(&field, format!("{k}={v} is not an octal mode")))
+                    };
+                    match k {
+                        "newinstance" | "nosuid" | "noexec" | "rw" => {}
+                        "mode" => devpts.mode = octal(v)?,
+                        "ptmxmode" => devpts.ptmxmode = octal(v)?,
+                        "gid" => {
+                            devpts.gid =
+                                Some(v.parse::<u32>().ok().filter(|g| *g < ids).ok_or_else(
+                                    || invalid(&field, format!("gid={v} is outside 0..{ids}")),
+                                )?)
+                        }
+                        other => {
+                            return Err(invalid(
+                                &field,
+                                format!("{other:?} is not supported for devpts"),
+                            ))
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((mqueue, devpts))
 }
 
 /// Masked and read-only paths: the spec's, or the OCI/moby defaults.
@@ -1010,7 +1251,7 @@ mod tests {
             ("/x", "bind", Some("/usr"), "suid"),
             ("/proc/sys", "tmpfs", None, "size=1m"),
             ("/x", "nfs", None, "ro"),
-            ("/sys", "sysfs", None, "ro"),
+            ("/sys", "sysfs", None, "suid"),
             ("/x/../y", "tmpfs", None, "size=1m"),
         ] {
             let mut b = MountBuilder::default();
