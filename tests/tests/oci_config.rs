@@ -494,3 +494,100 @@ fn capability_sets_of_a_config_are_held_inside() {
         assert!(text.contains(want), "{want}{}", out.context());
     }
 }
+
+/// The standard mounts dockerd lists: a read-only sysfs of the sandbox's
+/// own network namespace, the cgroup view, mqueue and devpts with its
+/// options. Checked against: the sysfs planned as before (refused: the
+/// run fails), mqueue not mounted (no mqueue line), the devpts options
+/// dropped (no gid=5).
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn sysfs_cgroup_mqueue_and_devpts_mounts_are_made() {
+    let h = harness!();
+    let script = "grep -E ' /(sys|sys/fs/cgroup|dev/mqueue|dev/pts) ' /proc/self/mountinfo; \
+        echo NET; ls /sys/class/net; echo CG; ls /sys/fs/cgroup";
+    let mut req = request(&h, &["/bin/sh", "-c", script]);
+    let mount = |dest: &str, typ: &str, opts: &[&str]| {
+        oci_spec::runtime::MountBuilder::default()
+            .destination(dest)
+            .typ(typ)
+            .source(typ)
+            .options(opts.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+            .build()
+            .unwrap()
+    };
+    let mut mounts = req.spec.mounts().clone().unwrap_or_default();
+    mounts.extend([
+        mount(
+            "/dev/pts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount("/sys", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            &["ro", "nosuid", "noexec", "nodev"],
+        ),
+        mount("/dev/mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+    ]);
+    req.spec.set_mounts(Some(mounts));
+    let out = run(&h, &req);
+    assert_eq!(out.code(), 0, "{}", out.context());
+    let text = out.stdout_str();
+    let (info, rest) = text.split_once("NET\n").expect("NET marker");
+    let (net, cg) = rest.split_once("CG\n").expect("CG marker");
+    let line = |point: &str| {
+        info.lines()
+            .find(|l| l.split(' ').nth(4) == Some(point))
+            .unwrap_or_else(|| panic!("no mount at {point}{}", out.context()))
+            .to_string()
+    };
+    let sys = line("/sys");
+    assert!(
+        sys.contains(" - sysfs ") && sys.split(' ').nth(5).unwrap().starts_with("ro,"),
+        "{sys}"
+    );
+    assert!(line("/dev/mqueue").contains(" - mqueue "), "{info}");
+    let pts = line("/dev/pts");
+    assert!(
+        pts.contains("mode=620") && pts.contains("ptmxmode=666"),
+        "{pts}"
+    );
+    // mountinfo shows the gid as the host sees it: gid 5 of the sandbox's
+    // range (base + slot * 65536 + 5).
+    let gid: u64 = pts
+        .split([',', ' '])
+        .find_map(|o| o.strip_prefix("gid="))
+        .and_then(|g| g.parse().ok())
+        .unwrap_or_else(|| panic!("no gid option: {pts}"));
+    assert!(
+        gid >= 100_000_000 && (gid - 100_000_000) % 65_536 == 5,
+        "{pts}"
+    );
+    let cgroup = line("/sys/fs/cgroup");
+    assert!(
+        cgroup.split(' ').nth(5).unwrap().starts_with("ro,"),
+        "{cgroup}"
+    );
+    // The sandbox's own network namespace: only lo.
+    assert_eq!(
+        net.split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "{}",
+        out.context()
+    );
+    // v2: the sandbox's cgroup files; v1: one directory per hierarchy.
+    assert!(
+        cg.contains("cgroup.procs") || cg.lines().any(|l| l == "memory"),
+        "{}",
+        out.context()
+    );
+}
