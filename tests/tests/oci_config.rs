@@ -591,3 +591,43 @@ fn sysfs_cgroup_mqueue_and_devpts_mounts_are_made() {
         out.context()
     );
 }
+
+/// `process.oomScoreAdj`, negative too (Kubernetes gives -997 to a
+/// guaranteed pod), is the program's: the parent sets it for PID 1 before
+/// the program is forked. Checked against: the parent's write left out
+/// (the program shows runtimed's own score, 0).
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn oom_score_adj_of_a_config_is_the_programs() {
+    let h = harness!();
+    // Lowering a score needs CAP_SYS_RESOURCE, which root has on a normal
+    // host; a development container may run without it.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let mut values = vec![456];
+    if eff & (1 << 24) != 0 {
+        values.push(-321);
+    } else {
+        eprintln!("note: no CAP_SYS_RESOURCE here: the negative score is not tried");
+    }
+    for adj in values {
+        let mut req = request(&h, &["/bin/cat", "/proc/self/oom_score_adj"]);
+        req.spec
+            .process_mut()
+            .as_mut()
+            .unwrap()
+            .set_oom_score_adj(Some(adj));
+        let out = run(&h, &req);
+        assert_eq!(out.code(), 0, "{}", out.context());
+        assert_eq!(
+            out.stdout_str().trim(),
+            adj.to_string(),
+            "{}",
+            out.context()
+        );
+    }
+}

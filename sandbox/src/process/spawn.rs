@@ -772,7 +772,7 @@ fn hand_over(
     if let Some(adj) = plan.oom_score_adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
             SandboxError::Sys {
-                what: "set PID 1's oom_score_adj".into(),
+                what: format!("set process.oomScoreAdj {adj} (PID 1's oom_score_adj)"),
                 source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             }
         })?;
