@@ -316,7 +316,6 @@ pub fn compile(policy: &Policy) -> Result<Vec<sock_filter>, TooLarge> {
     Ok(out)
 }
 
-#[cfg(test)]
 /// Runs `prog` the way the kernel does for a syscall (tests and checks):
 /// returns the action value.
 pub fn evaluate(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> Option<u32> {

@@ -323,6 +323,19 @@ pub fn check(profile: &LinuxSeccomp) -> Result<(), OciSeccompError> {
     Ok(())
 }
 
+/// The program `profile` compiles to (without runtimed's guard), for
+/// measuring it against another runtime's (`examples/oci_seccomp.rs`).
+pub fn compile_program(profile: &LinuxSeccomp) -> Result<Vec<sock_filter>, OciSeccompError> {
+    Ok(program(&translate(profile)?)?)
+}
+
+/// The action `prog` returns for syscall `nr` of architecture `arch` with
+/// `args`, run as the kernel runs it (the instructions libseccomp and we
+/// emit); `None` for an instruction outside that set.
+pub fn run_program(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> Option<u32> {
+    bpf::evaluate(prog, arch, nr, args)
+}
+
 /// Instructions of one condition: falls through when it holds, jumps to
 /// the rule's end (patched by the caller: the indices returned, and
 /// whether each is a `jt` or a `jf`) when it does not.
