@@ -345,7 +345,7 @@ fn ioctl_cmd(cmd: libc::Ioctl) -> u32 {
 /// is set (mask 0x7E020000 in moby/profiles `seccomp/default.json`).
 /// CLONE_NEWTIME needs clone3 or unshare, both denied. All live in the low
 /// 32 bits, which is what the rule checks.
-const CLONE_NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
+pub(crate) const CLONE_NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWIPC
     | libc::CLONE_NEWUSER

@@ -195,13 +195,7 @@ pub fn personality(value: u32) -> Result<(), Errno> {
 /// parent reaps it. Only namespace flags are passed (others are masked
 /// off): how a probe sees a filter on clone's flags.
 pub fn clone_with_namespace_flags(_single: &SingleThreaded, flags: u32) -> Result<(), Errno> {
-    let ns = (libc::CLONE_NEWNS
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUSER
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET
-        | libc::CLONE_NEWCGROUP) as u32;
+    let ns = crate::seccomp::CLONE_NAMESPACE_FLAGS;
     let flags = (flags & ns) as usize | libc::SIGCHLD as usize;
     // SAFETY: without CLONE_VM and a stack the child gets a copy of our
     // memory, as with fork; the token proves we are single-threaded, so
