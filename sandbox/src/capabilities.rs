@@ -86,6 +86,16 @@ impl CapabilitySets {
         }
     }
 
+    /// The sets as the kernel can give them: an ambient capability must
+    /// be permitted and inheritable (PR_CAP_AMBIENT_RAISE refuses the
+    /// rest), so those are left out, as runc leaves them.
+    pub fn raisable(self) -> CapabilitySets {
+        CapabilitySets {
+            ambient: self.ambient & self.permitted & self.inheritable,
+            ..self
+        }
+    }
+
     /// Whether the program keeps no capability at all.
     pub fn is_empty(&self) -> bool {
         self.effective | self.permitted | self.inheritable | self.ambient == 0

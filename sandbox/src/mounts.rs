@@ -635,6 +635,7 @@ fn mount_one(
     if m.noexec {
         flags |= MsFlags::MS_NOEXEC;
     }
+    flags |= MsFlags::from_bits_retain(m.atime);
     let dest = &m.destination;
     let is_dir = match &m.kind {
         MountKind::Bind { is_dir, .. } => *is_dir,

@@ -465,6 +465,32 @@ fn capability_sets_of_a_config_are_held_inside() {
         assert!(text.contains(want), "{want}{}", out.context());
     }
 
+    // runc's `spec` default: ambient listed without an inheritable set.
+    // It runs (nothing raisable is raised), as under runc.
+    let mut req = request(&h, &["/bin/sh", "-c", status]);
+    let bind: std::collections::HashSet<C> = [C::NetBindService].into();
+    req.spec
+        .process_mut()
+        .as_mut()
+        .unwrap()
+        .set_capabilities(Some(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(bind.clone())
+                .effective(bind.clone())
+                .permitted(bind.clone())
+                .inheritable(std::collections::HashSet::new())
+                .ambient(bind)
+                .build()
+                .unwrap(),
+        ));
+    let out = run(&h, &req);
+    assert_eq!(out.code(), 0, "{}", out.context());
+    assert!(
+        out.stdout_str().contains("CapAmb:\t0000000000000000"),
+        "{}",
+        out.context()
+    );
+
     // uid 1000 with NET_BIND_SERVICE ambient: kept across exec.
     let mut req = request(&h, &["/bin/sh", "-c", status]);
     let bind: std::collections::HashSet<C> = [C::NetBindService].into();
@@ -504,7 +530,8 @@ fn capability_sets_of_a_config_are_held_inside() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn sysfs_cgroup_mqueue_and_devpts_mounts_are_made() {
     let h = harness!();
-    let script = "grep -E ' /(sys|sys/fs/cgroup|dev/mqueue|dev/pts) ' /proc/self/mountinfo; \
+    let script =
+        "grep -E ' /(sys|sys/fs/cgroup|dev/mqueue|dev/pts|scratch|ro-usr) ' /proc/self/mountinfo; \
         echo NET; ls /sys/class/net; echo CG; ls /sys/fs/cgroup";
     let mut req = request(&h, &["/bin/sh", "-c", script]);
     let mount = |dest: &str, typ: &str, opts: &[&str]| {
@@ -537,7 +564,26 @@ fn sysfs_cgroup_mqueue_and_devpts_mounts_are_made() {
             &["ro", "nosuid", "noexec", "nodev"],
         ),
         mount("/dev/mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        // containerd writes access-time options on its mounts.
+        mount(
+            "/scratch",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=1m"],
+        ),
     ]);
+    mounts.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/ro-usr")
+            .typ("bind")
+            .source("/usr")
+            .options(vec![
+                "rbind".to_string(),
+                "ro".to_string(),
+                "noatime".to_string(),
+            ])
+            .build()
+            .unwrap(),
+    );
     req.spec.set_mounts(Some(mounts));
     let out = run(&h, &req);
     assert_eq!(out.code(), 0, "{}", out.context());
@@ -572,6 +618,14 @@ fn sysfs_cgroup_mqueue_and_devpts_mounts_are_made() {
         gid >= 100_000_000 && (gid - 100_000_000) % 65_536 == 5,
         "{pts}"
     );
+    // strictatime: no relatime in the mount's options; noatime on a bind.
+    let scratch = line("/scratch");
+    assert!(
+        !scratch.split(' ').nth(5).unwrap().contains("relatime"),
+        "{scratch}"
+    );
+    let usr = line("/ro-usr");
+    assert!(usr.split(' ').nth(5).unwrap().contains("noatime"), "{usr}");
     let cgroup = line("/sys/fs/cgroup");
     assert!(
         cgroup.split(' ').nth(5).unwrap().starts_with("ro,"),

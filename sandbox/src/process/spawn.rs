@@ -980,6 +980,12 @@ fn prepared_binds(
         };
         let tree = sys::open_tree_clone(source, *recursive)
             .map_err(sys_err(format!("open_tree {}", source.display())))?;
+        if m.atime != 0 {
+            sys::mount_setattr_atime(tree.as_fd(), m.atime).map_err(sys_err(format!(
+                "set the access-time options of {}",
+                source.display()
+            )))?;
+        }
         let mut attrs = 0;
         for (on, bit) in [
             (m.readonly, sys::MOUNT_ATTR_RDONLY),

@@ -23,6 +23,10 @@ pub struct MountPlan {
     pub nosuid: bool,
     pub nodev: bool,
     pub noexec: bool,
+    /// Access-time options (`MS_NOATIME`, `MS_NODIRATIME`, `MS_RELATIME`,
+    /// `MS_STRICTATIME`, `MS_LAZYTIME` bits) as the spec asked; 0: the
+    /// kernel's default.
+    pub atime: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -391,8 +395,26 @@ fn tmpfs_size(field: &str, v: &str) -> Result<u64, SpecError> {
     Ok(n)
 }
 
+/// The access-time options every mount type takes (mount(8)), as MS_ bits.
+fn atime_flag(option: &str) -> Option<u64> {
+    Some(match option {
+        "noatime" => libc::MS_NOATIME,
+        "nodiratime" => libc::MS_NODIRATIME,
+        "relatime" => libc::MS_RELATIME,
+        "strictatime" => libc::MS_STRICTATIME,
+        "lazytime" => libc::MS_LAZYTIME,
+        // The opposites: back to the kernel's default for that flag.
+        "atime" | "diratime" | "norelatime" | "nostrictatime" | "nolazytime" => 0,
+        _ => return None,
+    })
+}
+
 /// The flag options shared by bind and tmpfs mounts; false for others.
 fn mount_flag_option(plan: &mut MountPlan, option: &str) -> bool {
+    if let Some(bits) = atime_flag(option) {
+        plan.atime |= bits;
+        return true;
+    }
     match option {
         "ro" => plan.readonly = true,
         "rw" => plan.readonly = false,
@@ -457,6 +479,7 @@ fn parse_mount(
         nosuid: true,
         nodev: true,
         noexec: false,
+        atime: 0,
     };
     if is_bind {
         let source = m.source().clone().ok_or(SpecError::Missing {
@@ -486,6 +509,12 @@ fn parse_mount(
                     ))
                 }
             }
+        }
+        if plan.atime & libc::MS_LAZYTIME != 0 {
+            return Err(invalid(
+                format!("{field}.options"),
+                "lazytime is a filesystem's flag: a bind cannot set it",
+            ));
         }
         if !plan.readonly {
             use std::os::unix::fs::MetadataExt;
@@ -566,6 +595,7 @@ fn special_mount(
         nosuid: true,
         nodev: true,
         noexec: true,
+        atime: 0,
     };
     for o in opts {
         if mount_flag_option(&mut plan, o) {
@@ -960,7 +990,7 @@ fn plan_process(
                 ..Default::default()
             }
         }
-        Some(c) => crate::capabilities::CapabilitySets::of(c),
+        Some(c) => crate::capabilities::CapabilitySets::of(c).raisable(),
         None => crate::capabilities::CapabilitySets::default(),
     };
     Ok(ProgramPlan {
@@ -1512,5 +1542,31 @@ mod tests {
             std::os::unix::fs::symlink(&public.0, private.0.join("link")).unwrap();
             assert!(plan(&s, &layered(&private.0.join("link"))).is_err());
         }
+    }
+
+    /// Access-time options (containerd's `/dev` has `strictatime`) are
+    /// taken on every type as MS_ bits; `lazytime` on a bind is refused.
+    #[test]
+    fn atime_options_are_mount_flags() {
+        let tmp = MountBuilder::default()
+            .destination("/scratch")
+            .typ("tmpfs")
+            .options(vec!["strictatime".to_string(), "nodiratime".to_string()])
+            .build()
+            .unwrap();
+        let p = plan(&spec_with_mounts(vec![tmp]), &RunOptions::default()).unwrap();
+        assert_eq!(
+            p.mounts[0].atime,
+            libc::MS_STRICTATIME | libc::MS_NODIRATIME
+        );
+        let lazy = bind_mount(Path::new("/usr"), "/data", "ro");
+        let mut lazy_opts = lazy.options().clone().unwrap();
+        lazy_opts.push("lazytime".into());
+        let mut lazy = lazy;
+        lazy.set_options(Some(lazy_opts));
+        let e = plan(&spec_with_mounts(vec![lazy]), &RunOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lazytime"), "{e}");
     }
 }

@@ -365,11 +365,17 @@ fn validate_process(p: &oci_spec::runtime::Process, allow: Allowances) -> Result
                     "holds capabilities the permitted set lacks",
                 ));
             }
-            if s.ambient & !(s.permitted & s.inheritable) != 0 {
-                return Err(invalid(
-                    "process.capabilities.ambient",
-                    "holds capabilities not in both the permitted and inheritable sets",
-                ));
+            // An ambient capability outside permitted ∩ inheritable cannot
+            // be raised; runc tries each and goes on (`runc spec` lists
+            // ambient ones without an inheritable set): the plan keeps
+            // only those the kernel takes.
+            let dropped = s.ambient & !(s.permitted & s.inheritable);
+            if dropped != 0 {
+                tracing::info!(
+                    dropped = format_args!("{dropped:#x}"),
+                    "process.capabilities.ambient: capabilities outside permitted and \
+                     inheritable are not raised"
+                );
             }
         }
     }
@@ -1046,13 +1052,24 @@ mod capability_tests {
             e.starts_with("process.capabilities.effective: invalid value"),
             "{e}"
         );
-        let e = spec(&ok, &ok, &[], &[C::NetBindService])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("process.capabilities.ambient: invalid value"),
-            "{e}"
-        );
+        // runc's `spec` lists ambient capabilities without an inheritable
+        // set: taken, and only what the kernel can raise is planned.
+        spec(&ok, &ok, &[], &[C::NetBindService]).unwrap();
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        s.process_mut().as_mut().unwrap().set_capabilities(Some(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(set(&ok))
+                .effective(set(&ok))
+                .permitted(set(&ok))
+                .inheritable(set(&[C::NetBindService]))
+                .ambient(set(&[C::NetBindService, C::Chown]))
+                .build()
+                .unwrap(),
+        ));
+        let planned = crate::spec::plan::plan(&s, &RunOptions::default())
+            .unwrap()
+            .capabilities;
+        assert_eq!(planned.ambient, 1 << 10, "NET_BIND_SERVICE only");
     }
 }
 
