@@ -233,9 +233,11 @@ fn setup(
             "the supervisor is gone".into(),
         ));
     }
-    // hostname: in the new UTS namespace.
-    ops.sethostname(&plan.hostname)
-        .map_err(|er| e(Step::Hostname, er, format!("sethostname {}", plan.hostname)))?;
+    // hostname: in the new UTS namespace (a joined one keeps its own).
+    if plan.set_hostname {
+        ops.sethostname(&plan.hostname)
+            .map_err(|er| e(Step::Hostname, er, format!("sethostname {}", plan.hostname)))?;
+    }
     // mount_propagation, mount_root, layout, dev, proc, extra mounts: build
     // the root below the staging dir; proc before the old root goes away.
     mounts::make_private(ops)?;
@@ -261,6 +263,14 @@ fn setup(
     }
     // pivot_root: the old root is detached; only what we mounted is left.
     mounts::pivot(ops, ctx.staging)?;
+    // sysctl: after pivot_root, through the sandbox's own /proc (so only
+    // its namespaces' copies are reached), before mask_paths makes
+    // /proc/sys read-only. As root of the user namespace: the parameters
+    // of namespaces it owns are its to set.
+    for (key, value) in &plan.sysctl {
+        ops.write_sysctl(key, value.as_bytes())
+            .map_err(|er| e(Step::Sysctl, er, format!("set {key}")))?;
+    }
     // mask_paths: after pivot_root, on the sandbox's own /proc.
     mounts::mask_paths(ops, plan)?;
     // readonly_root: last change to the root mount.
@@ -451,7 +461,8 @@ fn program_steps(
     if launch.reset_oom_score {
         ops.set_dumpable(true)
             .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
-        let written = ops.write_proc_self("oom_score_adj", b"0");
+        let score = ctx.plan.oom_score_adj.unwrap_or(0).to_string();
+        let written = ops.write_proc_self("oom_score_adj", score.as_bytes());
         ops.set_dumpable(false)
             .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
         written.map_err(|er| e(Step::OomScoreAdj, er, "reset oom_score_adj"))?;
@@ -497,8 +508,15 @@ fn program_steps(
     }
     // drop_bounding_set: needs CAP_SETPCAP, so before changing uid. A build
     // step keeps its planned capabilities (in the user namespace only).
-    ops.drop_bounding_set_except(plan.capabilities)
+    let caps = &plan.capabilities;
+    ops.drop_bounding_set_except(caps.bounding)
         .map_err(|er| e(Step::Capabilities, er, "drop the bounding set"))?;
+    // keep_capabilities: a non-root program whose spec lists capabilities
+    // keeps its permitted set through setresuid (capabilities(7)).
+    if plan.uid != 0 && !caps.is_empty() {
+        ops.keep_capabilities()
+            .map_err(|er| e(Step::Capabilities, er, "prctl(PR_SET_KEEPCAPS)"))?;
+    }
     // identity: groups, gid, uid (setgroups before setresgid before setresuid,
     // each needs the privilege the next one drops).
     ops.setgroups(&plan.additional_gids)
@@ -507,10 +525,9 @@ fn program_steps(
         .map_err(|er| e(Step::Identity, er, format!("setresgid {}", plan.gid)))?;
     ops.setresuid(plan.uid)
         .map_err(|er| e(Step::Identity, er, format!("setresuid {}", plan.uid)))?;
-    // capabilities: empty every set (a uid 0 program keeps them otherwise),
-    // or exactly the planned ones for a build step.
-    let keep = if plan.uid == 0 { plan.capabilities } else { 0 };
-    ops.set_capabilities(keep)
+    // capabilities: exactly the planned sets (all empty unless the spec
+    // lists some): a uid 0 program would keep everything otherwise.
+    ops.set_capabilities(caps)
         .map_err(|er| e(Step::Capabilities, er, "set the capability sets"))?;
     // no_new_privs: required by Landlock and seccomp for unprivileged use.
     ops.set_no_new_privs()
@@ -915,9 +932,16 @@ mod tests {
     fn recorded_steps(fail_on: Option<(&str, Errno)>) -> (Vec<String>, StepError) {
         use crate::helper::SingleThreaded;
         use crate::options::RunOptions;
-        use crate::spec::{base_spec, plan};
+        use crate::spec::plan;
         use crate::sys::ops::Recorder;
-        let plan = plan(&base_spec(vec!["/bin/true".into()]), &RunOptions::default()).unwrap();
+        let plan = plan(
+            &crate::request::Request::builder(vec!["/bin/true".into()])
+                .build()
+                .unwrap()
+                .spec,
+            &RunOptions::default(),
+        )
+        .unwrap();
         let filter = crate::seccomp::compile(crate::SeccompProfile::Default)
             .unwrap()
             .unwrap();

@@ -56,23 +56,9 @@ pub const BUILD_CAPABILITIES: [oci_spec::runtime::Capability; 13] = {
 /// The capability number (linux/capability.h) of one of
 /// [`BUILD_CAPABILITIES`]; `None` for any other.
 pub fn capability_bit(c: oci_spec::runtime::Capability) -> Option<u32> {
-    use oci_spec::runtime::Capability as C;
-    Some(match c {
-        C::Chown => 0,
-        C::DacOverride => 1,
-        C::Fowner => 3,
-        C::Fsetid => 4,
-        C::Kill => 5,
-        C::Setgid => 6,
-        C::Setuid => 7,
-        C::Setpcap => 8,
-        C::NetBindService => 10,
-        C::SysChroot => 18,
-        C::Mknod => 27,
-        C::AuditWrite => 29,
-        C::Setfcap => 31,
-        _ => return None,
-    })
+    BUILD_CAPABILITIES
+        .contains(&c)
+        .then(|| crate::capabilities::number(c))
 }
 
 /// Makes `spec` an image build step's: the network namespace removed (the
