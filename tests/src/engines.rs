@@ -156,12 +156,17 @@ impl std::fmt::Display for Done {
 // ---- the cgroup parent --------------------------------------------------------------
 
 /// A cgroup parent made for one engine under this test's own cgroup, in
-/// every hierarchy, and the directories that had to be created for it.
+/// every hierarchy.
 struct CgroupParent {
     /// The path given to the engine (`/<own>/runtimed-engines-...`).
     path: String,
-    /// Directories created, outermost first (removed in reverse).
-    created: Vec<PathBuf>,
+    /// The parent's directory in each hierarchy: must be gone at the end.
+    parents: Vec<PathBuf>,
+    /// Directories between our own cgroup and the parent (on a hybrid
+    /// host, where our own cgroup is deeper in one hierarchy than in the
+    /// others), innermost first: removed when empty. Engines of concurrent
+    /// tests share them, so the last one out removes them.
+    between: Vec<PathBuf>,
 }
 
 impl CgroupParent {
@@ -193,46 +198,78 @@ impl CgroupParent {
             }
         }
         let path = format!("{deepest}/{}", unique("runtimed-engines"));
-        let mut created = Vec::new();
+        let (mut parents, mut between) = (Vec::new(), Vec::new());
         for dir in crate::host_cgroup_dirs(std::process::id() as i32).values() {
-            // dir = <mount>/<own in this hierarchy>; walk down to <mount>/<path>.
+            // dir is <mount>/<own here>; the parent is <mount>/<path>.
             let mount = mount_of(dir, &own);
-            let mut cur = mount.clone();
-            for part in path.trim_start_matches('/').split('/') {
-                cur.push(part);
-                if !cur.exists() {
-                    fs::create_dir(&cur)
-                        .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", cur.display()));
-                    created.push(cur.clone());
+            let target = mount.join(path.trim_start_matches('/'));
+            fs::create_dir_all(&target)
+                .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", target.display()));
+            let mut up = target.parent().map(Path::to_path_buf);
+            while let Some(d) = up.filter(|d| d.starts_with(dir) && d != dir) {
+                up = d.parent().map(Path::to_path_buf);
+                between.push(d);
+            }
+            parents.push(target);
+        }
+        CgroupParent {
+            path,
+            parents,
+            between,
+        }
+    }
+
+    /// Removes the parent everywhere. Anything still below it (a
+    /// container's cgroup, a process in it) is a leak: reported, its
+    /// processes killed and its cgroups removed, so one failing test does
+    /// not leave them to the next.
+    fn remove(&mut self) -> Vec<String> {
+        let mut leaks = Vec::new();
+        for parent in self.parents.drain(..) {
+            let mut tree = Vec::new();
+            cgroup_tree(&parent, &mut tree);
+            for dir in tree.iter().skip(1) {
+                leaks.push(format!("cgroup left: {}", dir.display()));
+            }
+            for dir in &tree {
+                for pid in fs::read_to_string(dir.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.trim().parse::<i32>().ok())
+                {
+                    leaks.push(format!("process {pid} left in {}", dir.display()));
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            // Innermost first; the kernel may take a moment to let go of a
+            // cgroup whose last task just exited.
+            for dir in tree.iter().rev() {
+                let gone = wait_for(Duration::from_secs(10), || {
+                    (fs::remove_dir(dir).is_ok() || !dir.exists()).then_some(())
+                });
+                if gone.is_none() && dir == &parent {
+                    leaks.push(format!("cgroup {} could not be removed", dir.display()));
                 }
             }
         }
-        CgroupParent { path, created }
-    }
-
-    /// Removes what [`make`] created, innermost first. A directory that
-    /// cannot go (a container's cgroup still in it) is a leak: returned.
-    fn remove(&mut self) -> Vec<String> {
-        let mut leaks = Vec::new();
-        for dir in self.created.drain(..).rev() {
-            // The kernel may take a moment to let go of a cgroup whose last
-            // task just exited.
-            let gone = wait_for(Duration::from_secs(20), || {
-                (fs::remove_dir(&dir).is_ok() || !dir.exists()).then_some(())
-            });
-            if gone.is_none() {
-                let children: Vec<String> = fs::read_dir(&dir)
-                    .map(|it| {
-                        it.flatten()
-                            .filter(|e| e.path().is_dir())
-                            .map(|e| e.file_name().to_string_lossy().into_owned())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                leaks.push(format!("cgroup {} (children {children:?})", dir.display()));
-            }
+        for dir in self.between.drain(..) {
+            // Busy while a concurrent test's engine is below it: its stop
+            // removes it.
+            let _ = fs::remove_dir(&dir);
         }
         leaks
+    }
+}
+
+/// `dir` and every cgroup below it, parents before children.
+fn cgroup_tree(dir: &Path, out: &mut Vec<PathBuf>) {
+    out.push(dir.to_path_buf());
+    if let Ok(it) = fs::read_dir(dir) {
+        for e in it.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                cgroup_tree(&e.path(), out);
+            }
+        }
     }
 }
 
@@ -808,8 +845,14 @@ disabled_plugins = {disabled}
 
     /// A `ctr` command on this containerd, in namespace [`CTR_NS`].
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.ctr);
-        c.arg("--address")
+        // ctr makes the containers' stdio FIFOs under /run/containerd/fifo,
+        // which the shims must open: it runs in the engine's mount
+        // namespace, where that is the engine's private tmpfs.
+        let pid = self.lock().pid().unwrap_or(0);
+        let mut c = Command::new("nsenter");
+        c.args(["--target", &pid.to_string(), "--mount", "--"])
+            .arg(&self.ctr)
+            .arg("--address")
             .arg(&self.sock)
             .args(["--namespace", CTR_NS])
             .args(args)
