@@ -257,11 +257,21 @@ fn create_container(
         owner_uid: nix::unistd::geteuid().as_raw(),
     };
     undo.state = Some(state.clone());
-    // The runtime's hooks see the container created (its pid known).
+    // The runtime's hooks see the container created (its pid known);
+    // prestart (deprecated) before createRuntime, as runc orders them.
     let public = state.public(Status::Created);
-    hooks::run_stage(&spec, Stage::CreateRuntime, &public, &ctx.log)?;
     hooks::run_stage(&spec, Stage::Prestart, &public, &ctx.log)?;
-    hooks::run_stage(&spec, Stage::CreateContainer, &public, &ctx.log)?;
+    hooks::run_stage(&spec, Stage::CreateRuntime, &public, &ctx.log)?;
+    hooks::run_stage_in(
+        &spec,
+        Stage::CreateContainer,
+        &public,
+        &ctx.log,
+        hooks::Place::Container {
+            pid: state.pid,
+            single,
+        },
+    )?;
     if let Some(path) = &args.console_socket {
         let Some(master) = &detached.pty_master else {
             return Err(OciError::Sandbox("the container opened no terminal".into()));
@@ -312,8 +322,9 @@ fn send_console(path: &Path, master: &OwnedFd) -> Result<(), OciError> {
 /// How long `start` waits for init to take the FIFO.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `start`: releases a created container.
-pub fn start(ctx: &Context, id: &str) -> Result<i32, OciError> {
+/// `start`: runs the startContainer hooks in the container, releases it,
+/// then runs the poststart hooks.
+pub fn start(ctx: &Context, id: &str, single: &sandbox::SingleThreaded) -> Result<i32, OciError> {
     let c = ctx.root.open(id, false)?;
     let state = c.state()?;
     let status = state.status(&c.dir);
@@ -324,16 +335,39 @@ pub fn start(ctx: &Context, id: &str) -> Result<i32, OciError> {
             action: "only a created container can be started",
         });
     }
-    release(&c, &state)?;
     let spec = c.config()?;
-    // startContainer hooks run in the container as part of the program's
-    // steps would; poststart after the program started. A failing
-    // poststart hook is logged (runtime-spec: the runtime MUST log).
+    start_hooks(ctx, &spec, &state, single)?;
+    release(&c, &state)?;
+    // A failing poststart hook is logged (runtime-spec: the runtime MUST
+    // log it; the container stays).
     let public = state.public(Status::Running);
     if let Err(e) = hooks::run_stage(&spec, Stage::Poststart, &public, &ctx.log) {
         ctx.log.warn(&format!("poststart: {e}"));
     }
     Ok(0)
+}
+
+/// startContainer hooks: before the program, in the container's mount
+/// namespace. A failure leaves the container created (the engine deletes
+/// it).
+fn start_hooks(
+    ctx: &Context,
+    spec: &Spec,
+    state: &State,
+    single: &sandbox::SingleThreaded,
+) -> Result<(), OciError> {
+    let public = state.public(Status::Created);
+    hooks::run_stage_in(
+        spec,
+        Stage::StartContainer,
+        &public,
+        &ctx.log,
+        hooks::Place::Container {
+            pid: state.pid,
+            single,
+        },
+    )?;
+    Ok(())
 }
 
 /// Opens the FIFO for reading (releasing init's open), reads its byte and
@@ -381,11 +415,16 @@ pub fn run(
     single: &sandbox::SingleThreaded,
 ) -> Result<i32, OciError> {
     let state = create_container(ctx, &args.create, single)?;
-    let started = ctx
-        .root
-        .open(&state.id, false)
-        .map_err(OciError::from)
-        .and_then(|c| release(&c, &state));
+    let started = ctx.root.open(&state.id, false).map_err(OciError::from).and_then(|c| {
+        let spec = c.config()?;
+        start_hooks(ctx, &spec, &state, single)?;
+        release(&c, &state)?;
+        let public = state.public(Status::Running);
+        if let Err(e) = hooks::run_stage(&spec, Stage::Poststart, &public, &ctx.log) {
+            ctx.log.warn(&format!("poststart: {e}"));
+        }
+        Ok(())
+    });
     if let Err(e) = started {
         let _ = super::manage::delete_now(ctx, &state.id, true);
         return Err(e);

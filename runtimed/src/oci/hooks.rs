@@ -1,8 +1,16 @@
 //! The config's hooks (runtime-spec "POSIX-platform Hooks"): each gets
 //! the container's state JSON on stdin, its own args and env (nothing of
 //! ours), and is killed at its `timeout`. A failing hook fails the step
-//! it belongs to (`create`), except poststart/poststop, whose failures
-//! are logged.
+//! it belongs to (`create`, `start`), except poststart/poststop, whose
+//! failures are logged.
+//!
+//! Where they run: prestart, createRuntime, poststart and poststop in the
+//! runtime's namespaces; createContainer and startContainer in the
+//! container's user and mount namespaces (a forked child joins them with
+//! setns, which also moves its root there, and becomes the container's
+//! root, then starts the hook: its path resolves in the container). The
+//! user namespace first: the program found there is the container's, and
+//! must not run as host root.
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -58,6 +66,25 @@ pub enum HookError {
         path: String,
         secs: i64,
     },
+    #[error("{stage} hooks: entering the container's mount namespace: {source}")]
+    Namespace {
+        stage: &'static str,
+        source: nix::errno::Errno,
+    },
+    /// A namespaced hook's failure, as its child reported it.
+    #[error("{0}")]
+    InContainer(String),
+}
+
+/// Where a stage's hooks run.
+pub enum Place<'a> {
+    /// The runtime's own namespaces.
+    Runtime,
+    /// The mount namespace of the container whose init is `pid`.
+    Container {
+        pid: i32,
+        single: &'a sandbox::SingleThreaded,
+    },
 }
 
 /// Longest wait for a hook without a `timeout` (runc waits forever; a
@@ -80,18 +107,101 @@ fn hooks_of(spec: &Spec, stage: Stage) -> Vec<Hook> {
     list.clone().unwrap_or_default()
 }
 
-/// Runs the hooks of `stage` in order; the first failure stops them.
+/// Runs the hooks of `stage` in order, in the runtime's namespaces; the
+/// first failure stops them.
 pub fn run_stage(spec: &Spec, stage: Stage, state: &PublicState, log: &Log) -> Result<(), HookError> {
+    run_stage_in(spec, stage, state, log, Place::Runtime)
+}
+
+/// Runs the hooks of `stage` in order at `place`.
+pub fn run_stage_in(
+    spec: &Spec,
+    stage: Stage,
+    state: &PublicState,
+    log: &Log,
+    place: Place<'_>,
+) -> Result<(), HookError> {
     let hooks = hooks_of(spec, stage);
     if hooks.is_empty() {
         return Ok(());
     }
     let input = serde_json::to_vec(state).unwrap_or_default();
-    for hook in &hooks {
-        log.debug(&format!("{} hook {}", stage.name(), hook.path().display()));
-        run_one(stage, hook, &input)?;
+    let run_all = || -> Result<(), HookError> {
+        for hook in &hooks {
+            log.debug(&format!("{} hook {}", stage.name(), hook.path().display()));
+            run_one(stage, hook, &input)?;
+        }
+        Ok(())
+    };
+    match place {
+        Place::Runtime => run_all(),
+        Place::Container { pid, single } => in_mount_namespace(stage, pid, single, run_all),
     }
-    Ok(())
+}
+
+/// Runs `f` in a forked child that joined the mount namespace of `pid`;
+/// its error comes back through a pipe as text.
+fn in_mount_namespace(
+    stage: Stage,
+    pid: i32,
+    single: &sandbox::SingleThreaded,
+    f: impl FnOnce() -> Result<(), HookError>,
+) -> Result<(), HookError> {
+    use nix::fcntl::OFlag;
+    let ns_err = |source| HookError::Namespace {
+        stage: stage.name(),
+        source,
+    };
+    // Opened here, checked against the recorded init by the caller.
+    let open_ns = |kind: &str| {
+        nix::fcntl::open(
+            format!("/proc/{pid}/ns/{kind}").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(ns_err)
+    };
+    let userns = open_ns("user")?;
+    let ns = open_ns("mnt")?;
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(ns_err)?;
+    match sandbox::helper::fork(single).map_err(ns_err)? {
+        sandbox::helper::Forked::Child(_) => {
+            drop(r);
+            let root = nix::unistd::Uid::from_raw(0);
+            let root_gid = nix::unistd::Gid::from_raw(0);
+            let result = nix::sched::setns(&userns, nix::sched::CloneFlags::CLONE_NEWUSER)
+                .and_then(|()| nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNS))
+                .and_then(|()| nix::unistd::setgroups(&[]))
+                .and_then(|()| nix::unistd::setresgid(root_gid, root_gid, root_gid))
+                .and_then(|()| nix::unistd::setresuid(root, root, root))
+                .map_err(ns_err)
+                .and_then(|()| f());
+            let code = match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = nix::unistd::write(&w, e.to_string().as_bytes());
+                    1
+                }
+            };
+            sandbox::helper::exit_now(code)
+        }
+        sandbox::helper::Forked::Parent(child) => {
+            drop(w);
+            let mut text = Vec::new();
+            let _ = std::fs::File::from(r).read_to_end(&mut text);
+            let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+            match status {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+                _ if !text.is_empty() => Err(HookError::InContainer(
+                    String::from_utf8_lossy(&text).into_owned(),
+                )),
+                other => Err(HookError::InContainer(format!(
+                    "{} hooks: the hook runner ended with {other:?}",
+                    stage.name()
+                ))),
+            }
+        }
+    }
 }
 
 fn run_one(stage: Stage, hook: &Hook, input: &[u8]) -> Result<(), HookError> {

@@ -191,7 +191,7 @@ pub fn main(invoked_as: &str, args: Vec<OsString>, single: &sandbox::SingleThrea
     };
     let result = match cli.command {
         OciCommand::Create(a) => create::create(&ctx, &a, single),
-        OciCommand::Start(a) => create::start(&ctx, &a.id),
+        OciCommand::Start(a) => create::start(&ctx, &a.id, single),
         OciCommand::Run(a) => create::run(&ctx, &a, single),
         OciCommand::State(a) => manage::state(&ctx, &a.id),
         OciCommand::Kill(a) => manage::kill(&ctx, &a),

@@ -475,12 +475,26 @@ fn prepare(
     let (parent_ch, child_ch) = Channel::pair().map_err(sys_err("socketpair"))?;
     let exec_fifo = match &opts.container {
         Some(c) => Some(
+            // PID 1 reopens it as the container's root, a host uid of
+            // the lease: the FIFO becomes that uid's (its directory stays
+            // private to host root, and only PID 1 holds a handle).
+            std::os::unix::fs::chown(
+                &c.exec_fifo,
+                Some(claimed.lease.host_base),
+                Some(claimed.lease.host_base),
+            )
+            .map_err(|e| SandboxError::Sys {
+                what: "chown the exec fifo".into(),
+                source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })
+            .and_then(|()| {
             nix::fcntl::open(
                 &c.exec_fifo,
                 OFlag::O_PATH | OFlag::O_CLOEXEC,
                 nix::sys::stat::Mode::empty(),
             )
-            .map_err(sys_err("open the exec fifo"))?,
+            .map_err(sys_err("open the exec fifo"))
+            })?,
         ),
         None => None,
     };
