@@ -57,6 +57,10 @@ pub struct ChildContext<'a> {
     /// Files to write before the program starts, and the fd of their
     /// bytes ([`crate::seed`]).
     pub seed: Option<(&'a crate::seed::Manifest, BorrowedFd<'a>)>,
+    /// Container mode ([`crate::options::ContainerMode`]): the exec
+    /// FIFO (an `O_PATH` fd). PID 1 reports ready, blocks opening it for
+    /// writing until `start` opens it, then becomes the program.
+    pub container_fifo: Option<BorrowedFd<'a>>,
 }
 
 fn e(step: Step, errno: Errno, msg: impl Into<String>) -> StepError {
@@ -87,6 +91,9 @@ pub fn run(ctx: ChildContext<'_>) -> ! {
         if ctx.session {
             return Ok(None);
         }
+        if let Some(fifo) = ctx.container_fifo {
+            return Err(become_program(&ctx, pty, fifo));
+        }
         start_program(&ctx, pty).map(Some)
     });
     let code = match started {
@@ -95,12 +102,56 @@ pub fn run(ctx: ChildContext<'_>) -> ! {
             drop(master);
             init_loop(&ctx, program, start_ns)
         }
+        Err(err) if ctx.container_fifo.is_some() => {
+            // Before `Ready` the parent (create) reads this; after it,
+            // nobody is left to: the container's stderr is where its
+            // engine looks.
+            report(&ctx, &err);
+            let line = format!("runtimed-runc: {}: {}\n", err.step.as_str(), err.message);
+            let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
+            failed_status(&err)
+        }
         Err(err) => {
             report(&ctx, &err);
             1
         }
     };
     sys::exit_now(code)
+}
+
+/// Container mode, after setup: PID 1 reports ready (its `create` then
+/// exits), waits for `start` and becomes the program through the same
+/// program steps as a run's program child (the capabilities, identity,
+/// no_new_privs, seccomp of the config; seccomp last). Returns only on
+/// failure.
+fn become_program(
+    ctx: &ChildContext<'_>,
+    pty: Option<(OwnedFd, OwnedFd)>,
+    fifo: BorrowedFd<'_>,
+) -> StepError {
+    use nix::fcntl::{open, OFlag};
+    if let Err(er) = ctx.channel.send_child(&ChildMessage::Ready, None) {
+        return e(Step::SpawnProgram, er, "report ready");
+    }
+    // wait_for_start: opening a FIFO for writing blocks until a reader
+    // opens it (fifo(7)): `start` does. Reopened through /proc/self/fd,
+    // as the FIFO's path is the host's, outside our new root; the O_PATH
+    // fd itself cannot be written.
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let writer = loop {
+        match open(path.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+            Err(Errno::EINTR) => continue,
+            Err(er) => return e(Step::SpawnProgram, er, "wait for start on the exec fifo"),
+            Ok(fd) => break fd,
+        }
+    };
+    if let Err(er) = nix::unistd::write(&writer, b"0") {
+        return e(Step::SpawnProgram, er, "write the exec fifo");
+    }
+    drop(writer);
+    let launch = Launch::of_run(ctx);
+    let slave = pty.as_ref().map(|(_, s)| s.as_fd());
+    program(&mut Linux, ctx, slave, &launch)
 }
 
 /// What a program child needs beyond the plan: argv, environment, cwd and
@@ -159,6 +210,7 @@ fn setup(
             .filter(|fd| *fd >= 3),
     );
     keep.extend(ctx.seed.map(|(_, fd)| fd.as_raw_fd()));
+    keep.extend(ctx.container_fifo.map(|fd| fd.as_raw_fd()));
     let keep_while_mounting: Vec<RawFd> = keep
         .iter()
         .copied()
@@ -224,8 +276,11 @@ fn setup(
     // SIGKILL and the kernel kills the whole pid namespace. After
     // become_root: changing credentials clears the setting (prctl(2)). A
     // supervisor that died before this line shows as a hung-up channel.
-    ops.set_parent_death_signal()
-        .map_err(|er| e(Step::ParentDeath, er, "prctl(PR_SET_PDEATHSIG)"))?;
+    // Not for a container: it outlives its `create` by design.
+    if ctx.container_fifo.is_none() {
+        ops.set_parent_death_signal()
+            .map_err(|er| e(Step::ParentDeath, er, "prctl(PR_SET_PDEATHSIG)"))?;
+    }
     if ctx.channel.hung_up() {
         return Err(StepError::new(
             Step::ParentDeath,
@@ -244,6 +299,10 @@ fn setup(
         RootPlan::Layers(l) if !layer_raw.is_empty() => mounts::LayerTrees {
             lowers: &layer_raw[..l.layers.len().min(layer_raw.len())],
             upper: layer_raw.get(l.layers.len()).copied(),
+        },
+        RootPlan::Bundle { .. } => mounts::LayerTrees {
+            lowers: &layer_raw[..layer_raw.len().min(1)],
+            upper: None,
         },
         _ => ctx.layer_trees,
     };
@@ -576,7 +635,9 @@ fn landlock_layer(ops: &mut dyn Syscalls, plan: &Plan) -> Result<(), StepError> 
         }
     }
     // An image root with a writable upper layer is writable throughout.
-    if matches!(&plan.root, RootPlan::Layers(l) if !l.readonly) {
+    if matches!(&plan.root, RootPlan::Layers(l) if !l.readonly)
+        || matches!(&plan.root, RootPlan::Bundle { readonly: false, .. })
+    {
         writable.insert(Path::new("/"));
     }
     let writable: Vec<&Path> = writable.into_iter().collect();
@@ -938,6 +999,7 @@ mod tests {
             new_keyring: true,
             session: false,
             seed: None,
+            container_fifo: None,
         };
         let mut ops = Recorder {
             fail_on: fail_on.map(|(n, e)| (n.to_string(), e)),
