@@ -743,6 +743,7 @@ pub struct Containerd {
     engine: Mutex<EngineProc>,
     sock: PathBuf,
     ctr: PathBuf,
+    containerd: PathBuf,
     /// The `runtimed-runc` symlink, for `ctr run --runc-binary`.
     pub runtimed_runc: PathBuf,
     /// The cgroup parent containers go below (`ctr run --cgroup`).
@@ -807,6 +808,7 @@ disabled_plugins = {disabled}
             engine: Mutex::new(engine),
             sock,
             ctr,
+            containerd,
             runtimed_runc: link,
             cgroup_parent,
         };
@@ -874,6 +876,21 @@ disabled_plugins = {disabled}
     /// The last lines of containerd's log.
     pub fn log_tail(&self) -> String {
         self.lock().log_tail()
+    }
+
+    /// `containerd --config FILE config dump`: the configuration as
+    /// containerd understood it (defaults merged in).
+    pub fn config_dump(&self) -> String {
+        let config = self.lock().dir.join("config.toml");
+        let mut cmd = Command::new(&self.containerd);
+        cmd.arg("--config").arg(&config).args(["config", "dump"]);
+        let out = run_bounded(&mut cmd, CMD_TIMEOUT, &|| self.log_tail());
+        assert!(
+            out.status.success(),
+            "containerd config dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Stops containerd and fails the test if anything was left behind.

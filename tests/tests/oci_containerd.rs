@@ -120,6 +120,53 @@ fn check_lifecycle(runtimed: bool) {
     c.stop();
 }
 
+/// The first `toml` block of docs/kubernetes.md: the runtime handler an
+/// operator pastes into containerd's config.
+fn documented_handler() -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/kubernetes.md"
+    ))
+    .expect("docs/kubernetes.md");
+    let start = doc
+        .find("```toml\n")
+        .expect("a toml block in docs/kubernetes.md")
+        + 8;
+    let len = doc[start..].find("```").expect("the end of the toml block");
+    doc[start..start + len].to_owned()
+}
+
+/// The handler documented for Kubernetes loads in containerd's CRI
+/// plugin (no CRI client here to run a pod: docs/kubernetes.md, section 5),
+/// and containerd reads its `BinaryName` as written.
+#[test]
+#[ignore = "privileged: starts containerd as root"]
+fn cri_plugin_loads_the_documented_handler() {
+    let handler = documented_handler();
+    assert!(handler.contains("BinaryName"), "{handler}");
+    let c = Containerd::start(&handler);
+    let plugins = c.run(&["plugins", "ls"]);
+    let cri = plugins
+        .ok()
+        .lines()
+        .find(|l| l.split_whitespace().take(2).eq(["io.containerd.grpc.v1", "cri"]))
+        .unwrap_or_else(|| panic!("no CRI plugin: {plugins}"))
+        .to_owned();
+    assert!(
+        cri.trim_end().ends_with("ok"),
+        "CRI plugin did not load: {cri}\n{}",
+        c.log_tail()
+    );
+    let dump = c.config_dump();
+    assert!(
+        dump.contains(
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runtimed.options]"
+        ) && dump.contains("BinaryName = \"/usr/local/bin/runtimed-runc\""),
+        "the handler is not in containerd's view of its config:\n{dump}"
+    );
+    c.stop();
+}
+
 #[test]
 #[ignore = "privileged: starts containerd as root"]
 fn runc_ctr_run() {
