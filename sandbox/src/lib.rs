@@ -15,6 +15,7 @@ pub mod helper;
 pub mod id;
 pub mod landlock;
 pub mod mounts;
+pub mod namespaces;
 pub mod netns;
 pub mod options;
 pub mod peer;

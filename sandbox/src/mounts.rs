@@ -817,13 +817,20 @@ mod tests {
     //! reporting, without root.
     use super::*;
     use crate::options::RunOptions;
-    use crate::spec::{base_spec, plan};
+    use crate::spec::plan;
     use crate::sys::ops::Recorder;
 
     const STAGING: &str = "/run/runtimed/root";
 
     fn host_plan() -> Plan {
-        plan(&base_spec(vec!["/bin/true".into()]), &RunOptions::default()).unwrap()
+        plan(
+            &crate::request::Request::builder(vec!["/bin/true".into()])
+                .build()
+                .unwrap()
+                .spec,
+            &RunOptions::default(),
+        )
+        .unwrap()
     }
 
     /// All steps in the order PID 1 runs them.

@@ -93,6 +93,8 @@ pub enum Step {
     /// `/workspace`) before something is mounted on it.
     MountPoints,
     PivotRoot,
+    /// `linux.sysctl`: the namespaced kernel parameters a config sets.
+    Sysctl,
     MaskPaths,
     ReadonlyRoot,
     /// A one-shot run's files into /workspace (`crate::seed`).
@@ -119,7 +121,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order of the enum.
-    pub const ALL: [Step; 46] = [
+    pub const ALL: [Step; 47] = [
         Step::Validate,
         Step::Image,
         Step::Create,
@@ -146,6 +148,7 @@ impl Step {
         Step::MountExtra,
         Step::MountPoints,
         Step::PivotRoot,
+        Step::Sysctl,
         Step::MaskPaths,
         Step::ReadonlyRoot,
         Step::WriteFiles,
@@ -197,6 +200,7 @@ impl Step {
             Step::MountExtra => "mount_extra",
             Step::MountPoints => "mount_points",
             Step::PivotRoot => "pivot_root",
+            Step::Sysctl => "sysctl",
             Step::MaskPaths => "mask_paths",
             Step::ReadonlyRoot => "readonly_root",
             Step::WriteFiles => "write_files",

@@ -292,9 +292,11 @@ fn setup(
             "the supervisor is gone".into(),
         ));
     }
-    // hostname: in the new UTS namespace.
-    ops.sethostname(&plan.hostname)
-        .map_err(|er| e(Step::Hostname, er, format!("sethostname {}", plan.hostname)))?;
+    // hostname: in the new UTS namespace (a joined one keeps its own).
+    if plan.set_hostname {
+        ops.sethostname(&plan.hostname)
+            .map_err(|er| e(Step::Hostname, er, format!("sethostname {}", plan.hostname)))?;
+    }
     // mount_propagation, mount_root, layout, dev, proc, extra mounts: build
     // the root below the staging dir; proc before the old root goes away.
     mounts::make_private(ops)?;
@@ -324,6 +326,14 @@ fn setup(
     }
     // pivot_root: the old root is detached; only what we mounted is left.
     mounts::pivot(ops, ctx.staging)?;
+    // sysctl: after pivot_root, through the sandbox's own /proc (so only
+    // its namespaces' copies are reached), before mask_paths makes
+    // /proc/sys read-only. As root of the user namespace: the parameters
+    // of namespaces it owns are its to set.
+    for (key, value) in &plan.sysctl {
+        ops.write_sysctl(key, value.as_bytes())
+            .map_err(|er| e(Step::Sysctl, er, format!("set {key}")))?;
+    }
     // mask_paths: after pivot_root, on the sandbox's own /proc.
     mounts::mask_paths(ops, plan)?;
     // readonly_root: last change to the root mount.
@@ -986,9 +996,16 @@ mod tests {
     fn recorded_steps(fail_on: Option<(&str, Errno)>) -> (Vec<String>, StepError) {
         use crate::helper::SingleThreaded;
         use crate::options::RunOptions;
-        use crate::spec::{base_spec, plan};
+        use crate::spec::plan;
         use crate::sys::ops::Recorder;
-        let plan = plan(&base_spec(vec!["/bin/true".into()]), &RunOptions::default()).unwrap();
+        let plan = plan(
+            &crate::request::Request::builder(vec!["/bin/true".into()])
+                .build()
+                .unwrap()
+                .spec,
+            &RunOptions::default(),
+        )
+        .unwrap();
         let filter = crate::seccomp::compile(crate::SeccompProfile::Default)
             .unwrap()
             .unwrap();

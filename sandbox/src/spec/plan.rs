@@ -172,9 +172,16 @@ pub struct Rlimit {
 pub struct Plan {
     pub hostname: String,
     pub root: RootPlan,
-    /// /tmp, /workspace and the spec's extra mounts, in order.
+    /// The spec's mounts, parents first.
     pub mounts: Vec<MountPlan>,
     pub shm_bytes: u64,
+    /// Namespaces joined by path (network, ipc, uts; validated), entered
+    /// by the parent for the clone.
+    pub joins: Vec<(oci_spec::runtime::LinuxNamespaceType, PathBuf)>,
+    /// Set the hostname: false in a joined uts namespace.
+    pub set_hostname: bool,
+    /// `linux.sysctl`, sorted by key (validated: namespaced ones only).
+    pub sysctl: Vec<(String, String)>,
     pub masked_paths: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
     /// Generated files of /etc (host root only): name, contents.
@@ -483,6 +490,12 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         .clone()
         .unwrap_or_else(|| defaults::HOSTNAME.to_string());
 
+    let joins: Vec<_> = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .filter_map(|n| n.path().clone().map(|p| (n.typ(), p)))
+        .collect();
     let root = plan_root(spec, opts);
     let etc_files = plan_etc(&root, &hostname, uid, gid);
     let (mounts, shm_bytes) = plan_mounts(spec, opts, uid, gid)?;
@@ -501,6 +514,11 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         root,
         mounts,
         shm_bytes,
+        joins: joins.clone(),
+        set_hostname: !joins
+            .iter()
+            .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Uts),
+        sysctl: plan_sysctl(linux, opts.uid_pool.slot_size),
         masked_paths,
         readonly_paths,
         etc_files,
@@ -518,7 +536,11 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         cgroup,
         capabilities: program.capabilities,
         host_network,
-        joined_network: !host_network && opts.network_namespace.is_some(),
+        joined_network: !host_network
+            && (opts.network_namespace.is_some()
+                || joins
+                    .iter()
+                    .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Network)),
     })
 }
 
@@ -552,9 +574,8 @@ fn plan_etc(root: &RootPlan, hostname: &str, uid: u32, gid: u32) -> Vec<(String,
     }
 }
 
-/// Mounts: the spec's (parsed and checked one by one), `/tmp` and
-/// `/workspace` unless the spec mounts them, parents before children;
-/// and the size of `/dev/shm`.
+/// Mounts: the spec's (parsed and checked one by one), parents before
+/// children; and the size of `/dev/shm`.
 fn plan_mounts(
     spec: &Spec,
     opts: &RunOptions,
@@ -594,47 +615,41 @@ fn plan_mounts(
             mounts.push(mp);
         }
     }
-    // /tmp and /workspace exist in every sandbox unless the spec mounts them.
-    let mut defaults_first = Vec::new();
-    if !mounts.iter().any(|m| m.destination == Path::new("/tmp")) {
-        defaults_first.push(MountPlan {
-            destination: "/tmp".into(),
-            kind: MountKind::Tmpfs {
-                size: defaults::TMPFS_BYTES,
-                mode: 0o1777,
-                uid: 0,
-                gid: 0,
-            },
-            readonly: false,
-            nosuid: true,
-            nodev: true,
-            noexec: false,
-        });
-    }
-    if !mounts
-        .iter()
-        .any(|m| m.destination == Path::new("/workspace"))
-    {
-        defaults_first.push(MountPlan {
-            destination: "/workspace".into(),
-            kind: MountKind::Tmpfs {
-                size: defaults::TMPFS_BYTES,
-                mode: 0o755,
-                uid,
-                gid,
-            },
-            readonly: false,
-            nosuid: true,
-            nodev: true,
-            noexec: false,
-        });
-    }
     // Parents before children: sort by depth (stable, so equal depths keep
-    // the spec's order).
-    defaults_first.append(&mut mounts);
-    let mut mounts = defaults_first;
+    // the spec's order). A container gets exactly the mounts its spec lists:
+    // /tmp and /workspace are the RequestBuilder's, stated there once.
     mounts.sort_by_key(|m| m.destination.components().count());
     Ok((mounts, shm_bytes))
+}
+
+/// `linux.sysctl` sorted by key, with `net.ipv4.ping_group_range` fitted
+/// to the sandbox's gids: the kernel takes only gids mapped in the user
+/// namespace that owns the network namespace (EINVAL otherwise,
+/// net/ipv4/sysctl_net_ipv4.c), and dockerd asks for `0 2147483647`,
+/// "every group", which inside the sandbox is `0 <last mapped gid>`.
+fn plan_sysctl(linux: &oci_spec::runtime::Linux, ids: u32) -> Vec<(String, String)> {
+    let last_gid = u64::from(ids.saturating_sub(1));
+    let mut v: Vec<(String, String)> = linux
+        .sysctl()
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            let fitted = (k == "net.ipv4.ping_group_range")
+                .then(|| {
+                    let mut parts = v.split_whitespace().map(str::parse::<u64>);
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some(Ok(lo)), Some(Ok(hi)), None) if hi > last_gid => {
+                            Some(format!("{lo}\t{last_gid}"))
+                        }
+                        _ => None,
+                    }
+                })
+                .flatten();
+            (k.clone(), fitted.unwrap_or_else(|| v.clone()))
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Masked and read-only paths: the spec's, or the OCI/moby defaults.
@@ -822,18 +837,9 @@ mod tests {
             .rlimits
             .iter()
             .any(|r| r.resource == libc::RLIMIT_NOFILE as i32 && r.hard == 1024));
-        let dests: Vec<_> = p.mounts.iter().map(|m| m.destination.clone()).collect();
-        assert_eq!(
-            dests,
-            vec![PathBuf::from("/tmp"), PathBuf::from("/workspace")]
-        );
-        match &p.mounts[1].kind {
-            MountKind::Tmpfs { size, uid, .. } => {
-                assert_eq!(*size, defaults::TMPFS_BYTES);
-                assert_eq!(*uid, 1000);
-            }
-            k => panic!("workspace is {k:?}"),
-        }
+        // A raw spec gets exactly the mounts it lists (issue 13: /tmp and
+        // /workspace are the RequestBuilder's, not plan's).
+        assert!(p.mounts.is_empty(), "{:?}", p.mounts);
         assert!(p.path_dirs.contains(&"/usr/bin".to_string()));
         assert!(p.masked_paths.contains(&PathBuf::from("/proc/kcore")));
         assert!(p
@@ -868,7 +874,8 @@ mod tests {
 
         let mut s = base_spec(vec!["true".into()]);
         s.linux_mut().as_mut().unwrap().set_sysctl(Some(
-            [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+            // Not namespaced (issue 14 lets namespaced ones through).
+            [("vm.swappiness".to_string(), "1".to_string())].into(),
         ));
         assert!(plan(&s, &RunOptions::default())
             .unwrap_err()
@@ -1028,7 +1035,8 @@ mod tests {
             .unwrap();
         let p = plan(&spec_with_mounts(vec![proc_m, shm]), &RunOptions::default()).unwrap();
         assert_eq!(p.shm_bytes, 1 << 20);
-        assert_eq!(p.mounts.len(), 2);
+        // proc and /dev/shm are the sandbox's own: no extra mount planned.
+        assert!(p.mounts.is_empty(), "{:?}", p.mounts);
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum SpecError {
     Invalid { field: String, why: String },
     #[error("{field}: required")]
     Missing { field: String },
+    /// `linux.seccomp` cannot be translated ([`crate::seccomp::oci`]).
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::oci::OciSeccompError),
 }
 
 fn unsupported(field: impl Into<String>, why: &'static str) -> SpecError {
@@ -260,6 +263,18 @@ pub fn validate_allowing(spec: &Spec, allow: Allowances) -> Result<(), SpecError
             "ids come from the uid pool",
         ));
     }
+    let joins_uts = spec.linux().as_ref().is_some_and(|l| {
+        l.namespaces()
+            .iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::Uts && n.path().is_some())
+    });
+    if joins_uts && spec.hostname().is_some() {
+        return Err(unsupported(
+            "hostname",
+            "a joined uts namespace keeps its own hostname (runc refuses the same)",
+        ));
+    }
     if let Some(h) = spec.hostname() {
         if h.is_empty()
             || h.len() > 64
@@ -390,10 +405,23 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
         field: "linux.namespaces".into(),
     })?;
     for n in ns {
-        if n.path().is_some() {
-            return Err(unsupported(
-                format!("linux.namespaces[{}].path", n.typ()),
-                "joining existing namespaces is not supported",
+        if let Some(path) = n.path() {
+            let field = format!("linux.namespaces[{}].path", n.typ());
+            if !crate::namespaces::JOINABLE.contains(&n.typ()) {
+                return Err(unsupported(
+                    field,
+                    "only network, ipc and uts namespaces are joined by path \
+                     (ids come from the uid pool; pid, mount and cgroup are always new)",
+                ));
+            }
+            check_abs_path(&field, path)?;
+            crate::namespaces::open_checked(n.typ(), path)
+                .map_err(|e| invalid(field.clone(), e.to_string()))?;
+        }
+        if ns.iter().filter(|m| m.typ() == n.typ()).count() > 1 {
+            return Err(invalid(
+                format!("linux.namespaces[{}]", n.typ()),
+                "listed twice",
             ));
         }
         if !NAMESPACES.contains(&n.typ()) {
@@ -427,16 +455,11 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
             ));
         }
     }
-    let checks: [(&str, bool, &'static str); 10] = [
+    let checks: [(&str, bool, &'static str); 8] = [
         (
             "linux.netDevices",
             l.net_devices().is_some(),
             "no network devices are moved into sandboxes",
-        ),
-        (
-            "linux.sysctl",
-            l.sysctl().as_ref().is_some_and(|s| !s.is_empty()),
-            "not implemented",
         ),
         (
             "linux.cgroupsPath",
@@ -447,11 +470,6 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
             "linux.devices",
             l.devices().as_ref().is_some_and(|d| !d.is_empty()),
             "the device set is fixed (null, zero, full, random, urandom, tty)",
-        ),
-        (
-            "linux.seccomp",
-            l.seccomp().is_some(),
-            "seccomp profiles are chosen by name in the run options",
         ),
         (
             "linux.mountLabel",
@@ -479,6 +497,14 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
         if bad {
             return Err(unsupported(field, why));
         }
+    }
+    for (key, value) in l.sysctl().iter().flatten() {
+        check_sysctl(key, value, ns, allow)?;
+    }
+    // An engine's profile replaces the named one of the run options; what
+    // cannot be translated is refused here, before any side effect.
+    if let Some(profile) = l.seccomp() {
+        crate::seccomp::oci::check(profile)?;
     }
     if let Some(p) = l.rootfs_propagation() {
         if !matches!(p.as_str(), "private" | "rprivate" | "slave" | "rslave") {
@@ -586,6 +612,85 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
     Ok(())
 }
 
+/// IPC parameters a new IPC namespace has its own copy of (ipc/ipc_sysctl.c;
+/// the `fs.mqueue.*` ones are checked by prefix).
+const IPC_SYSCTLS: [&str; 8] = [
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
+/// The namespace a kernel parameter belongs to, `None` for one shared with
+/// the host (runc's list of namespaced sysctls, the same kernel facts).
+pub(crate) fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    if IPC_SYSCTLS.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(LinuxNamespaceType::Ipc)
+    } else if key.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(LinuxNamespaceType::Uts)
+    } else {
+        None
+    }
+}
+
+/// One `linux.sysctl` entry: a well-formed name (it becomes a path under
+/// /proc/sys), a parameter of a namespace the sandbox has, a value without
+/// NUL. Anything else would change the host, and is refused by name.
+fn check_sysctl(
+    key: &str,
+    value: &str,
+    ns: &[oci_spec::runtime::LinuxNamespace],
+    allow: Allowances,
+) -> Result<(), SpecError> {
+    let field = format!("linux.sysctl.{key}");
+    let well_formed = !key.is_empty()
+        && key.len() <= 256
+        && key.split(['.', '/']).all(|c| {
+            !c.is_empty()
+                && c != ".."
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    if !well_formed {
+        return Err(invalid(field, "not a kernel parameter name"));
+    }
+    let Some(typ) = sysctl_namespace(key) else {
+        return Err(SpecError::Unsupported {
+            field,
+            why: "not a namespaced parameter: it would change the host",
+        });
+    };
+    let have = ns.iter().any(|n| n.typ() == typ)
+        && !(typ == LinuxNamespaceType::Network && allow.host_network);
+    if !have {
+        return Err(SpecError::Unsupported {
+            field,
+            why: "the config asks for no namespace of its kind (net.* needs network, \
+                  kernel.shm*/msg*/sem and fs.mqueue.* need ipc, kernel.hostname needs uts)",
+        });
+    }
+    if ns.iter().any(|n| n.typ() == typ && n.path().is_some()) {
+        return Err(SpecError::Unsupported {
+            field,
+            why: "the namespace is joined by path: the sandbox's user namespace does not \
+                  own it, so set the parameter where the namespace was made",
+        });
+    }
+    if value.contains('\0') || value.len() > 4096 {
+        return Err(invalid(
+            field,
+            "the value has a NUL byte or is over 4096 bytes",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,5 +760,156 @@ mod tests {
         }
         // The limits that are allowed pass.
         validate_run(&with_rlimit(PosixRlimitType::RlimitCore, 1, 1), &opts).unwrap();
+    }
+
+    fn with_sysctl(spec: &mut Spec, key: &str, value: &str) {
+        let linux = spec.linux_mut().as_mut().unwrap();
+        linux.set_sysctl(Some([(key.to_string(), value.to_string())].into()));
+    }
+
+    fn without_namespace(spec: &mut Spec, typ: LinuxNamespaceType) {
+        let linux = spec.linux_mut().as_mut().unwrap();
+        let ns = linux.namespaces().clone().unwrap();
+        linux.set_namespaces(Some(ns.into_iter().filter(|n| n.typ() != typ).collect()));
+    }
+
+    /// Namespaced parameters pass when their namespace is asked for; the
+    /// host's are refused by name, as are names that would leave /proc/sys.
+    #[test]
+    fn sysctls_must_be_namespaced_and_their_namespace_asked_for() {
+        let opts = RunOptions::default();
+        for key in [
+            "net.ipv4.ping_group_range",
+            "net.ipv4.ip_unprivileged_port_start",
+            "kernel.shmmax",
+            "fs.mqueue.msg_max",
+            "kernel.hostname",
+        ] {
+            let mut s = base_spec(vec!["/bin/true".into()]);
+            with_sysctl(&mut s, key, "0");
+            validate_run(&s, &opts).unwrap_or_else(|e| panic!("{key}: {e}"));
+            let p = crate::spec::plan::plan(&s, &opts).unwrap();
+            assert_eq!(p.sysctl, [(key.to_string(), "0".to_string())]);
+        }
+        // Docker's "every group" fitted to the sandbox's gids.
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        with_sysctl(&mut s, "net.ipv4.ping_group_range", "0 2147483647");
+        let p = crate::spec::plan::plan(&s, &opts).unwrap();
+        let last = opts.uid_pool.slot_size - 1;
+        assert_eq!(p.sysctl[0].1, format!("0\t{last}"));
+        with_sysctl(&mut s, "net.ipv4.ping_group_range", "100 200");
+        let p = crate::spec::plan::plan(&s, &opts).unwrap();
+        assert_eq!(p.sysctl[0].1, "100 200");
+        for key in [
+            "vm.swappiness",
+            "kernel.core_pattern",
+            "kernel.pid_max",
+            "fs.file-max",
+        ] {
+            let mut s = base_spec(vec!["/bin/true".into()]);
+            with_sysctl(&mut s, key, "1");
+            let e = validate_run(&s, &opts).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("linux.sysctl.{key}: not supported")),
+                "{e}"
+            );
+        }
+        for key in [
+            "net/../../kernel/core_pattern",
+            "net..ipv4",
+            "net.ipv4.a b",
+            "",
+        ] {
+            let mut s = base_spec(vec!["/bin/true".into()]);
+            with_sysctl(&mut s, key, "1");
+            let e = validate_run(&s, &opts).unwrap_err().to_string();
+            assert!(e.contains("not a kernel parameter name"), "{key:?}: {e}");
+        }
+        // The namespace must be there: net.* in the host's network, ipc
+        // ones without an IPC namespace.
+        let host = RunOptions {
+            host_network: true,
+            ..RunOptions::default()
+        };
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        with_sysctl(&mut s, "net.ipv4.ping_group_range", "0 0");
+        without_namespace(&mut s, LinuxNamespaceType::Network);
+        let e = validate_run(&s, &host).unwrap_err().to_string();
+        assert!(e.contains("no namespace of its kind"), "{e}");
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        with_sysctl(&mut s, "kernel.msgmax", "1");
+        without_namespace(&mut s, LinuxNamespaceType::Ipc);
+        let e = validate_allowing(&s, Allowances::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("linux.sysctl.kernel.msgmax") || e.contains("ipc"),
+            "{e}"
+        );
+    }
+
+    fn joining(spec: &mut Spec, typ: LinuxNamespaceType, path: &str) {
+        let linux = spec.linux_mut().as_mut().unwrap();
+        let mut ns = linux.namespaces().clone().unwrap();
+        for n in ns.iter_mut().filter(|n| n.typ() == typ) {
+            n.set_path(Some(path.into()));
+        }
+        linux.set_namespaces(Some(ns));
+    }
+
+    /// Network, IPC and UTS namespaces may be joined by a path that names
+    /// one of that type; other types, wrong files and sysctls of a joined
+    /// namespace are refused by name.
+    #[test]
+    fn namespaces_are_joined_by_checked_paths() {
+        let opts = RunOptions::default();
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        joining(&mut s, LinuxNamespaceType::Network, "/proc/self/ns/net");
+        joining(&mut s, LinuxNamespaceType::Ipc, "/proc/self/ns/ipc");
+        let p = crate::spec::plan::plan(&s, &opts).unwrap();
+        assert_eq!(p.joins.len(), 2);
+        assert!(p.joined_network && p.set_hostname);
+
+        let refused = |typ, path: &str| {
+            let mut s = base_spec(vec!["/bin/true".into()]);
+            joining(&mut s, typ, path);
+            validate_run(&s, &opts).unwrap_err().to_string()
+        };
+        let e = refused(LinuxNamespaceType::Network, "/proc/self/ns/ipc");
+        assert!(
+            e.starts_with("linux.namespaces[net].path: invalid value"),
+            "{e}"
+        );
+        assert!(e.contains("not a net namespace"), "{e}");
+        let e = refused(LinuxNamespaceType::Ipc, "/etc/passwd");
+        assert!(e.contains("not a ipc namespace"), "{e}");
+        let e = refused(LinuxNamespaceType::User, "/proc/self/ns/user");
+        assert!(
+            e.starts_with("linux.namespaces[user].path: not supported"),
+            "{e}"
+        );
+        let e = refused(LinuxNamespaceType::Pid, "/proc/self/ns/pid");
+        assert!(
+            e.starts_with("linux.namespaces[pid].path: not supported"),
+            "{e}"
+        );
+        let e = refused(LinuxNamespaceType::Network, "relative/net");
+        assert!(e.contains("not an absolute path"), "{e}");
+
+        // A joined uts namespace keeps its hostname: asking for one is
+        // refused; without one the plan does not set it.
+        let e = refused(LinuxNamespaceType::Uts, "/proc/self/ns/uts");
+        assert!(e.starts_with("hostname: not supported"), "{e}");
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        joining(&mut s, LinuxNamespaceType::Uts, "/proc/self/ns/uts");
+        s.set_hostname(None);
+        assert!(!crate::spec::plan::plan(&s, &opts).unwrap().set_hostname);
+
+        // A sysctl of a joined namespace cannot be set from inside.
+        let mut s = base_spec(vec!["/bin/true".into()]);
+        joining(&mut s, LinuxNamespaceType::Network, "/proc/self/ns/net");
+        with_sysctl(&mut s, "net.ipv4.ping_group_range", "0 0");
+        let e = validate_run(&s, &opts).unwrap_err().to_string();
+        assert!(e.contains("joined by path"), "{e}");
     }
 }

@@ -370,6 +370,18 @@ pub fn unlock_pty(master: BorrowedFd<'_>) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// The `CLONE_NEW*` type of the namespace `fd` refers to
+/// (`ioctl(NS_GET_NSTYPE)`, ioctl_ns(2)); ENOTTY for a file that is not a
+/// namespace.
+pub fn namespace_type(fd: BorrowedFd<'_>) -> Result<i32, Errno> {
+    // _IO(0xb7, 0x3), linux/nsfs.h.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which
+    // the borrow keeps open for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    Errno::result(r)
+}
+
 /// Brings network interface `name` up (`SIOCGIFFLAGS` + `SIOCSIFFLAGS`).
 pub fn interface_up(sock: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.

@@ -434,6 +434,9 @@ pub trait Syscalls: MountOps {
     fn set_dumpable(&mut self, dumpable: bool) -> Result<(), Errno>;
     /// Writes `/proc/self/<name>`.
     fn write_proc_self(&mut self, name: &str, value: &[u8]) -> Result<(), Errno>;
+    /// Sets the kernel parameter `key` (`net.ipv4.ping_group_range`)
+    /// through the sandbox's own `/proc/sys`.
+    fn write_sysctl(&mut self, key: &str, value: &[u8]) -> Result<(), Errno>;
     fn setsid(&mut self) -> Result<(), Errno>;
     fn set_controlling_tty(&mut self, fd: BorrowedFd<'_>) -> Result<(), Errno>;
     /// `dup2(fd, target)`, `target` one of 0, 1, 2.
@@ -534,6 +537,21 @@ impl Syscalls for Linux {
 
     fn write_proc_self(&mut self, name: &str, value: &[u8]) -> Result<(), Errno> {
         std::fs::write(Path::new("/proc/self").join(name), value).map_err(io_errno)
+    }
+
+    fn write_sysctl(&mut self, key: &str, value: &[u8]) -> Result<(), Errno> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // The key was checked (validate::check_sysctl): dots and slashes
+        // separate plain names, never `..`. No O_CREAT, no truncation:
+        // procfs files take one write of the whole value.
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(io_errno)?;
+        f.write_all(value).map_err(io_errno)
     }
 
     fn setsid(&mut self) -> Result<(), Errno> {
@@ -697,6 +715,10 @@ impl Syscalls for Recorder {
     fn write_proc_self(&mut self, name: &str, value: &[u8]) -> Result<(), Errno> {
         let value = String::from_utf8_lossy(value).into_owned();
         self.record(format!("write /proc/self/{name} {value}"))
+    }
+    fn write_sysctl(&mut self, key: &str, value: &[u8]) -> Result<(), Errno> {
+        let value = String::from_utf8_lossy(value).into_owned();
+        self.record(format!("sysctl {key}={value}"))
     }
     fn setsid(&mut self) -> Result<(), Errno> {
         self.record("setsid".into())
