@@ -149,7 +149,11 @@ fn cri_plugin_loads_the_documented_handler() {
     let cri = plugins
         .ok()
         .lines()
-        .find(|l| l.split_whitespace().take(2).eq(["io.containerd.grpc.v1", "cri"]))
+        .find(|l| {
+            l.split_whitespace()
+                .take(2)
+                .eq(["io.containerd.grpc.v1", "cri"])
+        })
         .unwrap_or_else(|| panic!("no CRI plugin: {plugins}"))
         .to_owned();
     assert!(
