@@ -119,8 +119,9 @@ fi
 
 # --- report ------------------------------------------------------------------------
 # A program passes when it exits 0, prints no "not ok" and no error
-# diagnostic: some programs report a failure only as a YAML block with an
-# "error" key under a "1..0" plan. The counts are its TAP lines.
+# diagnostic of its own: some programs report a failure only as a YAML
+# block with an "error" key before any test line ("1..0" plan). The counts
+# are its TAP lines.
 report() {
     echo "OCI runtime-tools validation ($(git -C "$SRC" describe --always 2>/dev/null || basename "$SRC")), $(date -u +%F), cgroup v2 VM"
     echo
@@ -133,7 +134,10 @@ report() {
         for n in "${names[@]}"; do
             tap=$OUT/$n/$t.tap rc=$(cat "$OUT/$n/$t.rc" 2>/dev/null || echo 255)
             ok=$(grep -c '^ok ' "$tap" || true) bad=$(grep -c '^not ok ' "$tap" || true)
-            errs=$(grep -c '"error":' "$tap" || true)
+            # An error diagnostic belongs to the test line above it (an
+            # expected error of an "ok" test, or the detail of a "not ok");
+            # one above every test line is a failure of its own.
+            errs=$(awk '/^ok / { s = "ok" } /^not ok / { s = "bad" } /"error":/ && s == "" { n++ } END { print n + 0 }' "$tap")
             asserts[$n]=$(( ${asserts[$n]:-0} + ok + bad )) aok[$n]=$(( ${aok[$n]:-0} + ok ))
             if [[ $rc == 0 && $bad == 0 && $errs == 0 ]]; then
                 pass[$n]=$(( ${pass[$n]:-0} + 1 )); printf ' pass (%s ok) |' "$ok"
