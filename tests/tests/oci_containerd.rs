@@ -194,3 +194,29 @@ fn runtimed_ctr_run() {
 fn runtimed_ctr_lifecycle() {
     check_lifecycle(true);
 }
+
+/// What runtimed refuses reaches the engine's user as runtimed's own words
+/// (runc's protocol: one line on stderr and in `--log`, which the shim
+/// reads back), and the refused container leaves nothing behind: the stop
+/// of the engine fails the test on any process, mount or cgroup left.
+#[test]
+#[ignore = "privileged: starts containerd as root"]
+fn runtimed_refusal_reaches_the_user() {
+    let c = Containerd::start("");
+    let id = unique("refused");
+    let mut args = vec![
+        "run".to_owned(),
+        "--rm".to_owned(),
+        "--runc-systemd-cgroup".to_owned(),
+    ];
+    args.extend(run_opts(&c, true, &id));
+    args.extend([CTR_IMAGE, &id, "true"].map(str::to_owned));
+    let out = ctr(&c, &args);
+    assert_ne!(out.code(), 0, "{out}");
+    assert!(
+        out.stderr.contains("systemd-cgroup") && out.stderr.contains("not supported"),
+        "the runtime's refusal is not in ctr's error: {out}"
+    );
+    c.run(&["containers", "rm", &id]);
+    c.stop();
+}
