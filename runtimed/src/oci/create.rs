@@ -65,8 +65,8 @@ pub fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec), OciError> {
     let bundle = std::fs::canonicalize(bundle)
         .map_err(|e| cfg_err(bundle, format!("cannot open the bundle: {e}")))?;
     let path = bundle.join("config.json");
-    let file = std::fs::File::open(&path)
-        .map_err(|e| cfg_err(&bundle, format!("config.json: {e}")))?;
+    let file =
+        std::fs::File::open(&path).map_err(|e| cfg_err(&bundle, format!("config.json: {e}")))?;
     let mut bytes = Vec::new();
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -104,7 +104,9 @@ fn check_cgroups_path(p: &Path) -> Result<(), String> {
              supported, use a cgroupfs path"
         ));
     }
-    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if p.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(format!("linux.cgroupsPath {text:?}: `..` is not allowed"));
     }
     Ok(())
@@ -151,7 +153,9 @@ impl Drop for Undo<'_> {
                 &state.cgroup_paths,
                 lease,
             ) {
-                self.ctx.log.error(&format!("cleaning up after a failed create: {e}"));
+                self.ctx
+                    .log
+                    .error(&format!("cleaning up after a failed create: {e}"));
             }
             // PID 1 is our child: reap it.
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(state.pid), None);
@@ -297,7 +301,10 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<(), OciError> {
             .join(path)
     };
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(OciError::Usage(format!("--pid-file {}: not a file", path.display())));
+        return Err(OciError::Usage(format!(
+            "--pid-file {}: not a file",
+            path.display()
+        )));
     };
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     std::fs::write(&tmp, pid.to_string())
@@ -308,14 +315,22 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<(), OciError> {
 /// Sends the pty master over the console socket (SCM_RIGHTS), as runc.
 fn send_console(path: &Path, master: &OwnedFd) -> Result<(), OciError> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let stream = std::os::unix::net::UnixStream::connect(path)
-        .map_err(io_err(format!("connect to the console socket {}", path.display())))?;
+    let stream = std::os::unix::net::UnixStream::connect(path).map_err(io_err(format!(
+        "connect to the console socket {}",
+        path.display()
+    )))?;
     let fds = [master.as_raw_fd()];
     let name = b"/dev/ptmx";
     let iov = [std::io::IoSlice::new(name)];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(stream.as_fd().as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-        .map_err(sys_err("send the terminal over the console socket"))?;
+    sendmsg::<()>(
+        stream.as_fd().as_raw_fd(),
+        &iov,
+        &cmsg,
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(sys_err("send the terminal over the console socket"))?;
     Ok(())
 }
 
@@ -415,16 +430,20 @@ pub fn run(
     single: &sandbox::SingleThreaded,
 ) -> Result<i32, OciError> {
     let state = create_container(ctx, &args.create, single)?;
-    let started = ctx.root.open(&state.id, false).map_err(OciError::from).and_then(|c| {
-        let spec = c.config()?;
-        start_hooks(ctx, &spec, &state, single)?;
-        release(&c, &state)?;
-        let public = state.public(Status::Running);
-        if let Err(e) = hooks::run_stage(&spec, Stage::Poststart, &public, &ctx.log) {
-            ctx.log.warn(&format!("poststart: {e}"));
-        }
-        Ok(())
-    });
+    let started = ctx
+        .root
+        .open(&state.id, false)
+        .map_err(OciError::from)
+        .and_then(|c| {
+            let spec = c.config()?;
+            start_hooks(ctx, &spec, &state, single)?;
+            release(&c, &state)?;
+            let public = state.public(Status::Running);
+            if let Err(e) = hooks::run_stage(&spec, Stage::Poststart, &public, &ctx.log) {
+                ctx.log.warn(&format!("poststart: {e}"));
+            }
+            Ok(())
+        });
     if let Err(e) = started {
         let _ = super::manage::delete_now(ctx, &state.id, true);
         return Err(e);
@@ -453,7 +472,10 @@ mod tests {
     #[test]
     fn systemd_cgroup_paths_are_refused_by_name() {
         let e = check_cgroups_path(Path::new("system.slice:docker:abc")).unwrap_err();
-        assert!(e.contains("linux.cgroupsPath") && e.contains("systemd"), "{e}");
+        assert!(
+            e.contains("linux.cgroupsPath") && e.contains("systemd"),
+            "{e}"
+        );
         assert!(check_cgroups_path(Path::new("/a/../b")).is_err());
         assert!(check_cgroups_path(Path::new("/docker/abc")).is_ok());
         assert!(check_cgroups_path(Path::new("mine/abc")).is_ok());

@@ -139,7 +139,11 @@ fn become_program(
     // fd itself cannot be written.
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let writer = loop {
-        match open(path.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+        match open(
+            path.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
             Err(Errno::EINTR) => continue,
             Err(er) => return e(Step::SpawnProgram, er, "wait for start on the exec fifo"),
             Ok(fd) => break fd,
@@ -636,7 +640,13 @@ fn landlock_layer(ops: &mut dyn Syscalls, plan: &Plan) -> Result<(), StepError> 
     }
     // An image root with a writable upper layer is writable throughout.
     if matches!(&plan.root, RootPlan::Layers(l) if !l.readonly)
-        || matches!(&plan.root, RootPlan::Bundle { readonly: false, .. })
+        || matches!(
+            &plan.root,
+            RootPlan::Bundle {
+                readonly: false,
+                ..
+            }
+        )
     {
         writable.insert(Path::new("/"));
     }
