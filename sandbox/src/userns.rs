@@ -288,6 +288,49 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A persisted lease (an OCI container's, held by its state dir)
+    /// outlives the lease value and its flock; it is skipped while the
+    /// owner exists, taken over once the owner is gone, and freed by
+    /// `release_persisted` only for its own owner.
+    #[test]
+    fn persisted_leases_survive_their_holder_until_released_or_stale() {
+        let dir =
+            std::env::temp_dir().join(format!("runtimed-uidpool-persist-{}", std::process::id()));
+        let owner = dir.join("container-state");
+        std::fs::create_dir_all(&owner).unwrap();
+        let pool = UidPoolConfig {
+            base: 2_000_000,
+            slot_size: 65536,
+            slots: 1,
+        };
+        let a = pool.acquire(&dir).unwrap();
+        a.persist(&owner).unwrap();
+        let base = a.host_base;
+        drop(a);
+        // The flock is gone, the lease is not.
+        assert!(matches!(
+            pool.acquire(&dir),
+            Err(UsernsError::Exhausted { slots: 1 })
+        ));
+        // Another owner's release does not free it.
+        release_persisted(&dir, base, &dir.join("someone-else")).unwrap();
+        assert!(pool.acquire(&dir).is_err());
+        // Its owner's does.
+        release_persisted(&dir, base, &owner).unwrap();
+        let b = pool.acquire(&dir).unwrap();
+        b.persist(&owner).unwrap();
+        drop(b);
+        // A stale lease (the owner's state is gone) is taken over, and
+        // the takeover clears the old owner.
+        std::fs::remove_dir(&owner).unwrap();
+        let c = pool.acquire(&dir).unwrap();
+        assert_eq!(c.host_base, base);
+        drop(c);
+        let text = std::fs::read_to_string(dir.join(format!("range-{base}"))).unwrap();
+        assert!(text.is_empty(), "{text:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn bad_pool_configs_are_rejected() {
         let dir = std::env::temp_dir();
