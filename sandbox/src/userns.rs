@@ -56,16 +56,33 @@ pub struct UidLease {
     /// Host uid (and gid) that id 0 inside maps to.
     pub host_base: u32,
     pub size: u32,
-    _lock: Flock<File>,
+    /// `None` for [`UidLease::host_ids`], which holds no slot.
+    _lock: Option<Flock<File>>,
 }
 
 impl UidLease {
+    /// No range of its own: ids inside are the host's (the map is the
+    /// identity over all of them). For OCI containers whose runtime class
+    /// turned the extra uid range off (`ContainerMode::host_ids`), as
+    /// runc runs them; capabilities still hold only inside the namespace.
+    pub fn host_ids() -> UidLease {
+        UidLease {
+            slot: 0,
+            host_base: 0,
+            size: u32::MAX,
+            _lock: None,
+        }
+    }
+
     /// Keeps this range leased after the holder exits, for as long as
     /// `owner` exists (see the module doc). Written while we hold the
     /// slot's lock, so no acquirer sees the slot free meanwhile.
     pub fn persist(&self, owner: &Path) -> Result<(), UsernsError> {
         use std::os::unix::ffi::OsStrExt;
-        let mut f: &File = &self._lock;
+        let Some(lock) = &self._lock else {
+            return Ok(());
+        };
+        let mut f: &File = lock;
         f.set_len(0)
             .and_then(|()| f.write_all(owner.as_os_str().as_bytes()))
             .map_err(|source| UsernsError::Persist {
@@ -176,7 +193,7 @@ impl UidPoolConfig {
                         slot,
                         host_base: self.base + slot * self.slot_size,
                         size: self.slot_size,
-                        _lock: lock,
+                        _lock: Some(lock),
                     });
                 }
                 Err((_, Errno::EWOULDBLOCK)) => continue,

@@ -655,3 +655,59 @@ fn the_container_has_its_own_host_uid_range_and_owns_its_rootfs() {
     // `run` deleted it.
     assert!(!oci.root.join(&id).exists());
 }
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn a_runtime_class_can_turn_the_uid_range_off() {
+    let oci = Oci::new();
+    let dir = TempDir::new("oci-bundle");
+    let b = bundle(dir.path(), &["/bin/cat", "/proc/self/uid_map"], |_| {});
+    // One symlink per runtime class (containerd's shim passes no
+    // arguments), one section per name in the config file.
+    let class = dir.join("runtimed-runc-hostids");
+    std::os::unix::fs::symlink(&oci.bin, &class).unwrap();
+    let config = dir.join("oci.toml");
+    fs::write(
+        &config,
+        "[runtime.runtimed-runc-hostids]\nuid_range = false\n",
+    )
+    .unwrap();
+    let map_of = |program: &Path, id: &str| {
+        let out = Command::new("timeout")
+            .arg("60")
+            .arg(program)
+            .args(["--root", oci.root.path().to_str().unwrap()])
+            .args(["run", "--bundle", b.to_str().unwrap(), id])
+            .env("RUNTIMED_OCI_CONFIG", &config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", context(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(|n| n.parse::<u64>().unwrap())
+            .collect::<Vec<u64>>()
+    };
+    assert_eq!(map_of(&class, &unique("hostids")), [0, 0, 4_294_967_295]);
+    // The same binary under the default name keeps its own range.
+    let default = dir.join("runtimed-runc");
+    std::os::unix::fs::symlink(&oci.bin, &default).unwrap();
+    let m = map_of(&default, &unique("ranged"));
+    assert_eq!((m[0], m[2]), (0, 65536));
+    assert!(m[1] >= 65536, "{m:?}");
+    // A mistyped key is refused by name, in one line.
+    fs::write(
+        &config,
+        "[runtime.runtimed-runc-hostids]\nuid_rnge = false\n",
+    )
+    .unwrap();
+    let out = Command::new(&class)
+        .args(["--root", oci.root.path().to_str().unwrap(), "list"])
+        .env("RUNTIMED_OCI_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("uid_rnge"), "{err}");
+}
