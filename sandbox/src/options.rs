@@ -166,6 +166,11 @@ pub struct ContainerMode {
     /// by the parent, reopened for writing by PID 1 through
     /// `/proc/self/fd`.
     pub exec_fifo: PathBuf,
+    /// No fresh host uid range: the user namespace maps every id to
+    /// itself ([`crate::userns::UidLease::host_ids`]), so root inside is
+    /// host root (with capabilities only inside its namespaces), as runc
+    /// runs a container. Off by default; a runtime class turns it on.
+    pub host_ids: bool,
 }
 
 impl Default for RunOptions {

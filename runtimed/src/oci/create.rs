@@ -197,12 +197,6 @@ fn create_container(
             "--console-socket needs process.terminal: true".into(),
         ));
     }
-    if !ctx.uid_range {
-        return Err(OciError::Usage(
-            "--no-uid-range is not supported yet: every container gets its own host uid range"
-                .into(),
-        ));
-    }
     let container = ctx.root.create(&args.id)?;
     let dir = container.dir.clone();
     let mut undo = Undo {
@@ -224,6 +218,7 @@ fn create_container(
         sandbox_id: Some(undo.sandbox_id.clone()),
         container: Some(sandbox::options::ContainerMode {
             exec_fifo: fifo.clone(),
+            host_ids: !ctx.uid_range,
         }),
         ..sandbox::RunOptions::default()
     };
@@ -254,7 +249,7 @@ fn create_container(
         sandbox_id: detached.sandbox_id.clone(),
         cgroup_paths: detached.cgroup_paths.clone(),
         cgroup_owned: true,
-        uid_lease: Some(UidRange {
+        uid_lease: ctx.uid_range.then_some(UidRange {
             host_base: detached.host_uid_base,
             size: detached.uid_range_size,
         }),
@@ -272,7 +267,7 @@ fn create_container(
         &public,
         &ctx.log,
         hooks::Place::Container {
-            pid: state.pid,
+            state: &state,
             single,
         },
     )?;
@@ -378,7 +373,7 @@ fn start_hooks(
         &public,
         &ctx.log,
         hooks::Place::Container {
-            pid: state.pid,
+            state: &state,
             single,
         },
     )?;

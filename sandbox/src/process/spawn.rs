@@ -396,7 +396,10 @@ fn claim(
         None => seccomp::compile_for(opts.seccomp, purpose)?,
     };
     settle_core_limit(&mut plan)?;
-    let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
+    let lease = match &opts.container {
+        Some(c) if c.host_ids => UidLease::host_ids(),
+        _ => opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?,
+    };
     let mgr = cgroup_manager()?;
     sweep_stale(&opts.run_dir, mgr, &id);
     // We hold the id's lock, so a cgroup of that name is a dead
