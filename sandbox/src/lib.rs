@@ -10,6 +10,7 @@
 //! [`pty`], [`peer`], [`process::signals`], [`seccomp::attempt`].
 #![deny(unsafe_code)]
 
+pub mod capabilities;
 pub mod cgroup;
 pub mod helper;
 pub mod id;

@@ -524,7 +524,8 @@ fn program_steps(
     if launch.reset_oom_score {
         ops.set_dumpable(true)
             .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
-        let written = ops.write_proc_self("oom_score_adj", b"0");
+        let score = ctx.plan.oom_score_adj.unwrap_or(0).to_string();
+        let written = ops.write_proc_self("oom_score_adj", score.as_bytes());
         ops.set_dumpable(false)
             .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
         written.map_err(|er| e(Step::OomScoreAdj, er, "reset oom_score_adj"))?;
@@ -570,8 +571,15 @@ fn program_steps(
     }
     // drop_bounding_set: needs CAP_SETPCAP, so before changing uid. A build
     // step keeps its planned capabilities (in the user namespace only).
-    ops.drop_bounding_set_except(plan.capabilities)
+    let caps = &plan.capabilities;
+    ops.drop_bounding_set_except(caps.bounding)
         .map_err(|er| e(Step::Capabilities, er, "drop the bounding set"))?;
+    // keep_capabilities: a non-root program whose spec lists capabilities
+    // keeps its permitted set through setresuid (capabilities(7)).
+    if plan.uid != 0 && !caps.is_empty() {
+        ops.keep_capabilities()
+            .map_err(|er| e(Step::Capabilities, er, "prctl(PR_SET_KEEPCAPS)"))?;
+    }
     // identity: groups, gid, uid (setgroups before setresgid before setresuid,
     // each needs the privilege the next one drops).
     ops.setgroups(&plan.additional_gids)
@@ -580,10 +588,9 @@ fn program_steps(
         .map_err(|er| e(Step::Identity, er, format!("setresgid {}", plan.gid)))?;
     ops.setresuid(plan.uid)
         .map_err(|er| e(Step::Identity, er, format!("setresuid {}", plan.uid)))?;
-    // capabilities: empty every set (a uid 0 program keeps them otherwise),
-    // or exactly the planned ones for a build step.
-    let keep = if plan.uid == 0 { plan.capabilities } else { 0 };
-    ops.set_capabilities(keep)
+    // capabilities: exactly the planned sets (all empty unless the spec
+    // lists some): a uid 0 program would keep everything otherwise.
+    ops.set_capabilities(caps)
         .map_err(|er| e(Step::Capabilities, er, "set the capability sets"))?;
     // no_new_privs: required by Landlock and seccomp for unprivileged use.
     ops.set_no_new_privs()

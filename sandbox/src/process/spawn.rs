@@ -828,6 +828,18 @@ fn hand_over(
         }
         _ => Vec::new(),
     };
+    // process.oomScoreAdj: PID 1's score before it forks the program,
+    // which inherits it. Written here, as root of the host: a sandbox may
+    // not lower its own score (CAP_SYS_RESOURCE), and an engine may ask
+    // for a negative one (Kubernetes: -997 for a guaranteed pod).
+    if let Some(adj) = plan.oom_score_adj {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
+            SandboxError::Sys {
+                what: format!("set process.oomScoreAdj {adj} (PID 1's oom_score_adj)"),
+                source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        })?;
+    }
     let layer_fds: Vec<BorrowedFd<'_>> = layer_trees.iter().map(|f| f.as_fd()).collect();
     sb.channel
         .send_json(&ParentMessage::Go, &layer_fds)

@@ -444,7 +444,10 @@ pub trait Syscalls: MountOps {
     fn set_rlimit(&mut self, resource: i32, soft: u64, hard: u64) -> Result<(), Errno>;
     fn umask(&mut self, mode: u32);
     fn drop_bounding_set_except(&mut self, keep: u64) -> Result<(), Errno>;
-    fn set_capabilities(&mut self, caps: u64) -> Result<(), Errno>;
+    fn set_capabilities(&mut self, caps: &crate::capabilities::CapabilitySets)
+        -> Result<(), Errno>;
+    /// Keeps the permitted set across the change to a non-root uid.
+    fn keep_capabilities(&mut self) -> Result<(), Errno>;
     fn set_no_new_privs(&mut self) -> Result<(), Errno>;
     /// Landlock: read everywhere, write below `writable`.
     fn restrict_landlock(&mut self, writable: &[&Path]) -> Result<(), String>;
@@ -578,8 +581,15 @@ impl Syscalls for Linux {
         super::drop_bounding_set_except(keep)
     }
 
-    fn set_capabilities(&mut self, caps: u64) -> Result<(), Errno> {
+    fn set_capabilities(
+        &mut self,
+        caps: &crate::capabilities::CapabilitySets,
+    ) -> Result<(), Errno> {
         super::set_capabilities(caps)
+    }
+
+    fn keep_capabilities(&mut self) -> Result<(), Errno> {
+        super::keep_capabilities()
     }
 
     fn set_no_new_privs(&mut self) -> Result<(), Errno> {
@@ -739,8 +749,14 @@ impl Syscalls for Recorder {
     fn drop_bounding_set_except(&mut self, keep: u64) -> Result<(), Errno> {
         self.record(format!("drop_bounding_set except {keep:#x}"))
     }
-    fn set_capabilities(&mut self, caps: u64) -> Result<(), Errno> {
-        self.record(format!("capset {caps:#x}"))
+    fn set_capabilities(
+        &mut self,
+        caps: &crate::capabilities::CapabilitySets,
+    ) -> Result<(), Errno> {
+        self.record(format!("capset {:#x}", caps.effective))
+    }
+    fn keep_capabilities(&mut self) -> Result<(), Errno> {
+        self.record("prctl PR_SET_KEEPCAPS".into())
     }
     fn set_no_new_privs(&mut self) -> Result<(), Errno> {
         self.record("prctl PR_SET_NO_NEW_PRIVS".into())

@@ -305,6 +305,7 @@ fn the_guard_keeps_runtimeds_invariants_and_nothing_else() {
     .unwrap();
     assert_eq!(f.profile(), None);
     let guard = &f.stages[0].program;
+    println!("guard: {} instructions", guard.len());
     let chmod = nr("fchmodat");
     // fchmodat(dirfd, path, mode): setuid refused, plain modes pass.
     assert_eq!(
