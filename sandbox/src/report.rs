@@ -73,6 +73,9 @@ pub enum Step {
     Setup,
     /// The sandbox could not be removed after the run.
     Teardown,
+    /// `exec` into a running container: entering its namespaces
+    /// (`process::join`).
+    JoinNamespaces,
     // PID 1, in order.
     CloseFds,
     JoinCgroup,
@@ -119,7 +122,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order of the enum.
-    pub const ALL: [Step; 46] = [
+    pub const ALL: [Step; 47] = [
         Step::Validate,
         Step::Image,
         Step::Create,
@@ -129,6 +132,7 @@ impl Step {
         Step::NetworkNamespace,
         Step::Setup,
         Step::Teardown,
+        Step::JoinNamespaces,
         Step::CloseFds,
         Step::JoinCgroup,
         Step::CgroupNamespace,
@@ -180,6 +184,7 @@ impl Step {
             Step::NetworkNamespace => "network_namespace",
             Step::Setup => "setup",
             Step::Teardown => "teardown",
+            Step::JoinNamespaces => "join_namespaces",
             Step::CloseFds => "close_fds",
             Step::JoinCgroup => "join_cgroup",
             Step::CgroupNamespace => "cgroup_namespace",

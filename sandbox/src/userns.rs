@@ -102,12 +102,11 @@ pub fn release_persisted(lock_dir: &Path, host_base: u32, owner: &Path) -> Resul
         Err(source) => return Err(UsernsError::LockDir { path, source }),
     };
     // Blocking: a holder is an `acquire` looking at the slot for a moment.
-    let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| {
-        UsernsError::LockDir {
+    let lock =
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| UsernsError::LockDir {
             path: path.clone(),
             source: std::io::Error::from(e),
-        }
-    })?;
+        })?;
     let mut bytes = Vec::new();
     let mut f: &File = &lock;
     f.read_to_end(&mut bytes)
@@ -178,7 +177,7 @@ impl UidPoolConfig {
                         host_base: self.base + slot * self.slot_size,
                         size: self.slot_size,
                         _lock: lock,
-                    })
+                    });
                 }
                 Err((_, Errno::EWOULDBLOCK)) => continue,
                 Err((_, e)) => {

@@ -65,8 +65,8 @@ pub fn load_bundle(bundle: &Path) -> Result<(PathBuf, Spec), OciError> {
     let bundle = std::fs::canonicalize(bundle)
         .map_err(|e| cfg_err(bundle, format!("cannot open the bundle: {e}")))?;
     let path = bundle.join("config.json");
-    let file = std::fs::File::open(&path)
-        .map_err(|e| cfg_err(&bundle, format!("config.json: {e}")))?;
+    let file =
+        std::fs::File::open(&path).map_err(|e| cfg_err(&bundle, format!("config.json: {e}")))?;
     let mut bytes = Vec::new();
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -104,7 +104,9 @@ fn check_cgroups_path(p: &Path) -> Result<(), String> {
              supported, use a cgroupfs path"
         ));
     }
-    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if p.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(format!("linux.cgroupsPath {text:?}: `..` is not allowed"));
     }
     Ok(())
@@ -151,12 +153,26 @@ impl Drop for Undo<'_> {
                 &state.cgroup_paths,
                 lease,
             ) {
-                self.ctx.log.error(&format!("cleaning up after a failed create: {e}"));
+                self.ctx
+                    .log
+                    .error(&format!("cleaning up after a failed create: {e}"));
             }
             // PID 1 is our child: reap it.
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(state.pid), None);
         }
         let _ = c.remove();
+    }
+}
+
+/// The sandbox options of a container: `create`'s, and `exec`'s, which
+/// must plan its process and compile its seccomp filter the same way.
+pub(crate) fn run_options(sandbox_id: &str, fifo: &Path) -> sandbox::RunOptions {
+    sandbox::RunOptions {
+        sandbox_id: Some(sandbox_id.to_string()),
+        container: Some(sandbox::options::ContainerMode {
+            exec_fifo: fifo.to_path_buf(),
+        }),
+        ..sandbox::RunOptions::default()
     }
 }
 
@@ -216,13 +232,7 @@ fn create_container(
     let fifo = dir.join(super::state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(sys_err("make the exec fifo"))?;
-    let opts = sandbox::RunOptions {
-        sandbox_id: Some(undo.sandbox_id.clone()),
-        container: Some(sandbox::options::ContainerMode {
-            exec_fifo: fifo.clone(),
-        }),
-        ..sandbox::RunOptions::default()
-    };
+    let opts = run_options(&undo.sandbox_id, &fifo);
     let sb = sandbox::Sandbox::create(&spec, opts, single)
         .map_err(|e| OciError::Sandbox(e.as_step_failure().to_string()))?;
     let run_dir = Path::new(sandbox::options::defaults::RUN_DIR);
@@ -288,7 +298,7 @@ fn create_container(
 
 /// `--pid-file`: written through a temp file in the same directory and
 /// renamed, so a reader never sees it half written (runc does the same).
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), OciError> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), OciError> {
     let path = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -297,7 +307,10 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<(), OciError> {
             .join(path)
     };
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(OciError::Usage(format!("--pid-file {}: not a file", path.display())));
+        return Err(OciError::Usage(format!(
+            "--pid-file {}: not a file",
+            path.display()
+        )));
     };
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     std::fs::write(&tmp, pid.to_string())
@@ -306,16 +319,24 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<(), OciError> {
 }
 
 /// Sends the pty master over the console socket (SCM_RIGHTS), as runc.
-fn send_console(path: &Path, master: &OwnedFd) -> Result<(), OciError> {
+pub(crate) fn send_console(path: &Path, master: &OwnedFd) -> Result<(), OciError> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let stream = std::os::unix::net::UnixStream::connect(path)
-        .map_err(io_err(format!("connect to the console socket {}", path.display())))?;
+    let stream = std::os::unix::net::UnixStream::connect(path).map_err(io_err(format!(
+        "connect to the console socket {}",
+        path.display()
+    )))?;
     let fds = [master.as_raw_fd()];
     let name = b"/dev/ptmx";
     let iov = [std::io::IoSlice::new(name)];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(stream.as_fd().as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
-        .map_err(sys_err("send the terminal over the console socket"))?;
+    sendmsg::<()>(
+        stream.as_fd().as_raw_fd(),
+        &iov,
+        &cmsg,
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(sys_err("send the terminal over the console socket"))?;
     Ok(())
 }
 
@@ -415,16 +436,20 @@ pub fn run(
     single: &sandbox::SingleThreaded,
 ) -> Result<i32, OciError> {
     let state = create_container(ctx, &args.create, single)?;
-    let started = ctx.root.open(&state.id, false).map_err(OciError::from).and_then(|c| {
-        let spec = c.config()?;
-        start_hooks(ctx, &spec, &state, single)?;
-        release(&c, &state)?;
-        let public = state.public(Status::Running);
-        if let Err(e) = hooks::run_stage(&spec, Stage::Poststart, &public, &ctx.log) {
-            ctx.log.warn(&format!("poststart: {e}"));
-        }
-        Ok(())
-    });
+    let started = ctx
+        .root
+        .open(&state.id, false)
+        .map_err(OciError::from)
+        .and_then(|c| {
+            let spec = c.config()?;
+            start_hooks(ctx, &spec, &state, single)?;
+            release(&c, &state)?;
+            let public = state.public(Status::Running);
+            if let Err(e) = hooks::run_stage(&spec, Stage::Poststart, &public, &ctx.log) {
+                ctx.log.warn(&format!("poststart: {e}"));
+            }
+            Ok(())
+        });
     if let Err(e) = started {
         let _ = super::manage::delete_now(ctx, &state.id, true);
         return Err(e);
@@ -453,7 +478,10 @@ mod tests {
     #[test]
     fn systemd_cgroup_paths_are_refused_by_name() {
         let e = check_cgroups_path(Path::new("system.slice:docker:abc")).unwrap_err();
-        assert!(e.contains("linux.cgroupsPath") && e.contains("systemd"), "{e}");
+        assert!(
+            e.contains("linux.cgroupsPath") && e.contains("systemd"),
+            "{e}"
+        );
         assert!(check_cgroups_path(Path::new("/a/../b")).is_err());
         assert!(check_cgroups_path(Path::new("/docker/abc")).is_ok());
         assert!(check_cgroups_path(Path::new("mine/abc")).is_ok());

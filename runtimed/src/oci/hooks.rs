@@ -109,7 +109,12 @@ fn hooks_of(spec: &Spec, stage: Stage) -> Vec<Hook> {
 
 /// Runs the hooks of `stage` in order, in the runtime's namespaces; the
 /// first failure stops them.
-pub fn run_stage(spec: &Spec, stage: Stage, state: &PublicState, log: &Log) -> Result<(), HookError> {
+pub fn run_stage(
+    spec: &Spec,
+    stage: Stage,
+    state: &PublicState,
+    log: &Log,
+) -> Result<(), HookError> {
     run_stage_in(spec, stage, state, log, Place::Runtime)
 }
 
@@ -241,9 +246,7 @@ fn run_one(stage: Stage, hook: &Hook, input: &[u8]) -> Result<(), HookError> {
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break st,
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();

@@ -13,6 +13,7 @@
 //! what it does not support by field name.
 
 mod create;
+mod exec;
 mod hooks;
 mod info;
 mod log;
@@ -139,6 +140,8 @@ enum OciCommand {
     Spec(info::SpecArgs),
     /// Print what this runtime supports, as JSON.
     Features,
+    /// Run a new process in a created or running container.
+    Exec(exec::ExecArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -199,6 +202,7 @@ pub fn main(invoked_as: &str, args: Vec<OsString>, single: &sandbox::SingleThrea
         OciCommand::List(a) => manage::list(&ctx, &a),
         OciCommand::Spec(a) => info::spec(&a),
         OciCommand::Features => info::features(),
+        OciCommand::Exec(a) => exec::exec(&ctx, &a, single),
     };
     match result {
         Ok(code) => code,

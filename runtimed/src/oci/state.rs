@@ -211,7 +211,11 @@ impl State {
             oci_version: OCI_VERSION.into(),
             id: self.id.clone(),
             // runc shows 0 once the container stopped.
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             status,
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),
@@ -311,9 +315,7 @@ impl Root {
         let dir = self.path.join(id);
         let lock = match lock_dir(&dir) {
             Ok(l) => l,
-            Err(StateError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
+            Err(StateError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StateError::NotFound(id.into()))
             }
             Err(e) => return Err(e),
@@ -462,7 +464,10 @@ mod tests {
             assert!(check_id(ok).is_ok(), "{ok}");
         }
         for bad in ["", ".", "..", "a/b", "a b", "../x", "a\0b", "é"] {
-            assert!(matches!(check_id(bad), Err(StateError::BadId(_))), "{bad:?}");
+            assert!(
+                matches!(check_id(bad), Err(StateError::BadId(_))),
+                "{bad:?}"
+            );
         }
     }
 
@@ -494,7 +499,10 @@ mod tests {
         assert_eq!(status, Status::Running);
         assert_eq!(root.ids().unwrap(), vec!["box".to_string()]);
         root.open("box", false).unwrap().remove().unwrap();
-        assert!(matches!(root.open("box", false), Err(StateError::NotFound(_))));
+        assert!(matches!(
+            root.open("box", false),
+            Err(StateError::NotFound(_))
+        ));
         assert!(root.create("box").is_ok());
         let _ = std::fs::remove_dir_all(&tmp);
     }

@@ -488,12 +488,12 @@ fn prepare(
                 source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             })
             .and_then(|()| {
-            nix::fcntl::open(
-                &c.exec_fifo,
-                OFlag::O_PATH | OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(sys_err("open the exec fifo"))
+                nix::fcntl::open(
+                    &c.exec_fifo,
+                    OFlag::O_PATH | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(sys_err("open the exec fifo"))
             })?,
         ),
         None => None,
@@ -860,11 +860,7 @@ impl Sandbox {
             // cgroup once the container is gone, or `remove_container`.
             lock.keep = true;
         }
-        let cgroup_paths = self
-            .cgroup
-            .take()
-            .map(|c| c.release())
-            .unwrap_or_default();
+        let cgroup_paths = self.cgroup.take().map(|c| c.release()).unwrap_or_default();
         Ok(DetachedContainer {
             init_pid: self.init_pid,
             cgroup_paths,

@@ -410,8 +410,7 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
         // A container that asks for no user or cgroup namespace gets ours
         // anyway (a fresh host uid range; a cgroup namespace rooted at its
         // cgroup): less isolation than asked is never given.
-        if allow.container
-            && matches!(want, LinuxNamespaceType::User | LinuxNamespaceType::Cgroup)
+        if allow.container && matches!(want, LinuxNamespaceType::User | LinuxNamespaceType::Cgroup)
         {
             continue;
         }
