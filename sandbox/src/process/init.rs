@@ -63,6 +63,26 @@ pub struct ChildContext<'a> {
     pub container_fifo: Option<BorrowedFd<'a>>,
 }
 
+/// What the program steps take from their sandbox: the plan (identity,
+/// rlimits, capabilities), the compiled seccomp filter and whether to add
+/// Landlock. A run's PID 1, a session's spawns and an `exec` into a
+/// running container (`super::join`) share these steps.
+pub(crate) struct ProgramCtx<'a> {
+    pub plan: &'a Plan,
+    pub seccomp: Option<&'a SeccompFilter>,
+    pub landlock: bool,
+}
+
+impl<'a> ChildContext<'a> {
+    fn program_ctx(&self) -> ProgramCtx<'a> {
+        ProgramCtx {
+            plan: self.plan,
+            seccomp: self.seccomp,
+            landlock: self.landlock,
+        }
+    }
+}
+
 fn e(step: Step, errno: Errno, msg: impl Into<String>) -> StepError {
     StepError::new(step, Some(errno), msg.into())
 }
@@ -155,24 +175,24 @@ fn become_program(
     drop(writer);
     let launch = Launch::of_run(ctx);
     let slave = pty.as_ref().map(|(_, s)| s.as_fd());
-    program(&mut Linux, ctx, slave, &launch)
+    program(&mut Linux, &ctx.program_ctx(), slave, &launch)
 }
 
 /// What a program child needs beyond the plan: argv, environment, cwd and
 /// stdio (the plan's for the one program of a run; a spawn request's in a
 /// session).
-struct Launch<'a> {
-    args: &'a [CString],
-    env: &'a [CString],
-    path_dirs: &'a [String],
-    cwd: &'a Path,
+pub(crate) struct Launch<'a> {
+    pub args: &'a [CString],
+    pub env: &'a [CString],
+    pub path_dirs: &'a [String],
+    pub cwd: &'a Path,
     /// fds the program gets as 0, 1, 2 (unused in terminal mode).
-    stdio: [BorrowedFd<'a>; 3],
+    pub stdio: [BorrowedFd<'a>; 3],
     /// Session mode: the OOM score the program starts with. PID 1 is
     /// unkillable by the OOM killer (-1000, set by the supervisor after
     /// start-up) and its children inherit that; a memcg whose tasks are
     /// all unkillable loops in OOM instead of killing the program.
-    reset_oom_score: bool,
+    pub reset_oom_score: bool,
 }
 
 impl<'a> Launch<'a> {
@@ -192,7 +212,7 @@ impl<'a> Launch<'a> {
 }
 
 /// The exit status of a program child that failed before exec.
-fn failed_status(err: &StepError) -> i32 {
+pub(crate) fn failed_status(err: &StepError) -> i32 {
     crate::report::failure_status(err.step, err.errno)
 }
 
@@ -390,7 +410,7 @@ fn start_program(
     let mut stack = sys::ChildStack::new(PROGRAM_STACK)
         .map_err(|er| e(Step::SpawnProgram, er, "map the program's stack"))?;
     let mut child = || {
-        let err = program(&mut Linux, ctx, slave, &launch);
+        let err = program(&mut Linux, &ctx.program_ctx(), slave, &launch);
         report(ctx, &err);
         failed_status(&err)
     };
@@ -406,7 +426,7 @@ fn start_program(
 const PROGRAM_STACK: usize = 256 * 1024;
 
 /// A new pty pair from the sandbox's devpts (`/dev/ptmx` inside).
-fn new_pty(size: Option<sys::WinSize>) -> Result<(OwnedFd, OwnedFd), StepError> {
+pub(crate) fn new_pty(size: Option<sys::WinSize>) -> Result<(OwnedFd, OwnedFd), StepError> {
     use nix::fcntl::{open, OFlag};
     let master = open(
         "/dev/ptmx",
@@ -487,9 +507,9 @@ fn init_loop(ctx: &ChildContext<'_>, program: Pid, start_ns: u64) -> i32 {
 }
 
 /// The program's steps after fork, ending in execve. Returns only on failure.
-fn program(
+pub(crate) fn program(
     ops: &mut dyn Syscalls,
-    ctx: &ChildContext<'_>,
+    ctx: &ProgramCtx<'_>,
     slave: Option<BorrowedFd<'_>>,
     launch: &Launch<'_>,
 ) -> StepError {
@@ -503,7 +523,7 @@ enum Never {}
 
 fn program_steps(
     ops: &mut dyn Syscalls,
-    ctx: &ChildContext<'_>,
+    ctx: &ProgramCtx<'_>,
     slave: Option<BorrowedFd<'_>>,
     launch: &Launch<'_>,
 ) -> Result<Never, StepError> {
@@ -955,7 +975,7 @@ fn spawn_one(
     // it execs or exits, as posix_spawn reports its errors).
     let mut failure: Option<StepError> = None;
     let mut child = || {
-        let err = program(&mut Linux, ctx, slave, &launch);
+        let err = program(&mut Linux, &ctx.program_ctx(), slave, &launch);
         let status = failed_status(&err);
         failure = Some(err);
         status
@@ -1043,7 +1063,7 @@ mod tests {
         assert!(pty.is_none());
         let setup_calls = ops.calls.len();
         let launch = Launch::of_run(&ctx);
-        let err = program(&mut ops, &ctx, None, &launch);
+        let err = program(&mut ops, &ctx.program_ctx(), None, &launch);
         // The setup ends with the signals blocked; the program's steps
         // follow.
         assert_eq!(ops.calls[setup_calls - 1], "sigprocmask SIG_BLOCK all");
