@@ -8,8 +8,9 @@
 //! Every check runs with runc too, as a control: a failure there is the
 //! harness's or the host's, not runtimed's. The checks that differ by
 //! design (runc gives no host uid range) assert each runtime's own answer.
-//! The runtimed variants wait for the `runtimed oci` command line (branch
-//! `ocicore`) and are ignored with that reason until it lands.
+//! The runtimed variants are ignored with what they still need: with the
+//! ocicore, ociconfig and ociexec branches merged, `create` fails on
+//! dockerd's overlay2 rootfs (an idmapped mount of an overlayfs: EINVAL).
 
 use std::process::Command;
 use std::time::Duration;
@@ -457,55 +458,55 @@ fn crun_inside_view() {
 // ---- runtimed ------------------------------------------------------------------------
 
 #[test]
-#[ignore = "needs runtimed oci create/start/state/kill/delete (issue 14 point 1, branch ocicore)"]
+#[ignore = "needs runtimed oci create on an overlayfs rootfs (idmapping dockerd's overlay2 merged dir fails: EINVAL)"]
 fn runtimed_exit_status() {
     check_exit_status(Runtime::Runtimed);
 }
 
 #[test]
-#[ignore = "needs runtimed oci and config.json seccomp/caps/masked paths (issue 14 points 1-2)"]
+#[ignore = "needs runtimed oci create on an overlayfs rootfs (idmapping dockerd's overlay2 merged dir fails: EINVAL)"]
 fn runtimed_inside_view() {
     check_inside_view(Runtime::Runtimed);
 }
 
 #[test]
-#[ignore = "needs runtimed oci and linux.resources.memory (issue 14 points 1-2)"]
+#[ignore = "needs runtimed oci create on an overlayfs rootfs (idmapping dockerd's overlay2 merged dir fails: EINVAL)"]
 fn runtimed_memory_bomb() {
     check_memory_bomb(Runtime::Runtimed);
 }
 
 #[test]
-#[ignore = "needs runtimed oci and linux.resources.pids (issue 14 points 1-2)"]
+#[ignore = "needs runtimed oci create on an overlayfs rootfs (idmapping dockerd's overlay2 merged dir fails: EINVAL)"]
 fn runtimed_pids_limit() {
     check_pids_limit(Runtime::Runtimed);
 }
 
 #[test]
-#[ignore = "needs runtimed oci create --console-socket (issue 14 point 1, branch ocicore)"]
+#[ignore = "needs runtimed oci create on an overlayfs rootfs (idmapping dockerd's overlay2 merged dir fails: EINVAL)"]
 fn runtimed_tty() {
     check_tty(Runtime::Runtimed);
 }
 
 #[test]
-#[ignore = "needs runtimed oci create/start/kill/delete (issue 14 point 1, branch ocicore)"]
+#[ignore = "needs runtimed oci create on an overlayfs rootfs (idmapping dockerd's overlay2 merged dir fails: EINVAL)"]
 fn runtimed_detached() {
     check_detached(Runtime::Runtimed);
 }
 
 #[test]
-#[ignore = "needs runtimed oci exec (issue 14 point 1, branch ociexec)"]
+#[ignore = "needs runtimed oci create on an overlayfs rootfs (idmapping dockerd's overlay2 merged dir fails: EINVAL)"]
 fn runtimed_exec() {
     check_exec(Runtime::Runtimed);
 }
 
 #[test]
-#[ignore = "needs runtimed oci pause/resume (issue 14 point 1, branch ociexec)"]
+#[ignore = "needs runtimed oci create on an overlayfs rootfs (idmapping dockerd's overlay2 merged dir fails: EINVAL)"]
 fn runtimed_pause() {
     check_pause(Runtime::Runtimed);
 }
 
 #[test]
-#[ignore = "needs runtimed oci and the container's cgroup as the shim expects (issue 14 points 1-2)"]
+#[ignore = "needs runtimed oci create on an overlayfs rootfs (idmapping dockerd's overlay2 merged dir fails: EINVAL)"]
 fn runtimed_stats() {
     check_stats(Runtime::Runtimed);
 }
