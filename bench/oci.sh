@@ -111,7 +111,6 @@ while IFS= read -r line; do
 done </proc/self/mountinfo
 
 DOCKERD_PID=
-MADE_RUN_CONTAINERD=
 cleanup() {
     set +e
     if [[ -n $DOCKERD_PID ]]; then
@@ -123,7 +122,6 @@ cleanup() {
     for p in $(pgrep -f -- "$WORK" || true); do kill -KILL "$p" 2>/dev/null; done
     for d in "${CG_DIRS[@]}"; do find "$d" -depth -mindepth 1 -type d -exec rmdir {} + 2>/dev/null; done
     for ((k = ${#CG_MADE[@]} - 1; k >= 0; k--)); do rmdir "${CG_MADE[$k]}" 2>/dev/null; done
-    [[ -n $MADE_RUN_CONTAINERD ]] && rmdir /run/containerd 2>/dev/null
     if [[ -n ${KEEP:-} ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -136,7 +134,9 @@ trap 'exit 130' INT TERM
 UNIFIED_CTRL=/sys/fs/cgroup/unified/cgroup.controllers
 HYBRID_FIX=
 if [[ -r $UNIFIED_CTRL && -n $(<"$UNIFIED_CTRL") ]]; then HYBRID_FIX=1; : >"$WORK/empty"; fi
-[[ -d /run/containerd ]] || { mkdir -p /run/containerd; MADE_RUN_CONTAINERD=1; }
+# The tmpfs's mount point stays: removing it while a test's engine has its
+# own tmpfs there would detach that one in the other namespace.
+mkdir -p /run/containerd
 NS_SETUP='mount -t tmpfs -o mode=0711,size=16m bench-run /run/containerd
 if [ -n "$1" ]; then mount --bind "$1" /sys/fs/cgroup/unified/cgroup.controllers; fi'
 

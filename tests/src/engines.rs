@@ -9,7 +9,8 @@
 //! - it runs in a private mount namespace (`unshare --mount`), so its
 //!   overlay, netns and shm mounts vanish with its last process; a tmpfs
 //!   there covers `/run/containerd`, where containerd 1.6 puts its shims'
-//!   sockets whatever its `--state` says;
+//!   sockets whatever its `--state` says (the empty mount point is the
+//!   one trace left on the host: see [`EngineProc::spawn`]);
 //! - its containers' cgroups go below a parent made for it under this
 //!   test's own cgroup (`--cgroup-parent`); stopping removes that parent and
 //!   fails the test if a container's cgroup is still in it;
@@ -298,8 +299,6 @@ struct EngineProc {
     child: Option<Child>,
     log: PathBuf,
     cgroup: CgroupParent,
-    /// `/run/containerd` made by us (so ours to remove) if it was absent.
-    made_run_containerd: bool,
 }
 
 /// The host's cgroup2 controller list that crun 1.8 refuses on a hybrid
@@ -310,10 +309,12 @@ impl EngineProc {
     fn spawn(name: &'static str, dir: TempDir, cgroup: CgroupParent, argv: &[String]) -> Self {
         let log = dir.join(&format!("{name}.log"));
         let log_file = fs::File::create(&log).expect("creating the engine log");
-        let made_run_containerd = !Path::new("/run/containerd").exists();
-        if made_run_containerd {
-            fs::create_dir_all("/run/containerd").expect("creating /run/containerd");
-        }
+        // The tmpfs needs a mount point. It stays: removing it while another
+        // test's engine has its tmpfs there would detach that tmpfs in the
+        // other namespace (Linux >= 3.18 lets a mount point in another
+        // namespace be removed), and that engine's shims and ctr would then
+        // write to the host's /run/containerd.
+        fs::create_dir_all("/run/containerd").expect("creating /run/containerd");
         let hybrid_fix = fs::read_to_string(UNIFIED_CONTROLLERS)
             .is_ok_and(|c| !c.trim().is_empty())
             .then(|| {
@@ -354,7 +355,6 @@ exec "$@""#;
             child: Some(child),
             log,
             cgroup,
-            made_run_containerd,
         }
     }
 
@@ -429,12 +429,18 @@ exec "$@""#;
         for m in mounts.lines().filter(|l| l.contains(&needle)) {
             leaks.push(format!("mount left in the host namespace: {m}"));
         }
-        leaks.extend(self.cgroup.remove());
-        if self.made_run_containerd {
-            // Busy only while another engine's namespace has its tmpfs on it;
-            // the last one out removes it.
-            let _ = fs::remove_dir("/run/containerd");
+        // What the shims and ctr make under /run/containerd must have gone
+        // to the engine's tmpfs, never to the host's directory.
+        for ns in [CTR_NS, "moby"] {
+            let host = Path::new("/run/containerd/runc").join(ns);
+            if host.exists() {
+                leaks.push(format!(
+                    "{} on the host (the engine's tmpfs was bypassed)",
+                    host.display()
+                ));
+            }
         }
+        leaks.extend(self.cgroup.remove());
         leaks
     }
 }
