@@ -6,6 +6,7 @@
 
 mod cli;
 mod doctor;
+mod oci;
 
 use clap::{Parser, Subcommand};
 
@@ -72,6 +73,25 @@ Sizes: 4096, 64K, 256M, 1G. Durations: 500ms, 2s, 1.5s, 1m. Defaults: docs/limit
 }
 
 fn main() {
+    // The OCI runtime's command line is runc's, not ours: dispatched here,
+    // before any thread, by argv[0] (`runtimed-runc`) or `runtimed oci`.
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    let rest: Vec<std::ffi::OsString> = args.collect();
+    if oci::invoked_as_runtime(&argv0) || rest.first().is_some_and(|a| a == "oci") {
+        let name = std::path::Path::new(&argv0)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("runtimed")
+            .to_string();
+        let oci_args = if oci::invoked_as_runtime(&argv0) {
+            rest
+        } else {
+            rest.into_iter().skip(1).collect()
+        };
+        let code = single_threaded(|s| oci::main(&name, oci_args, s));
+        std::process::exit(code);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -269,6 +269,7 @@ pub fn mount_root(
 ) -> Result<(), StepError> {
     match &plan.root {
         RootPlan::Layers(l) => mount_layers(ops, plan, l, staging, trees),
+        RootPlan::Bundle { path, .. } => mount_bundle(ops, path, staging, trees),
         // A small tmpfs holds only directories, symlinks and /etc files; it
         // is remounted read-only after setup.
         RootPlan::Host(_) => tmpfs(
@@ -319,6 +320,39 @@ pub fn mount_root(
             root_points(ops, Step::MountRoot, staging, false)
         }
     }
+}
+
+/// An OCI container's root: the parent's idmapped tree of the bundle's
+/// root directory (the only "layer"), attached on the staging dir. The
+/// container owns it (host root's files are its root's), so missing
+/// mount points are made in it, as runc does.
+fn mount_bundle(
+    ops: &mut dyn MountOps,
+    path: &Path,
+    staging: &Path,
+    trees: LayerTrees<'_>,
+) -> Result<(), StepError> {
+    const STEP: Step = Step::MountRoot;
+    let [tree] = trees.lowers else {
+        return Err(StepError::new(
+            STEP,
+            Some(Errno::EINVAL),
+            format!("no tree for the root {}", path.display()),
+        ));
+    };
+    let (Some(parent), Some(name)) = (staging.parent(), staging.file_name()) else {
+        return Err(StepError::new(
+            STEP,
+            Some(Errno::EINVAL),
+            format!("staging dir {} has no parent", staging.display()),
+        ));
+    };
+    let point = ops
+        .mount_point(parent, &Path::new("/").join(name), true)
+        .map_err(|e| err(STEP, e, "open the staging dir"))?;
+    ops.attach_tree(*tree, &point)
+        .map_err(|e| err(STEP, e, format!("attach the root {}", path.display())))?;
+    root_points(ops, STEP, staging, true)
 }
 
 /// A layered root: a tmpfs beside the staging dir holds a mount point per
@@ -847,6 +881,10 @@ pub fn readonly_root(ops: &mut dyn MountOps, plan: &Plan) -> Result<(), StepErro
         // A writable image root stays writable (its upper layer is capped).
         RootPlan::Layers(l) if !l.readonly => return Ok(()),
         RootPlan::Layers(_) => MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        RootPlan::Bundle {
+            readonly: false, ..
+        } => return Ok(()),
+        RootPlan::Bundle { .. } => ops.locked_flags(root),
     };
     let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep;
     ops.mount(None, root, None, f, None)

@@ -145,6 +145,32 @@ pub struct RunOptions {
     /// Files PID 1 writes before the program starts (one-shot runs only;
     /// [`crate::seed`]).
     pub seed: Option<crate::seed::Seed>,
+    /// An OCI container (`runtimed oci create`): PID 1 sets everything up,
+    /// then waits on the exec FIFO and becomes the program itself
+    /// ([`ContainerMode`]).
+    pub container: Option<ContainerMode>,
+}
+
+/// The OCI runtime's process model (runc's): `create` leaves PID 1
+/// blocked before its last steps, opening `exec_fifo` for writing; the
+/// `start` command opens it for reading, which releases PID 1 to apply the
+/// program's steps (rlimits, identity, capabilities, no_new_privs,
+/// seccomp) and execve the config's process in place. No runtimed process
+/// stays in or above the container and there is no parent-death signal:
+/// the container outlives `create`. `spec.root` is the container's own
+/// root (read-write unless `root.readonly`), idmapped onto the sandbox's
+/// id range so that host root's files are the container root's.
+#[derive(Debug, Clone)]
+pub struct ContainerMode {
+    /// A FIFO made by the caller (`mkfifo`, mode 0600): opened `O_PATH`
+    /// by the parent, reopened for writing by PID 1 through
+    /// `/proc/self/fd`.
+    pub exec_fifo: PathBuf,
+    /// No fresh host uid range: the user namespace maps every id to
+    /// itself ([`crate::userns::UidLease::host_ids`]), so root inside is
+    /// host root (with capabilities only inside its namespaces), as runc
+    /// runs a container. Off by default; a runtime class turns it on.
+    pub host_ids: bool,
 }
 
 impl Default for RunOptions {
@@ -166,6 +192,7 @@ impl Default for RunOptions {
             network_namespace: None,
             build_capabilities: false,
             seed: None,
+            container: None,
         }
     }
 }

@@ -73,6 +73,9 @@ pub enum Step {
     Setup,
     /// The sandbox could not be removed after the run.
     Teardown,
+    /// `exec` into a running container: entering its namespaces
+    /// (`process::join`).
+    JoinNamespaces,
     // PID 1, in order.
     CloseFds,
     JoinCgroup,
@@ -121,7 +124,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order of the enum.
-    pub const ALL: [Step; 47] = [
+    pub const ALL: [Step; 48] = [
         Step::Validate,
         Step::Image,
         Step::Create,
@@ -131,6 +134,7 @@ impl Step {
         Step::NetworkNamespace,
         Step::Setup,
         Step::Teardown,
+        Step::JoinNamespaces,
         Step::CloseFds,
         Step::JoinCgroup,
         Step::CgroupNamespace,
@@ -183,6 +187,7 @@ impl Step {
             Step::NetworkNamespace => "network_namespace",
             Step::Setup => "setup",
             Step::Teardown => "teardown",
+            Step::JoinNamespaces => "join_namespaces",
             Step::CloseFds => "close_fds",
             Step::JoinCgroup => "join_cgroup",
             Step::CgroupNamespace => "cgroup_namespace",

@@ -5,6 +5,13 @@
 //! Leases are `flock`s on one file per slot under the run directory: the
 //! kernel drops them when the holder dies, so a crashed runtime leaks no
 //! slot, and separate `runtimed run` processes coordinate without a daemon.
+//!
+//! An OCI container outlives the `create` that leased its range: its lease
+//! is persisted ([`UidLease::persist`]) by writing an owner path (the
+//! container's state directory) into the slot's file. `acquire` skips a
+//! slot whose owner path exists and takes over one whose owner is gone (a
+//! container whose state was removed without `delete`); `delete` clears it
+//! ([`release_persisted`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -29,6 +36,11 @@ pub enum UsernsError {
     Config(String),
     #[error("creating an id-mapping user namespace: {what}: {source}")]
     Helper { what: &'static str, source: Errno },
+    #[error("uid pool: cannot keep the range {host_base} leased: {source}")]
+    Persist {
+        host_base: u32,
+        source: std::io::Error,
+    },
     #[error("writing {path}: {source}")]
     WriteMap {
         path: PathBuf,
@@ -44,7 +56,86 @@ pub struct UidLease {
     /// Host uid (and gid) that id 0 inside maps to.
     pub host_base: u32,
     pub size: u32,
-    _lock: Flock<File>,
+    /// `None` for [`UidLease::host_ids`], which holds no slot.
+    _lock: Option<Flock<File>>,
+}
+
+impl UidLease {
+    /// No range of its own: ids inside are the host's (the map is the
+    /// identity over all of them). For OCI containers whose runtime class
+    /// turned the extra uid range off (`ContainerMode::host_ids`), as
+    /// runc runs them; capabilities still hold only inside the namespace.
+    pub fn host_ids() -> UidLease {
+        UidLease {
+            slot: 0,
+            host_base: 0,
+            size: u32::MAX,
+            _lock: None,
+        }
+    }
+
+    /// Keeps this range leased after the holder exits, for as long as
+    /// `owner` exists (see the module doc). Written while we hold the
+    /// slot's lock, so no acquirer sees the slot free meanwhile.
+    pub fn persist(&self, owner: &Path) -> Result<(), UsernsError> {
+        use std::os::unix::ffi::OsStrExt;
+        let Some(lock) = &self._lock else {
+            return Ok(());
+        };
+        let mut f: &File = lock;
+        f.set_len(0)
+            .and_then(|()| f.write_all(owner.as_os_str().as_bytes()))
+            .map_err(|source| UsernsError::Persist {
+                host_base: self.host_base,
+                source,
+            })
+    }
+}
+
+/// What a slot's file says: `None` when the slot is free (empty, or its
+/// persisted owner is gone).
+fn persisted_owner(file: &File) -> Option<PathBuf> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStringExt;
+    let mut bytes = Vec::new();
+    let mut f = file;
+    f.read_to_end(&mut bytes).ok()?;
+    if bytes.is_empty() {
+        return None;
+    }
+    let owner = PathBuf::from(std::ffi::OsString::from_vec(bytes));
+    owner.exists().then_some(owner)
+}
+
+/// Releases the persisted lease of the range starting at `host_base` if
+/// `owner` still holds it (a retried `delete` finds it free already).
+pub fn release_persisted(lock_dir: &Path, host_base: u32, owner: &Path) -> Result<(), UsernsError> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let path = lock_dir.join(format!("range-{host_base}"));
+    let file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(UsernsError::LockDir { path, source }),
+    };
+    // Blocking: a holder is an `acquire` looking at the slot for a moment.
+    let lock =
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| UsernsError::LockDir {
+            path: path.clone(),
+            source: std::io::Error::from(e),
+        })?;
+    let mut bytes = Vec::new();
+    let mut f: &File = &lock;
+    f.read_to_end(&mut bytes)
+        .map_err(|source| UsernsError::LockDir {
+            path: path.clone(),
+            source,
+        })?;
+    if bytes == owner.as_os_str().as_bytes() {
+        f.set_len(0)
+            .map_err(|source| UsernsError::LockDir { path, source })?;
+    }
+    Ok(())
 }
 
 impl UidPoolConfig {
@@ -82,6 +173,7 @@ impl UidPoolConfig {
             let file = match OpenOptions::new()
                 .create(true)
                 .truncate(false)
+                .read(true)
                 .write(true)
                 .mode(0o600)
                 .open(&path)
@@ -90,13 +182,19 @@ impl UidPoolConfig {
                 Err(source) => return Err(UsernsError::LockDir { path, source }),
             };
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                // A container's persisted lease whose owner exists.
+                Ok(lock) if persisted_owner(&lock).is_some() => continue,
                 Ok(lock) => {
+                    // A stale persisted owner, if any, goes with the takeover.
+                    if lock.metadata().is_ok_and(|m| m.len() > 0) {
+                        let _ = lock.set_len(0);
+                    }
                     return Ok(UidLease {
                         slot,
                         host_base: self.base + slot * self.slot_size,
                         size: self.slot_size,
-                        _lock: lock,
-                    })
+                        _lock: Some(lock),
+                    });
                 }
                 Err((_, Errno::EWOULDBLOCK)) => continue,
                 Err((_, e)) => {
@@ -204,6 +302,49 @@ mod tests {
         drop(b);
         let d = pool.acquire(&dir).unwrap();
         assert_eq!(d.host_base, freed);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A persisted lease (an OCI container's, held by its state dir)
+    /// outlives the lease value and its flock; it is skipped while the
+    /// owner exists, taken over once the owner is gone, and freed by
+    /// `release_persisted` only for its own owner.
+    #[test]
+    fn persisted_leases_survive_their_holder_until_released_or_stale() {
+        let dir =
+            std::env::temp_dir().join(format!("runtimed-uidpool-persist-{}", std::process::id()));
+        let owner = dir.join("container-state");
+        std::fs::create_dir_all(&owner).unwrap();
+        let pool = UidPoolConfig {
+            base: 2_000_000,
+            slot_size: 65536,
+            slots: 1,
+        };
+        let a = pool.acquire(&dir).unwrap();
+        a.persist(&owner).unwrap();
+        let base = a.host_base;
+        drop(a);
+        // The flock is gone, the lease is not.
+        assert!(matches!(
+            pool.acquire(&dir),
+            Err(UsernsError::Exhausted { slots: 1 })
+        ));
+        // Another owner's release does not free it.
+        release_persisted(&dir, base, &dir.join("someone-else")).unwrap();
+        assert!(pool.acquire(&dir).is_err());
+        // Its owner's does.
+        release_persisted(&dir, base, &owner).unwrap();
+        let b = pool.acquire(&dir).unwrap();
+        b.persist(&owner).unwrap();
+        drop(b);
+        // A stale lease (the owner's state is gone) is taken over, and
+        // the takeover clears the old owner.
+        std::fs::remove_dir(&owner).unwrap();
+        let c = pool.acquire(&dir).unwrap();
+        assert_eq!(c.host_base, base);
+        drop(c);
+        let text = std::fs::read_to_string(dir.join(format!("range-{base}"))).unwrap();
+        assert!(text.is_empty(), "{text:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

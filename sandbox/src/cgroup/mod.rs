@@ -686,6 +686,23 @@ impl Cgroup {
         &self.name
     }
 
+    /// Lets the cgroup outlive this value (an OCI container's, removed
+    /// later by another process through [`Cgroup::adopt`]); its
+    /// directories.
+    pub fn release(mut self) -> Vec<PathBuf> {
+        self.removed = true;
+        std::mem::take(&mut self.paths)
+    }
+
+    /// A cgroup made by another process, from its directories (as
+    /// [`Cgroup::release`] gave them): enough to list, kill and remove it.
+    pub fn adopt(name: &str, version: CgroupVersion, paths: Vec<PathBuf>) -> Cgroup {
+        let mut cg = Cgroup::empty(name, version);
+        cg.sets = vec![ControllerSet::default(); paths.len()];
+        cg.paths = paths;
+        cg
+    }
+
     /// Every directory made for this cgroup.
     pub fn paths(&self) -> &[PathBuf] {
         &self.paths

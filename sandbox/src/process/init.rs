@@ -57,6 +57,30 @@ pub struct ChildContext<'a> {
     /// Files to write before the program starts, and the fd of their
     /// bytes ([`crate::seed`]).
     pub seed: Option<(&'a crate::seed::Manifest, BorrowedFd<'a>)>,
+    /// Container mode ([`crate::options::ContainerMode`]): the exec
+    /// FIFO (an `O_PATH` fd). PID 1 reports ready, blocks opening it for
+    /// writing until `start` opens it, then becomes the program.
+    pub container_fifo: Option<BorrowedFd<'a>>,
+}
+
+/// What the program steps take from their sandbox: the plan (identity,
+/// rlimits, capabilities), the compiled seccomp filter and whether to add
+/// Landlock. A run's PID 1, a session's spawns and an `exec` into a
+/// running container (`super::join`) share these steps.
+pub(crate) struct ProgramCtx<'a> {
+    pub plan: &'a Plan,
+    pub seccomp: Option<&'a SeccompFilter>,
+    pub landlock: bool,
+}
+
+impl<'a> ChildContext<'a> {
+    fn program_ctx(&self) -> ProgramCtx<'a> {
+        ProgramCtx {
+            plan: self.plan,
+            seccomp: self.seccomp,
+            landlock: self.landlock,
+        }
+    }
 }
 
 fn e(step: Step, errno: Errno, msg: impl Into<String>) -> StepError {
@@ -87,6 +111,9 @@ pub fn run(ctx: ChildContext<'_>) -> ! {
         if ctx.session {
             return Ok(None);
         }
+        if let Some(fifo) = ctx.container_fifo {
+            return Err(become_program(&ctx, pty, fifo));
+        }
         start_program(&ctx, pty).map(Some)
     });
     let code = match started {
@@ -94,6 +121,15 @@ pub fn run(ctx: ChildContext<'_>) -> ! {
         Ok(Some((program, master, start_ns))) => {
             drop(master);
             init_loop(&ctx, program, start_ns)
+        }
+        Err(err) if ctx.container_fifo.is_some() => {
+            // Before `Ready` the parent (create) reads this; after it,
+            // nobody is left to: the container's stderr is where its
+            // engine looks.
+            report(&ctx, &err);
+            let line = format!("runtimed-runc: {}: {}\n", err.step.as_str(), err.message);
+            let _ = nix::unistd::write(std::io::stderr(), line.as_bytes());
+            failed_status(&err)
         }
         Err(err) => {
             report(&ctx, &err);
@@ -103,21 +139,60 @@ pub fn run(ctx: ChildContext<'_>) -> ! {
     sys::exit_now(code)
 }
 
+/// Container mode, after setup: PID 1 reports ready (its `create` then
+/// exits), waits for `start` and becomes the program through the same
+/// program steps as a run's program child (the capabilities, identity,
+/// no_new_privs, seccomp of the config; seccomp last). Returns only on
+/// failure.
+fn become_program(
+    ctx: &ChildContext<'_>,
+    pty: Option<(OwnedFd, OwnedFd)>,
+    fifo: BorrowedFd<'_>,
+) -> StepError {
+    use nix::fcntl::{open, OFlag};
+    if let Err(er) = ctx.channel.send_child(&ChildMessage::Ready, None) {
+        return e(Step::SpawnProgram, er, "report ready");
+    }
+    // wait_for_start: opening a FIFO for writing blocks until a reader
+    // opens it (fifo(7)): `start` does. Reopened through /proc/self/fd,
+    // as the FIFO's path is the host's, outside our new root; the O_PATH
+    // fd itself cannot be written.
+    let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let writer = loop {
+        match open(
+            path.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Err(Errno::EINTR) => continue,
+            Err(er) => return e(Step::SpawnProgram, er, "wait for start on the exec fifo"),
+            Ok(fd) => break fd,
+        }
+    };
+    if let Err(er) = nix::unistd::write(&writer, b"0") {
+        return e(Step::SpawnProgram, er, "write the exec fifo");
+    }
+    drop(writer);
+    let launch = Launch::of_run(ctx);
+    let slave = pty.as_ref().map(|(_, s)| s.as_fd());
+    program(&mut Linux, &ctx.program_ctx(), slave, &launch)
+}
+
 /// What a program child needs beyond the plan: argv, environment, cwd and
 /// stdio (the plan's for the one program of a run; a spawn request's in a
 /// session).
-struct Launch<'a> {
-    args: &'a [CString],
-    env: &'a [CString],
-    path_dirs: &'a [String],
-    cwd: &'a Path,
+pub(crate) struct Launch<'a> {
+    pub args: &'a [CString],
+    pub env: &'a [CString],
+    pub path_dirs: &'a [String],
+    pub cwd: &'a Path,
     /// fds the program gets as 0, 1, 2 (unused in terminal mode).
-    stdio: [BorrowedFd<'a>; 3],
+    pub stdio: [BorrowedFd<'a>; 3],
     /// Session mode: the OOM score the program starts with. PID 1 is
     /// unkillable by the OOM killer (-1000, set by the supervisor after
     /// start-up) and its children inherit that; a memcg whose tasks are
     /// all unkillable loops in OOM instead of killing the program.
-    reset_oom_score: bool,
+    pub reset_oom_score: bool,
 }
 
 impl<'a> Launch<'a> {
@@ -137,7 +212,7 @@ impl<'a> Launch<'a> {
 }
 
 /// The exit status of a program child that failed before exec.
-fn failed_status(err: &StepError) -> i32 {
+pub(crate) fn failed_status(err: &StepError) -> i32 {
     crate::report::failure_status(err.step, err.errno)
 }
 
@@ -159,6 +234,7 @@ fn setup(
             .filter(|fd| *fd >= 3),
     );
     keep.extend(ctx.seed.map(|(_, fd)| fd.as_raw_fd()));
+    keep.extend(ctx.container_fifo.map(|fd| fd.as_raw_fd()));
     let keep_while_mounting: Vec<RawFd> = keep
         .iter()
         .copied()
@@ -224,8 +300,11 @@ fn setup(
     // SIGKILL and the kernel kills the whole pid namespace. After
     // become_root: changing credentials clears the setting (prctl(2)). A
     // supervisor that died before this line shows as a hung-up channel.
-    ops.set_parent_death_signal()
-        .map_err(|er| e(Step::ParentDeath, er, "prctl(PR_SET_PDEATHSIG)"))?;
+    // Not for a container: it outlives its `create` by design.
+    if ctx.container_fifo.is_none() {
+        ops.set_parent_death_signal()
+            .map_err(|er| e(Step::ParentDeath, er, "prctl(PR_SET_PDEATHSIG)"))?;
+    }
     if ctx.channel.hung_up() {
         return Err(StepError::new(
             Step::ParentDeath,
@@ -246,6 +325,10 @@ fn setup(
         RootPlan::Layers(l) if !layer_raw.is_empty() => mounts::LayerTrees {
             lowers: &layer_raw[..l.layers.len().min(layer_raw.len())],
             upper: layer_raw.get(l.layers.len()).copied(),
+        },
+        RootPlan::Bundle { .. } => mounts::LayerTrees {
+            lowers: &layer_raw[..layer_raw.len().min(1)],
+            upper: None,
         },
         _ => ctx.layer_trees,
     };
@@ -327,7 +410,7 @@ fn start_program(
     let mut stack = sys::ChildStack::new(PROGRAM_STACK)
         .map_err(|er| e(Step::SpawnProgram, er, "map the program's stack"))?;
     let mut child = || {
-        let err = program(&mut Linux, ctx, slave, &launch);
+        let err = program(&mut Linux, &ctx.program_ctx(), slave, &launch);
         report(ctx, &err);
         failed_status(&err)
     };
@@ -343,7 +426,7 @@ fn start_program(
 const PROGRAM_STACK: usize = 256 * 1024;
 
 /// A new pty pair from the sandbox's devpts (`/dev/ptmx` inside).
-fn new_pty(size: Option<sys::WinSize>) -> Result<(OwnedFd, OwnedFd), StepError> {
+pub(crate) fn new_pty(size: Option<sys::WinSize>) -> Result<(OwnedFd, OwnedFd), StepError> {
     use nix::fcntl::{open, OFlag};
     let master = open(
         "/dev/ptmx",
@@ -424,9 +507,9 @@ fn init_loop(ctx: &ChildContext<'_>, program: Pid, start_ns: u64) -> i32 {
 }
 
 /// The program's steps after fork, ending in execve. Returns only on failure.
-fn program(
+pub(crate) fn program(
     ops: &mut dyn Syscalls,
-    ctx: &ChildContext<'_>,
+    ctx: &ProgramCtx<'_>,
     slave: Option<BorrowedFd<'_>>,
     launch: &Launch<'_>,
 ) -> StepError {
@@ -440,7 +523,7 @@ enum Never {}
 
 fn program_steps(
     ops: &mut dyn Syscalls,
-    ctx: &ChildContext<'_>,
+    ctx: &ProgramCtx<'_>,
     slave: Option<BorrowedFd<'_>>,
     launch: &Launch<'_>,
 ) -> Result<Never, StepError> {
@@ -593,7 +676,15 @@ fn landlock_layer(ops: &mut dyn Syscalls, plan: &Plan) -> Result<(), StepError> 
         }
     }
     // An image root with a writable upper layer is writable throughout.
-    if matches!(&plan.root, RootPlan::Layers(l) if !l.readonly) {
+    if matches!(&plan.root, RootPlan::Layers(l) if !l.readonly)
+        || matches!(
+            &plan.root,
+            RootPlan::Bundle {
+                readonly: false,
+                ..
+            }
+        )
+    {
         writable.insert(Path::new("/"));
     }
     let writable: Vec<&Path> = writable.into_iter().collect();
@@ -884,7 +975,7 @@ fn spawn_one(
     // it execs or exits, as posix_spawn reports its errors).
     let mut failure: Option<StepError> = None;
     let mut child = || {
-        let err = program(&mut Linux, ctx, slave, &launch);
+        let err = program(&mut Linux, &ctx.program_ctx(), slave, &launch);
         let status = failed_status(&err);
         failure = Some(err);
         status
@@ -962,6 +1053,7 @@ mod tests {
             new_keyring: true,
             session: false,
             seed: None,
+            container_fifo: None,
         };
         let mut ops = Recorder {
             fail_on: fail_on.map(|(n, e)| (n.to_string(), e)),
@@ -971,7 +1063,7 @@ mod tests {
         assert!(pty.is_none());
         let setup_calls = ops.calls.len();
         let launch = Launch::of_run(&ctx);
-        let err = program(&mut ops, &ctx, None, &launch);
+        let err = program(&mut ops, &ctx.program_ctx(), None, &launch);
         // The setup ends with the signals blocked; the program's steps
         // follow.
         assert_eq!(ops.calls[setup_calls - 1], "sigprocmask SIG_BLOCK all");

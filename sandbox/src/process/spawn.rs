@@ -223,9 +223,12 @@ impl Sandbox {
         single.recheck()?;
         let mut claimed = claim(spec, &mut opts, single)?;
         let prepared = prepare(&claimed, &opts, single)?;
+        // A container's stdio are the caller's own (the engine's pipes
+        // or the pty): nothing between them and the program.
+        let forward_tty = claimed.plan.terminal && opts.container.is_none();
         let stdio = wire_stdio(
             std::mem::take(&mut opts.stdio),
-            claimed.plan.terminal,
+            forward_tty,
             opts.output_limit.is_some(),
         )?;
         let cloned = clone_child(&mut claimed, &prepared, &stdio, &opts, single)?;
@@ -371,6 +374,16 @@ fn claim(
             "output limit must be positive".into(),
         ));
     }
+    if opts.container.is_some()
+        && (opts.session
+            || opts.seed.is_some()
+            || opts.output_limit.is_some()
+            || !matches!(opts.stdio, Stdio::Inherit))
+    {
+        return Err(SandboxError::Options(
+            "a container takes its caller's stdio and no run limits, seed or session".into(),
+        ));
+    }
     let lock = lock_sandbox(&opts.run_dir, &id)?;
     let purpose = if opts.build_capabilities {
         seccomp::Purpose::BuildStep
@@ -383,7 +396,10 @@ fn claim(
         None => seccomp::compile_for(opts.seccomp, purpose)?,
     };
     settle_core_limit(&mut plan)?;
-    let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
+    let lease = match &opts.container {
+        Some(c) if c.host_ids => UidLease::host_ids(),
+        _ => opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?,
+    };
     let mgr = cgroup_manager()?;
     sweep_stale(&opts.run_dir, mgr, &id);
     // We hold the id's lock, so a cgroup of that name is a dead
@@ -419,6 +435,8 @@ struct Prepared {
     staging: PathBuf,
     parent_ch: Channel,
     child_ch: Channel,
+    /// Container mode: the exec FIFO, `O_PATH`.
+    exec_fifo: Option<OwnedFd>,
 }
 
 /// Phase 2, prepare: everything the child needs that only root in the
@@ -465,7 +483,33 @@ fn prepare(
             source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         })?;
     let (parent_ch, child_ch) = Channel::pair().map_err(sys_err("socketpair"))?;
+    let exec_fifo = match &opts.container {
+        Some(c) => Some(
+            // PID 1 reopens it as the container's root, a host uid of
+            // the lease: the FIFO becomes that uid's (its directory stays
+            // private to host root, and only PID 1 holds a handle).
+            std::os::unix::fs::chown(
+                &c.exec_fifo,
+                Some(claimed.lease.host_base),
+                Some(claimed.lease.host_base),
+            )
+            .map_err(|e| SandboxError::Sys {
+                what: "chown the exec fifo".into(),
+                source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })
+            .and_then(|()| {
+                nix::fcntl::open(
+                    &c.exec_fifo,
+                    OFlag::O_PATH | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(sys_err("open the exec fifo"))
+            })?,
+        ),
+        None => None,
+    };
     Ok(Prepared {
+        exec_fifo,
         join_fds,
         bind_trees,
         bind_trees_raw,
@@ -652,6 +696,7 @@ fn clone_child(
                     .is_some_and(|f| f.profile().is_none()),
             session: opts.session,
             seed: opts.seed.as_ref().map(|s| (&s.manifest, s.source.as_fd())),
+            container_fifo: prepared.exec_fifo.as_ref().map(|f| f.as_fd()),
         }),
         CloneResult::Parent { pid, pidfd } => {
             let pidfd = match pidfd {
@@ -699,9 +744,11 @@ fn hand_over(
         bind_trees,
         parent_ch,
         child_ch,
+        exec_fifo,
         ..
     } = prepared;
     drop(child_ch);
+    drop(exec_fifo);
     drop(join_fds);
     drop(bind_trees);
     let Wired {
@@ -763,6 +810,22 @@ fn hand_over(
             let (lowers, upper) = prepared_layers(&plan, ns.as_fd())?;
             lowers.into_iter().chain(upper).collect()
         }
+        // A container's root, idmapped the same way: host root's files
+        // (an engine's overlay) are the container root's, and what it
+        // writes is stored as the image's ids.
+        crate::spec::plan::RootPlan::Bundle { path, .. } => {
+            let ns = nix::fcntl::open(
+                format!("/proc/{pid}/ns/user").as_str(),
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(sys_err("open the sandbox's user namespace"))?;
+            let tree = sys::open_tree_clone(path, false)
+                .map_err(sys_err(format!("open_tree {}", path.display())))?;
+            sys::mount_setattr(tree.as_fd(), sys::MOUNT_ATTR_IDMAP, Some(ns.as_fd()))
+                .map_err(sys_err(format!("idmap the root {}", path.display())))?;
+            vec![tree]
+        }
         _ => Vec::new(),
     };
     // process.oomScoreAdj: PID 1's score before it forks the program,
@@ -784,6 +847,10 @@ fn hand_over(
     drop(layer_fds);
     drop(layer_trees);
     sb.wait_started()?;
+    if opts.container.is_some() {
+        // PID 1 will be the program: it keeps its default OOM score.
+        return Ok(sb);
+    }
     // PID 1 must survive an OOM inside so it can report the program's
     // end. Set only now: the program, forked before, keeps the
     // caller's score instead of inheriting an unkillable one (a memcg
@@ -799,6 +866,77 @@ fn hand_over(
         None => now,
     };
     Ok(sb)
+}
+
+/// A container left running by [`Sandbox::into_container`]: what its
+/// later commands need to find and remove it.
+#[derive(Debug)]
+pub struct DetachedContainer {
+    /// Host pid of PID 1 (blocked on the exec FIFO until `start`).
+    pub init_pid: i32,
+    /// The cgroup's directories, one per hierarchy.
+    pub cgroup_paths: Vec<PathBuf>,
+    /// The sandbox id (cgroup name, lock file name).
+    pub sandbox_id: String,
+    /// The PTY master (terminal mode), for the console socket.
+    pub pty_master: Option<OwnedFd>,
+    /// The host id range, now held by the owner path given
+    /// ([`crate::userns::UidLease::persist`]).
+    pub host_uid_base: u32,
+    pub uid_range_size: u32,
+}
+
+impl Sandbox {
+    /// Container mode: lets the container live on after this process.
+    /// Its cgroup and lock file stay, its uid lease is kept by `owner`
+    /// (a path that exists until `delete`), and nothing is killed; the
+    /// pidfd and channel close. On an error the container is torn down.
+    pub fn into_container(
+        mut self,
+        lease_dir: &std::path::Path,
+        owner: &std::path::Path,
+    ) -> Result<DetachedContainer, SandboxError> {
+        let (host_uid_base, uid_range_size) = (self.lease.host_base, self.lease.size);
+        // On failure the sandbox is torn down (`self`'s drop) and its
+        // lease freed with it.
+        self.lease.persist(owner)?;
+        let _ = lease_dir;
+        self.finished = true;
+        if let Some(lock) = self.lock.as_mut() {
+            // The lock file outlives us: sweep_stale removes it with the
+            // cgroup once the container is gone, or `remove_container`.
+            lock.keep = true;
+        }
+        let cgroup_paths = self.cgroup.take().map(|c| c.release()).unwrap_or_default();
+        Ok(DetachedContainer {
+            init_pid: self.init_pid,
+            cgroup_paths,
+            sandbox_id: self.id.clone(),
+            pty_master: self.pty_master.take(),
+            host_uid_base,
+            uid_range_size,
+        })
+    }
+}
+
+/// `delete` of a container: kills every process of its cgroup, removes
+/// the cgroup, its lock file below `run_dir` and its uid lease held by
+/// `owner`. Idempotent: what is already gone is skipped.
+pub fn remove_container(
+    run_dir: &std::path::Path,
+    sandbox_id: &str,
+    cgroup_paths: &[PathBuf],
+    lease: Option<(u32, &std::path::Path)>,
+) -> Result<(), SandboxError> {
+    crate::id::check(sandbox_id).map_err(SandboxError::Options)?;
+    let mgr = cgroup_manager()?;
+    let cg = Cgroup::adopt(sandbox_id, mgr.version(), cgroup_paths.to_vec());
+    cg.remove()?;
+    let _ = std::fs::remove_file(run_dir.join("sandboxes").join(sandbox_id));
+    if let Some((host_base, owner)) = lease {
+        crate::userns::release_persisted(&run_dir.join("uidpool"), host_base, owner)?;
+    }
+    Ok(())
 }
 
 impl Drop for Sandbox {

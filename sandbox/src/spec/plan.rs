@@ -68,6 +68,10 @@ pub enum RootPlan {
     Dir(PathBuf),
     /// Image layers under an overlay (`RunOptions::root_layers`).
     Layers(crate::options::LayeredRoot),
+    /// An OCI container's own root (`RunOptions::container`): the
+    /// directory itself, idmapped by the parent onto the sandbox's ids and
+    /// attached as the root; writable unless `root.readonly`.
+    Bundle { path: PathBuf, readonly: bool },
 }
 
 /// What the `host` root takes from the host, discovered once per process.
@@ -756,6 +760,10 @@ fn plan_root(spec: &Spec, opts: &RunOptions) -> RootPlan {
     match (spec.root(), &opts.root_layers) {
         (_, Some(layered)) => RootPlan::Layers(layered.clone()),
         (None, None) => RootPlan::Host(HostLayout::get()),
+        (Some(r), None) if opts.container.is_some() => RootPlan::Bundle {
+            path: r.path().clone(),
+            readonly: r.readonly().unwrap_or(false),
+        },
         (Some(r), None) => RootPlan::Dir(r.path().clone()),
     }
 }
@@ -772,7 +780,7 @@ fn plan_etc(root: &RootPlan, hostname: &str, uid: u32, gid: u32) -> Vec<(String,
                 .filter(|(n, _)| n == "hostname" || n == "hosts")
                 .collect()
         }
-        RootPlan::Dir(_) | RootPlan::Layers(_) => Vec::new(),
+        RootPlan::Dir(_) | RootPlan::Layers(_) | RootPlan::Bundle { .. } => Vec::new(),
     }
 }
 

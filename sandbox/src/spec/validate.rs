@@ -67,6 +67,9 @@ pub struct Allowances {
     pub build_capabilities: bool,
     /// The root comes from `RunOptions::root_layers`: `root` must be unset.
     pub layered_root: bool,
+    /// An OCI container (`RunOptions::container`): its root is its own,
+    /// writable unless `root.readonly`.
+    pub container: bool,
 }
 
 /// Everything about a run that can be refused, checked before `plan`
@@ -78,6 +81,7 @@ pub fn validate_run(spec: &Spec, opts: &RunOptions) -> Result<(), SpecError> {
         host_network: opts.host_network,
         build_capabilities: opts.build_capabilities,
         layered_root: opts.root_layers.is_some(),
+        container: opts.container.is_some(),
     };
     validate_allowing(spec, allow)?;
     // validate_allowing checked it is present.
@@ -235,7 +239,9 @@ pub fn validate(spec: &Spec) -> Result<(), SpecError> {
 
 /// [`validate`] with what the run's options allow.
 pub fn validate_allowing(spec: &Spec, allow: Allowances) -> Result<(), SpecError> {
-    if spec.hooks().is_some() {
+    // A container's hooks are its engine's (trusted, like the engine):
+    // the OCI front end runs them, the sandbox never does.
+    if spec.hooks().is_some() && !allow.container {
         return Err(unsupported(
             "hooks",
             "hooks would run code outside the sandbox",
@@ -290,7 +296,7 @@ pub fn validate_allowing(spec: &Spec, allow: Allowances) -> Result<(), SpecError
             ));
         }
         check_abs_path("root.path", root.path())?;
-        if root.readonly() == Some(false) {
+        if root.readonly() == Some(false) && !allow.container {
             return Err(unsupported(
                 "root.readonly",
                 "the root is always read-only; use binds, tmpfs or /workspace for writes",
@@ -447,6 +453,13 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
         if want == LinuxNamespaceType::Network && allow.host_network {
             continue;
         }
+        // A container that asks for no user or cgroup namespace gets ours
+        // anyway (a fresh host uid range; a cgroup namespace rooted at its
+        // cgroup): less isolation than asked is never given.
+        if allow.container && matches!(want, LinuxNamespaceType::User | LinuxNamespaceType::Cgroup)
+        {
+            continue;
+        }
         if !ns.iter().any(|n| n.typ() == want) {
             let name = match want {
                 LinuxNamespaceType::Network => {
@@ -468,7 +481,7 @@ fn validate_linux(l: &oci_spec::runtime::Linux, allow: Allowances) -> Result<(),
         ),
         (
             "linux.cgroupsPath",
-            l.cgroups_path().is_some(),
+            l.cgroups_path().is_some() && !allow.container,
             "cgroups are placed below the runtime's own cgroup",
         ),
         (
