@@ -372,10 +372,7 @@ fn start_hooks(
         Stage::StartContainer,
         &public,
         &ctx.log,
-        hooks::Place::Container {
-            state: &state,
-            single,
-        },
+        hooks::Place::Container { state, single },
     )?;
     Ok(())
 }
