@@ -711,3 +711,64 @@ fn a_runtime_class_can_turn_the_uid_range_off() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("uid_rnge"), "{err}");
 }
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn delete_force_cleans_up_after_a_create_that_was_killed() {
+    let oci = Oci::new();
+    let dir = TempDir::new("oci-bundle");
+    // The prestart hook runs once the container exists and before its
+    // state is recorded: it tells us the init's pid, then waits to be
+    // killed with its create.
+    let script = dir.join("stall.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > {d}/hook.pid\ncat > {d}/hook.state\nexec sleep 60\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let b = bundle(dir.path(), &["/bin/sleep", "1000"], |c| {
+        c["hooks"] = json!({"prestart": [{"path": script, "args": ["stall.sh"]}]});
+    });
+    let id = unique("killed");
+    let mut create = oci
+        .command(&["create", "--bundle", b.to_str().unwrap(), &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = wait_for(Duration::from_secs(30), || {
+        let text = fs::read_to_string(dir.join("hook.state")).ok()?;
+        serde_json::from_str::<Value>(&text).ok()
+    })
+    .expect("the prestart hook never ran");
+    let hook: i32 = fs::read_to_string(dir.join("hook.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = create.kill();
+    let _ = create.wait();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(hook), nix::sys::signal::SIGKILL);
+    let init = state["pid"].as_i64().unwrap();
+    assert!(
+        pid_alive(init),
+        "the container should be left by the killed create"
+    );
+    let owner = oci.root.join(&id);
+    assert!(owner.exists());
+    // Not a container for `state` (no state was recorded)...
+    let out = oci.run(&["state", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", context(&out));
+    // ...but `delete --force` removes what is left.
+    oci.ok(&["delete", "--force", &id]);
+    let gone = wait_for(Duration::from_secs(20), || (!pid_alive(init)).then_some(()));
+    assert!(gone.is_some(), "init {init} left running");
+    assert!(!owner.exists());
+    let held = uid_leases_held();
+    let owner = owner.to_string_lossy().into_owned();
+    assert!(!held.contains(&owner), "uid lease still held by {owner}");
+}

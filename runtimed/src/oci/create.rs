@@ -115,7 +115,7 @@ fn check_cgroups_path(p: &Path) -> Result<(), String> {
 /// The sandbox id of a container: its cgroup's and lock file's name.
 /// Distinct from the daemon's sandboxes by its prefix; an id that does not
 /// fit the sandbox charset or length is hashed.
-fn sandbox_id(id: &str) -> String {
+pub fn sandbox_id(id: &str) -> String {
     let direct = format!("oci-{id}");
     if sandbox::id::check(&direct).is_ok() {
         return direct;

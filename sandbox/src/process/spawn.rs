@@ -886,8 +886,15 @@ pub fn remove_container(
 ) -> Result<(), SandboxError> {
     crate::id::check(sandbox_id).map_err(SandboxError::Options)?;
     let mgr = cgroup_manager()?;
-    let cg = Cgroup::adopt(sandbox_id, mgr.version(), cgroup_paths.to_vec());
-    cg.remove()?;
+    // No recorded paths: a `create` that died before it recorded them;
+    // its cgroup, if any, is where this process would have made it.
+    let cg = match cgroup_paths {
+        [] => mgr.open_existing(sandbox_id)?,
+        paths => Some(Cgroup::adopt(sandbox_id, mgr.version(), paths.to_vec())),
+    };
+    if let Some(cg) = cg {
+        cg.remove()?;
+    }
     let _ = std::fs::remove_file(run_dir.join("sandboxes").join(sandbox_id));
     if let Some((host_base, owner)) = lease {
         crate::userns::release_persisted(&run_dir.join("uidpool"), host_base, owner)?;
