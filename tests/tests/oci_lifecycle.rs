@@ -734,8 +734,11 @@ fn delete_force_cleans_up_after_a_create_that_was_killed() {
         c["hooks"] = json!({"prestart": [{"path": script, "args": ["stall.sh"]}]});
     });
     let id = unique("killed");
-    let mut create = oci
-        .command(&["create", "--bundle", b.to_str().unwrap(), &id])
+    // Not through `timeout`: the kill must reach create itself.
+    let mut create = Command::new(&oci.bin)
+        .args(["oci", "--root", oci.root.path().to_str().unwrap()])
+        .args(["create", "--bundle", b.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
