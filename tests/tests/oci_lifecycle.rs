@@ -775,3 +775,152 @@ fn delete_force_cleans_up_after_a_create_that_was_killed() {
     let owner = owner.to_string_lossy().into_owned();
     assert!(!held.contains(&owner), "uid lease still held by {owner}");
 }
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn spec_features_and_list_answer_as_runcs() {
+    let oci = Oci::new();
+    let dir = TempDir::new("oci-bundle");
+    let spec_dir = dir.join("spec");
+    fs::create_dir_all(&spec_dir).unwrap();
+    oci.ok(&["spec", "--bundle", spec_dir.to_str().unwrap()]);
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(spec_dir.join("config.json")).unwrap()).unwrap();
+    assert!(config["ociVersion"].as_str().is_some(), "{config}");
+    assert!(config["process"]["args"].is_array(), "{config}");
+    // An existing config.json is never overwritten.
+    let again = oci.run(&["spec", "--bundle", spec_dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "{}", context(&again));
+    let features: Value = serde_json::from_slice(&oci.ok(&["features"]).stdout).unwrap();
+    let hooks: Vec<&str> = features["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    for h in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        assert!(hooks.contains(&h), "{h}: {features}");
+    }
+    assert_eq!(features["linux"]["cgroup"]["systemd"], false);
+    let b = bundle(dir.path(), &["/bin/sleep", "1000"], |_| {});
+    let id = unique("listed");
+    oci.ok(&["create", "--bundle", b.to_str().unwrap(), &id]);
+    let all: Value = serde_json::from_slice(&oci.ok(&["list", "--format", "json"]).stdout).unwrap();
+    let me = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .expect("listed");
+    assert_eq!(me["status"], "created");
+    assert!(me["pid"].as_i64().unwrap() > 0);
+    let quiet = String::from_utf8(oci.ok(&["list", "-q"]).stdout).unwrap();
+    assert_eq!(quiet.trim(), id);
+    oci.ok(&["delete", "--force", &id]);
+    let none: Value =
+        serde_json::from_slice(&oci.ok(&["list", "--format", "json"]).stdout).unwrap();
+    assert_eq!(none, json!([]));
+}
+
+/// The scheduler state letter of a process (`T` = stopped).
+fn proc_state(pid: i64) -> Option<char> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit(')').next()?.trim_start().chars().next()
+}
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn kill_all_reaches_every_process_of_the_container() {
+    let oci = Oci::new();
+    let dir = TempDir::new("oci-bundle");
+    let b = bundle(
+        dir.path(),
+        &["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"],
+        |_| {},
+    );
+    let id = unique("killall");
+    oci.ok(&["create", "--bundle", b.to_str().unwrap(), &id]);
+    oci.ok(&["start", &id]);
+    let record = oci.record(&id);
+    let procs = Path::new(record["cgroup_paths"][0].as_str().unwrap()).join("cgroup.procs");
+    let pids = wait_for(Duration::from_secs(20), || {
+        let pids: Vec<i64> = fs::read_to_string(&procs)
+            .ok()?
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        (pids.len() >= 3).then_some(pids)
+    })
+    .expect("the shell and its two sleeps");
+    // SIGSTOP: not fatal, so each process shows whether it got it (a
+    // fatal signal to PID 1 alone would take the others with it).
+    oci.ok(&["kill", "--all", &id, "STOP"]);
+    let all_stopped = wait_for(Duration::from_secs(20), || {
+        pids.iter()
+            .all(|p| proc_state(*p) == Some('T'))
+            .then_some(())
+    });
+    let states: Vec<_> = pids.iter().map(|p| (p, proc_state(*p))).collect();
+    assert!(
+        all_stopped.is_some(),
+        "not every process stopped: {states:?}"
+    );
+    oci.ok(&["delete", "--force", &id]);
+    assert_nothing_left(&oci, &id, &record, &b.join("rootfs"));
+}
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn run_forwards_signals_and_exits_with_the_containers_status() {
+    let oci = Oci::new();
+    let dir = TempDir::new("oci-bundle");
+    let b = bundle(
+        dir.path(),
+        &[
+            "/bin/sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; echo ready; sleep 1000 & wait",
+        ],
+        |_| {},
+    );
+    let id = unique("fwd");
+    let out_path = dir.join("run.out");
+    let mut run = Command::new(&oci.bin)
+        .args(["oci", "--root", oci.root.path().to_str().unwrap()])
+        .args(["run", "--bundle", b.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    let ready = wait_for(Duration::from_secs(30), || {
+        fs::read_to_string(&out_path)
+            .ok()
+            .filter(|t| t.contains("ready"))
+    });
+    assert!(ready.is_some(), "the container never started");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    let status = wait_for(Duration::from_secs(30), || run.try_wait().ok().flatten());
+    let Some(status) = status else {
+        let _ = run.kill();
+        panic!("run did not end after SIGTERM");
+    };
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "{}",
+        fs::read_to_string(&out_path).unwrap()
+    );
+    assert!(fs::read_to_string(&out_path).unwrap().contains("got-term"));
+    assert!(!oci.root.join(&id).exists(), "run left its container");
+}
