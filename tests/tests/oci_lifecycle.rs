@@ -110,6 +110,22 @@ impl Oci {
     }
 }
 
+/// A failed test's containers go with it: every container of the root
+/// is deleted (the state root itself is a `TempDir`).
+impl Drop for Oci {
+    fn drop(&mut self) {
+        let Ok(entries) = fs::read_dir(self.root.path()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let _ = self.run(&["delete", "--force", &id]);
+            }
+        }
+    }
+}
+
 fn context(out: &Output) -> String {
     format!(
         "status {:?}\nstdout: {}\nstderr: {}",
