@@ -616,6 +616,12 @@ fn errors_are_one_line_and_a_json_log_line() {
         err.contains("linux.cgroupsPath") && err.contains("systemd"),
         "{err}"
     );
+    // A program the rootfs lacks fails create, naming it.
+    let b = bundle(dir.path(), &["/no/such/program"], |_| {});
+    let out = oci.run(&["create", "--bundle", b.to_str().unwrap(), "x2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", context(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/program"), "{err}");
     let out = oci.run(&["--systemd-cgroup", "list"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--systemd-cgroup"));
