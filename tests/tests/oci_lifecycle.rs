@@ -946,3 +946,59 @@ fn run_forwards_signals_and_exits_with_the_containers_status() {
     assert!(fs::read_to_string(&out_path).unwrap().contains("got-term"));
     assert!(!oci.root.join(&id).exists(), "run left its container");
 }
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn a_relative_cgroups_path_is_below_the_callers_cgroup() {
+    let oci = Oci::new();
+    let dir = TempDir::new("oci-bundle");
+    let parent = unique("octest");
+    let path = format!("{parent}/ctr");
+    let b = bundle(dir.path(), &["/bin/sleep", "1000"], |c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+    });
+    let id = unique("cgpath");
+    oci.ok(&["create", "--bundle", b.to_str().unwrap(), &id]);
+    let record = oci.record(&id);
+    let pid = record["pid"].as_i64().unwrap();
+    // In every hierarchy the container uses, its cgroup is ours + path.
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let theirs = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let line_of = |text: &str, ctrl: &str| -> Option<String> {
+        text.lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|x| x == ctrl))
+            })
+            .and_then(|l| l.splitn(3, ':').nth(2))
+            .map(str::to_owned)
+    };
+    let mut checked = 0;
+    for ctrl in ["pids", "memory"] {
+        let (Some(mine), Some(its)) = (line_of(&own, ctrl), line_of(&theirs, ctrl)) else {
+            continue;
+        };
+        let want = Path::new(&mine).join(&path);
+        assert_eq!(Path::new(&its), want, "{ctrl}: {theirs}");
+        checked += 1;
+    }
+    assert!(checked > 0, "no pids or memory hierarchy: {theirs}");
+    oci.ok(&["delete", "--force", &id]);
+    assert_nothing_left(&oci, &id, &record, &b.join("rootfs"));
+    // The parent stays (engines share theirs); the test removes its own.
+    for p in record["cgroup_paths"].as_array().unwrap() {
+        let leaf = Path::new(p.as_str().unwrap());
+        let parent = leaf.parent().unwrap();
+        assert!(
+            parent.ends_with(&parent_name(&path)),
+            "{}",
+            parent.display()
+        );
+        fs::remove_dir(parent).unwrap();
+    }
+}
+
+fn parent_name(path: &str) -> String {
+    path.split('/').next().unwrap().to_string()
+}

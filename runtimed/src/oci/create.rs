@@ -219,6 +219,7 @@ fn create_container(
         container: Some(sandbox::options::ContainerMode {
             exec_fifo: fifo.clone(),
             host_ids: !ctx.uid_range,
+            cgroup_path: spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
         }),
         ..sandbox::RunOptions::default()
     };

@@ -405,7 +405,14 @@ fn claim(
     let v2 = mgr.version() == CgroupVersion::V2;
     // The cgroup exists before clone: on v2 the child is born in it
     // (CLONE_INTO_CGROUP); on v1 the child moves itself in (prepare).
-    let cgroup = mgr.create(&id, &plan.cgroup)?;
+    let cgroup = match opts
+        .container
+        .as_ref()
+        .and_then(|c| c.cgroup_path.as_deref())
+    {
+        Some(path) => mgr.create_at(path, &plan.cgroup)?,
+        None => mgr.create(&id, &plan.cgroup)?,
+    };
     Ok(Claimed {
         id,
         plan,
