@@ -20,6 +20,33 @@ use runtimed_tests::{missing, require_root, runtimed_bin, unique, wait_for, Temp
 /// run dir).
 const RUN_DIR: &str = "/run/runtimed";
 
+/// A bundle directory under /tmp, removed on drop: its rootfs is
+/// idmapped, which /var/tmp (`TempDir`) cannot always be (an overlayfs in
+/// the cgroup v2 VM).
+struct BundleDir(PathBuf);
+
+impl BundleDir {
+    fn new(prefix: &str) -> BundleDir {
+        let p = PathBuf::from("/tmp").join(unique(&format!("runtimed-oci-{prefix}")));
+        fs::create_dir_all(&p).unwrap();
+        BundleDir(p)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for BundleDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A state root and the runtime binary.
 struct Oci {
     bin: PathBuf,
@@ -241,7 +268,7 @@ fn assert_nothing_left(oci: &Oci, id: &str, record: &Value, rootfs: &Path) {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn create_start_kill_delete_as_the_shim_does() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(dir.path(), &["/bin/sleep", "1000"], |_| {});
     let id = unique("life");
     let pid_file = dir.join("init.pid");
@@ -298,7 +325,7 @@ fn create_start_kill_delete_as_the_shim_does() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn delete_force_leaves_nothing_in_any_state() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     // The program forks a child that outlives a kill of PID 1's own
     // process group would not: the cgroup must be emptied.
     let b = bundle(
@@ -333,7 +360,7 @@ fn delete_force_leaves_nothing_in_any_state() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn two_concurrent_creates_of_one_id_make_one_container() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(dir.path(), &["/bin/sleep", "1000"], |_| {});
     let id = unique("twice");
     let err = [dir.join("a.err"), dir.join("b.err")];
@@ -370,7 +397,7 @@ fn two_concurrent_creates_of_one_id_make_one_container() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn a_terminal_comes_over_the_console_socket() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(dir.path(), &["/bin/sh"], |c| {
         c["process"]["terminal"] = json!(true)
     });
@@ -429,7 +456,7 @@ fn a_terminal_comes_over_the_console_socket() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn hooks_run_in_order_with_the_state_on_stdin() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let log = dir.join("hooks.log");
     let script = dir.join("hook.sh");
     fs::write(
@@ -504,7 +531,7 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let script = dir.join("fail.sh");
     fs::write(
         &script,
@@ -575,7 +602,7 @@ fn uid_leases_held() -> Vec<String> {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn errors_are_one_line_and_a_json_log_line() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-log");
+    let dir = BundleDir::new("log");
     let log = dir.join("log.json");
     let out = oci.run(&[
         "--log",
@@ -638,7 +665,7 @@ fn errors_are_one_line_and_a_json_log_line() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn the_container_has_its_own_host_uid_range_and_owns_its_rootfs() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(
         dir.path(),
         &[
@@ -682,7 +709,7 @@ fn the_container_has_its_own_host_uid_range_and_owns_its_rootfs() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn a_runtime_class_can_turn_the_uid_range_off() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(dir.path(), &["/bin/cat", "/proc/self/uid_map"], |_| {});
     // One symlink per runtime class (containerd's shim passes no
     // arguments), one section per name in the config file.
@@ -738,7 +765,7 @@ fn a_runtime_class_can_turn_the_uid_range_off() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn delete_force_cleans_up_after_a_create_that_was_killed() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     // The prestart hook runs once the container exists and before its
     // state is recorded: it tells us the init's pid, then waits to be
     // killed with its create.
@@ -802,7 +829,7 @@ fn delete_force_cleans_up_after_a_create_that_was_killed() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn spec_features_and_list_answer_as_runcs() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let spec_dir = dir.join("spec");
     fs::create_dir_all(&spec_dir).unwrap();
     oci.ok(&["spec", "--bundle", spec_dir.to_str().unwrap()]);
@@ -861,7 +888,7 @@ fn proc_state(pid: i64) -> Option<char> {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn kill_all_reaches_every_process_of_the_container() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(
         dir.path(),
         &["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"],
@@ -902,7 +929,7 @@ fn kill_all_reaches_every_process_of_the_container() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn run_forwards_signals_and_exits_with_the_containers_status() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(
         dir.path(),
         &[
@@ -951,7 +978,7 @@ fn run_forwards_signals_and_exits_with_the_containers_status() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn a_relative_cgroups_path_is_below_the_callers_cgroup() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let parent = unique("octest");
     let path = format!("{parent}/ctr");
     let b = bundle(dir.path(), &["/bin/sleep", "1000"], |c| {

@@ -797,8 +797,21 @@ fn hand_over(
             .map_err(sys_err("open the sandbox's user namespace"))?;
             let tree = sys::open_tree_clone(path, false)
                 .map_err(sys_err(format!("open_tree {}", path.display())))?;
-            sys::mount_setattr(tree.as_fd(), sys::MOUNT_ATTR_IDMAP, Some(ns.as_fd()))
-                .map_err(sys_err(format!("idmap the root {}", path.display())))?;
+            // Host ids map to themselves: nothing to idmap.
+            let host_ids = opts.container.as_ref().is_some_and(|c| c.host_ids);
+            if !host_ids {
+                sys::mount_setattr(tree.as_fd(), sys::MOUNT_ATTR_IDMAP, Some(ns.as_fd())).map_err(
+                    |e| {
+                        let hint = if e == Errno::EINVAL {
+                            " (its filesystem cannot be idmapped, e.g. an overlayfs mount: \
+                             give this runtime class host ids, docs/oci.md)"
+                        } else {
+                            ""
+                        };
+                        sys_err(format!("idmap the root {}{hint}", path.display()))(e)
+                    },
+                )?;
+            }
             vec![tree]
         }
         _ => Vec::new(),
