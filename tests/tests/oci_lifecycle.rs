@@ -1030,11 +1030,7 @@ fn a_relative_cgroups_path_is_below_the_callers_cgroup() {
     for p in record["cgroup_paths"].as_array().unwrap() {
         let leaf = Path::new(p.as_str().unwrap());
         let parent = leaf.parent().unwrap();
-        assert!(
-            parent.ends_with(&parent_name(&path)),
-            "{}",
-            parent.display()
-        );
+        assert!(parent.ends_with(parent_name(&path)), "{}", parent.display());
         fs::remove_dir(parent).unwrap();
     }
 }
