@@ -171,6 +171,10 @@ pub struct ContainerMode {
     /// host root (with capabilities only inside its namespaces), as runc
     /// runs a container. Off by default; a runtime class turns it on.
     pub host_ids: bool,
+    /// `linux.cgroupsPath` (cgroupfs style): where the container's cgroup
+    /// is made ([`crate::cgroup::CgroupManager::create_at`]) instead of
+    /// `<own cgroup>/runtimed/<sandbox id>`.
+    pub cgroup_path: Option<PathBuf>,
 }
 
 impl Default for RunOptions {

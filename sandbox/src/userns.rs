@@ -107,6 +107,37 @@ fn persisted_owner(file: &File) -> Option<PathBuf> {
     owner.exists().then_some(owner)
 }
 
+/// Releases every persisted lease `owner` holds, whatever its range (a
+/// container whose `create` died before recording its range). One read
+/// per slot file: for the rare cleanup path only.
+pub fn release_owned_by(lock_dir: &Path, owner: &Path) -> Result<(), UsernsError> {
+    use std::os::unix::ffi::OsStrExt;
+    let entries = match std::fs::read_dir(lock_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(UsernsError::LockDir {
+                path: lock_dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(base) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("range-"))
+            .and_then(|b| b.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::fs::read(entry.path()).is_ok_and(|b| b == owner.as_os_str().as_bytes()) {
+            release_persisted(lock_dir, base, owner)?;
+        }
+    }
+    Ok(())
+}
+
 /// Releases the persisted lease of the range starting at `host_base` if
 /// `owner` still holds it (a retried `delete` finds it free already).
 pub fn release_persisted(lock_dir: &Path, host_base: u32, owner: &Path) -> Result<(), UsernsError> {

@@ -20,6 +20,33 @@ use runtimed_tests::{missing, require_root, runtimed_bin, unique, wait_for, Temp
 /// run dir).
 const RUN_DIR: &str = "/run/runtimed";
 
+/// A bundle directory under /tmp, removed on drop: its rootfs is
+/// idmapped, which /var/tmp (`TempDir`) cannot always be (an overlayfs in
+/// the cgroup v2 VM).
+struct BundleDir(PathBuf);
+
+impl BundleDir {
+    fn new(prefix: &str) -> BundleDir {
+        let p = PathBuf::from("/tmp").join(unique(&format!("runtimed-oci-{prefix}")));
+        fs::create_dir_all(&p).unwrap();
+        BundleDir(p)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for BundleDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A state root and the runtime binary.
 struct Oci {
     bin: PathBuf,
@@ -107,6 +134,22 @@ impl Oci {
             "{id} never became {want}: {}",
             self.status(id)
         );
+    }
+}
+
+/// A failed test's containers go with it: every container of the root
+/// is deleted (the state root itself is a `TempDir`).
+impl Drop for Oci {
+    fn drop(&mut self) {
+        let Ok(entries) = fs::read_dir(self.root.path()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let _ = self.run(&["delete", "--force", &id]);
+            }
+        }
     }
 }
 
@@ -225,7 +268,7 @@ fn assert_nothing_left(oci: &Oci, id: &str, record: &Value, rootfs: &Path) {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn create_start_kill_delete_as_the_shim_does() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(dir.path(), &["/bin/sleep", "1000"], |_| {});
     let id = unique("life");
     let pid_file = dir.join("init.pid");
@@ -282,7 +325,7 @@ fn create_start_kill_delete_as_the_shim_does() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn delete_force_leaves_nothing_in_any_state() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     // The program forks a child that outlives a kill of PID 1's own
     // process group would not: the cgroup must be emptied.
     let b = bundle(
@@ -317,7 +360,7 @@ fn delete_force_leaves_nothing_in_any_state() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn two_concurrent_creates_of_one_id_make_one_container() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(dir.path(), &["/bin/sleep", "1000"], |_| {});
     let id = unique("twice");
     let err = [dir.join("a.err"), dir.join("b.err")];
@@ -354,7 +397,7 @@ fn two_concurrent_creates_of_one_id_make_one_container() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn a_terminal_comes_over_the_console_socket() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(dir.path(), &["/bin/sh"], |c| {
         c["process"]["terminal"] = json!(true)
     });
@@ -413,7 +456,7 @@ fn a_terminal_comes_over_the_console_socket() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn hooks_run_in_order_with_the_state_on_stdin() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let log = dir.join("hooks.log");
     let script = dir.join("hook.sh");
     fs::write(
@@ -488,7 +531,7 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn a_failing_prestart_hook_fails_create_and_leaves_nothing() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let script = dir.join("fail.sh");
     fs::write(
         &script,
@@ -559,7 +602,7 @@ fn uid_leases_held() -> Vec<String> {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn errors_are_one_line_and_a_json_log_line() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-log");
+    let dir = BundleDir::new("log");
     let log = dir.join("log.json");
     let out = oci.run(&[
         "--log",
@@ -600,6 +643,12 @@ fn errors_are_one_line_and_a_json_log_line() {
         err.contains("linux.cgroupsPath") && err.contains("systemd"),
         "{err}"
     );
+    // A program the rootfs lacks fails create, naming it.
+    let b = bundle(dir.path(), &["/no/such/program"], |_| {});
+    let out = oci.run(&["create", "--bundle", b.to_str().unwrap(), "x2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", context(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/program"), "{err}");
     let out = oci.run(&["--systemd-cgroup", "list"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--systemd-cgroup"));
@@ -616,7 +665,7 @@ fn errors_are_one_line_and_a_json_log_line() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn the_container_has_its_own_host_uid_range_and_owns_its_rootfs() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(
         dir.path(),
         &[
@@ -660,7 +709,7 @@ fn the_container_has_its_own_host_uid_range_and_owns_its_rootfs() {
 #[ignore = "privileged: needs root and a built runtimed"]
 fn a_runtime_class_can_turn_the_uid_range_off() {
     let oci = Oci::new();
-    let dir = TempDir::new("oci-bundle");
+    let dir = BundleDir::new("bundle");
     let b = bundle(dir.path(), &["/bin/cat", "/proc/self/uid_map"], |_| {});
     // One symlink per runtime class (containerd's shim passes no
     // arguments), one section per name in the config file.
@@ -710,4 +759,282 @@ fn a_runtime_class_can_turn_the_uid_range_off() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("uid_rnge"), "{err}");
+}
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn delete_force_cleans_up_after_a_create_that_was_killed() {
+    let oci = Oci::new();
+    let dir = BundleDir::new("bundle");
+    // The prestart hook runs once the container exists and before its
+    // state is recorded: it tells us the init's pid, then waits to be
+    // killed with its create.
+    let script = dir.join("stall.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > {d}/hook.pid\ncat > {d}/hook.state\nexec sleep 60\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let b = bundle(dir.path(), &["/bin/sleep", "1000"], |c| {
+        c["hooks"] = json!({"prestart": [{"path": script, "args": ["stall.sh"]}]});
+    });
+    let id = unique("killed");
+    // Not through `timeout`: the kill must reach create itself.
+    let mut create = Command::new(&oci.bin)
+        .args(["oci", "--root", oci.root.path().to_str().unwrap()])
+        .args(["create", "--bundle", b.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = wait_for(Duration::from_secs(30), || {
+        let text = fs::read_to_string(dir.join("hook.state")).ok()?;
+        serde_json::from_str::<Value>(&text).ok()
+    })
+    .expect("the prestart hook never ran");
+    let hook: i32 = fs::read_to_string(dir.join("hook.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = create.kill();
+    let _ = create.wait();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(hook), nix::sys::signal::SIGKILL);
+    let init = state["pid"].as_i64().unwrap();
+    assert!(
+        pid_alive(init),
+        "the container should be left by the killed create"
+    );
+    let owner = oci.root.join(&id);
+    assert!(owner.exists());
+    // Not a container for `state` (no state was recorded)...
+    let out = oci.run(&["state", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", context(&out));
+    // ...but `delete --force` removes what is left.
+    oci.ok(&["delete", "--force", &id]);
+    let gone = wait_for(Duration::from_secs(20), || (!pid_alive(init)).then_some(()));
+    assert!(gone.is_some(), "init {init} left running");
+    assert!(!owner.exists());
+    let held = uid_leases_held();
+    let owner = owner.to_string_lossy().into_owned();
+    assert!(!held.contains(&owner), "uid lease still held by {owner}");
+}
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn spec_features_and_list_answer_as_runcs() {
+    let oci = Oci::new();
+    let dir = BundleDir::new("bundle");
+    let spec_dir = dir.join("spec");
+    fs::create_dir_all(&spec_dir).unwrap();
+    oci.ok(&["spec", "--bundle", spec_dir.to_str().unwrap()]);
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(spec_dir.join("config.json")).unwrap()).unwrap();
+    assert!(config["ociVersion"].as_str().is_some(), "{config}");
+    assert!(config["process"]["args"].is_array(), "{config}");
+    // An existing config.json is never overwritten.
+    let again = oci.run(&["spec", "--bundle", spec_dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "{}", context(&again));
+    let features: Value = serde_json::from_slice(&oci.ok(&["features"]).stdout).unwrap();
+    let hooks: Vec<&str> = features["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    for h in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        assert!(hooks.contains(&h), "{h}: {features}");
+    }
+    assert_eq!(features["linux"]["cgroup"]["systemd"], false);
+    let b = bundle(dir.path(), &["/bin/sleep", "1000"], |_| {});
+    let id = unique("listed");
+    oci.ok(&["create", "--bundle", b.to_str().unwrap(), &id]);
+    let all: Value = serde_json::from_slice(&oci.ok(&["list", "--format", "json"]).stdout).unwrap();
+    let me = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .expect("listed");
+    assert_eq!(me["status"], "created");
+    assert!(me["pid"].as_i64().unwrap() > 0);
+    let quiet = String::from_utf8(oci.ok(&["list", "-q"]).stdout).unwrap();
+    assert_eq!(quiet.trim(), id);
+    oci.ok(&["delete", "--force", &id]);
+    let none: Value =
+        serde_json::from_slice(&oci.ok(&["list", "--format", "json"]).stdout).unwrap();
+    assert_eq!(none, json!([]));
+}
+
+/// The scheduler state letter of a process (`T` = stopped).
+fn proc_state(pid: i64) -> Option<char> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit(')').next()?.trim_start().chars().next()
+}
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn kill_all_reaches_every_process_of_the_container() {
+    let oci = Oci::new();
+    let dir = BundleDir::new("bundle");
+    let b = bundle(
+        dir.path(),
+        &["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"],
+        |_| {},
+    );
+    let id = unique("killall");
+    oci.ok(&["create", "--bundle", b.to_str().unwrap(), &id]);
+    oci.ok(&["start", &id]);
+    let record = oci.record(&id);
+    let procs = Path::new(record["cgroup_paths"][0].as_str().unwrap()).join("cgroup.procs");
+    let pids = wait_for(Duration::from_secs(20), || {
+        let pids: Vec<i64> = fs::read_to_string(&procs)
+            .ok()?
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        (pids.len() >= 3).then_some(pids)
+    })
+    .expect("the shell and its two sleeps");
+    // SIGSTOP: not fatal, so each process shows whether it got it (a
+    // fatal signal to PID 1 alone would take the others with it).
+    oci.ok(&["kill", "--all", &id, "STOP"]);
+    let all_stopped = wait_for(Duration::from_secs(20), || {
+        pids.iter()
+            .all(|p| proc_state(*p) == Some('T'))
+            .then_some(())
+    });
+    let states: Vec<_> = pids.iter().map(|p| (p, proc_state(*p))).collect();
+    assert!(
+        all_stopped.is_some(),
+        "not every process stopped: {states:?}"
+    );
+    oci.ok(&["delete", "--force", &id]);
+    assert_nothing_left(&oci, &id, &record, &b.join("rootfs"));
+}
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn run_forwards_signals_and_exits_with_the_containers_status() {
+    let oci = Oci::new();
+    let dir = BundleDir::new("bundle");
+    let b = bundle(
+        dir.path(),
+        &[
+            "/bin/sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; echo ready; sleep 1000 & wait",
+        ],
+        |_| {},
+    );
+    let id = unique("fwd");
+    let out_path = dir.join("run.out");
+    let mut run = Command::new(&oci.bin)
+        .args(["oci", "--root", oci.root.path().to_str().unwrap()])
+        .args(["run", "--bundle", b.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    let ready = wait_for(Duration::from_secs(30), || {
+        fs::read_to_string(&out_path)
+            .ok()
+            .filter(|t| t.contains("ready"))
+    });
+    assert!(ready.is_some(), "the container never started");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    let status = wait_for(Duration::from_secs(30), || run.try_wait().ok().flatten());
+    let Some(status) = status else {
+        let _ = run.kill();
+        panic!("run did not end after SIGTERM");
+    };
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "{}",
+        fs::read_to_string(&out_path).unwrap()
+    );
+    assert!(fs::read_to_string(&out_path).unwrap().contains("got-term"));
+    assert!(!oci.root.join(&id).exists(), "run left its container");
+}
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn a_relative_cgroups_path_is_below_the_callers_cgroup() {
+    let oci = Oci::new();
+    let dir = BundleDir::new("bundle");
+    let parent = unique("octest");
+    let path = format!("{parent}/ctr");
+    let b = bundle(dir.path(), &["/bin/sleep", "1000"], |c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+    });
+    let id = unique("cgpath");
+    oci.ok(&["create", "--bundle", b.to_str().unwrap(), &id]);
+    let record = oci.record(&id);
+    let pid = record["pid"].as_i64().unwrap();
+    // In every hierarchy the container uses, its cgroup is ours + path.
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let theirs = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    // `ctrl` "" is the unified (v2) line, `0::PATH`.
+    let line_of = |text: &str, ctrl: &str| -> Option<String> {
+        text.lines()
+            .find(|l| {
+                let mut f = l.splitn(3, ':');
+                let (id, ctrls) = (f.next(), f.next());
+                match ctrl {
+                    "" => id == Some("0") && ctrls == Some(""),
+                    _ => ctrls.is_some_and(|c| c.split(',').any(|x| x == ctrl)),
+                }
+            })
+            .and_then(|l| l.splitn(3, ':').nth(2))
+            .map(str::to_owned)
+    };
+    // A hybrid host's v2 line has no controllers: not where runtimed
+    // places cgroups there.
+    let v2_only = own.lines().all(|l| l.starts_with("0::"));
+    let mut checked = 0;
+    for ctrl in ["pids", "memory", ""] {
+        if ctrl.is_empty() && !v2_only {
+            continue;
+        }
+        let (Some(mine), Some(its)) = (line_of(&own, ctrl), line_of(&theirs, ctrl)) else {
+            continue;
+        };
+        let want = Path::new(&mine).join(&path);
+        assert_eq!(Path::new(&its), want, "{ctrl}: {theirs}");
+        checked += 1;
+    }
+    assert!(
+        checked > 0,
+        "no pids, memory or unified hierarchy: {theirs}"
+    );
+    oci.ok(&["delete", "--force", &id]);
+    assert_nothing_left(&oci, &id, &record, &b.join("rootfs"));
+    // The parent stays (engines share theirs); the test removes its own.
+    for p in record["cgroup_paths"].as_array().unwrap() {
+        let leaf = Path::new(p.as_str().unwrap());
+        let parent = leaf.parent().unwrap();
+        assert!(parent.ends_with(parent_name(&path)), "{}", parent.display());
+        fs::remove_dir(parent).unwrap();
+    }
+}
+
+fn parent_name(path: &str) -> String {
+    path.split('/').next().unwrap().to_string()
 }

@@ -127,9 +127,9 @@ pub fn exec(
         // comes to us, to be waited for.
         nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("become a subreaper"))?;
     }
-    // host_ids shapes a new user namespace's lease only; exec joins the
-    // container's existing one (merge of ocicore and ociexec).
-    let opts = super::create::run_options(&state.sandbox_id, &c.fifo_path(), false);
+    // host_ids and the cgroup path shape a new container only; exec joins
+    // the container's existing user namespace and cgroup.
+    let opts = super::create::run_options(&state.sandbox_id, &c.fifo_path(), false, None);
     let target = sandbox::process::join::Target {
         init_pid: state.pid,
         init_pidfd: pidfd.as_fd(),
