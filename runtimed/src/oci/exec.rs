@@ -133,8 +133,18 @@ pub fn exec(
         init_pidfd: pidfd.as_fd(),
         cgroup_paths: &state.cgroup_paths,
     };
-    let joined = sandbox::process::join::exec(&target, &spec, &opts, single)
-        .map_err(|e| OciError::Sandbox(format!("exec in container {}: {e}", args.id)))?;
+    let joined = match sandbox::process::join::exec(&target, &spec, &opts, single) {
+        Ok(j) => j,
+        Err(e) => {
+            if !args.detach {
+                reap_children();
+            }
+            return Err(OciError::Sandbox(format!(
+                "exec in container {}: {e}",
+                args.id
+            )));
+        }
+    };
     // From here the process runs: a later failure kills it, so the caller
     // is never left with a process it does not know of.
     let kill = |e: OciError| {
@@ -165,6 +175,21 @@ pub fn exec(
         return Ok(0);
     }
     wait_for(joined.pid)
+}
+
+/// After a failed start: the process that reported the failure is our
+/// child (we are its subreaper) and exits right after; wait for it, so
+/// nothing of the failed exec is left when we return. Bounded: we have no
+/// other children, and ECHILD ends the loop.
+fn reap_children() {
+    use nix::sys::wait::waitpid;
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(-1), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// The process's exit status: its code, or 128+N for a signal N.
