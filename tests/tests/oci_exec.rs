@@ -267,6 +267,13 @@ fn exec_sees_the_containers_pid_ns_hostname_mounts_uid_map_caps_and_filter() {
         pid1.contains("sleep 1000"),
         "PID 1 is not the container's: {pid1}"
     );
+    // The exec's own processes are in that namespace (the container's
+    // /proc lists them).
+    assert!(
+        parts[0].lines().any(|l| l.contains("sh -c ps;")),
+        "ps did not see itself in the container's pid namespace:\n{}",
+        parts[0]
+    );
     assert!(
         parts[0].lines().count() <= 5,
         "ps saw more than the container:\n{}",
