@@ -166,6 +166,15 @@ pub struct ContainerMode {
     /// by the parent, reopened for writing by PID 1 through
     /// `/proc/self/fd`.
     pub exec_fifo: PathBuf,
+    /// No fresh host uid range: the user namespace maps every id to
+    /// itself ([`crate::userns::UidLease::host_ids`]), so root inside is
+    /// host root (with capabilities only inside its namespaces), as runc
+    /// runs a container. Off by default; a runtime class turns it on.
+    pub host_ids: bool,
+    /// `linux.cgroupsPath` (cgroupfs style): where the container's cgroup
+    /// is made ([`crate::cgroup::CgroupManager::create_at`]) instead of
+    /// `<own cgroup>/runtimed/<sandbox id>`.
+    pub cgroup_path: Option<PathBuf>,
 }
 
 impl Default for RunOptions {

@@ -23,3 +23,14 @@ pub fn get_winsize(fd: BorrowedFd<'_>) -> Result<WinSize, Errno> {
 pub fn stdin_winsize() -> Result<WinSize, Errno> {
     get_winsize(std::io::stdin().as_fd())
 }
+
+/// The receiving end of an OCI console socket (runc's `--console-socket`
+/// protocol): one message carrying the pty master as SCM_RIGHTS. For
+/// callers that start containers with a terminal (an engine's shim, the
+/// tests).
+pub fn recv_master(sock: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd, Errno> {
+    let mut buf = [0u8; 4096];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let (_, fds) = crate::sys::recv_with_fds(sock, &mut buf, &mut cmsg)?;
+    fds.into_iter().next().ok_or(Errno::EBADMSG)
+}

@@ -56,16 +56,33 @@ pub struct UidLease {
     /// Host uid (and gid) that id 0 inside maps to.
     pub host_base: u32,
     pub size: u32,
-    _lock: Flock<File>,
+    /// `None` for [`UidLease::host_ids`], which holds no slot.
+    _lock: Option<Flock<File>>,
 }
 
 impl UidLease {
+    /// No range of its own: ids inside are the host's (the map is the
+    /// identity over all of them). For OCI containers whose runtime class
+    /// turned the extra uid range off (`ContainerMode::host_ids`), as
+    /// runc runs them; capabilities still hold only inside the namespace.
+    pub fn host_ids() -> UidLease {
+        UidLease {
+            slot: 0,
+            host_base: 0,
+            size: u32::MAX,
+            _lock: None,
+        }
+    }
+
     /// Keeps this range leased after the holder exits, for as long as
     /// `owner` exists (see the module doc). Written while we hold the
     /// slot's lock, so no acquirer sees the slot free meanwhile.
     pub fn persist(&self, owner: &Path) -> Result<(), UsernsError> {
         use std::os::unix::ffi::OsStrExt;
-        let mut f: &File = &self._lock;
+        let Some(lock) = &self._lock else {
+            return Ok(());
+        };
+        let mut f: &File = lock;
         f.set_len(0)
             .and_then(|()| f.write_all(owner.as_os_str().as_bytes()))
             .map_err(|source| UsernsError::Persist {
@@ -88,6 +105,37 @@ fn persisted_owner(file: &File) -> Option<PathBuf> {
     }
     let owner = PathBuf::from(std::ffi::OsString::from_vec(bytes));
     owner.exists().then_some(owner)
+}
+
+/// Releases every persisted lease `owner` holds, whatever its range (a
+/// container whose `create` died before recording its range). One read
+/// per slot file: for the rare cleanup path only.
+pub fn release_owned_by(lock_dir: &Path, owner: &Path) -> Result<(), UsernsError> {
+    use std::os::unix::ffi::OsStrExt;
+    let entries = match std::fs::read_dir(lock_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(UsernsError::LockDir {
+                path: lock_dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(base) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("range-"))
+            .and_then(|b| b.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::fs::read(entry.path()).is_ok_and(|b| b == owner.as_os_str().as_bytes()) {
+            release_persisted(lock_dir, base, owner)?;
+        }
+    }
+    Ok(())
 }
 
 /// Releases the persisted lease of the range starting at `host_base` if
@@ -176,7 +224,7 @@ impl UidPoolConfig {
                         slot,
                         host_base: self.base + slot * self.slot_size,
                         size: self.slot_size,
-                        _lock: lock,
+                        _lock: Some(lock),
                     });
                 }
                 Err((_, Errno::EWOULDBLOCK)) => continue,
@@ -285,6 +333,49 @@ mod tests {
         drop(b);
         let d = pool.acquire(&dir).unwrap();
         assert_eq!(d.host_base, freed);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A persisted lease (an OCI container's, held by its state dir)
+    /// outlives the lease value and its flock; it is skipped while the
+    /// owner exists, taken over once the owner is gone, and freed by
+    /// `release_persisted` only for its own owner.
+    #[test]
+    fn persisted_leases_survive_their_holder_until_released_or_stale() {
+        let dir =
+            std::env::temp_dir().join(format!("runtimed-uidpool-persist-{}", std::process::id()));
+        let owner = dir.join("container-state");
+        std::fs::create_dir_all(&owner).unwrap();
+        let pool = UidPoolConfig {
+            base: 2_000_000,
+            slot_size: 65536,
+            slots: 1,
+        };
+        let a = pool.acquire(&dir).unwrap();
+        a.persist(&owner).unwrap();
+        let base = a.host_base;
+        drop(a);
+        // The flock is gone, the lease is not.
+        assert!(matches!(
+            pool.acquire(&dir),
+            Err(UsernsError::Exhausted { slots: 1 })
+        ));
+        // Another owner's release does not free it.
+        release_persisted(&dir, base, &dir.join("someone-else")).unwrap();
+        assert!(pool.acquire(&dir).is_err());
+        // Its owner's does.
+        release_persisted(&dir, base, &owner).unwrap();
+        let b = pool.acquire(&dir).unwrap();
+        b.persist(&owner).unwrap();
+        drop(b);
+        // A stale lease (the owner's state is gone) is taken over, and
+        // the takeover clears the old owner.
+        std::fs::remove_dir(&owner).unwrap();
+        let c = pool.acquire(&dir).unwrap();
+        assert_eq!(c.host_base, base);
+        drop(c);
+        let text = std::fs::read_to_string(dir.join(format!("range-{base}"))).unwrap();
+        assert!(text.is_empty(), "{text:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -115,7 +115,7 @@ fn check_cgroups_path(p: &Path) -> Result<(), String> {
 /// The sandbox id of a container: its cgroup's and lock file's name.
 /// Distinct from the daemon's sandboxes by its prefix; an id that does not
 /// fit the sandbox charset or length is hashed.
-fn sandbox_id(id: &str) -> String {
+pub fn sandbox_id(id: &str) -> String {
     let direct = format!("oci-{id}");
     if sandbox::id::check(&direct).is_ok() {
         return direct;
@@ -166,11 +166,18 @@ impl Drop for Undo<'_> {
 
 /// The sandbox options of a container: `create`'s, and `exec`'s, which
 /// must plan its process and compile its seccomp filter the same way.
-pub(crate) fn run_options(sandbox_id: &str, fifo: &Path) -> sandbox::RunOptions {
+pub(crate) fn run_options(
+    ctx: &Context,
+    sandbox_id: &str,
+    fifo: &Path,
+    spec: &Spec,
+) -> sandbox::RunOptions {
     sandbox::RunOptions {
         sandbox_id: Some(sandbox_id.to_string()),
         container: Some(sandbox::options::ContainerMode {
             exec_fifo: fifo.to_path_buf(),
+            host_ids: !ctx.uid_range,
+            cgroup_path: spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
         }),
         ..sandbox::RunOptions::default()
     }
@@ -209,12 +216,6 @@ fn create_container(
             "--console-socket needs process.terminal: true".into(),
         ));
     }
-    if !ctx.uid_range {
-        return Err(OciError::Usage(
-            "--no-uid-range is not supported yet: every container gets its own host uid range"
-                .into(),
-        ));
-    }
     let container = ctx.root.create(&args.id)?;
     let dir = container.dir.clone();
     let mut undo = Undo {
@@ -232,7 +233,7 @@ fn create_container(
     let fifo = dir.join(super::state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(sys_err("make the exec fifo"))?;
-    let opts = run_options(&undo.sandbox_id, &fifo);
+    let opts = run_options(ctx, &undo.sandbox_id, &fifo, &spec);
     let sb = sandbox::Sandbox::create(&spec, opts, single)
         .map_err(|e| OciError::Sandbox(e.as_step_failure().to_string()))?;
     let run_dir = Path::new(sandbox::options::defaults::RUN_DIR);
@@ -260,7 +261,7 @@ fn create_container(
         sandbox_id: detached.sandbox_id.clone(),
         cgroup_paths: detached.cgroup_paths.clone(),
         cgroup_owned: true,
-        uid_lease: Some(UidRange {
+        uid_lease: ctx.uid_range.then_some(UidRange {
             host_base: detached.host_uid_base,
             size: detached.uid_range_size,
         }),
@@ -278,7 +279,7 @@ fn create_container(
         &public,
         &ctx.log,
         hooks::Place::Container {
-            pid: state.pid,
+            state: &state,
             single,
         },
     )?;
@@ -383,10 +384,7 @@ fn start_hooks(
         Stage::StartContainer,
         &public,
         &ctx.log,
-        hooks::Place::Container {
-            pid: state.pid,
-            single,
-        },
+        hooks::Place::Container { state, single },
     )?;
     Ok(())
 }
@@ -435,6 +433,14 @@ pub fn run(
     args: &RunArgs,
     single: &sandbox::SingleThreaded,
 ) -> Result<i32, OciError> {
+    // Signals to `run` go to the container (its program has a session of
+    // its own: Ctrl-C reaches only us). Blocked before the clone, which
+    // inherits the mask; the program's steps reset it.
+    let forwarded = forwarded_signals();
+    if !args.detach {
+        sandbox::process::signals::set_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, &forwarded)
+            .map_err(sys_err("block signals"))?;
+    }
     let state = create_container(ctx, &args.create, single)?;
     let started = ctx
         .root
@@ -457,18 +463,61 @@ pub fn run(
     if args.detach {
         return Ok(0);
     }
-    // PID 1 is our child (created in this process).
-    use nix::sys::wait::{waitpid, WaitStatus};
-    let code = loop {
-        match waitpid(nix::unistd::Pid::from_raw(state.pid), None) {
-            Ok(WaitStatus::Exited(_, code)) => break code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+    let waited = wait_forwarding(&state, &forwarded);
+    super::manage::delete_now(ctx, &state.id, true)?;
+    waited
+}
+
+/// What `run` forwards to the container.
+fn forwarded_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::Signal;
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCHLD,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// Waits for the container's init (our child: `run` created it),
+/// forwarding the blocked signals to it through its pidfd; its exit
+/// status, 128+N for a signal N.
+fn wait_forwarding(state: &State, set: &nix::sys::signal::SigSet) -> Result<i32, OciError> {
+    use nix::sys::signal::Signal;
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let pid = nix::unistd::Pid::from_raw(state.pid);
+    let pidfd = state.pidfd();
+    let sigfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).map_err(sys_err("signalfd"))?;
+    loop {
+        // First: the init may have exited before the signalfd existed.
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(sys_err("wait for the container")(e)),
         }
-    };
-    super::manage::delete_now(ctx, &state.id, true)?;
-    Ok(code)
+        let info = match sigfd.read_signal() {
+            Ok(Some(i)) => i,
+            Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(sys_err("read signals")(e)),
+        };
+        let sig = info.ssi_signo as i32;
+        if sig == Signal::SIGCHLD as i32 {
+            continue;
+        }
+        if let Some(fd) = &pidfd {
+            let _ = sandbox::process::signals::pidfd_send_signal(fd.as_fd(), sig);
+        }
+    }
 }
 
 #[cfg(test)]

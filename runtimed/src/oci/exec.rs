@@ -127,7 +127,7 @@ pub fn exec(
         // comes to us, to be waited for.
         nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("become a subreaper"))?;
     }
-    let opts = super::create::run_options(&state.sandbox_id, &c.fifo_path());
+    let opts = super::create::run_options(ctx, &state.sandbox_id, &c.fifo_path(), &spec);
     let target = sandbox::process::join::Target {
         init_pid: state.pid,
         init_pidfd: pidfd.as_fd(),

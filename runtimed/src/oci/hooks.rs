@@ -80,9 +80,9 @@ pub enum HookError {
 pub enum Place<'a> {
     /// The runtime's own namespaces.
     Runtime,
-    /// The mount namespace of the container whose init is `pid`.
+    /// The user and mount namespaces of the container's (live) init.
     Container {
-        pid: i32,
+        state: &'a super::state::State,
         single: &'a sandbox::SingleThreaded,
     },
 }
@@ -140,7 +140,7 @@ pub fn run_stage_in(
     };
     match place {
         Place::Runtime => run_all(),
-        Place::Container { pid, single } => in_mount_namespace(stage, pid, single, run_all),
+        Place::Container { state, single } => in_mount_namespace(stage, state, single, run_all),
     }
 }
 
@@ -148,7 +148,7 @@ pub fn run_stage_in(
 /// its error comes back through a pipe as text.
 fn in_mount_namespace(
     stage: Stage,
-    pid: i32,
+    state: &super::state::State,
     single: &sandbox::SingleThreaded,
     f: impl FnOnce() -> Result<(), HookError>,
 ) -> Result<(), HookError> {
@@ -157,10 +157,14 @@ fn in_mount_namespace(
         stage: stage.name(),
         source,
     };
-    // Opened here, checked against the recorded init by the caller.
+    // Only while the recorded init lives (its start time checked): a
+    // reused pid would be a stranger's namespaces.
     let open_ns = |kind: &str| {
+        let path = state
+            .namespace_path(kind)
+            .ok_or(ns_err(nix::errno::Errno::ESRCH))?;
         nix::fcntl::open(
-            format!("/proc/{pid}/ns/{kind}").as_str(),
+            &path,
             OFlag::O_RDONLY | OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )

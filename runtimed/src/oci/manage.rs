@@ -190,8 +190,22 @@ pub fn delete_now(ctx: &Context, id: &str, force: bool) -> Result<(), OciError> 
     let state = match c.state() {
         Ok(s) => s,
         // A create that died before writing its state (it holds the lock
-        // until it wrote it or cleaned up): only the directory is left.
+        // until it wrote it or cleaned up, so it is gone): its container
+        // may be left, blocked before its program, in the cgroup named
+        // after the id; its uid lease names the directory.
         Err(super::StateError::NotFound(_)) => {
+            sandbox::process::spawn::remove_container(
+                Path::new(sandbox::options::defaults::RUN_DIR),
+                &super::create::sandbox_id(id),
+                &[],
+                None,
+            )
+            .map_err(|e| OciError::Sandbox(e.to_string()))?;
+            sandbox::userns::release_owned_by(
+                &Path::new(sandbox::options::defaults::RUN_DIR).join("uidpool"),
+                &c.dir,
+            )
+            .map_err(|e| OciError::Sandbox(e.to_string()))?;
             c.remove()?;
             return if force {
                 Ok(())

@@ -32,7 +32,9 @@ use clap::{Parser, Subcommand};
 pub use log::{Log, LogFormat};
 use state::{Root, StateError};
 
-/// Names the binary answers to as the OCI runtime (argv[0]'s basename).
+/// Names the binary answers to as the OCI runtime (argv[0]'s basename),
+/// besides `runtimed-runc-<class>` (one symlink per runtime class, each
+/// with its own section in the config file).
 pub const RUNTIME_NAMES: &[&str] = &["runtimed-runc", "runtimed-oci"];
 
 /// Whether argv[0] names the OCI runtime.
@@ -40,7 +42,45 @@ pub fn invoked_as_runtime(argv0: &std::ffi::OsStr) -> bool {
     std::path::Path::new(argv0)
         .file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| RUNTIME_NAMES.contains(&n))
+        .is_some_and(|n| RUNTIME_NAMES.contains(&n) || n.starts_with("runtimed-runc-"))
+}
+
+/// The OCI runtime's config file: settings per runtime class, keyed by
+/// the name the binary was invoked under (containerd's shim passes no
+/// arguments, so a class is a symlink and a section here).
+pub const CONFIG_FILE: &str = "/etc/runtimed/oci.toml";
+
+/// `[runtime.<name>]` sections.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OciConfig {
+    #[serde(default)]
+    runtime: std::collections::BTreeMap<String, RuntimeClass>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuntimeClass {
+    /// `false`: no fresh host uid range for containers that ask for no
+    /// user namespace (their ids are the host's, as runc).
+    uid_range: Option<bool>,
+}
+
+/// The config file (`RUNTIMED_OCI_CONFIG` overrides the path); none is
+/// the defaults.
+fn load_config() -> Result<OciConfig, OciError> {
+    let path = std::env::var_os("RUNTIMED_OCI_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(CONFIG_FILE));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(OciConfig::default()),
+        Err(e) => return Err(io_err(format!("read {}", path.display()))(e)),
+    };
+    toml::from_str(&text).map_err(|e: toml::de::Error| {
+        // One line: the message, without the excerpt toml adds.
+        OciError::Usage(format!("{}: {}", path.display(), e.message().trim()))
+    })
 }
 
 /// runc's exit status for every error.
@@ -167,10 +207,10 @@ pub struct IdArg {
 pub struct Context {
     pub root: Root,
     pub log: Log,
-    /// Add the user namespace and uid range (the default).
+    /// A fresh host uid range for the container (the default), or the
+    /// host's ids (`--no-uid-range`, or `uid_range = false` in the
+    /// runtime class's config section).
     pub uid_range: bool,
-    /// The name we were invoked under (a config section's key).
-    pub invoked_as: String,
 }
 
 /// Runs the OCI runtime with `args` (without the program name and the
@@ -254,10 +294,12 @@ fn context(cli: &OciCli, invoked_as: &str, log: Log) -> Result<Context, OciError
             .map_err(io_err("the current directory"))?
             .join(&cli.root)
     };
+    let config = load_config()?;
+    let class = config.runtime.get(invoked_as);
+    let uid_range = !cli.no_uid_range && class.and_then(|c| c.uid_range).unwrap_or(true);
     Ok(Context {
         root: Root::new(root),
         log,
-        uid_range: !cli.no_uid_range,
-        invoked_as: invoked_as.to_string(),
+        uid_range,
     })
 }

@@ -462,23 +462,102 @@ impl CgroupManager {
 
     pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, CgroupError> {
         validate_name(name)?;
+        self.create_in(name, |h| h.parent.join(name), limits)
+    }
+
+    /// An OCI container's cgroup at `path` (`linux.cgroupsPath`, cgroupfs
+    /// style, runc's rules): an absolute path is below each hierarchy's
+    /// root as this process sees it (its cgroup namespace's), a relative
+    /// one below this process's own cgroup. Missing parents are made, on
+    /// v2 with our controllers enabled for their children; they stay
+    /// (an engine's parent like `/docker` is shared). Only plain names
+    /// (`[A-Za-z0-9_.-]`, no `..`) make up the path.
+    pub fn create_at(&self, path: &Path, limits: &CgroupLimits) -> Result<Cgroup, CgroupError> {
+        let rel: PathBuf = path
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::RootDir))
+            .collect();
+        let mut names = Vec::new();
+        for c in rel.components() {
+            let std::path::Component::Normal(n) = c else {
+                return Err(CgroupError::InvalidName {
+                    name: path.display().to_string(),
+                    reason: "only plain names may make up a cgroup path",
+                });
+            };
+            let n = n.to_str().ok_or(CgroupError::InvalidName {
+                name: path.display().to_string(),
+                reason: "not UTF-8",
+            })?;
+            validate_name(n)?;
+            names.push(n);
+        }
+        let Some((leaf, parents)) = names.split_last() else {
+            return Err(CgroupError::InvalidName {
+                name: path.display().to_string(),
+                reason: "empty",
+            });
+        };
+        let absolute = path.is_absolute();
+        let mut bases = Vec::new();
+        for h in self
+            .layout
+            .hierarchies
+            .iter()
+            .filter(|h| self.wanted(h, limits.cpu_quota_us.is_some()))
+        {
+            // `parent` is `<own>/runtimed`.
+            let own = h.parent.parent().unwrap_or(&h.parent).to_path_buf();
+            let mut dir = if absolute { hierarchy_root(&own) } else { own };
+            for p in parents {
+                dir = dir.join(p);
+                mkdir_shared(&dir)?;
+                if self.version() == CgroupVersion::V2 {
+                    v2::enable(&dir, h.controllers)?;
+                }
+            }
+            bases.push((h.parent.clone(), dir));
+        }
+        self.create_in(
+            leaf,
+            |h| {
+                bases
+                    .iter()
+                    .find(|(p, _)| *p == h.parent)
+                    .map(|(_, d)| d.join(leaf))
+                    .unwrap_or_else(|| h.parent.join(leaf))
+            },
+            limits,
+        )
+    }
+
+    /// Whether a sandbox's cgroup needs hierarchy `h`.
+    fn wanted(&self, h: &Hierarchy, cpu_quota: bool) -> bool {
+        match self.version() {
+            // The cpu hierarchy adds a mkdir, an attach and an rmdir to
+            // every start; it is only needed for a quota (usage comes
+            // from cpuacct).
+            CgroupVersion::V1 => h.controllers.iter().any(|c| c != Controller::Cpu) || cpu_quota,
+            CgroupVersion::V2 => true,
+        }
+    }
+
+    /// Makes the cgroup `name` at `dir_of(hierarchy)` in every hierarchy
+    /// it needs, with `limits`.
+    fn create_in(
+        &self,
+        name: &str,
+        dir_of: impl Fn(&Hierarchy) -> PathBuf,
+        limits: &CgroupLimits,
+    ) -> Result<Cgroup, CgroupError> {
         let limits = checked_limits(limits, self.usable())?;
         let version = self.version();
         let mut cgroup = Cgroup::empty(name, version);
         // On error `cgroup` is dropped, and Drop removes the directories made
         // so far (they are empty, so that is one rmdir each).
         for h in &self.layout.hierarchies {
-            let wanted = match version {
-                // The cpu hierarchy adds a mkdir, an attach and an rmdir to
-                // every start; it is only needed for a quota (usage comes
-                // from cpuacct).
-                CgroupVersion::V1 => {
-                    h.controllers.iter().any(|c| c != Controller::Cpu) || limits.cpu.is_some()
-                }
-                CgroupVersion::V2 => true,
-            };
-            if wanted {
-                let dir = h.parent.join(name);
+            if self.wanted(h, limits.cpu.is_some()) {
+                let dir = dir_of(h);
                 fs::create_dir(&dir).map_err(|source| CgroupError::Mkdir {
                     path: dir.clone(),
                     source,
@@ -963,6 +1042,19 @@ fn write_if_present(path: &Path, value: &str) -> Result<bool, CgroupError> {
 
 /// mkdir that accepts an existing directory (another process or thread made
 /// the shared parent first).
+/// The root of the hierarchy `dir` is in, as this process sees it: the
+/// topmost ancestor that is still a cgroup directory (the mount point).
+fn hierarchy_root(dir: &Path) -> PathBuf {
+    let mut root = dir;
+    while let Some(up) = root.parent() {
+        if !up.join("cgroup.procs").exists() {
+            break;
+        }
+        root = up;
+    }
+    root.to_path_buf()
+}
+
 fn mkdir_shared(path: &Path) -> Result<(), CgroupError> {
     match fs::create_dir(path) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(CgroupError::Mkdir {

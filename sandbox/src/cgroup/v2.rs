@@ -45,7 +45,7 @@ pub(super) fn prepare_parent(own: &Path, name: &str) -> Result<ControllerSet, Cg
 /// Enables `controllers` in `dir/cgroup.subtree_control`, writing only when
 /// one is missing (the file may belong to a cgroup we should not touch
 /// needlessly, e.g. the root in a VM or container).
-fn enable(dir: &Path, controllers: ControllerSet) -> Result<(), CgroupError> {
+pub(super) fn enable(dir: &Path, controllers: ControllerSet) -> Result<(), CgroupError> {
     let path = dir.join("cgroup.subtree_control");
     let enabled = read_text(&path)?
         .split_whitespace()

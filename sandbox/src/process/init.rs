@@ -150,6 +150,12 @@ fn become_program(
     fifo: BorrowedFd<'_>,
 ) -> StepError {
     use nix::fcntl::{open, OFlag};
+    // find_program: a missing program fails `create` with its name (the
+    // engine shows it to its user, as runc's check does) rather than a
+    // container that dies at start; exec still reports the real errno.
+    if let Some(err) = missing_program(ctx.plan) {
+        return err;
+    }
     if let Err(er) = ctx.channel.send_child(&ChildMessage::Ready, None) {
         return e(Step::SpawnProgram, er, "report ready");
     }
@@ -618,6 +624,35 @@ fn dup_to(ops: &mut dyn Syscalls, fd: BorrowedFd<'_>, target: RawFd) -> Result<(
     ops.dup_onto_std(fd, target).map_err(|er| {
         let fd = fd.as_raw_fd();
         e(Step::Stdio, er, format!("dup2 {fd} to {target}"))
+    })
+}
+
+/// Container mode: `None` when the plan's program is an executable file
+/// by its path, or by a directory of its PATH (looked up in the
+/// container's root, relative paths from its cwd).
+fn missing_program(plan: &Plan) -> Option<StepError> {
+    use nix::unistd::{access, AccessFlags};
+    let Some(prog) = plan.args.first() else {
+        return Some(StepError::new(
+            Step::SpawnProgram,
+            Some(Errno::ENOENT),
+            "empty argv".into(),
+        ));
+    };
+    let name = prog.to_string_lossy().into_owned();
+    let found = if name.contains('/') {
+        access(plan.cwd.join(&name).as_path(), AccessFlags::X_OK).is_ok()
+    } else {
+        plan.path_dirs
+            .iter()
+            .any(|d| access(Path::new(d).join(&name).as_path(), AccessFlags::X_OK).is_ok())
+    };
+    (!found).then(|| {
+        StepError::new(
+            Step::SpawnProgram,
+            Some(Errno::ENOENT),
+            format!("the program {name} is not an executable file in the container"),
+        )
     })
 }
 

@@ -389,7 +389,10 @@ fn claim(
     };
     let seccomp = seccomp::compile_for(opts.seccomp, purpose)?;
     settle_core_limit(&mut plan)?;
-    let lease = opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?;
+    let lease = match &opts.container {
+        Some(c) if c.host_ids => UidLease::host_ids(),
+        _ => opts.uid_pool.acquire(&opts.run_dir.join("uidpool"))?,
+    };
     let mgr = cgroup_manager()?;
     sweep_stale(&opts.run_dir, mgr, &id);
     // We hold the id's lock, so a cgroup of that name is a dead
@@ -402,7 +405,14 @@ fn claim(
     let v2 = mgr.version() == CgroupVersion::V2;
     // The cgroup exists before clone: on v2 the child is born in it
     // (CLONE_INTO_CGROUP); on v1 the child moves itself in (prepare).
-    let cgroup = mgr.create(&id, &plan.cgroup)?;
+    let cgroup = match opts
+        .container
+        .as_ref()
+        .and_then(|c| c.cgroup_path.as_deref())
+    {
+        Some(path) => mgr.create_at(path, &plan.cgroup)?,
+        None => mgr.create(&id, &plan.cgroup)?,
+    };
     Ok(Claimed {
         id,
         plan,
@@ -787,8 +797,21 @@ fn hand_over(
             .map_err(sys_err("open the sandbox's user namespace"))?;
             let tree = sys::open_tree_clone(path, false)
                 .map_err(sys_err(format!("open_tree {}", path.display())))?;
-            sys::mount_setattr(tree.as_fd(), sys::MOUNT_ATTR_IDMAP, Some(ns.as_fd()))
-                .map_err(sys_err(format!("idmap the root {}", path.display())))?;
+            // Host ids map to themselves: nothing to idmap.
+            let host_ids = opts.container.as_ref().is_some_and(|c| c.host_ids);
+            if !host_ids {
+                sys::mount_setattr(tree.as_fd(), sys::MOUNT_ATTR_IDMAP, Some(ns.as_fd())).map_err(
+                    |e| {
+                        let hint = if e == Errno::EINVAL {
+                            " (its filesystem cannot be idmapped, e.g. an overlayfs mount: \
+                             give this runtime class host ids, docs/oci.md)"
+                        } else {
+                            ""
+                        };
+                        sys_err(format!("idmap the root {}{hint}", path.display()))(e)
+                    },
+                )?;
+            }
             vec![tree]
         }
         _ => Vec::new(),
@@ -883,8 +906,15 @@ pub fn remove_container(
 ) -> Result<(), SandboxError> {
     crate::id::check(sandbox_id).map_err(SandboxError::Options)?;
     let mgr = cgroup_manager()?;
-    let cg = Cgroup::adopt(sandbox_id, mgr.version(), cgroup_paths.to_vec());
-    cg.remove()?;
+    // No recorded paths: a `create` that died before it recorded them;
+    // its cgroup, if any, is where this process would have made it.
+    let cg = match cgroup_paths {
+        [] => mgr.open_existing(sandbox_id)?,
+        paths => Some(Cgroup::adopt(sandbox_id, mgr.version(), paths.to_vec())),
+    };
+    if let Some(cg) = cg {
+        cg.remove()?;
+    }
     let _ = std::fs::remove_file(run_dir.join("sandboxes").join(sandbox_id));
     if let Some((host_base, owner)) = lease {
         crate::userns::release_persisted(&run_dir.join("uidpool"), host_base, owner)?;
