@@ -19,7 +19,6 @@
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use oci_spec::runtime::{Capability, Process, Spec};
 
@@ -285,7 +284,8 @@ fn exec_process(config: &Spec, args: &ExecArgs) -> Result<Process, OciError> {
     if !args.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         for name in &args.cap {
-            let cap = Capability::from_str(name)
+            // The config's spelling (CAP_KILL), as serde reads it there.
+            let cap: Capability = serde_json::from_value(serde_json::Value::from(name.as_str()))
                 .map_err(|_| OciError::Usage(format!("--cap {name:?}: unknown capability")))?;
             let add = |set: &Option<oci_spec::runtime::Capabilities>| {
                 let mut s = set.clone().unwrap_or_default();
