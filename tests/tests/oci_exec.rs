@@ -120,11 +120,38 @@ impl Oci {
     }
 }
 
+/// A bundle directory under /tmp, removed on drop: its rootfs is
+/// idmapped, which /var/tmp (`TempDir`) cannot be where it is an overlay
+/// (the cgroup v2 VM).
+struct BundleDir(PathBuf);
+
+impl BundleDir {
+    fn new() -> BundleDir {
+        let p = PathBuf::from("/tmp").join(unique("runtimed-oci-exec-bundle"));
+        fs::create_dir_all(&p).expect("bundle dir");
+        BundleDir(p)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for BundleDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running container, deleted (forced) on drop.
 struct Running<'a> {
     oci: &'a Oci,
     id: String,
-    dir: TempDir,
+    dir: BundleDir,
 }
 
 impl Running<'_> {
@@ -145,7 +172,7 @@ impl Drop for Running<'_> {
 
 /// Creates and starts a container running `args` (hostname `oci-test`).
 fn start<'a>(oci: &'a Oci, args: &[&str]) -> Running<'a> {
-    let dir = TempDir::new("oci-exec-bundle");
+    let dir = BundleDir::new();
     bundle(dir.path(), args);
     let id = unique("ex");
     let b = dir.path().to_string_lossy().into_owned();
