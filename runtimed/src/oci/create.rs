@@ -167,17 +167,17 @@ impl Drop for Undo<'_> {
 /// The sandbox options of a container: `create`'s, and `exec`'s, which
 /// must plan its process and compile its seccomp filter the same way.
 pub(crate) fn run_options(
+    ctx: &Context,
     sandbox_id: &str,
     fifo: &Path,
-    host_ids: bool,
-    cgroup_path: Option<PathBuf>,
+    spec: &Spec,
 ) -> sandbox::RunOptions {
     sandbox::RunOptions {
         sandbox_id: Some(sandbox_id.to_string()),
         container: Some(sandbox::options::ContainerMode {
             exec_fifo: fifo.to_path_buf(),
-            host_ids,
-            cgroup_path,
+            host_ids: !ctx.uid_range,
+            cgroup_path: spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
         }),
         ..sandbox::RunOptions::default()
     }
@@ -233,11 +233,7 @@ fn create_container(
     let fifo = dir.join(super::state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(sys_err("make the exec fifo"))?;
-    let cgroup_path = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone());
-    let opts = run_options(&undo.sandbox_id, &fifo, !ctx.uid_range, cgroup_path);
+    let opts = run_options(ctx, &undo.sandbox_id, &fifo, &spec);
     let sb = sandbox::Sandbox::create(&spec, opts, single)
         .map_err(|e| OciError::Sandbox(e.as_step_failure().to_string()))?;
     let run_dir = Path::new(sandbox::options::defaults::RUN_DIR);

@@ -19,7 +19,6 @@
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use oci_spec::runtime::{Capability, Process, Spec};
 
@@ -127,16 +126,24 @@ pub fn exec(
         // comes to us, to be waited for.
         nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("become a subreaper"))?;
     }
-    // host_ids and the cgroup path shape a new container only; exec joins
-    // the container's existing user namespace and cgroup.
-    let opts = super::create::run_options(&state.sandbox_id, &c.fifo_path(), false, None);
+    let opts = super::create::run_options(ctx, &state.sandbox_id, &c.fifo_path(), &spec);
     let target = sandbox::process::join::Target {
         init_pid: state.pid,
         init_pidfd: pidfd.as_fd(),
         cgroup_paths: &state.cgroup_paths,
     };
-    let joined = sandbox::process::join::exec(&target, &spec, &opts, single)
-        .map_err(|e| OciError::Sandbox(format!("exec in container {}: {e}", args.id)))?;
+    let joined = match sandbox::process::join::exec(&target, &spec, &opts, single) {
+        Ok(j) => j,
+        Err(e) => {
+            if !args.detach {
+                reap_children();
+            }
+            return Err(OciError::Sandbox(format!(
+                "exec in container {}: {e}",
+                args.id
+            )));
+        }
+    };
     // From here the process runs: a later failure kills it, so the caller
     // is never left with a process it does not know of.
     let kill = |e: OciError| {
@@ -167,6 +174,21 @@ pub fn exec(
         return Ok(0);
     }
     wait_for(joined.pid)
+}
+
+/// After a failed start: the process that reported the failure is our
+/// child (we are its subreaper) and exits right after; wait for it, so
+/// nothing of the failed exec is left when we return. Bounded: we have no
+/// other children, and ECHILD ends the loop.
+fn reap_children() {
+    use nix::sys::wait::waitpid;
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(-1), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// The process's exit status: its code, or 128+N for a signal N.
@@ -262,7 +284,8 @@ fn exec_process(config: &Spec, args: &ExecArgs) -> Result<Process, OciError> {
     if !args.cap.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         for name in &args.cap {
-            let cap = Capability::from_str(name)
+            // The config's spelling (CAP_KILL), as serde reads it there.
+            let cap: Capability = serde_json::from_value(serde_json::Value::from(name.as_str()))
                 .map_err(|_| OciError::Usage(format!("--cap {name:?}: unknown capability")))?;
             let add = |set: &Option<oci_spec::runtime::Capabilities>| {
                 let mut s = set.clone().unwrap_or_default();

@@ -125,7 +125,7 @@ fn read_resources(path: &Path) -> Result<LinuxResources, OciError> {
 }
 
 fn apply_flags(r: &mut LinuxResources, args: &UpdateArgs) {
-    let mut memory = (*r.memory()).unwrap_or_default();
+    let mut memory = r.memory().unwrap_or_default();
     if let Some(v) = args.memory {
         memory.set_limit(Some(v));
     }
@@ -388,7 +388,7 @@ fn write_cpu(dirs: &Dirs, c: &LinuxCpu) -> Result<(), OciError> {
 /// The recorded resources with the update's set values over them.
 fn merge(mut old: LinuxResources, new: &LinuxResources) -> LinuxResources {
     if let Some(m) = new.memory() {
-        let mut cur = (*old.memory()).unwrap_or_default();
+        let mut cur = old.memory().unwrap_or_default();
         if let Some(v) = m.limit().filter(|v| *v != 0) {
             cur.set_limit(Some(v));
         }
