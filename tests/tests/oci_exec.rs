@@ -172,8 +172,17 @@ impl Drop for Running<'_> {
 
 /// Creates and starts a container running `args` (hostname `oci-test`).
 fn start<'a>(oci: &'a Oci, args: &[&str]) -> Running<'a> {
+    start_with(oci, args, |_| {})
+}
+
+/// [`start`] with the bundle's config.json changed by `edit` first.
+fn start_with<'a>(oci: &'a Oci, args: &[&str], edit: impl FnOnce(&mut Value)) -> Running<'a> {
     let dir = BundleDir::new();
     bundle(dir.path(), args);
+    let path = dir.join("config.json");
+    let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    edit(&mut config);
+    fs::write(&path, config.to_string()).unwrap();
     let id = unique("ex");
     let b = dir.path().to_string_lossy().into_owned();
     // The container's stdio are create's: files, not pipes (a pipe's
@@ -218,6 +227,7 @@ fn bundle(dir: &Path, args: &[&str]) {
     fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static at /bin/busybox");
     for a in [
         "sh", "sleep", "cat", "echo", "true", "ps", "hostname", "grep", "head", "tr", "kill", "mv",
+        "mkdir",
     ] {
         let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a));
     }
@@ -338,6 +348,39 @@ fn exec_sees_the_containers_pid_ns_hostname_mounts_uid_map_caps_and_filter() {
     // Same mount namespace, same root: the same table, line for line.
     let init_mounts = fs::read_to_string(format!("/proc/{init}/mountinfo")).unwrap();
     assert_eq!(parts[5], init_mounts, "not the container's mounts");
+}
+
+/// An engine's `linux.seccomp` (here: mkdir answered EPERM, which
+/// runtimed's own profile allows) binds an exec'd process as it binds the
+/// container's. Checked against: join compiling the named profile instead
+/// of the config's (the exec's mkdir succeeded).
+#[test]
+#[ignore = "privileged: runs OCI containers as root"]
+fn an_exec_meets_the_configs_own_seccomp_filter() {
+    let oci = Oci::new();
+    let c = start_with(&oci, &["sleep", "1000"], |config| {
+        config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{
+                "names": ["mkdir", "mkdirat"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": 1
+            }]
+        });
+    });
+    let out = oci.run(&["exec", &c.id, "mkdir", "/data/made-by-exec"]);
+    assert_ne!(out.status.code(), Some(0), "{}", context(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
+        "{}",
+        context(&out)
+    );
+    assert!(!c.rootfs().join("data/made-by-exec").exists());
+    // The control: the same exec without mkdir runs.
+    let out = oci.run(&["exec", &c.id, "sh", "-c", "echo ok > /data/written"]);
+    assert_eq!(out.status.code(), Some(0), "{}", context(&out));
+    assert!(c.rootfs().join("data/written").exists());
 }
 
 /// Checked against: wait_for returning 0 for every status.

@@ -517,12 +517,12 @@ impl CgroupManager {
         };
         let absolute = path.is_absolute();
         let mut bases = Vec::new();
-        for h in self
-            .layout
-            .hierarchies
-            .iter()
-            .filter(|h| self.wanted(h, limits.cpu_quota_us.is_some() || limits.cpu_shares.is_some()))
-        {
+        for h in self.layout.hierarchies.iter().filter(|h| {
+            self.wanted(
+                h,
+                limits.cpu_quota_us.is_some() || limits.cpu_shares.is_some(),
+            )
+        }) {
             // `parent` is `<own>/runtimed`.
             let own = h.parent.parent().unwrap_or(&h.parent).to_path_buf();
             let mut dir = if absolute { hierarchy_root(&own) } else { own };

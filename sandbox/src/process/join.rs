@@ -150,13 +150,9 @@ pub fn exec(
 ) -> Result<Joined, JoinError> {
     single.recheck()?;
     let plan = plan(spec, opts)?;
-    let purpose = if opts.build_capabilities {
-        seccomp::Purpose::BuildStep
-    } else {
-        seccomp::Purpose::Run
-    };
-    // The filter `create` gave the container (spawn::claim's choice).
-    let filter = seccomp::compile_for(opts.seccomp, purpose)?;
+    // The filter `create` gave the container: the config's `linux.seccomp`
+    // or the named profile (spawn::claim's choice, one function).
+    let filter = seccomp::compile_for_spec(spec, opts.seccomp, opts.build_capabilities)?;
     let procs = target
         .cgroup_paths
         .iter()

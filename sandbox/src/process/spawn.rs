@@ -385,16 +385,8 @@ fn claim(
         ));
     }
     let lock = lock_sandbox(&opts.run_dir, &id)?;
-    let purpose = if opts.build_capabilities {
-        seccomp::Purpose::BuildStep
-    } else {
-        seccomp::Purpose::Run
-    };
     // An engine's `linux.seccomp` replaces the named profile.
-    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(seccomp::compile_config(profile, purpose)?),
-        None => seccomp::compile_for(opts.seccomp, purpose)?,
-    };
+    let seccomp = seccomp::compile_for_spec(spec, opts.seccomp, opts.build_capabilities)?;
     settle_core_limit(&mut plan)?;
     let lease = match &opts.container {
         Some(c) if c.host_ids => UidLease::host_ids(),

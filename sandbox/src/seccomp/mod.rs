@@ -225,6 +225,26 @@ pub fn compile(profile: SeccompProfile) -> Result<Option<SeccompFilter>, Seccomp
     compile_for(profile, Purpose::Run)
 }
 
+/// The filter of a sandbox's program: an engine's `linux.seccomp` when the
+/// spec has one, else the named `profile`. One choice for `create` and for
+/// a process that joins the container later (`process::join`), so both
+/// meet the same filter.
+pub fn compile_for_spec(
+    spec: &oci_spec::runtime::Spec,
+    profile: SeccompProfile,
+    build_step: bool,
+) -> Result<Option<SeccompFilter>, SeccompError> {
+    let purpose = if build_step {
+        Purpose::BuildStep
+    } else {
+        Purpose::Run
+    };
+    match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(config) => compile_config(config, purpose).map(Some),
+        None => compile_for(profile, purpose),
+    }
+}
+
 /// [`compile`] for `purpose`.
 ///
 /// Results are cached per profile and purpose for the life of the process:
