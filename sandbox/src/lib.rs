@@ -17,6 +17,7 @@ pub mod landlock;
 pub mod mounts;
 pub mod netns;
 pub mod options;
+pub mod overlay;
 pub mod peer;
 pub mod process;
 pub mod pty;

@@ -41,6 +41,8 @@ pub enum SandboxError {
     Userns(#[from] UsernsError),
     #[error(transparent)]
     NotSingleThreaded(#[from] NotSingleThreaded),
+    #[error(transparent)]
+    Overlay(#[from] crate::overlay::OverlayError),
     #[error("{what}: {source}")]
     Sys { what: String, source: Errno },
     /// A child step failed before the program started.
@@ -229,7 +231,7 @@ impl Sandbox {
             opts.output_limit.is_some(),
         )?;
         let cloned = clone_child(&mut claimed, &prepared, &stdio, &opts, single)?;
-        hand_over(claimed, prepared, stdio, cloned, &opts)
+        hand_over(claimed, prepared, stdio, cloned, &opts, single)
     }
 
     fn wait_started(&mut self) -> Result<(), SandboxError> {
@@ -714,6 +716,7 @@ fn hand_over(
     stdio: Wired,
     cloned: Cloned,
     opts: &RunOptions,
+    single: &SingleThreaded,
 ) -> Result<Sandbox, SandboxError> {
     let Prepared {
         join_fds,
@@ -795,24 +798,34 @@ fn hand_over(
                 nix::sys::stat::Mode::empty(),
             )
             .map_err(sys_err("open the sandbox's user namespace"))?;
-            let tree = sys::open_tree_clone(path, false)
-                .map_err(sys_err(format!("open_tree {}", path.display())))?;
             // Host ids map to themselves: nothing to idmap.
             let host_ids = opts.container.as_ref().is_some_and(|c| c.host_ids);
-            if !host_ids {
-                sys::mount_setattr(tree.as_fd(), sys::MOUNT_ATTR_IDMAP, Some(ns.as_fd())).map_err(
-                    |e| {
-                        let hint = if e == Errno::EINVAL {
-                            " (its filesystem cannot be idmapped, e.g. an overlayfs mount: \
+            // An engine's overlay cannot be idmapped as a whole: a new
+            // overlay of its idmapped layers, with the same upper dir.
+            let overlay = if host_ids {
+                None
+            } else {
+                crate::overlay::find(path)?
+            };
+            if let Some(o) = overlay {
+                vec![o.mount_idmapped(ns.as_fd(), sb.lease.host_base, &opts.run_dir, single)?]
+            } else {
+                let tree = sys::open_tree_clone(path, false)
+                    .map_err(sys_err(format!("open_tree {}", path.display())))?;
+                if !host_ids {
+                    sys::mount_setattr(tree.as_fd(), sys::MOUNT_ATTR_IDMAP, Some(ns.as_fd()))
+                        .map_err(|e| {
+                            let hint = if e == Errno::EINVAL {
+                                " (its filesystem cannot be idmapped: \
                              give this runtime class host ids, docs/oci.md)"
-                        } else {
-                            ""
-                        };
-                        sys_err(format!("idmap the root {}{hint}", path.display()))(e)
-                    },
-                )?;
+                            } else {
+                                ""
+                            };
+                            sys_err(format!("idmap the root {}{hint}", path.display()))(e)
+                        })?;
+                }
+                vec![tree]
             }
-            vec![tree]
         }
         _ => Vec::new(),
     };
