@@ -508,9 +508,7 @@ fn the_python_builtin_builds_from_debian_and_runs(env: &Env) {
     assert!(kept.is_empty(), "{kept:?}");
     assert!(!layers[1].join("etc/hosts").exists());
 
-    let mut spec =
-        sandbox::spec::base_spec(vec!["python3".into(), "-c".into(), "print(6*7)".into()]);
-    spec.set_root(None);
+    let spec = layered_spec(vec!["python3".into(), "-c".into(), "print(6*7)".into()]);
     let opts = sandbox::RunOptions {
         stdio: sandbox::Stdio::Capture { stdin: None },
         wall_time: Some(Duration::from_secs(60)),
@@ -521,7 +519,7 @@ fn the_python_builtin_builds_from_debian_and_runs(env: &Env) {
         }),
         ..sandbox::RunOptions::default()
     };
-    let (report, captured) = sandbox::Sandbox::create(&spec, opts, &env.single)
+    let (report, captured) = sandbox::Sandbox::create(&spec.spec, opts, &env.single)
         .unwrap()
         .supervise(None);
     assert_eq!(
@@ -538,11 +536,19 @@ fn the_python_builtin_builds_from_debian_and_runs(env: &Env) {
     assert_eq!(again.image.manifest_digest, out.image.manifest_digest);
 }
 
+/// The spec a front end makes for `argv` on an image's layers (the root
+/// comes from `RunOptions::root_layers`; /tmp and /workspace are the
+/// request's).
+fn layered_spec(argv: Vec<String>) -> sandbox::Request {
+    let mut req = sandbox::Request::builder(argv).build().unwrap();
+    req.spec.set_root(None);
+    req
+}
+
 /// Runs `script` with /bin/sh in a sandbox on `layers` as uid 1000;
 /// returns (stdout, the report and stderr for messages).
 fn run_on(env: &Env, layers: &[std::path::PathBuf], script: &str) -> (String, String) {
-    let mut spec = sandbox::spec::base_spec(vec!["/bin/sh".into(), "-c".into(), script.into()]);
-    spec.set_root(None);
+    let spec = layered_spec(vec!["/bin/sh".into(), "-c".into(), script.into()]);
     let opts = sandbox::RunOptions {
         stdio: sandbox::Stdio::Capture { stdin: None },
         wall_time: Some(Duration::from_secs(120)),
@@ -553,7 +559,7 @@ fn run_on(env: &Env, layers: &[std::path::PathBuf], script: &str) -> (String, St
         }),
         ..sandbox::RunOptions::default()
     };
-    let (report, captured) = sandbox::Sandbox::create(&spec, opts, &env.single)
+    let (report, captured) = sandbox::Sandbox::create(&spec.spec, opts, &env.single)
         .unwrap()
         .supervise(None);
     (

@@ -270,7 +270,18 @@ fn check_landlock() -> Finding {
 }
 
 fn check_sandbox(single: &SingleThreaded) -> Finding {
-    let spec = sandbox::spec::base_spec(vec!["/bin/true".into()]);
+    // The spec every front end makes (with /tmp and /workspace, the cwd).
+    let spec = match sandbox::Request::builder(vec!["/bin/true".into()]).build() {
+        Ok(req) => req.spec,
+        Err(e) => {
+            return finding(
+                "sandbox",
+                Level::Fail,
+                format!("could not build the probe's request: {e}"),
+                None,
+            )
+        }
+    };
     let opts = sandbox::RunOptions {
         sandbox_id: Some(format!("doctor-{}", std::process::id())),
         wall_time: Some(std::time::Duration::from_secs(10)),

@@ -29,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pids: Some(64),
         cpu_quota_us: Some(100_000),
         cpu_period_us: None,
+        ..CgroupLimits::default()
     };
     let no_cpu = CgroupLimits {
         cpu_quota_us: None,

@@ -10,11 +10,13 @@
 //! [`pty`], [`peer`], [`process::signals`], [`seccomp::attempt`].
 #![deny(unsafe_code)]
 
+pub mod capabilities;
 pub mod cgroup;
 pub mod helper;
 pub mod id;
 pub mod landlock;
 pub mod mounts;
+pub mod namespaces;
 pub mod netns;
 pub mod options;
 pub mod overlay;

@@ -566,9 +566,23 @@ pub fn mount_dev(ops: &mut dyn MountOps, plan: &Plan, staging: &Path) -> Result<
         &pts,
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
+        Some(&plan.devpts.data()),
     )
     .map_err(|e| err(STEP, e, format!("mount devpts on {}", pts.display())))?;
+    // mqueue: the sandbox's own IPC namespace's queues (mq_overview(7)),
+    // when the spec lists it; before /dev turns read-only.
+    if plan.mqueue {
+        let mq = dev.join("mqueue");
+        mkdir(ops, STEP, &mq, 0o755)?;
+        ops.mount(
+            Some(Path::new("mqueue")),
+            &mq,
+            Some("mqueue"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None,
+        )
+        .map_err(|e| err(STEP, e, format!("mount mqueue on {}", mq.display())))?;
+    }
     let shm = dev.join("shm");
     mkdir(ops, STEP, &shm, 0o755)?;
     tmpfs(
@@ -658,7 +672,10 @@ fn mount_one(
     let dest = &m.destination;
     let is_dir = match &m.kind {
         MountKind::Bind { is_dir, .. } => *is_dir,
-        MountKind::Tmpfs { .. } => true,
+        MountKind::Tmpfs { .. }
+        | MountKind::Sysfs
+        | MountKind::Cgroup2
+        | MountKind::CgroupV1 { .. } => true,
     };
     // The mount point is resolved inside the new root: a symlink in an
     // image or a caller's root directory cannot make us create or mount
@@ -728,6 +745,68 @@ fn mount_one(
                 Some(&format!("size={size},mode={mode:o},uid={uid},gid={gid}")),
             )
             .map_err(|e| err(step, e, format!("mount tmpfs on {}", dest.display()))),
+        // sysfs of the sandbox's own network namespace, cgroup2 rooted at
+        // its own cgroup (its cgroup namespace): fresh mounts, nothing of
+        // the host's tree above them.
+        MountKind::Sysfs => ops
+            .mount(
+                Some(Path::new("sysfs")),
+                &target.target,
+                Some("sysfs"),
+                flags,
+                None,
+            )
+            .map_err(|e| err(step, e, format!("mount sysfs on {}", dest.display()))),
+        MountKind::Cgroup2 => ops
+            .mount(
+                Some(Path::new("cgroup2")),
+                &target.target,
+                Some("cgroup2"),
+                flags,
+                None,
+            )
+            .map_err(|e| err(step, e, format!("mount cgroup2 on {}", dest.display()))),
+        MountKind::CgroupV1 { hierarchies } => {
+            // A small tmpfs for the directories, each hierarchy mounted in
+            // it read-only (rooted at the sandbox's cgroup namespace), then
+            // the tmpfs itself turned read-only.
+            let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            ops.mount(
+                Some(Path::new("tmpfs")),
+                &target.target,
+                Some("tmpfs"),
+                base,
+                Some("mode=755,size=64k,nr_inodes=64"),
+            )
+            .map_err(|e| err(step, e, format!("mount tmpfs on {}", dest.display())))?;
+            let top = point(ops)?;
+            for (dir, options) in hierarchies {
+                let p = top.target.join(dir);
+                mkdir(ops, step, &p, 0o755)?;
+                ops.mount(
+                    Some(Path::new("cgroup")),
+                    &p,
+                    Some("cgroup"),
+                    base | MsFlags::MS_RDONLY,
+                    Some(options),
+                )
+                .map_err(|e| {
+                    err(
+                        step,
+                        e,
+                        format!("mount cgroup {options} on {}", dest.join(dir).display()),
+                    )
+                })?;
+            }
+            ops.mount(
+                None,
+                &top.target,
+                None,
+                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+                Some("mode=755"),
+            )
+            .map_err(|e| err(step, e, format!("remount {} read-only", dest.display())))
+        }
     }
 }
 
@@ -817,13 +896,20 @@ mod tests {
     //! reporting, without root.
     use super::*;
     use crate::options::RunOptions;
-    use crate::spec::{base_spec, plan};
+    use crate::spec::plan;
     use crate::sys::ops::Recorder;
 
     const STAGING: &str = "/run/runtimed/root";
 
     fn host_plan() -> Plan {
-        plan(&base_spec(vec!["/bin/true".into()]), &RunOptions::default()).unwrap()
+        plan(
+            &crate::request::Request::builder(vec!["/bin/true".into()])
+                .build()
+                .unwrap()
+                .spec,
+            &RunOptions::default(),
+        )
+        .unwrap()
     }
 
     /// All steps in the order PID 1 runs them.

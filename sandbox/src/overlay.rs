@@ -325,7 +325,12 @@ impl OverlayRoot {
                 String::new(),
             )
         })?;
-        sys::set_capabilities(permitted).map_err(fail("raise the capabilities again"))?;
+        sys::set_capabilities(&crate::capabilities::CapabilitySets {
+            effective: permitted,
+            permitted,
+            ..Default::default()
+        })
+        .map_err(fail("raise the capabilities again"))?;
         sys::fsconfig_create(fs.as_fd()).map_err(|e| {
             (
                 format!("create the overlay of {} idmapped layers", lowers.len()),

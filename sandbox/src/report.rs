@@ -73,6 +73,9 @@ pub enum Step {
     Setup,
     /// The sandbox could not be removed after the run.
     Teardown,
+    /// `exec` into a running container: entering its namespaces
+    /// (`process::join`).
+    JoinNamespaces,
     // PID 1, in order.
     CloseFds,
     JoinCgroup,
@@ -93,6 +96,8 @@ pub enum Step {
     /// `/workspace`) before something is mounted on it.
     MountPoints,
     PivotRoot,
+    /// `linux.sysctl`: the namespaced kernel parameters a config sets.
+    Sysctl,
     MaskPaths,
     ReadonlyRoot,
     /// A one-shot run's files into /workspace (`crate::seed`).
@@ -119,7 +124,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order of the enum.
-    pub const ALL: [Step; 46] = [
+    pub const ALL: [Step; 48] = [
         Step::Validate,
         Step::Image,
         Step::Create,
@@ -129,6 +134,7 @@ impl Step {
         Step::NetworkNamespace,
         Step::Setup,
         Step::Teardown,
+        Step::JoinNamespaces,
         Step::CloseFds,
         Step::JoinCgroup,
         Step::CgroupNamespace,
@@ -146,6 +152,7 @@ impl Step {
         Step::MountExtra,
         Step::MountPoints,
         Step::PivotRoot,
+        Step::Sysctl,
         Step::MaskPaths,
         Step::ReadonlyRoot,
         Step::WriteFiles,
@@ -180,6 +187,7 @@ impl Step {
             Step::NetworkNamespace => "network_namespace",
             Step::Setup => "setup",
             Step::Teardown => "teardown",
+            Step::JoinNamespaces => "join_namespaces",
             Step::CloseFds => "close_fds",
             Step::JoinCgroup => "join_cgroup",
             Step::CgroupNamespace => "cgroup_namespace",
@@ -197,6 +205,7 @@ impl Step {
             Step::MountExtra => "mount_extra",
             Step::MountPoints => "mount_points",
             Step::PivotRoot => "pivot_root",
+            Step::Sysctl => "sysctl",
             Step::MaskPaths => "mask_paths",
             Step::ReadonlyRoot => "readonly_root",
             Step::WriteFiles => "write_files",

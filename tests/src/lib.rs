@@ -29,6 +29,7 @@ use serde_json::Value;
 pub use serde_json;
 
 pub mod daemon;
+pub mod engines;
 pub mod images;
 
 /// The `nobody` user and group: an unprivileged owner for host directories

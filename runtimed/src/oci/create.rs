@@ -164,6 +164,25 @@ impl Drop for Undo<'_> {
     }
 }
 
+/// The sandbox options of a container: `create`'s, and `exec`'s, which
+/// must plan its process and compile its seccomp filter the same way.
+pub(crate) fn run_options(
+    sandbox_id: &str,
+    fifo: &Path,
+    host_ids: bool,
+    cgroup_path: Option<PathBuf>,
+) -> sandbox::RunOptions {
+    sandbox::RunOptions {
+        sandbox_id: Some(sandbox_id.to_string()),
+        container: Some(sandbox::options::ContainerMode {
+            exec_fifo: fifo.to_path_buf(),
+            host_ids,
+            cgroup_path,
+        }),
+        ..sandbox::RunOptions::default()
+    }
+}
+
 /// `create`: 0 once the container waits for `start`.
 pub fn create(
     ctx: &Context,
@@ -214,15 +233,12 @@ fn create_container(
     let fifo = dir.join(super::state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(sys_err("make the exec fifo"))?;
-    let opts = sandbox::RunOptions {
-        sandbox_id: Some(undo.sandbox_id.clone()),
-        container: Some(sandbox::options::ContainerMode {
-            exec_fifo: fifo.clone(),
-            host_ids: !ctx.uid_range,
-            cgroup_path: spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
-        }),
-        ..sandbox::RunOptions::default()
-    };
+    let opts = run_options(
+        &undo.sandbox_id,
+        &fifo,
+        !ctx.uid_range,
+        spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
+    );
     let sb = sandbox::Sandbox::create(&spec, opts, single)
         .map_err(|e| OciError::Sandbox(e.as_step_failure().to_string()))?;
     let run_dir = Path::new(sandbox::options::defaults::RUN_DIR);
@@ -288,7 +304,7 @@ fn create_container(
 
 /// `--pid-file`: written through a temp file in the same directory and
 /// renamed, so a reader never sees it half written (runc does the same).
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), OciError> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), OciError> {
     let path = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -309,7 +325,7 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<(), OciError> {
 }
 
 /// Sends the pty master over the console socket (SCM_RIGHTS), as runc.
-fn send_console(path: &Path, master: &OwnedFd) -> Result<(), OciError> {
+pub(crate) fn send_console(path: &Path, master: &OwnedFd) -> Result<(), OciError> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let stream = std::os::unix::net::UnixStream::connect(path).map_err(io_err(format!(
         "connect to the console socket {}",

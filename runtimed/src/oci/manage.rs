@@ -224,6 +224,8 @@ pub fn delete_now(ctx: &Context, id: &str, force: bool) -> Result<(), OciError> 
         });
     }
     let spec = c.config().ok();
+    // A frozen v1 task does not die of SIGKILL until thawed.
+    super::freezer::thaw_for_delete(&state);
     sandbox::process::spawn::remove_container(
         Path::new(sandbox::options::defaults::RUN_DIR),
         &state.sandbox_id,

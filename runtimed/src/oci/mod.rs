@@ -12,12 +12,17 @@
 //! (`sandbox::options::ContainerMode`), which validates it and refuses
 //! what it does not support by field name.
 
+mod cgroups;
 mod create;
+mod exec;
+mod freezer;
 mod hooks;
 mod info;
 mod log;
 mod manage;
 pub mod state;
+mod stats;
+mod update;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -179,6 +184,18 @@ enum OciCommand {
     Spec(info::SpecArgs),
     /// Print what this runtime supports, as JSON.
     Features,
+    /// Run a new process in a created or running container.
+    Exec(exec::ExecArgs),
+    /// List the processes of a container (host pids).
+    Ps(stats::PsArgs),
+    /// A container's resource usage (--stats) or a stream of events.
+    Events(stats::EventsArgs),
+    /// Change a running container's limits.
+    Update(update::UpdateArgs),
+    /// Freeze every process of a container.
+    Pause(IdArg),
+    /// Thaw a paused container.
+    Resume(IdArg),
 }
 
 #[derive(clap::Args, Debug)]
@@ -239,6 +256,12 @@ pub fn main(invoked_as: &str, args: Vec<OsString>, single: &sandbox::SingleThrea
         OciCommand::List(a) => manage::list(&ctx, &a),
         OciCommand::Spec(a) => info::spec(&a),
         OciCommand::Features => info::features(),
+        OciCommand::Exec(a) => exec::exec(&ctx, &a, single),
+        OciCommand::Ps(a) => stats::ps(&ctx, &a),
+        OciCommand::Events(a) => stats::events(&ctx, &a),
+        OciCommand::Update(a) => update::update(&ctx, &a),
+        OciCommand::Pause(a) => freezer::pause(&ctx, &a.id),
+        OciCommand::Resume(a) => freezer::resume(&ctx, &a.id),
     };
     match result {
         Ok(code) => code,

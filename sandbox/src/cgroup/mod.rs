@@ -78,6 +78,23 @@ pub struct CgroupLimits {
     pub cpu_quota_us: Option<u64>,
     /// CFS period; 100 000 µs when `None` and a quota is set.
     pub cpu_period_us: Option<u64>,
+    /// Memory plus swap (OCI's `memory.swap`, as v1's memsw counts it);
+    /// `None`: no swap beside `memory_bytes`; `u64::MAX`: swap unlimited.
+    pub memory_swap_bytes: Option<u64>,
+    /// Memory protected from reclaim under pressure elsewhere (OCI's
+    /// `memory.reservation`: v2 `memory.low`, v1 the soft limit).
+    pub memory_reservation_bytes: Option<u64>,
+    /// Relative CPU weight in v1 shares (OCI's `cpu.shares`, 2..=262144);
+    /// converted for v2's `cpu.weight`.
+    pub cpu_shares: Option<u64>,
+}
+
+/// v2's `cpu.weight` (1..=10000) for v1's `cpu.shares` (2..=262144): the
+/// linear map runc and crun document, so 1024 shares (the v1 default) is
+/// weight 39 and both ends meet.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let shares = shares.clamp(2, 262_144);
+    1 + ((shares - 2) * 9999) / 262_142
 }
 
 /// Accounting of one cgroup. Fields of a controller the host lacks stay 0.
@@ -556,7 +573,7 @@ impl CgroupManager {
         // On error `cgroup` is dropped, and Drop removes the directories made
         // so far (they are empty, so that is one rmdir each).
         for h in &self.layout.hierarchies {
-            if self.wanted(h, limits.cpu.is_some()) {
+            if self.wanted(h, limits.cpu.is_some() || limits.cpu_shares.is_some()) {
                 let dir = dir_of(h);
                 fs::create_dir(&dir).map_err(|source| CgroupError::Mkdir {
                     path: dir.clone(),
@@ -593,9 +610,13 @@ impl CgroupManager {
 #[derive(Debug)]
 struct Checked {
     memory: Option<u64>,
+    /// Memory plus swap; `u64::MAX` unlimited (only with `memory`).
+    memory_swap: Option<u64>,
+    memory_reservation: Option<u64>,
     pids: Option<u64>,
     /// (quota, period) in µs.
     cpu: Option<(u64, u64)>,
+    cpu_shares: Option<u64>,
 }
 
 /// Applies the default period and rejects what no kernel accepts, before any
@@ -646,10 +667,35 @@ fn checked_limits(limits: &CgroupLimits, usable: ControllerSet) -> Result<Checke
             Some((quota, period))
         }
     };
+    if let Some(s) = limits.memory_swap_bytes {
+        need("memory swap", Controller::Memory)?;
+        match limits.memory_bytes {
+            Some(m) if s >= m => {}
+            _ => {
+                return invalid(
+                    "memory_swap_bytes",
+                    s,
+                    "needs a memory limit at or below it",
+                )
+            }
+        }
+    }
+    if limits.memory_reservation_bytes.is_some() {
+        need("memory reservation", Controller::Memory)?;
+    }
+    if let Some(s) = limits.cpu_shares {
+        need("cpu shares", Controller::Cpu)?;
+        if !(2..=262_144).contains(&s) {
+            return invalid("cpu_shares", s, "must be within 2..=262144");
+        }
+    }
     Ok(Checked {
         memory: limits.memory_bytes,
+        memory_swap: limits.memory_swap_bytes,
+        memory_reservation: limits.memory_reservation_bytes,
         pids: limits.pids,
         cpu,
+        cpu_shares: limits.cpu_shares,
     })
 }
 

@@ -220,6 +220,7 @@ fn create_writes_limits_and_remove_leaves_nothing() {
         pids: Some(16),
         cpu_quota_us: Some(50_000),
         cpu_period_us: None,
+        ..Default::default()
     };
     let cg = m.create(&name, &limits).unwrap();
     assert_eq!(cg.name(), name);
@@ -275,6 +276,43 @@ fn create_writes_limits_and_remove_leaves_nothing() {
             "{} made without a CPU limit",
             dir.display()
         );
+    }
+    remove_checked(cg);
+}
+
+/// An engine's resources beyond the front ends': swap as memory plus swap,
+/// a reservation, CPU shares (v2: converted to a weight), each in its file.
+#[test]
+#[ignore = "privileged: real cgroups need root"]
+fn engine_limits_reach_their_files() {
+    let m = manager();
+    let limits = CgroupLimits {
+        memory_bytes: Some(64 * MIB),
+        memory_swap_bytes: Some(96 * MIB),
+        memory_reservation_bytes: Some(32 * MIB),
+        cpu_shares: Some(512),
+        ..Default::default()
+    };
+    let cg = m.create(&unique("engine"), &limits).unwrap();
+    let limit = |file| read_limit(&cg, file);
+    match m.version() {
+        CgroupVersion::V1 => {
+            if let Some(memsw) = limit("memory.memsw.limit_in_bytes") {
+                assert_eq!(memsw, (96 * MIB).to_string());
+            }
+            assert_eq!(
+                limit("memory.soft_limit_in_bytes"),
+                Some((32 * MIB).to_string())
+            );
+            assert_eq!(limit("cpu.shares").as_deref(), Some("512"));
+        }
+        CgroupVersion::V2 => {
+            if let Some(swap) = limit("memory.swap.max") {
+                assert_eq!(swap, (32 * MIB).to_string());
+            }
+            assert_eq!(limit("memory.low"), Some((32 * MIB).to_string()));
+            assert_eq!(limit("cpu.weight").as_deref(), Some("20"));
+        }
     }
     remove_checked(cg);
 }

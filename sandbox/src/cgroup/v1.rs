@@ -18,7 +18,21 @@ pub(super) fn write_limits(cgroup: &Cgroup, limits: &Checked) -> Result<(), Cgro
         // must not be below limit_in_bytes, hence the order. Absent when the
         // kernel has no swap accounting (swapaccount=0); swap use then stays
         // unlimited on v1, which matters only on hosts with swap.
-        write_if_present(&dir.join("memory.memsw.limit_in_bytes"), &value)?;
+        let memsw = match limits.memory_swap {
+            None => value,
+            Some(u64::MAX) => "-1".to_string(),
+            Some(total) => total.to_string(),
+        };
+        write_if_present(&dir.join("memory.memsw.limit_in_bytes"), &memsw)?;
+    }
+    if let (Some(bytes), Some(dir)) = (
+        limits.memory_reservation,
+        cgroup.dir_with(Controller::Memory),
+    ) {
+        write_value(&dir.join("memory.soft_limit_in_bytes"), &bytes.to_string())?;
+    }
+    if let (Some(shares), Some(dir)) = (limits.cpu_shares, cgroup.dir_with(Controller::Cpu)) {
+        write_value(&dir.join("cpu.shares"), &shares.to_string())?;
     }
     if let (Some(max), Some(dir)) = (limits.pids, cgroup.dir_with(Controller::Pids)) {
         write_value(&dir.join("pids.max"), &max.to_string())?;

@@ -65,8 +65,24 @@ pub(super) fn enable(dir: &Path, controllers: ControllerSet) -> Result<(), Cgrou
 pub(super) fn write_limits(dir: &Path, limits: &Checked) -> Result<(), CgroupError> {
     if let Some(bytes) = limits.memory {
         write_value(&dir.join("memory.max"), &bytes.to_string())?;
-        // Absent when the kernel has no swap support at all.
-        write_if_present(&dir.join("memory.swap.max"), "0")?;
+        // v2 limits swap alone: memory+swap minus memory (runc's
+        // conversion of OCI's v1-shaped value). Absent when the kernel has
+        // no swap support at all.
+        let swap = match limits.memory_swap {
+            None => "0".to_string(),
+            Some(u64::MAX) => "max".to_string(),
+            Some(total) => total.saturating_sub(bytes).to_string(),
+        };
+        write_if_present(&dir.join("memory.swap.max"), &swap)?;
+    }
+    if let Some(bytes) = limits.memory_reservation {
+        write_value(&dir.join("memory.low"), &bytes.to_string())?;
+    }
+    if let Some(shares) = limits.cpu_shares {
+        write_value(
+            &dir.join("cpu.weight"),
+            &super::shares_to_weight(shares).to_string(),
+        )?;
     }
     if let Some(max) = limits.pids {
         write_value(&dir.join("pids.max"), &max.to_string())?;

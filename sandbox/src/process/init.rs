@@ -63,6 +63,26 @@ pub struct ChildContext<'a> {
     pub container_fifo: Option<BorrowedFd<'a>>,
 }
 
+/// What the program steps take from their sandbox: the plan (identity,
+/// rlimits, capabilities), the compiled seccomp filter and whether to add
+/// Landlock. A run's PID 1, a session's spawns and an `exec` into a
+/// running container (`super::join`) share these steps.
+pub(crate) struct ProgramCtx<'a> {
+    pub plan: &'a Plan,
+    pub seccomp: Option<&'a SeccompFilter>,
+    pub landlock: bool,
+}
+
+impl<'a> ChildContext<'a> {
+    fn program_ctx(&self) -> ProgramCtx<'a> {
+        ProgramCtx {
+            plan: self.plan,
+            seccomp: self.seccomp,
+            landlock: self.landlock,
+        }
+    }
+}
+
 fn e(step: Step, errno: Errno, msg: impl Into<String>) -> StepError {
     StepError::new(step, Some(errno), msg.into())
 }
@@ -161,24 +181,24 @@ fn become_program(
     drop(writer);
     let launch = Launch::of_run(ctx);
     let slave = pty.as_ref().map(|(_, s)| s.as_fd());
-    program(&mut Linux, ctx, slave, &launch)
+    program(&mut Linux, &ctx.program_ctx(), slave, &launch)
 }
 
 /// What a program child needs beyond the plan: argv, environment, cwd and
 /// stdio (the plan's for the one program of a run; a spawn request's in a
 /// session).
-struct Launch<'a> {
-    args: &'a [CString],
-    env: &'a [CString],
-    path_dirs: &'a [String],
-    cwd: &'a Path,
+pub(crate) struct Launch<'a> {
+    pub args: &'a [CString],
+    pub env: &'a [CString],
+    pub path_dirs: &'a [String],
+    pub cwd: &'a Path,
     /// fds the program gets as 0, 1, 2 (unused in terminal mode).
-    stdio: [BorrowedFd<'a>; 3],
+    pub stdio: [BorrowedFd<'a>; 3],
     /// Session mode: the OOM score the program starts with. PID 1 is
     /// unkillable by the OOM killer (-1000, set by the supervisor after
     /// start-up) and its children inherit that; a memcg whose tasks are
     /// all unkillable loops in OOM instead of killing the program.
-    reset_oom_score: bool,
+    pub reset_oom_score: bool,
 }
 
 impl<'a> Launch<'a> {
@@ -198,7 +218,7 @@ impl<'a> Launch<'a> {
 }
 
 /// The exit status of a program child that failed before exec.
-fn failed_status(err: &StepError) -> i32 {
+pub(crate) fn failed_status(err: &StepError) -> i32 {
     crate::report::failure_status(err.step, err.errno)
 }
 
@@ -298,9 +318,11 @@ fn setup(
             "the supervisor is gone".into(),
         ));
     }
-    // hostname: in the new UTS namespace.
-    ops.sethostname(&plan.hostname)
-        .map_err(|er| e(Step::Hostname, er, format!("sethostname {}", plan.hostname)))?;
+    // hostname: in the new UTS namespace (a joined one keeps its own).
+    if plan.set_hostname {
+        ops.sethostname(&plan.hostname)
+            .map_err(|er| e(Step::Hostname, er, format!("sethostname {}", plan.hostname)))?;
+    }
     // mount_propagation, mount_root, layout, dev, proc, extra mounts: build
     // the root below the staging dir; proc before the old root goes away.
     mounts::make_private(ops)?;
@@ -330,6 +352,14 @@ fn setup(
     }
     // pivot_root: the old root is detached; only what we mounted is left.
     mounts::pivot(ops, ctx.staging)?;
+    // sysctl: after pivot_root, through the sandbox's own /proc (so only
+    // its namespaces' copies are reached), before mask_paths makes
+    // /proc/sys read-only. As root of the user namespace: the parameters
+    // of namespaces it owns are its to set.
+    for (key, value) in &plan.sysctl {
+        ops.write_sysctl(key, value.as_bytes())
+            .map_err(|er| e(Step::Sysctl, er, format!("set {key}")))?;
+    }
     // mask_paths: after pivot_root, on the sandbox's own /proc.
     mounts::mask_paths(ops, plan)?;
     // readonly_root: last change to the root mount.
@@ -386,7 +416,7 @@ fn start_program(
     let mut stack = sys::ChildStack::new(PROGRAM_STACK)
         .map_err(|er| e(Step::SpawnProgram, er, "map the program's stack"))?;
     let mut child = || {
-        let err = program(&mut Linux, ctx, slave, &launch);
+        let err = program(&mut Linux, &ctx.program_ctx(), slave, &launch);
         report(ctx, &err);
         failed_status(&err)
     };
@@ -402,7 +432,7 @@ fn start_program(
 const PROGRAM_STACK: usize = 256 * 1024;
 
 /// A new pty pair from the sandbox's devpts (`/dev/ptmx` inside).
-fn new_pty(size: Option<sys::WinSize>) -> Result<(OwnedFd, OwnedFd), StepError> {
+pub(crate) fn new_pty(size: Option<sys::WinSize>) -> Result<(OwnedFd, OwnedFd), StepError> {
     use nix::fcntl::{open, OFlag};
     let master = open(
         "/dev/ptmx",
@@ -483,9 +513,9 @@ fn init_loop(ctx: &ChildContext<'_>, program: Pid, start_ns: u64) -> i32 {
 }
 
 /// The program's steps after fork, ending in execve. Returns only on failure.
-fn program(
+pub(crate) fn program(
     ops: &mut dyn Syscalls,
-    ctx: &ChildContext<'_>,
+    ctx: &ProgramCtx<'_>,
     slave: Option<BorrowedFd<'_>>,
     launch: &Launch<'_>,
 ) -> StepError {
@@ -499,7 +529,7 @@ enum Never {}
 
 fn program_steps(
     ops: &mut dyn Syscalls,
-    ctx: &ChildContext<'_>,
+    ctx: &ProgramCtx<'_>,
     slave: Option<BorrowedFd<'_>>,
     launch: &Launch<'_>,
 ) -> Result<Never, StepError> {
@@ -520,7 +550,8 @@ fn program_steps(
     if launch.reset_oom_score {
         ops.set_dumpable(true)
             .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
-        let written = ops.write_proc_self("oom_score_adj", b"0");
+        let score = ctx.plan.oom_score_adj.unwrap_or(0).to_string();
+        let written = ops.write_proc_self("oom_score_adj", score.as_bytes());
         ops.set_dumpable(false)
             .map_err(|er| e(Step::OomScoreAdj, er, "prctl(PR_SET_DUMPABLE)"))?;
         written.map_err(|er| e(Step::OomScoreAdj, er, "reset oom_score_adj"))?;
@@ -566,8 +597,15 @@ fn program_steps(
     }
     // drop_bounding_set: needs CAP_SETPCAP, so before changing uid. A build
     // step keeps its planned capabilities (in the user namespace only).
-    ops.drop_bounding_set_except(plan.capabilities)
+    let caps = &plan.capabilities;
+    ops.drop_bounding_set_except(caps.bounding)
         .map_err(|er| e(Step::Capabilities, er, "drop the bounding set"))?;
+    // keep_capabilities: a non-root program whose spec lists capabilities
+    // keeps its permitted set through setresuid (capabilities(7)).
+    if plan.uid != 0 && !caps.is_empty() {
+        ops.keep_capabilities()
+            .map_err(|er| e(Step::Capabilities, er, "prctl(PR_SET_KEEPCAPS)"))?;
+    }
     // identity: groups, gid, uid (setgroups before setresgid before setresuid,
     // each needs the privilege the next one drops).
     ops.setgroups(&plan.additional_gids)
@@ -576,10 +614,9 @@ fn program_steps(
         .map_err(|er| e(Step::Identity, er, format!("setresgid {}", plan.gid)))?;
     ops.setresuid(plan.uid)
         .map_err(|er| e(Step::Identity, er, format!("setresuid {}", plan.uid)))?;
-    // capabilities: empty every set (a uid 0 program keeps them otherwise),
-    // or exactly the planned ones for a build step.
-    let keep = if plan.uid == 0 { plan.capabilities } else { 0 };
-    ops.set_capabilities(keep)
+    // capabilities: exactly the planned sets (all empty unless the spec
+    // lists some): a uid 0 program would keep everything otherwise.
+    ops.set_capabilities(caps)
         .map_err(|er| e(Step::Capabilities, er, "set the capability sets"))?;
     // no_new_privs: required by Landlock and seccomp for unprivileged use.
     ops.set_no_new_privs()
@@ -973,7 +1010,7 @@ fn spawn_one(
     // it execs or exits, as posix_spawn reports its errors).
     let mut failure: Option<StepError> = None;
     let mut child = || {
-        let err = program(&mut Linux, ctx, slave, &launch);
+        let err = program(&mut Linux, &ctx.program_ctx(), slave, &launch);
         let status = failed_status(&err);
         failure = Some(err);
         status
@@ -1021,9 +1058,16 @@ mod tests {
     fn recorded_steps(fail_on: Option<(&str, Errno)>) -> (Vec<String>, StepError) {
         use crate::helper::SingleThreaded;
         use crate::options::RunOptions;
-        use crate::spec::{base_spec, plan};
+        use crate::spec::plan;
         use crate::sys::ops::Recorder;
-        let plan = plan(&base_spec(vec!["/bin/true".into()]), &RunOptions::default()).unwrap();
+        let plan = plan(
+            &crate::request::Request::builder(vec!["/bin/true".into()])
+                .build()
+                .unwrap()
+                .spec,
+            &RunOptions::default(),
+        )
+        .unwrap();
         let filter = crate::seccomp::compile(crate::SeccompProfile::Default)
             .unwrap()
             .unwrap();
@@ -1054,7 +1098,7 @@ mod tests {
         assert!(pty.is_none());
         let setup_calls = ops.calls.len();
         let launch = Launch::of_run(&ctx);
-        let err = program(&mut ops, &ctx, None, &launch);
+        let err = program(&mut ops, &ctx.program_ctx(), None, &launch);
         // The setup ends with the signals blocked; the program's steps
         // follow.
         assert_eq!(ops.calls[setup_calls - 1], "sigprocmask SIG_BLOCK all");

@@ -6,6 +6,7 @@
 pub mod channel;
 // PID 1's code: only the clone in `spawn` may run it.
 pub(crate) mod init;
+pub mod join;
 pub mod signals;
 pub mod spawn;
 pub mod supervise;

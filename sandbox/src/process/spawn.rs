@@ -43,6 +43,9 @@ pub enum SandboxError {
     NotSingleThreaded(#[from] NotSingleThreaded),
     #[error(transparent)]
     Overlay(#[from] crate::overlay::OverlayError),
+    /// A namespace the spec joins by path could not be entered.
+    #[error(transparent)]
+    Namespace(#[from] crate::namespaces::JoinError),
     #[error("{what}: {source}")]
     Sys { what: String, source: Errno },
     /// A child step failed before the program started.
@@ -389,7 +392,11 @@ fn claim(
     } else {
         seccomp::Purpose::Run
     };
-    let seccomp = seccomp::compile_for(opts.seccomp, purpose)?;
+    // An engine's `linux.seccomp` replaces the named profile.
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(seccomp::compile_config(profile, purpose)?),
+        None => seccomp::compile_for(opts.seccomp, purpose)?,
+    };
     settle_core_limit(&mut plan)?;
     let lease = match &opts.container {
         Some(c) if c.host_ids => UidLease::host_ids(),
@@ -610,6 +617,9 @@ struct Cloned {
     pid: i32,
     pidfd: OwnedFd,
     netns_home: Option<crate::netns::Home>,
+    /// The namespaces joined by path (`linux.namespaces[].path`), left
+    /// for the clone only.
+    ns_homes: crate::namespaces::Homes,
     started: Instant,
 }
 
@@ -632,16 +642,22 @@ fn clone_child(
     single: &SingleThreaded,
 ) -> Result<Cloned, SandboxError> {
     let plan = &claimed.plan;
-    let mut flags = (libc::CLONE_NEWUSER
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS) as u64;
+    let joined = |t| plan.joins.iter().any(|(j, _)| *j == t);
+    let mut flags = (libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64;
+    // Namespaces joined by path are entered for the clone instead
+    // (crate::namespaces), like a network namespace made ahead.
+    if !joined(oci_spec::runtime::LinuxNamespaceType::Ipc) {
+        flags |= libc::CLONE_NEWIPC as u64;
+    }
+    if !joined(oci_spec::runtime::LinuxNamespaceType::Uts) {
+        flags |= libc::CLONE_NEWUTS as u64;
+    }
+    let joined_net = joined(oci_spec::runtime::LinuxNamespaceType::Network);
     // A namespace made ahead is entered for the clone only (the child
     // is born in it); the caller's own is back right after (hand_over).
     let mut netns_home = None;
     match &opts.network_namespace {
-        _ if plan.host_network => {}
+        _ if plan.host_network || joined_net => {}
         Some(ns) => {
             netns_home = Some(
                 crate::netns::enter(ns.as_fd())
@@ -656,8 +672,16 @@ fn clone_child(
     let cg_fd = claimed.cgroup.v2_dir_fd();
     let join: Vec<BorrowedFd<'_>> = prepared.join_fds.iter().map(|f| f.as_fd()).collect();
     let started = Instant::now();
+    let ns_homes = match crate::namespaces::enter_all(&plan.joins) {
+        Ok(h) => h,
+        Err(e) => {
+            return_home(&netns_home)?;
+            return Err(e.into());
+        }
+    };
     let cloned = sys::clone_namespaces(single, flags, true, cg_fd).map_err(sys_err("clone3"));
     if cloned.is_err() {
+        ns_homes.back()?;
         return_home(&netns_home)?;
     }
     match cloned? {
@@ -673,7 +697,12 @@ fn clone_child(
             bind_trees: &prepared.bind_trees_raw,
             // A layered root's trees come with the go (hand_over).
             layer_trees: crate::mounts::LayerTrees::default(),
-            new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined,
+            // An engine's profile may let keyctl through (ours do not).
+            new_keyring: opts.seccomp == crate::seccomp::SeccompProfile::Unconfined
+                || claimed
+                    .seccomp
+                    .as_ref()
+                    .is_some_and(|f| f.profile().is_none()),
             session: opts.session,
             seed: opts.seed.as_ref().map(|s| (&s.manifest, s.source.as_fd())),
             container_fifo: prepared.exec_fifo.as_ref().map(|f| f.as_fd()),
@@ -690,6 +719,7 @@ fn clone_child(
                         let child = nix::unistd::Pid::from_raw(pid);
                         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                         let _ = nix::sys::wait::waitpid(child, None);
+                        let _ = ns_homes.back();
                         let _ = return_home(&netns_home);
                         return Err(sys_err("pidfd_open")(e));
                     }
@@ -699,6 +729,7 @@ fn clone_child(
                 pid,
                 pidfd,
                 netns_home,
+                ns_homes,
                 started,
             })
         }
@@ -771,6 +802,7 @@ fn hand_over(
         lock: Some(lock),
         program_start_ns: None,
     };
+    cloned.ns_homes.back()?;
     return_home(&cloned.netns_home)?;
     write_id_maps(pid, &sb.lease)?;
     // A layered root's trees are idmapped with the child's own user
@@ -829,6 +861,18 @@ fn hand_over(
         }
         _ => Vec::new(),
     };
+    // process.oomScoreAdj: PID 1's score before it forks the program,
+    // which inherits it. Written here, as root of the host: a sandbox may
+    // not lower its own score (CAP_SYS_RESOURCE), and an engine may ask
+    // for a negative one (Kubernetes: -997 for a guaranteed pod).
+    if let Some(adj) = plan.oom_score_adj {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
+            SandboxError::Sys {
+                what: format!("set process.oomScoreAdj {adj} (PID 1's oom_score_adj)"),
+                source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        })?;
+    }
     let layer_fds: Vec<BorrowedFd<'_>> = layer_trees.iter().map(|f| f.as_fd()).collect();
     sb.channel
         .send_json(&ParentMessage::Go, &layer_fds)

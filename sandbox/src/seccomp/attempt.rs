@@ -5,6 +5,7 @@
 #[cfg(target_arch = "x86_64")]
 pub use crate::sys::attempt::setrlimit_core_zero_legacy;
 pub use crate::sys::attempt::{
-    add_key, bpf_map_create, clone3, io_uring_setup, keyctl_session_keyring, perf_event_open_self,
-    ptrace_attach, ptrace_traceme, userfaultfd,
+    add_key, bpf_map_create, clone3, clone_with_namespace_flags, io_uring_setup,
+    keyctl_session_keyring, perf_event_open_self, personality, ptrace_attach, ptrace_traceme,
+    userfaultfd,
 };

@@ -16,13 +16,15 @@ use seccompiler::sock_filter;
 
 // linux/bpf_common.h, linux/filter.h
 /// BPF_LD | BPF_W | BPF_ABS
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
-const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
-const BPF_JMP_JGT_K: u16 = 0x05 | 0x20;
+pub(super) const BPF_LD_W_ABS: u16 = 0x20;
+/// BPF_ALU | BPF_AND | BPF_K
+pub(super) const BPF_ALU_AND_K: u16 = 0x04 | 0x50;
+pub(super) const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
+pub(super) const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
+pub(super) const BPF_JMP_JGT_K: u16 = 0x05 | 0x20;
 const BPF_JMP_JSET_K: u16 = 0x05 | 0x40;
-const BPF_JMP_JA: u16 = 0x05;
-const BPF_RET_K: u16 = 0x06;
+pub(super) const BPF_JMP_JA: u16 = 0x05;
+pub(super) const BPF_RET_K: u16 = 0x06;
 
 // linux/seccomp.h
 pub const RET_KILL_PROCESS: u32 = 0x8000_0000;
@@ -35,17 +37,17 @@ pub fn ret_errno(errno: i32) -> u32 {
 }
 
 // struct seccomp_data offsets.
-const OFF_NR: u32 = 0;
-const OFF_ARCH: u32 = 4;
+pub(super) const OFF_NR: u32 = 0;
+pub(super) const OFF_ARCH: u32 = 4;
 /// Low 32 bits of argument `i` (little-endian). Every rule we write is on a
 /// C `int`/`unsigned int` argument or on flags that live in the low word,
 /// except [`ArgCond::NonZero`], which reads both halves.
-fn off_arg_lo(i: u8) -> u32 {
+pub(super) fn off_arg_lo(i: u8) -> u32 {
     16 + 8 * u32::from(i)
 }
 
 /// High 32 bits of argument `i`.
-fn off_arg_hi(i: u8) -> u32 {
+pub(super) fn off_arg_hi(i: u8) -> u32 {
     off_arg_lo(i) + 4
 }
 
@@ -104,7 +106,7 @@ pub struct Policy {
     pub default_errno: i32,
 }
 
-fn stmt(code: u16, k: u32) -> sock_filter {
+pub(super) fn stmt(code: u16, k: u32) -> sock_filter {
     sock_filter {
         code,
         jt: 0,
@@ -113,7 +115,7 @@ fn stmt(code: u16, k: u32) -> sock_filter {
     }
 }
 
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+pub(super) fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
@@ -122,13 +124,13 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
 #[error("seccomp program too large: {0}")]
 pub struct TooLarge(pub String);
 
-fn small(n: usize, what: &str) -> Result<u8, TooLarge> {
+pub(super) fn small(n: usize, what: &str) -> Result<u8, TooLarge> {
     u8::try_from(n).map_err(|_| TooLarge(format!("{what} needs a jump of {n}")))
 }
 
 /// Instructions deciding a rule on an argument (A holds anything; the block
 /// loads the argument and ends in a return).
-fn rule_block(rule: &ArgRule, errno: i32) -> Result<Vec<sock_filter>, TooLarge> {
+pub(super) fn rule_block(rule: &ArgRule, errno: i32) -> Result<Vec<sock_filter>, TooLarge> {
     let deny = ret_errno(errno);
     let mut out = Vec::new();
     match rule {
@@ -213,17 +215,39 @@ fn rule_block(rule: &ArgRule, errno: i32) -> Result<Vec<sock_filter>, TooLarge> 
 }
 
 /// Binary search over `bounds` (sorted range boundaries): a number is
-/// allowed when an odd count of boundaries is ≤ it. `lo..=hi` is the range
-/// of that count still possible here.
-fn search(bounds: &[u32], lo: usize, hi: usize, deny: u32, out: &mut Vec<sock_filter>) {
+/// allowed when an odd count of boundaries is ≤ it.
+fn search(bounds: &[u32], deny: u32, out: &mut Vec<sock_filter>) {
+    let actions: Vec<u32> = (0..=bounds.len())
+        .map(|i| if i % 2 == 1 { RET_ALLOW } else { deny })
+        .collect();
+    search_regions(bounds, &actions, out);
+}
+
+/// Binary search over the regions `bounds` (sorted, distinct) cut the
+/// numbers into: a number below `bounds[0]` gets `actions[0]`, one in
+/// `bounds[i-1]..bounds[i]` gets `actions[i]`, one at or above the last
+/// bound the last action (`actions.len() == bounds.len() + 1`).
+pub(super) fn search_regions(bounds: &[u32], actions: &[u32], out: &mut Vec<sock_filter>) {
+    search_between(bounds, actions, 0, bounds.len(), out);
+}
+
+/// [`search_regions`] where the count of boundaries ≤ the number is known
+/// to lie in `lo..=hi`.
+fn search_between(
+    bounds: &[u32],
+    actions: &[u32],
+    lo: usize,
+    hi: usize,
+    out: &mut Vec<sock_filter>,
+) {
     if lo == hi {
-        out.push(stmt(BPF_RET_K, if lo % 2 == 1 { RET_ALLOW } else { deny }));
+        out.push(stmt(BPF_RET_K, actions[lo]));
         return;
     }
     let m = (lo + hi).div_ceil(2);
     // count ≥ m  ⇔  nr ≥ bounds[m - 1]
     let mut left = Vec::new();
-    search(bounds, lo, m - 1, deny, &mut left);
+    search_between(bounds, actions, lo, m - 1, &mut left);
     match u8::try_from(left.len()) {
         Ok(skip) => out.push(jump(BPF_JMP_JGE_K, bounds[m - 1], skip, 0)),
         Err(_) => {
@@ -233,7 +257,7 @@ fn search(bounds: &[u32], lo: usize, hi: usize, deny: u32, out: &mut Vec<sock_fi
         }
     }
     out.extend(left);
-    search(bounds, m, hi, deny, out);
+    search_between(bounds, actions, m, hi, out);
 }
 
 /// Compiles `policy` into one program.
@@ -285,7 +309,7 @@ pub fn compile(policy: &Policy) -> Result<Vec<sock_filter>, TooLarge> {
     if let Some(p) = prev {
         bounds.push(p + 1);
     }
-    search(&bounds, 0, bounds.len(), deny, &mut out);
+    search(&bounds, deny, &mut out);
     if out.len() > 4096 {
         return Err(TooLarge(format!("{} instructions (limit 4096)", out.len())));
     }
@@ -317,6 +341,7 @@ pub fn evaluate(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> Opt
         pc += 1;
         match ins.code {
             BPF_LD_W_ABS => a = load(ins.k)?,
+            BPF_ALU_AND_K => a &= ins.k,
             BPF_RET_K => return Some(ins.k),
             BPF_JMP_JA => pc += ins.k as usize,
             BPF_JMP_JEQ_K | BPF_JMP_JGE_K | BPF_JMP_JGT_K | BPF_JMP_JSET_K => {

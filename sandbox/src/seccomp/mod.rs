@@ -22,6 +22,8 @@
 
 pub mod attempt;
 mod bpf;
+mod names;
+pub mod oci;
 
 use std::fmt;
 use std::str::FromStr;
@@ -80,20 +82,41 @@ pub enum SeccompError {
     UnknownProfile { name: String },
     #[error("seccomp profiles have no syscall table for architecture {arch}")]
     UnsupportedArch { arch: &'static str },
+    #[error(transparent)]
+    Config(#[from] oci::OciSeccompError),
     #[error("building the {stage} stage of the {profile} seccomp filter failed")]
     Build {
-        profile: SeccompProfile,
+        profile: Source,
         stage: &'static str,
         #[source]
         source: bpf::TooLarge,
     },
     #[error("installing the {stage} stage of the {profile} seccomp filter failed")]
     Install {
-        profile: SeccompProfile,
+        profile: Source,
         stage: &'static str,
         #[source]
         source: seccompiler::Error,
     },
+}
+
+/// Where a filter's policy comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// One of our named profiles.
+    Profile(SeccompProfile),
+    /// The spec's `linux.seccomp` (an engine's config.json), translated by
+    /// [`oci`].
+    Config,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Profile(p) => p.fmt(f),
+            Source::Config => f.write_str("linux.seccomp"),
+        }
+    }
 }
 
 /// Who the filter is for: it decides whether setuid/setgid modes may be
@@ -136,7 +159,7 @@ struct Stage {
 /// [`apply`]: SeccompFilter::apply
 #[derive(Clone)]
 pub struct SeccompFilter {
-    profile: SeccompProfile,
+    profile: Source,
     purpose: Purpose,
     /// In installation order. Shared: [`compile`] hands out clones of a
     /// cached filter.
@@ -181,9 +204,13 @@ impl SeccompFilter {
         self.stages.iter().map(|s| s.program.len()).sum()
     }
 
-    /// The profile this filter was compiled from.
-    pub fn profile(&self) -> SeccompProfile {
-        self.profile
+    /// The named profile this filter was compiled from (`None` for the
+    /// spec's own `linux.seccomp`).
+    pub fn profile(&self) -> Option<SeccompProfile> {
+        match self.profile {
+            Source::Profile(p) => Some(p),
+            Source::Config => None,
+        }
     }
 
     /// Who the filter is for.
@@ -231,17 +258,60 @@ fn compile_uncached(
 ) -> Result<SeccompFilter, SeccompError> {
     let policy = policy(profile, purpose)?;
     let program = bpf::compile(&policy).map_err(|source| SeccompError::Build {
-        profile,
+        profile: Source::Profile(profile),
         stage: "filter",
         source,
     })?;
     Ok(SeccompFilter {
-        profile,
+        profile: Source::Profile(profile),
         purpose,
         stages: vec![Stage {
             name: "filter",
             program,
         }]
+        .into(),
+    })
+}
+
+/// Compiles the spec's own profile (`linux.seccomp`, [`oci`]) for the
+/// running architecture: runtimed's guard, then the profile's program
+/// (RLIMIT_CORE kept, and for [`Purpose::Run`] no setuid/setgid modes),
+/// which only ever makes a call fail that the profile lets through.
+pub fn compile_config(
+    profile: &oci_spec::runtime::LinuxSeccomp,
+    purpose: Purpose,
+) -> Result<SeccompFilter, SeccompError> {
+    let translated = oci::translate(profile)?;
+    let build = |stage| {
+        move |source| SeccompError::Build {
+            profile: Source::Config,
+            stage,
+            source,
+        }
+    };
+    let program = oci::program(&translated).map_err(build("config"))?;
+    let (audit_arch, nr_limit) = target_arch()?;
+    let mut special = core_limit_rules();
+    if purpose == Purpose::Run {
+        special.extend(setid_mode_rules());
+    }
+    let guard = oci::guard_program(audit_arch, nr_limit, &special).map_err(build("guard"))?;
+    Ok(SeccompFilter {
+        profile: Source::Config,
+        purpose,
+        // The guard first: it allows `seccomp`, which the profile may not;
+        // the profile last, so its errno wins a tie of two ERRNO verdicts
+        // (the newest program's, seccomp(2)).
+        stages: vec![
+            Stage {
+                name: "guard",
+                program: guard,
+            },
+            Stage {
+                name: "config",
+                program,
+            },
+        ]
         .into(),
     })
 }
@@ -1018,8 +1088,8 @@ mod tests {
     fn confined_profiles_compile_within_the_bpf_limit() {
         let default = compile(SeccompProfile::Default).unwrap().unwrap();
         let judge = compile(SeccompProfile::Judge).unwrap().unwrap();
-        assert_eq!(default.profile(), SeccompProfile::Default);
-        assert_eq!(judge.profile(), SeccompProfile::Judge);
+        assert_eq!(default.profile(), Some(SeccompProfile::Default));
+        assert_eq!(judge.profile(), Some(SeccompProfile::Judge));
         // One compact program each (loading cost is linear in its length:
         // the seccompiler stack of 2–3 programs had 1,561/1,605).
         assert_eq!(default.stages.len(), 1);

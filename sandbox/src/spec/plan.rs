@@ -40,6 +40,18 @@ pub enum MountKind {
         uid: u32,
         gid: u32,
     },
+    /// A sysfs of the sandbox's own network namespace (an engine's /sys;
+    /// with a joined one the host's /sys is bound read-only instead, as
+    /// runc and crun do: the kernel refuses a sysfs whose network
+    /// namespace the mounter's user namespace does not own).
+    Sysfs,
+    /// The cgroup2 filesystem seen from the sandbox's cgroup namespace
+    /// (an engine's /sys/fs/cgroup; cgroup v2 hosts).
+    Cgroup2,
+    /// cgroup v1 hosts: a tmpfs holding each of the host's v1 hierarchies
+    /// (directory name, mount options), mounted read-only from the
+    /// sandbox's cgroup namespace, as runc lays out /sys/fs/cgroup.
+    CgroupV1 { hierarchies: Vec<(String, String)> },
 }
 
 /// The root filesystem.
@@ -159,6 +171,102 @@ impl HostLayout {
     }
 }
 
+/// The devpts instance's options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DevptsOptions {
+    pub gid: Option<u32>,
+    pub mode: u32,
+    pub ptmxmode: u32,
+}
+
+impl Default for DevptsOptions {
+    fn default() -> Self {
+        DevptsOptions {
+            gid: None,
+            mode: 0o620,
+            ptmxmode: 0o666,
+        }
+    }
+}
+
+impl DevptsOptions {
+    /// The mount data: always a new instance (devpts(5)).
+    pub fn data(&self) -> String {
+        let mut s = format!(
+            "newinstance,ptmxmode={:04o},mode={:04o}",
+            self.ptmxmode, self.mode
+        );
+        if let Some(g) = self.gid {
+            s.push_str(&format!(",gid={g}"));
+        }
+        s
+    }
+}
+
+/// Whether the host runs the unified cgroup hierarchy at /sys/fs/cgroup
+/// (statfs magic CGROUP2_SUPER_MAGIC), read once.
+fn host_cgroup2() -> bool {
+    static V2: OnceLock<bool> = OnceLock::new();
+    *V2.get_or_init(|| {
+        nix::sys::statfs::statfs("/sys/fs/cgroup")
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+    })
+}
+
+/// The host's cgroup v1 hierarchies below /sys/fs/cgroup: (directory
+/// name, the options that mount the same hierarchy again), from
+/// /proc/self/mountinfo, read once. A hierarchy is named by its
+/// controllers (`cpu,cpuacct`) or its `name=` (`name=systemd`, mounted
+/// with `none`).
+fn host_cgroup1_hierarchies() -> &'static [(String, String)] {
+    static H: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    H.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut out = Vec::new();
+        for line in info.lines() {
+            // ID PARENT MAJ:MIN ROOT POINT OPTS [TAGS] - FSTYPE SOURCE SUPER
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut r = right.split(' ');
+            let (Some("cgroup"), Some(_), Some(sup)) = (r.next(), r.next(), r.next()) else {
+                continue;
+            };
+            let Some(point) = left.split(' ').nth(4) else {
+                continue;
+            };
+            let Some(dir) = point.strip_prefix("/sys/fs/cgroup/") else {
+                continue;
+            };
+            if dir.is_empty() || dir.contains('/') {
+                continue;
+            }
+            let keep: Vec<&str> = sup
+                .split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro" | "xattr" | "noprefix" | "clone_children"))
+                .filter(|o| !o.starts_with("release_agent="))
+                .collect();
+            if keep.is_empty() {
+                continue;
+            }
+            let opts = if keep.iter().all(|o| o.starts_with("name=")) {
+                format!("none,{}", keep.join(","))
+            } else {
+                keep.join(",")
+            };
+            out.push((dir.to_string(), opts));
+        }
+        out
+    })
+}
+
+/// Which namespaces a spec joins by path (a sysfs needs the sandbox's own
+/// network namespace).
+#[derive(Clone, Copy, Debug, Default)]
+struct Joined {
+    net: bool,
+}
+
 /// One resource limit to set with setrlimit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rlimit {
@@ -172,9 +280,22 @@ pub struct Rlimit {
 pub struct Plan {
     pub hostname: String,
     pub root: RootPlan,
-    /// /tmp, /workspace and the spec's extra mounts, in order.
+    /// The spec's mounts, parents first.
     pub mounts: Vec<MountPlan>,
     pub shm_bytes: u64,
+    /// An mqueue filesystem at /dev/mqueue (an engine asks for one; it
+    /// shows the sandbox's own IPC namespace's queues).
+    pub mqueue: bool,
+    /// devpts options an engine asked for (`gid`, `mode`, `ptmxmode`),
+    /// checked numbers; our defaults otherwise.
+    pub devpts: DevptsOptions,
+    /// Namespaces joined by path (network, ipc, uts; validated), entered
+    /// by the parent for the clone.
+    pub joins: Vec<(oci_spec::runtime::LinuxNamespaceType, PathBuf)>,
+    /// Set the hostname: false in a joined uts namespace.
+    pub set_hostname: bool,
+    /// `linux.sysctl`, sorted by key (validated: namespaced ones only).
+    pub sysctl: Vec<(String, String)>,
     pub masked_paths: Vec<PathBuf>,
     pub readonly_paths: Vec<PathBuf>,
     /// Generated files of /etc (host root only): name, contents.
@@ -188,12 +309,17 @@ pub struct Plan {
     pub gid: u32,
     pub additional_gids: Vec<u32>,
     pub umask: Option<u32>,
+    /// `process.oomScoreAdj`: written by the parent for PID 1 before it
+    /// forks the program (which inherits it); a session's programs take it
+    /// instead of 0.
+    pub oom_score_adj: Option<i32>,
     pub rlimits: Vec<Rlimit>,
     pub terminal: bool,
     pub tty_size: Option<WinSize>,
     pub cgroup: CgroupLimits,
-    /// Capability bits the program keeps (build steps only; else 0).
-    pub capabilities: u64,
+    /// The program's capability sets (the spec's, in the sandbox's user
+    /// namespace; empty unless it lists some).
+    pub capabilities: crate::capabilities::CapabilitySets,
     /// No network namespace: the host's network (build steps only).
     pub host_network: bool,
     /// A network namespace made ahead (`RunOptions::network_namespace`):
@@ -289,6 +415,7 @@ fn parse_mount(
     m: &oci_spec::runtime::Mount,
     uid: u32,
     gid: u32,
+    joined: Joined,
 ) -> Result<Option<MountPlan>, SpecError> {
     let field = format!("mounts[{i}]");
     let dest = m.destination();
@@ -298,19 +425,17 @@ fn parse_mount(
     let is_bind = typ == "bind" || opts.iter().any(|o| o == "bind" || o == "rbind");
     // The standard mounts of an OCI default spec are always provided.
     match (typ, dest.to_str()) {
-        ("proc", Some("/proc")) | ("tmpfs", Some("/dev")) | ("devpts", Some("/dev/pts")) => {
-            return Ok(None)
+        ("proc", Some("/proc"))
+        | ("tmpfs", Some("/dev"))
+        | ("devpts", Some("/dev/pts"))
+        | ("mqueue", Some("/dev/mqueue")) => return Ok(None),
+        ("sysfs" | "cgroup" | "cgroup2", _) => {
+            return special_mount(&field, typ, dest, &opts, joined).map(Some)
         }
-        ("sysfs", _) => {
+        ("mqueue" | "devpts" | "proc", _) => {
             return Err(SpecError::Unsupported {
                 field,
-                why: "no /sys in sandboxes",
-            })
-        }
-        ("cgroup" | "cgroup2", _) => {
-            return Err(SpecError::Unsupported {
-                field,
-                why: "no cgroupfs in sandboxes",
+                why: "proc, devpts and mqueue are mounted at /proc, /dev/pts and /dev/mqueue only",
             })
         }
         _ => {}
@@ -428,6 +553,64 @@ fn parse_mount(
     Ok(Some(plan))
 }
 
+/// sysfs and cgroup mounts: always nosuid, nodev, noexec; read-only
+/// unless the config says `rw` (inside the sandbox's user namespace a
+/// sysfs is read-only for it anyway).
+fn special_mount(
+    field: &str,
+    typ: &str,
+    dest: &Path,
+    opts: &[String],
+    joined: Joined,
+) -> Result<MountPlan, SpecError> {
+    let mut plan = MountPlan {
+        destination: dest.to_path_buf(),
+        kind: MountKind::Sysfs,
+        readonly: true,
+        nosuid: true,
+        nodev: true,
+        noexec: true,
+    };
+    for o in opts {
+        if mount_flag_option(&mut plan, o) {
+            continue;
+        }
+        match o.as_str() {
+            // Propagation and time flags change nothing for a filesystem
+            // seen by this sandbox only.
+            "private" | "rprivate" | "slave" | "rslave" | "relatime" | "norelatime" | "noatime"
+            | "strictatime" => {}
+            other => {
+                return Err(invalid(
+                    format!("{field}.options"),
+                    format!("{other:?} is not supported for {typ}"),
+                ))
+            }
+        }
+    }
+    // No exec and no devices on either, whatever was asked.
+    (plan.nosuid, plan.nodev, plan.noexec) = (true, true, true);
+    plan.kind = match typ {
+        "sysfs" if joined.net => {
+            plan.readonly = true;
+            MountKind::Bind {
+                source: PathBuf::from("/sys"),
+                recursive: true,
+                is_dir: true,
+            }
+        }
+        "sysfs" => MountKind::Sysfs,
+        _ if host_cgroup2() => MountKind::Cgroup2,
+        _ => {
+            plan.readonly = true;
+            MountKind::CgroupV1 {
+                hierarchies: host_cgroup1_hierarchies().to_vec(),
+            }
+        }
+    };
+    Ok(plan)
+}
+
 /// Refuses a read-write bind of a source owned by host root (uid 0 or gid
 /// 0).
 ///
@@ -483,9 +666,16 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         .clone()
         .unwrap_or_else(|| defaults::HOSTNAME.to_string());
 
+    let joins: Vec<_> = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .filter_map(|n| n.path().clone().map(|p| (n.typ(), p)))
+        .collect();
     let root = plan_root(spec, opts);
     let etc_files = plan_etc(&root, &hostname, uid, gid);
     let (mounts, shm_bytes) = plan_mounts(spec, opts, uid, gid)?;
+    let (mqueue, devpts) = plan_dev(spec, opts.uid_pool.slot_size)?;
     let (masked_paths, readonly_paths) = plan_masks(linux);
     let program = plan_process(process, opts)?;
     let (rlimits, cgroup) = plan_limits(process, linux, opts);
@@ -501,6 +691,13 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         root,
         mounts,
         shm_bytes,
+        mqueue,
+        devpts,
+        joins: joins.clone(),
+        set_hostname: !joins
+            .iter()
+            .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Uts),
+        sysctl: plan_sysctl(linux, opts.uid_pool.slot_size),
         masked_paths,
         readonly_paths,
         etc_files,
@@ -512,13 +709,18 @@ pub fn plan(spec: &Spec, opts: &RunOptions) -> Result<Plan, SpecError> {
         gid,
         additional_gids: user.additional_gids().clone().unwrap_or_default(),
         umask: user.umask(),
+        oom_score_adj: process.oom_score_adj(),
         rlimits,
         terminal: process.terminal().unwrap_or(false),
         tty_size: program.tty_size,
         cgroup,
         capabilities: program.capabilities,
         host_network,
-        joined_network: !host_network && opts.network_namespace.is_some(),
+        joined_network: !host_network
+            && (opts.network_namespace.is_some()
+                || joins
+                    .iter()
+                    .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::Network)),
     })
 }
 
@@ -552,9 +754,8 @@ fn plan_etc(root: &RootPlan, hostname: &str, uid: u32, gid: u32) -> Vec<(String,
     }
 }
 
-/// Mounts: the spec's (parsed and checked one by one), `/tmp` and
-/// `/workspace` unless the spec mounts them, parents before children;
-/// and the size of `/dev/shm`.
+/// Mounts: the spec's (parsed and checked one by one), parents before
+/// children; and the size of `/dev/shm`.
 fn plan_mounts(
     spec: &Spec,
     opts: &RunOptions,
@@ -563,6 +764,15 @@ fn plan_mounts(
 ) -> Result<(Vec<MountPlan>, u64), SpecError> {
     let mut shm_bytes = defaults::SHM_BYTES;
     let mut mounts = Vec::new();
+    let joins = |t| {
+        spec.linux()
+            .iter()
+            .flat_map(|l| l.namespaces().iter().flatten())
+            .any(|n| n.typ() == t && n.path().is_some())
+    };
+    let joined = Joined {
+        net: joins(oci_spec::runtime::LinuxNamespaceType::Network),
+    };
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if m.destination() == Path::new("/dev/shm") {
             for o in m.options().iter().flatten() {
@@ -572,7 +782,7 @@ fn plan_mounts(
             }
             continue;
         }
-        if let Some(mp) = parse_mount(i, m, uid, gid)? {
+        if let Some(mp) = parse_mount(i, m, uid, gid, joined)? {
             // A build step may set setuid modes (dpkg; seccomp::Purpose):
             // its writes must stay in its private upper dir.
             if opts.build_capabilities && !mp.readonly && matches!(mp.kind, MountKind::Bind { .. })
@@ -594,47 +804,99 @@ fn plan_mounts(
             mounts.push(mp);
         }
     }
-    // /tmp and /workspace exist in every sandbox unless the spec mounts them.
-    let mut defaults_first = Vec::new();
-    if !mounts.iter().any(|m| m.destination == Path::new("/tmp")) {
-        defaults_first.push(MountPlan {
-            destination: "/tmp".into(),
-            kind: MountKind::Tmpfs {
-                size: defaults::TMPFS_BYTES,
-                mode: 0o1777,
-                uid: 0,
-                gid: 0,
-            },
-            readonly: false,
-            nosuid: true,
-            nodev: true,
-            noexec: false,
-        });
-    }
-    if !mounts
-        .iter()
-        .any(|m| m.destination == Path::new("/workspace"))
-    {
-        defaults_first.push(MountPlan {
-            destination: "/workspace".into(),
-            kind: MountKind::Tmpfs {
-                size: defaults::TMPFS_BYTES,
-                mode: 0o755,
-                uid,
-                gid,
-            },
-            readonly: false,
-            nosuid: true,
-            nodev: true,
-            noexec: false,
-        });
-    }
     // Parents before children: sort by depth (stable, so equal depths keep
-    // the spec's order).
-    defaults_first.append(&mut mounts);
-    let mut mounts = defaults_first;
+    // the spec's order). A container gets exactly the mounts its spec lists:
+    // /tmp and /workspace are the RequestBuilder's, stated there once.
     mounts.sort_by_key(|m| m.destination.components().count());
     Ok((mounts, shm_bytes))
+}
+
+/// `linux.sysctl` sorted by key, with `net.ipv4.ping_group_range` fitted
+/// to the sandbox's gids: the kernel takes only gids mapped in the user
+/// namespace that owns the network namespace (EINVAL otherwise,
+/// net/ipv4/sysctl_net_ipv4.c), and dockerd asks for `0 2147483647`,
+/// "every group", which inside the sandbox is `0 <last mapped gid>`.
+fn plan_sysctl(linux: &oci_spec::runtime::Linux, ids: u32) -> Vec<(String, String)> {
+    let last_gid = u64::from(ids.saturating_sub(1));
+    let mut v: Vec<(String, String)> = linux
+        .sysctl()
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            let fitted = (k == "net.ipv4.ping_group_range")
+                .then(|| {
+                    let mut parts = v.split_whitespace().map(str::parse::<u64>);
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some(Ok(lo)), Some(Ok(hi)), None) if hi > last_gid => {
+                            Some(format!("{lo}\t{last_gid}"))
+                        }
+                        _ => None,
+                    }
+                })
+                .flatten();
+            (k.clone(), fitted.unwrap_or_else(|| v.clone()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The standard mounts of /dev an engine lists: an mqueue at /dev/mqueue
+/// (the sandbox's own IPC namespace: a joined one is not the sandbox's to
+/// mount), and the devpts options (checked numbers; a new instance
+/// always).
+fn plan_dev(spec: &Spec, ids: u32) -> Result<(bool, DevptsOptions), SpecError> {
+    let mut mqueue = false;
+    let mut devpts = DevptsOptions::default();
+    let ipc_joined = spec
+        .linux()
+        .iter()
+        .flat_map(|l| l.namespaces().iter().flatten())
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Ipc && n.path().is_some());
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let field = format!("mounts[{i}].options");
+        match (m.typ().as_deref(), m.destination().to_str()) {
+            (Some("mqueue"), Some("/dev/mqueue")) => {
+                if ipc_joined {
+                    return Err(SpecError::Unsupported {
+                        field: format!("mounts[{i}]"),
+                        why: "an mqueue belongs to an IPC namespace the sandbox owns; this one is joined",
+                    });
+                }
+                mqueue = true;
+            }
+            (Some("devpts"), Some("/dev/pts")) => {
+                for o in m.options().iter().flatten() {
+                    let (k, v) = o.split_once('=').unwrap_or((o.as_str(), ""));
+                    let octal = |v: &str| {
+                        u32::from_str_radix(v, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o777)
+                            .ok_or_else(|| invalid(&field, format!("{k}={v} is not an octal mode")))
+                    };
+                    match k {
+                        "newinstance" | "nosuid" | "noexec" | "rw" => {}
+                        "mode" => devpts.mode = octal(v)?,
+                        "ptmxmode" => devpts.ptmxmode = octal(v)?,
+                        "gid" => {
+                            devpts.gid =
+                                Some(v.parse::<u32>().ok().filter(|g| *g < ids).ok_or_else(
+                                    || invalid(&field, format!("gid={v} is outside 0..{ids}")),
+                                )?)
+                        }
+                        other => {
+                            return Err(invalid(
+                                &field,
+                                format!("{other:?} is not supported for devpts"),
+                            ))
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((mqueue, devpts))
 }
 
 /// Masked and read-only paths: the spec's, or the OCI/moby defaults.
@@ -656,7 +918,7 @@ struct ProgramPlan {
     env: Vec<CString>,
     path_dirs: Vec<String>,
     tty_size: Option<WinSize>,
-    capabilities: u64,
+    capabilities: crate::capabilities::CapabilitySets,
 }
 
 /// Process: argv and environment as `CString`s, the `PATH` search list,
@@ -692,20 +954,23 @@ fn plan_process(
             cols: b.width().min(u16::MAX as u64) as u16,
         })
     });
-    let mut capabilities = 0u64;
-    if opts.build_capabilities {
-        if let Some(c) = process.capabilities() {
-            // validate() allowed only BUILD_CAPABILITIES; a capability
-            // missing from any of the three sets is not held.
-            let all = |set: &Option<oci_spec::runtime::Capabilities>| -> u64 {
-                set.iter()
-                    .flatten()
-                    .filter_map(|c| super::capability_bit(*c))
-                    .fold(0, |m, b| m | (1 << b))
-            };
-            capabilities = all(c.bounding()) & all(c.effective()) & all(c.permitted());
+    let capabilities = match process.capabilities() {
+        // validate() allowed only BUILD_CAPABILITIES; a capability missing
+        // from any of the three sets is not held, and nothing passes on
+        // across an exec by inheritance.
+        Some(c) if opts.build_capabilities => {
+            let sets = crate::capabilities::CapabilitySets::of(c);
+            let held = sets.bounding & sets.effective & sets.permitted;
+            crate::capabilities::CapabilitySets {
+                bounding: held,
+                effective: held,
+                permitted: held,
+                ..Default::default()
+            }
         }
-    }
+        Some(c) => crate::capabilities::CapabilitySets::of(c),
+        None => crate::capabilities::CapabilitySets::default(),
+    };
     Ok(ProgramPlan {
         args,
         env,
@@ -757,14 +1022,23 @@ fn plan_limits(
     }
 
     let res = linux.resources().as_ref();
-    let memory_bytes = res
-        .and_then(|r| r.memory().as_ref())
+    let memory = res.and_then(|r| r.memory().as_ref());
+    let memory_bytes = memory
         .and_then(|m| m.limit())
         .map(|l| l as u64)
         .unwrap_or(defaults::MEMORY_BYTES);
+    // OCI's swap counts memory plus swap; equal to the limit (or absent) is
+    // no swap, -1 unlimited (validate checked it is not below the limit).
+    let memory_swap_bytes = match memory.and_then(|m| m.swap()) {
+        Some(-1) => Some(u64::MAX),
+        Some(s) if s as u64 > memory_bytes => Some(s as u64),
+        _ => None,
+    };
     let pids = res
         .and_then(|r| r.pids().as_ref())
-        .map(|p| p.limit() as u64)
+        .map(|p| p.limit())
+        .filter(|l| *l > 0)
+        .map(|l| l as u64)
         .unwrap_or(defaults::PIDS);
     let cpu = res.and_then(|r| r.cpu().as_ref());
     let cgroup = CgroupLimits {
@@ -772,6 +1046,12 @@ fn plan_limits(
         pids: Some(pids),
         cpu_quota_us: cpu.and_then(|c| c.quota()).map(|q| q as u64),
         cpu_period_us: cpu.and_then(|c| c.period()),
+        memory_swap_bytes,
+        memory_reservation_bytes: memory
+            .and_then(|m| m.reservation())
+            .filter(|r| *r > 0)
+            .map(|r| r as u64),
+        cpu_shares: cpu.and_then(|c| c.shares()).filter(|s| *s != 0),
     };
     (rlimits, cgroup)
 }
@@ -822,18 +1102,9 @@ mod tests {
             .rlimits
             .iter()
             .any(|r| r.resource == libc::RLIMIT_NOFILE as i32 && r.hard == 1024));
-        let dests: Vec<_> = p.mounts.iter().map(|m| m.destination.clone()).collect();
-        assert_eq!(
-            dests,
-            vec![PathBuf::from("/tmp"), PathBuf::from("/workspace")]
-        );
-        match &p.mounts[1].kind {
-            MountKind::Tmpfs { size, uid, .. } => {
-                assert_eq!(*size, defaults::TMPFS_BYTES);
-                assert_eq!(*uid, 1000);
-            }
-            k => panic!("workspace is {k:?}"),
-        }
+        // A raw spec gets exactly the mounts it lists (issue 13: /tmp and
+        // /workspace are the RequestBuilder's, not plan's).
+        assert!(p.mounts.is_empty(), "{:?}", p.mounts);
         assert!(p.path_dirs.contains(&"/usr/bin".to_string()));
         assert!(p.masked_paths.contains(&PathBuf::from("/proc/kcore")));
         assert!(p
@@ -868,7 +1139,8 @@ mod tests {
 
         let mut s = base_spec(vec!["true".into()]);
         s.linux_mut().as_mut().unwrap().set_sysctl(Some(
-            [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+            // Not namespaced (issue 14 lets namespaced ones through).
+            [("vm.swappiness".to_string(), "1".to_string())].into(),
         ));
         assert!(plan(&s, &RunOptions::default())
             .unwrap_err()
@@ -879,8 +1151,9 @@ mod tests {
         let res = LinuxResourcesBuilder::default()
             .memory(
                 LinuxMemoryBuilder::default()
-                    .limit(1 << 20)
-                    .swap(2 << 20)
+                    // Issue 14 takes swap above the limit; below is invalid.
+                    .limit(2 << 20)
+                    .swap(1 << 20)
                     .build()
                     .unwrap(),
             )
@@ -986,7 +1259,7 @@ mod tests {
             ("/x", "bind", Some("/usr"), "suid"),
             ("/proc/sys", "tmpfs", None, "size=1m"),
             ("/x", "nfs", None, "ro"),
-            ("/sys", "sysfs", None, "ro"),
+            ("/sys", "sysfs", None, "suid"),
             ("/x/../y", "tmpfs", None, "size=1m"),
         ] {
             let mut b = MountBuilder::default();
@@ -1028,7 +1301,8 @@ mod tests {
             .unwrap();
         let p = plan(&spec_with_mounts(vec![proc_m, shm]), &RunOptions::default()).unwrap();
         assert_eq!(p.shm_bytes, 1 << 20);
-        assert_eq!(p.mounts.len(), 2);
+        // proc and /dev/shm are the sandbox's own: no extra mount planned.
+        assert!(p.mounts.is_empty(), "{:?}", p.mounts);
     }
 
     #[test]
@@ -1040,6 +1314,8 @@ mod tests {
                 .bounding(set.clone())
                 .effective(set.clone())
                 .permitted(set)
+                .inheritable(std::collections::HashSet::new())
+                .ambient(std::collections::HashSet::new())
                 .build()
                 .unwrap()
         };
@@ -1048,13 +1324,21 @@ mod tests {
             .as_mut()
             .unwrap()
             .set_capabilities(Some(caps(vec![Capability::Chown, Capability::Setuid])));
-        let err = plan(&s, &RunOptions::default()).unwrap_err().to_string();
-        assert!(err.contains("process.capabilities.bounding"), "{err}");
+        // Issue 14: a spec's capabilities are held as listed (in the
+        // sandbox's user namespace) by any run; a build step's are
+        // checked against BUILD_CAPABILITIES below.
+        let listed = plan(&s, &RunOptions::default()).unwrap().capabilities;
+        assert_eq!(listed.effective, 1 | (1 << 7));
         let build = RunOptions {
             build_capabilities: true,
             ..RunOptions::default()
         };
-        assert_eq!(plan(&s, &build).unwrap().capabilities, 1 | (1 << 7));
+        let held = plan(&s, &build).unwrap().capabilities;
+        assert_eq!(
+            (held.bounding, held.effective, held.permitted),
+            (1 | (1 << 7), 1 | (1 << 7), 1 | (1 << 7))
+        );
+        assert_eq!((held.inheritable, held.ambient), (0, 0));
         s.process_mut()
             .as_mut()
             .unwrap()

@@ -179,3 +179,39 @@ pub fn setrlimit_core_zero_legacy() -> Result<(), Errno> {
     };
     result(ret, errno).map(drop)
 }
+
+/// `personality(value)`, then back to the previous persona: how a probe
+/// sees a filter on the argument (Docker allows a few values only).
+pub fn personality(value: u32) -> Result<(), Errno> {
+    // SAFETY: integer arguments only; a persona changes no memory of ours.
+    let (ret, errno) = unsafe { super::raw_syscall3(libc::SYS_personality, value as usize, 0, 0) };
+    let old = result(ret, errno)?;
+    // SAFETY: as above; restores what the first call returned.
+    let _ = unsafe { super::raw_syscall3(libc::SYS_personality, old as usize, 0, 0) };
+    Ok(())
+}
+
+/// A fork-like `clone(flags | SIGCHLD)` whose child leaves at once; the
+/// parent reaps it. Only namespace flags are passed (others are masked
+/// off): how a probe sees a filter on clone's flags.
+pub fn clone_with_namespace_flags(_single: &SingleThreaded, flags: u32) -> Result<(), Errno> {
+    let ns = (libc::CLONE_NEWNS
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWCGROUP) as u32;
+    let flags = (flags & ns) as usize | libc::SIGCHLD as usize;
+    // SAFETY: without CLONE_VM and a stack the child gets a copy of our
+    // memory, as with fork; the token proves we are single-threaded, so
+    // the copy holds no lock another thread had; the child only exits.
+    let (ret, errno) = unsafe { super::raw_syscall3(libc::SYS_clone, flags, 0, 0) };
+    match result(ret, errno)? {
+        0 => super::exit_now(0),
+        pid => {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+            Ok(())
+        }
+    }
+}

@@ -370,6 +370,18 @@ pub fn unlock_pty(master: BorrowedFd<'_>) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// The `CLONE_NEW*` type of the namespace `fd` refers to
+/// (`ioctl(NS_GET_NSTYPE)`, ioctl_ns(2)); ENOTTY for a file that is not a
+/// namespace.
+pub fn namespace_type(fd: BorrowedFd<'_>) -> Result<i32, Errno> {
+    // _IO(0xb7, 0x3), linux/nsfs.h.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which
+    // the borrow keeps open for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    Errno::result(r)
+}
+
 /// Brings network interface `name` up (`SIOCGIFFLAGS` + `SIOCSIFFLAGS`).
 pub fn interface_up(sock: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
@@ -715,9 +727,9 @@ pub fn drop_bounding_set_except(keep: u64) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Sets the effective and permitted sets to `caps` (bits), empties the
-/// inheritable and ambient sets.
-pub fn set_capabilities(caps: u64) -> Result<(), Errno> {
+/// Sets the effective, permitted and inheritable sets, then the ambient
+/// set to exactly `sets.ambient` (cleared, then each raised).
+pub fn set_capabilities(sets: &crate::capabilities::CapabilitySets) -> Result<(), Errno> {
     // linux/capability.h: _LINUX_CAPABILITY_VERSION_3, two u32 words per set.
     #[repr(C)]
     struct Header {
@@ -735,19 +747,12 @@ pub fn set_capabilities(caps: u64) -> Result<(), Errno> {
         version: 0x2008_0522,
         pid: 0,
     };
-    let (lo, hi) = (caps as u32, (caps >> 32) as u32);
-    let data = [
-        Data {
-            effective: lo,
-            permitted: lo,
-            inheritable: 0,
-        },
-        Data {
-            effective: hi,
-            permitted: hi,
-            inheritable: 0,
-        },
-    ];
+    let word = |bits: u64, hi: bool| if hi { (bits >> 32) as u32 } else { bits as u32 };
+    let data = [false, true].map(|hi| Data {
+        effective: word(sets.effective, hi),
+        permitted: word(sets.permitted, hi),
+        inheritable: word(sets.inheritable, hi),
+    });
     // SAFETY: header and data are valid for the v3 layout (one header, two
     // data structs) for the duration of the call.
     let ret = unsafe {
@@ -770,6 +775,29 @@ pub fn set_capabilities(caps: u64) -> Result<(), Errno> {
             0,
         )
     };
+    Errno::result(ret)?;
+    for cap in (0..64u64).filter(|c| sets.ambient & (1 << c) != 0) {
+        // SAFETY: prctl with integer arguments only.
+        let ret = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                cap as libc::c_ulong,
+                0,
+                0,
+            )
+        };
+        Errno::result(ret)?;
+    }
+    Ok(())
+}
+
+/// `PR_SET_KEEPCAPS`: the permitted set survives the change from uid 0 to
+/// another uid (capabilities(7)), so a non-root program can hold the
+/// capabilities its spec lists.
+pub fn keep_capabilities() -> Result<(), Errno> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
     Errno::result(ret).map(drop)
 }
 

@@ -434,6 +434,9 @@ pub trait Syscalls: MountOps {
     fn set_dumpable(&mut self, dumpable: bool) -> Result<(), Errno>;
     /// Writes `/proc/self/<name>`.
     fn write_proc_self(&mut self, name: &str, value: &[u8]) -> Result<(), Errno>;
+    /// Sets the kernel parameter `key` (`net.ipv4.ping_group_range`)
+    /// through the sandbox's own `/proc/sys`.
+    fn write_sysctl(&mut self, key: &str, value: &[u8]) -> Result<(), Errno>;
     fn setsid(&mut self) -> Result<(), Errno>;
     fn set_controlling_tty(&mut self, fd: BorrowedFd<'_>) -> Result<(), Errno>;
     /// `dup2(fd, target)`, `target` one of 0, 1, 2.
@@ -441,7 +444,10 @@ pub trait Syscalls: MountOps {
     fn set_rlimit(&mut self, resource: i32, soft: u64, hard: u64) -> Result<(), Errno>;
     fn umask(&mut self, mode: u32);
     fn drop_bounding_set_except(&mut self, keep: u64) -> Result<(), Errno>;
-    fn set_capabilities(&mut self, caps: u64) -> Result<(), Errno>;
+    fn set_capabilities(&mut self, caps: &crate::capabilities::CapabilitySets)
+        -> Result<(), Errno>;
+    /// Keeps the permitted set across the change to a non-root uid.
+    fn keep_capabilities(&mut self) -> Result<(), Errno>;
     fn set_no_new_privs(&mut self) -> Result<(), Errno>;
     /// Landlock: read everywhere, write below `writable`.
     fn restrict_landlock(&mut self, writable: &[&Path]) -> Result<(), String>;
@@ -536,6 +542,21 @@ impl Syscalls for Linux {
         std::fs::write(Path::new("/proc/self").join(name), value).map_err(io_errno)
     }
 
+    fn write_sysctl(&mut self, key: &str, value: &[u8]) -> Result<(), Errno> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // The key was checked (validate::check_sysctl): dots and slashes
+        // separate plain names, never `..`. No O_CREAT, no truncation:
+        // procfs files take one write of the whole value.
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(io_errno)?;
+        f.write_all(value).map_err(io_errno)
+    }
+
     fn setsid(&mut self) -> Result<(), Errno> {
         nix::unistd::setsid().map(drop)
     }
@@ -560,8 +581,15 @@ impl Syscalls for Linux {
         super::drop_bounding_set_except(keep)
     }
 
-    fn set_capabilities(&mut self, caps: u64) -> Result<(), Errno> {
+    fn set_capabilities(
+        &mut self,
+        caps: &crate::capabilities::CapabilitySets,
+    ) -> Result<(), Errno> {
         super::set_capabilities(caps)
+    }
+
+    fn keep_capabilities(&mut self) -> Result<(), Errno> {
+        super::keep_capabilities()
     }
 
     fn set_no_new_privs(&mut self) -> Result<(), Errno> {
@@ -698,6 +726,10 @@ impl Syscalls for Recorder {
         let value = String::from_utf8_lossy(value).into_owned();
         self.record(format!("write /proc/self/{name} {value}"))
     }
+    fn write_sysctl(&mut self, key: &str, value: &[u8]) -> Result<(), Errno> {
+        let value = String::from_utf8_lossy(value).into_owned();
+        self.record(format!("sysctl {key}={value}"))
+    }
     fn setsid(&mut self) -> Result<(), Errno> {
         self.record("setsid".into())
     }
@@ -717,8 +749,14 @@ impl Syscalls for Recorder {
     fn drop_bounding_set_except(&mut self, keep: u64) -> Result<(), Errno> {
         self.record(format!("drop_bounding_set except {keep:#x}"))
     }
-    fn set_capabilities(&mut self, caps: u64) -> Result<(), Errno> {
-        self.record(format!("capset {caps:#x}"))
+    fn set_capabilities(
+        &mut self,
+        caps: &crate::capabilities::CapabilitySets,
+    ) -> Result<(), Errno> {
+        self.record(format!("capset {:#x}", caps.effective))
+    }
+    fn keep_capabilities(&mut self) -> Result<(), Errno> {
+        self.record("prctl PR_SET_KEEPCAPS".into())
     }
     fn set_no_new_privs(&mut self) -> Result<(), Errno> {
         self.record("prctl PR_SET_NO_NEW_PRIVS".into())

@@ -33,6 +33,7 @@ use serde_json::{json, Map, Value};
 const USAGE: &str = "usage: probe SUBCOMMAND [ARGS...]
   mount [DIR] | unshare-user | unshare-mount | setns | ptrace [PID] | bpf
   perf-event-open | keyctl | io-uring-setup | userfaultfd | clone3
+  personality VALUE | clone-flags FLAGS
   caps | ids | hostname | fds | ifaces | ps | env
   read PATH | write PATH [CONTENT] | fill PATH MIB | stat PATH | ls PATH
   connect HOST:PORT | kill PID SIG | open-files [MAX]
@@ -96,6 +97,8 @@ fn main() -> ExitCode {
         "bpf" => Ok(check_bpf()),
         "perf-event-open" => Ok(check_perf_event_open()),
         "keyctl" => Ok(check_keyctl()),
+        "personality" => parse(rest, 0, "VALUE").map(check_personality),
+        "clone-flags" => parse(rest, 0, "FLAGS").map(check_clone_flags),
         "io-uring-setup" => Ok(check_io_uring_setup()),
         "userfaultfd" => Ok(check_userfaultfd()),
         "clone3" => Ok(check_clone3()),
@@ -295,6 +298,21 @@ fn check_keyctl() -> Value {
         keyctl,
         json!({"add_key_ok": add_key.is_ok(), "add_key_errno": add_key.err()}),
     )
+}
+
+fn check_personality(value: u32) -> Value {
+    let res = attempt::personality(value).map_err(errno_name);
+    outcome("personality", res, json!({"value": value}))
+}
+
+/// A fork-like clone with namespace flags (decimal), e.g. 268435456 for
+/// CLONE_NEWUSER.
+fn check_clone_flags(flags: u32) -> Value {
+    let res = match SingleThreaded::check() {
+        Ok(single) => attempt::clone_with_namespace_flags(&single, flags).map_err(errno_name),
+        Err(e) => Err(e.to_string()),
+    };
+    outcome("clone-flags", res, json!({"flags": flags}))
 }
 
 fn check_io_uring_setup() -> Value {
