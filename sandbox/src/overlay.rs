@@ -80,9 +80,9 @@ pub fn find_in(mountinfo: &str, root: &Path) -> Result<Option<OverlayRoot>, Over
     // lookup reaches).
     let Some(m) = mountinfo
         .lines()
+        .rev()
         .filter_map(MountLine::parse)
-        .filter(|m| Path::new(std::ffi::OsStr::from_bytes(&m.point)) == root)
-        .last()
+        .find(|m| Path::new(std::ffi::OsStr::from_bytes(&m.point)) == root)
     else {
         return Ok(None);
     };
