@@ -19,6 +19,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod netns;
 pub mod options;
+pub mod overlay;
 pub mod peer;
 pub mod process;
 pub mod pty;

@@ -1038,3 +1038,204 @@ fn a_relative_cgroups_path_is_below_the_callers_cgroup() {
 fn parent_name(path: &str) -> String {
     path.split('/').next().unwrap().to_string()
 }
+
+/// An overlay mounted by the test (as an engine mounts a container's
+/// rootfs), unmounted on drop.
+struct OverlayMount(PathBuf);
+
+impl OverlayMount {
+    fn new(lowers: &[&Path], upper: &Path, work: &Path, at: &Path) -> OverlayMount {
+        let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            upper.display(),
+            work.display()
+        );
+        let out = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &data])
+            .arg(at)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount overlay: {}", context(&out));
+        OverlayMount(at.to_path_buf())
+    }
+}
+
+impl Drop for OverlayMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Lines of the mount table naming `dir` (as a mount point or in a
+/// mount's options).
+fn mounts_naming(dir: &Path) -> Vec<String> {
+    let d = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&d))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every path below `dir` with its kind, owner, mode, size and mtime.
+fn tree_snapshot(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        out.push(format!(
+            "{} {:o} {}:{} {} {}",
+            p.display(),
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            m.size(),
+            m.mtime_nsec()
+        ));
+        if m.is_dir() {
+            for e in fs::read_dir(&p).unwrap().flatten() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// An engine's bundle: busybox split over two lower layers (the program
+/// in one, /etc and the mount points in the other), an upper and a work
+/// dir, and the overlay of them mounted on `rootfs` by the test.
+fn overlay_bundle(dir: &Path, args: &[&str]) -> (PathBuf, PathBuf, PathBuf, OverlayMount) {
+    let b = bundle(dir, args, |_| {});
+    let (l0, l1) = (dir.join("l0"), dir.join("l1"));
+    fs::rename(b.join("rootfs"), &l0).unwrap();
+    fs::create_dir(&l1).unwrap();
+    for d in ["proc", "dev", "tmp", "etc"] {
+        fs::rename(l0.join(d), l1.join(d)).unwrap();
+    }
+    fs::write(l1.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+    let (upper, work) = (dir.join("up/diff"), dir.join("up/work"));
+    fs::create_dir_all(&upper).unwrap();
+    fs::create_dir_all(&work).unwrap();
+    fs::create_dir(b.join("rootfs")).unwrap();
+    let m = OverlayMount::new(&[&l1, &l0], &upper, &work, &b.join("rootfs"));
+    (b, l0, l1, m)
+}
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn an_engines_overlay_rootfs_is_rebuilt_from_idmapped_layers() {
+    let oci = Oci::new();
+    let dir = BundleDir::new("overlay");
+    // The report goes to the root: the host reads it in the upper dir.
+    let (b, l0, l1, engine_mount) = overlay_bundle(
+        dir.path(),
+        &[
+            "/bin/sh",
+            "-c",
+            "{ cat /proc/self/uid_map; stat -c %u /bin/busybox; \
+             echo hi > /etc/x && echo wrote; stat -c %u /etc/x; } > /report 2>&1",
+        ],
+    );
+    let lowers_before = (tree_snapshot(&l0), tree_snapshot(&l1));
+    let ours = mounts_naming(dir.path());
+    assert_eq!(ours.len(), 1, "{ours:#?}");
+    let id = unique("ovl");
+    oci.ok(&["create", "--bundle", b.to_str().unwrap(), &id]);
+    // The container's overlay and its layers are in its own mount
+    // namespace only: nothing new on the host.
+    assert_eq!(
+        mounts_naming(dir.path()),
+        ours,
+        "create mounted on the host"
+    );
+    let record = oci.record(&id);
+    oci.ok(&["start", &id]);
+    oci.wait_status(&id, "stopped");
+    let report = fs::read_to_string(dir.join("up/diff/report")).expect("report in the upper dir");
+    let mut lines = report.lines();
+    let map: Vec<u64> = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    // Root inside is a host uid of a range of its own.
+    assert_eq!((map[0], map[2]), (0, 65536), "{report}");
+    assert!(map[1] >= 65536, "identity-like map: {report}");
+    // The lower layers' files (host uid 0 on disk) are root's inside,
+    // not the overflow uid.
+    assert_eq!(lines.next(), Some("0"), "{report}");
+    assert_eq!(lines.next(), Some("wrote"), "{report}");
+    assert_eq!(lines.next(), Some("0"), "{report}");
+    // The engine's view: the write is in its upper dir, stored as the
+    // image's root (host uid 0), not as the container's host uid.
+    let x = dir.join("up/diff/etc/x");
+    assert_eq!(fs::read_to_string(&x).unwrap(), "hi\n");
+    let m = fs::metadata(&x).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0));
+    let r = fs::metadata(dir.join("up/diff/report")).unwrap();
+    assert_eq!((r.uid(), r.gid()), (0, 0));
+    // Through the engine's own mount too (docker diff's view).
+    assert_eq!(fs::read_to_string(b.join("rootfs/etc/x")).unwrap(), "hi\n");
+    assert_eq!((tree_snapshot(&l0), tree_snapshot(&l1)), lowers_before);
+    oci.ok(&["delete", &id]);
+    assert_eq!(mounts_naming(dir.path()), ours, "delete left a mount");
+    drop(engine_mount);
+    assert_nothing_left(&oci, &id, &record, dir.path());
+}
+
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn a_layer_that_cannot_be_idmapped_fails_create_naming_it() {
+    let oci = Oci::new();
+    let dir = BundleDir::new("overlay-bad");
+    // A lower layer that is itself an overlayfs mount: overlayfs cannot
+    // be idmapped, though it can be another overlay's lower layer.
+    let inner = dir.join("inner");
+    for d in ["l", "u", "w", "m"] {
+        fs::create_dir_all(inner.join(d)).unwrap();
+    }
+    fs::write(inner.join("l/inner-file"), "x").unwrap();
+    let inner_mount = OverlayMount::new(
+        &[&inner.join("l")],
+        &inner.join("u"),
+        &inner.join("w"),
+        &inner.join("m"),
+    );
+    let b = bundle(dir.path(), &["/bin/true"], |_| {});
+    let (l0, upper, work) = (dir.join("l0"), dir.join("up/diff"), dir.join("up/work"));
+    fs::rename(b.join("rootfs"), &l0).unwrap();
+    fs::create_dir_all(&upper).unwrap();
+    fs::create_dir_all(&work).unwrap();
+    fs::create_dir(b.join("rootfs")).unwrap();
+    let outer = OverlayMount::new(&[&inner.join("m"), &l0], &upper, &work, &b.join("rootfs"));
+    let ours = mounts_naming(dir.path());
+    assert_eq!(ours.len(), 2, "{ours:#?}");
+    let id = unique("ovlbad");
+    let out = oci.run(&["create", "--bundle", b.to_str().unwrap(), &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", context(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let layer = inner.join("m").display().to_string();
+    assert!(
+        err.contains(&format!("layer {layer} cannot be idmapped")),
+        "{err}"
+    );
+    assert!(err.contains("uid_range = false"), "{err}");
+    // Nothing of it stays: no state, no lease, no mount.
+    assert!(!oci.root.join(&id).exists());
+    let root = oci.root.path().to_string_lossy().into_owned();
+    let held: Vec<String> = uid_leases_held()
+        .into_iter()
+        .filter(|o| o.contains(&root))
+        .collect();
+    assert!(held.is_empty(), "{held:?}");
+    assert_eq!(mounts_naming(dir.path()), ours);
+    drop(outer);
+    drop(inner_mount);
+    assert!(mounts_naming(dir.path()).is_empty());
+}

@@ -668,7 +668,11 @@ fn missing_program(plan: &Plan) -> Option<StepError> {
         StepError::new(
             Step::SpawnProgram,
             Some(Errno::ENOENT),
-            format!("the program {name} is not an executable file in the container"),
+            // runc's lower-case words, which dockerd turns into exit 127.
+            format!(
+                "the program {name} is not an executable file in the container \
+                 (no such file or directory)"
+            ),
         )
     })
 }

@@ -41,6 +41,8 @@ pub enum SandboxError {
     Userns(#[from] UsernsError),
     #[error(transparent)]
     NotSingleThreaded(#[from] NotSingleThreaded),
+    #[error(transparent)]
+    Overlay(#[from] crate::overlay::OverlayError),
     /// A namespace the spec joins by path could not be entered.
     #[error(transparent)]
     Namespace(#[from] crate::namespaces::JoinError),
@@ -232,7 +234,7 @@ impl Sandbox {
             opts.output_limit.is_some(),
         )?;
         let cloned = clone_child(&mut claimed, &prepared, &stdio, &opts, single)?;
-        hand_over(claimed, prepared, stdio, cloned, &opts)
+        hand_over(claimed, prepared, stdio, cloned, &opts, single)
     }
 
     fn wait_started(&mut self) -> Result<(), SandboxError> {
@@ -737,6 +739,7 @@ fn hand_over(
     stdio: Wired,
     cloned: Cloned,
     opts: &RunOptions,
+    single: &SingleThreaded,
 ) -> Result<Sandbox, SandboxError> {
     let Prepared {
         join_fds,
@@ -819,24 +822,34 @@ fn hand_over(
                 nix::sys::stat::Mode::empty(),
             )
             .map_err(sys_err("open the sandbox's user namespace"))?;
-            let tree = sys::open_tree_clone(path, false)
-                .map_err(sys_err(format!("open_tree {}", path.display())))?;
             // Host ids map to themselves: nothing to idmap.
             let host_ids = opts.container.as_ref().is_some_and(|c| c.host_ids);
-            if !host_ids {
-                sys::mount_setattr(tree.as_fd(), sys::MOUNT_ATTR_IDMAP, Some(ns.as_fd())).map_err(
-                    |e| {
-                        let hint = if e == Errno::EINVAL {
-                            " (its filesystem cannot be idmapped, e.g. an overlayfs mount: \
+            // An engine's overlay cannot be idmapped as a whole: a new
+            // overlay of its idmapped layers, with the same upper dir.
+            let overlay = if host_ids {
+                None
+            } else {
+                crate::overlay::find(path)?
+            };
+            if let Some(o) = overlay {
+                vec![o.mount_idmapped(ns.as_fd(), sb.lease.host_base, &opts.run_dir, single)?]
+            } else {
+                let tree = sys::open_tree_clone(path, false)
+                    .map_err(sys_err(format!("open_tree {}", path.display())))?;
+                if !host_ids {
+                    sys::mount_setattr(tree.as_fd(), sys::MOUNT_ATTR_IDMAP, Some(ns.as_fd()))
+                        .map_err(|e| {
+                            let hint = if e == Errno::EINVAL {
+                                " (its filesystem cannot be idmapped: \
                              give this runtime class host ids, docs/oci.md)"
-                        } else {
-                            ""
-                        };
-                        sys_err(format!("idmap the root {}{hint}", path.display()))(e)
-                    },
-                )?;
+                            } else {
+                                ""
+                            };
+                            sys_err(format!("idmap the root {}{hint}", path.display()))(e)
+                        })?;
+                }
+                vec![tree]
             }
-            vec![tree]
         }
         _ => Vec::new(),
     };

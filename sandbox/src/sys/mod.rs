@@ -951,6 +951,86 @@ pub fn move_mount_onto(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Result<(
     }
 }
 
+/// `fsopen(fstype, FSOPEN_CLOEXEC)`: a filesystem context to configure
+/// with the `fsconfig_*` calls and turn into a mount with [`fsmount`].
+pub fn fsopen(fstype: &CStr) -> Result<OwnedFd, Errno> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 0x1;
+    // SAFETY: `fstype` is a valid NUL-terminated string for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new fd that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+// linux/mount.h `enum fsconfig_command`.
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+
+fn fsconfig(
+    fs: BorrowedFd<'_>,
+    cmd: libc::c_uint,
+    key: Option<&CStr>,
+    value: Option<&CStr>,
+    aux: libc::c_int,
+) -> Result<(), Errno> {
+    // SAFETY: `key` and `value` are NUL-terminated strings (or null, which
+    // the commands used here accept where they are absent), valid for the
+    // call; `fs` is borrowed for it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            cmd,
+            key.map_or(std::ptr::null(), |k| k.as_ptr()),
+            value.map_or(std::ptr::null(), |v| v.as_ptr()),
+            aux,
+        )
+    };
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// `fsconfig(FSCONFIG_SET_FLAG, key)`: a bare option such as `ro`.
+pub fn fsconfig_set_flag(fs: BorrowedFd<'_>, key: &CStr) -> Result<(), Errno> {
+    fsconfig(fs, FSCONFIG_SET_FLAG, Some(key), None, 0)
+}
+
+/// `fsconfig(FSCONFIG_SET_STRING, key, value)`: a `key=value` option.
+pub fn fsconfig_set_string(fs: BorrowedFd<'_>, key: &CStr, value: &CStr) -> Result<(), Errno> {
+    fsconfig(fs, FSCONFIG_SET_STRING, Some(key), Some(value), 0)
+}
+
+/// `fsconfig(FSCONFIG_CMD_CREATE)`: makes the superblock.
+pub fn fsconfig_create(fs: BorrowedFd<'_>) -> Result<(), Errno> {
+    fsconfig(fs, FSCONFIG_CMD_CREATE, None, None, 0)
+}
+
+/// `fsmount(fs, FSMOUNT_CLOEXEC, attrs)`: a detached mount of the created
+/// superblock, with `MOUNT_ATTR_*` flags.
+pub fn fsmount(fs: BorrowedFd<'_>, attrs: u64) -> Result<OwnedFd, Errno> {
+    const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
+    // SAFETY: plain integer arguments; `fs` is borrowed for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attrs as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new fd that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
 /// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attaches
 /// a detached mount tree at `target`.
 pub fn move_mount_to(fd: BorrowedFd<'_>, target: &std::path::Path) -> Result<(), Errno> {
