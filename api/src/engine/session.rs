@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sandbox::cgroup::CgroupStats;
+use sandbox::cgroup::{Cgroup, CgroupError, CgroupStats};
 use sandbox::process::channel::{
-    Channel, ChildMessage, ParentMessage, SpawnRequest, SpawnStdio, WriteFilesFds, WriteOutcome,
+    Channel, ChildMessage, ParentMessage, SpawnFds, SpawnRequest, SpawnStdio, WriteFilesFds,
+    WriteOutcome,
 };
 use sandbox::StepFailure;
 use tokio::sync::{mpsc, watch};
@@ -108,6 +109,8 @@ pub struct SessionSandbox {
     pidfd: OwnedFd,
     waiters: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<ProcEvent>>>>,
     next_id: AtomicU64,
+    /// Numbers the execs' child cgroups (`exec-<n>`).
+    next_cgroup: AtomicU64,
     /// Becomes true when PID 1's channel closed (the session is over).
     gone: watch::Receiver<bool>,
     stopped: AtomicBool,
@@ -194,6 +197,7 @@ impl SessionSandbox {
             pidfd,
             waiters,
             next_id: AtomicU64::new(1),
+            next_cgroup: AtomicU64::new(1),
             gone,
             stopped: AtomicBool::new(false),
             helper: tokio::sync::Mutex::new(child),
@@ -211,7 +215,9 @@ impl SessionSandbox {
         let _ = rx.wait_for(|g| *g).await;
     }
 
-    /// Starts a process; `stdio` (stdin, stdout, stderr) unless `terminal`.
+    /// Starts a process; `stdio` (stdin, stdout, stderr) unless `terminal`;
+    /// `join_cgroup`: the fds of a child cgroup of the session's that the
+    /// process moves itself into before it runs ([`Self::child_cgroup`]).
     /// Returns the process's id, its pid inside, the pty master (terminal)
     /// and its event stream.
     pub async fn spawn(
@@ -221,6 +227,7 @@ impl SessionSandbox {
         cwd: String,
         terminal: Option<(u16, u16)>,
         stdio: Option<SpawnStdio<BorrowedFd<'_>>>,
+        join_cgroup: &[OwnedFd],
     ) -> Result<Spawned, SpawnError> {
         if self.is_gone() {
             return Err(SpawnError::SessionGone);
@@ -236,6 +243,7 @@ impl SessionSandbox {
             env,
             cwd,
             terminal,
+            cgroup_fds: join_cgroup.len(),
         });
         // Armed before the request leaves: a caller that goes away while
         // PID 1 is still starting the process (a dropped request future)
@@ -245,13 +253,11 @@ impl SessionSandbox {
             id,
             armed: true,
         };
-        let fds = stdio.as_ref().map(SpawnStdio::fds);
-        if self
-            .pid1
-            .send(&req, fds.as_ref().map_or(&[][..], |f| &f[..]))
-            .await
-            .is_err()
-        {
+        let fds = SpawnFds {
+            stdio,
+            join_cgroup: join_cgroup.iter().map(AsFd::as_fd).collect(),
+        };
+        if self.pid1.send(&req, &fds.fds()).await.is_err() {
             guard.armed = false;
             self.forget(id);
             return Err(SpawnError::SessionGone);
@@ -393,6 +399,26 @@ impl SessionSandbox {
             .pid1
             .send(&ParentMessage::Signal { id, signal }, &[])
             .await;
+    }
+
+    /// A new child cgroup of the session's (blocking: a few cgroupfs
+    /// calls), with the fds a process joins it through: an exec's own,
+    /// so that its accounting is its alone. `None` when the session has
+    /// ended.
+    pub fn child_cgroup(&self) -> Result<Option<(Cgroup, Vec<OwnedFd>)>, CgroupError> {
+        let mgr = sandbox::cgroup::manager()?;
+        let n = self.next_cgroup.fetch_add(1, Ordering::Relaxed);
+        let cg = match mgr.create_child(&self.id, &format!("exec-{n}"), &Default::default()) {
+            Ok(cg) => cg,
+            Err(CgroupError::ParentMissing { .. }) => return Ok(None),
+            Err(e) if self.is_gone() => {
+                tracing::debug!(session_id = %self.id, error = %e, "no exec cgroup: the session ended");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let fds = cg.join_fds()?;
+        Ok(Some((cg, fds)))
     }
 
     /// OOM kills in the session's cgroup so far (0 when unknown).

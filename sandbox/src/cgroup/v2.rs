@@ -45,12 +45,9 @@ pub(super) fn prepare_parent(own: &Path, name: &str) -> Result<ControllerSet, Cg
 /// Enables `controllers` in `dir/cgroup.subtree_control`, writing only when
 /// one is missing (the file may belong to a cgroup we should not touch
 /// needlessly, e.g. the root in a VM or container).
-fn enable(dir: &Path, controllers: ControllerSet) -> Result<(), CgroupError> {
+pub(super) fn enable(dir: &Path, controllers: ControllerSet) -> Result<(), CgroupError> {
     let path = dir.join("cgroup.subtree_control");
-    let enabled = read_text(&path)?
-        .split_whitespace()
-        .filter_map(Controller::from_name)
-        .fold(ControllerSet::EMPTY, ControllerSet::with);
+    let enabled = enabled(dir)?;
     let missing: Vec<String> = controllers
         .iter()
         .filter(|c| !enabled.has(*c))
@@ -60,6 +57,14 @@ fn enable(dir: &Path, controllers: ControllerSet) -> Result<(), CgroupError> {
         return Ok(());
     }
     write_value(&path, &missing.join(" "))
+}
+
+/// The controllers `dir` gives its children (`cgroup.subtree_control`).
+pub(super) fn enabled(dir: &Path) -> Result<ControllerSet, CgroupError> {
+    Ok(read_text(&dir.join("cgroup.subtree_control"))?
+        .split_whitespace()
+        .filter_map(Controller::from_name)
+        .fold(ControllerSet::EMPTY, ControllerSet::with))
 }
 
 pub(super) fn write_limits(dir: &Path, limits: &Checked) -> Result<(), CgroupError> {

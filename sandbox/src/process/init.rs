@@ -16,9 +16,7 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::channel::{
-    Channel, ChildMessage, ParentMessage, SpawnStdio, WriteFilesFds, WriteOutcome,
-};
+use super::channel::{Channel, ChildMessage, ParentMessage, SpawnFds, WriteFilesFds, WriteOutcome};
 use super::StepError;
 use crate::helper::SingleThreaded;
 use crate::report::Step;
@@ -118,6 +116,9 @@ struct Launch<'a> {
     /// start-up) and its children inherit that; a memcg whose tasks are
     /// all unkillable loops in OOM instead of killing the program.
     reset_oom_score: bool,
+    /// Session mode: the fds of the process's own child cgroup (an
+    /// exec's), joined as the first step.
+    join_cgroup: &'a [BorrowedFd<'a>],
 }
 
 impl<'a> Launch<'a> {
@@ -132,6 +133,8 @@ impl<'a> Launch<'a> {
             cwd: &plan.cwd,
             stdio: ctx.stdio,
             reset_oom_score: false,
+            // PID 1 joined the run's cgroup (v1) or was born in it (v2).
+            join_cgroup: &[],
         }
     }
 }
@@ -435,6 +438,16 @@ fn program_steps(
     launch: &Launch<'_>,
 ) -> Result<Never, StepError> {
     let plan = ctx.plan;
+    // join_cgroup (an exec's own cgroup): first, before anything runs that
+    // could fork or use resources, so every process and CPU cycle of the
+    // exec is counted there. Still single-threaded, so writing "0"
+    // moves the whole process (on v1 through `tasks`, without the global
+    // lock); the fds were opened by the daemon as root, whose credentials
+    // the kernel checks (see `Cgroup::join_fds`).
+    for fd in launch.join_cgroup {
+        ops.join_cgroup(*fd)
+            .map_err(|er| e(Step::JoinCgroup, er, "move into the exec's cgroup"))?;
+    }
     // reset_signals: default dispositions (the Rust runtime ignores SIGPIPE,
     // and ignored signals survive exec) and an empty mask.
     ops.reset_signals()
@@ -831,20 +844,23 @@ fn spawn_one(
         None => None,
     };
     // By name: stdin, stdout, stderr (none in terminal mode, where the pty
-    // slave is the program's stdio).
-    let stdio = match (&pty, stdio.len()) {
-        (Some(_), _) => None,
-        (None, n) => match SpawnStdio::from_received(stdio) {
-            Ok(s) => Some(s),
-            Err(_) => {
-                return fail(StepError::new(
-                    Step::Stdio,
-                    None,
-                    format!("expected 3 stdio fds (stdin, stdout, stderr), got {n}"),
-                ))
-            }
-        },
+    // slave is the program's stdio), then the cgroup's.
+    let n = stdio.len();
+    let SpawnFds { stdio, join_cgroup } = match SpawnFds::from_received(stdio, req) {
+        Ok(fds) => fds,
+        Err(_) => {
+            let stdio_n = if req.terminal.is_some() { 0 } else { 3 };
+            return fail(StepError::new(
+                Step::Stdio,
+                None,
+                format!(
+                    "expected {stdio_n} stdio fds (stdin, stdout, stderr) and {} of a cgroup, got {n}",
+                    req.cgroup_fds
+                ),
+            ));
+        }
     };
+    let join: Vec<BorrowedFd<'_>> = join_cgroup.iter().map(|f| f.as_fd()).collect();
     let raw = match &stdio {
         Some(s) => s.fds(),
         None => sys::std_fds(),
@@ -857,6 +873,7 @@ fn spawn_one(
         cwd,
         stdio: raw,
         reset_oom_score: true,
+        join_cgroup: &join,
     };
     let slave = pty.as_ref().map(|(_, s)| s.as_fd());
     let mut stack = match sys::ChildStack::new(PROGRAM_STACK) {
@@ -874,6 +891,8 @@ fn spawn_one(
     };
     let spawned = sys::spawn_shared_vm(&ctx.single, &mut stack, &mut child);
     drop(stdio);
+    drop(join);
+    drop(join_cgroup);
     let pid = match spawned {
         Ok(pid) => pid,
         Err(er) => return fail(e(Step::SpawnProgram, er, "clone")),

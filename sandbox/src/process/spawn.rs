@@ -389,7 +389,13 @@ fn claim(
     let v2 = mgr.version() == CgroupVersion::V2;
     // The cgroup exists before clone: on v2 the child is born in it
     // (CLONE_INTO_CGROUP); on v1 the child moves itself in (prepare).
-    let cgroup = mgr.create(&id, &plan.cgroup)?;
+    // A session's execs each get a child cgroup (their own accounting):
+    // on v2 its processes, PID 1 first, then live in a leaf of it.
+    let cgroup = if opts.session {
+        mgr.create_with_children(&id, &plan.cgroup)?
+    } else {
+        mgr.create(&id, &plan.cgroup)?
+    };
     Ok(Claimed {
         id,
         plan,
