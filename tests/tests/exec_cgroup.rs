@@ -144,8 +144,8 @@ fn a_forking_spinners_children_count_against_its_cpu_time() {
     );
     assert_eq!(r["termination"], "cpu_timeout", "{r}");
     assert!(cpu_time_us(&r) >= 1_000_000, "{r}");
-    let own = r["usage"]["cpu_user_us"].as_u64().unwrap()
-        + r["usage"]["cpu_system_us"].as_u64().unwrap();
+    let own =
+        r["usage"]["cpu_user_us"].as_u64().unwrap() + r["usage"]["cpu_system_us"].as_u64().unwrap();
     assert!(
         own < 1_000_000,
         "the shell itself spun, so the test proves nothing: {r}"
@@ -169,7 +169,11 @@ fn what_an_exec_leaves_behind_is_killed_with_its_cgroup() {
     loop {
         let r = d.exec(
             &id,
-            &["sh", "-c", &format!("grep -q '^State:.*Z' /proc/{pid}/status || kill -0 {pid}")],
+            &[
+                "sh",
+                "-c",
+                &format!("grep -q '^State:.*Z' /proc/{pid}/status || kill -0 {pid}"),
+            ],
         );
         if r["exit_code"] != 0 {
             break;

@@ -206,6 +206,7 @@ pub async fn exec(
     } = run;
     // The exec's own counters: nobody else's OOM kill or refused fork.
     let stats = cgroup.finish().await.unwrap_or_default();
+    sb.exec_ended(&stats);
     outcome.cpu_time_us = stats.cpu_usage_ns / 1000;
     outcome.termination = match (client_gone, killed, status) {
         (true, _, _) => ExecTermination::ClientGone,

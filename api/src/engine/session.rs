@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sandbox::cgroup::{Cgroup, CgroupError, CgroupStats};
+use sandbox::cgroup::{Cgroup, CgroupError, CgroupStats, CgroupVersion};
 use sandbox::process::channel::{
     Channel, ChildMessage, ParentMessage, SpawnFds, SpawnRequest, SpawnStdio, WriteFilesFds,
     WriteOutcome,
@@ -111,6 +111,10 @@ pub struct SessionSandbox {
     next_id: AtomicU64,
     /// Numbers the execs' child cgroups (`exec-<n>`).
     next_cgroup: AtomicU64,
+    /// cgroup v1: OOM kills in the cgroups of ended execs. A v1 parent's
+    /// `oom_kill` counts its own processes only, and a removed child's
+    /// count is gone; v2's `memory.events` is hierarchical and keeps it.
+    ended_exec_oom_kills: AtomicU64,
     /// Becomes true when PID 1's channel closed (the session is over).
     gone: watch::Receiver<bool>,
     stopped: AtomicBool,
@@ -198,6 +202,7 @@ impl SessionSandbox {
             waiters,
             next_id: AtomicU64::new(1),
             next_cgroup: AtomicU64::new(1),
+            ended_exec_oom_kills: AtomicU64::new(0),
             gone,
             stopped: AtomicBool::new(false),
             helper: tokio::sync::Mutex::new(child),
@@ -421,26 +426,35 @@ impl SessionSandbox {
         Ok(Some((cg, fds)))
     }
 
-    /// OOM kills in the session's cgroup so far (0 when unknown).
+    /// Notes the final accounting of an exec's cgroup, which is gone.
+    pub fn exec_ended(&self, stats: &CgroupStats) {
+        if Self::v1() {
+            self.ended_exec_oom_kills
+                .fetch_add(stats.oom_kills, Ordering::Relaxed);
+        }
+    }
+
+    fn v1() -> bool {
+        sandbox::cgroup::manager().is_ok_and(|m| m.version() == CgroupVersion::V1)
+    }
+
+    /// OOM kills in the session so far, its execs' included (0 when
+    /// unknown).
     pub fn oom_kills(&self) -> u64 {
         sandbox::cgroup::manager()
             .ok()
             .and_then(|m| m.oom_kills_of(&self.id).ok().flatten())
             .unwrap_or(0)
+            + self.ended_exec_oom_kills.load(Ordering::Relaxed)
     }
 
-    /// Forks the session's pids limit refused so far (0 when unknown).
-    pub fn pids_limit_hits(&self) -> u64 {
-        sandbox::cgroup::manager()
-            .ok()
-            .and_then(|m| m.pids_limit_hits_of(&self.id).ok().flatten())
-            .unwrap_or(0)
-    }
-
-    /// The cgroup's accounting right now.
+    /// The cgroup's accounting right now (OOM kills of ended execs
+    /// included).
     pub fn stats(&self) -> Option<CgroupStats> {
         let mgr = sandbox::cgroup::manager().ok()?;
-        mgr.stats_of(&self.id).ok()?
+        let mut stats = mgr.stats_of(&self.id).ok()??;
+        stats.oom_kills += self.ended_exec_oom_kills.load(Ordering::Relaxed);
+        Some(stats)
     }
 
     /// Ends the session: the helper kills everything in the sandbox and

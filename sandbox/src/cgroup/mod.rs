@@ -417,8 +417,9 @@ impl CgroupManager {
         stats.map(Some)
     }
 
-    /// OOM kills in cgroup `name` so far (one file read: what an exec
-    /// checks before and after to tell an OOM kill from a plain SIGKILL).
+    /// OOM kills in cgroup `name` so far (one file read: what a session's
+    /// file writer checks before and after to tell an OOM kill from a
+    /// plain SIGKILL; on v1 the cgroup's own processes only).
     /// `None` when the cgroup or its memory controller is missing.
     pub fn oom_kills_of(&self, name: &str) -> Result<Option<u64>, CgroupError> {
         let file = match self.version() {
@@ -426,14 +427,6 @@ impl CgroupManager {
             CgroupVersion::V2 => "memory.events",
         };
         self.event_of(name, Controller::Memory, file, "oom_kill")
-    }
-
-    /// Forks the pids limit of cgroup `name` refused so far (one file
-    /// read, `pids.events` on both versions; what an exec checks before
-    /// and after). `None` when the cgroup or its pids controller is
-    /// missing.
-    pub fn pids_limit_hits_of(&self, name: &str) -> Result<Option<u64>, CgroupError> {
-        self.event_of(name, Controller::Pids, "pids.events", "max")
     }
 
     /// The counter `key` of the keyed file `file` of cgroup `name` in the
