@@ -211,10 +211,47 @@ impl WriteFilesFds<OwnedFd> {
     }
 }
 
+/// The fds of a [`ParentMessage::Go`], by name: a layered root's detached
+/// trees, idmapped by the parent once the child's id maps exist: one per
+/// layer, bottom first, then the upper directory's when it is on the host.
+/// Empty for any other root.
+#[derive(Debug)]
+pub struct GoFds<F> {
+    pub lowers: Vec<F>,
+    pub upper: Option<F>,
+}
+
+impl<F: AsFd> GoFds<F> {
+    /// The fds in the order the message carries them.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.lowers
+            .iter()
+            .chain(&self.upper)
+            .map(AsFd::as_fd)
+            .collect()
+    }
+}
+
+impl GoFds<OwnedFd> {
+    /// The fds that came with a `Go` to a child whose root has `layers`
+    /// layers; EBADMSG (all closed) unless they are none, one tree per
+    /// layer, or those and an upper directory's.
+    pub fn from_received(fds: Vec<OwnedFd>, layers: usize) -> Result<GoFds<OwnedFd>, Errno> {
+        let mut lowers = fds;
+        let upper = match lowers.len() {
+            0 => None,
+            n if n == layers => None,
+            n if layers > 0 && n == layers + 1 => lowers.pop(),
+            _ => return Err(Errno::EBADMSG),
+        };
+        Ok(GoFds { lowers, upper })
+    }
+}
+
 /// Messages from the supervisor to the child.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ParentMessage {
-    /// Id maps written: go on with setup.
+    /// Id maps written: go on with setup ([`GoFds`]).
     Go,
     /// Session mode: start a process.
     Spawn(SpawnRequest),
@@ -602,6 +639,36 @@ mod tests {
         let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
         let got = SpawnFds::from_received(fds, &spawn(Some((1, 1)), 1)).unwrap();
         assert!(got.stdio.is_none() && got.join_cgroup.len() == 1);
+
+        // A go's layer trees: the lowers in order, the upper last.
+        let go = GoFds {
+            lowers: vec![pipes[0].1.as_fd(), pipes[1].1.as_fd()],
+            upper: Some(pipes[2].1.as_fd()),
+        };
+        a.send_json(&ParentMessage::Go, &go.fds()).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        let got = GoFds::from_received(fds, 2).unwrap();
+        for (fd, text, read_end) in [
+            (&got.lowers[1], b"lo1", &pipes[1].0),
+            (got.upper.as_ref().unwrap(), b"upp", &pipes[2].0),
+        ] {
+            std::fs::File::from(fd.try_clone().unwrap())
+                .write_all(text)
+                .unwrap();
+            assert_eq!(read3(read_end), text);
+        }
+        // Without an upper; none at all; a count that fits no root.
+        for (sent, layers, ok) in [(2, 2, true), (0, 2, true), (3, 1, false), (1, 0, false)] {
+            a.send_json(&ParentMessage::Go, &go.fds()[..sent]).unwrap();
+            let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+            match GoFds::from_received(fds, layers) {
+                Ok(got) => {
+                    assert!(ok, "{sent} fds for {layers} layers taken");
+                    assert_eq!((got.lowers.len(), got.upper.is_some()), (sent, false));
+                }
+                Err(e) => assert!(!ok && e == Errno::EBADMSG, "{sent}/{layers}: {e}"),
+            }
+        }
     }
 
     /// A datagram over the limit (a peer not built from this code) is

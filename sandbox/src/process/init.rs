@@ -16,7 +16,9 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::channel::{Channel, ChildMessage, ParentMessage, SpawnFds, WriteFilesFds, WriteOutcome};
+use super::channel::{
+    Channel, ChildMessage, GoFds, ParentMessage, SpawnFds, WriteFilesFds, WriteOutcome,
+};
 use super::StepError;
 use crate::helper::SingleThreaded;
 use crate::report::Step;
@@ -242,16 +244,28 @@ fn setup(
     // mount_propagation, mount_root, layout, dev, proc, extra mounts: build
     // the root below the staging dir; proc before the old root goes away.
     mounts::make_private(ops)?;
-    let layer_raw: Vec<RawFd> = layer_fds.iter().map(|f| f.as_raw_fd()).collect();
-    let trees = match &plan.root {
-        RootPlan::Layers(l) if !layer_raw.is_empty() => mounts::LayerTrees {
-            lowers: &layer_raw[..l.layers.len().min(layer_raw.len())],
-            upper: layer_raw.get(l.layers.len()).copied(),
-        },
-        _ => ctx.layer_trees,
+    let layers = match &plan.root {
+        RootPlan::Layers(l) => l.layers.len(),
+        _ => 0,
+    };
+    let go = GoFds::from_received(layer_fds, layers).map_err(|er| {
+        e(
+            Step::WaitForParent,
+            er,
+            "the go's fds are not the root's layer trees",
+        )
+    })?;
+    let lowers_raw: Vec<RawFd> = go.lowers.iter().map(|f| f.as_raw_fd()).collect();
+    let trees = if lowers_raw.is_empty() {
+        ctx.layer_trees
+    } else {
+        mounts::LayerTrees {
+            lowers: &lowers_raw,
+            upper: go.upper.as_ref().map(|f| f.as_raw_fd()),
+        }
     };
     mounts::mount_root(ops, plan, ctx.staging, trees)?;
-    drop(layer_fds);
+    drop(go);
     if let RootPlan::Host(layout) = &plan.root {
         mounts::mount_host_layout(ops, plan, layout, ctx.staging)?;
     }

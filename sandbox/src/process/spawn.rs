@@ -13,7 +13,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::{pipe2, Uid};
 use oci_spec::runtime::Spec;
 
-use super::channel::{Channel, ChildMessage, ParentMessage};
+use super::channel::{Channel, ChildMessage, GoFds, ParentMessage};
 use super::init::{self, ChildContext};
 use crate::cgroup::{Cgroup, CgroupError, CgroupManager, CgroupVersion};
 use crate::helper::{NotSingleThreaded, SingleThreaded};
@@ -726,7 +726,7 @@ fn hand_over(
     // namespace, now that its maps exist: the same mapping a separate
     // namespace would need, without the extra process that made one
     // (~0.5 ms a start).
-    let layer_trees = match &plan.root {
+    let go = match &plan.root {
         crate::spec::plan::RootPlan::Layers(_) => {
             let ns = nix::fcntl::open(
                 format!("/proc/{pid}/ns/user").as_str(),
@@ -735,16 +735,17 @@ fn hand_over(
             )
             .map_err(sys_err("open the sandbox's user namespace"))?;
             let (lowers, upper) = prepared_layers(&plan, ns.as_fd())?;
-            lowers.into_iter().chain(upper).collect()
+            GoFds { lowers, upper }
         }
-        _ => Vec::new(),
+        _ => GoFds {
+            lowers: Vec::new(),
+            upper: None,
+        },
     };
-    let layer_fds: Vec<BorrowedFd<'_>> = layer_trees.iter().map(|f| f.as_fd()).collect();
     sb.channel
-        .send_json(&ParentMessage::Go, &layer_fds)
+        .send_json(&ParentMessage::Go, &go.fds())
         .map_err(sys_err("release the child"))?;
-    drop(layer_fds);
-    drop(layer_trees);
+    drop(go);
     sb.wait_started()?;
     // PID 1 must survive an OOM inside so it can report the program's
     // end. Set only now: the program, forked before, keeps the
