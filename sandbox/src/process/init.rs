@@ -999,6 +999,56 @@ mod tests {
     /// is the comment on the step in `setup`/`program_steps`). Moving a
     /// step (seccomp before capset, say) fails this test.
     #[test]
+    fn an_exec_joins_its_own_cgroup_before_any_other_step() {
+        use crate::helper::SingleThreaded;
+        use crate::options::RunOptions;
+        use crate::spec::{base_spec, plan};
+        use crate::sys::ops::Recorder;
+        let plan = plan(&base_spec(vec!["/bin/true".into()]), &RunOptions::default()).unwrap();
+        let (_parent, child) = Channel::pair().unwrap();
+        let ctx = ChildContext {
+            single: SingleThreaded::for_steps_that_fork_nothing(),
+            plan: &plan,
+            channel: &child,
+            staging: Path::new("/run/runtimed/root"),
+            seccomp: None,
+            landlock: false,
+            stdio: sys::std_fds(),
+            join_cgroup: &[],
+            bind_trees: &[],
+            layer_trees: mounts::LayerTrees::default(),
+            new_keyring: false,
+            session: true,
+            seed: None,
+        };
+        let (a, b) = (memfd(c"a"), memfd(c"b"));
+        let fds = [a.as_fd(), b.as_fd()];
+        let launch = Launch {
+            join_cgroup: &fds,
+            ..Launch::of_run(&ctx)
+        };
+        let mut ops = Recorder::default();
+        let err = program(&mut ops, &ctx, None, &launch);
+        assert_eq!((err.step, err.errno), (Step::Exec, Some(Errno::ENOENT)));
+        let joins = [
+            format!("join_cgroup fd {}", a.as_raw_fd()),
+            format!("join_cgroup fd {}", b.as_raw_fd()),
+        ];
+        assert_eq!(ops.calls[..2], joins, "{:#?}", ops.calls);
+        // A join that fails stops the exec before anything else ran.
+        let mut ops = Recorder {
+            fail_on: Some(("join_cgroup".into(), Errno::EACCES)),
+            ..Recorder::default()
+        };
+        let err = program(&mut ops, &ctx, None, &launch);
+        assert_eq!(
+            (err.step, err.errno),
+            (Step::JoinCgroup, Some(Errno::EACCES))
+        );
+        assert_eq!(ops.calls.len(), 1, "{:#?}", ops.calls);
+    }
+
+    #[test]
     fn pid1_and_program_steps_run_in_their_documented_order() {
         let (c, err) = recorded_steps(None);
         // The fake exec fails with ENOENT: the steps ran to their end.
