@@ -12,21 +12,19 @@ use runtimed_tests::serde_json::{json, Value};
 use runtimed_tests::{host_cgroup_dirs, host_procs_matching, pid_alive, unique, wait_for};
 
 /// A `sleep` with a unique duration, started in the background inside the
-/// session: returns its host pid and host cgroup directories. Started from
-/// a terminal, which outlives its WebSocket: what an exec leaves running
-/// is killed when the exec ends (its own cgroup is removed).
+/// session: returns its host pid and host cgroup directories.
 fn background_marker(d: &Daemon, id: &str) -> (i32, Vec<PathBuf>) {
     let n = unique("m").len() as u64 * 7919 + std::process::id() as u64 % 9973;
     let marker = format!("1000.{n}{}", std::process::id());
-    let mut ws = d.ws(&format!("/v1/sessions/{id}/pty?argv=/bin/sh"));
-    ws.send(tungstenite::Message::Binary(
-        format!("sleep {marker} </dev/null >/dev/null 2>&1 & echo started-$((6*7))\r")
-            .into_bytes()
-            .into(),
-    ))
-    .unwrap();
-    ws_read_until(&mut ws, "started-42");
-    drop(ws);
+    let r = d.exec(
+        id,
+        &[
+            "sh",
+            "-c",
+            &format!("sleep {marker} </dev/null >/dev/null 2>&1 &"),
+        ],
+    );
+    assert_eq!(r["exit_code"], 0, "{r}");
     let pid = wait_for(Duration::from_secs(10), || {
         host_procs_matching(&marker)
             .into_iter()

@@ -2,9 +2,10 @@
 //! in a child cgroup of the session's, joined before the program runs,
 //! so its OOM kills, refused forks and CPU time are its own, its
 //! `limits.cpu_time` is enforced on its whole tree by the one-shot
-//! supervisor's rule, and whatever it leaves behind is killed with the
-//! cgroup when it ends. No assertion is on timing beyond "at least the
-//! limit" and bounds that hold on the slow cgroup v2 VM.
+//! supervisor's rule, and a limit kills it whole, while what an exec
+//! that ended on its own left running keeps running. No assertion is on
+//! timing beyond "at least the limit" and bounds that hold on the slow
+//! cgroup v2 VM.
 
 use std::time::{Duration, Instant};
 
@@ -152,35 +153,70 @@ fn a_forking_spinners_children_count_against_its_cpu_time() {
     );
 }
 
-/// An exec's end removes its cgroup and kills what it left behind: a
-/// background process it started is gone once the answer came.
+/// Whether process `pid` of the session is alive (not a zombie), asked
+/// from inside.
+fn alive_inside(d: &runtimed_tests::daemon::Daemon, id: &str, pid: &str) -> bool {
+    let r = d.exec(
+        id,
+        &[
+            "sh",
+            "-c",
+            &format!("! grep -q '^State:.*Z' /proc/{pid}/status && kill -0 {pid}"),
+        ],
+    );
+    r["exit_code"] == 0
+}
+
+/// What an exec that ended on its own leaves running (a server it
+/// started) keeps running in the session; its cgroup goes once it ended.
 #[test]
 #[ignore = "privileged: needs root and a built runtimed"]
-fn what_an_exec_leaves_behind_is_killed_with_its_cgroup() {
+fn what_an_exec_leaves_running_keeps_running() {
     let d = daemon!();
     let id = d.create_session(&json!({}));
     let r = d.exec(&id, &["sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!"]);
-    assert_eq!(r["exit_code"], 0, "{r}");
+    assert_eq!(
+        (r["exit_code"].clone(), r["termination"].clone()),
+        (json!(0), json!("exited")),
+        "{r}"
+    );
     let pid = r["stdout"].as_str().unwrap().trim().to_string();
     assert!(pid.parse::<u32>().is_ok(), "{r}");
-    // Killed before the answer; PID 1 reaps the orphan soon after (a
-    // zombie still answers `kill -0`), hence the wait.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        alive_inside(&d, &id, &pid),
+        "the exec's background process was killed"
+    );
+    // Still in its exec's cgroup, which a later exec's end leaves alone.
+    let r = d.exec(&id, &["cat", &format!("/proc/{pid}/cgroup")]);
+    assert!(r["stdout"].as_str().unwrap_or("").contains("/exec-"), "{r}");
+    assert!(alive_inside(&d, &id, &pid));
+}
+
+/// A limit ends the exec whole: a process it moved out of its process
+/// group (setsid), which the group kill misses, dies with its cgroup.
+#[test]
+#[ignore = "privileged: needs root and a built runtimed"]
+fn a_limit_kills_the_execs_whole_cgroup() {
+    let d = daemon!();
+    let id = d.create_session(&json!({}));
+    let r = exec_body(
+        &d,
+        &id,
+        &json!({"argv": ["sh", "-c",
+                "setsid sleep 1000 >/dev/null 2>&1 & echo $!; while :; do :; done"],
+                "limits": {"cpu_time": "300ms"}, "timeout_ms": 120000}),
+    );
+    assert_eq!(r["termination"], "cpu_timeout", "{r}");
+    let pid = r["stdout"].as_str().unwrap().trim().to_string();
+    assert!(pid.parse::<u32>().is_ok(), "{r}");
+    // Killed before the answer; PID 1 reaps the orphan soon after, hence
+    // the wait.
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = d.exec(
-            &id,
-            &[
-                "sh",
-                "-c",
-                &format!("grep -q '^State:.*Z' /proc/{pid}/status || kill -0 {pid}"),
-            ],
-        );
-        if r["exit_code"] != 0 {
-            break;
-        }
+    while alive_inside(&d, &id, &pid) {
         assert!(
             Instant::now() < deadline,
-            "the background process of an ended exec is still alive"
+            "a process of an exec killed for its limit is still alive"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

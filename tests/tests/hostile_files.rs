@@ -374,21 +374,16 @@ fn a_put_beyond_the_sessions_memory_fails_cleanly_and_spares_its_programs() {
     let (d, id) = big_body_daemon();
     let base = format!("/v1/sessions/{id}");
     // A program of the session, which the OOM killer must not take for the
-    // API's writes. Started from a terminal, which outlives its WebSocket
-    // (what an exec leaves running ends with the exec).
+    // API's writes.
     let marker = format!(
         "1000.{}",
         unique("m").len() * 7919 + std::process::id() as usize
     );
-    let mut ws = d.ws(&format!("{base}/pty?argv=/bin/sh"));
-    ws.send(tungstenite::Message::Binary(
-        format!("sleep {marker} </dev/null >/dev/null 2>&1 & echo started-$((6*7))\r")
-            .into_bytes()
-            .into(),
-    ))
-    .unwrap();
-    runtimed_tests::daemon::ws_read_until(&mut ws, "started-42");
-    drop(ws);
+    sh(
+        &d,
+        &id,
+        &format!("sleep {marker} </dev/null >/dev/null 2>&1 &"),
+    );
     let pid = wait_for(Duration::from_secs(10), || {
         host_procs_matching(&marker).first().map(|p| p.pid)
     })

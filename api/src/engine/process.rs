@@ -3,8 +3,10 @@
 //! child cgroup of its own below the session's
 //! ([`sandbox::cgroup::CgroupManager::create_child`]): the process moves
 //! itself in before it runs, so its OOM kills, refused forks and CPU time
-//! are counted apart from the session's other processes, and its end
-//! removes the cgroup, killing whatever it left behind. The CPU-time rule
+//! are counted apart from the session's other processes. A limit (or a
+//! client that went away) kills the whole cgroup; an exec that ended on
+//! its own may leave processes running (a server it started), whose
+//! cgroup goes when they have ended. The CPU-time rule
 //! is the one-shot supervisor's ([`sandbox::process::cpu_time`]), and the
 //! end is classified by the same [`classify`]. Its output goes to one
 //! of two places: a capture (the plain JSON answer), whose worst case (the
@@ -204,9 +206,11 @@ pub async fn exec(
         client_gone,
         ..
     } = run;
-    // The exec's own counters: nobody else's OOM kill or refused fork.
-    let stats = cgroup.finish().await.unwrap_or_default();
-    sb.exec_ended(&stats);
+    // The exec's own counters up to its end: nobody else's OOM kill or
+    // refused fork. A limit (or the client's going away) ends the exec
+    // whole; an exec that ended on its own may leave processes running.
+    let whole = client_gone || killed.is_some();
+    let stats = cgroup.finish(sb, whole).await.unwrap_or_default();
     outcome.cpu_time_us = stats.cpu_usage_ns / 1000;
     outcome.termination = match (client_gone, killed, status) {
         (true, _, _) => ExecTermination::ClientGone,
@@ -240,17 +244,25 @@ fn setup_failed(f: StepFailure) -> ExecOutcome {
     }
 }
 
-/// An exec's cgroup. Its removal kills what the exec left behind and may
-/// wait (bounded) for those processes to exit, so it runs on a blocking
-/// thread: at the exec's end ([`Self::finish`]) or, when the exec's
-/// future is dropped (its client went away), from `Drop`.
+/// An exec's cgroup. Killing it whole waits (bounded) for its processes
+/// to exit, so that runs on a blocking thread: at the exec's end after a
+/// limit ([`Self::finish`]) or, when the exec's future is dropped (its
+/// client went away), from `Drop`.
 struct ExecCgroup(Option<Cgroup>);
 
 impl ExecCgroup {
-    /// The final accounting, then the removal.
-    async fn finish(mut self) -> Option<CgroupStats> {
+    /// The final accounting; then, with `kill`, the cgroup is killed and
+    /// removed, else it goes when it is empty (what the exec left running
+    /// keeps running: [`SessionSandbox::exec_ended`]).
+    async fn finish(mut self, sb: &SessionSandbox, kill: bool) -> Option<CgroupStats> {
         let cg = self.0.take()?;
-        tokio::task::spawn_blocking(move || {
+        if !kill {
+            // A few counter reads and rmdirs: nothing waits.
+            let stats = cg.stats().ok();
+            sb.exec_ended(cg);
+            return stats;
+        }
+        let stats = tokio::task::spawn_blocking(move || {
             let stats = cg.stats();
             let name = cg.name().to_owned();
             if let Err(e) = cg.remove() {
@@ -260,7 +272,9 @@ impl ExecCgroup {
         })
         .await
         .ok()
-        .flatten()
+        .flatten();
+        sb.exec_removed(stats.as_ref().map_or(0, |s| s.oom_kills));
+        stats
     }
 }
 

@@ -94,6 +94,33 @@ pub struct ExitStatus {
     pub max_rss_kb: u64,
 }
 
+/// The cgroups of a session's ended execs that still hold processes, and
+/// the OOM kills counted in those removed since (for v1's session figure).
+#[derive(Debug, Default)]
+struct ExecCgroups {
+    lingering: Vec<Cgroup>,
+    removed_oom_kills: u64,
+}
+
+impl ExecCgroups {
+    /// Removes the lingering cgroups that emptied (their last OOM count
+    /// read first).
+    fn sweep(&mut self, session_id: &str) {
+        let mut kept = Vec::with_capacity(self.lingering.len());
+        for cg in self.lingering.drain(..) {
+            let oom_kills = cg.stats().map(|s| s.oom_kills).unwrap_or(0);
+            match cg.remove_if_empty() {
+                Ok(None) => self.removed_oom_kills += oom_kills,
+                Ok(Some(cg)) => kept.push(cg),
+                Err(e) => {
+                    tracing::warn!(session_id = %session_id, error = %e, "an exec's cgroup was not removed");
+                }
+            }
+        }
+        self.lingering = kept;
+    }
+}
+
 /// A running session sandbox.
 pub struct SessionSandbox {
     pub id: String,
@@ -111,10 +138,8 @@ pub struct SessionSandbox {
     next_id: AtomicU64,
     /// Numbers the execs' child cgroups (`exec-<n>`).
     next_cgroup: AtomicU64,
-    /// cgroup v1: OOM kills in the cgroups of ended execs. A v1 parent's
-    /// `oom_kill` counts its own processes only, and a removed child's
-    /// count is gone; v2's `memory.events` is hierarchical and keeps it.
-    ended_exec_oom_kills: AtomicU64,
+    /// The cgroups of ended execs whose processes still run.
+    exec_cgroups: Mutex<ExecCgroups>,
     /// Becomes true when PID 1's channel closed (the session is over).
     gone: watch::Receiver<bool>,
     stopped: AtomicBool,
@@ -202,7 +227,7 @@ impl SessionSandbox {
             waiters,
             next_id: AtomicU64::new(1),
             next_cgroup: AtomicU64::new(1),
-            ended_exec_oom_kills: AtomicU64::new(0),
+            exec_cgroups: Mutex::default(),
             gone,
             stopped: AtomicBool::new(false),
             helper: tokio::sync::Mutex::new(child),
@@ -426,16 +451,45 @@ impl SessionSandbox {
         Ok(Some((cg, fds)))
     }
 
-    /// Notes the final accounting of an exec's cgroup, which is gone.
-    pub fn exec_ended(&self, stats: &CgroupStats) {
-        if Self::v1() {
-            self.ended_exec_oom_kills
-                .fetch_add(stats.oom_kills, Ordering::Relaxed);
+    /// An exec ended on its own: its cgroup goes now if it is empty, else
+    /// when the processes it left running (a server it started) have
+    /// ended; they stay under the session's limits meanwhile. Also
+    /// removes the cgroups of earlier execs that emptied since. Never
+    /// kills or waits: rmdirs only.
+    pub fn exec_ended(&self, cg: Cgroup) {
+        let Ok(mut execs) = self.exec_cgroups.lock() else {
+            return;
+        };
+        execs.lingering.push(cg);
+        execs.sweep(&self.id);
+    }
+
+    /// An exec's cgroup was removed (after a limit killed it whole):
+    /// `oom_kills` are its last count.
+    pub fn exec_removed(&self, oom_kills: u64) {
+        if let Ok(mut execs) = self.exec_cgroups.lock() {
+            execs.removed_oom_kills += oom_kills;
         }
     }
 
-    fn v1() -> bool {
-        sandbox::cgroup::manager().is_ok_and(|m| m.version() == CgroupVersion::V1)
+    /// OOM kills in execs' cgroups that the session's own counter does not
+    /// show: on v1 a parent's `oom_kill` counts its own processes only
+    /// (those of ended execs, removed or still running, are added); v2's
+    /// `memory.events` is hierarchical and shows them all.
+    fn exec_oom_kills(&self) -> u64 {
+        if !sandbox::cgroup::manager().is_ok_and(|m| m.version() == CgroupVersion::V1) {
+            return 0;
+        }
+        let Ok(execs) = self.exec_cgroups.lock() else {
+            return 0;
+        };
+        execs.removed_oom_kills
+            + execs
+                .lingering
+                .iter()
+                .filter_map(|c| c.stats().ok())
+                .map(|s| s.oom_kills)
+                .sum::<u64>()
     }
 
     /// OOM kills in the session so far, its execs' included (0 when
@@ -445,7 +499,7 @@ impl SessionSandbox {
             .ok()
             .and_then(|m| m.oom_kills_of(&self.id).ok().flatten())
             .unwrap_or(0)
-            + self.ended_exec_oom_kills.load(Ordering::Relaxed)
+            + self.exec_oom_kills()
     }
 
     /// The cgroup's accounting right now (OOM kills of ended execs
@@ -453,7 +507,7 @@ impl SessionSandbox {
     pub fn stats(&self) -> Option<CgroupStats> {
         let mgr = sandbox::cgroup::manager().ok()?;
         let mut stats = mgr.stats_of(&self.id).ok()??;
-        stats.oom_kills += self.ended_exec_oom_kills.load(Ordering::Relaxed);
+        stats.oom_kills += self.exec_oom_kills();
         Some(stats)
     }
 

@@ -922,6 +922,39 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Removes the cgroup if none of its processes is left, killing
+    /// nothing and never waiting (an rmdir per directory): `Ok(None)` when
+    /// removed, `Ok(Some(self))` while it is still populated. What an
+    /// exec left running (a server it started) keeps its cgroup until it
+    /// ends; the session's removal takes any that are left.
+    pub fn remove_if_empty(mut self) -> Result<Option<Cgroup>, CgroupError> {
+        let mut i = 0;
+        while i < self.paths.len() {
+            match remove_tree(&self.paths[i]) {
+                Ok(()) => {
+                    self.paths.remove(i);
+                    self.sets.remove(i);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.paths.remove(i);
+                    self.sets.remove(i);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => i += 1,
+                Err(source) => {
+                    return Err(CgroupError::Rmdir {
+                        path: self.paths[i].clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        if self.paths.is_empty() {
+            self.removed = true;
+            return Ok(None);
+        }
+        Ok(Some(self))
+    }
+
     /// Kills what is left and removes every directory. Waits (bounded) for
     /// killed processes to leave: rmdir fails with EBUSY until they have.
     pub fn remove(mut self) -> Result<(), CgroupError> {
