@@ -29,6 +29,9 @@ case $bin in
 	;;
 esac
 
+# An exec's own cgroup below its session's (the session's processes in the
+# leaf `init`), its OOM/pids/CPU-time accounting and `limits.cpu_time`:
+# exec_cgroup and outcome, with the other end-to-end tests below.
 # The end-to-end limit and accounting tests (real `runtimed run` sandboxes:
 # clone3 into the cgroup, OOM kill, pids limit, CPU time of the tree, cgroup
 # removal) and the daemon's (sessions below the daemon's supervisor leaf,
@@ -40,8 +43,8 @@ esac
 # global kernel.core_pattern to a pipe: only ever here, in the throwaway VM.
 cargo build -q --workspace --bins
 e2e=$(cargo test -q -p runtimed-tests --no-run --message-format=json \
-	| grep -o '"executable":"[^"]*/\(limits\|lifecycle\|daemon\|judge_api\|hostile_coredump\|hostile_files\|hostile_clients\)-[^"]*"' | cut -d'"' -f4)
-[ "$(echo "$e2e" | wc -l)" -eq 7 ] || { echo "cgroup-v2.sh: end-to-end test binaries not found" >&2; exit 2; }
+	| grep -o '"executable":"[^"]*/\(limits\|lifecycle\|daemon\|judge_api\|hostile_coredump\|hostile_files\|hostile_clients\|exec_cgroup\|outcome\)-[^"]*"' | cut -d'"' -f4)
+[ "$(echo "$e2e" | wc -l)" -eq 9 ] || { echo "cgroup-v2.sh: end-to-end test binaries not found" >&2; exit 2; }
 judge=$(echo "$e2e" | grep '/judge_api-')
 core=$(echo "$e2e" | grep '/hostile_coredump-')
 files=$(echo "$e2e" | grep '/hostile_files-')

@@ -140,14 +140,35 @@ pub struct ExecRequest {
     /// Bytes kept per output stream; the process is killed past it.
     #[schema(minimum = 1)]
     pub output_limit: Option<u64>,
+    /// Limits of this exec alone (its own cgroup, below the session's).
+    pub limits: Option<ExecLimits>,
+}
+
+/// Limits of one exec; the session's memory, pids and CPU quota hold
+/// over all of its processes.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecLimits {
+    /// CPU time of the exec's whole process tree, user and system, as
+    /// `/v1/run` and the CLI's `--cpu-time` take it (`"500ms"`, `"2s"`;
+    /// a bare number is seconds), at most 24 h. Past it the exec is
+    /// killed: `termination: cpu_timeout`.
+    #[schema(example = "2s")]
+    pub cpu_time: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct ExecUsage {
     pub wall_time_us: u64,
+    /// The program's own CPU time and largest RSS, with the children it
+    /// waited for (rusage).
     pub cpu_user_us: u64,
     pub cpu_system_us: u64,
     pub max_rss_kb: u64,
+    /// CPU time (user and system) of every process of the exec, from its
+    /// own cgroup: what `limits.cpu_time` is checked against.
+    #[serde(default)]
+    pub cpu_time_us: u64,
 }
 
 /// A failed setup step (e.g. exec of a missing program).
@@ -235,10 +256,10 @@ impl<'de> Deserialize<'de> for ExecTermination {
 pub struct ExecResult {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
-    /// exited, signaled, wall_timeout, output_limit, oom_killed,
-    /// pids_limit (the program failed after a fork was refused at the
-    /// pids limit), seccomp_kill, setup_failed, session_ended; from
-    /// `/v1/run` also cpu_timeout (its `limits.cpu_time` ran out).
+    /// exited, signaled, wall_timeout, cpu_timeout (its
+    /// `limits.cpu_time` ran out), output_limit, oom_killed, pids_limit
+    /// (the program failed after a fork was refused at the pids limit),
+    /// seccomp_kill, setup_failed, session_ended.
     #[schema(value_type = String, example = "exited")]
     pub termination: ExecTermination,
     pub stdout: String,

@@ -1,5 +1,14 @@
 //! Exec in a session: a process with piped stdin/stdout/stderr, a wall
-//! clock limit and a byte cap per output stream. Its output goes to one
+//! clock limit, a CPU-time limit and a byte cap per output stream, in a
+//! child cgroup of its own below the session's
+//! ([`sandbox::cgroup::CgroupManager::create_child`]): the process moves
+//! itself in before it runs, so its OOM kills, refused forks and CPU time
+//! are counted apart from the session's other processes. A limit (or a
+//! client that went away) kills the whole cgroup; an exec that ended on
+//! its own may leave processes running (a server it started), whose
+//! cgroup goes when they have ended. The CPU-time rule
+//! is the one-shot supervisor's ([`sandbox::process::cpu_time`]), and the
+//! end is classified by the same [`classify`]. Its output goes to one
 //! of two places: a capture (the plain JSON answer), whose worst case (the
 //! cap of both streams) was reserved from the daemon's capture budget
 //! ([`crate::budget::ByteBudget`]) before the exec started, or a
@@ -14,8 +23,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
+use sandbox::cgroup::{Cgroup, CgroupStats};
 use sandbox::process::channel::SpawnStdio;
-use sandbox::report::{classify, failure_status, Ending, LimitKill, Termination};
+use sandbox::process::cpu_time::{CpuCheck, CpuTimeLimit};
+use sandbox::report::{classify, failure_status, Ending, LimitKill, Step, Termination};
 use sandbox::StepFailure;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -45,6 +56,8 @@ pub struct ExecSpec {
     pub cwd: String,
     pub stdin: Vec<u8>,
     pub timeout: Option<Duration>,
+    /// CPU time of the exec's whole tree (its cgroup); killed past it.
+    pub cpu_time: Option<Duration>,
     /// Bytes per stream; the process group is killed past it.
     pub output_limit: u64,
 }
@@ -85,6 +98,8 @@ pub struct ExecOutcome {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub wall_time_us: u64,
+    /// CPU time of all the exec's processes (its cgroup's counter).
+    pub cpu_time_us: u64,
     pub error: Option<StepFailure>,
     /// The budget reserved for `stdout` and `stderr`: keep it as long as
     /// they are kept.
@@ -106,10 +121,29 @@ pub async fn exec(
     let (out_r, out_w) = pipe_pair()?;
     let (err_r, err_w) = pipe_pair()?;
     let started = Instant::now();
-    // The session's counters are shared by all its processes: what they
-    // rose by while this one ran is what classifies it.
-    let oom_before = sb.oom_kills();
-    let pids_before = sb.pids_limit_hits();
+    // Inline rather than on a blocking thread: a few mkdirs and opens on
+    // cgroupfs, kernel memory only (the loop below reads cgroup counters
+    // inline too). Only the removal, which may wait for killed processes,
+    // leaves the runtime (ExecCgroup).
+    let (cgroup, join_fds) = match sb.child_cgroup() {
+        Ok(Some((cg, fds))) => (ExecCgroup(Some(cg)), fds),
+        Ok(None) => {
+            return Ok(ExecOutcome {
+                termination: ExecTermination::SessionEnded,
+                ..Default::default()
+            })
+        }
+        Err(e) => {
+            // The error names host paths: logged here, not answered.
+            tracing::error!(session_id = %sb.id, error = %e, "cannot create an exec's cgroup");
+            let f = StepFailure {
+                step: Step::Cgroup,
+                errno: None,
+                message: "cannot create the exec's cgroup".into(),
+            };
+            return Ok(setup_failed(f));
+        }
+    };
     let spawned = sb
         .spawn(
             spec.args,
@@ -121,22 +155,13 @@ pub async fn exec(
                 stdout: out_w.as_fd(),
                 stderr: err_w.as_fd(),
             }),
+            &join_fds,
         )
         .await;
-    drop((in_r, out_w, err_w));
+    drop((in_r, out_w, err_w, join_fds));
     let proc = match spawned {
         Ok(p) => p,
-        Err(SpawnError::Failed(f)) => {
-            return Ok(ExecOutcome {
-                status: Some(ExitStatus {
-                    code: Some(failure_status(f.step, f.errno)),
-                    ..Default::default()
-                }),
-                termination: ExecTermination::Ran(Termination::SetupFailed),
-                error: Some(f),
-                ..Default::default()
-            });
-        }
+        Err(SpawnError::Failed(f)) => return Ok(setup_failed(f)),
         Err(SpawnError::SessionGone) => {
             return Ok(ExecOutcome {
                 termination: ExecTermination::SessionEnded,
@@ -161,6 +186,8 @@ pub async fn exec(
     let mut run = Run {
         sb,
         proc,
+        cgroup: cgroup.0.as_ref(),
+        cpu_limit: spec.cpu_time.map(CpuTimeLimit::new),
         sink,
         limit: spec.output_limit,
         outcome: ExecOutcome {
@@ -179,6 +206,12 @@ pub async fn exec(
         client_gone,
         ..
     } = run;
+    // The exec's own counters up to its end: nobody else's OOM kill or
+    // refused fork. A limit (or the client's going away) ends the exec
+    // whole; an exec that ended on its own may leave processes running.
+    let whole = client_gone || killed.is_some();
+    let stats = cgroup.finish(sb, whole).await.unwrap_or_default();
+    outcome.cpu_time_us = stats.cpu_usage_ns / 1000;
     outcome.termination = match (client_gone, killed, status) {
         (true, _, _) => ExecTermination::ClientGone,
         (false, Some(k), _) => ExecTermination::Ran(classify(Ending {
@@ -190,12 +223,70 @@ pub async fn exec(
             killed: None,
             exit_code: s.code,
             signal: s.signal,
-            oom_kills: sb.oom_kills().saturating_sub(oom_before),
-            pids_limit_hits: sb.pids_limit_hits().saturating_sub(pids_before),
+            oom_kills: stats.oom_kills,
+            pids_limit_hits: stats.pids_limit_hits,
         })),
     };
     outcome.status = status;
     Ok(outcome)
+}
+
+/// The outcome of an exec whose process never ran.
+fn setup_failed(f: StepFailure) -> ExecOutcome {
+    ExecOutcome {
+        status: Some(ExitStatus {
+            code: Some(failure_status(f.step, f.errno)),
+            ..Default::default()
+        }),
+        termination: ExecTermination::Ran(Termination::SetupFailed),
+        error: Some(f),
+        ..Default::default()
+    }
+}
+
+/// An exec's cgroup. Killing it whole waits (bounded) for its processes
+/// to exit, so that runs on a blocking thread: at the exec's end after a
+/// limit ([`Self::finish`]) or, when the exec's future is dropped (its
+/// client went away), from `Drop`.
+struct ExecCgroup(Option<Cgroup>);
+
+impl ExecCgroup {
+    /// The final accounting; then, with `kill`, the cgroup is killed and
+    /// removed, else it goes when it is empty (what the exec left running
+    /// keeps running: [`SessionSandbox::exec_ended`]).
+    async fn finish(mut self, sb: &SessionSandbox, kill: bool) -> Option<CgroupStats> {
+        let cg = self.0.take()?;
+        if !kill {
+            // A few counter reads and rmdirs: nothing waits.
+            let stats = cg.stats().ok();
+            sb.exec_ended(cg);
+            return stats;
+        }
+        let stats = tokio::task::spawn_blocking(move || {
+            let stats = cg.stats();
+            let name = cg.name().to_owned();
+            if let Err(e) = cg.remove() {
+                tracing::warn!(cgroup = %name, error = %e, "an exec's cgroup was not removed");
+            }
+            stats.ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        sb.exec_removed(stats.as_ref().map_or(0, |s| s.oom_kills));
+        stats
+    }
+}
+
+impl Drop for ExecCgroup {
+    fn drop(&mut self) {
+        let Some(cg) = self.0.take() else { return };
+        // Without a runtime (the daemon is exiting) it is removed here;
+        // the session's teardown would remove it anyway.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn_blocking(move || drop(cg));
+        }
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -210,6 +301,9 @@ impl Drop for AbortOnDrop {
 struct Run<'a> {
     sb: &'a SessionSandbox,
     proc: Spawned,
+    /// The exec's own cgroup, whose CPU counter `cpu_limit` is checked on.
+    cgroup: Option<&'a Cgroup>,
+    cpu_limit: Option<CpuTimeLimit>,
     /// The streaming consumer; `None` for a capture.
     sink: Option<mpsc::Sender<Chunk>>,
     limit: u64,
@@ -235,6 +329,11 @@ impl Run<'_> {
         let mut status: Option<Option<ExitStatus>> = None;
         let mut drain_until: Option<tokio::time::Instant> = None;
         let mut wall_fired = false;
+        // When the CPU counter is read next (the one-shot supervisor's
+        // rule says how soon); only while the process runs.
+        let mut cpu_check = self
+            .cpu_limit
+            .map(|_| tokio::time::Instant::now() + Duration::from_millis(1));
         // A chunk read but not yet delivered: while there is one, the
         // pipes are not read (backpressure to the program).
         let mut pending: Option<Chunk> = None;
@@ -251,10 +350,8 @@ impl Run<'_> {
             }
             let wall = deadline.filter(|_| !wall_fired);
             let drain = drain_until.filter(|_| pending.is_none());
-            let wake = match (wall, drain) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let cpu = cpu_check.filter(|_| status.is_none() && self.killed.is_none());
+            let wake = [wall, drain, cpu].into_iter().flatten().min();
             let timer = async {
                 match wake {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -299,12 +396,15 @@ impl Run<'_> {
                     drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
                 },
                 () = timer => {
-                    if wall.is_some_and(|w| tokio::time::Instant::now() >= w) {
+                    let now = tokio::time::Instant::now();
+                    if wall.is_some_and(|w| now >= w) {
                         wall_fired = true;
                         if status.is_none() {
                             self.killed.get_or_insert(LimitKill::Wall);
                             self.sb.signal(self.proc.id, libc::SIGKILL).await;
                         }
+                    } else if cpu.is_some_and(|c| now >= c) {
+                        cpu_check = self.check_cpu().await.map(|d| now + d);
                     } else if status.is_some() {
                         // Drained long enough (a background child may
                         // hold the pipes open forever).
@@ -314,6 +414,23 @@ impl Run<'_> {
             }
         }
         status.flatten()
+    }
+
+    /// Applies the CPU-time rule to the exec's cgroup: past the limit the
+    /// process group is killed (`None`: no more checks), else when to
+    /// look again.
+    async fn check_cpu(&mut self) -> Option<Duration> {
+        let (Some(limit), Some(cg)) = (self.cpu_limit, self.cgroup) else {
+            return None;
+        };
+        match limit.check(cg) {
+            CpuCheck::Within(recheck) => Some(recheck),
+            CpuCheck::Spent => {
+                self.killed.get_or_insert(LimitKill::Cpu);
+                self.sb.signal(self.proc.id, libc::SIGKILL).await;
+                None
+            }
+        }
     }
 
     /// Counts `data` against the stream's limit (past it the process

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sandbox::cgroup::CgroupStats;
+use sandbox::cgroup::{Cgroup, CgroupError, CgroupStats, CgroupVersion};
 use sandbox::process::channel::{
-    Channel, ChildMessage, ParentMessage, SpawnRequest, SpawnStdio, WriteFilesFds, WriteOutcome,
+    Channel, ChildMessage, ParentMessage, SpawnFds, SpawnRequest, SpawnStdio, WriteFilesFds,
+    WriteOutcome,
 };
 use sandbox::StepFailure;
 use tokio::sync::{mpsc, watch};
@@ -93,6 +94,33 @@ pub struct ExitStatus {
     pub max_rss_kb: u64,
 }
 
+/// The cgroups of a session's ended execs that still hold processes, and
+/// the OOM kills counted in those removed since (for v1's session figure).
+#[derive(Debug, Default)]
+struct ExecCgroups {
+    lingering: Vec<Cgroup>,
+    removed_oom_kills: u64,
+}
+
+impl ExecCgroups {
+    /// Removes the lingering cgroups that emptied (their last OOM count
+    /// read first).
+    fn sweep(&mut self, session_id: &str) {
+        let mut kept = Vec::with_capacity(self.lingering.len());
+        for cg in self.lingering.drain(..) {
+            let oom_kills = cg.stats().map(|s| s.oom_kills).unwrap_or(0);
+            match cg.remove_if_empty() {
+                Ok(None) => self.removed_oom_kills += oom_kills,
+                Ok(Some(cg)) => kept.push(cg),
+                Err(e) => {
+                    tracing::warn!(session_id = %session_id, error = %e, "an exec's cgroup was not removed");
+                }
+            }
+        }
+        self.lingering = kept;
+    }
+}
+
 /// A running session sandbox.
 pub struct SessionSandbox {
     pub id: String,
@@ -108,6 +136,10 @@ pub struct SessionSandbox {
     pidfd: OwnedFd,
     waiters: Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<ProcEvent>>>>,
     next_id: AtomicU64,
+    /// Numbers the execs' child cgroups (`exec-<n>`).
+    next_cgroup: AtomicU64,
+    /// The cgroups of ended execs whose processes still run.
+    exec_cgroups: Mutex<ExecCgroups>,
     /// Becomes true when PID 1's channel closed (the session is over).
     gone: watch::Receiver<bool>,
     stopped: AtomicBool,
@@ -194,6 +226,8 @@ impl SessionSandbox {
             pidfd,
             waiters,
             next_id: AtomicU64::new(1),
+            next_cgroup: AtomicU64::new(1),
+            exec_cgroups: Mutex::default(),
             gone,
             stopped: AtomicBool::new(false),
             helper: tokio::sync::Mutex::new(child),
@@ -211,7 +245,9 @@ impl SessionSandbox {
         let _ = rx.wait_for(|g| *g).await;
     }
 
-    /// Starts a process; `stdio` (stdin, stdout, stderr) unless `terminal`.
+    /// Starts a process; `stdio` (stdin, stdout, stderr) unless `terminal`;
+    /// `join_cgroup`: the fds of a child cgroup of the session's that the
+    /// process moves itself into before it runs ([`Self::child_cgroup`]).
     /// Returns the process's id, its pid inside, the pty master (terminal)
     /// and its event stream.
     pub async fn spawn(
@@ -221,6 +257,7 @@ impl SessionSandbox {
         cwd: String,
         terminal: Option<(u16, u16)>,
         stdio: Option<SpawnStdio<BorrowedFd<'_>>>,
+        join_cgroup: &[OwnedFd],
     ) -> Result<Spawned, SpawnError> {
         if self.is_gone() {
             return Err(SpawnError::SessionGone);
@@ -236,6 +273,7 @@ impl SessionSandbox {
             env,
             cwd,
             terminal,
+            cgroup_fds: join_cgroup.len(),
         });
         // Armed before the request leaves: a caller that goes away while
         // PID 1 is still starting the process (a dropped request future)
@@ -245,13 +283,11 @@ impl SessionSandbox {
             id,
             armed: true,
         };
-        let fds = stdio.as_ref().map(SpawnStdio::fds);
-        if self
-            .pid1
-            .send(&req, fds.as_ref().map_or(&[][..], |f| &f[..]))
-            .await
-            .is_err()
-        {
+        let fds = SpawnFds {
+            stdio,
+            join_cgroup: join_cgroup.iter().map(AsFd::as_fd).collect(),
+        };
+        if self.pid1.send(&req, &fds.fds()).await.is_err() {
             guard.armed = false;
             self.forget(id);
             return Err(SpawnError::SessionGone);
@@ -395,26 +431,84 @@ impl SessionSandbox {
             .await;
     }
 
-    /// OOM kills in the session's cgroup so far (0 when unknown).
+    /// A new child cgroup of the session's (blocking: a few cgroupfs
+    /// calls), with the fds a process joins it through: an exec's own,
+    /// so that its accounting is its alone. `None` when the session has
+    /// ended.
+    pub fn child_cgroup(&self) -> Result<Option<(Cgroup, Vec<OwnedFd>)>, CgroupError> {
+        let mgr = sandbox::cgroup::manager()?;
+        let n = self.next_cgroup.fetch_add(1, Ordering::Relaxed);
+        let cg = match mgr.create_child(&self.id, &format!("exec-{n}"), &Default::default()) {
+            Ok(cg) => cg,
+            Err(CgroupError::ParentMissing { .. }) => return Ok(None),
+            Err(e) if self.is_gone() => {
+                tracing::debug!(session_id = %self.id, error = %e, "no exec cgroup: the session ended");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let fds = cg.join_fds()?;
+        Ok(Some((cg, fds)))
+    }
+
+    /// An exec ended on its own: its cgroup goes now if it is empty, else
+    /// when the processes it left running (a server it started) have
+    /// ended; they stay under the session's limits meanwhile. Also
+    /// removes the cgroups of earlier execs that emptied since. Never
+    /// kills or waits: rmdirs only.
+    pub fn exec_ended(&self, cg: Cgroup) {
+        let Ok(mut execs) = self.exec_cgroups.lock() else {
+            return;
+        };
+        execs.lingering.push(cg);
+        execs.sweep(&self.id);
+    }
+
+    /// An exec's cgroup was removed (after a limit killed it whole):
+    /// `oom_kills` are its last count.
+    pub fn exec_removed(&self, oom_kills: u64) {
+        if let Ok(mut execs) = self.exec_cgroups.lock() {
+            execs.removed_oom_kills += oom_kills;
+        }
+    }
+
+    /// OOM kills in execs' cgroups that the session's own counter does not
+    /// show: on v1 a parent's `oom_kill` counts its own processes only
+    /// (those of ended execs, removed or still running, are added); v2's
+    /// `memory.events` is hierarchical and shows them all.
+    fn exec_oom_kills(&self) -> u64 {
+        if !sandbox::cgroup::manager().is_ok_and(|m| m.version() == CgroupVersion::V1) {
+            return 0;
+        }
+        let Ok(execs) = self.exec_cgroups.lock() else {
+            return 0;
+        };
+        execs.removed_oom_kills
+            + execs
+                .lingering
+                .iter()
+                .filter_map(|c| c.stats().ok())
+                .map(|s| s.oom_kills)
+                .sum::<u64>()
+    }
+
+    /// OOM kills in the session so far, its execs' included (0 when
+    /// unknown).
     pub fn oom_kills(&self) -> u64 {
         sandbox::cgroup::manager()
             .ok()
             .and_then(|m| m.oom_kills_of(&self.id).ok().flatten())
             .unwrap_or(0)
+            + self.exec_oom_kills()
     }
 
-    /// Forks the session's pids limit refused so far (0 when unknown).
-    pub fn pids_limit_hits(&self) -> u64 {
-        sandbox::cgroup::manager()
-            .ok()
-            .and_then(|m| m.pids_limit_hits_of(&self.id).ok().flatten())
-            .unwrap_or(0)
-    }
-
-    /// The cgroup's accounting right now.
+    /// The cgroup's accounting right now (OOM kills of ended execs
+    /// included).
     pub fn stats(&self) -> Option<CgroupStats> {
         let mgr = sandbox::cgroup::manager().ok()?;
-        mgr.stats_of(&self.id).ok()?
+        let mut stats = mgr.stats_of(&self.id).ok()??;
+        stats.oom_kills += self.exec_oom_kills();
+        Some(stats)
     }
 
     /// Ends the session: the helper kills everything in the sandbox and

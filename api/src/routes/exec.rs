@@ -83,7 +83,9 @@ pub fn exec_spec(
             "output_limit: outside 1..{max} (bytes per stream)"
         )));
     }
+    let cpu_time = super::run::cpu_time(req.limits.as_ref().and_then(|l| l.cpu_time.as_deref()))?;
     Ok(ExecSpec {
+        cpu_time,
         args: req.argv,
         env: session.process_env(&req.env, false),
         cwd,
@@ -149,6 +151,7 @@ fn result_fields(o: &ExecOutcome, stdout_encoding: &str, stderr_encoding: &str) 
             cpu_user_us: st.cpu_user_us,
             cpu_system_us: st.cpu_system_us,
             max_rss_kb: st.max_rss_kb,
+            cpu_time_us: o.cpu_time_us,
         },
         error: o.error.as_ref().map(StepError::from),
     }

@@ -127,6 +127,9 @@ pub async fn open(
             "/workspace".into(),
             Some((rows, cols)),
             None,
+            // A terminal stays in the session's cgroup: it has no report
+            // to account for.
+            &[],
         )
         .await
         .map_err(spawn_error)?;

@@ -191,21 +191,7 @@ impl Checked {
         check_argv(&req.argv)?;
         check_env(&req.env)?;
         let limits = crate::spec::resolve_limits(req.limits.as_ref(), &state.cfg)?;
-        let cpu_time = match req.limits.as_ref().and_then(|l| l.cpu_time.as_deref()) {
-            None => None,
-            // The parser of the CLI's --cpu-time.
-            Some(text) => Some(
-                sandbox::spec::size::parse_duration(text)
-                    .ok()
-                    .filter(|d| !d.is_zero() && *d <= MAX_LIMIT)
-                    .ok_or_else(|| {
-                        ApiError::limit(format!(
-                            "limits.cpu_time: {text:?} is not a duration in 1ns..24h \
-                             (e.g. \"500ms\", \"2s\")"
-                        ))
-                    })?,
-            ),
-        };
+        let cpu_time = cpu_time(req.limits.as_ref().and_then(|l| l.cpu_time.as_deref()))?;
         let stdin = match &req.stdin {
             Some(s) => decode_input(s, req.stdin_encoding.as_deref(), "stdin")?,
             None => Vec::new(),
@@ -226,6 +212,24 @@ impl Checked {
             output_limit: req.output_limit.unwrap_or(state.cfg.exec_output_limit),
         })
     }
+}
+
+/// `limits.cpu_time` of `/v1/run` and of an exec, with the parser and
+/// the bounds of the CLI's `--cpu-time`.
+pub fn cpu_time(text: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    sandbox::spec::size::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero() && *d <= MAX_LIMIT)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::limit(format!(
+                "limits.cpu_time: {text:?} is not a duration in 1ns..24h \
+                 (e.g. \"500ms\", \"2s\")"
+            ))
+        })
 }
 
 fn pipe_pair() -> Result<(OwnedFd, OwnedFd), ApiError> {
@@ -358,6 +362,7 @@ fn outcome(
         stdout: stdout.0,
         stderr: stderr.0,
         wall_time_us: report.wall_time_us,
+        cpu_time_us: report.cpu_total_us,
         error: report.error,
         grant: Some(grant),
     }

@@ -26,10 +26,10 @@ pub async fn create(
     Json(req): Json<CreateSession>,
 ) -> Result<impl IntoResponse, ApiError> {
     // A session's processes come and go: there is no one program whose
-    // CPU time could be limited (an exec has its own `timeout_ms`).
+    // CPU time could be limited (each exec takes its own `limits.cpu_time`).
     if req.limits.as_ref().is_some_and(|l| l.cpu_time.is_some()) {
         return Err(ApiError::invalid(
-            "limits.cpu_time: only a one-shot run (/v1/run) takes it",
+            "limits.cpu_time: a session takes none; give it per exec or to /v1/run",
         ));
     }
     let s = state.create_session(&tenant, req).await?;

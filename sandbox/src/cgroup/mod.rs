@@ -178,6 +178,10 @@ pub enum CgroupError {
         pids: Vec<i32>,
         waited: Duration,
     },
+    #[error(transparent)]
+    Unusable(#[from] CgroupsUnusable),
+    #[error("no cgroup {name:?} to make a child cgroup in")]
+    ParentMissing { name: String },
     #[error("cgroup {} still busy after {waited:?}", path.display())]
     Busy { path: PathBuf, waited: Duration },
 }
@@ -430,8 +434,9 @@ impl CgroupManager {
         stats.map(Some)
     }
 
-    /// OOM kills in cgroup `name` so far (one file read: what an exec
-    /// checks before and after to tell an OOM kill from a plain SIGKILL).
+    /// OOM kills in cgroup `name` so far (one file read: what a session's
+    /// file writer checks before and after to tell an OOM kill from a
+    /// plain SIGKILL; on v1 the cgroup's own processes only).
     /// `None` when the cgroup or its memory controller is missing.
     pub fn oom_kills_of(&self, name: &str) -> Result<Option<u64>, CgroupError> {
         let file = match self.version() {
@@ -439,14 +444,6 @@ impl CgroupManager {
             CgroupVersion::V2 => "memory.events",
         };
         self.event_of(name, Controller::Memory, file, "oom_kill")
-    }
-
-    /// Forks the pids limit of cgroup `name` refused so far (one file
-    /// read, `pids.events` on both versions; what an exec checks before
-    /// and after). `None` when the cgroup or its pids controller is
-    /// missing.
-    pub fn pids_limit_hits_of(&self, name: &str) -> Result<Option<u64>, CgroupError> {
-        self.event_of(name, Controller::Pids, "pids.events", "max")
     }
 
     /// The counter `key` of the keyed file `file` of cgroup `name` in the
@@ -475,6 +472,91 @@ impl CgroupManager {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Creates cgroup `name` like [`Self::create`], ready to hold child
+    /// cgroups ([`Self::create_child`]): a session, whose execs each get
+    /// their own. On v2 a cgroup that gives its children controllers may
+    /// hold no process itself (cgroup-v2.rst, "No Internal Process
+    /// Constraint"), so its own processes live in the leaf [`INIT_LEAF`]
+    /// (what [`Cgroup::v2_dir_fd`] then names, for `CLONE_INTO_CGROUP`)
+    /// and memory, pids and cpu are enabled for its children. The limits
+    /// stay on `name`, over all of them. v1 has no such rule: the
+    /// processes stay in `name` and children are plain subdirectories.
+    pub fn create_with_children(
+        &self,
+        name: &str,
+        limits: &CgroupLimits,
+    ) -> Result<Cgroup, CgroupError> {
+        let mut cgroup = self.create(name, limits)?;
+        if self.version() == CgroupVersion::V2 {
+            let dir = cgroup.paths[0].clone();
+            let leaf = dir.join(INIT_LEAF);
+            fs::create_dir(&leaf).map_err(|source| CgroupError::Mkdir {
+                path: leaf.clone(),
+                source,
+            })?;
+            v2::enable(&dir, cgroup.sets[0])?;
+            cgroup.v2_dir = Some(open_dir(&leaf)?);
+        }
+        Ok(cgroup)
+    }
+
+    /// Creates the child cgroup `name` of cgroup `parent` (made by
+    /// [`Self::create_with_children`], possibly by another process: the
+    /// daemon makes an exec's cgroup below the session its helper made),
+    /// with `limits` of its own below the parent's. Its accounting is its
+    /// processes' alone: what an exec's report is built from. It is
+    /// removed like any [`Cgroup`] (its processes are killed first), and
+    /// removing the parent removes it too.
+    pub fn create_child(
+        &self,
+        parent: &str,
+        name: &str,
+        limits: &CgroupLimits,
+    ) -> Result<Cgroup, CgroupError> {
+        validate_name(parent)?;
+        validate_name(name)?;
+        if name == INIT_LEAF {
+            return Err(CgroupError::InvalidName {
+                name: name.to_owned(),
+                reason: "reserved for the parent's own processes",
+            });
+        }
+        let limits = checked_limits(limits, self.usable())?;
+        let version = self.version();
+        let mut cgroup = Cgroup::empty(&format!("{parent}/{name}"), version);
+        for h in &self.layout.hierarchies {
+            let parent_dir = h.parent.join(parent);
+            // v1: as in `create`, the cpu hierarchy only for a quota (the
+            // child stays in the parent's cpu cgroup, under its quota).
+            let wanted = version == CgroupVersion::V2
+                || h.controllers.iter().any(|c| c != Controller::Cpu)
+                || limits.cpu.is_some();
+            if !wanted || !parent_dir.is_dir() {
+                continue;
+            }
+            let controllers = match version {
+                CgroupVersion::V1 => h.controllers,
+                // What the parent gives its children.
+                CgroupVersion::V2 => v2::enabled(&parent_dir)?.intersect(h.controllers),
+            };
+            let dir = parent_dir.join(name);
+            fs::create_dir(&dir).map_err(|source| CgroupError::Mkdir {
+                path: dir.clone(),
+                source,
+            })?;
+            cgroup.paths.push(dir);
+            cgroup.sets.push(controllers);
+        }
+        if cgroup.paths.is_empty() {
+            // The parent is gone (or never was): nothing made.
+            cgroup.removed = true;
+            return Err(CgroupError::ParentMissing {
+                name: parent.to_owned(),
+            });
+        }
+        self.finish_create(cgroup, &limits)
     }
 
     pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Cgroup, CgroupError> {
@@ -587,11 +669,18 @@ impl CgroupManager {
         if cgroup.paths.is_empty() {
             return Err(CgroupError::NoCgroupFs);
         }
+        self.finish_create(cgroup, &limits)
+    }
+
+    /// The common end of `create` and `create_child`: the limits, the v2
+    /// directory fd, the kept-open CPU counter.
+    fn finish_create(&self, mut cgroup: Cgroup, limits: &Checked) -> Result<Cgroup, CgroupError> {
+        let version = self.version();
         match version {
-            CgroupVersion::V1 => v1::write_limits(&cgroup, &limits)?,
+            CgroupVersion::V1 => v1::write_limits(&cgroup, limits)?,
             CgroupVersion::V2 => {
                 let dir = &cgroup.paths[0];
-                v2::write_limits(dir, &limits)?;
+                v2::write_limits(dir, limits)?;
                 cgroup.v2_dir = Some(open_dir(dir)?);
             }
         }
@@ -739,6 +828,10 @@ pub struct Cgroup {
     removed: bool,
 }
 
+/// The leaf of a cgroup with children that holds its own processes on v2
+/// (see [`CgroupManager::create_with_children`]).
+pub const INIT_LEAF: &str = "init";
+
 /// Bounds of the teardown loops. Killed processes leave in micro- to
 /// milliseconds (freeing a large address space takes longest).
 const KILL_WAIT: Duration = Duration::from_secs(2);
@@ -854,11 +947,42 @@ impl Cgroup {
         }
     }
 
-    /// Processes in the cgroup, sorted (a directory already removed counts
-    /// as empty).
+    /// Fds through which a single-threaded process moves itself into this
+    /// cgroup by writing `0`, one per directory: v1's `tasks` (moving one
+    /// thread skips the global threadgroup lock, see `prepare` in
+    /// process/spawn.rs) and v2's `cgroup.procs`. Since Linux 5.16 the
+    /// kernel checks such a write with the credentials and cgroup
+    /// namespace of the fd's opener (cgroup_procs_write, "inherited fd
+    /// attacks"), so a process in a user namespace, with no right to
+    /// the cgroupfs of its own, can join with fds that we opened as root.
+    pub fn join_fds(&self) -> Result<Vec<OwnedFd>, CgroupError> {
+        let file = match self.version {
+            CgroupVersion::V1 => "tasks",
+            CgroupVersion::V2 => "cgroup.procs",
+        };
+        self.paths
+            .iter()
+            .map(|dir| {
+                let path = dir.join(file);
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(&path)
+                    .map(OwnedFd::from)
+                    .map_err(|source| CgroupError::Open { path, source })
+            })
+            .collect()
+    }
+
+    /// Processes in the cgroup and its child cgroups, sorted (a directory
+    /// already removed counts as empty).
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        let mut pids = Vec::new();
+        let mut dirs = Vec::new();
         for dir in &self.paths {
+            tree(dir, &mut dirs);
+        }
+        let mut pids = Vec::new();
+        for dir in &dirs {
             let path = dir.join("cgroup.procs");
             let text = match fs::read_to_string(&path) {
                 Ok(text) => text,
@@ -941,6 +1065,39 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Removes the cgroup if none of its processes is left, killing
+    /// nothing and never waiting (an rmdir per directory): `Ok(None)` when
+    /// removed, `Ok(Some(self))` while it is still populated. What an
+    /// exec left running (a server it started) keeps its cgroup until it
+    /// ends; the session's removal takes any that are left.
+    pub fn remove_if_empty(mut self) -> Result<Option<Cgroup>, CgroupError> {
+        let mut i = 0;
+        while i < self.paths.len() {
+            match remove_tree(&self.paths[i]) {
+                Ok(()) => {
+                    self.paths.remove(i);
+                    self.sets.remove(i);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.paths.remove(i);
+                    self.sets.remove(i);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => i += 1,
+                Err(source) => {
+                    return Err(CgroupError::Rmdir {
+                        path: self.paths[i].clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        if self.paths.is_empty() {
+            self.removed = true;
+            return Ok(None);
+        }
+        Ok(Some(self))
+    }
+
     /// Kills what is left and removes every directory. Waits (bounded) for
     /// killed processes to leave: rmdir fails with EBUSY until they have.
     pub fn remove(mut self) -> Result<(), CgroupError> {
@@ -959,7 +1116,7 @@ impl Cgroup {
             let mut busy = None;
             let mut i = 0;
             while i < left.len() {
-                match fs::remove_dir(left[i]) {
+                match remove_tree(left[i]) {
                     Ok(()) => {
                         left.remove(i);
                     }
@@ -1008,6 +1165,43 @@ impl Drop for Cgroup {
         if let Err(e) = self.teardown() {
             tracing::warn!(cgroup = %self.name, error = %e, "cgroup teardown on drop failed");
         }
+    }
+}
+
+/// `dir` and its child cgroups (subdirectories), parents before children;
+/// a directory that cannot be read (already removed) adds nothing below it.
+fn tree(dir: &Path, out: &mut Vec<PathBuf>) {
+    out.push(dir.to_owned());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            tree(&entry.path(), out);
+        }
+    }
+}
+
+/// rmdir of `dir`; when it has child cgroups (EBUSY), they go first,
+/// deepest first. The plain rmdir comes first: a cgroup without children
+/// (every one-shot run) costs one syscall.
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir(dir) {
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            let mut dirs = Vec::new();
+            tree(dir, &mut dirs);
+            if dirs.len() == 1 {
+                return Err(e);
+            }
+            for d in dirs.iter().rev() {
+                match fs::remove_dir(d) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        other => other,
     }
 }
 

@@ -648,3 +648,118 @@ fn supervisor_child(own: &Path) {
         .unwrap();
     remove_checked(cg);
 }
+
+/// Forks a child that moves itself into `cg` through its join fds (as an
+/// exec's program does), then runs `work` and exits with its result.
+fn spawn_joined(cg: &Cgroup, work: impl FnOnce() -> i32) -> Pid {
+    let fds = cg.join_fds().unwrap();
+    match sys::test_support::fork().unwrap() {
+        None => {
+            for fd in &fds {
+                if write(fd, b"0").is_err() {
+                    sys::exit_now(98);
+                }
+            }
+            sys::exit_now(work())
+        }
+        Some(pid) => Pid::from_raw(pid),
+    }
+}
+
+/// Touches one byte per page of fresh 1 MiB blocks, up to 256 MiB.
+fn memory_bomb() -> i32 {
+    let mut kept = Vec::new();
+    for _ in 0..256 {
+        let mut block = vec![0u8; MIB as usize];
+        for i in (0..block.len()).step_by(4096) {
+            block[i] = 1;
+        }
+        kept.push(std::hint::black_box(block));
+    }
+    0
+}
+
+/// Two child cgroups of one parent whose limits they share: the OOM kill
+/// and the refused forks of one are counted in its cgroup, not its
+/// sibling's; removing the parent kills and removes the children too.
+#[test]
+#[ignore = "privileged: real cgroups need root"]
+fn child_cgroups_account_apart_and_go_with_their_parent() {
+    let m = manager();
+    let name = unique("parent");
+    let limits = CgroupLimits {
+        memory_bytes: Some(32 * MIB),
+        pids: Some(8),
+        ..Default::default()
+    };
+    let parent = m.create_with_children(&name, &limits).unwrap();
+    if m.version() == CgroupVersion::V2 {
+        // The parent's own processes' leaf, and the controllers its
+        // children need for their own counters.
+        let dir = &parent.paths()[0];
+        assert!(dir.join(INIT_LEAF).is_dir());
+        let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap();
+        assert!(
+            enabled.contains("memory") && enabled.contains("pids"),
+            "{enabled}"
+        );
+    }
+    let bomb_cg = m
+        .create_child(&name, "bomb", &CgroupLimits::default())
+        .unwrap();
+    let quiet_cg = m
+        .create_child(&name, "quiet", &CgroupLimits::default())
+        .unwrap();
+    assert!(m
+        .create_child(&name, INIT_LEAF, &CgroupLimits::default())
+        .is_err());
+    assert!(matches!(
+        m.create_child(&unique("none"), "x", &CgroupLimits::default()),
+        Err(CgroupError::ParentMissing { .. })
+    ));
+    let quiet = spawn_joined(&quiet_cg, sleep_then_exit);
+    let bomb = spawn_joined(&bomb_cg, memory_bomb);
+    assert!(
+        matches!(
+            waitpid(bomb, None).unwrap(),
+            WaitStatus::Signaled(_, Signal::SIGKILL, _)
+        ),
+        "the bomb survived its parent's limit"
+    );
+    let forker = spawn_joined(&bomb_cg, || {
+        let mut refused = 0;
+        for _ in 0..16 {
+            match sys::test_support::fork() {
+                Ok(None) => sys::exit_now(sleep_then_exit()),
+                Ok(Some(_)) => {}
+                Err(_) => refused += 1,
+            }
+        }
+        i32::from(refused == 0)
+    });
+    assert_eq!(
+        waitpid(forker, None).unwrap(),
+        WaitStatus::Exited(forker, 0)
+    );
+    let (b, q) = (bomb_cg.stats().unwrap(), quiet_cg.stats().unwrap());
+    assert!(b.oom_kills >= 1, "bomb {b:?}");
+    assert!(b.pids_limit_hits >= 1, "bomb {b:?}");
+    assert_eq!((q.oom_kills, q.pids_limit_hits), (0, 0), "quiet {q:?}");
+    assert_eq!(q.pids_current, 1, "quiet {q:?}");
+    assert_eq!(quiet_cg.pids().unwrap(), vec![quiet.as_raw()]);
+    // The parent's listing reaches its children's processes.
+    assert!(parent.pids().unwrap().contains(&quiet.as_raw()));
+    let child_paths: Vec<PathBuf> = [&bomb_cg, &quiet_cg]
+        .iter()
+        .flat_map(|c| c.paths().to_vec())
+        .collect();
+    remove_checked(parent);
+    assert_gone(&child_paths);
+    assert!(matches!(
+        waitpid(quiet, None).unwrap(),
+        WaitStatus::Signaled(_, Signal::SIGKILL, _)
+    ));
+    // Their own removal finds nothing left to do.
+    bomb_cg.remove().unwrap();
+    quiet_cg.remove().unwrap();
+}

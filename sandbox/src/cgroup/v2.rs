@@ -47,10 +47,7 @@ pub(super) fn prepare_parent(own: &Path, name: &str) -> Result<ControllerSet, Cg
 /// needlessly, e.g. the root in a VM or container).
 pub(super) fn enable(dir: &Path, controllers: ControllerSet) -> Result<(), CgroupError> {
     let path = dir.join("cgroup.subtree_control");
-    let enabled = read_text(&path)?
-        .split_whitespace()
-        .filter_map(Controller::from_name)
-        .fold(ControllerSet::EMPTY, ControllerSet::with);
+    let enabled = enabled(dir)?;
     let missing: Vec<String> = controllers
         .iter()
         .filter(|c| !enabled.has(*c))
@@ -60,6 +57,14 @@ pub(super) fn enable(dir: &Path, controllers: ControllerSet) -> Result<(), Cgrou
         return Ok(());
     }
     write_value(&path, &missing.join(" "))
+}
+
+/// The controllers `dir` gives its children (`cgroup.subtree_control`).
+pub(super) fn enabled(dir: &Path) -> Result<ControllerSet, CgroupError> {
+    Ok(read_text(&dir.join("cgroup.subtree_control"))?
+        .split_whitespace()
+        .filter_map(Controller::from_name)
+        .fold(ControllerSet::EMPTY, ControllerSet::with))
 }
 
 pub(super) fn write_limits(dir: &Path, limits: &Checked) -> Result<(), CgroupError> {

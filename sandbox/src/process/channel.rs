@@ -99,6 +99,53 @@ pub struct SpawnRequest {
     /// A new pty of the sandbox's devpts with this size (rows, cols) as the
     /// process's controlling terminal.
     pub terminal: Option<(u16, u16)>,
+    /// How many fds of a child cgroup follow the stdio ([`SpawnFds`]):
+    /// the process moves itself in through them before anything else, so
+    /// all it and its children do is accounted there (an exec's own
+    /// cgroup; 0: it stays in the session's).
+    #[serde(default)]
+    pub cgroup_fds: usize,
+}
+
+/// All the fds of a [`ParentMessage::Spawn`], by name: the stdio (none
+/// with a terminal), then the `cgroup_fds` fds the process joins its
+/// cgroup through ([`crate::cgroup::Cgroup::join_fds`]).
+#[derive(Debug)]
+pub struct SpawnFds<F> {
+    pub stdio: Option<SpawnStdio<F>>,
+    pub join_cgroup: Vec<F>,
+}
+
+impl<F: AsFd> SpawnFds<F> {
+    /// The fds in the order the message carries them.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        let stdio = self.stdio.as_ref().map(SpawnStdio::fds);
+        stdio
+            .iter()
+            .flatten()
+            .copied()
+            .chain(self.join_cgroup.iter().map(AsFd::as_fd))
+            .collect()
+    }
+}
+
+impl SpawnFds<OwnedFd> {
+    /// The fds that came with `req`; EBADMSG (all closed) unless they are
+    /// its stdio (without a terminal) and `req.cgroup_fds` more.
+    pub fn from_received(fds: Vec<OwnedFd>, req: &SpawnRequest) -> Result<Self, Errno> {
+        let stdio_n = if req.terminal.is_some() { 0 } else { 3 };
+        if fds.len() != stdio_n + req.cgroup_fds {
+            return Err(Errno::EBADMSG);
+        }
+        let mut fds = fds;
+        let join_cgroup = fds.split_off(stdio_n);
+        let stdio = if stdio_n == 0 {
+            None
+        } else {
+            Some(SpawnStdio::from_received(fds)?)
+        };
+        Ok(SpawnFds { stdio, join_cgroup })
+    }
 }
 
 /// The fds of a [`ParentMessage::Spawn`] without a terminal, by name:
@@ -164,10 +211,47 @@ impl WriteFilesFds<OwnedFd> {
     }
 }
 
+/// The fds of a [`ParentMessage::Go`], by name: a layered root's detached
+/// trees, idmapped by the parent once the child's id maps exist: one per
+/// layer, bottom first, then the upper directory's when it is on the host.
+/// Empty for any other root.
+#[derive(Debug)]
+pub struct GoFds<F> {
+    pub lowers: Vec<F>,
+    pub upper: Option<F>,
+}
+
+impl<F: AsFd> GoFds<F> {
+    /// The fds in the order the message carries them.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.lowers
+            .iter()
+            .chain(&self.upper)
+            .map(AsFd::as_fd)
+            .collect()
+    }
+}
+
+impl GoFds<OwnedFd> {
+    /// The fds that came with a `Go` to a child whose root has `layers`
+    /// layers; EBADMSG (all closed) unless they are none, one tree per
+    /// layer, or those and an upper directory's.
+    pub fn from_received(fds: Vec<OwnedFd>, layers: usize) -> Result<GoFds<OwnedFd>, Errno> {
+        let mut lowers = fds;
+        let upper = match lowers.len() {
+            0 => None,
+            n if n == layers => None,
+            n if layers > 0 && n == layers + 1 => lowers.pop(),
+            _ => return Err(Errno::EBADMSG),
+        };
+        Ok(GoFds { lowers, upper })
+    }
+}
+
 /// Messages from the supervisor to the child.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ParentMessage {
-    /// Id maps written: go on with setup.
+    /// Id maps written: go on with setup ([`GoFds`]).
     Go,
     /// Session mode: start a process.
     Spawn(SpawnRequest),
@@ -454,6 +538,7 @@ mod tests {
             env: vec![],
             cwd: "/".into(),
             terminal: None,
+            cgroup_fds: 0,
         });
         assert_eq!(a.send_json(&req, &[]), Err(Errno::EMSGSIZE));
     }
@@ -514,6 +599,76 @@ mod tests {
             .write_all(b"two")
             .unwrap();
         assert_eq!(read3(&pipes[2].0), b"two");
+
+        // A spawn's cgroup fds follow its stdio and keep their names.
+        let spawn = |terminal, cgroup_fds| SpawnRequest {
+            id: 1,
+            args: vec!["x".into()],
+            env: vec![],
+            cwd: "/".into(),
+            terminal,
+            cgroup_fds,
+        };
+        let all = SpawnFds {
+            stdio: Some(SpawnStdio {
+                stdin: pipes[0].0.as_fd(),
+                stdout: pipes[1].1.as_fd(),
+                stderr: pipes[2].1.as_fd(),
+            }),
+            join_cgroup: vec![pipes[2].1.as_fd()],
+        };
+        a.send_json(&req, &all.fds()).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        let got = SpawnFds::from_received(fds, &spawn(None, 1)).unwrap();
+        std::fs::File::from(got.join_cgroup[0].try_clone().unwrap())
+            .write_all(b"cgr")
+            .unwrap();
+        assert_eq!(read3(&pipes[2].0), b"cgr");
+        assert!(got.stdio.is_some());
+        // Counts that do not match the request: refused.
+        for (terminal, n) in [(None, 0), (None, 2), (Some((1, 1)), 1)] {
+            a.send_json(&req, &all.fds()).unwrap();
+            let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+            assert_eq!(
+                SpawnFds::from_received(fds, &spawn(terminal, n)).unwrap_err(),
+                Errno::EBADMSG
+            );
+        }
+        // A terminal's spawn: only the cgroup's fd.
+        a.send_json(&req, &all.fds()[3..]).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        let got = SpawnFds::from_received(fds, &spawn(Some((1, 1)), 1)).unwrap();
+        assert!(got.stdio.is_none() && got.join_cgroup.len() == 1);
+
+        // A go's layer trees: the lowers in order, the upper last.
+        let go = GoFds {
+            lowers: vec![pipes[0].1.as_fd(), pipes[1].1.as_fd()],
+            upper: Some(pipes[2].1.as_fd()),
+        };
+        a.send_json(&ParentMessage::Go, &go.fds()).unwrap();
+        let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+        let got = GoFds::from_received(fds, 2).unwrap();
+        for (fd, text, read_end) in [
+            (&got.lowers[1], b"lo1", &pipes[1].0),
+            (got.upper.as_ref().unwrap(), b"upp", &pipes[2].0),
+        ] {
+            std::fs::File::from(fd.try_clone().unwrap())
+                .write_all(text)
+                .unwrap();
+            assert_eq!(read3(read_end), text);
+        }
+        // Without an upper; none at all; a count that fits no root.
+        for (sent, layers, ok) in [(2, 2, true), (0, 2, true), (3, 1, false), (1, 0, false)] {
+            a.send_json(&ParentMessage::Go, &go.fds()[..sent]).unwrap();
+            let (_, fds) = b.recv_parent_fds().unwrap().unwrap();
+            match GoFds::from_received(fds, layers) {
+                Ok(got) => {
+                    assert!(ok, "{sent} fds for {layers} layers taken");
+                    assert_eq!((got.lowers.len(), got.upper.is_some()), (sent, false));
+                }
+                Err(e) => assert!(!ok && e == Errno::EBADMSG, "{sent}/{layers}: {e}"),
+            }
+        }
     }
 
     /// A datagram over the limit (a peer not built from this code) is

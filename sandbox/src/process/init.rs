@@ -17,7 +17,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::channel::{
-    Channel, ChildMessage, ParentMessage, SpawnStdio, WriteFilesFds, WriteOutcome,
+    Channel, ChildMessage, GoFds, ParentMessage, SpawnFds, WriteFilesFds, WriteOutcome,
 };
 use super::StepError;
 use crate::helper::SingleThreaded;
@@ -199,6 +199,9 @@ pub(crate) struct Launch<'a> {
     /// start-up) and its children inherit that; a memcg whose tasks are
     /// all unkillable loops in OOM instead of killing the program.
     pub reset_oom_score: bool,
+    /// Session mode: the fds of the process's own child cgroup (an
+    /// exec's), joined as the first step.
+    pub join_cgroup: &'a [BorrowedFd<'a>],
 }
 
 impl<'a> Launch<'a> {
@@ -213,6 +216,8 @@ impl<'a> Launch<'a> {
             cwd: &plan.cwd,
             stdio: ctx.stdio,
             reset_oom_score: false,
+            // PID 1 joined the run's cgroup (v1) or was born in it (v2).
+            join_cgroup: &[],
         }
     }
 }
@@ -326,20 +331,31 @@ fn setup(
     // mount_propagation, mount_root, layout, dev, proc, extra mounts: build
     // the root below the staging dir; proc before the old root goes away.
     mounts::make_private(ops)?;
-    let layer_raw: Vec<RawFd> = layer_fds.iter().map(|f| f.as_raw_fd()).collect();
-    let trees = match &plan.root {
-        RootPlan::Layers(l) if !layer_raw.is_empty() => mounts::LayerTrees {
-            lowers: &layer_raw[..l.layers.len().min(layer_raw.len())],
-            upper: layer_raw.get(l.layers.len()).copied(),
-        },
-        RootPlan::Bundle { .. } => mounts::LayerTrees {
-            lowers: &layer_raw[..layer_raw.len().min(1)],
-            upper: None,
-        },
-        _ => ctx.layer_trees,
+    let layers = match &plan.root {
+        RootPlan::Layers(l) => l.layers.len(),
+        // A container's root: one tree (its bundle root, idmapped, or the
+        // overlay rebuilt from its idmapped layers).
+        RootPlan::Bundle { .. } => 1,
+        _ => 0,
+    };
+    let go = GoFds::from_received(layer_fds, layers).map_err(|er| {
+        e(
+            Step::WaitForParent,
+            er,
+            "the go's fds are not the root's layer trees",
+        )
+    })?;
+    let lowers_raw: Vec<RawFd> = go.lowers.iter().map(|f| f.as_raw_fd()).collect();
+    let trees = if lowers_raw.is_empty() {
+        ctx.layer_trees
+    } else {
+        mounts::LayerTrees {
+            lowers: &lowers_raw,
+            upper: go.upper.as_ref().map(|f| f.as_raw_fd()),
+        }
     };
     mounts::mount_root(ops, plan, ctx.staging, trees)?;
-    drop(layer_fds);
+    drop(go);
     if let RootPlan::Host(layout) = &plan.root {
         mounts::mount_host_layout(ops, plan, layout, ctx.staging)?;
     }
@@ -534,6 +550,16 @@ fn program_steps(
     launch: &Launch<'_>,
 ) -> Result<Never, StepError> {
     let plan = ctx.plan;
+    // join_cgroup (an exec's own cgroup): first, before anything runs that
+    // could fork or use resources, so every process and CPU cycle of the
+    // exec is counted there. Still single-threaded, so writing "0"
+    // moves the whole process (on v1 through `tasks`, without the global
+    // lock); the fds were opened by the daemon as root, whose credentials
+    // the kernel checks (see `Cgroup::join_fds`).
+    for fd in launch.join_cgroup {
+        ops.join_cgroup(*fd)
+            .map_err(|er| e(Step::JoinCgroup, er, "move into the exec's cgroup"))?;
+    }
     // reset_signals: default dispositions (the Rust runtime ignores SIGPIPE,
     // and ignored signals survive exec) and an empty mask.
     ops.reset_signals()
@@ -978,20 +1004,23 @@ fn spawn_one(
         None => None,
     };
     // By name: stdin, stdout, stderr (none in terminal mode, where the pty
-    // slave is the program's stdio).
-    let stdio = match (&pty, stdio.len()) {
-        (Some(_), _) => None,
-        (None, n) => match SpawnStdio::from_received(stdio) {
-            Ok(s) => Some(s),
-            Err(_) => {
-                return fail(StepError::new(
-                    Step::Stdio,
-                    None,
-                    format!("expected 3 stdio fds (stdin, stdout, stderr), got {n}"),
-                ))
-            }
-        },
+    // slave is the program's stdio), then the cgroup's.
+    let n = stdio.len();
+    let SpawnFds { stdio, join_cgroup } = match SpawnFds::from_received(stdio, req) {
+        Ok(fds) => fds,
+        Err(_) => {
+            let stdio_n = if req.terminal.is_some() { 0 } else { 3 };
+            return fail(StepError::new(
+                Step::Stdio,
+                None,
+                format!(
+                    "expected {stdio_n} stdio fds (stdin, stdout, stderr) and {} of a cgroup, got {n}",
+                    req.cgroup_fds
+                ),
+            ));
+        }
     };
+    let join: Vec<BorrowedFd<'_>> = join_cgroup.iter().map(|f| f.as_fd()).collect();
     let raw = match &stdio {
         Some(s) => s.fds(),
         None => sys::std_fds(),
@@ -1004,6 +1033,7 @@ fn spawn_one(
         cwd,
         stdio: raw,
         reset_oom_score: true,
+        join_cgroup: &join,
     };
     let slave = pty.as_ref().map(|(_, s)| s.as_fd());
     let mut stack = match sys::ChildStack::new(PROGRAM_STACK) {
@@ -1021,6 +1051,8 @@ fn spawn_one(
     };
     let spawned = sys::spawn_shared_vm(&ctx.single, &mut stack, &mut child);
     drop(stdio);
+    drop(join);
+    drop(join_cgroup);
     let pid = match spawned {
         Ok(pid) => pid,
         Err(er) => return fail(e(Step::SpawnProgram, er, "clone")),
@@ -1120,6 +1152,57 @@ mod tests {
     /// Each pair: the first call must come before the second (the reason
     /// is the comment on the step in `setup`/`program_steps`). Moving a
     /// step (seccomp before capset, say) fails this test.
+    #[test]
+    fn an_exec_joins_its_own_cgroup_before_any_other_step() {
+        use crate::helper::SingleThreaded;
+        use crate::options::RunOptions;
+        use crate::spec::{base_spec, plan};
+        use crate::sys::ops::Recorder;
+        let plan = plan(&base_spec(vec!["/bin/true".into()]), &RunOptions::default()).unwrap();
+        let (_parent, child) = Channel::pair().unwrap();
+        let ctx = ChildContext {
+            single: SingleThreaded::for_steps_that_fork_nothing(),
+            plan: &plan,
+            channel: &child,
+            staging: Path::new("/run/runtimed/root"),
+            seccomp: None,
+            landlock: false,
+            stdio: sys::std_fds(),
+            join_cgroup: &[],
+            bind_trees: &[],
+            layer_trees: mounts::LayerTrees::default(),
+            new_keyring: false,
+            session: true,
+            seed: None,
+            container_fifo: None,
+        };
+        let (a, b) = (memfd(c"a"), memfd(c"b"));
+        let fds = [a.as_fd(), b.as_fd()];
+        let launch = Launch {
+            join_cgroup: &fds,
+            ..Launch::of_run(&ctx)
+        };
+        let mut ops = Recorder::default();
+        let err = program(&mut ops, &ctx.program_ctx(), None, &launch);
+        assert_eq!((err.step, err.errno), (Step::Exec, Some(Errno::ENOENT)));
+        let joins = [
+            format!("join_cgroup fd {}", a.as_raw_fd()),
+            format!("join_cgroup fd {}", b.as_raw_fd()),
+        ];
+        assert_eq!(ops.calls[..2], joins, "{:#?}", ops.calls);
+        // A join that fails stops the exec before anything else ran.
+        let mut ops = Recorder {
+            fail_on: Some(("join_cgroup".into(), Errno::EACCES)),
+            ..Recorder::default()
+        };
+        let err = program(&mut ops, &ctx.program_ctx(), None, &launch);
+        assert_eq!(
+            (err.step, err.errno),
+            (Step::JoinCgroup, Some(Errno::EACCES))
+        );
+        assert_eq!(ops.calls.len(), 1, "{:#?}", ops.calls);
+    }
+
     #[test]
     fn pid1_and_program_steps_run_in_their_documented_order() {
         let (c, err) = recorded_steps(None);

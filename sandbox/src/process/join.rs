@@ -333,6 +333,8 @@ fn program(ops: &mut dyn Syscalls, ctx: &ProgramCtx<'_>, ch: &Channel) -> StepEr
         cwd: &ctx.plan.cwd,
         stdio: [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()],
         reset_oom_score: false,
+        // The joiner put the process in the container's cgroup already.
+        join_cgroup: &[],
     };
     // The master stays open until exec (CLOEXEC): the caller has its copy.
     let slave = pty.as_ref().map(|(_, s)| s.as_fd());

@@ -1,9 +1,11 @@
 //! Process model: the parent side ([`spawn`]), the child's flat list of
 //! named steps (`init`), the channel between them ([`channel`]) and the
 //! supervisor that enforces time/output limits and builds the exit report
-//! ([`supervise`]). See `docs/process-model.md` for the step table.
+//! ([`supervise`], with the CPU-time rule in [`cpu_time`], which the
+//! daemon's exec loop shares). See `docs/process-model.md` for the step table.
 
 pub mod channel;
+pub mod cpu_time;
 // PID 1's code: only the clone in `spawn` may run it.
 pub(crate) mod init;
 pub mod join;

@@ -13,7 +13,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::{pipe2, Uid};
 use oci_spec::runtime::Spec;
 
-use super::channel::{Channel, ChildMessage, ParentMessage};
+use super::channel::{Channel, ChildMessage, GoFds, ParentMessage};
 use super::init::{self, ChildContext};
 use crate::cgroup::{Cgroup, CgroupError, CgroupManager, CgroupVersion};
 use crate::helper::{NotSingleThreaded, SingleThreaded};
@@ -406,12 +406,16 @@ fn claim(
     let v2 = mgr.version() == CgroupVersion::V2;
     // The cgroup exists before clone: on v2 the child is born in it
     // (CLONE_INTO_CGROUP); on v1 the child moves itself in (prepare).
+    // A container's cgroup is where its engine asked (linux.cgroupsPath).
+    // A session's execs each get a child cgroup (their own accounting):
+    // on v2 its processes, PID 1 first, then live in a leaf of it.
     let cgroup = match opts
         .container
         .as_ref()
         .and_then(|c| c.cgroup_path.as_deref())
     {
         Some(path) => mgr.create_at(path, &plan.cgroup)?,
+        None if opts.session => mgr.create_with_children(&id, &plan.cgroup)?,
         None => mgr.create(&id, &plan.cgroup)?,
     };
     Ok(Claimed {
@@ -801,7 +805,7 @@ fn hand_over(
     // namespace, now that its maps exist: the same mapping a separate
     // namespace would need, without the extra process that made one
     // (~0.5 ms a start).
-    let layer_trees = match &plan.root {
+    let go = match &plan.root {
         crate::spec::plan::RootPlan::Layers(_) => {
             let ns = nix::fcntl::open(
                 format!("/proc/{pid}/ns/user").as_str(),
@@ -810,7 +814,7 @@ fn hand_over(
             )
             .map_err(sys_err("open the sandbox's user namespace"))?;
             let (lowers, upper) = prepared_layers(&plan, ns.as_fd())?;
-            lowers.into_iter().chain(upper).collect()
+            GoFds { lowers, upper }
         }
         // A container's root, idmapped the same way: host root's files
         // (an engine's overlay) are the container root's, and what it
@@ -832,7 +836,15 @@ fn hand_over(
                 crate::overlay::find(path)?
             };
             if let Some(o) = overlay {
-                vec![o.mount_idmapped(ns.as_fd(), sb.lease.host_base, &opts.run_dir, single)?]
+                GoFds {
+                    lowers: vec![o.mount_idmapped(
+                        ns.as_fd(),
+                        sb.lease.host_base,
+                        &opts.run_dir,
+                        single,
+                    )?],
+                    upper: None,
+                }
             } else {
                 let tree = sys::open_tree_clone(path, false)
                     .map_err(sys_err(format!("open_tree {}", path.display())))?;
@@ -848,10 +860,16 @@ fn hand_over(
                             sys_err(format!("idmap the root {}{hint}", path.display()))(e)
                         })?;
                 }
-                vec![tree]
+                GoFds {
+                    lowers: vec![tree],
+                    upper: None,
+                }
             }
         }
-        _ => Vec::new(),
+        _ => GoFds {
+            lowers: Vec::new(),
+            upper: None,
+        },
     };
     // process.oomScoreAdj: PID 1's score before it forks the program,
     // which inherits it. Written here, as root of the host: a sandbox may
@@ -865,12 +883,10 @@ fn hand_over(
             }
         })?;
     }
-    let layer_fds: Vec<BorrowedFd<'_>> = layer_trees.iter().map(|f| f.as_fd()).collect();
     sb.channel
-        .send_json(&ParentMessage::Go, &layer_fds)
+        .send_json(&ParentMessage::Go, &go.fds())
         .map_err(sys_err("release the child"))?;
-    drop(layer_fds);
-    drop(layer_trees);
+    drop(go);
     sb.wait_started()?;
     if opts.container.is_some() {
         // PID 1 will be the program: it keeps its default OOM score.

@@ -14,6 +14,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::channel::ChildMessage;
+use super::cpu_time::{CpuCheck, CpuTimeLimit};
 use super::spawn::{Sandbox, Sink};
 use crate::report::{classify, Ending, ExitReport, LimitKill, Step, StepFailure, Termination};
 use crate::sys;
@@ -40,18 +41,7 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// CPUs this process may run on, looked up once per process (the lookup
-/// reads cgroup files: ~0.1 ms, which once cost every limit check). A
-/// process that forks sandboxes (the zygote) calls it first so that its
-/// children inherit the answer.
-pub fn cpu_count() -> u64 {
-    static N: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *N.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get() as u64)
-            .unwrap_or(1)
-    })
-}
+pub use super::cpu_time::cpu_count;
 
 /// A file descriptor the supervisor's poll loop waits on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +76,7 @@ struct Watch {
     stdin_off: usize,
     /// When PID 1 was seen gone: the end of the run's wall time.
     end_time: Option<Instant>,
-    cpu_limit_ns: Option<u64>,
+    cpu_limit: Option<CpuTimeLimit>,
     wall_deadline: Option<Instant>,
     buf: Vec<u8>,
 }
@@ -134,7 +124,7 @@ impl Sandbox {
             channel_open: true,
             stdin_off: 0,
             end_time: None,
-            cpu_limit_ns: self.cpu_time.map(|d| d.as_nanos() as u64),
+            cpu_limit: self.cpu_time.map(CpuTimeLimit::new),
             wall_deadline: self.wall_time.map(|d| self.started + d),
             buf: vec![0u8; 64 * 1024],
         }
@@ -168,17 +158,13 @@ impl Sandbox {
                 timeout = timeout.min(d - now);
             }
         }
-        if let (Some(limit), Some(cg), None) = (w.cpu_limit_ns, self.cgroup.as_ref(), w.killed) {
-            let used = cg.cpu_usage_ns().unwrap_or(0);
-            if used >= limit {
-                w.killed = Some(LimitKill::Cpu);
-                self.kill();
-            } else {
-                // Check again before the tree can have used the rest,
-                // assuming every CPU busy; 1 ms .. 100 ms.
-                let left = Duration::from_nanos((limit - used) / cpu_count());
-                timeout =
-                    timeout.min(left.clamp(Duration::from_millis(1), Duration::from_millis(100)));
+        if let (Some(limit), Some(cg), None) = (w.cpu_limit, self.cgroup.as_ref(), w.killed) {
+            match limit.check(cg) {
+                CpuCheck::Spent => {
+                    w.killed = Some(LimitKill::Cpu);
+                    self.kill();
+                }
+                CpuCheck::Within(recheck) => timeout = timeout.min(recheck),
             }
         }
         Some(timeout)

@@ -52,6 +52,16 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `--cpu-time`: checked here with the daemon's parser and bounds (a bad
+/// value is one line on stderr, nothing sent), then sent as written.
+fn cpu_time_arg(s: &str) -> Result<String, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() || d > Duration::from_secs(24 * 3600) {
+        return Err("the CPU time must be within 1ns..24h".into());
+    }
+    Ok(s.to_string())
+}
+
 fn size_arg(s: &str) -> Result<u64, String> {
     parse_size(s)
 }
@@ -67,6 +77,10 @@ pub struct ExecArgs {
     /// Wall-clock limit; the process is killed past it (default: the daemon's).
     #[arg(long, value_parser = duration_arg, value_name = "DUR")]
     timeout: Option<Duration>,
+    /// CPU time of the exec's whole process tree (e.g. 500ms, 2s); the
+    /// process is killed past it (`cpu_timeout`).
+    #[arg(long, value_parser = cpu_time_arg, value_name = "DUR")]
+    cpu_time: Option<String>,
     /// Set a variable on top of the session's environment (repeatable).
     #[arg(long = "env", short = 'e', value_parser = key_value_arg, value_name = "K=V")]
     env: Vec<(String, String)>,
@@ -118,6 +132,9 @@ fn exec_request(a: &ExecArgs, stdin: Option<Vec<u8>>) -> ExecRequest {
             .timeout
             .map(|d| u64::try_from(d.as_micros().div_ceil(1000)).unwrap_or(u64::MAX)),
         output_limit: a.output_limit,
+        limits: a.cpu_time.as_ref().map(|t| api::types::ExecLimits {
+            cpu_time: Some(t.clone()),
+        }),
     }
 }
 
@@ -258,6 +275,10 @@ fn classify(r: &ExecResult) -> (Option<i32>, Option<String>) {
             "wall_timeout: killed after {:.1}s",
             r.usage.wall_time_us as f64 / 1e6
         )),
+        Termination::CpuTimeout => Some(format!(
+            "cpu_timeout: killed after {:.2}s of CPU time",
+            r.usage.cpu_time_us as f64 / 1e6
+        )),
         Termination::OutputLimit => {
             Some("output_limit: the output went over the limit and was cut off".to_string())
         }
@@ -314,6 +335,12 @@ mod tests {
         );
         assert_eq!(req.timeout_ms, Some(2));
         assert_eq!(req.cwd.as_deref(), Some("/workspace/sub"));
+        assert!(req.limits.is_none());
+        let req = exec_request(&parse(&["--cpu-time", "300ms", "s1", "true"]), None);
+        assert_eq!(req.limits.unwrap().cpu_time.as_deref(), Some("300ms"));
+        for bad in ["0", "25h", "fast"] {
+            assert!(Cli::try_parse_from(["x", "--cpu-time", bad, "s1", "true"]).is_err());
+        }
         assert!(Cli::try_parse_from(["x", "s1"]).is_err());
     }
 
