@@ -184,13 +184,13 @@ fn runc_ctr_lifecycle() {
 }
 
 #[test]
-#[ignore = "needs runtimed oci create on an overlayfs rootfs (idmap: EINVAL) and tmpfs strictatime (containerd's /dev)"]
+#[ignore = "privileged: starts containerd as root"]
 fn runtimed_ctr_run() {
     check_run(true);
 }
 
 #[test]
-#[ignore = "needs runtimed oci create on an overlayfs rootfs (idmap: EINVAL) and tmpfs strictatime (containerd's /dev)"]
+#[ignore = "privileged: starts containerd as root"]
 fn runtimed_ctr_lifecycle() {
     check_lifecycle(true);
 }
