@@ -150,13 +150,16 @@ fn cpu_time_limit_counts_the_whole_tree() {
         r.cpu_total_us,
         out.context()
     );
+    // The CPU limit ended it, not the wall limit (20 s). The program's
+    // wall time is the measure: the whole command's also holds the
+    // sandbox's start, which under the v2 VM's emulation once waited 18 s
+    // for the kernel to tear down earlier tests' network namespaces.
     assert!(
         r.wall_time_us < 10_000_000,
         "wall_time_us = {}{}",
         r.wall_time_us,
         out.context()
     );
-    assert!(out.elapsed < Duration::from_secs(10), "{}", out.context());
 }
 
 #[test]
